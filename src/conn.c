@@ -1,0 +1,478 @@
+/* conn.c - a client connection's life: accept, state changes, frames in and out, the close
+ * handshake and the one teardown path. The handshake itself is in conn_handshake.c. */
+#include "conn.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "heartbeat.h"
+#include "http.h"
+#include "log.h"
+#include "target.h"
+#include "worker.h"
+#include "gateway.h"
+#include "ws_frame.h"
+
+/* Above this much queued output we stop reading the client until it drains: an echo client
+ * that never reads cannot make us buffer without bound. */
+#define CONN_OUT_HIGH (1024 * 1024)
+
+static const char *const conn_state_names[] = {
+	"handshake", "open", "closing", "flushing", "closed",
+};
+
+const char *
+conn_state_name(enum conn_state st)
+{
+	return conn_state_names[st];
+}
+
+uint64_t
+conn_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void
+conn_log(const struct conn *c, enum log_level lvl, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(lvl, c->id, fmt, ap);
+	va_end(ap);
+}
+
+void
+conn_timer_arm(struct conn *c, uint64_t ms)
+{
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
+
+	evtimer_add(&c->timer, &tv);
+}
+
+/* Every legal transition; anything else is a broken invariant. */
+static int
+conn_transition_ok(enum conn_state from, enum conn_state to)
+{
+	switch (from) {
+	case CONN_HANDSHAKE:
+		return to == CONN_OPEN || to == CONN_FLUSHING || to == CONN_CLOSED;
+	case CONN_OPEN:
+		return to == CONN_CLOSING || to == CONN_FLUSHING || to == CONN_CLOSED;
+	case CONN_CLOSING:
+		return to == CONN_FLUSHING || to == CONN_CLOSED;
+	case CONN_FLUSHING:
+		return to == CONN_CLOSED;
+	case CONN_CLOSED:
+		return 0;
+	}
+	return 0;
+}
+
+void
+conn_set_state(struct conn *c, enum conn_state st)
+{
+	if (!conn_transition_ok(c->state, st))
+		fatalx("conn %llu: illegal transition %s -> %s", (unsigned long long)c->id,
+		    conn_state_name(c->state), conn_state_name(st));
+	conn_log(c, LOG_LVL_DEBUG, "%s -> %s", conn_state_name(c->state), conn_state_name(st));
+	c->state = st;
+	evtimer_del(&c->timer);
+	switch (st) {
+	case CONN_OPEN:
+		heartbeat_start(c);
+		break;
+	case CONN_CLOSING:
+	case CONN_FLUSHING:
+		conn_timer_arm(c, c->cfg->close_timeout_ms);
+		break;
+	default:
+		break;
+	}
+}
+
+void
+conn_close(struct conn *c, const char *reason)
+{
+	if (c->state == CONN_CLOSED)
+		return;
+	conn_log(c, LOG_LVL_INFO, "closed (%s): %s", conn_state_name(c->state), reason);
+	if (c->target != NULL && c->target->close != NULL)
+		c->target->close(c);
+	c->target = NULL;
+	conn_set_state(c, CONN_CLOSED);
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	worker_conn_dead(c->w, c);
+}
+
+void
+conn_free(struct conn *c)
+{
+	evtimer_del(&c->timer);
+	bufferevent_free(c->bev); /* closes the socket: BEV_OPT_CLOSE_ON_FREE */
+	free(c->msg);
+	free(c);
+}
+
+/* Output fully written. In FLUSHING this is where we send FIN and wait for the peer's EOF
+ * (closing with unread input would make the kernel send RST and could destroy our last
+ * frame in flight); when reading was paused for backpressure, resume it. */
+static void
+conn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->state == CONN_FLUSHING) {
+		shutdown(bufferevent_getfd(bev), SHUT_WR);
+		return;
+	}
+	if (c->read_paused) {
+		c->read_paused = 0;
+		bufferevent_enable(bev, EV_READ);
+		conn_frames_read(c); /* input may have been left unparsed */
+	}
+}
+
+static void
+conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+	char why[128];
+
+	(void)bev;
+	if (what & BEV_EVENT_EOF) {
+		conn_close(c, c->state == CONN_FLUSHING || c->state == CONN_CLOSING
+		    ? "peer closed" : "peer closed TCP without a close frame");
+		return;
+	}
+	if (what & BEV_EVENT_ERROR) {
+		snprintf(why, sizeof(why), "socket error: %s",
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		conn_close(c, why);
+	}
+}
+
+static void
+conn_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	c->last_rx_ms = conn_now_ms();
+	switch (c->state) {
+	case CONN_HANDSHAKE:
+		conn_handshake_read(c);
+		break;
+	case CONN_OPEN:
+	case CONN_CLOSING:
+		conn_frames_read(c);
+		break;
+	case CONN_FLUSHING:
+		/* Nothing more is processed; keep the receive queue empty (see conn_write_cb). */
+		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		break;
+	case CONN_CLOSED:
+		break;
+	}
+}
+
+static void
+conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)fd;
+	(void)what;
+	switch (c->state) {
+	case CONN_HANDSHAKE:
+		conn_log(c, LOG_LVL_INFO, "handshake timeout");
+		conn_http_reply(c, 408, NULL, "handshake timeout");
+		break;
+	case CONN_OPEN:
+		heartbeat_fire(c);
+		break;
+	case CONN_CLOSING:
+		conn_close(c, "no close frame from peer within close_timeout");
+		break;
+	case CONN_FLUSHING:
+		conn_close(c, "peer did not finish closing within close_timeout");
+		break;
+	case CONN_CLOSED:
+		break;
+	}
+}
+
+static void
+conn_format_peer(struct conn *c, const struct sockaddr *sa)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		port = ntohs(in->sin_port);
+		snprintf(c->peer, sizeof(c->peer), "%s:%u", host, port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+		port = ntohs(in6->sin6_port);
+		snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host, port);
+	} else {
+		snprintf(c->peer, sizeof(c->peer), "unix");
+	}
+}
+
+struct conn *
+conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
+{
+	struct conn *c;
+	int one = 1;
+
+	(void)salen;
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		log_warn("conn_new");
+		close(fd);
+		return NULL;
+	}
+	/* Frames are written whole; Nagle would only add latency to small messages. */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 && errno != EOPNOTSUPP)
+		log_warn("TCP_NODELAY");
+	evutil_make_socket_nonblocking(fd);
+	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		log_warnx("bufferevent_socket_new failed");
+		close(fd);
+		free(c);
+		return NULL;
+	}
+	c->id = worker_next_conn_id(w);
+	c->w = w;
+	c->cfg = w->gw->cfg;
+	c->state = CONN_HANDSHAKE;
+	c->last_rx_ms = conn_now_ms();
+	conn_format_peer(c, sa);
+	ws_parser_init(&c->parser, c->cfg->max_message_size, 1);
+	evtimer_assign(&c->timer, w->base, conn_timer_cb, c);
+	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	worker_conn_add(w, c);
+	conn_timer_arm(c, c->cfg->handshake_timeout_ms);
+	conn_log(c, LOG_LVL_DEBUG, "accepted from %s", c->peer);
+	return c;
+}
+
+/* ---- sending ---- */
+
+static void
+conn_queue_frame(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	uint8_t hdr[WS_FRAME_HDR_MAX];
+	size_t hlen;
+
+	hlen = ws_frame_encode(hdr, 1, 0, opcode, len, NULL);
+	evbuffer_add(out, hdr, hlen);
+	if (len > 0)
+		evbuffer_add(out, data, len);
+}
+
+int
+conn_send(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
+{
+	if (c->state != CONN_OPEN)
+		return -1;
+	conn_queue_frame(c, opcode, data, len);
+	return 0;
+}
+
+void
+conn_send_close(struct conn *c, unsigned code, const char *reason)
+{
+	uint8_t payload[WS_CONTROL_MAX];
+	size_t rlen = reason != NULL ? strlen(reason) : 0, plen = 0;
+
+	if (c->state != CONN_OPEN && c->state != CONN_CLOSING)
+		return;
+	if (c->state == CONN_CLOSING && !c->peer_closed)
+		return; /* our close is already out; wait for theirs */
+	if (code != WS_CLOSE_NO_STATUS) {
+		if (rlen > WS_CONTROL_MAX - 2)
+			rlen = WS_CONTROL_MAX - 2;
+		payload[0] = (uint8_t)(code >> 8);
+		payload[1] = (uint8_t)(code & 0xff);
+		memcpy(payload + 2, reason, rlen);
+		plen = 2 + rlen;
+	}
+	conn_queue_frame(c, WS_OP_CLOSE, payload, plen);
+	conn_log(c, LOG_LVL_DEBUG, "sent close %u", code);
+	/* Having both closes, only the flush and the TCP close remain. */
+	conn_set_state(c, c->peer_closed ? CONN_FLUSHING : CONN_CLOSING);
+}
+
+void
+conn_http_reply(struct conn *c, int status, const char *extra_headers, const char *why)
+{
+	char buf[1024];
+	size_t n;
+
+	n = http_format_reply(buf, sizeof(buf), status, extra_headers, NULL);
+	if (n > 0)
+		evbuffer_add(bufferevent_get_output(c->bev), buf, n);
+	conn_log(c, status >= 500 ? LOG_LVL_WARN : LOG_LVL_INFO, "%s: HTTP %d: %s", c->peer,
+	    status, why);
+	evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+	conn_set_state(c, CONN_FLUSHING);
+}
+
+/* ---- receiving ---- */
+
+/* Fails the connection (RFC 6455 7.1.7): our close frame, then no more processing. */
+static void
+conn_fail(struct conn *c, unsigned code, const char *reason)
+{
+	conn_log(c, LOG_LVL_INFO, "protocol error, closing with %u: %s", code, reason);
+	if (c->state == CONN_OPEN) {
+		c->peer_closed = 1; /* we will not wait for their close: the stream is unusable */
+		conn_send_close(c, code, reason);
+	} else if (c->state == CONN_CLOSING) {
+		conn_set_state(c, CONN_FLUSHING);
+	}
+}
+
+static void
+conn_deliver(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
+{
+	if (c->state == CONN_OPEN && c->target != NULL && c->target->message != NULL)
+		c->target->message(c, opcode, data, len);
+}
+
+/* A data chunk: deliver in place when it is a whole message, else reassemble. */
+static int
+conn_on_data(struct conn *c, const struct ws_event *ev)
+{
+	size_t need;
+	uint8_t *p;
+
+	if (ev->first && ev->last) {
+		conn_deliver(c, ev->opcode, ev->data, ev->len);
+		return 0;
+	}
+	if (ev->first)
+		c->msg_len = 0;
+	need = c->msg_len + ev->len;
+	if (need > c->msg_cap) {
+		size_t cap = c->msg_cap ? c->msg_cap : 4096;
+		/* The parser already bounded the message by max_message_size. */
+		if (ev->first && ev->frame_left + ev->len > cap)
+			cap = ev->frame_left + ev->len;
+		while (cap < need)
+			cap *= 2;
+		if ((p = realloc(c->msg, cap)) == NULL) {
+			conn_fail(c, WS_CLOSE_INTERNAL, "out of memory");
+			return -1;
+		}
+		c->msg = p;
+		c->msg_cap = cap;
+	}
+	if (ev->len > 0)
+		memcpy(c->msg + c->msg_len, ev->data, ev->len);
+	c->msg_len += ev->len;
+	if (ev->last) {
+		conn_deliver(c, ev->opcode, c->msg, c->msg_len);
+		/* Idle connections keep no buffers. */
+		free(c->msg);
+		c->msg = NULL;
+		c->msg_len = c->msg_cap = 0;
+	}
+	return 0;
+}
+
+/* Handles one parser event; returns -1 when processing must stop. */
+static int
+conn_on_event(struct conn *c, const struct ws_event *ev)
+{
+	switch (ev->type) {
+	case WS_EV_DATA:
+		if (c->state != CONN_OPEN)
+			return 0; /* after our close, data is ignored (RFC 6455 1.4) */
+		return conn_on_data(c, ev);
+	case WS_EV_PING:
+		if (c->state == CONN_OPEN)
+			conn_queue_frame(c, WS_OP_PONG, ev->data, ev->len);
+		return 0;
+	case WS_EV_PONG:
+		heartbeat_pong(c, ev->data, ev->len);
+		return 0;
+	case WS_EV_CLOSE:
+		c->peer_closed = 1;
+		conn_log(c, LOG_LVL_DEBUG, "peer sent close %u", ev->close_code);
+		if (c->state == CONN_OPEN) {
+			char reason[WS_CONTROL_MAX + 1];
+			memcpy(reason, ev->data, ev->len);
+			reason[ev->len] = '\0';
+			conn_send_close(c, ev->close_code, reason);
+		} else {
+			conn_set_state(c, CONN_FLUSHING);
+		}
+		return -1;
+	case WS_EV_ERROR:
+		conn_fail(c, ev->close_code, ev->reason);
+		return -1;
+	case WS_EV_NONE:
+		break;
+	}
+	return 0;
+}
+
+void
+conn_frames_read(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer_iovec v;
+	struct ws_event ev;
+	size_t off, used;
+	int stop = 0;
+
+	while (!stop && !c->read_paused && (c->state == CONN_OPEN || c->state == CONN_CLOSING) &&
+	    evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
+		uint8_t *base = v.iov_base;
+
+		for (off = 0; off < v.iov_len && !stop;) {
+			if (ws_parser_feed(&c->parser, base + off, v.iov_len - off, &used, &ev) ==
+			    WS_EV_NONE) {
+				off += used;
+				break;
+			}
+			off += used;
+			if (conn_on_event(c, &ev) < 0)
+				stop = 1;
+		}
+		/* Events point into this chunk: drain it only after they were handled. */
+		if (c->state != CONN_CLOSED)
+			evbuffer_drain(in, off);
+		if (c->state == CONN_OPEN && evbuffer_get_length(out) > CONN_OUT_HIGH) {
+			c->read_paused = 1;
+			bufferevent_disable(c->bev, EV_READ);
+		}
+	}
+	if (c->state == CONN_FLUSHING)
+		evbuffer_drain(in, evbuffer_get_length(in));
+}

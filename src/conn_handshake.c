@@ -1,0 +1,155 @@
+/* conn_handshake.c - the HTTP stage of a connection: read the request head (bounded), answer
+ * /healthz, match a route, check the upgrade, pick a subprotocol and send 101 or a precise
+ * 4xx. Bytes after the head (frames sent without waiting for the 101) are kept. */
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "conn.h"
+#include "gateway.h"
+#include "http.h"
+#include "log.h"
+#include "route.h"
+#include "target.h"
+#include "worker.h"
+
+/* The first of the route's subprotocols (its preference order) that the client offered. */
+static const char *
+conn_pick_protocol(const struct config_route *r, const struct http_request *req)
+{
+	for (size_t i = 0; i < r->nsubprotocols; i++)
+		for (size_t j = 0; j < req->nprotocols; j++)
+			if (http_str_eq(req->protocols[j], r->subprotocols[i]))
+				return r->subprotocols[i];
+	return NULL;
+}
+
+/* Plain HTTP endpoints served on the WebSocket listeners. Returns 1 when answered. */
+static int
+conn_builtin_endpoint(struct conn *c, const struct http_request *req)
+{
+	char buf[256];
+	size_t n;
+	int status;
+	const char *body;
+
+	if (http_str_eq(req->path, "/healthz")) {
+		status = 200;
+		body = "ok\n";
+	} else if (http_str_eq(req->path, "/readyz")) {
+		int ready = c->w->gw->state == GW_RUNNING;
+		status = ready ? 200 : 503;
+		body = ready ? "ready\n" : "draining\n";
+	} else {
+		return 0;
+	}
+	if (!http_str_eq(req->method, "GET") && !http_str_eq(req->method, "HEAD")) {
+		conn_http_reply(c, 405, "Allow: GET, HEAD\r\n", "method not allowed");
+		return 1;
+	}
+	n = http_format_reply(buf, sizeof(buf), status, NULL, body);
+	if (http_str_eq(req->method, "HEAD") && n > strlen(body))
+		n -= strlen(body);
+	evbuffer_add(bufferevent_get_output(c->bev), buf, n);
+	conn_log(c, LOG_LVL_DEBUG, "%s: HTTP %d %.*s", c->peer, status, (int)req->path.n,
+	    req->path.p);
+	conn_set_state(c, CONN_FLUSHING);
+	return 1;
+}
+
+static void
+conn_upgrade(struct conn *c, const struct http_request *req, const struct route_match *m)
+{
+	const struct target_ops *t = target_for(m->route->type);
+	const char *proto;
+	char accept[29], buf[512];
+	size_t n;
+
+	if (t == NULL) {
+		conn_http_reply(c, 500, NULL, "route type not built in");
+		return;
+	}
+	proto = conn_pick_protocol(m->route, req);
+	http_ws_accept(req->key.p, req->key.n, accept);
+	n = http_format_101(buf, sizeof(buf), accept, proto, proto ? strlen(proto) : 0);
+	if (n == 0) {
+		conn_http_reply(c, 500, NULL, "101 reply does not fit");
+		return;
+	}
+	evbuffer_add(bufferevent_get_output(c->bev), buf, n);
+	evbuffer_drain(bufferevent_get_input(c->bev), req->header_len);
+	c->route = m->route;
+	c->target = t;
+	conn_log(c, LOG_LVL_INFO, "%s: upgraded %s (%s%s%s)", c->peer, m->route->path, t->name,
+	    proto ? ", subprotocol " : "", proto ? proto : "");
+	conn_set_state(c, CONN_OPEN);
+	if (t->open != NULL && t->open(c) < 0)
+		return;
+	/* Frames that arrived with the request. */
+	if (c->state == CONN_OPEN && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		conn_frames_read(c);
+}
+
+void
+conn_handshake_read(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t len = evbuffer_get_length(in), n, from;
+	struct http_request req;
+	struct route_match m;
+	const char *why = NULL;
+	const char *p;
+	int status;
+
+	n = len < HTTP_MAX_HEADER ? len : HTTP_MAX_HEADER;
+	if ((p = (const char *)evbuffer_pullup(in, (ssize_t)n)) == NULL)
+		return;
+	/* A slow sender must not make us rescan the whole head on every byte. */
+	from = c->hs_scanned > 3 ? c->hs_scanned - 3 : 0;
+	if (memmem(p + from, n - from, "\r\n\r\n", 4) == NULL && len < HTTP_MAX_HEADER) {
+		c->hs_scanned = n;
+		return;
+	}
+	switch (http_parse_request(p, n, &req)) {
+	case HTTP_PARSE_OK:
+		break;
+	case HTTP_PARSE_NEED_MORE:
+		c->hs_scanned = n;
+		return;
+	case HTTP_PARSE_TOO_LARGE:
+		conn_http_reply(c, 431, NULL, "request head larger than 8 KiB");
+		return;
+	case HTTP_PARSE_VERSION:
+		conn_http_reply(c, 505, NULL, "HTTP version not supported");
+		return;
+	case HTTP_PARSE_BAD:
+	default:
+		conn_http_reply(c, 400, NULL, "malformed request");
+		return;
+	}
+	if (conn_builtin_endpoint(c, &req))
+		return;
+	switch (route_match(c->cfg, req.path.p, req.path.n, req.query.p, req.query.n, &m)) {
+	case ROUTE_OK:
+		break;
+	case ROUTE_BAD_PARAM:
+		conn_http_reply(c, 400, NULL, "bad characters in a path parameter");
+		return;
+	case ROUTE_NOT_FOUND:
+	default:
+		conn_http_reply(c, 404, NULL, "no route");
+		return;
+	}
+	if ((status = http_check_upgrade(&req, &why)) != 0) {
+		if (status == 426)
+			conn_http_reply(c, 426,
+			    "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n", why);
+		else if (status == 405)
+			conn_http_reply(c, 405, "Allow: GET\r\n", why);
+		else
+			conn_http_reply(c, status, NULL, why);
+		return;
+	}
+	conn_upgrade(c, &req, &m);
+}

@@ -1,0 +1,142 @@
+/* gateway.c - the process: owns the configuration snapshot, the event loop, the signal
+ * handlers and the worker; runs until a graceful shutdown completes or times out. */
+#include "gateway.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "log.h"
+#include "worker.h"
+
+static void
+gateway_stop(struct gateway *gw)
+{
+	gw->state = GW_STOPPED;
+	event_base_loopbreak(gw->base);
+}
+
+static void
+gateway_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct gateway *gw = arg;
+
+	(void)fd;
+	(void)what;
+	log_warnx("shutdown_timeout reached with %zu connection(s) still open; stopping",
+	    gw->worker->nconns);
+	gateway_stop(gw);
+}
+
+void
+gateway_shutdown(struct gateway *gw, const char *why)
+{
+	struct timeval tv;
+	uint64_t ms = gw->cfg->shutdown_timeout_ms;
+
+	if (gw->state != GW_RUNNING) {
+		log_warnx("%s again: stopping now", why);
+		gateway_stop(gw);
+		return;
+	}
+	log_info("%s: closing %zu connection(s), waiting up to %llu ms", why, gw->worker->nconns,
+	    (unsigned long long)ms);
+	gw->state = GW_DRAINING;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
+	evtimer_add(gw->shutdown_timer, &tv);
+	worker_drain(gw->worker);
+}
+
+void
+gateway_worker_idle(struct gateway *gw, struct worker *w)
+{
+	(void)w;
+	if (gw->state == GW_DRAINING) {
+		log_info("all connections closed");
+		gateway_stop(gw);
+	}
+}
+
+static void
+gateway_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct gateway *gw = arg;
+
+	(void)what;
+	switch (sig) {
+	case SIGTERM:
+		gateway_shutdown(gw, "SIGTERM");
+		break;
+	case SIGINT:
+		gateway_shutdown(gw, "SIGINT");
+		break;
+	case SIGHUP:
+		log_info("SIGHUP: configuration reload is not supported yet; ignoring");
+		break;
+	}
+}
+
+int
+gateway_init(struct gateway *gw, struct config *cfg, const char *config_path)
+{
+	memset(gw, 0, sizeof(*gw));
+	gw->cfg = cfg;
+	gw->config_path = config_path;
+	gw->state = GW_RUNNING;
+	/* A client vanishing mid-write must not kill the process. */
+	signal(SIGPIPE, SIG_IGN);
+	if ((gw->base = event_base_new()) == NULL) {
+		log_warnx("event_base_new failed");
+		return -1;
+	}
+	gw->sig_term = evsignal_new(gw->base, SIGTERM, gateway_signal, gw);
+	gw->sig_int = evsignal_new(gw->base, SIGINT, gateway_signal, gw);
+	gw->sig_hup = evsignal_new(gw->base, SIGHUP, gateway_signal, gw);
+	gw->shutdown_timer = evtimer_new(gw->base, gateway_shutdown_timeout, gw);
+	if (gw->sig_term == NULL || gw->sig_int == NULL || gw->sig_hup == NULL ||
+	    gw->shutdown_timer == NULL)
+		return -1;
+	evsignal_add(gw->sig_term, NULL);
+	evsignal_add(gw->sig_int, NULL);
+	evsignal_add(gw->sig_hup, NULL);
+	if ((gw->worker = worker_new(gw, 0, gw->base)) == NULL)
+		return -1;
+	if (worker_listen(gw->worker) < 0)
+		return -1;
+	return 0;
+}
+
+int
+gateway_run(struct gateway *gw)
+{
+	log_info("wsgate %s started (%zu route(s))", PACKAGE_VERSION, gw->cfg->nroutes);
+	if (event_base_dispatch(gw->base) < 0) {
+		log_warnx("event loop failed");
+		return 1;
+	}
+	log_info("stopped");
+	return 0;
+}
+
+void
+gateway_free(struct gateway *gw)
+{
+	worker_free(gw->worker);
+	gw->worker = NULL;
+	if (gw->sig_term)
+		event_free(gw->sig_term);
+	if (gw->sig_int)
+		event_free(gw->sig_int);
+	if (gw->sig_hup)
+		event_free(gw->sig_hup);
+	if (gw->shutdown_timer)
+		event_free(gw->shutdown_timer);
+	if (gw->base)
+		event_base_free(gw->base);
+	config_free(gw->cfg);
+	gw->cfg = NULL;
+}

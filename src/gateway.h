@@ -1,0 +1,41 @@
+/* gateway.h - the one process context: configuration snapshot, signals, workers; start,
+ * graceful shutdown and stop. */
+#ifndef WSGATE_GATEWAY_H
+#define WSGATE_GATEWAY_H
+
+#include <stdint.h>
+
+struct config;
+struct worker;
+struct event_base;
+struct event;
+
+enum gateway_state {
+	GW_RUNNING = 0, /* accepting and serving */
+	GW_DRAINING,    /* signal received: not accepting, closing clients, waiting up to shutdown_timeout */
+	GW_STOPPED,     /* the loop has been asked to exit */
+};
+
+struct gateway {
+	struct config *cfg;          /* current snapshot, owned */
+	const char *config_path;
+	enum gateway_state state;
+	struct event_base *base;
+	struct worker *worker;
+	struct event *sig_term, *sig_int, *sig_hup;
+	struct event *shutdown_timer;
+	uint64_t next_conn_id;
+};
+
+/* Takes ownership of cfg. -1 (logged) on failure. */
+int gateway_init(struct gateway *gw, struct config *cfg, const char *config_path)
+    __attribute__((warn_unused_result));
+/* Runs until shut down; returns the process exit status. */
+int gateway_run(struct gateway *gw);
+/* Begins the graceful shutdown (idempotent; a second call stops at once). */
+void gateway_shutdown(struct gateway *gw, const char *why);
+/* A worker reports it has no connections left while draining. */
+void gateway_worker_idle(struct gateway *gw, struct worker *w);
+void gateway_free(struct gateway *gw);
+
+#endif

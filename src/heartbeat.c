@@ -1,0 +1,94 @@
+/* heartbeat.c - server pings every ping_interval, drops a client whose pong is late, closes an
+ * idle one with 1001 and sends the optional app_message. Nothing runs per message: the timer
+ * only looks at timestamps when it fires, then sleeps until the nearest deadline. */
+#include "heartbeat.h"
+
+#include <string.h>
+
+#include "conn.h"
+#include "log.h"
+#include "ws_frame.h"
+
+#define HB_NEVER UINT64_MAX
+
+static uint64_t
+hb_min(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+/* Arms the timer for the nearest of: next ping, pong deadline, idle deadline. */
+static void
+heartbeat_schedule(struct conn *c, uint64_t now)
+{
+	const struct config *cfg = c->cfg;
+	uint64_t due = HB_NEVER;
+
+	if (cfg->ping_interval_ms > 0)
+		due = hb_min(due, c->next_ping_ms);
+	if (c->ping_sent_ms != 0)
+		due = hb_min(due, c->ping_sent_ms + cfg->pong_timeout_ms);
+	if (cfg->idle_timeout_ms > 0)
+		due = hb_min(due, c->last_rx_ms + cfg->idle_timeout_ms);
+	if (due == HB_NEVER)
+		return;
+	conn_timer_arm(c, due > now ? due - now : 0);
+}
+
+void
+heartbeat_start(struct conn *c)
+{
+	uint64_t now = conn_now_ms();
+
+	c->ping_sent_ms = 0;
+	c->next_ping_ms = now + c->cfg->ping_interval_ms;
+	heartbeat_schedule(c, now);
+}
+
+void
+heartbeat_fire(struct conn *c)
+{
+	const struct config *cfg = c->cfg;
+	uint64_t now = conn_now_ms();
+	uint8_t payload[8];
+
+	if (cfg->idle_timeout_ms > 0 && now - c->last_rx_ms >= cfg->idle_timeout_ms) {
+		conn_log(c, LOG_LVL_INFO, "idle for %llu ms", (unsigned long long)(now - c->last_rx_ms));
+		conn_send_close(c, WS_CLOSE_GOING_AWAY, "idle timeout");
+		return;
+	}
+	if (c->ping_sent_ms != 0 && now - c->ping_sent_ms >= cfg->pong_timeout_ms) {
+		/* The peer is not reading or not there: a close frame would not be answered. */
+		conn_close(c, "no pong within pong_timeout");
+		return;
+	}
+	if (cfg->ping_interval_ms > 0 && now >= c->next_ping_ms) {
+		/* The payload carries the send time, so a pong tells its round trip. */
+		for (int i = 0; i < 8; i++)
+			payload[i] = (uint8_t)(now >> (56 - 8 * i));
+		if (c->ping_sent_ms == 0)
+			c->ping_sent_ms = now;
+		(void)conn_send(c, WS_OP_PING, payload, sizeof(payload));
+		if (cfg->app_message != NULL)
+			(void)conn_send(c, WS_OP_TEXT, (const uint8_t *)cfg->app_message,
+			    cfg->app_message_len);
+		c->next_ping_ms = now + cfg->ping_interval_ms;
+	}
+	heartbeat_schedule(c, now);
+}
+
+void
+heartbeat_pong(struct conn *c, const uint8_t *data, size_t len)
+{
+	uint64_t sent = 0;
+
+	if (c->ping_sent_ms == 0)
+		return; /* unsolicited pong: a unidirectional heartbeat, nothing to do */
+	if (len == 8) {
+		for (int i = 0; i < 8; i++)
+			sent = (sent << 8) | data[i];
+		conn_log(c, LOG_LVL_DEBUG, "pong after %llu ms",
+		    (unsigned long long)(conn_now_ms() - sent));
+	}
+	c->ping_sent_ms = 0;
+}

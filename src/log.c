@@ -1,0 +1,163 @@
+/* log.c - one line per event on stderr: UTC time, level, optional connection id, message.
+ * Lines are written with a single write(2) so lines from threads never interleave. */
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static enum log_level log_level_cur = LOG_LVL_INFO;
+static const char *const log_names[] = { "error", "warn", "info", "debug" };
+
+void
+log_set_level(enum log_level lvl)
+{
+	log_level_cur = lvl;
+}
+
+enum log_level
+log_get_level(void)
+{
+	return log_level_cur;
+}
+
+int
+log_level_parse(const char *s, enum log_level *out)
+{
+	for (size_t i = 0; i < sizeof(log_names) / sizeof(log_names[0]); i++) {
+		if (strcasecmp(s, log_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int
+log_enabled(enum log_level lvl)
+{
+	return lvl <= log_level_cur;
+}
+
+static void
+log_write(enum log_level lvl, uint64_t conn_id, const char *errstr, const char *fmt, va_list ap)
+{
+	char line[2048];
+	struct timeval tv;
+	struct tm tm;
+	size_t n;
+	int r;
+
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+	r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s ", (long)(tv.tv_usec / 1000),
+	    log_names[lvl]);
+	n += (size_t)r;
+	if (conn_id != 0) {
+		r = snprintf(line + n, sizeof(line) - n, "[conn %llu] ", (unsigned long long)conn_id);
+		n += (size_t)r;
+	}
+	r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	if (r > 0)
+		n = (n + (size_t)r < sizeof(line) - 1) ? n + (size_t)r : sizeof(line) - 2;
+	if (errstr != NULL && n < sizeof(line) - 2) {
+		r = snprintf(line + n, sizeof(line) - n, ": %s", errstr);
+		if (r > 0)
+			n = (n + (size_t)r < sizeof(line) - 1) ? n + (size_t)r : sizeof(line) - 2;
+	}
+	line[n++] = '\n';
+	/* Nothing sensible to do if stderr is gone. */
+	if (write(STDERR_FILENO, line, n) < 0)
+		return;
+}
+
+void
+log_vmsg(enum log_level lvl, uint64_t conn_id, const char *fmt, va_list ap)
+{
+	if (!log_enabled(lvl))
+		return;
+	log_write(lvl, conn_id, NULL, fmt, ap);
+}
+
+void
+log_msg(enum log_level lvl, uint64_t conn_id, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(lvl, conn_id, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_warn(const char *fmt, ...)
+{
+	va_list ap;
+	int saved = errno;
+
+	if (!log_enabled(LOG_LVL_WARN))
+		return;
+	va_start(ap, fmt);
+	log_write(LOG_LVL_WARN, 0, strerror(saved), fmt, ap);
+	va_end(ap);
+	errno = saved;
+}
+
+void
+log_warnx(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(LOG_LVL_WARN, 0, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_info(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(LOG_LVL_INFO, 0, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_debug(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(LOG_LVL_DEBUG, 0, fmt, ap);
+	va_end(ap);
+}
+
+void
+fatal(const char *fmt, ...)
+{
+	va_list ap;
+	int saved = errno;
+
+	va_start(ap, fmt);
+	log_write(LOG_LVL_ERROR, 0, strerror(saved), fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_write(LOG_LVL_ERROR, 0, NULL, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
