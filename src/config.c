@@ -53,7 +53,7 @@ struct cfg_ctx {
 	const struct config_section_def *sec;
 	size_t route_idx;             /* CFG_BASE_ROUTE: index into cfg->routes */
 	char label[256];              /* "[gateway]", "[route /echo]" for messages */
-	int *cfg_seen;                /* per key row: line that set it in struct config, 0 = unset */
+	int *cfg_seen;                /* per key row: line that set it in struct config, or 0 */
 	int **route_seen;             /* the same per route, parallel to cfg->routes */
 };
 

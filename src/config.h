@@ -9,6 +9,24 @@
 #include "log.h"
 
 enum route_type { ROUTE_ECHO = 0, ROUTE_PUBSUB, ROUTE_PROXY };
+enum envelope_kind { ENVELOPE_RAW = 0, ENVELOPE_JSON };
+enum message_type { MSGTYPE_AUTO = 0, MSGTYPE_TEXT, MSGTYPE_BINARY };
+enum slow_policy { SLOW_CLOSE = 0, SLOW_DROP_OLDEST, SLOW_DROP_NEWEST };
+enum balance_policy { BALANCE_ROUND_ROBIN = 0, BALANCE_LEAST_CONN, BALANCE_IP_HASH };
+enum auth_kind { AUTH_NONE = 0, AUTH_JWT };
+enum jwt_source { JWT_FROM_HEADER = 0, JWT_FROM_QUERY, JWT_FROM_COOKIE };
+enum backend_scheme { BACKEND_WS = 0, BACKEND_WSS, BACKEND_TCP };
+enum tls_version { TLS_V1_2 = 0, TLS_V1_3 };
+enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON };
+
+/* One backend of a proxy route, from "ws://host:port/path?query", "wss://..." or "tcp://host:port". */
+struct config_backend {
+	enum backend_scheme scheme;
+	char host[256];   /* name or address, without brackets for IPv6 */
+	char port[8];     /* default 80 for ws, 443 for wss; required for tcp */
+	char *path;       /* "/socket" or "/socket?x=1"; "/" when absent; NULL for tcp */
+	char *url;        /* as written, for logs */
+};
 
 struct config_listen {
 	char host[64];   /* numeric address or name; "" never (validated) */
@@ -22,7 +40,59 @@ struct config_route {
 	enum route_type type;
 	char **subprotocols;     /* offered to clients, in preference order */
 	size_t nsubprotocols;
+	/* security (every route type) */
+	char **origins;          /* allowed Origin values; a host may start with a "*." wildcard; none = any */
+	size_t norigins;
+	enum auth_kind auth;
+	char *jwt_secret;        /* HS256 key */
+	char *jwt_public_key;    /* path of a PEM public key for RS256 / ES256 */
+	enum jwt_source *jwt_from; /* where to look for the token, in order; default header, query, cookie */
+	size_t njwt_from;
+	uint64_t max_messages_per_second; /* per connection; 0 = unlimited; beyond: close 1008 */
+	/* pubsub */
+	char **subscribe;        /* channel templates: "chat", "room:{room}", "user:{jwt.sub}" */
+	size_t nsubscribe;
+	char *publish;           /* channel template for client messages; NULL: clients may not publish */
+	enum envelope_kind envelope;
+	enum message_type message_type;
+	int announce_id;         /* send {"type":"welcome","id":...} after the upgrade */
+	uint64_t max_queue;      /* outbound bytes queued per connection before slow_consumer applies */
+	enum slow_policy slow_consumer;
+	/* proxy */
+	struct config_backend *backends;
+	size_t nbackends;
+	enum balance_policy balance;
+	uint64_t connect_timeout_ms;
+	uint64_t retries;        /* further backends tried after a failed connect or upgrade */
+	int forward_headers;     /* X-Forwarded-For, X-Forwarded-Proto, X-Real-IP, Forwarded */
+	char *ca_file;           /* CA bundle for wss:// backends (verification always on) */
+	uint64_t health_check_ms;  /* active check period; 0 = passive only */
+	uint64_t fail_timeout_ms;  /* how long a failed backend stays marked down */
 	int line;                /* line of the [route ...] section header */
+};
+
+/* [redis]: present means pub/sub goes through Redis; absent means the in-process hub. */
+struct config_redis {
+	int enabled;             /* a [redis] section (or WSGATE_REDIS_URL) was given */
+	char *url;               /* redis://[:password@]host[:port][/db] */
+	char host[256];
+	char port[8];
+	int db;
+	char *password;          /* NULL when none */
+	uint64_t connect_timeout_ms;
+	char *channel_prefix;    /* NULL when empty */
+	uint64_t probe_interval_ms;  /* liveness canary period */
+	uint64_t probe_timeout_ms;   /* canary not back in time: subscribe link rebuilt */
+	uint64_t publish_queue;      /* bytes of client publishes held while Redis is down */
+	uint64_t reconnect_max_ms;   /* cap of the exponential backoff */
+};
+
+/* [tls] (name NULL: the default certificate) and [tls NAME] (chosen by SNI). */
+struct config_tls_cert {
+	char *name;
+	char *cert;              /* PEM chain file */
+	char *key;               /* PEM private key file */
+	int line;
 };
 
 struct config {
@@ -35,12 +105,27 @@ struct config {
 	uint64_t shutdown_timeout_ms;
 	uint64_t close_timeout_ms;      /* after we send close: wait this long for the peer's */
 	enum log_level log_level;
+	enum log_format log_format;
+	uint64_t max_connections;        /* beyond: 503 */
+	uint64_t max_connections_per_ip; /* 0 = unlimited; beyond: 503 */
+	uint64_t accept_rate_per_ip;     /* new connections per second per IP; 0 = unlimited; beyond: 429 */
+	uint64_t workers;                /* event-loop threads; 0 = auto (number of cores) */
+	struct config_listen *admin_listens; /* /healthz /readyz /metrics /status; none when absent */
+	size_t nadmin_listens;
+	uint64_t drain_window_ms;        /* SIGTERM: client closes spread over this window */
 	/* [heartbeat] */
 	uint64_t ping_interval_ms;      /* 0 = off */
 	uint64_t pong_timeout_ms;
 	uint64_t idle_timeout_ms;       /* 0 = off */
 	char *app_message;              /* NULL when unset or empty */
 	size_t app_message_len;
+	/* [redis] */
+	struct config_redis redis;
+	/* [tls] and [tls NAME], the default (name NULL) first when present */
+	struct config_tls_cert *tls_certs;
+	size_t ntls_certs;
+	enum tls_version tls_min_version;
+	char *tls_ciphers;              /* OpenSSL cipher list (TLS 1.2); NULL: a modern default */
 	/* [route ...] in file order */
 	struct config_route *routes;
 	size_t nroutes;

@@ -23,11 +23,8 @@
 #include "target.h"
 #include "worker.h"
 #include "gateway.h"
+#include "transport.h"
 #include "ws_frame.h"
-
-/* Above this much queued output we stop reading the client until it drains: an echo client
- * that never reads cannot make us buffer without bound. */
-#define CONN_OUT_HIGH (1024 * 1024)
 
 static const char *const conn_state_names[] = {
 	"handshake", "open", "closing", "flushing", "closed",
@@ -99,8 +96,14 @@ conn_set_state(struct conn *c, enum conn_state st)
 		heartbeat_start(c);
 		break;
 	case CONN_CLOSING:
+		conn_timer_arm(c, c->cfg->close_timeout_ms);
+		break;
 	case CONN_FLUSHING:
 		conn_timer_arm(c, c->cfg->close_timeout_ms);
+		/* The FIN goes when the output is empty: now, or from conn_write_cb. */
+		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+			transport_finish(c->bev);
 		break;
 	default:
 		break;
@@ -112,7 +115,9 @@ conn_close(struct conn *c, const char *reason)
 {
 	if (c->state == CONN_CLOSED)
 		return;
-	conn_log(c, LOG_LVL_INFO, "closed (%s): %s", conn_state_name(c->state), reason);
+	/* Health checks and refused handshakes would drown the log at info. */
+	conn_log(c, c->upgraded ? LOG_LVL_INFO : LOG_LVL_DEBUG, "closed (%s): %s",
+	    conn_state_name(c->state), reason);
 	if (c->target != NULL && c->target->close != NULL)
 		c->target->close(c);
 	c->target = NULL;
@@ -127,26 +132,81 @@ conn_free(struct conn *c)
 {
 	evtimer_del(&c->timer);
 	bufferevent_free(c->bev); /* closes the socket: BEV_OPT_CLOSE_ON_FREE */
+	free(c->pending);
 	free(c->msg);
 	free(c);
 }
 
-/* Output fully written. In FLUSHING this is where we send FIN and wait for the peer's EOF
- * (closing with unread input would make the kernel send RST and could destroy our last
- * frame in flight); when reading was paused for backpressure, resume it. */
+/* Reading is on unless our output is backed up or the target asked for a pause. */
+void
+conn_read_update(struct conn *c)
+{
+	if (c->state == CONN_CLOSED)
+		return;
+	if (c->paused_output || c->paused_target) {
+		bufferevent_disable(c->bev, EV_READ);
+		return;
+	}
+	bufferevent_enable(c->bev, EV_READ);
+	/* Input may have been left unparsed when we stopped. */
+	if ((c->state == CONN_OPEN || c->state == CONN_CLOSING) &&
+	    evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+		conn_frames_read(c);
+}
+
+void
+conn_pause_read(struct conn *c)
+{
+	c->paused_target = 1;
+	conn_read_update(c);
+}
+
+void
+conn_resume_read(struct conn *c)
+{
+	if (!c->paused_target)
+		return;
+	c->paused_target = 0;
+	conn_read_update(c);
+}
+
+size_t
+conn_output_len(const struct conn *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+void
+conn_want_drained(struct conn *c)
+{
+	c->want_drained = 1;
+	bufferevent_setwatermark(c->bev, EV_WRITE, CONN_OUT_LOW, 0);
+}
+
+/* Output fell to the low watermark (0 unless someone waits for "drained"). In FLUSHING this is
+ * where we send FIN and wait for the peer's EOF: closing with unread input would make the kernel
+ * send RST and could destroy our last frame in flight. */
 static void
 conn_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
 	if (c->state == CONN_FLUSHING) {
-		shutdown(bufferevent_getfd(bev), SHUT_WR);
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			transport_finish(bev);
 		return;
 	}
-	if (c->read_paused) {
-		c->read_paused = 0;
-		bufferevent_enable(bev, EV_READ);
-		conn_frames_read(c); /* input may have been left unparsed */
+	if (c->want_drained) {
+		c->want_drained = 0;
+		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+		if (c->target != NULL && c->target->drained != NULL)
+			c->target->drained(c);
+		if (c->state == CONN_CLOSED)
+			return;
+	}
+	if (c->paused_output) {
+		c->paused_output = 0;
+		conn_read_update(c);
 	}
 }
 
@@ -240,28 +300,17 @@ conn_format_peer(struct conn *c, const struct sockaddr *sa)
 }
 
 struct conn *
-conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
+conn_new(struct worker *w, struct bufferevent *bev, const struct sockaddr *sa, socklen_t salen)
 {
 	struct conn *c;
-	int one = 1;
 
 	(void)salen;
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		log_warn("conn_new");
-		close(fd);
+		bufferevent_free(bev);
 		return NULL;
 	}
-	/* Frames are written whole; Nagle would only add latency to small messages. */
-	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 && errno != EOPNOTSUPP)
-		log_warn("TCP_NODELAY");
-	evutil_make_socket_nonblocking(fd);
-	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
-		log_warnx("bufferevent_socket_new failed");
-		close(fd);
-		free(c);
-		return NULL;
-	}
+	c->bev = bev;
 	c->id = worker_next_conn_id(w);
 	c->w = w;
 	c->cfg = w->gw->cfg;
@@ -281,16 +330,22 @@ conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen)
 /* ---- sending ---- */
 
 static void
-conn_queue_frame(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
+conn_queue_frame_fin(struct conn *c, int fin, unsigned opcode, const uint8_t *data, size_t len)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	uint8_t hdr[WS_FRAME_HDR_MAX];
 	size_t hlen;
 
-	hlen = ws_frame_encode(hdr, 1, 0, opcode, len, NULL);
+	hlen = ws_frame_encode(hdr, fin, 0, opcode, len, NULL);
 	evbuffer_add(out, hdr, hlen);
 	if (len > 0)
 		evbuffer_add(out, data, len);
+}
+
+static void
+conn_queue_frame(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
+{
+	conn_queue_frame_fin(c, 1, opcode, data, len);
 }
 
 int
@@ -300,6 +355,23 @@ conn_send(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
 		return -1;
 	conn_queue_frame(c, opcode, data, len);
 	return 0;
+}
+
+int
+conn_send_frame(struct conn *c, int fin, unsigned opcode, const uint8_t *data, size_t len)
+{
+	if (c->state != CONN_OPEN)
+		return -1;
+	conn_queue_frame_fin(c, fin, opcode, data, len);
+	return 0;
+}
+
+int
+conn_send_raw(struct conn *c, const uint8_t *frame, size_t len)
+{
+	if (c->state != CONN_OPEN)
+		return -1;
+	return evbuffer_add(bufferevent_get_output(c->bev), frame, len);
 }
 
 void
@@ -412,6 +484,10 @@ conn_on_event(struct conn *c, const struct ws_event *ev)
 	case WS_EV_DATA:
 		if (c->state != CONN_OPEN)
 			return 0; /* after our close, data is ignored (RFC 6455 1.4) */
+		if (c->target != NULL && c->target->chunk != NULL) {
+			c->target->chunk(c, ev);
+			return c->state == CONN_OPEN ? 0 : -1;
+		}
 		return conn_on_data(c, ev);
 	case WS_EV_PING:
 		if (c->state == CONN_OPEN)
@@ -451,7 +527,8 @@ conn_frames_read(struct conn *c)
 	size_t off, used;
 	int stop = 0;
 
-	while (!stop && !c->read_paused && (c->state == CONN_OPEN || c->state == CONN_CLOSING) &&
+	while (!stop && !c->paused_output && !c->paused_target &&
+	    (c->state == CONN_OPEN || c->state == CONN_CLOSING) &&
 	    evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
 		uint8_t *base = v.iov_base;
 
@@ -462,15 +539,15 @@ conn_frames_read(struct conn *c)
 				break;
 			}
 			off += used;
-			if (conn_on_event(c, &ev) < 0)
+			if (conn_on_event(c, &ev) < 0 || c->state == CONN_CLOSED)
 				stop = 1;
 		}
 		/* Events point into this chunk: drain it only after they were handled. */
 		if (c->state != CONN_CLOSED)
 			evbuffer_drain(in, off);
 		if (c->state == CONN_OPEN && evbuffer_get_length(out) > CONN_OUT_HIGH) {
-			c->read_paused = 1;
-			bufferevent_disable(c->bev, EV_READ);
+			c->paused_output = 1;
+			conn_read_update(c);
 		}
 	}
 	if (c->state == CONN_FLUSHING)

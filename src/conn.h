@@ -14,7 +14,13 @@
 #include "config.h"
 #include "ws_parser.h"
 
+/* Watermarks of queued output: above HIGH we stop reading the client (an echo client that never
+ * reads cannot make us buffer without bound); targets are told when it falls under LOW. */
+#define CONN_OUT_HIGH (1024 * 1024)
+#define CONN_OUT_LOW (64 * 1024)
+
 struct worker;
+struct conn_pending;
 struct bufferevent;
 struct target_ops;
 struct http_request;
@@ -44,14 +50,20 @@ struct conn {
 	uint64_t last_rx_ms;              /* last bytes from the client (idle_timeout) */
 	uint64_t ping_sent_ms;            /* outstanding ping, 0 when none */
 	uint64_t next_ping_ms;
-	unsigned read_paused : 1;         /* output above the high watermark: not reading */
+	struct conn_pending *pending;     /* handshake data kept while a target decides (TARGET_PENDING) */
+	unsigned paused_output : 1;       /* our output is above the high watermark: not reading */
+	unsigned paused_target : 1;       /* the target asked us to stop reading (its peer is slow) */
+	unsigned want_drained : 1;        /* call target->drained when output falls low */
 	unsigned peer_closed : 1;         /* we received the peer's close frame */
+	unsigned upgraded : 1;            /* a 101 was sent (logging: HTTP-only connections are quiet) */
 	char peer[56];                    /* "addr:port" for logs */
 	LIST_ENTRY(conn) entry;           /* worker's live list, then its dead list */
 };
 
-/* Takes ownership of fd (already accepted). Returns NULL after closing fd on failure. */
-struct conn *conn_new(struct worker *w, int fd, const struct sockaddr *sa, socklen_t salen);
+/* Takes ownership of bev (an accepted transport, see transport.h). Returns NULL after freeing
+ * it on failure. */
+struct conn *conn_new(struct worker *w, struct bufferevent *bev, const struct sockaddr *sa,
+    socklen_t salen);
 
 /* The only teardown: logs reason once, tells the target, stops all I/O and queues the free. */
 void conn_close(struct conn *c, const char *reason);
@@ -60,6 +72,19 @@ void conn_free(struct conn *c);
 
 /* Sends one unfragmented message or control frame. Returns 0, or -1 when not OPEN. */
 int conn_send(struct conn *c, unsigned opcode, const uint8_t *data, size_t len);
+/* Sends one frame of a possibly fragmented message (opcode WS_OP_CONT after the first). */
+int conn_send_frame(struct conn *c, int fin, unsigned opcode, const uint8_t *data, size_t len);
+/* Queues bytes that are already a complete frame (a broadcast framed once for all). */
+int conn_send_raw(struct conn *c, const uint8_t *frame, size_t len);
+/* Bytes queued towards the client and not yet written. */
+size_t conn_output_len(const struct conn *c);
+/* Backpressure from the target: stop / restart reading from the client. */
+void conn_pause_read(struct conn *c);
+void conn_resume_read(struct conn *c);
+/* Ask for one target->drained call when the output falls under the low watermark. */
+void conn_want_drained(struct conn *c);
+/* TARGET_PENDING finished: send the 101 (with protocol, or none) and open the session. */
+void conn_upgrade_finish(struct conn *c, const char *protocol);
 /* Starts the close handshake (OPEN -> CLOSING), or answers the peer's close. */
 void conn_send_close(struct conn *c, unsigned code, const char *reason);
 
@@ -76,6 +101,7 @@ const char *conn_state_name(enum conn_state st);
 void conn_set_state(struct conn *c, enum conn_state st);
 void conn_handshake_read(struct conn *c);
 void conn_frames_read(struct conn *c);
+void conn_read_update(struct conn *c);
 uint64_t conn_now_ms(void);
 void conn_timer_arm(struct conn *c, uint64_t ms);
 

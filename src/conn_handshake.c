@@ -1,6 +1,7 @@
 /* conn_handshake.c - the HTTP stage of a connection: read the request head (bounded), answer
  * /healthz, match a route, check the upgrade, pick a subprotocol and send 101 or a precise
  * 4xx. Bytes after the head (frames sent without waiting for the 101) are kept. */
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
@@ -38,9 +39,10 @@ conn_builtin_endpoint(struct conn *c, const struct http_request *req)
 		status = 200;
 		body = "ok\n";
 	} else if (http_str_eq(req->path, "/readyz")) {
-		int ready = c->w->gw->state == GW_RUNNING;
+		int ready = gateway_ready(c->w->gw);
 		status = ready ? 200 : 503;
-		body = ready ? "ready\n" : "draining\n";
+		body = ready ? "ready\n" : c->w->gw->state == GW_RUNNING ? "broker link down\n" :
+		    "draining\n";
 	} else {
 		return 0;
 	}
@@ -58,37 +60,83 @@ conn_builtin_endpoint(struct conn *c, const struct http_request *req)
 	return 1;
 }
 
+/* What a TARGET_PENDING handshake needs to send its 101 later. */
+struct conn_pending {
+	char accept[29];
+	size_t header_len;
+};
+
 static void
-conn_upgrade(struct conn *c, const struct http_request *req, const struct route_match *m)
+conn_send_101(struct conn *c, const char *accept, size_t header_len, const char *proto)
 {
-	const struct target_ops *t = target_for(m->route->type);
-	const char *proto;
-	char accept[29], buf[512];
+	char buf[512];
 	size_t n;
 
-	if (t == NULL) {
-		conn_http_reply(c, 500, NULL, "route type not built in");
-		return;
-	}
-	proto = conn_pick_protocol(m->route, req);
-	http_ws_accept(req->key.p, req->key.n, accept);
 	n = http_format_101(buf, sizeof(buf), accept, proto, proto ? strlen(proto) : 0);
 	if (n == 0) {
 		conn_http_reply(c, 500, NULL, "101 reply does not fit");
 		return;
 	}
 	evbuffer_add(bufferevent_get_output(c->bev), buf, n);
-	evbuffer_drain(bufferevent_get_input(c->bev), req->header_len);
+	evbuffer_drain(bufferevent_get_input(c->bev), header_len);
+	c->upgraded = 1;
+	conn_log(c, LOG_LVL_INFO, "%s: upgraded %s (%s%s%s)", c->peer, c->route->path,
+	    c->target->name, proto ? ", subprotocol " : "", proto ? proto : "");
+	conn_set_state(c, CONN_OPEN);
+	if (c->target->open != NULL && c->target->open(c) < 0)
+		return;
+	/* Frames that arrived with the request, or while the target decided. */
+	c->paused_target = 0;
+	conn_read_update(c);
+}
+
+void
+conn_upgrade_finish(struct conn *c, const char *protocol)
+{
+	struct conn_pending *p = c->pending;
+
+	if (c->state != CONN_HANDSHAKE || p == NULL)
+		return;
+	c->pending = NULL;
+	conn_send_101(c, p->accept, p->header_len, protocol);
+	free(p);
+}
+
+static void
+conn_upgrade(struct conn *c, const struct http_request *req, const struct route_match *m)
+{
+	const struct target_ops *t = target_for(m->route->type);
+	char accept[29];
+	int r;
+
+	if (t == NULL) {
+		conn_http_reply(c, 500, NULL, "route type not built in");
+		return;
+	}
+	http_ws_accept(req->key.p, req->key.n, accept);
+	/* From here the target is told when the connection goes, whatever the outcome. */
 	c->route = m->route;
 	c->target = t;
-	conn_log(c, LOG_LVL_INFO, "%s: upgraded %s (%s%s%s)", c->peer, m->route->path, t->name,
-	    proto ? ", subprotocol " : "", proto ? proto : "");
-	conn_set_state(c, CONN_OPEN);
-	if (t->open != NULL && t->open(c) < 0)
+	r = t->handshake != NULL ? t->handshake(c, req, m) : TARGET_ACCEPT;
+	if (c->state != CONN_HANDSHAKE)
+		return; /* the target already answered */
+	if (r == TARGET_PENDING) {
+		if ((c->pending = calloc(1, sizeof(*c->pending))) == NULL) {
+			conn_http_reply(c, 500, NULL, "out of memory");
+			return;
+		}
+		memcpy(c->pending->accept, accept, sizeof(accept));
+		c->pending->header_len = req->header_len;
+		/* Nothing more is read from the client until the target decides. */
+		c->paused_target = 1;
+		conn_read_update(c);
 		return;
-	/* Frames that arrived with the request. */
-	if (c->state == CONN_OPEN && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
-		conn_frames_read(c);
+	}
+	if (r != TARGET_ACCEPT) {
+		conn_http_reply(c, r >= 400 && r <= 599 ? r : 500, NULL, "refused by the route");
+		return;
+	}
+	conn_send_101(c, accept, req->header_len, conn_pick_protocol(m->route, req));
 }
 
 void

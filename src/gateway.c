@@ -3,10 +3,14 @@
 #include "gateway.h"
 
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
+#include <openssl/rand.h>
+
+#include "conn.h"
 
 #include "config.h"
 #include "log.h"
@@ -80,6 +84,37 @@ gateway_signal(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
+static int
+gateway_make_instance_id(struct gateway *gw)
+{
+	unsigned char r[6];
+	static const char hex[] = "0123456789abcdef";
+
+	if (RAND_bytes(r, sizeof(r)) != 1) {
+		log_warnx("RAND_bytes failed");
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(r); i++) {
+		gw->instance_id[2 * i] = hex[r[i] >> 4];
+		gw->instance_id[2 * i + 1] = hex[r[i] & 15];
+	}
+	gw->instance_id[2 * sizeof(r)] = '\0';
+	return 0;
+}
+
+const char *
+gateway_conn_public_id(const struct conn *c, char *buf, size_t bufsz)
+{
+	snprintf(buf, bufsz, "%s-%llu", c->w->gw->instance_id, (unsigned long long)c->id);
+	return buf;
+}
+
+int
+gateway_ready(const struct gateway *gw)
+{
+	return gw->state == GW_RUNNING && worker_ready(gw->worker);
+}
+
 int
 gateway_init(struct gateway *gw, struct config *cfg, const char *config_path)
 {
@@ -103,8 +138,14 @@ gateway_init(struct gateway *gw, struct config *cfg, const char *config_path)
 	evsignal_add(gw->sig_term, NULL);
 	evsignal_add(gw->sig_int, NULL);
 	evsignal_add(gw->sig_hup, NULL);
+	if (gateway_make_instance_id(gw) < 0)
+		return -1;
 	if ((gw->worker = worker_new(gw, 0, gw->base)) == NULL)
 		return -1;
+	if (worker_pubsub_init(gw->worker, gw->instance_id) < 0) {
+		log_warnx("cannot start the pub/sub hub");
+		return -1;
+	}
 	if (worker_listen(gw->worker) < 0)
 		return -1;
 	return 0;
@@ -113,7 +154,8 @@ gateway_init(struct gateway *gw, struct config *cfg, const char *config_path)
 int
 gateway_run(struct gateway *gw)
 {
-	log_info("wsgate %s started (%zu route(s))", PACKAGE_VERSION, gw->cfg->nroutes);
+	log_info("wsgate %s started (instance %s, %zu route(s), pub/sub via %s)", PACKAGE_VERSION,
+	    gw->instance_id, gw->cfg->nroutes, gw->cfg->redis.enabled ? "redis" : "in-process hub");
 	if (event_base_dispatch(gw->base) < 0) {
 		log_warnx("event loop failed");
 		return 1;

@@ -3,6 +3,7 @@
 #ifndef WSGATE_GATEWAY_H
 #define WSGATE_GATEWAY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct config;
@@ -25,6 +26,7 @@ struct gateway {
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *shutdown_timer;
 	uint64_t next_conn_id;
+	char instance_id[16];        /* random hex: makes connection ids unique across instances */
 };
 
 /* Takes ownership of cfg. -1 (logged) on failure. */
@@ -37,5 +39,11 @@ void gateway_shutdown(struct gateway *gw, const char *why);
 /* A worker reports it has no connections left while draining. */
 void gateway_worker_idle(struct gateway *gw, struct worker *w);
 void gateway_free(struct gateway *gw);
+/* 1 when serving and every worker's broker delivers (/readyz). */
+int gateway_ready(const struct gateway *gw);
+
+struct conn;
+/* "<instance>-<n>": a connection id unique across every gateway instance. Returns buf. */
+const char *gateway_conn_public_id(const struct conn *c, char *buf, size_t bufsz);
 
 #endif

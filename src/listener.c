@@ -11,7 +11,12 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include "conn.h"
+#include "transport.h"
 #include "log.h"
 #include "worker.h"
 
@@ -22,6 +27,7 @@ struct listener {
 	struct worker *w;
 	struct evconnlistener *lev;
 	struct event *resume;  /* re-enables accepting after an EMFILE pause */
+	struct tls_server *tls; /* NULL for plain listeners */
 	char name[80];
 };
 
@@ -30,9 +36,16 @@ listener_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
     void *arg)
 {
 	struct listener *l = arg;
+	struct bufferevent *bev;
+	int one = 1;
 
 	(void)lev;
-	conn_new(l->w, fd, sa, (socklen_t)salen);
+	/* Frames are written whole; Nagle would only add latency to small messages. */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+		log_warn("TCP_NODELAY");
+	if ((bev = transport_server_new(l->w->base, fd, l->tls)) == NULL)
+		return;
+	conn_new(l->w, bev, sa, (socklen_t)salen);
 }
 
 static void

@@ -44,6 +44,9 @@ log_enabled(enum log_level lvl)
 	return lvl <= log_level_cur;
 }
 
+static void log_write(enum log_level, uint64_t, const char *, const char *, va_list)
+    LOG_PRINTF(4, 0);
+
 static void
 log_write(enum log_level lvl, uint64_t conn_id, const char *errstr, const char *fmt, va_list ap)
 {

@@ -9,19 +9,39 @@
 #include "config.h"
 
 struct conn;
+struct http_request;
+struct route_match;
+struct ws_event;
+
+/* Results of target_ops.handshake besides an HTTP status (>= 400) to refuse with. */
+#define TARGET_ACCEPT 0  /* send the 101 now */
+#define TARGET_PENDING 1 /* the target answers later: conn_upgrade_finish() or conn_http_reply() */
 
 struct target_ops {
 	const char *name;
+	/* Before the 101, with the request (valid only during the call: copy what must outlive
+	 * it) and the matched route. May set c->tdata. NULL means TARGET_ACCEPT. */
+	int (*handshake)(struct conn *c, const struct http_request *req, const struct route_match *m);
 	/* After the 101 went out and the connection is OPEN. Returns 0, or -1 after having
 	 * closed the connection itself. May be NULL. */
 	int (*open)(struct conn *c);
 	/* One complete message from the client (payload valid only during the call). */
 	void (*message)(struct conn *c, unsigned opcode, const uint8_t *data, size_t len);
+	/* When set, data arrives as it comes instead of as whole messages: ev->first/last mark
+	 * message boundaries (a relay re-frames without buffering whole messages). */
+	void (*chunk)(struct conn *c, const struct ws_event *ev);
+	/* The client's output fell back under the low watermark after conn_output_high(). */
+	void (*drained)(struct conn *c);
 	/* The connection is going away (any state after open). Release per-connection state. */
 	void (*close)(struct conn *c);
 };
 
 extern const struct target_ops target_echo_ops;
+extern const struct target_ops target_pubsub_ops;
+
+struct hub_frame;
+/* The hub's delivery callback for pubsub connections (see hub.h). */
+void target_pubsub_deliver(struct conn *c, struct hub_frame *f);
 
 /* The ops of a route type, or NULL when the type is not built in. */
 const struct target_ops *target_for(enum route_type type);

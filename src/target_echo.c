@@ -22,6 +22,8 @@ target_for(enum route_type type)
 	switch (type) {
 	case ROUTE_ECHO:
 		return &target_echo_ops;
+	case ROUTE_PUBSUB:
+		return &target_pubsub_ops;
 	default:
 		return NULL;
 	}

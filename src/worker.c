@@ -7,7 +7,10 @@
 
 #include <event2/event.h>
 
+#include "broker.h"
 #include "config.h"
+#include "hub.h"
+#include "target.h"
 #include "gateway.h"
 #include "listener.h"
 #include "log.h"
@@ -113,8 +116,49 @@ worker_free(struct worker *w)
 		LIST_REMOVE(c, entry);
 		conn_free(c);
 	}
+	/* Every subscription is gone with the connections: the broker, then the hub. */
+	if (w->broker != NULL)
+		w->broker->ops->free(w->broker);
+	hub_free(w->hub);
+	free(w->scratch);
 	event_free(w->reaper);
 	free(w);
+}
+
+int
+worker_pubsub_init(struct worker *w, const char *instance_id)
+{
+	const struct config *cfg = w->gw->cfg;
+
+	if ((w->hub = hub_new(target_pubsub_deliver)) == NULL)
+		return -1;
+	if (cfg->redis.enabled)
+		w->broker = broker_redis_new(w->hub, w->base, cfg, instance_id);
+	else
+		w->broker = broker_local_new(w->hub);
+	if (w->broker == NULL)
+		return -1;
+	hub_set_broker(w->hub, w->broker);
+	return 0;
+}
+
+int
+worker_ready(const struct worker *w)
+{
+	return w->broker == NULL || w->broker->ops->ready(w->broker);
+}
+
+char *
+worker_scratch(struct worker *w, size_t n)
+{
+	if (n > w->scratch_cap) {
+		char *p = realloc(w->scratch, n);
+		if (p == NULL)
+			return NULL;
+		w->scratch = p;
+		w->scratch_cap = n;
+	}
+	return w->scratch;
 }
 
 void

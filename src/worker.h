@@ -13,6 +13,8 @@ struct gateway;
 struct listener;
 struct event_base;
 struct event;
+struct hub;
+struct broker;
 
 LIST_HEAD(conn_list, conn);
 
@@ -27,6 +29,10 @@ struct worker {
 	struct conn_list dead;      /* CLOSED, waiting for the reaper */
 	struct event *reaper;       /* frees the dead list outside any callback */
 	uint8_t draining;           /* no new connections; exit when conns is empty */
+	struct hub *hub;            /* pub/sub channels of this worker's connections */
+	struct broker *broker;      /* how the hub reaches other workers and instances */
+	char *scratch;              /* reusable buffer for building one message (JSON envelopes) */
+	size_t scratch_cap;
 };
 
 struct worker *worker_new(struct gateway *gw, int id, struct event_base *base);
@@ -42,5 +48,12 @@ void worker_conn_add(struct worker *w, struct conn *c);
 /* Moves c to the dead list and schedules the reaper. */
 void worker_conn_dead(struct worker *w, struct conn *c);
 uint64_t worker_next_conn_id(struct worker *w);
+/* Creates the hub and its broker (Redis when configured, else in-process). -1 on failure. */
+int worker_pubsub_init(struct worker *w, const char *instance_id)
+    __attribute__((warn_unused_result));
+/* A buffer of at least n bytes, valid until the next call on this worker; NULL on ENOMEM. */
+char *worker_scratch(struct worker *w, size_t n);
+/* 1 while the broker delivers (Redis link alive). */
+int worker_ready(const struct worker *w);
 
 #endif

@@ -289,7 +289,7 @@ class WSClient:
         self.reset = False
         self.received = []
         self.response = None
-        self.key = key or new_key()
+        self.key = key if key is not None else new_key()
         self.timeout = timeout
         if handshake:
             self.handshake(headers=headers, protocols=protocols, pipelined=pipelined)
@@ -469,6 +469,7 @@ class WSClient:
             if f is None:
                 res.tcp_closed = True
                 res.reset = self.reset
+                self.close()
                 return res
             if f.opcode == OP_CLOSE:
                 res.close_frame = f
@@ -486,9 +487,13 @@ class WSClient:
         return res
 
     def wait_eof(self, timeout=DEFAULT_TIMEOUT):
-        """True when the server closes TCP within timeout. Frames arriving meanwhile are
-        checked and kept in .received."""
-        return self.pump(timeout, auto_pong=False)[1]
+        """True when the server closes TCP within timeout; the client then closes its socket
+        too, as a real client does. Frames arriving meanwhile are checked and kept in
+        .received."""
+        eof = self.pump(timeout, auto_pong=False)[1]
+        if eof:
+            self.close()
+        return eof
 
     def pump(self, seconds, auto_pong=True):
         """Reads frames for `seconds` (answering pings when auto_pong). Returns (frames, eof):
@@ -685,7 +690,7 @@ def upgrade_request(port, path="/echo", method="GET", version="HTTP/1.1", key=No
                     omit=(), replace=None, extra=()):
     """A WebSocket upgrade request as text, with headers omitted, replaced or added."""
     hdrs = [("Host", f"127.0.0.1:{port}"), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
-            ("Sec-WebSocket-Key", key or new_key()), ("Sec-WebSocket-Version", "13")]
+            ("Sec-WebSocket-Key", key if key is not None else new_key()), ("Sec-WebSocket-Version", "13")]
     replace = {k.lower(): v for k, v in (replace or {}).items()}
     out = []
     for k, v in hdrs:
@@ -887,6 +892,32 @@ def start_gateway(tmp_path_factory, name="gw", **kw):
     g = Gateway(workdir=str(tmp_path_factory.mktemp(name)), **kw)
     g.start()
     return g
+
+
+# ---------------------------------------------------------------------------------------------
+# Node clients (tests/node)
+
+
+def node_modules_dir():
+    """WSGATE_NODE_MODULES if set, else <srcdir>/tests/node/node_modules."""
+    return os.environ.get("WSGATE_NODE_MODULES") or os.path.join(srcdir(), "tests", "node",
+                                                                 "node_modules")
+
+
+def node_script(name):
+    return os.path.join(srcdir(), "tests", "node", name)
+
+
+def node_env():
+    env = dict(os.environ)
+    env["NODE_PATH"] = node_modules_dir()
+    return env
+
+
+def node_modules_missing(*packages):
+    """The packages (of those named) not installed in node_modules_dir()."""
+    return [p for p in packages
+            if not os.path.isfile(os.path.join(node_modules_dir(), p, "package.json"))]
 
 
 def run_wsgate(args, cwd=None, timeout=10.0):

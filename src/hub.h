@@ -1,0 +1,63 @@
+/* hub.h - a worker's channel registry and fan-out: each channel counts its local subscribers
+ * (one broker subscription per channel, however many clients), and each message is framed
+ * once and the same bytes are queued to every subscriber, with a per-connection bound and the
+ * route's slow-consumer policy. */
+#ifndef WSGATE_HUB_H
+#define WSGATE_HUB_H
+
+#include <sys/queue.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct broker;
+struct conn;
+struct hub;
+struct hub_channel;
+
+/* One connection's membership of one channel. Lives in the subscriber's own state. */
+struct hub_sub {
+	struct hub_channel *ch;
+	struct conn *c;
+	TAILQ_ENTRY(hub_sub) entry;
+};
+
+/* A complete server frame (header + payload), shared by every subscriber it is queued to. The
+ * hub reuses a frame nobody kept, so a steady stream of broadcasts allocates nothing. */
+struct hub_frame {
+	uint32_t refs;
+	uint32_t cap;      /* bytes allocated for data */
+	size_t len;        /* bytes of data in use */
+	uint8_t data[];
+};
+
+void hub_frame_ref(struct hub_frame *f);
+void hub_frame_unref(struct hub_frame *f);
+
+/* Delivery sink, called for each subscriber with the frame in the opcode its route wants
+ * (target_pubsub.c implements it: write now, queue, or apply the slow-consumer policy). To keep
+ * the frame beyond the call, take a reference. */
+typedef void (*hub_deliver_fn)(struct conn *c, struct hub_frame *f);
+
+struct hub *hub_new(hub_deliver_fn fn);
+void hub_set_broker(struct hub *h, struct broker *b);
+struct broker *hub_broker(struct hub *h);
+/* Frees the registry; every subscription must be gone. */
+void hub_free(struct hub *h);
+
+/* Adds c to channel name[0..len). The first subscriber subscribes the broker. -1 on failure. */
+int hub_subscribe(struct hub *h, struct hub_sub *s, struct conn *c, const char *name, size_t len)
+    __attribute__((warn_unused_result));
+/* Removes a subscription made by hub_subscribe (no-op when s->ch is NULL). */
+void hub_unsubscribe(struct hub *h, struct hub_sub *s);
+
+/* A message arrived on channel: frame it once per opcode needed and give it to every local
+ * subscriber. Each subscriber's route says text, binary or auto (text when valid UTF-8). */
+void hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *data, size_t len);
+
+/* Number of channels with at least one subscriber (for tests and metrics). */
+size_t hub_nchannels(const struct hub *h);
+/* Every channel name, for a broker resubscribing after a reconnect. */
+void hub_foreach_channel(const struct hub *h, void (*fn)(void *arg, const char *name, size_t len),
+    void *arg);
+
+#endif

@@ -1,0 +1,363 @@
+/* target_pubsub.c - the pubsub route: at the handshake the channel templates are filled from
+ * the URL; once open the connection joins its channels (and its own conn:<id>) in the worker's
+ * hub; client messages are published through the broker; deliveries are written at once while
+ * the client keeps up and queued, up to max_queue, with the route's slow-consumer policy. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "broker.h"
+#include "conn.h"
+#include "gateway.h"
+#include "hub.h"
+#include "log.h"
+#include "route.h"
+#include "target.h"
+#include "worker.h"
+#include "ws_frame.h"
+
+#define PS_CHANNEL_MAX 256
+
+struct ps_conn {
+	struct hub_sub *subs;       /* route channels, then conn:<id> */
+	size_t nsubs;
+	char **channels;            /* full names (prefix included), parallel to subs */
+	char *publish;              /* full publish channel, NULL when not allowed */
+	struct hub_frame **q;       /* frames waiting while the client is slow (ring) */
+	size_t qhead, qlen, qcap;
+	size_t qbytes;
+	uint64_t drops;
+};
+
+static struct hub *
+ps_hub(struct conn *c)
+{
+	return c->w->hub;
+}
+
+/* "<prefix><name>" into out; -1 when it does not fit. */
+static int
+ps_channel_name(const struct conn *c, const char *name, char *out, size_t outsz)
+{
+	const char *prefix = c->cfg->redis.channel_prefix;
+	int n = snprintf(out, outsz, "%s%s", prefix ? prefix : "", name);
+
+	return n < 0 || (size_t)n >= outsz ? -1 : 0;
+}
+
+static void
+ps_free(struct ps_conn *ps)
+{
+	if (ps == NULL)
+		return;
+	for (size_t i = 0; i < ps->nsubs; i++)
+		free(ps->channels[i]);
+	while (ps->qlen > 0) {
+		hub_frame_unref(ps->q[ps->qhead]);
+		ps->qhead = (ps->qhead + 1) % ps->qcap;
+		ps->qlen--;
+	}
+	free(ps->q);
+	free(ps->channels);
+	free(ps->subs);
+	free(ps->publish);
+	free(ps);
+}
+
+static int
+ps_add_channel(struct ps_conn *ps, const char *name)
+{
+	for (size_t i = 0; i < ps->nsubs; i++)
+		if (strcmp(ps->channels[i], name) == 0)
+			return 0; /* "subscribe = a, a" or a template that expands twice alike */
+	if ((ps->channels[ps->nsubs] = strdup(name)) == NULL)
+		return -1;
+	ps->nsubs++;
+	return 0;
+}
+
+/* Fills the channel templates from the request; an HTTP status when they cannot be. */
+static int
+ps_handshake(struct conn *c, const struct http_request *req, const struct route_match *m)
+{
+	const struct config_route *r = m->route;
+	char exp[PS_CHANNEL_MAX], full[PS_CHANNEL_MAX], id[64];
+	struct ps_conn *ps;
+	int n;
+
+	(void)req;
+	if ((ps = calloc(1, sizeof(*ps))) == NULL)
+		return 500;
+	c->tdata = ps;
+	ps->subs = calloc(r->nsubscribe + 1, sizeof(*ps->subs));
+	ps->channels = calloc(r->nsubscribe + 1, sizeof(*ps->channels));
+	if (ps->subs == NULL || ps->channels == NULL)
+		return 500;
+	for (size_t i = 0; i < r->nsubscribe; i++) {
+		if ((n = route_expand(r->subscribe[i], m, exp, sizeof(exp))) < 0 ||
+		    ps_channel_name(c, exp, full, sizeof(full)) < 0) {
+			conn_log(c, LOG_LVL_INFO, "channel template %s cannot be filled (%d)",
+			    r->subscribe[i], n);
+			return 400;
+		}
+		if (ps_add_channel(ps, full) < 0)
+			return 500;
+	}
+	/* The connection's own channel, for direct messages from application services. */
+	snprintf(exp, sizeof(exp), "conn:%s", gateway_conn_public_id(c, id, sizeof(id)));
+	if (ps_channel_name(c, exp, full, sizeof(full)) < 0 || ps_add_channel(ps, full) < 0)
+		return 500;
+	if (r->publish != NULL) {
+		if ((n = route_expand(r->publish, m, exp, sizeof(exp))) < 0 ||
+		    ps_channel_name(c, exp, full, sizeof(full)) < 0) {
+			conn_log(c, LOG_LVL_INFO, "publish template %s cannot be filled (%d)",
+			    r->publish, n);
+			return 400;
+		}
+		if ((ps->publish = strdup(full)) == NULL)
+			return 500;
+	}
+	return TARGET_ACCEPT;
+}
+
+static int
+ps_open(struct conn *c)
+{
+	struct ps_conn *ps = c->tdata;
+	char msg[128], id[64];
+
+	for (size_t i = 0; i < ps->nsubs; i++) {
+		if (hub_subscribe(ps_hub(c), &ps->subs[i], c, ps->channels[i],
+		    strlen(ps->channels[i])) < 0) {
+			conn_log(c, LOG_LVL_WARN, "cannot subscribe to %s", ps->channels[i]);
+			conn_send_close(c, WS_CLOSE_INTERNAL, "subscribe failed");
+			return -1;
+		}
+	}
+	if (c->route->announce_id) {
+		int n = snprintf(msg, sizeof(msg), "{\"type\":\"welcome\",\"id\":\"%s\"}",
+		    gateway_conn_public_id(c, id, sizeof(id)));
+		(void)conn_send(c, WS_OP_TEXT, (const uint8_t *)msg, (size_t)n);
+	}
+	return 0;
+}
+
+static void
+ps_close(struct conn *c)
+{
+	struct ps_conn *ps = c->tdata;
+
+	if (ps == NULL)
+		return;
+	for (size_t i = 0; i < ps->nsubs; i++)
+		hub_unsubscribe(ps_hub(c), &ps->subs[i]);
+	if (ps->drops > 0)
+		conn_log(c, LOG_LVL_INFO, "slow consumer: %llu message(s) dropped in all",
+		    (unsigned long long)ps->drops);
+	ps_free(ps);
+	c->tdata = NULL;
+}
+
+/* JSON string body of s (escaped, without quotes) into out; returns the length. out must hold
+ * 6 * n bytes. The payload is valid UTF-8 (a text message), so only ASCII needs escaping. */
+static size_t
+ps_json_escape(const uint8_t *s, size_t n, char *out)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint8_t ch = s[i];
+		if (ch == '"' || ch == '\\') {
+			out[o++] = '\\';
+			out[o++] = (char)ch;
+		} else if (ch < 0x20) {
+			out[o++] = '\\';
+			out[o++] = 'u';
+			out[o++] = '0';
+			out[o++] = '0';
+			out[o++] = hex[ch >> 4];
+			out[o++] = hex[ch & 15];
+		} else {
+			out[o++] = (char)ch;
+		}
+	}
+	return o;
+}
+
+/* {"conn":..,"route":..,"channel":..,"type":"text"|"binary","data":..} for application
+ * services; binary data is base64. Built in the worker's scratch buffer. */
+static const uint8_t *
+ps_envelope(struct conn *c, unsigned opcode, const uint8_t *data, size_t len, size_t *outlen)
+{
+	struct ps_conn *ps = c->tdata;
+	char id[64];
+	size_t need = 256 + strlen(c->route->path) * 6 + strlen(ps->publish) + 6 * len + 8, o;
+	char *p;
+
+	if ((p = worker_scratch(c->w, need)) == NULL)
+		return NULL;
+	o = (size_t)snprintf(p, need, "{\"conn\":\"%s\",\"route\":\"",
+	    gateway_conn_public_id(c, id, sizeof(id)));
+	o += ps_json_escape((const uint8_t *)c->route->path, strlen(c->route->path), p + o);
+	o += (size_t)snprintf(p + o, need - o, "\",\"channel\":\"%s\",\"type\":\"%s\",\"data\":\"",
+	    ps->publish, opcode == WS_OP_TEXT ? "text" : "binary");
+	if (opcode == WS_OP_TEXT)
+		o += ps_json_escape(data, len, p + o);
+	else
+		o += (size_t)EVP_EncodeBlock((unsigned char *)p + o, data, (int)len);
+	o += (size_t)snprintf(p + o, need - o, "\"}");
+	*outlen = o;
+	return (const uint8_t *)p;
+}
+
+static void
+ps_message(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
+{
+	struct ps_conn *ps = c->tdata;
+	struct broker *b = hub_broker(ps_hub(c));
+	const uint8_t *msg = data;
+	size_t mlen = len;
+
+	if (ps->publish == NULL) {
+		conn_send_close(c, WS_CLOSE_POLICY, "publishing is not allowed on this route");
+		return;
+	}
+	if (c->route->envelope == ENVELOPE_JSON &&
+	    (msg = ps_envelope(c, opcode, data, len, &mlen)) == NULL) {
+		conn_send_close(c, WS_CLOSE_INTERNAL, "out of memory");
+		return;
+	}
+	if (b->ops->publish(b, ps->publish, strlen(ps->publish), msg, mlen) < 0) {
+		/* Never a silent drop: the client learns its message was not taken. */
+		conn_log(c, LOG_LVL_WARN, "publish to %s refused by the %s broker", ps->publish,
+		    b->ops->name);
+		conn_send_close(c, WS_CLOSE_TRY_AGAIN, "message broker unavailable, try again later");
+	}
+}
+
+static void
+ps_drop_counted(struct conn *c, struct ps_conn *ps)
+{
+	if (ps->drops++ == 0)
+		conn_log(c, LOG_LVL_WARN, "slow consumer: dropping messages (%s, max_queue %llu)",
+		    c->route->slow_consumer == SLOW_DROP_OLDEST ? "drop_oldest" : "drop_newest",
+		    (unsigned long long)c->route->max_queue);
+}
+
+static struct hub_frame *
+ps_q_pop(struct ps_conn *ps)
+{
+	struct hub_frame *f = ps->q[ps->qhead];
+
+	ps->qhead = (ps->qhead + 1) % ps->qcap;
+	ps->qlen--;
+	ps->qbytes -= f->len;
+	return f;
+}
+
+static int
+ps_q_push(struct ps_conn *ps, struct hub_frame *f)
+{
+	if (ps->qlen == ps->qcap) {
+		size_t ncap = ps->qcap ? ps->qcap * 2 : 16;
+		struct hub_frame **nq = malloc(ncap * sizeof(*nq));
+		if (nq == NULL)
+			return -1;
+		for (size_t i = 0; i < ps->qlen; i++)
+			nq[i] = ps->q[(ps->qhead + i) % ps->qcap];
+		free(ps->q);
+		ps->q = nq;
+		ps->qhead = 0;
+		ps->qcap = ncap;
+	}
+	ps->q[(ps->qhead + ps->qlen) % ps->qcap] = f;
+	ps->qlen++;
+	ps->qbytes += f->len;
+	hub_frame_ref(f);
+	return 0;
+}
+
+/* Moves queued frames to the socket while it keeps up. */
+static void
+ps_pump(struct conn *c)
+{
+	struct ps_conn *ps = c->tdata;
+
+	while (ps->qlen > 0 && conn_output_len(c) < CONN_OUT_LOW) {
+		struct hub_frame *f = ps_q_pop(ps);
+		(void)conn_send_raw(c, f->data, f->len);
+		hub_frame_unref(f);
+	}
+	if (ps->qlen > 0)
+		conn_want_drained(c);
+	else if (ps->qcap > 64) {
+		free(ps->q); /* a burst is over: give the memory back */
+		ps->q = NULL;
+		ps->qcap = ps->qhead = 0;
+	}
+}
+
+static void
+ps_drained(struct conn *c)
+{
+	if (c->state == CONN_OPEN && c->tdata != NULL)
+		ps_pump(c);
+}
+
+/* The hub's delivery to one subscriber. */
+void
+target_pubsub_deliver(struct conn *c, struct hub_frame *f)
+{
+	struct ps_conn *ps = c->tdata;
+	size_t out, max;
+
+	if (c->state != CONN_OPEN || ps == NULL)
+		return;
+	out = conn_output_len(c);
+	if (ps->qlen == 0 && out < CONN_OUT_LOW) {
+		(void)conn_send_raw(c, f->data, f->len);
+		return;
+	}
+	max = c->route->max_queue;
+	if (out + ps->qbytes + f->len > max) {
+		switch (c->route->slow_consumer) {
+		case SLOW_CLOSE:
+			while (ps->qlen > 0)
+				hub_frame_unref(ps_q_pop(ps));
+			conn_log(c, LOG_LVL_WARN, "slow consumer: %zu bytes queued, max_queue %zu",
+			    out + ps->qbytes, max);
+			conn_send_close(c, WS_CLOSE_POLICY, "slow consumer");
+			return;
+		case SLOW_DROP_NEWEST:
+			ps_drop_counted(c, ps);
+			return;
+		case SLOW_DROP_OLDEST:
+			while (ps->qlen > 0 && out + ps->qbytes + f->len > max) {
+				hub_frame_unref(ps_q_pop(ps));
+				ps_drop_counted(c, ps);
+			}
+			if (out + f->len > max) {
+				ps_drop_counted(c, ps); /* it alone does not fit behind the socket */
+				return;
+			}
+			break;
+		}
+	}
+	if (ps_q_push(ps, f) < 0) {
+		ps_drop_counted(c, ps);
+		return;
+	}
+	conn_want_drained(c);
+}
+
+const struct target_ops target_pubsub_ops = {
+	.name = "pubsub",
+	.handshake = ps_handshake,
+	.open = ps_open,
+	.message = ps_message,
+	.close = ps_close,
+	.drained = ps_drained,
+};
