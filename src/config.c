@@ -1,9 +1,5 @@
 /* config.c - loads wsgate.ini into an immutable struct config: a line-counting reader feeds
  * inih, config_keys.c's tables say what each key is, one validation pass reports every error. */
-#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
-#define _POSIX_C_SOURCE 200809L /* inet_pton */
-#endif
-#include <arpa/inet.h>
 #include <errno.h>
 #include <ini.h>
 #include <stdarg.h>
@@ -13,25 +9,31 @@
 
 #include "config.h"
 #include "config_keys.h"
+#include "config_value.h"
 #include "route.h"
-#include "utf8.h"
 
 #define CFG_MAX_ERRORS 100            /* a garbage file should not yield a megabyte of errors */
 #define CFG_MAX_FILE (1024 * 1024)    /* a config file larger than this is a mistake */
+#define CFG_ENV_LINE(i) (-(int)(i) - 1) /* the "line" of the i-th environment override */
 
-#define SEC_MS 1000ull
-#define MIN_MS (60 * SEC_MS)
-#define HOUR_MS (60 * MIN_MS)
+extern char **environ;
 
 struct cfg_err {
-	int line;                     /* 0: applies to the whole file */
-	char *msg;                    /* "FILE:LINE: message" */
+	int line;                     /* 0: applies to the whole file; < 0: CFG_ENV_LINE */
+	char *msg;                    /* "FILE:LINE: message" or "env WSGATE_X_Y: message" */
+};
+
+/* One WSGATE_<SECTION>_<KEY> variable: it replaces that key's lines in the file. */
+struct cfg_env {
+	char *name;
+	const char *value;            /* into the caller's envp */
+	const struct config_key *key; /* NULL: unknown key (reported) */
 };
 
 enum cfg_cur {
 	CUR_NONE = 0,                 /* before the first section header: keys are errors */
 	CUR_IGNORE,                   /* inside a section already reported as bad: keys skipped */
-	CUR_OK,                       /* inside a valid section: sec (and route_idx) apply */
+	CUR_OK,                       /* inside a valid section: sec (and idx) apply */
 };
 
 /* State of one load. The reader and the handler share it: inih calls the handler while the
@@ -51,105 +53,25 @@ struct cfg_ctx {
 	int oom;
 	enum cfg_cur cur;
 	const struct config_section_def *sec;
-	size_t route_idx;             /* CFG_BASE_ROUTE: index into cfg->routes */
+	size_t idx;                   /* instance of sec->base being filled (route, tls cert) */
 	char label[256];              /* "[gateway]", "[route /echo]" for messages */
-	int *cfg_seen;                /* per key row: line that set it in struct config, or 0 */
-	int **route_seen;             /* the same per route, parallel to cfg->routes */
+	/* per key row, the line that set it (CFG_ENV_LINE for the environment), or 0: */
+	int *cfg_seen;                /* for struct config */
+	int **seen[CFG_BASE_COUNT];   /* per instance, parallel to cfg->routes and cfg->tls_certs */
+	struct cfg_env *env;
+	size_t nenv;
 };
-
-static const char *const route_type_names[] = { "echo", "pubsub", "proxy", NULL };
-
-/* ASCII classes: <ctype.h> would depend on the locale and on a cast at every call. */
-static int
-cfg_is_space(int ch)
-{
-	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n' || ch == '\v' || ch == '\f';
-}
-
-static int
-cfg_is_digit(int ch)
-{
-	return ch >= '0' && ch <= '9';
-}
-
-static int
-cfg_is_alpha(int ch)
-{
-	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
-}
-
-static int
-cfg_lower(int ch)
-{
-	return ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch;
-}
-
-static int
-cfg_strcaseeq(const char *a, const char *b)
-{
-	while (*a && cfg_lower((unsigned char)*a) == cfg_lower((unsigned char)*b)) {
-		a++;
-		b++;
-	}
-	return *a == '\0' && *b == '\0';
-}
-
-static char *
-cfg_strndup(const char *s, size_t n)
-{
-	char *d = malloc(n + 1);
-
-	if (d != NULL) {
-		memcpy(d, s, n);
-		d[n] = '\0';
-	}
-	return d;
-}
-
-static char *
-cfg_rstrip(char *s)
-{
-	size_t n = strlen(s);
-
-	while (n > 0 && cfg_is_space((unsigned char)s[n - 1]))
-		s[--n] = '\0';
-	return s;
-}
-
-static char *
-cfg_lskip(char *s)
-{
-	while (*s != '\0' && cfg_is_space((unsigned char)*s))
-		s++;
-	return s;
-}
-
-/* Quotes user text for a message: control bytes become \xNN so a log line stays one line. */
-static const char *
-cfg_quote(char *buf, size_t bufsz, const char *s)
-{
-	size_t o = 0;
-
-	for (; *s != '\0' && o + 5 < bufsz; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch < 0x20 || ch == 0x7f)
-			o += (size_t)snprintf(buf + o, bufsz - o, "\\x%02x", ch);
-		else
-			buf[o++] = (char)ch;
-	}
-	buf[o] = '\0';
-	return buf;
-}
 
 static void cfg_error(struct cfg_ctx *c, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Records "FILE:LINE: message" (or "FILE: message" when line is 0). */
+/* Records "FILE:LINE: message", "FILE: message" (line 0) or "env NAME: message" (line < 0). */
 static void
 cfg_error(struct cfg_ctx *c, int line, const char *fmt, ...)
 {
-	char head[64], *msg;
+	const char *env = line < 0 ? "env " : "";
+	const char *who = line < 0 ? c->env[-line - 1].name : c->name;
+	char num[16] = "", *msg;
 	size_t nhead;
 	va_list ap;
 	int n;
@@ -160,10 +82,8 @@ cfg_error(struct cfg_ctx *c, int line, const char *fmt, ...)
 		return;
 	}
 	if (line > 0)
-		snprintf(head, sizeof(head), ":%d: ", line);
-	else
-		snprintf(head, sizeof(head), ": ");
-	nhead = strlen(c->name) + strlen(head);
+		snprintf(num, sizeof(num), ":%d", line);
+	nhead = strlen(env) + strlen(who) + strlen(num) + 2;
 	va_start(ap, fmt);
 	n = vsnprintf(NULL, 0, fmt, ap);
 	va_end(ap);
@@ -171,7 +91,7 @@ cfg_error(struct cfg_ctx *c, int line, const char *fmt, ...)
 		c->oom = 1;
 		return;
 	}
-	snprintf(msg, nhead + 1, "%s%s", c->name, head);
+	snprintf(msg, nhead + 1, "%s%s%s: ", env, who, num);
 	va_start(ap, fmt);
 	vsnprintf(msg + nhead, (size_t)n + 1, fmt, ap);
 	va_end(ap);
@@ -187,471 +107,20 @@ cfg_error(struct cfg_ctx *c, int line, const char *fmt, ...)
 	c->nerrs++;
 }
 
-/* ---- value parsers ---- */
-
-/* Decimal digits at *pp into *v; -1 on no digits or overflow. */
-static int
-cfg_digits(const char **pp, uint64_t *v)
-{
-	const char *p = *pp;
-	uint64_t n = 0;
-
-	if (!cfg_is_digit((unsigned char)*p))
-		return -1;
-	for (; cfg_is_digit((unsigned char)*p); p++) {
-		unsigned d = (unsigned)(*p - '0');
-
-		if (n > (UINT64_MAX - d) / 10)
-			return -1;
-		n = n * 10 + d;
-	}
-	*pp = p;
-	*v = n;
-	return 0;
-}
-
-int
-config_parse_duration_ms(const char *s, uint64_t *out)
-{
-	static const struct { const char *suffix; uint64_t ms; } units[] = {
-		{ "", SEC_MS }, { "ms", 1 }, { "s", SEC_MS }, { "m", MIN_MS }, { "h", HOUR_MS },
-	};
-	const char *p = s;
-	uint64_t whole, frac = 0, scale = 1, unit = 0, ms, fms;
-	size_t i;
-
-	if (cfg_digits(&p, &whole) < 0)
-		return -1;
-	if (*p == '.') {
-		/* up to three fraction digits ("1.5s", "0.25s") if the result is whole ms */
-		p++;
-		if (!cfg_is_digit((unsigned char)*p))
-			return -1;
-		for (; cfg_is_digit((unsigned char)*p); p++) {
-			if (scale == 1000)
-				return -1;
-			frac = frac * 10 + (uint64_t)(*p - '0');
-			scale *= 10;
-		}
-	}
-	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(p, units[i].suffix) == 0) {
-			unit = units[i].ms;
-			break;
-		}
-	}
-	if (unit == 0 || whole > UINT64_MAX / unit)
-		return -1;
-	ms = whole * unit;
-	fms = frac * unit;
-	if (fms % scale != 0)
-		return -1;
-	fms /= scale;
-	if (ms > UINT64_MAX - fms)
-		return -1;
-	*out = ms + fms;
-	return 0;
-}
-
-int
-config_parse_size(const char *s, uint64_t *out)
-{
-	static const struct { const char *suffix; uint64_t mult; } units[] = {
-		{ "", 1 },
-		{ "k", 1ull << 10 }, { "K", 1ull << 10 }, { "KiB", 1ull << 10 },
-		{ "M", 1ull << 20 }, { "MiB", 1ull << 20 },
-		{ "G", 1ull << 30 }, { "GiB", 1ull << 30 },
-	};
-	const char *p = s;
-	uint64_t n;
-
-	if (cfg_digits(&p, &n) < 0)
-		return -1;
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(p, units[i].suffix) == 0) {
-			if (n > UINT64_MAX / units[i].mult)
-				return -1;
-			*out = n * units[i].mult;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-int
-config_parse_bool(const char *s, int *out)
-{
-	static const char *const yes[] = { "yes", "true", "on", "1" };
-	static const char *const no[] = { "no", "false", "off", "0" };
-
-	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
-		if (cfg_strcaseeq(s, yes[i])) {
-			*out = 1;
-			return 0;
-		}
-		if (cfg_strcaseeq(s, no[i])) {
-			*out = 0;
-			return 0;
-		}
-	}
-	return -1;
-}
-
-/* A host name for getaddrinfo: dot-separated labels of [A-Za-z0-9_-], no label starting or
- * ending with '-'; all digits and dots means a dotted quad, which must then be valid. */
-static int
-cfg_host_valid(const char *h)
-{
-	struct in_addr a4;
-	size_t label = 0;
-	int only_num = 1;
-	const char *p;
-
-	if (*h == '\0')
-		return 0;
-	for (p = h;; p++) {
-		if (*p == '.' || *p == '\0') {
-			if (label == 0 || p[-1] == '-')
-				return 0;
-			if (*p == '\0')
-				break;
-			label = 0;
-			continue;
-		}
-		if (!cfg_is_alpha((unsigned char)*p) && !cfg_is_digit((unsigned char)*p) &&
-		    *p != '-' && *p != '_')
-			return 0;
-		if (label == 0 && *p == '-')
-			return 0;
-		if (!cfg_is_digit((unsigned char)*p))
-			only_num = 0;
-		label++;
-	}
-	return !only_num || inet_pton(AF_INET, h, &a4) == 1;
-}
-
-int
-config_parse_listen(const char *s, struct config_listen *out)
-{
-	char addr[128];
-	struct in6_addr a6;
-	const char *p = s, *tok, *host, *port;
-	size_t hostlen, toklen;
-	char *colon, *close;
-	uint64_t portnum;
-
-	memset(out, 0, sizeof(*out));
-	while (cfg_is_space((unsigned char)*p))
-		p++;
-	for (tok = p; *p != '\0' && !cfg_is_space((unsigned char)*p); p++)
-		;
-	toklen = (size_t)(p - tok);
-	if (toklen == 0 || toklen >= sizeof(addr))
-		return -1;
-	memcpy(addr, tok, toklen);
-	addr[toklen] = '\0';
-	/* the only word allowed after the address is "tls" */
-	while (cfg_is_space((unsigned char)*p))
-		p++;
-	if (*p != '\0') {
-		if (strncmp(p, "tls", 3) != 0)
-			return -1;
-		for (p += 3; cfg_is_space((unsigned char)*p); p++)
-			;
-		if (*p != '\0')
-			return -1;
-		out->tls = 1;
-	}
-
-	if (addr[0] == '[') {
-		close = strchr(addr, ']');
-		if (close == NULL || close[1] != ':')
-			return -1;
-		*close = '\0';
-		host = addr + 1;
-		port = close + 2;
-		if (inet_pton(AF_INET6, host, &a6) != 1)
-			return -1;
-	} else {
-		colon = strchr(addr, ':');
-		if (colon != NULL && strchr(colon + 1, ':') != NULL)
-			return -1; /* a bare IPv6 address: the port would be ambiguous */
-		if (colon != NULL) {
-			*colon = '\0';
-			host = addr;
-			port = colon + 1;
-		} else {
-			host = "";
-			port = addr;
-		}
-		if (*host == '\0')
-			host = "0.0.0.0";
-		else if (!cfg_host_valid(host))
-			return -1;
-	}
-	hostlen = strlen(host);
-	if (hostlen >= sizeof(out->host))
-		return -1;
-	if (strlen(port) > 5 || cfg_digits(&port, &portnum) < 0 || *port != '\0' ||
-	    portnum < 1 || portnum > 65535)
-		return -1;
-	memcpy(out->host, host, hostlen + 1);
-	snprintf(out->port, sizeof(out->port), "%u", (unsigned)portnum);
-	return 0;
-}
-
-const char *
-config_route_type_name(enum route_type t)
-{
-	if ((size_t)t < sizeof(route_type_names) / sizeof(route_type_names[0]) - 1)
-		return route_type_names[t];
-	return "?";
-}
-
-static int
-cfg_names_find(const char *const *names, const char *s)
-{
-	for (int i = 0; names[i] != NULL; i++) {
-		if (strcmp(names[i], s) == 0)
-			return i;
-	}
-	return -1;
-}
-
-/* RFC 7230 tchar: what a Sec-WebSocket-Protocol value may hold. */
-static int
-cfg_is_tchar(int ch)
-{
-	return cfg_is_alpha(ch) || cfg_is_digit(ch) ||
-	    (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
-}
-
-/* Appends the comma-separated tokens of s to *items. 0, -1 on a bad list, -2 out of memory. */
-static int
-cfg_parse_list(const char *s, char ***items, size_t *n)
-{
-	const char *p = s, *b, *e;
-	char **v;
-
-	while (cfg_is_space((unsigned char)*p))
-		p++;
-	if (*p == '\0')
-		return 0;
-	for (;;) {
-		while (cfg_is_space((unsigned char)*p))
-			p++;
-		for (b = p; *p != '\0' && *p != ','; p++)
-			;
-		for (e = p; e > b && cfg_is_space((unsigned char)e[-1]); e--)
-			;
-		if (e == b)
-			return -1;
-		for (const char *q = b; q < e; q++) {
-			if (!cfg_is_tchar((unsigned char)*q))
-				return -1;
-		}
-		if ((v = realloc(*items, (*n + 1) * sizeof(*v))) == NULL)
-			return -2;
-		*items = v;
-		if ((v[*n] = cfg_strndup(b, (size_t)(e - b))) == NULL)
-			return -2;
-		(*n)++;
-		if (*p == '\0')
-			return 0;
-		p++; /* ',' */
-	}
-}
-
+/* Stores v into key k of the struct at base and reports a bad value at line. */
 static void
-cfg_fmt_duration(char *buf, size_t sz, uint64_t ms)
+cfg_store(struct cfg_ctx *c, const struct config_key *k, void *base, const char *v, int line)
 {
-	if (ms != 0 && ms % HOUR_MS == 0)
-		snprintf(buf, sz, "%lluh", (unsigned long long)(ms / HOUR_MS));
-	else if (ms != 0 && ms % MIN_MS == 0)
-		snprintf(buf, sz, "%llum", (unsigned long long)(ms / MIN_MS));
-	else if (ms % SEC_MS == 0)
-		snprintf(buf, sz, "%llus", (unsigned long long)(ms / SEC_MS));
-	else
-		snprintf(buf, sz, "%llums", (unsigned long long)ms);
-}
+	char why[256], q[1024];
+	int r = config_key_store(k, base, v, line, why, sizeof(why));
 
-static void
-cfg_fmt_size(char *buf, size_t sz, uint64_t n)
-{
-	if (n != 0 && n % (1ull << 30) == 0)
-		snprintf(buf, sz, "%lluGiB", (unsigned long long)(n >> 30));
-	else if (n != 0 && n % (1ull << 20) == 0)
-		snprintf(buf, sz, "%lluMiB", (unsigned long long)(n >> 20));
-	else if (n != 0 && n % (1ull << 10) == 0)
-		snprintf(buf, sz, "%lluKiB", (unsigned long long)(n >> 10));
-	else
-		snprintf(buf, sz, "%llu", (unsigned long long)n);
-}
-
-/* Bounds check of v against k->min/max; on failure writes "must be ..." into why. */
-static int
-cfg_check_range(const struct config_key *k, uint64_t v, const char *unit, char *why, size_t whysz)
-{
-	char lo[32], hi[32];
-
-	if (v >= k->min && (k->max == 0 || v <= k->max))
-		return 0;
-	if (k->type == CFG_T_DURATION) {
-		cfg_fmt_duration(lo, sizeof(lo), k->min);
-		cfg_fmt_duration(hi, sizeof(hi), k->max);
-	} else if (k->type == CFG_T_SIZE) {
-		cfg_fmt_size(lo, sizeof(lo), k->min);
-		cfg_fmt_size(hi, sizeof(hi), k->max);
-	} else {
-		snprintf(lo, sizeof(lo), "%llu", (unsigned long long)k->min);
-		snprintf(hi, sizeof(hi), "%llu", (unsigned long long)k->max);
-	}
-	if (k->max == 0)
-		snprintf(why, whysz, "must be at least %s%s", lo, unit);
-	else if (k->min == 0)
-		snprintf(why, whysz, "must be at most %s%s", hi, unit);
-	else
-		snprintf(why, whysz, "must be between %s and %s%s", lo, hi, unit);
-	return -1;
-}
-
-/* Stores value v of key k into the struct at base. 0 on success; -1 with why set on a bad
- * value; -2 when out of memory. */
-static int
-cfg_store(const struct config_key *k, void *base, const char *v, int line, char *why,
-    size_t whysz)
-{
-	char *field = (char *)base + k->off;
-	size_t *count = (size_t *)((char *)base + k->off_n);
-	uint64_t u;
-	int i;
-
-	switch (k->type) {
-	case CFG_T_STRING: {
-		size_t len = strlen(v);
-
-		if (!utf8_valid((const uint8_t *)v, len)) {
-			snprintf(why, whysz, "must be valid UTF-8");
-			return -1;
-		}
-		if (cfg_check_range(k, len, " bytes", why, whysz) < 0)
-			return -1;
-		free(*(char **)field);
-		*(char **)field = NULL;
-		if (len > 0 && (*(char **)field = cfg_strndup(v, len)) == NULL)
-			return -2;
-		return 0;
-	}
-	case CFG_T_DURATION:
-	case CFG_T_SIZE:
-		if ((k->type == CFG_T_DURATION ? config_parse_duration_ms(v, &u)
-		                               : config_parse_size(v, &u)) < 0) {
-			snprintf(why, whysz, k->type == CFG_T_DURATION
-			    ? "expected a duration such as 200ms, 10s, 1m"
-			    : "expected a size such as 65536, 64KiB, 1MiB");
-			return -1;
-		}
-		if (cfg_check_range(k, u, "", why, whysz) < 0)
-			return -1;
-		*(uint64_t *)field = u;
-		return 0;
-	case CFG_T_BOOL:
-		if (config_parse_bool(v, &i) < 0) {
-			snprintf(why, whysz, "expected yes or no");
-			return -1;
-		}
-		*(int *)field = i;
-		return 0;
-	case CFG_T_ENUM:
-		if ((i = cfg_names_find(k->names, v)) < 0) {
-			size_t o = (size_t)snprintf(why, whysz, "expected one of:");
-			for (int j = 0; k->names[j] != NULL && o < whysz; j++)
-				o += (size_t)snprintf(why + o, whysz - o, " %s", k->names[j]);
-			return -1;
-		}
-		*(int *)field = i;
-		return 0;
-	case CFG_T_LIST: {
-		size_t before = *count;
-
-		i = cfg_parse_list(v, (char ***)field, count);
-		if (i == 0 && cfg_check_range(k, *count, " items", why, whysz) == 0)
-			return 0;
-		/* undo this line's items so a bad line leaves nothing half-parsed */
-		while (*count > before)
-			free((*(char ***)field)[--*count]);
-		if (i == -2)
-			return -2;
-		if (i == -1)
-			snprintf(why, whysz, "expected a comma-separated list of tokens");
-		return -1;
-	}
-	case CFG_T_LISTEN: {
-		struct config_listen l, *arr;
-
-		if (config_parse_listen(v, &l) < 0) {
-			snprintf(why, whysz,
-			    "expected host:port, [v6]:port or :port, optionally followed by tls");
-			return -1;
-		}
-		l.line = line;
-		arr = realloc(*(struct config_listen **)field, (*count + 1) * sizeof(*arr));
-		if (arr == NULL)
-			return -2;
-		arr[(*count)++] = l;
-		*(struct config_listen **)field = arr;
-		return 0;
-	}
-	case CFG_T_LOGLEVEL: {
-		enum log_level lvl;
-
-		if (log_level_parse(v, &lvl) < 0) {
-			snprintf(why, whysz, "expected error, warn, info or debug");
-			return -1;
-		}
-		*(enum log_level *)field = lvl;
-		return 0;
-	}
-	case CFG_T_ROUTE_TYPE:
-		if ((i = cfg_names_find(route_type_names, v)) < 0) {
-			snprintf(why, whysz, "expected echo, pubsub or proxy");
-			return -1;
-		}
-		*(enum route_type *)field = (enum route_type)i;
-		return 0;
-	}
-	snprintf(why, whysz, "internal error: unknown type");
-	return -1;
-}
-
-/* Frees what the key table says the struct at base owns. */
-static void
-cfg_free_fields(enum config_base b, void *base)
-{
-	for (size_t i = 0; i < config_nkeys; i++) {
-		const struct config_key *k = &config_keys[i];
-		char *field = (char *)base + k->off;
-
-		if (config_sections[k->section].base != b)
-			continue;
-		switch (k->type) {
-		case CFG_T_STRING:
-		case CFG_T_LISTEN:
-			free(*(void **)field);
-			break;
-		case CFG_T_LIST: {
-			char **v = *(char ***)field;
-			size_t n = *(size_t *)((char *)base + k->off_n);
-
-			for (size_t j = 0; j < n; j++)
-				free(v[j]);
-			free(v);
-			break;
-		}
-		default:
-			break;
-		}
-	}
+	if (r == -1 && (k->flags & CFG_F_SECRET))
+		cfg_error(c, line, "bad value for %s (%s)", k->name, why);
+	else if (r == -1)
+		cfg_error(c, line, "bad value for %s: '%s' (%s)", k->name,
+		    config_value_quote(q, sizeof(q), v), why);
+	else if (r == -2)
+		c->oom = 1;
 }
 
 void
@@ -659,12 +128,17 @@ config_free(struct config *cfg)
 {
 	if (cfg == NULL)
 		return;
-	cfg_free_fields(CFG_BASE_CONFIG, cfg);
+	config_keys_free_fields(CFG_BASE_CONFIG, cfg);
 	for (size_t i = 0; i < cfg->nroutes; i++) {
-		cfg_free_fields(CFG_BASE_ROUTE, &cfg->routes[i]);
+		config_keys_free_fields(CFG_BASE_ROUTE, &cfg->routes[i]);
 		free(cfg->routes[i].path);
 	}
+	for (size_t i = 0; i < cfg->ntls_certs; i++) {
+		config_keys_free_fields(CFG_BASE_TLS, &cfg->tls_certs[i]);
+		free(cfg->tls_certs[i].name);
+	}
 	free(cfg->routes);
+	free(cfg->tls_certs);
 	free(cfg->file);
 	free(cfg);
 }
@@ -681,20 +155,40 @@ config_errors_free(struct config_errors *errs)
 	errs->n = 0;
 }
 
-/* ---- the section instance being filled ---- */
+/* ---- section instances ---- */
 
-static void *
-cfg_cur_base(struct cfg_ctx *c)
+/* The seen array of the instance a key of base b lands in: struct config's, or instance i's. */
+static int *
+cfg_seen(struct cfg_ctx *c, enum config_base b, size_t i)
 {
-	if (c->sec->base == CFG_BASE_ROUTE)
-		return &c->cfg->routes[c->route_idx];
-	return c->cfg;
+	return b == CFG_BASE_CONFIG ? c->cfg_seen : c->seen[b][i];
 }
 
-static int *
-cfg_cur_seen(struct cfg_ctx *c)
+/* A zeroed instance of base b (route or tls cert) at index at, with its seen row; -1 when
+ * out of memory. */
+static int
+cfg_inst_new(struct cfg_ctx *c, enum config_base b, size_t at, int line)
 {
-	return c->sec->base == CFG_BASE_ROUTE ? c->route_seen[c->route_idx] : c->cfg_seen;
+	size_t n = b == CFG_BASE_ROUTE ? c->cfg->nroutes : c->cfg->ntls_certs;
+	int *row = calloc(config_nkeys, sizeof(int)), **seen = NULL;
+	void *inst = NULL;
+
+	if (row != NULL && (seen = realloc(c->seen[b], (n + 1) * sizeof(*seen))) != NULL)
+		c->seen[b] = seen;
+	if (seen == NULL || (inst = config_keys_instance_insert(c->cfg, b, at)) == NULL) {
+		free(row);
+		c->oom = 1;
+		return -1;
+	}
+	memmove(seen + at + 1, seen + at, (n - at) * sizeof(*seen));
+	seen[at] = row;
+	if (b == CFG_BASE_ROUTE) {
+		((struct config_route *)inst)->line = line;
+		((struct config_route *)inst)->type = (enum route_type)-1; /* until a valid line */
+	} else {
+		((struct config_tls_cert *)inst)->line = line;
+	}
+	return 0;
 }
 
 /* "[route PATH]": a new route, unless PATH is already defined. */
@@ -702,43 +196,73 @@ static void
 cfg_route_open(struct cfg_ctx *c, const char *path, int line)
 {
 	struct config *cfg = c->cfg;
-	struct config_route *r;
 	const char *why = "";
 	char q[1024];
-	int **seen;
 
 	for (size_t i = 0; i < cfg->nroutes; i++) {
-		if (strcmp(cfg->routes[i].path, path) == 0) {
+		if (cfg->routes[i].path != NULL && strcmp(cfg->routes[i].path, path) == 0) {
 			cfg_error(c, line, "duplicate route %s (first defined at line %d)",
-			    cfg_quote(q, sizeof(q), path), cfg->routes[i].line);
+			    config_value_quote(q, sizeof(q), path), cfg->routes[i].line);
 			return; /* c->cur stays CUR_IGNORE */
 		}
 	}
 	if (!route_pattern_valid(path, &why))
-		cfg_error(c, line, "bad route path '%s': %s", cfg_quote(q, sizeof(q), path), why);
+		cfg_error(c, line, "bad route path '%s': %s",
+		    config_value_quote(q, sizeof(q), path), why);
 	/* a bad path still gets an instance, so its keys are checked too */
-	if ((r = realloc(cfg->routes, (cfg->nroutes + 1) * sizeof(*r))) == NULL) {
+	if (cfg_inst_new(c, CFG_BASE_ROUTE, cfg->nroutes, line) < 0)
+		return;
+	c->idx = cfg->nroutes - 1;
+	if ((cfg->routes[c->idx].path = config_value_strndup(path, strlen(path))) == NULL) {
 		c->oom = 1;
 		return;
 	}
-	cfg->routes = r;
-	if ((seen = realloc(c->route_seen, (cfg->nroutes + 1) * sizeof(*seen))) == NULL) {
+	c->cur = CUR_OK;
+}
+
+/* The index of the default [tls] certificate, created (first) when absent; -1 out of memory. */
+static int
+cfg_tls_default(struct cfg_ctx *c, int line)
+{
+	if (c->cfg->ntls_certs > 0 && c->cfg->tls_certs[0].name == NULL)
+		return 0;
+	return cfg_inst_new(c, CFG_BASE_TLS, 0, line);
+}
+
+/* "[tls]" (name NULL; repeated ones merge) or "[tls NAME]": one certificate instance. */
+static void
+cfg_tls_open(struct cfg_ctx *c, const char *name, int line)
+{
+	struct config *cfg = c->cfg;
+	const char *h = name != NULL && strncmp(name, "*.", 2) == 0 ? name + 2 : name;
+	char q[1024];
+
+	if (name == NULL) {
+		if (cfg_tls_default(c, line) == 0) {
+			c->idx = 0;
+			c->cur = CUR_OK;
+		}
+		return;
+	}
+	for (size_t i = 0; i < cfg->ntls_certs; i++) {
+		if (cfg->tls_certs[i].name != NULL &&
+		    config_value_strcaseeq(cfg->tls_certs[i].name, name)) {
+			cfg_error(c, line, "duplicate section [tls %s] (first at line %d)",
+			    config_value_quote(q, sizeof(q), name), cfg->tls_certs[i].line);
+			return;
+		}
+	}
+	/* an SNI name is a DNS name, never an address */
+	if (!config_value_host_valid(h) || strspn(h, "0123456789.") == strlen(h))
+		cfg_error(c, line, "bad tls name '%s': expected a host name or *.domain",
+		    config_value_quote(q, sizeof(q), name));
+	if (cfg_inst_new(c, CFG_BASE_TLS, cfg->ntls_certs, line) < 0)
+		return;
+	c->idx = cfg->ntls_certs - 1;
+	if ((cfg->tls_certs[c->idx].name = config_value_strndup(name, strlen(name))) == NULL) {
 		c->oom = 1;
 		return;
 	}
-	c->route_seen = seen;
-	r = &cfg->routes[cfg->nroutes];
-	memset(r, 0, sizeof(*r));
-	r->line = line;
-	r->path = cfg_strndup(path, strlen(path));
-	seen[cfg->nroutes] = calloc(config_nkeys, sizeof(int));
-	if (r->path == NULL || seen[cfg->nroutes] == NULL) {
-		free(r->path);
-		free(seen[cfg->nroutes]);
-		c->oom = 1;
-		return;
-	}
-	c->route_idx = cfg->nroutes++;
 	c->cur = CUR_OK;
 }
 
@@ -753,28 +277,29 @@ cfg_section_line(struct cfg_ctx *c, char *s)
 
 	c->cur = CUR_IGNORE;
 	for (end = s + 1; *end != '\0' && *end != ']' && !(was_space && *end == ';'); end++)
-		was_space = cfg_is_space((unsigned char)*end);
+		was_space = config_value_is_space((unsigned char)*end);
 	if (*end != ']') {
 		cfg_error(c, c->lineno, "syntax error (missing ']')");
 		return;
 	}
 	*end = '\0';
-	rest = cfg_lskip(end + 1);
+	rest = config_value_lskip(end + 1);
 	if (*rest != '\0' && *rest != ';' && *rest != '#') {
 		cfg_error(c, c->lineno, "syntax error (text after ']')");
 		return;
 	}
-	name = cfg_rstrip(cfg_lskip(s + 1));
-	for (arg = name; *arg != '\0' && !cfg_is_space((unsigned char)*arg); arg++)
+	name = config_value_rstrip(config_value_lskip(s + 1));
+	for (arg = name; *arg != '\0' && !config_value_is_space((unsigned char)*arg); arg++)
 		;
 	if (*arg != '\0') {
 		*arg = '\0';
-		arg = cfg_lskip(arg + 1);
+		arg = config_value_lskip(arg + 1);
 	}
 	sec = config_section_find(name, *arg != '\0', &known);
 	if (sec == NULL && !known) {
-		cfg_error(c, c->lineno, "unknown section [%s%s%s]", cfg_quote(q, sizeof(q), name),
-		    *arg != '\0' ? " " : "", *arg != '\0' ? cfg_quote(q2, sizeof(q2), arg) : "");
+		cfg_error(c, c->lineno, "unknown section [%s%s%s]",
+		    config_value_quote(q, sizeof(q), name), *arg != '\0' ? " " : "",
+		    *arg != '\0' ? config_value_quote(q2, sizeof(q2), arg) : "");
 		return;
 	}
 	if (sec == NULL)
@@ -788,7 +313,7 @@ cfg_section_line(struct cfg_ctx *c, char *s)
 	}
 	if (sec->arg == CFG_ARG_NONE && *arg != '\0') {
 		cfg_error(c, c->lineno, "section [%s] takes no argument (got '%s')", name,
-		    cfg_quote(q, sizeof(q), arg));
+		    config_value_quote(q, sizeof(q), arg));
 		return;
 	}
 	c->sec = sec;
@@ -796,7 +321,7 @@ cfg_section_line(struct cfg_ctx *c, char *s)
 		c->sec_line[sec->kind] = c->lineno;
 	if (sec->arg == CFG_ARG_REQUIRED)
 		snprintf(c->label, sizeof(c->label), "[%s %s]", sec->name,
-		    cfg_quote(q, sizeof(q), arg));
+		    config_value_quote(q, sizeof(q), arg));
 	else
 		snprintf(c->label, sizeof(c->label), "[%s]", sec->name);
 	switch (sec->base) {
@@ -805,6 +330,11 @@ cfg_section_line(struct cfg_ctx *c, char *s)
 		break;
 	case CFG_BASE_ROUTE:
 		cfg_route_open(c, arg, c->lineno);
+		break;
+	case CFG_BASE_TLS:
+		cfg_tls_open(c, sec->arg == CFG_ARG_NONE ? NULL : arg, c->lineno);
+		break;
+	case CFG_BASE_COUNT:
 		break;
 	}
 }
@@ -817,7 +347,7 @@ cfg_classify(struct cfg_ctx *c, char *s)
 	int was_space = 0;
 	char *p;
 
-	cfg_rstrip(s);
+	config_value_rstrip(s);
 	if (*s == '\0' || *s == ';' || *s == '#') {
 		*s = '\0';
 		return;
@@ -829,7 +359,7 @@ cfg_classify(struct cfg_ctx *c, char *s)
 	}
 	/* what inih will do: the name ends at the first '=' or ':' unless a comment comes first */
 	for (p = s; *p != '\0' && *p != '=' && *p != ':' && !(was_space && *p == ';'); p++)
-		was_space = cfg_is_space((unsigned char)*p);
+		was_space = config_value_is_space((unsigned char)*p);
 	if (*p != '=' && *p != ':')
 		cfg_error(c, c->lineno, "syntax error (expected key = value)");
 	else if (p == s)
@@ -872,14 +402,14 @@ cfg_reader(char *buf, int num, void *stream)
 			cfg_error(c, c->lineno, "line too long (max %zu characters)", max);
 		else
 			cfg_error(c, c->lineno, "NUL byte in line");
-		while (q < line + len && cfg_is_space((unsigned char)*q))
+		while (q < line + len && config_value_is_space((unsigned char)*q))
 			q++;
 		/* a lost header: its keys must not land in the section before it */
 		if (q < line + len && *q == '[')
 			c->cur = CUR_IGNORE;
 		return buf;
 	}
-	while (len > 0 && cfg_is_space((unsigned char)*line)) {
+	while (len > 0 && config_value_is_space((unsigned char)*line)) {
 		line++;
 		len--;
 	}
@@ -889,65 +419,147 @@ cfg_reader(char *buf, int num, void *stream)
 	return buf;
 }
 
+/* The environment variable that overrides key k, or -1. */
+static int
+cfg_env_find(const struct cfg_ctx *c, const struct config_key *k)
+{
+	for (size_t i = 0; i < c->nenv; i++) {
+		if (c->env[i].key == k)
+			return (int)i;
+	}
+	return -1;
+}
+
 static int
 cfg_handler(void *user, const char *section, const char *name, const char *value)
 {
 	struct cfg_ctx *c = user;
+	const struct config_section_def *other;
 	const struct config_key *k;
-	char why[256], q[1024];
-	int *seen, r;
+	char q[1024];
+	int *seen;
 	size_t idx;
 
 	(void)section; /* always "": headers never reach inih, see cfg_classify */
 	if (c->cur == CUR_NONE) {
 		cfg_error(c, c->lineno, "key '%s' outside of any section",
-		    cfg_quote(q, sizeof(q), name));
+		    config_value_quote(q, sizeof(q), name));
 		return 1;
 	}
 	if (c->cur == CUR_IGNORE)
 		return 1;
 	if ((k = config_key_find(c->sec->kind, name)) == NULL) {
-		cfg_error(c, c->lineno, "unknown key '%s' in %s", cfg_quote(q, sizeof(q), name),
-		    c->label);
+		if ((other = config_section_sibling(c->sec, name)) != NULL)
+			cfg_error(c, c->lineno, "key '%s' is valid only in [%s], not in %s", name,
+			    other->name, c->label);
+		else
+			cfg_error(c, c->lineno, "unknown key '%s' in %s",
+			    config_value_quote(q, sizeof(q), name), c->label);
 		return 1;
 	}
 	idx = (size_t)(k - config_keys);
-	seen = cfg_cur_seen(c);
+	seen = cfg_seen(c, k->base, c->idx);
 	if (seen[idx] != 0 && !(k->flags & CFG_F_REPEATABLE)) {
 		cfg_error(c, c->lineno, "duplicate key '%s' (first set at line %d)",
-		    cfg_quote(q, sizeof(q), name), seen[idx]);
+		    config_value_quote(q, sizeof(q), name), seen[idx]);
 		return 1;
 	}
 	if (seen[idx] == 0)
 		seen[idx] = c->lineno;
-	r = cfg_store(k, cfg_cur_base(c), value, c->lineno, why, sizeof(why));
-	if (r == -1)
-		cfg_error(c, c->lineno, "bad value for %s: '%s' (%s)", k->name,
-		    cfg_quote(q, sizeof(q), value), why);
-	else if (r == -2)
-		c->oom = 1;
+	/* a singleton key set in the environment: the variable replaces this line */
+	if (c->sec->arg == CFG_ARG_NONE && cfg_env_find(c, k) >= 0)
+		return 1;
+	cfg_store(c, k, config_keys_instance(c->cfg, k->base, c->idx), value, c->lineno);
 	return 1; /* errors are ours to collect: inih's first-error line number is not used */
+}
+
+/* ---- the environment: WSGATE_<SECTION>_<KEY> of singleton sections ---- */
+
+static void
+cfg_env_collect(struct cfg_ctx *c, char *const *envp)
+{
+	const struct config_section_def *sec;
+	const struct config_key *k;
+	struct cfg_env *e;
+	const char *eq;
+
+	for (; envp != NULL && *envp != NULL; envp++) {
+		char name[128];
+
+		if ((eq = strchr(*envp, '=')) == NULL || (size_t)(eq - *envp) >= sizeof(name))
+			continue;
+		memcpy(name, *envp, (size_t)(eq - *envp));
+		name[eq - *envp] = '\0';
+		k = config_key_find_env(name, &sec);
+		if (sec == NULL || (k != NULL && cfg_env_find(c, k) >= 0))
+			continue; /* not ours, or a second copy of a name: the first wins */
+		if ((e = realloc(c->env, (c->nenv + 1) * sizeof(*e))) == NULL) {
+			c->oom = 1;
+			return;
+		}
+		c->env = e;
+		e[c->nenv].key = k;
+		e[c->nenv].value = eq + 1;
+		if ((e[c->nenv].name = config_value_strndup(name, strlen(name))) == NULL) {
+			c->oom = 1;
+			return;
+		}
+		c->nenv++;
+		if (k == NULL) /* a typo would otherwise be ignored without a word */
+			cfg_error(c, CFG_ENV_LINE(c->nenv - 1), "no such key in [%s]", sec->name);
+	}
+}
+
+/* After the file: each variable's value replaces the key's lines (those were skipped). A
+ * repeatable key takes several values separated by commas. */
+static void
+cfg_env_apply(struct cfg_ctx *c)
+{
+	for (size_t i = 0; i < c->nenv && !c->oom; i++) {
+		const struct config_key *k = c->env[i].key;
+		const char *v = c->env[i].value, *end;
+		char piece[256];
+		void *base;
+
+		if (k == NULL || (k->base == CFG_BASE_TLS && cfg_tls_default(c, 0) < 0))
+			continue;
+		/* singletons: struct config, or the default [tls] (instance 0) */
+		base = config_keys_instance(c->cfg, k->base, 0);
+		cfg_seen(c, k->base, 0)[k - config_keys] = CFG_ENV_LINE(i);
+		if (!(k->flags & CFG_F_REPEATABLE)) {
+			cfg_store(c, k, base, v, CFG_ENV_LINE(i));
+			continue;
+		}
+		for (;; v = end + 1) {
+			end = strchr(v, ',');
+			snprintf(piece, sizeof(piece), "%.*s",
+			    (int)(end != NULL ? (size_t)(end - v) : strlen(v)), v);
+			cfg_store(c, k, base, piece, CFG_ENV_LINE(i));
+			if (end == NULL)
+				break;
+		}
+	}
 }
 
 /* ---- after the last line: defaults, required keys, cross-key rules ---- */
 
-/* Applies defaults to the keys of base b that no line set; reports required ones. For a
- * route, what is "route /x" and line its header; for struct config, what is NULL and a
- * required key is required only when its section appears. */
+/* Applies defaults to the keys of base b (and of section sec, unless -1) that no line set;
+ * reports required ones. For an instance, what names it ("route /x") and line is its header;
+ * for struct config, what is NULL and a key is required only when its section appears. */
 static void
-cfg_finish_instance(struct cfg_ctx *c, enum config_base b, void *base, const int *seen,
-    const char *what, int line)
+cfg_finish_instance(struct cfg_ctx *c, enum config_base b, int sec, void *base,
+    const int *seen, const char *what, int line)
 {
-	char why[256], sec[64];
+	char why[256];
 
 	for (size_t i = 0; i < config_nkeys; i++) {
 		const struct config_key *k = &config_keys[i];
-		int r;
 
-		if (config_sections[k->section].base != b || seen[i] != 0)
+		if (k->base != b || (sec >= 0 && (int)k->section != sec) || seen[i] != 0)
 			continue;
 		if (k->def != NULL) {
-			r = cfg_store(k, base, k->def, 0, why, sizeof(why));
+			int r = config_key_store(k, base, k->def, 0, why, sizeof(why));
+
 			if (r == -1)
 				cfg_error(c, 0, "internal error: bad default for %s: %s", k->name,
 				    why);
@@ -956,8 +568,8 @@ cfg_finish_instance(struct cfg_ctx *c, enum config_base b, void *base, const int
 		} else if ((k->flags & CFG_F_REQUIRED) && what != NULL) {
 			cfg_error(c, line, "%s has no %s", what, k->name);
 		} else if ((k->flags & CFG_F_REQUIRED) && c->sec_line[k->section] > 0) {
-			snprintf(sec, sizeof(sec), "[%s]", config_sections[k->section].name);
-			cfg_error(c, c->sec_line[k->section], "%s has no %s", sec, k->name);
+			cfg_error(c, c->sec_line[k->section], "[%s] has no %s",
+			    config_sections[k->section].name, k->name);
 		}
 	}
 }
@@ -970,57 +582,176 @@ cfg_seen_line(const int *seen, enum config_section_kind sec, const char *name)
 	return k != NULL ? seen[k - config_keys] : 0;
 }
 
+/* Every CFG_T_PATH key of the instance must name a readable file now, not at first use. */
+static void
+cfg_check_files(struct cfg_ctx *c, enum config_base b, void *base, const int *seen)
+{
+	char q[1024];
+
+	for (size_t i = 0; i < config_nkeys; i++) {
+		const struct config_key *k = &config_keys[i];
+		const char *path;
+		int err;
+
+		if (k->base == b && k->type == CFG_T_PATH && seen[i] != 0 &&
+		    (path = *(char **)((char *)base + k->off)) != NULL &&
+		    (err = config_value_readable(path)) != 0)
+			cfg_error(c, seen[i], "cannot read %s '%s': %s", k->name,
+			    config_value_quote(q, sizeof(q), path), strerror(err));
+	}
+}
+
+/* A channel template's placeholders: {name} must be in the route path, {jwt.x} needs auth. */
+static void
+cfg_check_template(struct cfg_ctx *c, const struct config_route *r, const char *key,
+    const char *tmpl, int line)
+{
+	char ph[160];
+	int why = config_template_unbound(tmpl, r->path, r->auth == AUTH_JWT, ph, sizeof(ph));
+
+	if (why == 2)
+		cfg_error(c, line, "%s template '%s' uses %s but auth is not jwt", key, tmpl, ph);
+	else if (why == 1)
+		cfg_error(c, line, "%s template '%s' uses %s which is not in the route path %s",
+		    key, tmpl, ph, r->path);
+}
+
+/* The rules between the keys of one route. */
+static void
+cfg_check_route(struct cfg_ctx *c, size_t i)
+{
+	const struct config_route *r = &c->cfg->routes[i];
+	const int *seen = c->seen[CFG_BASE_ROUTE][i];
+	int sub = cfg_seen_line(seen, CFG_SEC_ROUTE, "subscribe");
+	int auth = cfg_seen_line(seen, CFG_SEC_ROUTE, "auth");
+	int secret = cfg_seen_line(seen, CFG_SEC_ROUTE, "jwt_secret");
+	int pubkey = cfg_seen_line(seen, CFG_SEC_ROUTE, "jwt_public_key");
+	int from = cfg_seen_line(seen, CFG_SEC_ROUTE, "jwt_from");
+	int origins = cfg_seen_line(seen, CFG_SEC_ROUTE, "origins");
+
+	if ((unsigned)r->type > ROUTE_PROXY)
+		return; /* no valid type line: already reported */
+	for (size_t j = 0; j < config_nkeys; j++) {
+		const struct config_key *k = &config_keys[j];
+
+		if (k->base == CFG_BASE_ROUTE && seen[j] != 0 && !config_key_fits_route(k, r->type))
+			cfg_error(c, seen[j], "key '%s' is not valid for a route of type %s",
+			    k->name, config_route_type_name(r->type));
+	}
+	if (r->type == ROUTE_PUBSUB && r->nsubscribe == 0 && r->publish == NULL)
+		cfg_error(c, r->line, "route %s (pubsub) needs subscribe or publish", r->path);
+	if (r->type == ROUTE_PROXY && r->nbackends == 0)
+		cfg_error(c, r->line, "route %s (proxy) needs at least one backend", r->path);
+	if (r->auth == AUTH_JWT && r->jwt_secret == NULL && r->jwt_public_key == NULL)
+		cfg_error(c, auth, "auth = jwt needs jwt_secret or jwt_public_key");
+	if (r->auth == AUTH_JWT && r->jwt_secret != NULL && r->jwt_public_key != NULL)
+		cfg_error(c, secret > pubkey ? secret : pubkey,
+		    "jwt_secret and jwt_public_key are both set: keep one");
+	if (r->auth != AUTH_JWT) {
+		const int lines[] = { secret, pubkey, from };
+		const char *names[] = { "jwt_secret", "jwt_public_key", "jwt_from" };
+
+		for (size_t j = 0; j < 3; j++) {
+			if (lines[j] != 0)
+				cfg_error(c, lines[j], "%s is set but auth is not jwt", names[j]);
+		}
+	}
+	for (size_t j = 0; j < r->norigins && r->norigins > 1; j++) {
+		if (strcmp(r->origins[j], "*") == 0) {
+			cfg_error(c, origins, "origins: '*' allows any origin and cannot be "
+			    "combined with others");
+			break;
+		}
+	}
+	for (size_t j = 0; j < r->nsubscribe; j++)
+		cfg_check_template(c, r, "subscribe", r->subscribe[j], sub);
+	if (r->publish != NULL)
+		cfg_check_template(c, r, "publish", r->publish,
+		    cfg_seen_line(seen, CFG_SEC_ROUTE, "publish"));
+}
+
+/* Reports each address of a[] that an earlier one of a[] or any of b[] already has. */
+static void
+cfg_check_addrs(struct cfg_ctx *c, const char *what, const struct config_listen *a, size_t na,
+    const struct config_listen *b, size_t nb)
+{
+	const struct config_listen *y;
+	char where[32], addr[80];
+
+	for (size_t i = 0; i < na; i++) {
+		if ((y = config_listen_dup(a, i, b, nb)) == NULL)
+			continue;
+		if (y->line > 0)
+			snprintf(where, sizeof(where), "line %d", y->line);
+		cfg_error(c, a[i].line, "duplicate %s address %s (first at %s)", what,
+		    config_listen_fmt(addr, sizeof(addr), &a[i]),
+		    y->line > 0 ? where : c->env[-y->line - 1].name);
+	}
+}
+
 static void
 cfg_validate(struct cfg_ctx *c)
 {
 	struct config *cfg = c->cfg;
+	int has_default_tls = cfg->ntls_certs > 0 && cfg->tls_certs[0].name == NULL;
 	char what[1024], q[1024];
-	int line;
 
-	cfg_finish_instance(c, CFG_BASE_CONFIG, cfg, c->cfg_seen, NULL, 0);
+	cfg_finish_instance(c, CFG_BASE_CONFIG, -1, cfg, c->cfg_seen, NULL, 0);
+	cfg_check_files(c, CFG_BASE_CONFIG, cfg, c->cfg_seen);
+	for (size_t i = 0; i < cfg->ntls_certs; i++) {
+		struct config_tls_cert *t = &cfg->tls_certs[i];
+		int sec = t->name != NULL ? CFG_SEC_TLS_SNI : CFG_SEC_TLS;
+
+		snprintf(what, sizeof(what), "[tls%s%s]", t->name != NULL ? " " : "",
+		    t->name != NULL ? config_value_quote(q, sizeof(q), t->name) : "");
+		cfg_finish_instance(c, CFG_BASE_TLS, sec, t, c->seen[CFG_BASE_TLS][i], what, t->line);
+		cfg_check_files(c, CFG_BASE_TLS, t, c->seen[CFG_BASE_TLS][i]);
+		if (!has_default_tls)
+			cfg_error(c, t->line, "%s needs a default [tls] section", what);
+	}
 	for (size_t i = 0; i < cfg->nroutes; i++) {
 		struct config_route *r = &cfg->routes[i];
 
-		snprintf(what, sizeof(what), "route %s", cfg_quote(q, sizeof(q), r->path));
-		cfg_finish_instance(c, CFG_BASE_ROUTE, r, c->route_seen[i], what, r->line);
-		/* until target_pubsub and upstream exist, only echo can be served */
-		line = cfg_seen_line(c->route_seen[i], CFG_SEC_ROUTE, "type");
-		if (r->type != ROUTE_ECHO && line > 0)
-			cfg_error(c, line, "route type %s is not supported yet",
-			    config_route_type_name(r->type));
+		snprintf(what, sizeof(what), "route %s", config_value_quote(q, sizeof(q), r->path));
+		cfg_finish_instance(c, CFG_BASE_ROUTE, -1, r, c->seen[CFG_BASE_ROUTE][i], what,
+		    r->line);
+		cfg_check_files(c, CFG_BASE_ROUTE, r, c->seen[CFG_BASE_ROUTE][i]);
+		cfg_check_route(c, i);
 	}
 	if (c->route_headers == 0)
 		cfg_error(c, 0, "no [route] section: nothing to serve");
 	if (cfg->ping_interval_ms > 0 && cfg->pong_timeout_ms == 0)
 		cfg_error(c, cfg_seen_line(c->cfg_seen, CFG_SEC_HEARTBEAT, "pong_timeout"),
 		    "pong_timeout must be > 0 when ping_interval is set");
-	for (size_t i = 0; i < cfg->nlistens; i++) {
-		const struct config_listen *a = &cfg->listens[i];
-
-		for (size_t j = 0; j < i; j++) {
-			const struct config_listen *b = &cfg->listens[j];
-
-			if (cfg_strcaseeq(a->host, b->host) && strcmp(a->port, b->port) == 0) {
-				int v6 = strchr(a->host, ':') != NULL;
-
-				cfg_error(c, a->line,
-				    "duplicate listen address %s%s%s:%s (first at line %d)",
-				    v6 ? "[" : "", a->host, v6 ? "]" : "", a->port, b->line);
-				break;
-			}
-		}
+	cfg_check_addrs(c, "listen", cfg->listens, cfg->nlistens, NULL, 0);
+	cfg_check_addrs(c, "admin_listen", cfg->admin_listens, cfg->nadmin_listens, cfg->listens,
+	    cfg->nlistens);
+	for (size_t i = 0; i < cfg->nlistens && !has_default_tls; i++) {
+		if (cfg->listens[i].tls)
+			cfg_error(c, cfg->listens[i].line, "listener %s uses tls but there is no "
+			    "[tls] section with cert and key",
+			    config_listen_fmt(q, sizeof(q), &cfg->listens[i]));
 	}
+	cfg->redis.enabled = c->sec_line[CFG_SEC_REDIS] > 0 ||
+	    cfg_env_find(c, config_key_find(CFG_SEC_REDIS, "url")) >= 0;
 	cfg->app_message_len = cfg->app_message != NULL ? strlen(cfg->app_message) : 0;
 	if (cfg->app_message_len > cfg->max_message_size)
 		cfg_error(c, cfg_seen_line(c->cfg_seen, CFG_SEC_HEARTBEAT, "app_message"),
 		    "app_message is %zu bytes, more than max_message_size (%llu)",
 		    cfg->app_message_len, (unsigned long long)cfg->max_message_size);
+	/* the snapshot says "no line" (0) for what came from the environment */
+	for (size_t i = 0; i < cfg->nlistens + cfg->nadmin_listens; i++) {
+		struct config_listen *l = i < cfg->nlistens ? &cfg->listens[i]
+		    : &cfg->admin_listens[i - cfg->nlistens];
+
+		l->line = l->line < 0 ? 0 : l->line;
+	}
 }
 
 /* ---- load ---- */
 
 static int
-cfg_ctx_init(struct cfg_ctx *c, const char *name)
+cfg_ctx_init(struct cfg_ctx *c, const char *name, char *const *envp)
 {
 	memset(c, 0, sizeof(*c));
 	c->name = name != NULL ? name : "(config)";
@@ -1028,12 +759,13 @@ cfg_ctx_init(struct cfg_ctx *c, const char *name)
 	c->cfg = calloc(1, sizeof(*c->cfg));
 	c->cfg_seen = calloc(config_nkeys, sizeof(int));
 	if (c->cfg != NULL)
-		c->cfg->file = cfg_strndup(c->name, strlen(c->name));
+		c->cfg->file = config_value_strndup(c->name, strlen(c->name));
 	if (c->cfg == NULL || c->cfg_seen == NULL || c->cfg->file == NULL) {
 		config_free(c->cfg);
 		free(c->cfg_seen);
 		return -1;
 	}
+	cfg_env_collect(c, envp);
 	return 0;
 }
 
@@ -1057,8 +789,18 @@ cfg_parse(struct cfg_ctx *c, const char *text, size_t len)
 	} else if (r == -2) {
 		c->oom = 1;
 	}
+	cfg_env_apply(c);
 	if (c->oom == 0)
 		cfg_validate(c);
+}
+
+/* Order of messages: environment first, then by line, whole-file messages last. */
+static uint64_t
+cfg_err_rank(int line)
+{
+	if (line < 0)
+		return (uint64_t)-(int64_t)line;
+	return line > 0 ? (1ull << 32) + (uint64_t)line : UINT64_MAX;
 }
 
 /* Hands the snapshot or the sorted errors to the caller and frees the rest of c. */
@@ -1072,19 +814,13 @@ cfg_finish(struct cfg_ctx *c, struct config **out, struct config_errors *errs)
 		cfg_error(c, 0, "too many errors, stopped after %d", CFG_MAX_ERRORS);
 	if (c->oom)
 		cfg_error(c, 0, "out of memory");
-	/* by line (whole-file messages last), keeping report order within a line */
+	/* stable insertion sort: report order is kept within a line */
 	for (size_t i = 1; i < c->nerrs; i++) {
 		struct cfg_err t = c->errs[i];
-		unsigned tl = t.line > 0 ? (unsigned)t.line : ~0u;
 		size_t j = i;
 
-		for (; j > 0; j--) {
-			unsigned pl = c->errs[j - 1].line > 0 ? (unsigned)c->errs[j - 1].line : ~0u;
-
-			if (pl <= tl)
-				break;
+		for (; j > 0 && cfg_err_rank(c->errs[j - 1].line) > cfg_err_rank(t.line); j--)
 			c->errs[j] = c->errs[j - 1];
-		}
 		c->errs[j] = t;
 	}
 	rc = c->nerrs > 0 || c->oom ? -1 : 0;
@@ -1101,11 +837,15 @@ cfg_finish(struct cfg_ctx *c, struct config **out, struct config_errors *errs)
 	for (size_t i = 0; i < c->nerrs; i++)
 		free(c->errs[i].msg);
 	free(c->errs);
-	if (c->cfg != NULL) {
-		for (size_t i = 0; i < c->cfg->nroutes; i++)
-			free(c->route_seen[i]);
-	}
-	free(c->route_seen);
+	for (size_t i = 0; c->cfg != NULL && i < c->cfg->nroutes; i++)
+		free(c->seen[CFG_BASE_ROUTE][i]);
+	for (size_t i = 0; c->cfg != NULL && i < c->cfg->ntls_certs; i++)
+		free(c->seen[CFG_BASE_TLS][i]);
+	for (size_t b = 0; b < CFG_BASE_COUNT; b++)
+		free(c->seen[b]);
+	for (size_t i = 0; i < c->nenv; i++)
+		free(c->env[i].name);
+	free(c->env);
 	free(c->cfg_seen);
 	if (rc == 0) {
 		*out = c->cfg;
@@ -1128,15 +868,22 @@ cfg_oom(struct config **out, struct config_errors *errs)
 }
 
 int
-config_load_string(const char *name, const char *text, struct config **out,
-    struct config_errors *errs)
+config_load_string_env(const char *name, const char *text, char *const *envp,
+    struct config **out, struct config_errors *errs)
 {
 	struct cfg_ctx c;
 
-	if (cfg_ctx_init(&c, name) < 0)
+	if (cfg_ctx_init(&c, name, envp) < 0)
 		return cfg_oom(out, errs);
 	cfg_parse(&c, text, strlen(text));
 	return cfg_finish(&c, out, errs);
+}
+
+int
+config_load_string(const char *name, const char *text, struct config **out,
+    struct config_errors *errs)
+{
+	return config_load_string_env(name, text, environ, out, errs);
 }
 
 int
@@ -1147,7 +894,7 @@ config_load_file(const char *path, struct config **out, struct config_errors *er
 	char *text = NULL;
 	size_t len = 0, cap = 0, n;
 
-	if (cfg_ctx_init(&c, path) < 0)
+	if (cfg_ctx_init(&c, path, environ) < 0)
 		return cfg_oom(out, errs);
 	if ((f = fopen(path, "rb")) == NULL) {
 		cfg_error(&c, 0, "cannot open: %s", strerror(errno));

@@ -138,12 +138,16 @@ struct config_errors {
 };
 
 /* Loads and validates; on success *out is a new snapshot and 0 is returned. On failure -1,
- * *out is NULL and errs holds every error found (not just the first). */
+ * *out is NULL and errs holds every error found (not just the first). A variable
+ * WSGATE_<SECTION>_<KEY> of environ (singleton sections) replaces that key's lines. */
 int config_load_file(const char *path, struct config **out, struct config_errors *errs)
     __attribute__((warn_unused_result));
 /* Same from a string (unit tests, embedded defaults); name is used in messages. */
 int config_load_string(const char *name, const char *text, struct config **out,
     struct config_errors *errs) __attribute__((warn_unused_result));
+/* Same with the environment overrides taken from envp (NULL: none) instead of environ. */
+int config_load_string_env(const char *name, const char *text, char *const *envp,
+    struct config **out, struct config_errors *errs) __attribute__((warn_unused_result));
 void config_free(struct config *cfg);
 void config_errors_free(struct config_errors *errs);
 

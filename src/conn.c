@@ -20,6 +20,7 @@
 #include "heartbeat.h"
 #include "http.h"
 #include "log.h"
+#include "security.h"
 #include "target.h"
 #include "worker.h"
 #include "gateway.h"
@@ -132,6 +133,7 @@ conn_free(struct conn *c)
 {
 	evtimer_del(&c->timer);
 	bufferevent_free(c->bev); /* closes the socket: BEV_OPT_CLOSE_ON_FREE */
+	limit_release(c->w->gw->limits, &c->limit);
 	free(c->pending);
 	free(c->msg);
 	free(c);
@@ -428,10 +430,27 @@ conn_fail(struct conn *c, unsigned code, const char *reason)
 	}
 }
 
+/* max_messages_per_second: one token per message reaching the target; without one the client
+ * gets close 1008 and nothing more is delivered. */
+static int
+conn_message_allowed(struct conn *c)
+{
+	uint64_t rate = c->route != NULL ? c->route->max_messages_per_second : 0;
+
+	if (rate == 0 || limit_bucket_take(&c->msg_rate, rate, conn_now_ms()))
+		return 1;
+	security_count(c->w->gw->sec, SEC_MESSAGE_RATE);
+	conn_log(c, LOG_LVL_INFO, "%s: more than %llu messages per second, closing with 1008",
+	    c->peer, (unsigned long long)rate);
+	conn_send_close(c, WS_CLOSE_POLICY, "message rate exceeded");
+	return 0;
+}
+
 static void
 conn_deliver(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
 {
-	if (c->state == CONN_OPEN && c->target != NULL && c->target->message != NULL)
+	if (c->state == CONN_OPEN && c->target != NULL && c->target->message != NULL &&
+	    conn_message_allowed(c))
 		c->target->message(c, opcode, data, len);
 }
 
@@ -485,6 +504,8 @@ conn_on_event(struct conn *c, const struct ws_event *ev)
 		if (c->state != CONN_OPEN)
 			return 0; /* after our close, data is ignored (RFC 6455 1.4) */
 		if (c->target != NULL && c->target->chunk != NULL) {
+			if (ev->first && !conn_message_allowed(c))
+				return -1;
 			c->target->chunk(c, ev);
 			return c->state == CONN_OPEN ? 0 : -1;
 		}
@@ -499,6 +520,8 @@ conn_on_event(struct conn *c, const struct ws_event *ev)
 	case WS_EV_CLOSE:
 		c->peer_closed = 1;
 		conn_log(c, LOG_LVL_DEBUG, "peer sent close %u", ev->close_code);
+		if (c->target != NULL && c->target->peer_close != NULL)
+			c->target->peer_close(c, ev->close_code, ev->data, ev->len);
 		if (c->state == CONN_OPEN) {
 			char reason[WS_CONTROL_MAX + 1];
 			memcpy(reason, ev->data, ev->len);

@@ -12,6 +12,7 @@
 #include <event2/event_struct.h>
 
 #include "config.h"
+#include "limit.h"
 #include "ws_parser.h"
 
 /* Watermarks of queued output: above HIGH we stop reading the client (an echo client that never
@@ -57,6 +58,8 @@ struct conn {
 	unsigned peer_closed : 1;         /* we received the peer's close frame */
 	unsigned upgraded : 1;            /* a 101 was sent (logging: HTTP-only connections are quiet) */
 	char peer[56];                    /* "addr:port" for logs */
+	struct limit_ticket limit;       /* admission counted at accept, given back in conn_free */
+	struct limit_bucket msg_rate;    /* the route's max_messages_per_second */
 	LIST_ENTRY(conn) entry;           /* worker's live list, then its dead list */
 };
 

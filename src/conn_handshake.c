@@ -3,6 +3,7 @@
  * 4xx. Bytes after the head (frames sent without waiting for the 101) are kept. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -12,6 +13,7 @@
 #include "http.h"
 #include "log.h"
 #include "route.h"
+#include "security.h"
 #include "target.h"
 #include "worker.h"
 
@@ -106,6 +108,9 @@ static void
 conn_upgrade(struct conn *c, const struct http_request *req, const struct route_match *m)
 {
 	const struct target_ops *t = target_for(m->route->type);
+	struct security_auth auth; /* the verified token, for {jwt.NAME} in the target's templates */
+	struct route_match am;
+	const char *hdrs, *why;
 	char accept[29];
 	int r;
 
@@ -113,6 +118,16 @@ conn_upgrade(struct conn *c, const struct http_request *req, const struct route_
 		conn_http_reply(c, 500, NULL, "route type not built in");
 		return;
 	}
+	/* Origin and token before the target sees anything: 403 / 401 with WWW-Authenticate. */
+	r = security_check_handshake(c->w->gw->sec, m->route, req, (int64_t)time(NULL), &auth,
+	    &hdrs, &why);
+	if (r != 0) {
+		conn_http_reply(c, r, hdrs, why);
+		return;
+	}
+	am = *m;
+	security_apply_claims(&auth, &am);
+	m = &am;
 	http_ws_accept(req->key.p, req->key.n, accept);
 	/* From here the target is told when the connection goes, whatever the outcome. */
 	c->route = m->route;

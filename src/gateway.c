@@ -13,7 +13,10 @@
 #include "conn.h"
 
 #include "config.h"
+#include "limit.h"
 #include "log.h"
+#include "security.h"
+#include "tls.h"
 #include "worker.h"
 
 static void
@@ -79,7 +82,10 @@ gateway_signal(evutil_socket_t sig, short what, void *arg)
 		gateway_shutdown(gw, "SIGINT");
 		break;
 	case SIGHUP:
-		log_info("SIGHUP: configuration reload is not supported yet; ignoring");
+		log_info("SIGHUP: configuration reload is not supported yet; re-reading the TLS "
+		    "certificates only");
+		/* Certificates and keys are re-read (renewals): new handshakes use them. */
+		tls_reload(gw->tls, gw->cfg);
 		break;
 	}
 }
@@ -100,6 +106,25 @@ gateway_make_instance_id(struct gateway *gw)
 	}
 	gw->instance_id[2 * sizeof(r)] = '\0';
 	return 0;
+}
+
+/* TLS certificates, route keys and the limits table: before any listener opens. */
+static int
+gateway_security_init(struct gateway *gw)
+{
+	uint8_t seed[16];
+
+	if (RAND_bytes(seed, sizeof(seed)) != 1) {
+		log_warnx("RAND_bytes failed");
+		return -1;
+	}
+	if ((gw->limits = limit_new(0, seed)) == NULL) {
+		log_warnx("cannot allocate the per-IP limits table");
+		return -1;
+	}
+	if ((gw->sec = security_new(gw->cfg)) == NULL)
+		return -1;
+	return tls_server_init(&gw->tls, gw->cfg);
 }
 
 const char *
@@ -140,6 +165,8 @@ gateway_init(struct gateway *gw, struct config *cfg, const char *config_path)
 	evsignal_add(gw->sig_hup, NULL);
 	if (gateway_make_instance_id(gw) < 0)
 		return -1;
+	if (gateway_security_init(gw) < 0)
+		return -1;
 	if ((gw->worker = worker_new(gw, 0, gw->base)) == NULL)
 		return -1;
 	if (worker_pubsub_init(gw->worker, gw->instance_id) < 0) {
@@ -154,7 +181,7 @@ gateway_init(struct gateway *gw, struct config *cfg, const char *config_path)
 int
 gateway_run(struct gateway *gw)
 {
-	log_info("wsgate %s started (instance %s, %zu route(s), pub/sub via %s)", PACKAGE_VERSION,
+	log_info("wsgate %s started (instance %s, %zu route(s), pub/sub via %s)", WSGATE_VERSION,
 	    gw->instance_id, gw->cfg->nroutes, gw->cfg->redis.enabled ? "redis" : "in-process hub");
 	if (event_base_dispatch(gw->base) < 0) {
 		log_warnx("event loop failed");
@@ -169,6 +196,13 @@ gateway_free(struct gateway *gw)
 {
 	worker_free(gw->worker);
 	gw->worker = NULL;
+	/* After the connections: each gave its limits back and dropped its TLS references. */
+	tls_server_free(gw->tls);
+	gw->tls = NULL;
+	security_free(gw->sec);
+	gw->sec = NULL;
+	limit_free(gw->limits);
+	gw->limits = NULL;
 	if (gw->sig_term)
 		event_free(gw->sig_term);
 	if (gw->sig_int)

@@ -10,6 +10,9 @@ struct config;
 struct worker;
 struct event_base;
 struct event;
+struct tls_server;
+struct security;
+struct limit_table;
 
 enum gateway_state {
 	GW_RUNNING = 0, /* accepting and serving */
@@ -23,6 +26,9 @@ struct gateway {
 	enum gateway_state state;
 	struct event_base *base;
 	struct worker *worker;
+	struct tls_server *tls;      /* certificates of the tls listeners; NULL when none */
+	struct security *sec;        /* route keys (JWT) and refusal counters */
+	struct limit_table *limits;  /* admission counters, shared by every worker */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *shutdown_timer;
 	uint64_t next_conn_id;

@@ -1,5 +1,6 @@
-/* listener.c - bound sockets handing accepted fds to conn_new(). On EMFILE/ENFILE the
- * listener is disabled for a moment rather than spinning on a ready socket it cannot accept. */
+/* listener.c - bound sockets handing accepted fds to conn_new() over the listener's transport
+ * (plain or TLS), after the admission limits. On EMFILE/ENFILE the listener is disabled for a
+ * moment rather than spinning on a ready socket it cannot accept. */
 #include "listener.h"
 
 #include <errno.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -16,36 +18,109 @@
 #include <sys/socket.h>
 
 #include "conn.h"
-#include "transport.h"
+#include "gateway.h"
+#include "limit.h"
 #include "log.h"
+#include "security.h"
+#include "transport.h"
 #include "worker.h"
 
 #define LISTENER_BACKLOG 4096
 #define LISTENER_PAUSE_MS 100 /* accept pause after running out of descriptors */
+#define LISTENER_DROP_LOG_MS 1000 /* unanswered refusals are logged at most this often */
 
 struct listener {
 	struct worker *w;
 	struct evconnlistener *lev;
 	struct event *resume;  /* re-enables accepting after an EMFILE pause */
-	struct tls_server *tls; /* NULL for plain listeners */
+	struct tls_server *tls; /* NULL for plain listeners; the gateway's, shared */
+	uint64_t drops;         /* refusals closed unanswered since the last log line */
+	uint64_t drop_log_ms;
 	char name[80];
 };
+
+/* A refusal must be answered over the connection (for TLS after the handshake): accept it,
+ * queue the status and let the connection flush and close like any HTTP reply. */
+static void
+listener_refuse(struct conn *c, enum limit_verdict v, const struct config *cfg)
+{
+	struct security *sec = c->w->gw->sec;
+	char why[128];
+
+	switch (v) {
+	case LIMIT_TOTAL:
+		security_count(sec, SEC_MAX_CONNECTIONS);
+		snprintf(why, sizeof(why), "max_connections (%llu) reached",
+		    (unsigned long long)cfg->max_connections);
+		conn_http_reply(c, 503, NULL, why);
+		break;
+	case LIMIT_PER_IP:
+		security_count(sec, SEC_MAX_PER_IP);
+		snprintf(why, sizeof(why), "max_connections_per_ip (%llu) reached",
+		    (unsigned long long)cfg->max_connections_per_ip);
+		conn_http_reply(c, 503, NULL, why);
+		break;
+	case LIMIT_RATE:
+		security_count(sec, SEC_ACCEPT_RATE);
+		snprintf(why, sizeof(why), "accept_rate_per_ip (%llu/s) exceeded",
+		    (unsigned long long)cfg->accept_rate_per_ip);
+		conn_http_reply(c, 429, "Retry-After: 1\r\n", why);
+		break;
+	case LIMIT_OK:
+	case LIMIT_DROP:
+		break;
+	}
+}
+
+static void
+listener_dropped(struct listener *l)
+{
+	uint64_t now = conn_now_ms();
+
+	security_count(l->w->gw->sec, SEC_REFUSAL_DROPPED);
+	l->drops++;
+	if (now - l->drop_log_ms >= LISTENER_DROP_LOG_MS) {
+		log_warnx("listener %s: %llu connection(s) over the limits closed unanswered: %d "
+		    "refusals already in flight", l->name, (unsigned long long)l->drops,
+		    LIMIT_MAX_REFUSING);
+		l->drops = 0;
+		l->drop_log_ms = now;
+	}
+}
 
 static void
 listener_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
     void *arg)
 {
 	struct listener *l = arg;
+	struct gateway *gw = l->w->gw;
+	struct limit_ticket ticket;
+	enum limit_verdict v;
 	struct bufferevent *bev;
+	struct conn *c;
 	int one = 1;
 
 	(void)lev;
+	v = limit_admit(gw->limits, gw->cfg, sa, conn_now_ms(), &ticket);
+	if (v == LIMIT_DROP) {
+		listener_dropped(l);
+		close(fd);
+		return;
+	}
+	if (ticket.untracked)
+		security_count(gw->sec, SEC_PER_IP_UNTRACKED);
 	/* Frames are written whole; Nagle would only add latency to small messages. */
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
 		log_warn("TCP_NODELAY");
-	if ((bev = transport_server_new(l->w->base, fd, l->tls)) == NULL)
+	if ((bev = transport_server_new(l->w->base, fd, l->tls)) == NULL ||
+	    (c = conn_new(l->w, bev, sa, (socklen_t)salen)) == NULL) {
+		limit_release(gw->limits, &ticket);
 		return;
-	conn_new(l->w, bev, sa, (socklen_t)salen);
+	}
+	/* Given back in conn_free, when the socket is closed. */
+	c->limit = ticket;
+	if (v != LIMIT_OK)
+		listener_refuse(c, v, gw->cfg);
 }
 
 static void
@@ -86,6 +161,14 @@ listener_new(struct worker *w, const struct config_listen *cl)
 	if ((l = calloc(1, sizeof(*l))) == NULL)
 		return NULL;
 	l->w = w;
+	if (cl->tls) {
+		if (w->gw->tls == NULL) {
+			log_warnx("listen %s:%s tls: no TLS certificates loaded", cl->host, cl->port);
+			free(l);
+			return NULL;
+		}
+		l->tls = w->gw->tls;
+	}
 	snprintf(l->name, sizeof(l->name), "%s%s%s:%s", strchr(cl->host, ':') ? "[" : "",
 	    cl->host, strchr(cl->host, ':') ? "]" : "", cl->port);
 	memset(&hints, 0, sizeof(hints));
@@ -112,7 +195,7 @@ listener_new(struct worker *w, const struct config_listen *cl)
 		free(l);
 		return NULL;
 	}
-	log_info("listening on %s", l->name);
+	log_info("listening on %s%s", l->name, l->tls != NULL ? " (TLS)" : "");
 	return l;
 }
 

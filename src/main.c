@@ -48,7 +48,7 @@ main(int argc, char **argv)
 			test = 1;
 			break;
 		case 'v':
-			printf("wsgate %s\n", PACKAGE_VERSION);
+			printf("wsgate %s\n", WSGATE_VERSION);
 			return 0;
 		case 'h':
 			usage(stdout);

@@ -1,5 +1,6 @@
 /* route.c - pure URL routing: matches a request path against the configured patterns with
- * {name} segments, reads raw query parameters and fills "{name}"/"{query.name}" templates. */
+ * {name} segments, reads raw query parameters and fills "{name}", "{query.name}" and
+ * "{jwt.name}" templates. */
 
 #include <limits.h>
 #include <string.h>
@@ -234,7 +235,19 @@ route_lookup(const char *name, size_t n, const struct route_match *m, const char
 
 	if (n == 0)
 		return ROUTE_BAD_PARAM;
-	if (n >= 6 && memcmp(name, "query.", 6) == 0) {
+	if (n >= 4 && memcmp(name, "jwt.", 4) == 0) {
+		/* Claims of a token the handshake verified; none when the route has no auth. */
+		if (n == 4)
+			return ROUTE_BAD_PARAM;
+		for (i = 0; m != NULL && i < m->nclaims; i++)
+			if (m->claims[i].name_len == n - 4 &&
+			    memcmp(m->claims[i].name, name + 4, n - 4) == 0)
+				break;
+		if (m == NULL || i == m->nclaims)
+			return ROUTE_NOT_FOUND;
+		*val = m->claims[i].val;
+		*val_len = m->claims[i].val_len;
+	} else if (n >= 6 && memcmp(name, "query.", 6) == 0) {
 		if (n == 6)
 			return ROUTE_BAD_PARAM;
 		if (m == NULL ||

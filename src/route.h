@@ -23,6 +23,8 @@ struct route_match {
 	size_t nparams;
 	const char *query;  /* raw query string of the request (may be NULL) */
 	size_t query_len;
+	const struct route_param *claims; /* verified JWT claims for "{jwt.NAME}" (NULL: none) */
+	size_t nclaims;
 };
 
 enum route_status {
@@ -49,8 +51,8 @@ int route_query_get(const char *query, size_t query_len, const char *name, size_
 /* 1 when every byte of s is in [A-Za-z0-9_.:-] and n > 0. */
 int route_value_safe(const char *s, size_t n);
 
-/* Expands "{name}" and "{query.name}" in tmpl from m into out (NUL-terminated). Returns the
- * length, ROUTE_NOT_FOUND when a placeholder has no value, ROUTE_BAD_PARAM when a value is not
+/* Expands "{name}", "{query.name}" and "{jwt.name}" in tmpl from m into out (NUL-terminated).
+ * Returns the length, ROUTE_NOT_FOUND when a placeholder has no value, ROUTE_BAD_PARAM when a value is not
  * route_value_safe, or -3 when out is too small. */
 int route_expand(const char *tmpl, const struct route_match *m, char *out, size_t outsz);
 

@@ -32,12 +32,16 @@ struct target_ops {
 	void (*chunk)(struct conn *c, const struct ws_event *ev);
 	/* The client's output fell back under the low watermark after conn_output_high(). */
 	void (*drained)(struct conn *c);
+	/* The client's close frame arrived (code 1005 when it had none; reason valid only during
+	 * the call), before the core answers it: a relay passes it on. May be NULL. */
+	void (*peer_close)(struct conn *c, unsigned code, const uint8_t *reason, size_t len);
 	/* The connection is going away (any state after open). Release per-connection state. */
 	void (*close)(struct conn *c);
 };
 
 extern const struct target_ops target_echo_ops;
 extern const struct target_ops target_pubsub_ops;
+extern const struct target_ops target_proxy_ops;
 
 struct hub_frame;
 /* The hub's delivery callback for pubsub connections (see hub.h). */

@@ -24,6 +24,8 @@ target_for(enum route_type type)
 		return &target_echo_ops;
 	case ROUTE_PUBSUB:
 		return &target_pubsub_ops;
+	case ROUTE_PROXY:
+		return &target_proxy_ops;
 	default:
 		return NULL;
 	}

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "hub.h"
 #include "target.h"
+#include "upstream.h"
 #include "gateway.h"
 #include "listener.h"
 #include "log.h"
@@ -116,6 +117,8 @@ worker_free(struct worker *w)
 		LIST_REMOVE(c, entry);
 		conn_free(c);
 	}
+	/* The proxy sessions' backend halves, detached by the closes above. */
+	upstream_registry_free(w->upstreams);
 	/* Every subscription is gone with the connections: the broker, then the hub. */
 	if (w->broker != NULL)
 		w->broker->ops->free(w->broker);

@@ -15,6 +15,7 @@ struct event_base;
 struct event;
 struct hub;
 struct broker;
+struct upstream_registry;
 
 LIST_HEAD(conn_list, conn);
 
@@ -31,6 +32,7 @@ struct worker {
 	uint8_t draining;           /* no new connections; exit when conns is empty */
 	struct hub *hub;            /* pub/sub channels of this worker's connections */
 	struct broker *broker;      /* how the hub reaches other workers and instances */
+	struct upstream_registry *upstreams; /* proxy routes' backend pools; made on first use */
 	char *scratch;              /* reusable buffer for building one message (JSON envelopes) */
 	size_t scratch_cap;
 };

@@ -213,6 +213,7 @@ def test_log_lines_have_time_level_and_conn(tmp_path_factory):
     bad = [ln for ln in lines if not LOG_LINE.search(ln)]
     assert not bad, f"log lines without time and level: {bad}"
     assert any(re.search(r"\[conn \d+\]", ln) for ln in lines), "\n".join(lines)
+    assert g.stdout() == "", f"logs belong on stderr, stdout got:\n{g.stdout()}"
 
 
 def test_log_level_error_hides_info(tmp_path_factory):

@@ -3,12 +3,13 @@ right Sec-WebSocket-Accept; every refusal gets its precise status, "Connection: 
 closed connection; subprotocol choice follows the route's preference order."""
 
 import base64
+import socket
 import time
 
 import pytest
 
 from wsharness import (OP_BINARY, OP_TEXT, WSClient, build_frame, check_101, http_request,
-                       new_key, token_list_has, upgrade_request, ws_accept)
+                       new_key, token_list_has, upgrade_request, wait_closed, ws_accept)
 
 
 def assert_refused(resp, status):
@@ -242,8 +243,6 @@ def test_subprotocol_session_echoes(gw):
 
 @pytest.mark.parametrize("part", ["half", "nothing"])
 def test_slow_sender_gets_408_or_closed(gateway_factory, part):
-    import socket
-    from wsharness import wait_closed
     g = gateway_factory(gateway={"handshake_timeout": "300ms"})
     raw = upgrade_request(g.port).encode()
     with socket.create_connection(("127.0.0.1", g.port), timeout=5) as s:

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from wsharness import OP_CLOSE, OP_TEXT, WSClient, start_gateway, upgrade_request, wait_closed
+from wsharness import (OP_CLOSE, OP_TEXT, WSClient, build_frame, start_gateway, upgrade_request,
+                       wait_closed)
 
 SIGNALS = [signal.SIGTERM, signal.SIGINT]
 SIG_IDS = ["SIGTERM", "SIGINT"]
@@ -108,7 +109,6 @@ def test_new_connections_refused_after_signal(tmp_path_factory):
 
 
 def test_client_mid_message_gets_1001(tmp_path_factory):
-    from wsharness import build_frame
     g = start_gateway(tmp_path_factory, name="mid", gateway={"shutdown_timeout": "30s"})
     c = WSClient(g.port)
     try:

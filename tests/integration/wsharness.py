@@ -170,7 +170,7 @@ class Frame:
                 f"len={len(self.payload)} {shown!r}{more})")
 
 
-def parse_frame(buf, expect_masked=False):
+def parse_frame(buf):
     """Decodes one frame from the start of buf. Returns (Frame, consumed) or (None, 0) when buf
     holds only part of it."""
     if len(buf) < 2:
@@ -234,9 +234,7 @@ def check_server_frame(f):
                 f.close_reason.decode("utf-8")
             except UnicodeDecodeError:
                 problems.append("server close reason is not UTF-8")
-    if f.opcode == OP_TEXT and f.fin:
-        pass  # text validity is checked per message in recv_message
-    return problems
+    return problems  # text messages are checked for UTF-8 whole, in recv_message
 
 
 class CloseResult:
@@ -561,6 +559,7 @@ class HttpResponse:
         self.raw_head = b""
         self.closed = False     # the server closed the connection after the response
         self.elapsed = 0.0      # seconds from the end of sending to the complete response
+        self.trailing = b""     # bytes after the response (before the server closed)
 
     @classmethod
     def parse_head(cls, head):
@@ -690,7 +689,8 @@ def upgrade_request(port, path="/echo", method="GET", version="HTTP/1.1", key=No
                     omit=(), replace=None, extra=()):
     """A WebSocket upgrade request as text, with headers omitted, replaced or added."""
     hdrs = [("Host", f"127.0.0.1:{port}"), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
-            ("Sec-WebSocket-Key", key if key is not None else new_key()), ("Sec-WebSocket-Version", "13")]
+            ("Sec-WebSocket-Key", key if key is not None else new_key()),
+            ("Sec-WebSocket-Version", "13")]
     replace = {k.lower(): v for k, v in (replace or {}).items()}
     out = []
     for k, v in hdrs:
@@ -810,7 +810,7 @@ class Gateway:
 
     def healthz(self, port=None):
         resp = http_request(port or self.port,
-                            f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                            "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
                             timeout=2.0, close_timeout=0)
         return resp.status
 
@@ -924,3 +924,504 @@ def run_wsgate(args, cwd=None, timeout=10.0):
     """Runs the binary to completion (-t, --version, ...). Returns CompletedProcess (text)."""
     return subprocess.run([wsgate_bin()] + list(args), cwd=cwd, stdin=subprocess.DEVNULL,
                           capture_output=True, timeout=timeout, text=True, errors="replace")
+
+
+# ---------------------------------------------------------------------------------------------
+# pub/sub: extra config sections, a real redis-server, a raw RESP client, small waits
+
+
+def add_config_sections(g, sections):
+    """Appends sections (header -> {key: value}, e.g. {"redis": {"url": ...}}) to a Gateway's
+    config before it is started. Headers are written as given: "redis" -> [redis]."""
+    lines = [g.config_text.rstrip("\n"), ""]
+    for header, keys in sections.items():
+        lines.append(f"[{header}]")
+        for k, v in keys.items():
+            lines.append(f"{k} = {v}")
+        lines.append("")
+    g.config_text = "\n".join(lines)
+    with open(g.config_path, "w", encoding="utf-8") as f:
+        f.write(g.config_text)
+    return g
+
+
+def http_status(port, path, timeout=2.0):
+    """Status of GET path (e.g. /readyz) on the gateway's WebSocket port."""
+    return http_request(port, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+                        timeout=timeout, close_timeout=0).status
+
+
+def wait_until(pred, timeout, interval=0.05, what="condition"):
+    """Polls pred() until it is truthy; returns its value or raises HarnessError."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        last = pred()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise HarnessError(f"{what} not reached within {timeout}s (last {last!r})")
+        time.sleep(interval)
+
+
+def vm_rss_kib(pid):
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise HarnessError(f"no VmRSS for pid {pid}")
+
+
+class RespError(HarnessError):
+    pass
+
+
+def resp_encode(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode("utf-8")
+        elif isinstance(a, int):
+            a = str(a).encode("ascii")
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class RespConn:
+    """A plain RESP2 connection to redis-server (commands, or a SUBSCRIBE-mode reader)."""
+
+    def __init__(self, port, timeout=DEFAULT_TIMEOUT):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = bytearray()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _line(self, deadline):
+        while b"\r\n" not in self.buf:
+            self._fill(deadline)
+        i = self.buf.index(b"\r\n")
+        line = bytes(self.buf[:i])
+        del self.buf[:i + 2]
+        return line
+
+    def _fill(self, deadline):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("timed out waiting for redis")
+        self.sock.settimeout(remaining)
+        try:
+            data = self.sock.recv(1 << 16)
+        except socket.timeout:
+            raise TimeoutError("timed out waiting for redis") from None
+        if not data:
+            raise HarnessError("redis closed the connection")
+        self.buf += data
+
+    def read_reply(self, timeout=DEFAULT_TIMEOUT):
+        return self._reply(time.monotonic() + timeout)
+
+    def _reply(self, deadline):
+        line = self._line(deadline)
+        t, rest = line[:1], line[1:]
+        if t == b"+":
+            return rest.decode("utf-8", "replace")
+        if t == b"-":
+            return RespError(rest.decode("utf-8", "replace"))
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            if n < 0:
+                return None
+            while len(self.buf) < n + 2:
+                self._fill(deadline)
+            data = bytes(self.buf[:n])
+            del self.buf[:n + 2]
+            return data
+        if t == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._reply(deadline) for _ in range(n)]
+        raise HarnessError(f"bad RESP line {line!r}")
+
+    def command(self, *args, timeout=DEFAULT_TIMEOUT):
+        self.sock.sendall(resp_encode(*args))
+        r = self.read_reply(timeout)
+        if isinstance(r, RespError):
+            raise r
+        return r
+
+    def subscribe(self, *channels):
+        self.sock.sendall(resp_encode("SUBSCRIBE", *channels))
+        for _ in channels:
+            r = self.read_reply()
+            if not (isinstance(r, list) and r[0] == b"subscribe"):
+                raise HarnessError(f"unexpected reply to SUBSCRIBE: {r!r}")
+
+    def next_message(self, timeout=DEFAULT_TIMEOUT):
+        """(channel, data) of the next pub/sub message on a subscribed connection."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = self._reply(deadline)
+            if isinstance(r, list) and r and r[0] == b"message":
+                return r[1].decode("utf-8", "replace"), r[2]
+
+
+class RedisServer:
+    """redis-server on a free loopback port, no persistence; kill()/start() to simulate an
+    outage on the same port, pause()/resume() (SIGSTOP/SIGCONT) to simulate a hung server."""
+
+    def __init__(self, workdir, port=None):
+        self.workdir = workdir
+        os.makedirs(workdir, exist_ok=True)
+        self.port = port or free_port()
+        self.proc = None
+        self.logfile = os.path.join(workdir, f"redis-{self.port}.log")
+
+    def start(self, timeout=10.0):
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--save", "", "--appendonly", "no", "--dir", self.workdir,
+                "--logfile", self.logfile, "--daemonize", "no"]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, preexec_fn=_set_pdeathsig)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise HarnessError(f"redis-server exited with {self.proc.returncode}: "
+                                   f"{self.log()}")
+            try:
+                with RespConn(self.port, timeout=1.0) as r:
+                    if r.command("PING") == "PONG":
+                        return self
+            except (OSError, HarnessError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise HarnessError(f"redis-server on {self.port} did not answer PING")
+            time.sleep(0.05)
+
+    def log(self):
+        try:
+            with open(self.logfile, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait()
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    stop = kill
+
+    def command(self, *args, timeout=DEFAULT_TIMEOUT):
+        with RespConn(self.port, timeout=timeout) as r:
+            return r.command(*args, timeout=timeout)
+
+    def cli(self, *args, stdin=None):
+        """redis-cli -p PORT args... (stdin bytes for -x); returns stdout bytes."""
+        p = subprocess.run(["redis-cli", "-p", str(self.port)] + [str(a) for a in args],
+                           input=stdin, capture_output=True, timeout=10)
+        if p.returncode != 0:
+            raise HarnessError(f"redis-cli {args!r} failed: {p.stderr!r}")
+        return p.stdout
+
+    def numsub(self, channel):
+        r = self.command("PUBSUB", "NUMSUB", channel)
+        return int(r[1])
+
+    def channels(self, pattern="*"):
+        return sorted(c.decode("utf-8", "replace")
+                      for c in self.command("PUBSUB", "CHANNELS", pattern))
+
+    def wait_numsub(self, channel, n, timeout=5.0):
+        return wait_until(lambda: self.numsub(channel) == n, timeout,
+                          what=f"PUBSUB NUMSUB {channel} == {n} (now {self.numsub(channel)})")
+
+
+# ---------------------------------------------------------------------------------------------
+# proxy backends: the Node "ws" echo server, python3-websockets in a thread, a TCP echo, a raw
+# scripted server, and a throwaway CA made with the openssl command at test time
+
+import json  # noqa: E402  (kept with the helpers that use them, appended after the rest)
+import threading  # noqa: E402
+
+
+def proxy_route(*backends, **keys):
+    """A [route] dict of type proxy over the given backend URLs; other keys as given."""
+    route = {"type": "proxy", "backend": ", ".join(backends)}
+    route.update({k: str(v) for k, v in keys.items()})
+    return route
+
+
+class NodeWsBackend:
+    """tests/node/backend_ws_echo.js on 127.0.0.1 (a free port unless given). .events holds
+    the JSON lines it printed after starting ({"open": {...}}, {"close": code, "reason": r})."""
+
+    def __init__(self, port=0, protocol="first", cert=None, key=None, quiet=False):
+        self.port = port
+        self.args = ["--protocol", protocol] + (["--cert", cert, "--key", key] if cert else [])
+        self.args += ["--quiet"] if quiet else []
+        self.proc = None
+        self.events = []
+        self._lock = threading.Lock()
+
+    def start(self, timeout=10.0):
+        argv = ["node", node_script("backend_ws_echo.js"), "--port", str(self.port)] + self.args
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, env=node_env(),
+                                     preexec_fn=_set_pdeathsig)
+        ready = threading.Event()
+
+        def reader():
+            for line in self.proc.stdout:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                if "listening" in ev:
+                    self.port = ev["listening"]
+                    ready.set()
+                    continue
+                with self._lock:
+                    self.events.append(ev)
+
+        threading.Thread(target=reader, daemon=True).start()
+        if not ready.wait(timeout):
+            self.kill()
+            raise HarnessError("backend_ws_echo.js did not start listening")
+        return self
+
+    def url(self, path="/socket", scheme="ws", host="127.0.0.1"):
+        return f"{scheme}://{host}:{self.port}{path}"
+
+    def wait_event(self, key, timeout=DEFAULT_TIMEOUT):
+        """The first event holding key (e.g. "close"), waiting for it."""
+        def find():
+            with self._lock:
+                return next((e for e in self.events if key in e), None)
+        return wait_until(find, timeout, what=f"backend event {key!r} (have {self.events!r})")
+
+    def opens(self):
+        with self._lock:
+            return [e["open"] for e in self.events if "open" in e]
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class PyWsBackend:
+    """A python3-websockets server in its own thread and event loop. handler(websocket) is an
+    async function (default: echo every message with its type)."""
+
+    def __init__(self, handler=None, port=0, ssl_context=None, subprotocols=None):
+        self.handler = handler or self.echo
+        self.port = port
+        self.ssl_context = ssl_context
+        self.subprotocols = subprotocols
+        self.loop = None
+        self.server = None
+        self.thread = None
+        self.requests = []      # (path, headers) of each upgrade seen
+
+    @staticmethod
+    async def echo(ws):
+        async for msg in ws:
+            await ws.send(msg)
+
+    def start(self, timeout=10.0):
+        import asyncio
+        import websockets
+
+        started = threading.Event()
+
+        async def handler(ws, path=None):
+            self.requests.append((ws.path, dict(ws.request_headers)))
+            try:
+                await self.handler(ws)
+            except websockets.ConnectionClosed:
+                pass
+
+        def run():
+            self.loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self.loop)
+            self.server = self.loop.run_until_complete(websockets.serve(
+                handler, "127.0.0.1", self.port, ssl=self.ssl_context, max_size=None,
+                subprotocols=self.subprotocols, compression=None))
+            self.port = self.server.sockets[0].getsockname()[1]
+            started.set()
+            self.loop.run_forever()
+            self.server.close()
+            self.loop.run_until_complete(self.server.wait_closed())
+            self.loop.close()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        if not started.wait(timeout):
+            raise HarnessError("python websockets backend did not start")
+        return self
+
+    def url(self, path="/", scheme="ws", host="127.0.0.1"):
+        return f"{scheme}://{host}:{self.port}{path}"
+
+    def stop(self):
+        if self.loop is not None and self.thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(10)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class RawBackend:
+    """A TCP listener on 127.0.0.1 that runs serve(sock) in a thread per connection: a TCP echo
+    by default, or any scripted behaviour (see raw_upgrade)."""
+
+    def __init__(self, serve=None, port=0):
+        self.serve = serve or self.echo
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", port))
+        self.port = self.lsock.getsockname()[1]
+        self.conns = []
+        self.errors = []
+        self._stop = False
+
+    @staticmethod
+    def echo(sock):
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                return
+            sock.sendall(data)
+
+    def start(self):
+        self.lsock.listen(64)
+
+        def accept_loop():
+            while not self._stop:
+                try:
+                    s, _ = self.lsock.accept()
+                except OSError:
+                    return
+                self.conns.append(s)
+                threading.Thread(target=self._run, args=(s,), daemon=True).start()
+
+        threading.Thread(target=accept_loop, daemon=True).start()
+        return self
+
+    def _run(self, s):
+        try:
+            self.serve(s)
+        except Exception as e:  # reported by the tests that care
+            self.errors.append(e)
+        finally:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def url(self, path="/", scheme="ws"):
+        return f"{scheme}://127.0.0.1:{self.port}{path}" if scheme != "tcp" else \
+            f"tcp://127.0.0.1:{self.port}"
+
+    def stop(self):
+        self._stop = True
+        try:
+            self.lsock.close()
+        except OSError:
+            pass
+        for s in self.conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def raw_upgrade(sock, status_line=None, extra=b"", accept=None, timeout=DEFAULT_TIMEOUT):
+    """Server side of a handshake on a raw socket: reads the request head and answers 101 (or
+    status_line with no upgrade fields). Returns (request head text, bytes read after it)."""
+    sock.settimeout(timeout)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        if not data:
+            raise HarnessError("client closed during the upgrade")
+        buf += data
+    end = buf.index(b"\r\n\r\n") + 4
+    head = buf[:end].decode("latin-1")
+    key = re.search(r"(?im)^Sec-WebSocket-Key:\s*(\S+)", head)
+    if status_line is not None:
+        sock.sendall(status_line.encode("latin-1") + b"\r\nContent-Length: 0\r\n" + extra +
+                     b"\r\n")
+        return head, buf[end:]
+    acc = accept if accept is not None else ws_accept(key.group(1) if key else "")
+    sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + acc.encode("ascii") +
+                 b"\r\n" + extra + b"\r\n")
+    return head, buf[end:]
+
+
+def make_test_ca(workdir):
+    """A throwaway CA and a server certificate for localhost and 127.0.0.1, made with the
+    openssl command (never committed). Returns {"ca", "cert", "key"} paths."""
+    os.makedirs(workdir, exist_ok=True)
+    p = {n: os.path.join(workdir, f) for n, f in
+         (("ca", "ca.pem"), ("ca_key", "ca.key"), ("cert", "server.pem"),
+          ("key", "server.key"), ("csr", "server.csr"), ("ext", "server.ext"))}
+    with open(p["ext"], "w", encoding="ascii") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+                "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    for argv in (["openssl", "req", "-x509"] + ec + ["-keyout", p["ca_key"], "-out", p["ca"],
+                  "-days", "2", "-subj", "/CN=wsgate test CA"],
+                 ["openssl", "req"] + ec + ["-keyout", p["key"], "-out", p["csr"],
+                  "-subj", "/CN=localhost"],
+                 ["openssl", "x509", "-req", "-in", p["csr"], "-CA", p["ca"], "-CAkey",
+                  p["ca_key"], "-CAcreateserial", "-out", p["cert"], "-days", "2",
+                  "-extfile", p["ext"]]):
+        r = subprocess.run(argv, capture_output=True, timeout=30, cwd=workdir)
+        if r.returncode != 0:
+            raise HarnessError(f"{' '.join(argv)} failed: {r.stderr!r}")
+    return p

@@ -1,0 +1,798 @@
+/* broker_redis.c - the Redis broker: one hiredis async link in subscribed mode (sub) and one for
+ * PUBLISH (pub), each reconnecting on its own with backoff, plus a canary that proves delivery.
+ *
+ * hiredis 0.14 ownership: hiredis frees a context itself after a failed connect and after the
+ * disconnect callback; there we only clear our pointer. We never free one from code that may
+ * run inside a hiredis callback (our ops are reachable from hub_deliver()): a context we give up
+ * is parked in link->dead and freed by the link's reap event on the next loop turn, or by free()
+ * after the loop stopped. It may still call us meanwhile (replies, then NULL replies), so every
+ * callback first checks that its context is the link's current one. A reply lives only during
+ * its callback: nothing here keeps a pointer into one. */
+#include "broker_redis.h"
+
+#include <sys/queue.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include <hiredis/adapters/libevent.h>
+#include <openssl/rand.h>
+
+#include "config.h"
+#include "hub.h"
+#include "log.h"
+
+#define REDIS_BACKOFF_START_MS 100
+#define REDIS_SUB_BATCH 256          /* channels per SUBSCRIBE when resubscribing */
+#define REDIS_PUB_MAX_INFLIGHT 10000 /* PUBLISHes awaiting a reply before we queue instead */
+#define REDIS_PUB_MIN_INFLIGHT_BYTES (1u << 20) /* in-flight byte bound if publish_queue is 0 */
+
+enum redis_link_state {
+	REDIS_LINK_DOWN = 0,   /* no context; the timer is the retry backoff */
+	REDIS_LINK_CONNECTING, /* redisAsyncConnect issued, TCP not up; timer = connect deadline */
+	REDIS_LINK_HANDSHAKE,  /* TCP up; AUTH (and SELECT on pub) sent, unanswered; deadline on */
+	REDIS_LINK_SYNCING,    /* sub only: SUBSCRIBE batches sent, the canary channel (sent last)
+	                        * not confirmed yet; deadline on; subscribe() sends at once */
+	REDIS_LINK_UP,         /* pub: PUBLISH goes out; sub: every resubscription confirmed */
+};
+
+static const char *const redis_link_state_names[] = { "down", "connecting", "handshake",
+	"syncing", "up" };
+
+struct broker_redis;
+
+struct redis_link {
+	struct broker_redis *b;
+	const char *name;        /* "sub" or "pub", for logs */
+	enum redis_link_state state;
+	redisAsyncContext *ac;   /* current context; NULL while DOWN */
+	redisAsyncContext *dead; /* context we gave up, freed by reap on the next loop turn */
+	struct event *timer;     /* DOWN: retry; CONNECTING..SYNCING: connect deadline */
+	struct event *reap;      /* frees dead outside any hiredis callback */
+	uint64_t backoff_ms;     /* next retry delay, before jitter */
+};
+
+/* A publish held while the pub link is down or too far behind. */
+struct redis_pending {
+	STAILQ_ENTRY(redis_pending) entry;
+	size_t clen;
+	size_t len;
+	uint8_t buf[]; /* channel, then data */
+};
+
+struct broker_redis {
+	struct broker base; /* first: ops and hub */
+	struct event_base *evbase;
+	/* copied from the config snapshot, which may be replaced while we live */
+	char *host;
+	int port;
+	int db;
+	char *password; /* NULL: no AUTH */
+	uint64_t connect_timeout_ms, probe_interval_ms, probe_timeout_ms, publish_queue,
+	    reconnect_max_ms;
+
+	struct redis_link sub;
+	struct redis_link pub;
+	int freeing; /* free() is tearing down: callbacks do nothing */
+
+	/* canary: PUBLISHed on pub, must come back on sub */
+	char *probe_chan;      /* <prefix>wsgate:probe:<instance_id> */
+	size_t probe_len;
+	uint64_t probe_nonce;  /* tells our canaries from other workers' on the same channel */
+	uint64_t probe_seq;    /* last canary sent */
+	uint64_t probe_sent_ms;
+	int probe_outstanding; /* sent and not back yet */
+	int probe_answered;    /* its PUBLISH got a reply (so the pub link works) */
+	struct event *probe_timer;    /* every probe_interval */
+	struct event *probe_deadline; /* probe_timeout after a send */
+
+	/* publish FIFO and in-flight accounting of the current pub context */
+	STAILQ_HEAD(, redis_pending) queue;
+	int queue_full;            /* "queue full" logged, not yet drained */
+	uint64_t inflight;         /* PUBLISHes sent on pub.ac and not answered */
+	uint64_t inflight_bytes;
+
+	struct broker_redis_stats st; /* counters and FIFO gauges; the getter adds link states */
+};
+
+static const struct broker_ops broker_redis_ops;
+
+static void redis_link_teardown(struct redis_link *, const char *);
+static void broker_redis_resubscribe(struct broker_redis *);
+static void broker_redis_flush(struct broker_redis *);
+
+static uint64_t
+broker_redis_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void
+broker_redis_arm(struct event *ev, uint64_t ms)
+{
+	struct timeval tv = { .tv_sec = (time_t)(ms / 1000),
+		.tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+
+	event_add(ev, &tv);
+}
+
+static int
+broker_redis_is_probe(const struct broker_redis *b, const char *name, size_t len)
+{
+	return len == b->probe_len && memcmp(name, b->probe_chan, len) == 0;
+}
+
+/* ---- one link: state, connect, teardown ---- */
+
+/* 80% to 120% of ms: instances that lost Redis together must not come back in lockstep. */
+static uint64_t
+redis_link_jitter(uint64_t ms)
+{
+	uint32_t r;
+
+	if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
+		return ms;
+	return ms * (800 + r % 401) / 1000;
+}
+
+static void
+redis_link_set_state(struct redis_link *l, enum redis_link_state to)
+{
+	/* Forward one step at a time (pub skips SYNCING); down from anywhere but down. */
+	int ok = to == REDIS_LINK_DOWN ? l->state != REDIS_LINK_DOWN : to == l->state + 1 ||
+	    (l->state == REDIS_LINK_HANDSHAKE && to == REDIS_LINK_UP && l != &l->b->sub);
+
+	if (!ok)
+		fatalx("redis %s link: bad transition %s -> %s", l->name,
+		    redis_link_state_names[l->state], redis_link_state_names[to]);
+	l->state = to;
+}
+
+static void
+redis_link_up(struct redis_link *l)
+{
+	struct broker_redis *b = l->b;
+
+	redis_link_set_state(l, REDIS_LINK_UP);
+	event_del(l->timer); /* the connect deadline */
+	l->backoff_ms = REDIS_BACKOFF_START_MS;
+	if (l == &b->sub) {
+		log_info("redis sub link up (%zu channels)", hub_nchannels(b->base.hub));
+		return;
+	}
+	log_info("redis pub link up%s", b->st.queue_len > 0 ? "; flushing queued publishes" : "");
+	broker_redis_flush(b);
+}
+
+/* The one way down: gives up the context (freed next loop turn: hiredis may be on the stack),
+ * resets what depended on it, schedules the retry and logs the reason once. */
+static void
+redis_link_teardown(struct redis_link *l, const char *reason)
+{
+	struct broker_redis *b = l->b;
+	enum redis_link_state was = l->state;
+	uint64_t delay, cap;
+	char extra[64] = "";
+
+	if (was == REDIS_LINK_DOWN || b->freeing)
+		return;
+	if (l->ac != NULL) {
+		if (l->dead != NULL)
+			fatalx("redis %s link: two contexts to reap", l->name);
+		l->dead = l->ac;
+		l->ac = NULL;
+		event_active(l->reap, EV_TIMEOUT, 1);
+	}
+	redis_link_set_state(l, REDIS_LINK_DOWN);
+	/* A canary in flight proves nothing once the sub context, or the pub context before
+	 * answering its PUBLISH, is gone. */
+	if (l == &b->sub || !b->probe_answered) {
+		b->probe_outstanding = 0;
+		event_del(b->probe_deadline);
+	}
+	if (l == &b->pub) {
+		/* Unanswered PUBLISHes may or may not have been run: counted, not resent. */
+		if (b->inflight > 0)
+			snprintf(extra, sizeof(extra), " (%llu PUBLISH unconfirmed)",
+			    (unsigned long long)b->inflight);
+		b->st.unconfirmed += b->inflight;
+		b->inflight = 0;
+		b->inflight_bytes = 0;
+	}
+
+	cap = b->reconnect_max_ms > 0 ? b->reconnect_max_ms : REDIS_BACKOFF_START_MS;
+	delay = redis_link_jitter(l->backoff_ms < cap ? l->backoff_ms : cap);
+	l->backoff_ms = l->backoff_ms * 2 < cap ? l->backoff_ms * 2 : cap;
+	b->st.reconnects++;
+	broker_redis_arm(l->timer, delay);
+	if (was == REDIS_LINK_UP)
+		log_warnx("redis %s link down: %s%s; retry in %llu ms", l->name, reason, extra,
+		    (unsigned long long)delay);
+	else
+		log_warnx("redis %s link to %s:%d failed (%s): %s; retry in %llu ms", l->name,
+		    b->host, b->port, redis_link_state_names[was], reason, (unsigned long long)delay);
+}
+
+static void
+redis_link_reap(evutil_socket_t fd, short what, void *arg)
+{
+	struct redis_link *l = arg;
+	redisAsyncContext *ac = l->dead;
+
+	(void)fd, (void)what;
+	if (ac == NULL)
+		return; /* hiredis dropped it first */
+	l->dead = NULL;
+	/* An event callback, outside hiredis: the reply callbacks it runs with NULL and the
+	 * disconnect callback find that ac is no longer current. */
+	redisAsyncFree(ac);
+}
+
+/* hiredis frees ac when we return (failed connect, or disconnect): forget it, and when it was
+ * the current context, the link is down. */
+static void
+redis_link_gone(struct redis_link *l, const redisAsyncContext *ac, const char *why)
+{
+	if (ac == l->dead) { /* free() clears both pointers first: nothing matches then */
+		l->dead = NULL;
+	} else if (ac == l->ac) {
+		l->ac = NULL;
+		redis_link_teardown(l, why);
+	}
+}
+
+/* AUTH and SELECT replies. privdata is the command name, for the log. */
+static void
+redis_link_on_handshake(redisAsyncContext *ac, void *r, void *privdata)
+{
+	redisReply *reply = r;
+	struct redis_link *l = ac->data;
+	struct broker_redis *b = l->b;
+	const char *step = privdata;
+	char reason[256];
+
+	if (b->freeing || reply == NULL || ac != l->ac || l->state != REDIS_LINK_HANDSHAKE)
+		return;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		snprintf(reason, sizeof(reason), "%s refused: %s", step, reply->str);
+		redis_link_teardown(l, reason);
+	} else if (l == &b->sub) {
+		broker_redis_resubscribe(b); /* AUTH was its whole handshake */
+	} else if (strcmp(step, "SELECT") == 0) {
+		redis_link_up(l);
+	}
+}
+
+/* TCP is up. hiredis marked the context connected before calling us, so commands may be queued:
+ * AUTH when configured, and SELECT on pub (pub/sub ignores the db, but anything else sent on
+ * that link must hit the configured one). The sub link without AUTH resubscribes at once. */
+static void
+redis_link_on_connect(const redisAsyncContext *cac, int status)
+{
+	redisAsyncContext *ac = (redisAsyncContext *)cac; /* hiredis passes it const */
+	struct redis_link *l = ac->data;
+	struct broker_redis *b = l->b;
+	int rc = REDIS_OK;
+
+	if (status != REDIS_OK) {
+		redis_link_gone(l, ac, ac->errstr != NULL ? ac->errstr : "connect failed");
+		return;
+	}
+	if (b->freeing || ac != l->ac)
+		return;
+	redis_link_set_state(l, REDIS_LINK_HANDSHAKE);
+	if (b->password != NULL)
+		rc = redisAsyncCommand(ac, redis_link_on_handshake, "AUTH", "AUTH %s", b->password);
+	if (rc == REDIS_OK && l == &b->pub)
+		rc = redisAsyncCommand(ac, redis_link_on_handshake, "SELECT", "SELECT %d", b->db);
+	if (rc != REDIS_OK)
+		redis_link_teardown(l, "handshake could not be queued");
+	else if (l == &b->sub && b->password == NULL)
+		broker_redis_resubscribe(b);
+}
+
+static void
+redis_link_on_disconnect(const redisAsyncContext *ac, int status)
+{
+	(void)status;
+	redis_link_gone(ac->data, ac, ac->errstr != NULL && ac->errstr[0] != '\0' ? ac->errstr :
+	    "connection closed");
+}
+
+/* Runs from a timer or from new(), never inside a hiredis callback. */
+static void
+redis_link_connect(struct redis_link *l)
+{
+	struct broker_redis *b = l->b;
+	redisAsyncContext *ac;
+	char err[256];
+
+	if ((ac = l->dead) != NULL) { /* normally reaped already */
+		l->dead = NULL;
+		redisAsyncFree(ac);
+	}
+	redis_link_set_state(l, REDIS_LINK_CONNECTING);
+	/* A host name is resolved by hiredis, with a blocking getaddrinfo(). */
+	if ((ac = redisAsyncConnect(b->host, b->port)) == NULL) {
+		redis_link_teardown(l, "out of memory");
+		return;
+	}
+	if (ac->err != 0) {
+		snprintf(err, sizeof(err), "%s", ac->errstr);
+		redisAsyncFree(ac); /* nothing attached, no callbacks: freed at once */
+		redis_link_teardown(l, err);
+		return;
+	}
+	ac->data = l;
+	(void)redisLibeventAttach(ac, b->evbase); /* fails only when already attached */
+	redisAsyncSetConnectCallback(ac, redis_link_on_connect);
+	redisAsyncSetDisconnectCallback(ac, redis_link_on_disconnect);
+	l->ac = ac;
+	/* hiredis 0.14 has no connect timeout. Ours runs until the link is up, so a server that
+	 * accepts but never answers (stopped, overloaded) is given up as well. */
+	if (b->connect_timeout_ms > 0)
+		broker_redis_arm(l->timer, b->connect_timeout_ms);
+}
+
+/* DOWN: time to retry. CONNECTING..SYNCING: the connect deadline passed. */
+static void
+redis_link_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct redis_link *l = arg;
+	char reason[96];
+
+	(void)fd, (void)what;
+	if (l->state == REDIS_LINK_DOWN) {
+		redis_link_connect(l);
+	} else if (l->state != REDIS_LINK_UP) {
+		snprintf(reason, sizeof(reason), "no answer within connect_timeout (%llu ms)",
+		    (unsigned long long)l->b->connect_timeout_ms);
+		redis_link_teardown(l, reason);
+	}
+}
+
+/* ---- the sub link: subscriptions, messages, the canary coming back ---- */
+
+/* The one callback of every SUBSCRIBE: hiredis 0.14 keeps it per channel and hands it every
+ * reply for that channel: "subscribe", "unsubscribe" and each "message". When a channel's entry
+ * is gone (unsubscribed), hiredis reuses the last callback it ran, which is this one too. */
+static void
+broker_redis_on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+	redisReply *reply = r, *kind, *chan, *data;
+	struct broker_redis *b = ((struct redis_link *)ac->data)->b;
+
+	(void)privdata;
+	/* NULL: the context is going away (hiredis calls each channel's callback then). */
+	if (b->freeing || reply == NULL || ac != b->sub.ac)
+		return;
+	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
+		return;
+	kind = reply->element[0];
+	chan = reply->element[1];
+	data = reply->element[2];
+	if (kind->type != REDIS_REPLY_STRING || chan->type != REDIS_REPLY_STRING)
+		return;
+	if (strcmp(kind->str, "message") == 0 && data->type == REDIS_REPLY_STRING) {
+		if (broker_redis_is_probe(b, chan->str, chan->len)) {
+			/* Ours when it is the payload we sent last (the workers of one instance
+			 * share the channel, and their canaries are ignored). */
+			char want[64];
+			int n = snprintf(want, sizeof(want), "%016llx:%llu",
+			    (unsigned long long)b->probe_nonce, (unsigned long long)b->probe_seq);
+
+			if (b->probe_outstanding && data->len == (size_t)n &&
+			    memcmp(data->str, want, data->len) == 0) {
+				b->probe_outstanding = 0;
+				event_del(b->probe_deadline);
+			}
+			return;
+		}
+		b->st.delivered++;
+		hub_deliver(b->base.hub, chan->str, chan->len, (const uint8_t *)data->str, data->len);
+	} else if (strcmp(kind->str, "subscribe") == 0 && b->sub.state == REDIS_LINK_SYNCING &&
+	    broker_redis_is_probe(b, chan->str, chan->len)) {
+		/* Redis answers in order and the canary channel went last. */
+		redis_link_up(&b->sub);
+	}
+}
+
+struct broker_redis_batch {
+	struct broker_redis *b;
+	int n;        /* channels in argv after "SUBSCRIBE" */
+	int failed;
+	const char *argv[1 + REDIS_SUB_BATCH];
+	size_t lens[1 + REDIS_SUB_BATCH];
+};
+
+static void
+broker_redis_batch_send(struct broker_redis_batch *bt)
+{
+	if (bt->n > 0 && !bt->failed &&
+	    redisAsyncCommandArgv(bt->b->sub.ac, broker_redis_on_sub_reply, NULL, bt->n + 1,
+	    bt->argv, bt->lens) != REDIS_OK)
+		bt->failed = 1;
+	bt->n = 0;
+}
+
+/* The names stay valid until their batch is sent: the hub's channels do not change while it
+ * iterates, and hiredis copies them into its output buffer. */
+static void
+broker_redis_batch_add(void *arg, const char *name, size_t len)
+{
+	struct broker_redis_batch *bt = arg;
+
+	if (broker_redis_is_probe(bt->b, name, len))
+		return; /* added once, last */
+	bt->argv[1 + bt->n] = name;
+	bt->lens[1 + bt->n] = len;
+	bt->n++;
+	if (bt->n == REDIS_SUB_BATCH)
+		broker_redis_batch_send(bt);
+}
+
+/* The hub is the set of channels: subscribe all of them, in batches, then the canary channel. */
+static void
+broker_redis_resubscribe(struct broker_redis *b)
+{
+	struct broker_redis_batch bt = { .b = b, .argv = { "SUBSCRIBE" }, .lens = { 9 } }; /* 4 KiB */
+
+	hub_foreach_channel(b->base.hub, broker_redis_batch_add, &bt);
+	bt.argv[1 + bt.n] = b->probe_chan; /* n < REDIS_SUB_BATCH here: there is room */
+	bt.lens[1 + bt.n] = b->probe_len;
+	bt.n++;
+	broker_redis_batch_send(&bt);
+	if (bt.failed)
+		redis_link_teardown(&b->sub, "SUBSCRIBE could not be queued");
+	else
+		redis_link_set_state(&b->sub, REDIS_LINK_SYNCING);
+}
+
+/* One (UN)SUBSCRIBE while the link is subscribing; before that the resubscription reads the
+ * hub. The canary channel is ours alone: never sent here, so never unsubscribed, so the context
+ * never leaves subscribed mode (hiredis 0.14 asserts on a pushed message outside it).
+ * hiredis 0.14 counts SUBSCRIBEs per channel (pending_subs): an UNSUBSCRIBE quickly followed by
+ * a SUBSCRIBE keeps the channel's callback. */
+static void
+broker_redis_sub_command(struct broker_redis *b, const char *cmd, const char *channel, size_t len)
+{
+	const char *argv[2] = { cmd, channel };
+	size_t lens[2] = { strlen(cmd), len };
+
+	if (b->sub.state != REDIS_LINK_SYNCING && b->sub.state != REDIS_LINK_UP)
+		return;
+	if (broker_redis_is_probe(b, channel, len))
+		return;
+	if (redisAsyncCommandArgv(b->sub.ac, broker_redis_on_sub_reply, NULL, 2, argv, lens) !=
+	    REDIS_OK)
+		redis_link_teardown(&b->sub, "(UN)SUBSCRIBE could not be queued");
+}
+
+static int
+broker_redis_subscribe(struct broker *base, const char *channel, size_t len)
+{
+	broker_redis_sub_command((struct broker_redis *)base, "SUBSCRIBE", channel, len);
+	return 0; /* the hub holds the set; while the link is down, the reconnect subscribes */
+}
+
+static void
+broker_redis_unsubscribe(struct broker *base, const char *channel, size_t len)
+{
+	broker_redis_sub_command((struct broker_redis *)base, "UNSUBSCRIBE", channel, len);
+}
+
+/* ---- the pub link: PUBLISH, the FIFO, in-flight bounds ---- */
+
+/* Up, and not so far behind that hiredis' output buffer or Redis' replies pile up. */
+static int
+broker_redis_pub_writable(const struct broker_redis *b)
+{
+	uint64_t cap = b->publish_queue > 0 ? b->publish_queue : REDIS_PUB_MIN_INFLIGHT_BYTES;
+
+	return b->pub.state == REDIS_LINK_UP && b->inflight < REDIS_PUB_MAX_INFLIGHT &&
+	    b->inflight_bytes < cap;
+}
+
+/* privdata is the message's byte count (channel + data). */
+static void
+broker_redis_on_publish_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+	redisReply *reply = r;
+	struct broker_redis *b = ((struct redis_link *)ac->data)->b;
+
+	/* Not current: a context we gave up. NULL: hiredis is dropping the context and the
+	 * teardown from its disconnect callback counts what is still in flight. */
+	if (b->freeing || ac != b->pub.ac || reply == NULL)
+		return;
+	b->inflight--;
+	b->inflight_bytes -= (uint64_t)(uintptr_t)privdata;
+	if (reply->type != REDIS_REPLY_ERROR)
+		b->st.published++;
+	else if (b->st.publish_errors++ % 1000 == 0)
+		log_warnx("redis PUBLISH failed: %s (%llu errors so far)", reply->str,
+		    (unsigned long long)b->st.publish_errors);
+	broker_redis_flush(b);
+}
+
+static int
+broker_redis_send(struct broker_redis *b, const char *channel, size_t clen, const uint8_t *data,
+    size_t len)
+{
+	size_t bytes = clen + len;
+
+	if (redisAsyncCommand(b->pub.ac, broker_redis_on_publish_reply, (void *)(uintptr_t)bytes,
+	    "PUBLISH %b %b", channel, clen, data, len) != REDIS_OK)
+		return -1;
+	b->inflight++;
+	b->inflight_bytes += bytes;
+	return 0;
+}
+
+/* Sends queued publishes in order while the link takes them: when the pub link comes up and
+ * whenever a reply makes room. */
+static void
+broker_redis_flush(struct broker_redis *b)
+{
+	struct redis_pending *p;
+
+	while ((p = STAILQ_FIRST(&b->queue)) != NULL && broker_redis_pub_writable(b)) {
+		if (broker_redis_send(b, (const char *)p->buf, p->clen, p->buf + p->clen, p->len) != 0)
+			break;
+		STAILQ_REMOVE_HEAD(&b->queue, entry);
+		b->st.queue_bytes -= p->clen + p->len;
+		b->st.queue_len--;
+		free(p);
+	}
+	if (b->queue_full && b->st.queue_len == 0) {
+		b->queue_full = 0;
+		log_info("redis publish queue drained");
+	}
+}
+
+/* Copies the message to the FIFO, or refuses it when publish_queue bytes would be exceeded:
+ * never dropped silently, the caller tells the client. */
+static int
+broker_redis_enqueue(struct broker_redis *b, const char *channel, size_t clen,
+    const uint8_t *data, size_t len)
+{
+	struct redis_pending *p;
+	size_t bytes = clen + len;
+
+	if (bytes > b->publish_queue - b->st.queue_bytes ||
+	    (p = malloc(sizeof(*p) + bytes)) == NULL) {
+		b->st.refused++;
+		if (!b->queue_full)
+			log_warnx("redis publish queue full (%llu messages, %llu bytes); refusing "
+			    "publishes", (unsigned long long)b->st.queue_len,
+			    (unsigned long long)b->st.queue_bytes);
+		b->queue_full = 1;
+		return -1;
+	}
+	p->clen = clen;
+	p->len = len;
+	memcpy(p->buf, channel, clen);
+	if (len > 0)
+		memcpy(p->buf + clen, data, len);
+	STAILQ_INSERT_TAIL(&b->queue, p, entry);
+	b->st.queue_bytes += bytes;
+	b->st.queue_len++;
+	b->st.queued++;
+	return 0;
+}
+
+static int
+broker_redis_publish(struct broker *base, const char *channel, size_t clen, const uint8_t *data,
+    size_t len)
+{
+	struct broker_redis *b = (struct broker_redis *)base;
+
+	/* Queued messages go first: a new one may only bypass an empty queue. */
+	if (STAILQ_EMPTY(&b->queue) && broker_redis_pub_writable(b) &&
+	    broker_redis_send(b, channel, clen, data, len) == 0)
+		return 0;
+	return broker_redis_enqueue(b, channel, clen, data, len);
+}
+
+/* ---- the canary going out ---- */
+
+/* privdata is the canary's sequence number. */
+static void
+broker_redis_on_probe_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+	redisReply *reply = r;
+	struct broker_redis *b = ((struct redis_link *)ac->data)->b;
+
+	if (b->freeing || reply == NULL || ac != b->pub.ac)
+		return;
+	if ((uint64_t)(uintptr_t)privdata == b->probe_seq && b->probe_outstanding)
+		b->probe_answered = 1;
+}
+
+static void
+broker_redis_probe_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct broker_redis *b = arg;
+	uint64_t seq = b->probe_seq + 1;
+	char payload[64];
+	int n;
+
+	(void)fd, (void)what;
+	/* Nothing to prove without both links; one canary at a time (the deadline judges it). */
+	if (b->sub.state != REDIS_LINK_UP || b->pub.state != REDIS_LINK_UP || b->probe_outstanding)
+		return;
+	n = snprintf(payload, sizeof(payload), "%016llx:%llu", (unsigned long long)b->probe_nonce,
+	    (unsigned long long)seq);
+	/* Straight to hiredis, around the FIFO: it is a health check, not data. */
+	if (redisAsyncCommand(b->pub.ac, broker_redis_on_probe_reply, (void *)(uintptr_t)seq,
+	    "PUBLISH %b %b", b->probe_chan, b->probe_len, payload, (size_t)n) != REDIS_OK)
+		return;
+	b->probe_seq = seq;
+	b->probe_outstanding = 1;
+	b->probe_answered = 0;
+	b->probe_sent_ms = broker_redis_now_ms();
+	broker_redis_arm(b->probe_deadline, b->probe_timeout_ms);
+}
+
+/* The known silent failure: the sub link looks fine but nothing arrives. Rebuild it; when even
+ * the PUBLISH went unanswered, the pub link (or the server) is stuck as well. */
+static void
+broker_redis_probe_overdue(evutil_socket_t fd, short what, void *arg)
+{
+	struct broker_redis *b = arg;
+	int answered = b->probe_answered;
+
+	(void)fd, (void)what;
+	if (!b->probe_outstanding)
+		return;
+	b->probe_outstanding = 0;
+	b->st.probes_lost++;
+	log_warnx("redis sub link: canary not delivered within %llu ms; rebuilding",
+	    (unsigned long long)b->probe_timeout_ms);
+	redis_link_teardown(&b->sub, "canary lost");
+	if (!answered)
+		redis_link_teardown(&b->pub, "canary PUBLISH not answered within probe_timeout");
+}
+
+/* ---- the broker ---- */
+
+static int
+broker_redis_ready(struct broker *base)
+{
+	struct broker_redis *b = (struct broker_redis *)base;
+
+	/* The deadline event tears the link down; the time check covers a loop running late. */
+	return b->sub.state == REDIS_LINK_UP && !(b->probe_outstanding &&
+	    broker_redis_now_ms() - b->probe_sent_ms > b->probe_timeout_ms);
+}
+
+/* free() runs after the loop stopped: redisAsyncFree here is outside every hiredis callback,
+ * and the callbacks it runs synchronously see freeing and do nothing. */
+static void
+redis_link_free(struct redis_link *l)
+{
+	redisAsyncContext *ac;
+
+	if ((ac = l->dead) != NULL) {
+		l->dead = NULL;
+		redisAsyncFree(ac);
+	}
+	if ((ac = l->ac) != NULL) {
+		l->ac = NULL;
+		redisAsyncFree(ac);
+	}
+	if (l->timer != NULL)
+		event_free(l->timer);
+	if (l->reap != NULL)
+		event_free(l->reap);
+}
+
+static void
+broker_redis_free(struct broker *base)
+{
+	struct broker_redis *b = (struct broker_redis *)base;
+	struct redis_pending *p;
+
+	b->freeing = 1;
+	redis_link_free(&b->sub);
+	redis_link_free(&b->pub);
+	if (b->probe_timer != NULL)
+		event_free(b->probe_timer);
+	if (b->probe_deadline != NULL)
+		event_free(b->probe_deadline);
+	if (b->st.queue_len > 0)
+		log_warnx("redis broker stopped with %llu publishes never sent",
+		    (unsigned long long)b->st.queue_len);
+	while ((p = STAILQ_FIRST(&b->queue)) != NULL) {
+		STAILQ_REMOVE_HEAD(&b->queue, entry);
+		free(p);
+	}
+	free(b->host);
+	free(b->password);
+	free(b->probe_chan);
+	free(b);
+}
+
+struct broker *
+broker_redis_new(struct hub *hub, struct event_base *base, const struct config *cfg,
+    const char *instance_id)
+{
+	const struct config_redis *rc = &cfg->redis;
+	const char *prefix = rc->channel_prefix != NULL ? rc->channel_prefix : "";
+	struct broker_redis *b;
+	size_t n;
+
+	if ((b = calloc(1, sizeof(*b))) == NULL)
+		return NULL;
+	b->base.ops = &broker_redis_ops;
+	b->base.hub = hub;
+	b->evbase = base;
+	STAILQ_INIT(&b->queue);
+	b->port = atoi(rc->port);
+	b->db = rc->db;
+	b->connect_timeout_ms = rc->connect_timeout_ms;
+	b->probe_interval_ms = rc->probe_interval_ms;
+	b->probe_timeout_ms = rc->probe_timeout_ms;
+	b->publish_queue = rc->publish_queue;
+	b->reconnect_max_ms = rc->reconnect_max_ms;
+	n = strlen(prefix) + strlen("wsgate:probe:") + strlen(instance_id) + 1;
+	if ((b->host = strdup(rc->host)) == NULL ||
+	    (rc->password != NULL && (b->password = strdup(rc->password)) == NULL) ||
+	    (b->probe_chan = malloc(n)) == NULL)
+		goto fail;
+	b->probe_len = (size_t)snprintf(b->probe_chan, n, "%swsgate:probe:%s", prefix, instance_id);
+	if (RAND_bytes((unsigned char *)&b->probe_nonce, sizeof(b->probe_nonce)) != 1)
+		b->probe_nonce = (uint64_t)(uintptr_t)b ^ broker_redis_now_ms();
+	b->sub = (struct redis_link){ .b = b, .name = "sub", .backoff_ms = REDIS_BACKOFF_START_MS,
+		.timer = evtimer_new(base, redis_link_timer, &b->sub),
+		.reap = event_new(base, -1, 0, redis_link_reap, &b->sub) };
+	b->pub = (struct redis_link){ .b = b, .name = "pub", .backoff_ms = REDIS_BACKOFF_START_MS,
+		.timer = evtimer_new(base, redis_link_timer, &b->pub),
+		.reap = event_new(base, -1, 0, redis_link_reap, &b->pub) };
+	b->probe_timer = event_new(base, -1, EV_PERSIST, broker_redis_probe_tick, b);
+	b->probe_deadline = evtimer_new(base, broker_redis_probe_overdue, b);
+	if (b->sub.timer == NULL || b->sub.reap == NULL || b->pub.timer == NULL ||
+	    b->pub.reap == NULL || b->probe_timer == NULL || b->probe_deadline == NULL)
+		goto fail;
+	if (b->probe_interval_ms > 0 && b->probe_timeout_ms > 0)
+		broker_redis_arm(b->probe_timer, b->probe_interval_ms);
+
+	log_info("redis broker: %s:%d db %d, canary on %s every %llu ms", b->host, b->port, b->db,
+	    b->probe_chan, (unsigned long long)b->probe_interval_ms);
+	/* First attempts right away (we are not in any hiredis callback); retries from timers. */
+	redis_link_connect(&b->sub);
+	redis_link_connect(&b->pub);
+	return &b->base;
+fail:
+	log_warnx("redis broker: out of memory");
+	broker_redis_free(&b->base);
+	return NULL;
+}
+
+void
+broker_redis_stats(struct broker *base, struct broker_redis_stats *out)
+{
+	const struct broker_redis *b = (const struct broker_redis *)base;
+
+	memset(out, 0, sizeof(*out));
+	if (base == NULL || base->ops != &broker_redis_ops)
+		return;
+	*out = b->st;
+	out->sub_up = b->sub.state == REDIS_LINK_UP;
+	out->pub_up = b->pub.state == REDIS_LINK_UP;
+}
+
+static const struct broker_ops broker_redis_ops = {
+	.name = "redis",
+	.subscribe = broker_redis_subscribe,
+	.unsubscribe = broker_redis_unsubscribe,
+	.publish = broker_redis_publish,
+	.ready = broker_redis_ready,
+	.free = broker_redis_free,
+};

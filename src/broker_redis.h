@@ -1,0 +1,29 @@
+/* broker_redis.h - counters of the Redis broker (broker_redis.c) for metrics and tests; the
+ * broker itself is made by broker_redis_new() and used through struct broker_ops (broker.h). */
+#ifndef WSGATE_BROKER_REDIS_H
+#define WSGATE_BROKER_REDIS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker.h"
+
+struct broker_redis_stats {
+	uint64_t reconnects;   /* retries scheduled, both links (each failed attempt counts) */
+	uint64_t published;    /* PUBLISHes Redis answered (canaries not counted) */
+	uint64_t queued;       /* publishes put in the FIFO because the pub link was unusable */
+	uint64_t refused;      /* publishes refused: FIFO full (the client was told) */
+	uint64_t delivered;    /* messages handed to hub_deliver() */
+	uint64_t probes_lost;  /* canaries not back within probe_timeout (sub link rebuilt) */
+	uint64_t unconfirmed;  /* PUBLISHes in flight when the pub link dropped: maybe lost */
+	uint64_t publish_errors; /* PUBLISHes Redis answered with an error */
+	uint64_t queue_bytes;  /* now: bytes (channel + data) waiting in the FIFO */
+	uint64_t queue_len;    /* now: messages waiting in the FIFO */
+	int sub_up;            /* now: the subscribe link is up (ready() may still say 0) */
+	int pub_up;            /* now: the publish link is up */
+};
+
+/* Fills *out; all zero when b is not a Redis broker. */
+void broker_redis_stats(struct broker *b, struct broker_redis_stats *out);
+
+#endif

@@ -1,0 +1,304 @@
+/* target_proxy.c - the proxy route. At the handshake a backend is picked and upgraded (trying
+ * up to `retries` more when one fails) and the client gets its 101 only once a backend has
+ * accepted, or a 502/503. Then the two halves relay frame by frame with watermarks both ways,
+ * each hop runs its own heartbeat, and close codes pass through. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "gateway.h"
+#include "http.h"
+#include "log.h"
+#include "route.h"
+#include "target.h"
+#include "transport.h"
+#include "upstream.h"
+#include "upstream_req.h"
+#include "worker.h"
+#include "ws_frame.h"
+#include "ws_parser.h"
+
+/* A session's client-facing side; c->tdata. The backend half (up) lives in the worker's
+ * registry and may outlive this to finish its close handshake. Freed in proxy_close: the core
+ * never closes a connection from inside the calls this file makes (conn_send_*,
+ * conn_upgrade_finish, conn_http_reply, conn_pause/resume_read), so no function here is on the
+ * stack when that happens. */
+struct proxy_session {
+	struct conn *c;
+	struct upstream_pool *pool;
+	struct upstream_backend *backend; /* of the current attempt, then of the open session */
+	struct upstream_conn *up;         /* NULL between attempts and once the backend is gone */
+	struct upstream_req req;          /* what must outlive the handshake hook */
+	char ip[INET6_ADDRSTRLEN];        /* the client's address, "" when unknown */
+	unsigned attempts;                /* backends tried */
+	unsigned client_paused : 1;       /* not reading the client: the backend's queue is full */
+	unsigned char tried[];            /* per backend index */
+};
+
+static const struct upstream_conn_ops proxy_up_ops;
+
+static struct upstream_registry *
+proxy_registry(struct worker *w)
+{
+	if (w->upstreams == NULL)
+		w->upstreams = upstream_registry_new(w->base);
+	return w->upstreams;
+}
+
+/* Starts attempts until one is under way (TARGET_PENDING) or none is left: then the status
+ * to answer, 503 when every backend is marked down and none could be tried, else 502. */
+static int
+proxy_attempt(struct proxy_session *s)
+{
+	const struct config_route *r = s->c->route;
+	struct upstream_backend *b;
+	const char *why = NULL;
+	int all_down = 0;
+
+	while (s->attempts < 1 + r->retries) {
+		b = upstream_pool_pick(s->pool, s->ip[0] ? s->ip : NULL, s->tried, &all_down);
+		if (b == NULL)
+			break;
+		s->tried[b->index] = 1;
+		s->attempts++;
+		s->backend = b;
+		conn_log(s->c, LOG_LVL_DEBUG, "proxy: trying backend %s (attempt %u)", b->cfg->url,
+		    s->attempts);
+		s->up = upstream_conn_new(b, s->c->id, &s->req, s->c->cfg, &proxy_up_ops, s, &why);
+		if (s->up != NULL)
+			return TARGET_PENDING;
+		upstream_backend_failed(b, why);
+	}
+	return s->attempts == 0 && all_down ? 503 : 502;
+}
+
+static void
+proxy_refuse(struct proxy_session *s, int status)
+{
+	conn_http_reply(s->c, status, NULL, status == 503 ? "every backend is marked down" :
+	    "no backend accepted the upgrade");
+}
+
+/* ---- backend events ---- */
+
+static void
+proxy_up_ready(void *arg, const char *protocol)
+{
+	struct proxy_session *s = arg;
+	const struct config_route *r = s->c->route;
+
+	upstream_backend_ok(s->backend);
+	/* tcp backends choose nothing: the route's subprotocols apply as on any route. */
+	if (s->backend->cfg->scheme == BACKEND_TCP && protocol == NULL)
+		for (size_t i = 0; i < r->nsubprotocols && protocol == NULL; i++)
+			for (size_t j = 0; j < s->req.nprotocols; j++)
+				if (http_str_eq(s->req.protocols[j], r->subprotocols[i])) {
+					protocol = r->subprotocols[i];
+					break;
+				}
+	conn_log(s->c, LOG_LVL_DEBUG, "proxy: backend %s accepted", s->backend->cfg->url);
+	conn_upgrade_finish(s->c, protocol);
+}
+
+static void
+proxy_up_failed(void *arg, int status, const char *why)
+{
+	struct proxy_session *s = arg;
+	int st;
+
+	s->up = NULL;
+	if (status >= 400 && status <= 499) {
+		/* The application refused this client (auth, origin, path): the backend is fine
+		 * and another one would say the same. The client learns the status. */
+		conn_log(s->c, LOG_LVL_INFO, "proxy: backend %s %s", s->backend->cfg->url, why);
+		conn_http_reply(s->c, status, NULL, "refused by the backend");
+		return;
+	}
+	upstream_backend_failed(s->backend, why);
+	if ((st = proxy_attempt(s)) != TARGET_PENDING)
+		proxy_refuse(s, st);
+}
+
+/* A chunk of a backend message goes to the client as one frame. */
+static int
+proxy_up_data(void *arg, unsigned opcode, int first, int last, const uint8_t *p, size_t n)
+{
+	struct proxy_session *s = arg;
+	struct conn *c = s->c;
+
+	if (conn_send_frame(c, last, first ? opcode : WS_OP_CONT, p, n) < 0)
+		return 0; /* the client is closing: nothing more goes to it */
+	if (conn_output_len(c) > CONN_OUT_HIGH) {
+		/* The client reads slower than the backend writes: stop reading the backend. */
+		conn_want_drained(c);
+		return 1;
+	}
+	return 0;
+}
+
+static void
+proxy_up_gone(void *arg, unsigned code, const char *reason, size_t rlen)
+{
+	struct proxy_session *s = arg;
+	struct conn *c = s->c;
+	char text[WS_CONTROL_MAX + 1];
+
+	s->up = NULL;
+	if (code == WS_CLOSE_ABNORMAL) {
+		/* Vanished or broke the protocol: 1006 is never sent on the wire. */
+		conn_log(c, LOG_LVL_INFO, "proxy: backend %s gone: %.*s", s->backend->cfg->url,
+		    (int)rlen, reason);
+		if (c->w->gw->state == GW_DRAINING)
+			conn_send_close(c, WS_CLOSE_RESTART, "gateway restarting");
+		else
+			conn_send_close(c, WS_CLOSE_INTERNAL, "backend gone");
+	} else {
+		if (rlen > WS_CONTROL_MAX - 2)
+			rlen = WS_CONTROL_MAX - 2;
+		memcpy(text, reason, rlen);
+		text[rlen] = '\0';
+		conn_send_close(c, code, text);
+	}
+	/* The client's answer to our close must be read even if its reads were paused. */
+	if (s->client_paused) {
+		s->client_paused = 0;
+		conn_resume_read(c);
+	}
+}
+
+static void
+proxy_up_drained(void *arg)
+{
+	struct proxy_session *s = arg;
+
+	if (s->client_paused) {
+		s->client_paused = 0;
+		conn_resume_read(s->c);
+	}
+}
+
+static const struct upstream_conn_ops proxy_up_ops = {
+	.ready = proxy_up_ready,
+	.failed = proxy_up_failed,
+	.data = proxy_up_data,
+	.gone = proxy_up_gone,
+	.drained = proxy_up_drained,
+};
+
+/* ---- client events ---- */
+
+static int
+proxy_handshake(struct conn *c, const struct http_request *req, const struct route_match *m)
+{
+	const struct config_route *r = m->route;
+	struct upstream_req_client cl;
+	struct upstream_registry *reg;
+	struct proxy_session *s;
+	int st;
+
+	if (r->nbackends == 0) {
+		conn_http_reply(c, 500, NULL, "proxy route without backends");
+		return 500;
+	}
+	if ((reg = proxy_registry(c->w)) == NULL ||
+	    (s = calloc(1, sizeof(*s) + r->nbackends)) == NULL) {
+		conn_http_reply(c, 500, NULL, "out of memory");
+		return 500;
+	}
+	s->c = c;
+	if (upstream_req_peer_ip(c->peer, s->ip, sizeof(s->ip)) < 0)
+		s->ip[0] = '\0';
+	cl.ip = s->ip[0] ? s->ip : NULL;
+	cl.tls = transport_is_tls(c->bev);
+	cl.forward = r->forward_headers;
+	/* The request lives only during this call: what the backend needs is copied. */
+	if ((s->pool = upstream_pool_get(reg, r, c->cfg)) == NULL ||
+	    upstream_req_copy(req, &cl, &s->req) < 0) {
+		free(s);
+		conn_http_reply(c, 500, NULL, "out of memory");
+		return 500;
+	}
+	c->tdata = s;
+	if ((st = proxy_attempt(s)) != TARGET_PENDING)
+		proxy_refuse(s, st);
+	return st;
+}
+
+/* Client data, as it comes: each chunk one frame to the backend, the message's opcode first
+ * and WS_OP_CONT after, FIN on its last chunk. */
+static void
+proxy_chunk(struct conn *c, const struct ws_event *ev)
+{
+	struct proxy_session *s = c->tdata;
+
+	if (s == NULL || s->up == NULL)
+		return;
+	if (s->backend->cfg->scheme == BACKEND_TCP && ev->opcode == WS_OP_TEXT) {
+		/* A TCP stream carries bytes; text has no meaning there (websockify does the same). */
+		conn_send_close(c, WS_CLOSE_UNSUPPORTED, "text messages not supported by this backend");
+		upstream_conn_detach(s->up);
+		upstream_conn_send_close(s->up, WS_CLOSE_NORMAL, NULL, 0);
+		s->up = NULL;
+		return;
+	}
+	if (upstream_conn_send(s->up, ev->first ? ev->opcode : WS_OP_CONT, ev->last, ev->data,
+	    ev->len) < 0)
+		return;
+	if (!s->client_paused && upstream_conn_output_len(s->up) > UPSTREAM_OUT_HIGH) {
+		/* The backend reads slower than the client writes: stop reading the client. */
+		s->client_paused = 1;
+		conn_pause_read(c);
+		upstream_conn_want_drained(s->up);
+	}
+}
+
+/* The client drained what the backend sent: read the backend again. */
+static void
+proxy_drained(struct conn *c)
+{
+	struct proxy_session *s = c->tdata;
+
+	if (s != NULL && s->up != NULL)
+		upstream_conn_resume_read(s->up);
+}
+
+/* The client's close goes to the backend with the same code and reason. */
+static void
+proxy_peer_close(struct conn *c, unsigned code, const uint8_t *reason, size_t len)
+{
+	struct proxy_session *s = c->tdata;
+
+	if (s == NULL || s->up == NULL)
+		return;
+	upstream_conn_detach(s->up);
+	upstream_conn_send_close(s->up, code, (const char *)reason, len);
+	s->up = NULL;
+}
+
+static void
+proxy_close(struct conn *c)
+{
+	struct proxy_session *s = c->tdata;
+
+	if (s == NULL)
+		return;
+	if (s->up != NULL) {
+		/* Before the 101 this drops the attempt; after, the backend hears we left. */
+		upstream_conn_detach(s->up);
+		upstream_conn_send_close(s->up, WS_CLOSE_GOING_AWAY, "client gone", 11);
+	}
+	upstream_req_free(&s->req);
+	free(s);
+	c->tdata = NULL;
+}
+
+const struct target_ops target_proxy_ops = {
+	.name = "proxy",
+	.handshake = proxy_handshake,
+	.chunk = proxy_chunk,
+	.drained = proxy_drained,
+	.peer_close = proxy_peer_close,
+	.close = proxy_close,
+};

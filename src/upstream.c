@@ -1,0 +1,344 @@
+/* upstream.c - a worker's backend registry: one pool per proxy route, made on first use; the
+ * balancer (round_robin, least_conn, ip_hash); passive health (a failure marks a backend down
+ * for fail_timeout) and active probes every health_check; the deferred free of connections. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <openssl/rand.h>
+
+#include "conn.h"
+#include "log.h"
+#include "upstream.h"
+#include "ws_frame.h"
+
+/* Used when the route leaves connect_timeout at 0: a backend must not hold a client forever. */
+#define UPSTREAM_DEFAULT_CONNECT_MS 3000
+
+static void upstream_probe_start(struct upstream_backend *b);
+
+/* ---- registry ---- */
+
+static void
+upstream_registry_reap(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream_registry *reg = arg;
+	struct upstream_conn *u;
+
+	(void)fd;
+	(void)what;
+	while ((u = LIST_FIRST(&reg->dead)) != NULL) {
+		LIST_REMOVE(u, entry);
+		upstream_conn_free(u);
+	}
+}
+
+struct upstream_registry *
+upstream_registry_new(struct event_base *base)
+{
+	struct upstream_registry *reg;
+
+	if ((reg = calloc(1, sizeof(*reg))) == NULL)
+		return NULL;
+	reg->base = base;
+	LIST_INIT(&reg->pools);
+	LIST_INIT(&reg->live);
+	LIST_INIT(&reg->dead);
+	reg->mask_off = sizeof(reg->masks); /* empty: filled on first use */
+	if ((reg->reaper = event_new(base, -1, 0, upstream_registry_reap, reg)) == NULL) {
+		free(reg);
+		return NULL;
+	}
+	return reg;
+}
+
+static void
+upstream_pool_free(struct upstream_pool *p)
+{
+	for (size_t i = 0; i < p->nbackends; i++)
+		evtimer_del(&p->backends[i].probe_timer);
+	free(p->backends);
+	if (p->tls != NULL)
+		upstream_tls_ctx_free(p->tls);
+	free(p->tls_error);
+	free(p);
+}
+
+void
+upstream_registry_free(struct upstream_registry *reg)
+{
+	struct upstream_conn *u;
+	struct upstream_pool *p;
+
+	if (reg == NULL)
+		return;
+	/* Connections first: they point at their backends, which the pools own. */
+	while ((u = LIST_FIRST(&reg->live)) != NULL) {
+		upstream_conn_detach(u);
+		upstream_conn_close(u, "gateway stopped");
+	}
+	upstream_registry_reap(-1, 0, reg);
+	while ((p = LIST_FIRST(&reg->pools)) != NULL) {
+		LIST_REMOVE(p, entry);
+		upstream_pool_free(p);
+	}
+	if (reg->dns != NULL)
+		evdns_base_free(reg->dns, 1);
+	event_free(reg->reaper);
+	free(reg);
+}
+
+struct evdns_base *
+upstream_registry_dns(struct upstream_registry *reg)
+{
+	if (reg->dns == NULL) {
+		/* resolv.conf and /etc/hosts; no resolver traffic while nothing is asked. */
+		reg->dns = evdns_base_new(reg->base,
+		    EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		if (reg->dns == NULL)
+			log_warnx("cannot start the DNS resolver for backends");
+	}
+	return reg->dns;
+}
+
+void
+upstream_registry_mask(struct upstream_registry *reg, uint8_t key[4])
+{
+	if (reg->mask_off + 4 > sizeof(reg->masks)) {
+		if (RAND_bytes(reg->masks, sizeof(reg->masks)) != 1)
+			fatalx("RAND_bytes failed: no unpredictable masking keys");
+		reg->mask_off = 0;
+	}
+	memcpy(key, reg->masks + reg->mask_off, 4);
+	reg->mask_off += 4;
+}
+
+/* ---- pools ---- */
+
+static void
+upstream_probe_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	upstream_probe_start(arg);
+}
+
+struct upstream_pool *
+upstream_pool_get(struct upstream_registry *reg, const struct config_route *route,
+    const struct config *cfg)
+{
+	struct upstream_pool *p;
+	struct timeval tv;
+
+	LIST_FOREACH(p, &reg->pools, entry)
+		if (p->route == route)
+			return p;
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return NULL;
+	if (route->nbackends > 0 &&
+	    (p->backends = calloc(route->nbackends, sizeof(*p->backends))) == NULL) {
+		free(p);
+		return NULL;
+	}
+	p->reg = reg;
+	p->route = route;
+	p->cfg = cfg;
+	p->nbackends = route->nbackends;
+	for (size_t i = 0; i < p->nbackends; i++) {
+		struct upstream_backend *b = &p->backends[i];
+
+		b->pool = p;
+		b->cfg = &route->backends[i];
+		b->index = i;
+		b->state = UPSTREAM_UP;
+		event_assign(&b->probe_timer, reg->base, -1, EV_PERSIST, upstream_probe_timer, b);
+		if (route->health_check_ms > 0) {
+			tv.tv_sec = (time_t)(route->health_check_ms / 1000);
+			tv.tv_usec = (suseconds_t)((route->health_check_ms % 1000) * 1000);
+			evtimer_add(&b->probe_timer, &tv);
+		}
+	}
+	LIST_INSERT_HEAD(&reg->pools, p, entry);
+	/* A first verdict now rather than one period from now. */
+	if (route->health_check_ms > 0)
+		for (size_t i = 0; i < p->nbackends; i++)
+			upstream_probe_start(&p->backends[i]);
+	return p;
+}
+
+struct ssl_ctx_st *
+upstream_pool_tls(struct upstream_pool *p, const char **why)
+{
+	char err[512];
+
+	if (p->tls == NULL && p->tls_error == NULL) {
+		p->tls = upstream_tls_ctx_new(p->route->ca_file, err, sizeof(err));
+		if (p->tls == NULL) {
+			log_warnx("route %s: %s", p->route->path, err);
+			p->tls_error = strdup(err);
+		}
+	}
+	*why = p->tls_error != NULL ? p->tls_error : "cannot make a TLS context";
+	return p->tls;
+}
+
+int
+upstream_backend_eligible(const struct upstream_backend *b, uint64_t now_ms)
+{
+	return b->state == UPSTREAM_UP || now_ms >= b->down_until_ms;
+}
+
+/* FNV-1a: a stable spread of client addresses over the backends. */
+static uint32_t
+upstream_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *s != '\0'; s++) {
+		h ^= (unsigned char)*s;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+struct upstream_backend *
+upstream_pool_pick(struct upstream_pool *p, const char *client_ip, const unsigned char *tried,
+    int *all_down)
+{
+	uint64_t now = conn_now_ms();
+	struct upstream_backend *best = NULL, *b;
+	size_t start, n = p->nbackends;
+
+	*all_down = n > 0;
+	for (size_t i = 0; i < n; i++)
+		if (upstream_backend_eligible(&p->backends[i], now))
+			*all_down = 0;
+	if (n == 0)
+		return NULL;
+	switch (p->route->balance) {
+	case BALANCE_IP_HASH:
+		/* The same client lands on the same backend while that one is up; when it is not,
+		 * the next one in the list takes over, so the others keep their clients. */
+		start = client_ip != NULL ? upstream_hash(client_ip) % n : 0;
+		break;
+	case BALANCE_LEAST_CONN:
+	case BALANCE_ROUND_ROBIN:
+	default:
+		start = p->rr % n;
+		break;
+	}
+	for (size_t i = 0; i < n; i++) {
+		b = &p->backends[(start + i) % n];
+		if (tried[b->index] || !upstream_backend_eligible(b, now))
+			continue;
+		if (p->route->balance != BALANCE_LEAST_CONN) {
+			best = b;
+			break;
+		}
+		/* Ties go to the first after the cursor, so equal loads still rotate. */
+		if (best == NULL || b->active < best->active)
+			best = b;
+	}
+	if (best != NULL && p->route->balance != BALANCE_IP_HASH)
+		p->rr = best->index + 1;
+	return best;
+}
+
+/* ---- health ---- */
+
+static void
+upstream_backend_mark_down(struct upstream_backend *b, const char *why, uint64_t until,
+    const char *retry)
+{
+	b->down_until_ms = until;
+	if (b->state == UPSTREAM_DOWN) {
+		log_debug("backend %s still down: %s", b->cfg->url, why);
+		return;
+	}
+	b->state = UPSTREAM_DOWN;
+	log_warnx("backend %s down: %s; %s", b->cfg->url, why, retry);
+}
+
+void
+upstream_backend_failed(struct upstream_backend *b, const char *why)
+{
+	uint64_t ms = b->pool->route->fail_timeout_ms;
+	char retry[64];
+
+	if (ms == 0) {
+		/* fail_timeout = 0: failures are never remembered. */
+		log_warnx("backend %s failed: %s", b->cfg->url, why);
+		return;
+	}
+	if (ms % 1000 == 0)
+		snprintf(retry, sizeof(retry), "retry after %llus", (unsigned long long)(ms / 1000));
+	else
+		snprintf(retry, sizeof(retry), "retry after %llums", (unsigned long long)ms);
+	upstream_backend_mark_down(b, why, conn_now_ms() + ms, retry);
+}
+
+void
+upstream_backend_ok(struct upstream_backend *b)
+{
+	if (b->state == UPSTREAM_UP)
+		return;
+	b->state = UPSTREAM_UP;
+	b->down_until_ms = 0;
+	log_info("backend %s up", b->cfg->url);
+}
+
+/* A probe reached the backend (and, for ws/wss, was upgraded): it is up. */
+static void
+upstream_probe_ready(void *arg, const char *protocol)
+{
+	struct upstream_backend *b = arg;
+	struct upstream_conn *u = b->probe;
+
+	(void)protocol;
+	b->probe = NULL;
+	upstream_conn_detach(u);
+	upstream_backend_ok(b);
+	if (b->cfg->scheme == BACKEND_TCP)
+		upstream_conn_close(u, "health check done");
+	else
+		upstream_conn_send_close(u, WS_CLOSE_NORMAL, "health check", 12);
+}
+
+static void
+upstream_probe_failed(void *arg, int status, const char *why)
+{
+	struct upstream_backend *b = arg;
+	char retry[96];
+
+	(void)status; /* a probe has no client to blame: any refusal means down */
+	b->probe = NULL;
+	snprintf(retry, sizeof(retry), "health check every %llums",
+	    (unsigned long long)b->pool->route->health_check_ms);
+	/* Down until a probe says otherwise. */
+	upstream_backend_mark_down(b, why, UINT64_MAX, retry);
+}
+
+static const struct upstream_conn_ops upstream_probe_ops = {
+	.ready = upstream_probe_ready,
+	.failed = upstream_probe_failed,
+};
+
+static void
+upstream_probe_start(struct upstream_backend *b)
+{
+	const char *why = NULL;
+
+	if (b->probe != NULL)
+		return; /* the last one has not finished: connect_timeout > health_check */
+	b->probe = upstream_conn_new(b, 0, NULL, b->pool->cfg, &upstream_probe_ops, b, &why);
+	if (b->probe == NULL)
+		upstream_probe_failed(b, 0, why);
+}
+
+uint64_t
+upstream_connect_timeout_ms(const struct config_route *r)
+{
+	return r->connect_timeout_ms > 0 ? r->connect_timeout_ms : UPSTREAM_DEFAULT_CONNECT_MS;
+}

@@ -1,0 +1,204 @@
+/* upstream.h - the backends of proxy routes. Each worker has one registry; it holds one pool
+ * per proxy route (made on first use: balancing, passive and active health, the route's TLS
+ * context) and every backend connection, which it frees on the loop turn after its close.
+ * upstream.c is the pool side, upstream_conn.c the backend half of a proxy session (or of a
+ * health probe), upstream_tls.c the only code that touches OpenSSL objects. */
+#ifndef WSGATE_UPSTREAM_H
+#define WSGATE_UPSTREAM_H
+
+#include <sys/queue.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event_struct.h>
+
+#include "config.h"
+#include "ws_parser.h"
+
+/* Backpressure towards a backend: above HIGH queued bytes the client is no longer read; it
+ * is read again once the backend has taken the queue down to LOW. */
+#define UPSTREAM_OUT_HIGH (1024 * 1024)
+#define UPSTREAM_OUT_LOW (64 * 1024)
+
+struct bufferevent;
+struct event_base;
+struct evdns_base;
+struct evutil_addrinfo;
+struct ssl_ctx_st;
+struct upstream_conn;
+struct upstream_dns;
+struct upstream_pool;
+struct upstream_req;
+
+enum upstream_backend_state {
+	UPSTREAM_UP = 0, /* picked by the balancer */
+	UPSTREAM_DOWN,   /* failed: skipped until down_until_ms, or until a probe succeeds */
+};
+
+struct upstream_backend {
+	struct upstream_pool *pool;
+	const struct config_backend *cfg;
+	size_t index;                   /* in the route's backend list */
+	enum upstream_backend_state state;
+	uint64_t down_until_ms;         /* DOWN: tried again from then; UINT64_MAX: after a good probe */
+	size_t active;                  /* live proxy sessions (least_conn) */
+	struct event probe_timer;       /* every health_check_ms when > 0 */
+	struct upstream_conn *probe;    /* health probe in flight */
+};
+
+struct upstream_pool {
+	struct upstream_registry *reg;
+	const struct config_route *route;
+	const struct config *cfg;       /* the snapshot the pool was made under */
+	struct upstream_backend *backends;
+	size_t nbackends;
+	size_t rr;                      /* round-robin cursor: the next index to consider */
+	struct ssl_ctx_st *tls;         /* wss:// backends; made on first use */
+	char *tls_error;                /* why tls could not be made (kept: asked again each time) */
+	LIST_ENTRY(upstream_pool) entry;
+};
+
+LIST_HEAD(upstream_conn_list, upstream_conn);
+
+struct upstream_registry {
+	struct event_base *base;
+	struct evdns_base *dns;          /* made on the first name that is not an address */
+	LIST_HEAD(, upstream_pool) pools;
+	struct upstream_conn_list live;  /* every backend connection not yet CLOSED */
+	struct upstream_conn_list dead;  /* CLOSED, freed by the reaper on the next loop turn */
+	struct event *reaper;
+	uint8_t masks[256];              /* RAND_bytes, handed out four at a time as masking keys */
+	size_t mask_off;
+};
+
+/* ---- upstream.c: registry, pools, balancing, health ---- */
+
+struct upstream_registry *upstream_registry_new(struct event_base *base);
+/* Closes every backend connection at once (no callbacks), then frees the pools. */
+void upstream_registry_free(struct upstream_registry *reg);
+/* The resolver, made on first use; NULL when it cannot be. */
+struct evdns_base *upstream_registry_dns(struct upstream_registry *reg);
+/* Four unpredictable bytes for a frame's masking key (RFC 6455 5.3). */
+void upstream_registry_mask(struct upstream_registry *reg, uint8_t key[4]);
+
+/* The route's pool, made (and its health probes started) on first use. NULL on ENOMEM. */
+struct upstream_pool *upstream_pool_get(struct upstream_registry *reg,
+    const struct config_route *route, const struct config *cfg);
+/* The next backend by the route's balance policy among those up and not tried[index]; NULL
+ * when none is left. *all_down is set to 1 when every backend is marked down. */
+struct upstream_backend *upstream_pool_pick(struct upstream_pool *p, const char *client_ip,
+    const unsigned char *tried, int *all_down);
+/* The route's TLS client context; NULL with *why set when it cannot be made. */
+struct ssl_ctx_st *upstream_pool_tls(struct upstream_pool *p, const char **why);
+
+/* Passive health: a connect, TLS or upgrade failure marks the backend down for fail_timeout
+ * (logged once per change); a success marks it up again. */
+void upstream_backend_failed(struct upstream_backend *b, const char *why);
+void upstream_backend_ok(struct upstream_backend *b);
+/* The connect deadline of a route: TCP connect, TLS and the upgrade response together. */
+uint64_t upstream_connect_timeout_ms(const struct config_route *r);
+/* 1 when the balancer may pick b now. */
+int upstream_backend_eligible(const struct upstream_backend *b, uint64_t now_ms);
+
+/* ---- upstream_conn.c: one backend connection ---- */
+
+enum upstream_conn_state {
+	UPC_RESOLVING = 0, /* looking up the host; timer = connect deadline */
+	UPC_CONNECTING,    /* TCP connect, then TLS for wss; timer = connect deadline */
+	UPC_UPGRADING,     /* request sent, reading the 101; timer = connect deadline */
+	UPC_OPEN,          /* relaying; timer = heartbeat (ws, wss) */
+	UPC_CLOSING,       /* our close frame is queued; waiting for the backend's; timer = close_timeout */
+	UPC_FLUSHING,      /* nothing more to say: writing out, then waiting for EOF; timer = close_timeout */
+	UPC_CLOSED,        /* on the registry's dead list; no callbacks */
+};
+
+/* What the owner (a proxy session or a health probe) is told. Never called after detach or
+ * after a call that ends the connection (failed, gone). */
+struct upstream_conn_ops {
+	/* The upgrade was accepted (ws, wss; protocol NULL when none was chosen) or the TCP
+	 * connection is up (tcp). */
+	void (*ready)(void *arg, const char *protocol);
+	/* Connecting, TLS or the upgrade failed or timed out. The connection is closed. status
+	 * is the backend's HTTP status when it answered the upgrade with one, else 0. */
+	void (*failed)(void *arg, int status, const char *why);
+	/* A chunk of a backend message (tcp: one read as one binary message). Returns 1 to stop
+	 * reading the backend until upstream_conn_resume_read(). */
+	int (*data)(void *arg, unsigned opcode, int first, int last, const uint8_t *p, size_t n);
+	/* After ready, the backend ended: its close frame's code and reason, or
+	 * WS_CLOSE_ABNORMAL and a description when it vanished or broke the protocol. The owner
+	 * is detached. */
+	void (*gone)(void *arg, unsigned code, const char *reason, size_t rlen);
+	/* The queue towards the backend fell to UPSTREAM_OUT_LOW after want_drained. */
+	void (*drained)(void *arg);
+};
+
+struct upstream_conn {
+	uint64_t id;                      /* the client connection's id for logs; 0 for probes */
+	struct upstream_registry *reg;
+	struct upstream_backend *backend;
+	const struct config *cfg;
+	enum upstream_conn_state state;
+	const struct upstream_conn_ops *ops; /* NULL once detached */
+	void *arg;
+	const struct upstream_req *req;   /* the owner's copy of the client request; NULL: probe */
+	struct bufferevent *bev;
+	struct event timer;               /* one timer, its meaning set by the state */
+	struct upstream_dns *dns;         /* lookup in flight */
+	struct evutil_addrinfo *ai;       /* the host's addresses */
+	struct evutil_addrinfo *ai_next;  /* the next one to try after a refused connect */
+	int in_start;                     /* inside upstream_conn_new: a lookup answered at once */
+	int dns_err;
+	char *request;                    /* the upgrade request, freed once queued */
+	size_t request_len;
+	char accept[29];                  /* the Sec-WebSocket-Accept we expect */
+	struct ws_parser parser;          /* frames from the backend: unmasked */
+	uint64_t ping_sent_ms, next_ping_ms;
+	unsigned paused : 1;              /* the owner asked us not to read the backend */
+	unsigned want_drained : 1;
+	unsigned counted : 1;             /* counted in backend->active */
+	unsigned eof : 1;                 /* EOF seen while paused: input is relayed first */
+	char why[160];                    /* why it failed, for upstream_conn_new's caller */
+	int status;                       /* the backend's HTTP status when not 101 */
+	LIST_ENTRY(upstream_conn) entry;
+};
+
+/* Starts connecting to b (then TLS, then the upgrade for ws/wss). req (may be NULL) must
+ * stay valid until ready, failed or detach. Returns NULL with *why set when it fails at once. */
+struct upstream_conn *upstream_conn_new(struct upstream_backend *b, uint64_t id,
+    const struct upstream_req *req, const struct config *cfg,
+    const struct upstream_conn_ops *ops, void *arg, const char **why);
+/* The owner leaves: no more callbacks; the connection finishes what it does by itself. */
+void upstream_conn_detach(struct upstream_conn *u);
+/* One frame of a message towards the backend (masked), or raw bytes for tcp. -1 when the
+ * connection is not OPEN. */
+int upstream_conn_send(struct upstream_conn *u, unsigned opcode, int fin, const uint8_t *p,
+    size_t n);
+/* Starts the close handshake with code (WS_CLOSE_NO_STATUS: an empty close) when OPEN;
+ * tcp: flushes and closes; before OPEN: closes at once. */
+void upstream_conn_send_close(struct upstream_conn *u, unsigned code, const char *reason,
+    size_t rlen);
+size_t upstream_conn_output_len(const struct upstream_conn *u);
+/* Ask for one ops->drained when the queue falls to UPSTREAM_OUT_LOW. */
+void upstream_conn_want_drained(struct upstream_conn *u);
+void upstream_conn_resume_read(struct upstream_conn *u);
+/* The only teardown: logs reason once, stops I/O, queues the free. No owner callback. */
+void upstream_conn_close(struct upstream_conn *u, const char *reason);
+/* Frees a CLOSED connection (the registry's reaper). */
+void upstream_conn_free(struct upstream_conn *u);
+const char *upstream_conn_state_name(enum upstream_conn_state st);
+
+/* ---- upstream_tls.c: TLS towards wss:// backends ---- */
+
+/* A verifying client context: CA from ca_file, else the system's default paths. NULL with
+ * err filled on failure. */
+struct ssl_ctx_st *upstream_tls_ctx_new(const char *ca_file, char *err, size_t errsz);
+void upstream_tls_ctx_free(struct ssl_ctx_st *ctx);
+/* A TLS client bufferevent, not yet connected, with SNI and hostname (or IP) verification
+ * for host. NULL on failure. */
+struct bufferevent *upstream_tls_bev_new(struct event_base *base, struct ssl_ctx_st *ctx,
+    const char *host);
+/* Why a TLS bufferevent failed, for logs: certificate verification or OpenSSL's error.
+ * Returns 0 (out untouched) when TLS has nothing to say: the socket's error is the reason. */
+int upstream_tls_error(struct bufferevent *bev, char *out, size_t outsz);
+
+#endif

@@ -1,0 +1,450 @@
+#!/usr/bin/python3
+"""tests/docker/topology_test.py - checks the compose topology of docker/docker-compose.yml
+(HAProxy -> wsgate1..3 -> Redis) from the host, through HAProxy only, as a client would.
+
+Run by tests/docker/check-docker.sh once the topology is up; uses Debian's python3-websockets.
+Every client connects through HAProxy, which names the replica that took the upgrade in the
+X-Wsgate-Server response header; round robin spreads the clients over the three replicas.
+
+Checks (--checks, comma separated, in this order):
+  health     every replica's container HEALTHCHECK passes; HAProxy sees all three UP
+  echo       /echo works on every replica
+  broadcast  a /chat message sent on one replica reaches the /chat clients on the others
+  publish    `redis-cli PUBLISH chat X` inside the redis container reaches clients on all three
+  drain      stopping one replica (SIGTERM) closes its clients with 1001 and exits 0; they
+             reconnect through HAProxy to the others and keep receiving broadcasts
+  restart    the stopped replica, started again with a new address, is found by HAProxy's
+             resolver and serves clients again
+Without broadcast/publish, drain and restart check with /echo instead of /chat.
+"""
+
+import argparse
+import asyncio
+import csv
+import io
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import websockets
+
+REPLICAS = ("wsgate1", "wsgate2", "wsgate3")
+ALL_CHECKS = ("health", "echo", "broadcast", "publish", "drain", "restart")
+T0 = time.monotonic()
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def log(msg):
+    print(f"[{time.monotonic() - T0:6.1f}s] {msg}", flush=True)
+
+
+def fail(msg):
+    raise CheckFailed(msg)
+
+
+class Topology:
+    """The engine, project and ports of the running topology."""
+
+    def __init__(self, args):
+        self.engine = args.engine
+        self.project = args.project
+        self.ws_base = f"ws://127.0.0.1:{args.http_port}"
+        self.stats_url = f"http://127.0.0.1:{args.stats_port}/stats;csv"
+
+    def run(self, *argv, check=True, timeout=60):
+        p = subprocess.run([self.engine, *argv], capture_output=True, text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            fail(f"{self.engine} {' '.join(argv)} exited {p.returncode}: {p.stderr.strip()}")
+        return p
+
+    def container(self, service):
+        p = self.run("ps", "-a", "--format", "{{.Names}}",
+                     "--filter", f"label=com.docker.compose.project={self.project}",
+                     "--filter", f"label=com.docker.compose.service={service}")
+        names = p.stdout.split()
+        if len(names) != 1:
+            fail(f"expected one container for service {service}, found {names}")
+        return names[0]
+
+    def inspect(self, name, fmt):
+        return self.run("inspect", "--format", fmt, name).stdout.strip()
+
+    def servers(self):
+        """HAProxy's view of backend wsgate: {server: (status, addr)}."""
+        with urllib.request.urlopen(self.stats_url, timeout=3) as r:
+            text = r.read().decode()
+        rows = csv.DictReader(io.StringIO(text.lstrip("# ")))
+        return {row["svname"]: (row["status"], row.get("addr", ""))
+                for row in rows if row["pxname"] == "wsgate" and row["svname"] in REPLICAS}
+
+    def wait_servers(self, want, timeout):
+        """Wait until HAProxy reports each server in `want` with a status starting with its
+        value (UP, DOWN, MAINT); returns the last view."""
+        deadline = time.monotonic() + timeout
+        view = {}
+        while time.monotonic() < deadline:
+            try:
+                view = self.servers()
+                if all(view.get(s, ("", ""))[0].startswith(st) for s, st in want.items()):
+                    return view
+            except OSError:
+                pass
+            time.sleep(0.5)
+        fail(f"HAProxy did not reach {want} within {timeout}s; it reports {view}")
+
+
+class Client:
+    """One WebSocket client through HAProxy, with everything it receives queued."""
+
+    def __init__(self, name):
+        self.name = name
+        self.ws = None
+        self.server = None
+        self.msgs = asyncio.Queue()
+        self.reader = None
+        self.close_code = None
+        self.closed_at = None
+        self.closed = asyncio.Event()
+
+    async def connect(self, url):
+        self.ws = await websockets.connect(url, open_timeout=10, close_timeout=3,
+                                           max_queue=None)
+        self.server = self.ws.response_headers.get("X-Wsgate-Server")
+        if self.server not in REPLICAS:
+            fail(f"{self.name}: HAProxy named no replica (X-Wsgate-Server: {self.server!r})")
+        self.close_code = None
+        self.closed_at = None
+        self.closed.clear()
+        self.reader = asyncio.create_task(self._read())
+        return self
+
+    async def _read(self):
+        ws = self.ws
+        try:
+            async for m in ws:
+                await self.msgs.put(m)
+        except websockets.ConnectionClosed:
+            pass
+        self.close_code = ws.close_code
+        self.closed_at = time.monotonic()
+        self.closed.set()
+
+    async def expect(self, want, timeout):
+        """Wait for message `want`, skipping others (e.g. late sync probes)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            try:
+                m = await asyncio.wait_for(self.msgs.get(), left)
+            except asyncio.TimeoutError:
+                return False
+            if m == want:
+                return True
+
+    def drain_queue(self):
+        while not self.msgs.empty():
+            self.msgs.get_nowait()
+
+    async def close(self):
+        if self.ws is not None:
+            await self.ws.close()
+        if self.reader is not None:
+            await self.reader
+
+
+async def connect_spread(topo, path, n, tag, need=REPLICAS):
+    """Connect n clients (more, up to 2n, until every replica in `need` has one)."""
+    clients = []
+    while len(clients) < n or not set(need) <= {c.server for c in clients}:
+        if len(clients) >= 2 * n:
+            fail(f"{len(clients)} clients through HAProxy landed only on "
+                 f"{sorted({c.server for c in clients})}, not on all of {list(need)}")
+        c = Client(f"{tag}{len(clients)}")
+        await c.connect(topo.ws_base + path)
+        clients.append(c)
+    log(f"{len(clients)} clients on {path}: " +
+        ", ".join(f"{c.name}->{c.server}" for c in clients))
+    return clients
+
+
+async def sync_chat(clients, timeout=10.0):
+    """Pub/sub subscriptions may settle just after the upgrade: send probes until every
+    client has seen one, so later checks measure delivery, not subscription set-up."""
+    sender = clients[0]
+    deadline = time.monotonic() + timeout
+    pending = list(clients)
+    n = 0
+    while pending:
+        if time.monotonic() > deadline:
+            fail("pub/sub never reached " + ", ".join(f"{c.name}@{c.server}" for c in pending)
+                 + f" within {timeout}s")
+        n += 1
+        probe = f"sync-{n}-{uuid.uuid4().hex[:6]}"
+        await sender.ws.send(probe)
+        still = []
+        for c in pending:
+            if not await c.expect(probe, 0.5):
+                still.append(c)
+        pending = still
+    for c in clients:
+        c.drain_queue()
+
+
+async def check_broadcast_from(clients, sender, label, timeout=5.0):
+    """sender sends one message; every other client must receive it."""
+    msg = f"{label}-{uuid.uuid4().hex[:8]}"
+    t = time.monotonic()
+    await sender.ws.send(msg)
+    missing = []
+    for c in clients:
+        if c is sender:
+            continue
+        if not await c.expect(msg, timeout):
+            missing.append(f"{c.name}@{c.server}")
+    self_got = await sender.expect(msg, 0.5)
+    if missing:
+        fail(f"broadcast from {sender.name}@{sender.server} did not reach {missing}")
+    log(f"  {sender.name}@{sender.server} -> all {len(clients) - 1} others in "
+        f"{(time.monotonic() - t) * 1000:.0f} ms (sender {'also got' if self_got else 'did not get'} it)")
+
+
+async def check_echo(clients):
+    for c in clients:
+        msg = f"echo-{c.name}-{uuid.uuid4().hex[:6]}"
+        await c.ws.send(msg)
+        if not await c.expect(msg, 5):
+            fail(f"/echo on {c.server}: {c.name} got no echo")
+
+
+def redis_publish(topo, msg):
+    redis = topo.container("redis")
+    p = topo.run("exec", redis, "redis-cli", "PUBLISH", "chat", msg)
+    try:
+        return int(p.stdout.strip())
+    except ValueError:
+        fail(f"redis-cli PUBLISH said {p.stdout.strip()!r} {p.stderr.strip()!r}")
+
+
+async def check_publish(topo, clients, label):
+    msg = f"{label}-{uuid.uuid4().hex[:8]}"
+    t = time.monotonic()
+    receivers = redis_publish(topo, msg)
+    missing = [f"{c.name}@{c.server}" for c in clients if not await c.expect(msg, 5)]
+    if missing:
+        fail(f"redis-cli PUBLISH chat (Redis counted {receivers} subscribers) "
+             f"did not reach {missing}")
+    log(f"  redis-cli PUBLISH chat: {receivers} Redis subscribers, all {len(clients)} clients "
+        f"on {sorted({c.server for c in clients})} got it in {(time.monotonic() - t) * 1000:.0f} ms")
+
+
+def check_health(topo):
+    for s in REPLICAS + ("redis",):
+        name = topo.container(s)
+        if topo.engine == "podman":
+            # Podman schedules health checks with systemd timers; without systemd, run it.
+            p = topo.run("healthcheck", "run", name, check=False)
+            if p.returncode != 0:
+                fail(f"HEALTHCHECK of {name} failed: {p.stdout.strip()} {p.stderr.strip()}")
+        else:
+            deadline = time.monotonic() + 40
+            while topo.inspect(name, "{{.State.Health.Status}}") != "healthy":
+                if time.monotonic() > deadline:
+                    fail(f"{name} is not healthy: {topo.inspect(name, '{{json .State.Health}}')}")
+                time.sleep(1)
+    log("  container HEALTHCHECKs pass (wsgate1..3 GET /healthz, redis PING)")
+    view = topo.wait_servers({s: "UP" for s in REPLICAS}, 60)
+    log(f"  HAProxy: {view}")
+    with urllib.request.urlopen(topo.ws_base.replace("ws:", "http:") + "/healthz", timeout=3) as r:
+        if r.status != 200:
+            fail(f"GET /healthz through HAProxy: {r.status}")
+
+
+async def check_drain(topo, path, use_chat, victim="wsgate2"):
+    """Stop one replica with SIGTERM: its clients see 1001, the others stay, the drained
+    clients come back through HAProxy on the survivors and keep receiving."""
+    clients = await connect_spread(topo, path, 6, "d")
+    if use_chat:
+        await sync_chat(clients)
+    name = topo.container(victim)
+    on_victim = [c for c in clients if c.server == victim]
+    others = [c for c in clients if c.server != victim]
+    t = time.monotonic()
+    topo.run("stop", name, timeout=60)
+    stop_s = time.monotonic() - t
+    code = topo.inspect(name, "{{.State.ExitCode}}")
+    log(f"  {topo.engine} stop {name}: {stop_s:.1f}s, exit code {code}")
+    for c in on_victim:
+        try:
+            await asyncio.wait_for(c.closed.wait(), 5)
+        except asyncio.TimeoutError:
+            fail(f"{c.name}@{victim} was not closed after its replica stopped")
+        if c.close_code != 1001:
+            fail(f"{c.name}@{victim} was closed with {c.close_code}, not 1001 (going away)")
+    log(f"  {len(on_victim)} clients of {victim} closed with 1001, "
+        f"{max(c.closed_at for c in on_victim) - t:.1f}s after SIGTERM")
+    if code != "0":
+        fail(f"{name} exited {code} after SIGTERM, not 0")
+    if stop_s > 9:
+        fail(f"{topo.engine} stop took {stop_s:.1f}s: did wsgate ignore SIGTERM (SIGKILL at 10s)?")
+    for c in others:
+        if c.closed.is_set():
+            fail(f"{c.name}@{c.server} was closed ({c.close_code}) though its replica runs")
+    # HAProxy sees the replica go: its checks fail (DOWN) or its name stops resolving (MAINT).
+    deadline = time.monotonic() + 20
+    while True:
+        status = topo.servers().get(victim, ("?", ""))[0]
+        if status.startswith(("DOWN", "MAINT")):
+            break
+        if time.monotonic() > deadline:
+            fail(f"HAProxy still reports {victim} {status} 20s after it stopped")
+        await asyncio.sleep(0.5)
+    log(f"  HAProxy marks {victim} {status} after {time.monotonic() - t:.1f}s")
+    t = time.monotonic()
+    back = []
+    for c in on_victim:
+        await c.connect(topo.ws_base + path)
+        if c.server == victim:
+            fail(f"{c.name} reconnected to the stopped {victim}")
+        back.append(f"{c.name}->{c.server}")
+    log(f"  reconnected through HAProxy in {(time.monotonic() - t) * 1000:.0f} ms: {back}")
+    if use_chat:
+        await sync_chat(clients)
+        for c in on_victim:
+            await check_broadcast_from(clients, c, "after-drain")
+        await check_broadcast_from(clients, others[0], "after-drain")
+        if "publish" in topo.checks:
+            await check_publish(topo, clients, "after-drain-publish")
+    else:
+        await check_echo(clients)
+        log(f"  /echo works on the reconnected clients")
+    return clients
+
+
+async def check_restart(topo, path, use_chat, clients, victim="wsgate2"):
+    name = topo.container(victim)
+    before = topo.servers().get(victim, ("", ""))[1]
+    t = time.monotonic()
+    topo.run("start", name)
+    view = topo.wait_servers({victim: "UP"}, 45)
+    after = view[victim][1]
+    log(f"  {topo.engine} start {name}: HAProxy has it UP after {time.monotonic() - t:.1f}s "
+        f"(address {before or 'none'} -> {after})")
+    newc = []
+    for i in range(6):
+        c = await Client(f"r{i}").connect(topo.ws_base + path)
+        newc.append(c)
+        if c.server == victim:
+            break
+    else:
+        fail(f"6 new clients through HAProxy never landed on the restarted {victim}")
+    mine = newc[-1]
+    log(f"  new client {mine.name} landed on {victim}")
+    everyone = clients + newc
+    if use_chat:
+        await sync_chat(everyone)
+        await check_broadcast_from(everyone, mine, "after-restart")
+        await check_broadcast_from(everyone, clients[0], "after-restart")
+    else:
+        await check_echo([mine])
+        log(f"  /echo works on the restarted {victim}")
+    for c in everyone:
+        await c.close()
+
+
+async def run(args):
+    topo = Topology(args)
+    checks = [c for c in args.checks.split(",") if c]
+    unknown = set(checks) - set(ALL_CHECKS)
+    if unknown:
+        fail(f"unknown checks {sorted(unknown)}; known: {', '.join(ALL_CHECKS)}")
+    topo.checks = checks
+    use_chat = "broadcast" in checks or "publish" in checks
+    path = "/chat" if use_chat else "/echo"
+    passed = []
+    chat = []
+    clients = []
+
+    async def step(check, coro_fn):
+        if check not in checks:
+            return None
+        t = time.monotonic()
+        log(f"== {check}")
+        r = await coro_fn()
+        log(f"== {check}: ok ({time.monotonic() - t:.1f}s)")
+        passed.append(check)
+        return r
+
+    async def health():
+        check_health(topo)
+
+    async def echo():
+        cs = await connect_spread(topo, "/echo", 6, "e")
+        await check_echo(cs)
+        log(f"  /echo answered on {sorted({c.server for c in cs})}")
+        for c in cs:
+            await c.close()
+
+    async def broadcast():
+        chat.extend(await connect_spread(topo, "/chat", 6, "c"))
+        await sync_chat(chat)
+        seen = set()
+        for c in chat:
+            if c.server not in seen:
+                seen.add(c.server)
+                await check_broadcast_from(chat, c, "broadcast")
+
+    async def publish():
+        if not chat:
+            chat.extend(await connect_spread(topo, "/chat", 6, "c"))
+            await sync_chat(chat)
+        await check_publish(topo, chat, "publish")
+
+    async def drain():
+        for c in chat:
+            await c.close()
+        chat.clear()
+        clients.extend(await check_drain(topo, path, use_chat))
+
+    async def restart():
+        if not clients:
+            clients.extend(await connect_spread(topo, path, 4, "x", need=("wsgate1", "wsgate3")))
+        await check_restart(topo, path, use_chat, clients)
+
+    await step("health", health)
+    await step("echo", echo)
+    await step("broadcast", broadcast)
+    await step("publish", publish)
+    await step("drain", drain)
+    await step("restart", restart)
+    log(f"passed: {', '.join(passed)}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--engine", required=True, choices=("docker", "podman"))
+    ap.add_argument("--project", required=True, help="compose project name")
+    ap.add_argument("--http-port", type=int, required=True, help="HAProxy's published port")
+    ap.add_argument("--stats-port", type=int, required=True, help="HAProxy stats port")
+    ap.add_argument("--checks", default=",".join(ALL_CHECKS))
+    args = ap.parse_args()
+    try:
+        asyncio.run(run(args))
+    except CheckFailed as e:
+        log(f"FAIL: {e}")
+        sys.exit(1)
+    except (OSError, websockets.WebSocketException, subprocess.TimeoutExpired) as e:
+        log(f"FAIL: {type(e).__name__}: {e}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
