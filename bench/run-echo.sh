@@ -46,10 +46,23 @@ PIDS=()
 cleanup() {
 	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
 	wait 2>/dev/null || true
+	rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-cp "$WSGATE_SRC" "$WORK/wsgate"
+# Copy the binary and note what it is now: others may rebuild or delete it while we run.
+cp -p "$WSGATE_SRC" "$WORK/wsgate"
+SHA=$(sha256sum "$WORK/wsgate" | cut -c1-12)
+MTIME=$(date -u -r "$WORK/wsgate" '+%Y-%m-%d %H:%M UTC')
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)
+DIRTY=$(git -C "$ROOT" status --porcelain -- src | wc -l)
+STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
+if nm "$WORK/wsgate" 2>/dev/null | grep -q -e __asan_init -e __ubsan_handle; then
+	BUILD="SANITIZER BUILD: these numbers say nothing about release speed"
+	echo "$(basename "$0"): warning: $WSGATE_SRC is built with sanitizers" >&2
+else
+	BUILD="no sanitizers"
+fi
 free_port() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -119,13 +132,9 @@ LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Server RSS after the runs (the connections are closed by then; for idle memory see
 # run-idle-memory.sh).
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)
-DIRTY=$(git -C "$ROOT" status --porcelain -- src | wc -l)
 CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 NODEV=$(node --version)
 WSV=$(node -p 'require("ws/package.json").version' 2>/dev/null || echo "?")
-SHA=$(sha256sum "$WORK/wsgate" | cut -c1-12)
-MTIME=$(date -u -r "$WSGATE_SRC" '+%Y-%m-%d %H:%M UTC')
 mkdir -p "$(dirname "$OUT")"
 
 python3 - "$RAW" "$OUT" <<PYEOF
@@ -155,9 +164,9 @@ for s in """$(printf '%s\n' "${SETTINGS[@]}")""".strip().split("\n"):
 o = []
 o.append("# Echo benchmark: wsgate vs bare epoll vs Node ws\n")
 o.append("| | |\n|---|---|")
-o.append("| date | $(date -u '+%Y-%m-%d %H:%M UTC') |")
+o.append("| date | $STARTED (start of the runs) |")
 o.append("| git commit | $COMMIT (src/ files with uncommitted changes: $DIRTY) |")
-o.append("| wsgate binary | $WSGATE_SRC, built $MTIME, sha256 $SHA… |")
+o.append("| wsgate binary | $WSGATE_SRC, built $MTIME, sha256 $SHA…, $BUILD |")
 o.append("| CPU | $CPU, $(nproc) cores; kernel $(uname -r) |")
 o.append("| pinning | every server on core 0 (\`taskset -c 0\`), wsbench on core 1 (\`taskset -c 1\`) |")
 o.append("| scheduling | PRIO=$PRIO (autogroup: own session, autogroup nice -20, to keep other users' jobs on this shared machine from preempting the run) |")

@@ -20,8 +20,11 @@ done
 
 [ -n "${ENGINE:-}" ] || engine_init
 
-ctx=$(mktemp -d "${TMPDIR:-/tmp}/wsgate-ctx.XXXXXX")
-trap 'rm -rf "$ctx"' EXIT INT TERM
+work=$(mktemp -d "${TMPDIR:-/tmp}/wsgate-build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
+ctx="$work/ctx"
+mkdir "$ctx"
 
 if [ -n "${WSGATE_DOCKER_REF:-}" ]; then
 	git -C "$top" archive --format=tar "$WSGATE_DOCKER_REF" | tar -C "$ctx" -xf -
@@ -38,23 +41,41 @@ mkdir -p "$ctx/docker"
 (cd "$top/docker" && tar -cf - .) | tar -C "$ctx/docker" -xf -
 engine_log "context: $src, $(du -sh "$ctx" | cut -f1)"
 
-build_one() { # image-name dockerfile
+build_one() { # image-name dockerfile: build, output to $work/image-name.log
+	log="$work/$1.log"
 	t0=$(date +%s)
-	engine_log "building $1 from $2"
 	if [ "$ENGINE" = podman ]; then
 		# OCI images (podman's default) drop HEALTHCHECK; the docker format keeps it.
 		# Never pull: the base image is local (engine_podman_base).
-		engine build --format docker --pull=never --layers -f "$ctx/$2" -t "$1" "$ctx" >&2
+		engine build --format docker --pull=never --layers -f "$ctx/$2" -t "$1" "$ctx" >"$log" 2>&1
 	else
-		engine build -f "$ctx/$2" -t "$1" "$ctx" >&2
-	fi || engine_die "building $1 failed"
-	engine_log "built $1 in $(($(date +%s) - t0))s"
+		engine build -f "$ctx/$2" -t "$1" "$ctx" >"$log" 2>&1
+	fi || { echo "FAILED after $(($(date +%s) - t0))s" >>"$log"; return 1; }
+	echo "built in $(($(date +%s) - t0))s" >>"$log"
 }
 
+# The three builds share only the base image: run them side by side (mostly apt downloads).
+pids=""
 for img in "$@"; do
 	case "$img" in
-	wsgate) build_one wsgate:local docker/Dockerfile ;;
-	redis) build_one wsgate-redis:local docker/redis.Dockerfile ;;
-	haproxy) build_one wsgate-haproxy:local docker/haproxy.Dockerfile ;;
+	wsgate) build_one wsgate:local docker/Dockerfile & ;;
+	redis) build_one wsgate-redis:local docker/redis.Dockerfile & ;;
+	haproxy) build_one wsgate-haproxy:local docker/haproxy.Dockerfile & ;;
 	esac
+	pids="$pids $img=$!"
+	engine_log "building $img (log: $work/*.log while it runs)"
 done
+rc=0
+for p in $pids; do
+	img=${p%%=*}
+	name=$(case $img in wsgate) echo wsgate:local ;; *) echo "wsgate-$img:local" ;; esac)
+	if wait "${p#*=}"; then
+		engine_log "$name: $(tail -n 1 "$work/$name.log")"
+		[ -z "${WSGATE_BUILD_VERBOSE:-}" ] || cat "$work/$name.log" >&2
+	else
+		engine_log "$name: build failed; its log:"
+		cat "$work/$name.log" >&2
+		rc=1
+	fi
+done
+exit "$rc"

@@ -7,6 +7,6 @@ RUN apt-get update \
 USER redis
 EXPOSE 6379
 STOPSIGNAL SIGTERM
-HEALTHCHECK --interval=5s --timeout=3s --retries=3 CMD ["redis-cli", "ping"]
+HEALTHCHECK --interval=5s --timeout=10s --retries=3 CMD ["redis-cli", "ping"]
 CMD ["redis-server", "--protected-mode", "no", "--bind", "0.0.0.0", "--port", "6379", \
      "--save", "", "--appendonly", "no", "--dir", "/tmp"]

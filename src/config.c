@@ -684,8 +684,8 @@ cfg_check_addrs(struct cfg_ctx *c, const char *what, const struct config_listen 
 		if (y->line > 0)
 			snprintf(where, sizeof(where), "line %d", y->line);
 		cfg_error(c, a[i].line, "duplicate %s address %s (first at %s)", what,
-		    config_listen_fmt(addr, sizeof(addr), &a[i]),
-		    y->line > 0 ? where : c->env[-y->line - 1].name);
+		    config_listen_fmt(addr, sizeof(addr), &a[i]), y->line > 0 ? where
+		    : y->line < 0 ? c->env[-y->line - 1].name : "the default listen");
 	}
 }
 

@@ -25,6 +25,7 @@
 #include "worker.h"
 #include "gateway.h"
 #include "transport.h"
+#include "metrics.h"
 #include "ws_frame.h"
 
 static const char *const conn_state_names[] = {
@@ -313,6 +314,7 @@ conn_new(struct worker *w, struct bufferevent *bev, const struct sockaddr *sa, s
 		return NULL;
 	}
 	c->bev = bev;
+	w->stats.accepted++;
 	c->id = worker_next_conn_id(w);
 	c->w = w;
 	c->cfg = w->gw->cfg;
@@ -342,6 +344,10 @@ conn_queue_frame_fin(struct conn *c, int fin, unsigned opcode, const uint8_t *da
 	evbuffer_add(out, hdr, hlen);
 	if (len > 0)
 		evbuffer_add(out, data, len);
+	if (c->rstats != NULL) {
+		c->rstats->msgs_out += fin && !WS_OP_IS_CONTROL(opcode);
+		c->rstats->bytes_out += hlen + len;
+	}
 }
 
 static void
@@ -373,6 +379,10 @@ conn_send_raw(struct conn *c, const uint8_t *frame, size_t len)
 {
 	if (c->state != CONN_OPEN)
 		return -1;
+	if (c->rstats != NULL) {
+		c->rstats->msgs_out++;
+		c->rstats->bytes_out += len;
+	}
 	return evbuffer_add(bufferevent_get_output(c->bev), frame, len);
 }
 
@@ -406,6 +416,8 @@ conn_http_reply(struct conn *c, int status, const char *extra_headers, const cha
 	char buf[1024];
 	size_t n;
 
+	if (status >= 400)
+		metrics_reject(&c->w->stats, status);
 	n = http_format_reply(buf, sizeof(buf), status, extra_headers, NULL);
 	if (n > 0)
 		evbuffer_add(bufferevent_get_output(c->bev), buf, n);
@@ -422,6 +434,7 @@ static void
 conn_fail(struct conn *c, unsigned code, const char *reason)
 {
 	conn_log(c, LOG_LVL_INFO, "protocol error, closing with %u: %s", code, reason);
+	c->w->stats.protocol_errors++;
 	if (c->state == CONN_OPEN) {
 		c->peer_closed = 1; /* we will not wait for their close: the stream is unusable */
 		conn_send_close(c, code, reason);
@@ -449,6 +462,10 @@ conn_message_allowed(struct conn *c)
 static void
 conn_deliver(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
 {
+	if (c->rstats != NULL) {
+		c->rstats->msgs_in++;
+		c->rstats->bytes_in += len;
+	}
 	if (c->state == CONN_OPEN && c->target != NULL && c->target->message != NULL &&
 	    conn_message_allowed(c))
 		c->target->message(c, opcode, data, len);
@@ -506,6 +523,10 @@ conn_on_event(struct conn *c, const struct ws_event *ev)
 		if (c->target != NULL && c->target->chunk != NULL) {
 			if (ev->first && !conn_message_allowed(c))
 				return -1;
+			if (c->rstats != NULL) {
+				c->rstats->msgs_in += ev->last;
+				c->rstats->bytes_in += ev->len;
+			}
 			c->target->chunk(c, ev);
 			return c->state == CONN_OPEN ? 0 : -1;
 		}
@@ -520,8 +541,9 @@ conn_on_event(struct conn *c, const struct ws_event *ev)
 	case WS_EV_CLOSE:
 		c->peer_closed = 1;
 		conn_log(c, LOG_LVL_DEBUG, "peer sent close %u", ev->close_code);
-		if (c->target != NULL && c->target->peer_close != NULL)
-			c->target->peer_close(c, ev->close_code, ev->data, ev->len);
+		if (c->state == CONN_OPEN && c->target != NULL && c->target->peer_close != NULL &&
+		    c->target->peer_close(c, ev->close_code, ev->data, ev->len))
+			return -1; /* the target answers it (conn_send_close) */
 		if (c->state == CONN_OPEN) {
 			char reason[WS_CONTROL_MAX + 1];
 			memcpy(reason, ev->data, ev->len);
@@ -550,6 +572,11 @@ conn_frames_read(struct conn *c)
 	size_t off, used;
 	int stop = 0;
 
+	/* The peer's close came and the target has yet to answer it: nothing after it counts. */
+	if (c->state == CONN_OPEN && c->peer_closed) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
 	while (!stop && !c->paused_output && !c->paused_target &&
 	    (c->state == CONN_OPEN || c->state == CONN_CLOSING) &&
 	    evbuffer_peek(in, -1, NULL, &v, 1) > 0) {

@@ -42,6 +42,7 @@ struct conn {
 	const struct config *cfg;         /* snapshot this connection was accepted under */
 	const struct config_route *route; /* NULL until the handshake matched one */
 	const struct target_ops *target;
+	struct route_stats *rstats;       /* the route's counters (NULL before the upgrade) */
 	void *tdata;                      /* the target's per-connection state */
 	struct ws_parser parser;
 	uint8_t *msg;                     /* message being reassembled across chunks/fragments */

@@ -12,6 +12,7 @@
 #include "gateway.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "route.h"
 #include "security.h"
 #include "target.h"
@@ -82,6 +83,9 @@ conn_send_101(struct conn *c, const char *accept, size_t header_len, const char 
 	evbuffer_add(bufferevent_get_output(c->bev), buf, n);
 	evbuffer_drain(bufferevent_get_input(c->bev), header_len);
 	c->upgraded = 1;
+	c->w->stats.upgraded++;
+	if ((c->rstats = metrics_route(&c->w->stats, c->route->path)) != NULL)
+		c->rstats->upgraded++;
 	conn_log(c, LOG_LVL_INFO, "%s: upgraded %s (%s%s%s)", c->peer, c->route->path,
 	    c->target->name, proto ? ", subprotocol " : "", proto ? proto : "");
 	conn_set_state(c, CONN_OPEN);

@@ -16,6 +16,7 @@
 #include "limit.h"
 #include "log.h"
 #include "security.h"
+#include "admin.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -175,6 +176,8 @@ gateway_init(struct gateway *gw, struct config *cfg, const char *config_path)
 	}
 	if (worker_listen(gw->worker) < 0)
 		return -1;
+	if ((gw->admin = admin_new(gw)) == NULL)
+		return -1;
 	return 0;
 }
 
@@ -194,6 +197,8 @@ gateway_run(struct gateway *gw)
 void
 gateway_free(struct gateway *gw)
 {
+	admin_free(gw->admin);
+	gw->admin = NULL;
 	worker_free(gw->worker);
 	gw->worker = NULL;
 	/* After the connections: each gave its limits back and dropped its TLS references. */

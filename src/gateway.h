@@ -11,6 +11,7 @@ struct worker;
 struct event_base;
 struct event;
 struct tls_server;
+struct admin;
 struct security;
 struct limit_table;
 
@@ -31,6 +32,7 @@ struct gateway {
 	struct limit_table *limits;  /* admission counters, shared by every worker */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *shutdown_timer;
+	struct admin *admin;         /* admin_listen endpoints */
 	uint64_t next_conn_id;
 	char instance_id[16];        /* random hex: makes connection ids unique across instances */
 };

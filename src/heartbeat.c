@@ -7,6 +7,8 @@
 
 #include "conn.h"
 #include "log.h"
+#include "metrics.h"
+#include "worker.h"
 #include "ws_frame.h"
 
 #define HB_NEVER UINT64_MAX
@@ -54,11 +56,13 @@ heartbeat_fire(struct conn *c)
 
 	if (cfg->idle_timeout_ms > 0 && now - c->last_rx_ms >= cfg->idle_timeout_ms) {
 		conn_log(c, LOG_LVL_INFO, "idle for %llu ms", (unsigned long long)(now - c->last_rx_ms));
+		c->w->stats.idle_timeouts++;
 		conn_send_close(c, WS_CLOSE_GOING_AWAY, "idle timeout");
 		return;
 	}
 	if (c->ping_sent_ms != 0 && now - c->ping_sent_ms >= cfg->pong_timeout_ms) {
 		/* The peer is not reading or not there: a close frame would not be answered. */
+		c->w->stats.pong_timeouts++;
 		conn_close(c, "no pong within pong_timeout");
 		return;
 	}
@@ -85,10 +89,12 @@ heartbeat_pong(struct conn *c, const uint8_t *data, size_t len)
 	if (c->ping_sent_ms == 0)
 		return; /* unsolicited pong: a unidirectional heartbeat, nothing to do */
 	if (len == 8) {
+		uint64_t now = conn_now_ms();
 		for (int i = 0; i < 8; i++)
 			sent = (sent << 8) | data[i];
-		conn_log(c, LOG_LVL_DEBUG, "pong after %llu ms",
-		    (unsigned long long)(conn_now_ms() - sent));
+		/* Only our own pings carry a send time not in the future. */
+		if (sent <= now && now - sent < 3600 * 1000)
+			metrics_rtt(&c->w->stats, (now - sent) * 1000);
 	}
 	c->ping_sent_ms = 0;
 }

@@ -12,7 +12,14 @@
 #include <unistd.h>
 
 static enum log_level log_level_cur = LOG_LVL_INFO;
+static int log_json;
 static const char *const log_names[] = { "error", "warn", "info", "debug" };
+
+void
+log_set_json(int json)
+{
+	log_json = json;
+}
 
 void
 log_set_level(enum log_level lvl)
@@ -46,6 +53,60 @@ log_enabled(enum log_level lvl)
 
 static void log_write(enum log_level, uint64_t, const char *, const char *, va_list)
     LOG_PRINTF(4, 0);
+static void log_write_json(enum log_level, uint64_t, const char *, const struct timeval *,
+    const struct tm *, const char *, va_list) LOG_PRINTF(6, 0);
+
+/* Appends s as the body of a JSON string (RFC 8259 escapes); returns the new length. */
+static size_t
+log_json_escape(char *out, size_t n, size_t cap, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (; *s != '\0' && n + 7 < cap; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\') {
+			out[n++] = '\\';
+			out[n++] = (char)ch;
+		} else if (ch < 0x20) {
+			out[n++] = '\\';
+			out[n++] = 'u';
+			out[n++] = '0';
+			out[n++] = '0';
+			out[n++] = hex[ch >> 4];
+			out[n++] = hex[ch & 15];
+		} else {
+			out[n++] = (char)ch;
+		}
+	}
+	return n;
+}
+
+static void
+log_write_json(enum log_level lvl, uint64_t conn_id, const char *errstr, const struct timeval *tv,
+    const struct tm *tm, const char *fmt, va_list ap)
+{
+	char msg[1536], line[4096], ts[32];
+	size_t n;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", tm);
+	n = (size_t)snprintf(line, sizeof(line), "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\"", ts,
+	    (long)(tv->tv_usec / 1000), log_names[lvl]);
+	if (conn_id != 0)
+		n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"conn\":%llu",
+		    (unsigned long long)conn_id);
+	n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"msg\":\"");
+	n = log_json_escape(line, n, sizeof(line) - 8, msg);
+	if (errstr != NULL) {
+		n = log_json_escape(line, n, sizeof(line) - 8, ": ");
+		n = log_json_escape(line, n, sizeof(line) - 8, errstr);
+	}
+	line[n++] = '"';
+	line[n++] = '}';
+	line[n++] = '\n';
+	if (write(STDERR_FILENO, line, n) < 0)
+		return;
+}
 
 static void
 log_write(enum log_level lvl, uint64_t conn_id, const char *errstr, const char *fmt, va_list ap)
@@ -58,6 +119,10 @@ log_write(enum log_level lvl, uint64_t conn_id, const char *errstr, const char *
 
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
+	if (log_json) {
+		log_write_json(lvl, conn_id, errstr, &tv, &tm, fmt, ap);
+		return;
+	}
 	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
 	r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s ", (long)(tv.tv_usec / 1000),
 	    log_names[lvl]);

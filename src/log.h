@@ -10,6 +10,8 @@ enum log_level { LOG_LVL_ERROR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
 #define LOG_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
+/* text: "TIME LEVEL [conn N] message"; json: one object a line for log shippers. */
+void log_set_json(int json);
 void log_set_level(enum log_level lvl);
 enum log_level log_get_level(void);
 /* Parses "error|warn|info|debug"; returns -1 when unknown. */

@@ -75,6 +75,7 @@ main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level(cfg->log_level);
+	log_set_json(cfg->log_format == LOG_FORMAT_JSON);
 	if (gateway_init(&gw, cfg, path) < 0) {
 		gateway_free(&gw);
 		return 1;

@@ -32,9 +32,11 @@ struct target_ops {
 	void (*chunk)(struct conn *c, const struct ws_event *ev);
 	/* The client's output fell back under the low watermark after conn_output_high(). */
 	void (*drained)(struct conn *c);
-	/* The client's close frame arrived (code 1005 when it had none; reason valid only during
-	 * the call), before the core answers it: a relay passes it on. May be NULL. */
-	void (*peer_close)(struct conn *c, unsigned code, const uint8_t *reason, size_t len);
+	/* The client's close frame arrived while OPEN (code 1005 when it had none; reason valid
+	 * only during the call). Returns 0 and the core answers it at once, or 1 and the target
+	 * answers later with conn_send_close() (a relay first closes its backend, so what the
+	 * backend still sends reaches the client); nothing after the close is read. May be NULL. */
+	int (*peer_close)(struct conn *c, unsigned code, const uint8_t *reason, size_t len);
 	/* The connection is going away (any state after open). Release per-connection state. */
 	void (*close)(struct conn *c);
 };

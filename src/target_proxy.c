@@ -34,6 +34,9 @@ struct proxy_session {
 	char ip[INET6_ADDRSTRLEN];        /* the client's address, "" when unknown */
 	unsigned attempts;                /* backends tried */
 	unsigned client_paused : 1;       /* not reading the client: the backend's queue is full */
+	unsigned client_closed : 1;       /* the client's close went to the backend; we answer it
+	                                     once the backend has answered */
+	unsigned close_code;              /* client_closed: its code, used if the backend has none */
 	unsigned char tried[];            /* per backend index */
 };
 
@@ -74,10 +77,19 @@ proxy_attempt(struct proxy_session *s)
 	return s->attempts == 0 && all_down ? 503 : 502;
 }
 
+/* An HTTP answer instead of the 101. The core stopped reading the client while we decided
+ * (TARGET_PENDING); FLUSHING must read again to see the client's EOF. */
+static void
+proxy_reply(struct proxy_session *s, int status, const char *why)
+{
+	conn_http_reply(s->c, status, NULL, why);
+	conn_resume_read(s->c);
+}
+
 static void
 proxy_refuse(struct proxy_session *s, int status)
 {
-	conn_http_reply(s->c, status, NULL, status == 503 ? "every backend is marked down" :
+	proxy_reply(s, status, status == 503 ? "every backend is marked down" :
 	    "no backend accepted the upgrade");
 }
 
@@ -113,7 +125,7 @@ proxy_up_failed(void *arg, int status, const char *why)
 		/* The application refused this client (auth, origin, path): the backend is fine
 		 * and another one would say the same. The client learns the status. */
 		conn_log(s->c, LOG_LVL_INFO, "proxy: backend %s %s", s->backend->cfg->url, why);
-		conn_http_reply(s->c, status, NULL, "refused by the backend");
+		proxy_reply(s, status, "refused by the backend");
 		return;
 	}
 	upstream_backend_failed(s->backend, why);
@@ -146,6 +158,19 @@ proxy_up_gone(void *arg, unsigned code, const char *reason, size_t rlen)
 	char text[WS_CONTROL_MAX + 1];
 
 	s->up = NULL;
+	if (s->client_closed) {
+		/* The backend answered the client's close (or never will): now the client. */
+		if (code == WS_CLOSE_ABNORMAL) {
+			conn_send_close(c, s->close_code, "");
+			return;
+		}
+		if (rlen > WS_CONTROL_MAX - 2)
+			rlen = WS_CONTROL_MAX - 2;
+		memcpy(text, reason, rlen);
+		text[rlen] = '\0';
+		conn_send_close(c, code, text);
+		return;
+	}
 	if (code == WS_CLOSE_ABNORMAL) {
 		/* Vanished or broke the protocol: 1006 is never sent on the wire. */
 		conn_log(c, LOG_LVL_INFO, "proxy: backend %s gone: %.*s", s->backend->cfg->url,
@@ -233,7 +258,7 @@ proxy_chunk(struct conn *c, const struct ws_event *ev)
 {
 	struct proxy_session *s = c->tdata;
 
-	if (s == NULL || s->up == NULL)
+	if (s == NULL || s->up == NULL || s->client_closed)
 		return;
 	if (s->backend->cfg->scheme == BACKEND_TCP && ev->opcode == WS_OP_TEXT) {
 		/* A TCP stream carries bytes; text has no meaning there (websockify does the same). */
@@ -264,17 +289,26 @@ proxy_drained(struct conn *c)
 		upstream_conn_resume_read(s->up);
 }
 
-/* The client's close goes to the backend with the same code and reason. */
-static void
+/* The client's close goes to the backend with the same code and reason; the client is
+ * answered once the backend has answered (proxy_up_gone), so whatever the backend sent
+ * before its close still reaches the client, as through a plain TCP relay. */
+static int
 proxy_peer_close(struct conn *c, unsigned code, const uint8_t *reason, size_t len)
 {
 	struct proxy_session *s = c->tdata;
 
 	if (s == NULL || s->up == NULL)
-		return;
-	upstream_conn_detach(s->up);
+		return 0;
+	if (s->backend->cfg->scheme == BACKEND_TCP) {
+		upstream_conn_detach(s->up);
+		upstream_conn_send_close(s->up, code, (const char *)reason, len);
+		s->up = NULL;
+		return 0;
+	}
+	s->client_closed = 1;
+	s->close_code = code;
 	upstream_conn_send_close(s->up, code, (const char *)reason, len);
-	s->up = NULL;
+	return 1;
 }
 
 static void

@@ -124,9 +124,9 @@ struct upstream_conn_ops {
 	/* A chunk of a backend message (tcp: one read as one binary message). Returns 1 to stop
 	 * reading the backend until upstream_conn_resume_read(). */
 	int (*data)(void *arg, unsigned opcode, int first, int last, const uint8_t *p, size_t n);
-	/* After ready, the backend ended: its close frame's code and reason, or
-	 * WS_CLOSE_ABNORMAL and a description when it vanished or broke the protocol. The owner
-	 * is detached. */
+	/* After ready, the backend ended, or answered the close an owner that stayed attached
+	 * sent: its close frame's code and reason, or WS_CLOSE_ABNORMAL and a description when it
+	 * vanished, broke the protocol or did not answer in time. The owner is detached. */
 	void (*gone)(void *arg, unsigned code, const char *reason, size_t rlen);
 	/* The queue towards the backend fell to UPSTREAM_OUT_LOW after want_drained. */
 	void (*drained)(void *arg);
@@ -173,7 +173,8 @@ void upstream_conn_detach(struct upstream_conn *u);
  * connection is not OPEN. */
 int upstream_conn_send(struct upstream_conn *u, unsigned opcode, int fin, const uint8_t *p,
     size_t n);
-/* Starts the close handshake with code (WS_CLOSE_NO_STATUS: an empty close) when OPEN;
+/* Starts the close handshake with code (WS_CLOSE_NO_STATUS: an empty close) when OPEN; an
+ * owner that stays attached still gets the backend's data, then ops->gone with its answer.
  * tcp: flushes and closes; before OPEN: closes at once. */
 void upstream_conn_send_close(struct upstream_conn *u, unsigned code, const char *reason,
     size_t rlen);

@@ -176,6 +176,12 @@ upstream_conn_free(struct upstream_conn *u)
 void
 upstream_conn_detach(struct upstream_conn *u)
 {
+	/* A session whose client has gone is no longer active (least_conn), even while its
+	 * backend connection finishes closing. */
+	if (u->counted) {
+		u->backend->active--;
+		u->counted = 0;
+	}
 	u->ops = NULL;
 	u->arg = NULL;
 	u->req = NULL;
@@ -465,8 +471,10 @@ upstream_conn_on_event(struct upstream_conn *u, const struct ws_event *ev)
 	}
 	switch (ev->type) {
 	case WS_EV_DATA:
-		if (u->state != UPC_OPEN || u->ops == NULL || u->ops->data == NULL)
-			return 0; /* closing: what comes now has nobody to go to */
+		/* While CLOSING, what the backend sent before its close still goes to an owner
+		 * that waits for that close (a client whose close we passed on). */
+		if (u->ops == NULL || u->ops->data == NULL)
+			return 0;
 		if (u->ops->data(u->arg, ev->opcode, ev->first, ev->last, ev->data, ev->len)) {
 			upstream_conn_pause(u);
 			return -1;
@@ -489,7 +497,10 @@ upstream_conn_on_event(struct upstream_conn *u, const struct ws_event *ev)
 			upstream_conn_flush(u);
 			upstream_conn_gone(u, ev->close_code, reason, ev->len);
 		} else if (u->state == UPC_CLOSING) {
+			memcpy(reason, ev->data, ev->len);
+			reason[ev->len] = '\0';
 			upstream_conn_flush(u);
+			upstream_conn_gone(u, ev->close_code, reason, ev->len);
 		}
 		return -1;
 	case WS_EV_ERROR:
@@ -500,6 +511,7 @@ upstream_conn_on_event(struct upstream_conn *u, const struct ws_event *ev)
 			upstream_conn_flush(u);
 			upstream_conn_gone(u, WS_CLOSE_ABNORMAL, "backend protocol error", 22);
 		} else {
+			upstream_conn_gone(u, WS_CLOSE_ABNORMAL, "backend protocol error", 22);
 			upstream_conn_close(u, ev->reason);
 		}
 		return -1;
@@ -658,6 +670,8 @@ upstream_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		upstream_conn_ended(u, (what & BEV_EVENT_ERROR) != 0, why);
 		break;
 	default:
+		/* CLOSING: an owner waiting for the backend's close frame gets none. */
+		upstream_conn_gone(u, WS_CLOSE_ABNORMAL, why, strlen(why));
 		upstream_conn_close(u, (what & BEV_EVENT_EOF) ? "backend closed" : why);
 		break;
 	}
@@ -715,6 +729,7 @@ upstream_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		upstream_conn_heartbeat(u);
 		break;
 	case UPC_CLOSING:
+		upstream_conn_gone(u, WS_CLOSE_ABNORMAL, "no close frame from the backend", 31);
 		upstream_conn_close(u, "no close frame from the backend within close_timeout");
 		break;
 	case UPC_FLUSHING:

@@ -124,6 +124,7 @@ worker_free(struct worker *w)
 		w->broker->ops->free(w->broker);
 	hub_free(w->hub);
 	free(w->scratch);
+	metrics_free(&w->stats);
 	event_free(w->reaper);
 	free(w);
 }

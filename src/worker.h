@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "conn.h"
+#include "metrics.h"
 
 struct gateway;
 struct listener;
@@ -34,6 +35,7 @@ struct worker {
 	struct broker *broker;      /* how the hub reaches other workers and instances */
 	struct upstream_registry *upstreams; /* proxy routes' backend pools; made on first use */
 	char *scratch;              /* reusable buffer for building one message (JSON envelopes) */
+	struct worker_stats stats;  /* this worker's counters, summed by metrics_render() */
 	size_t scratch_cap;
 };
 

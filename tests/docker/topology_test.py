@@ -63,6 +63,15 @@ class Topology:
             fail(f"{self.engine} {' '.join(argv)} exited {p.returncode}: {p.stderr.strip()}")
         return p
 
+    async def arun(self, *argv, timeout=60):
+        """run() that keeps the event loop turning, so clients answer close frames meanwhile."""
+        p = await asyncio.create_subprocess_exec(self.engine, *argv, stdout=asyncio.subprocess.PIPE,
+                                                 stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(p.communicate(), timeout)
+        if p.returncode != 0:
+            fail(f"{self.engine} {' '.join(argv)} exited {p.returncode}: {err.decode().strip()}")
+        return out.decode()
+
     def container(self, service):
         p = self.run("ps", "-a", "--format", "{{.Names}}",
                      "--filter", f"label=com.docker.compose.project={self.project}",
@@ -267,29 +276,54 @@ def check_health(topo):
             fail(f"GET /healthz through HAProxy: {r.status}")
 
 
+async def reconnect(topo, c, path, victim, timeout=10.0):
+    """Reconnect as a client would after 1001: at once, then with a short back-off."""
+    deadline = time.monotonic() + timeout
+    tries = 0
+    while True:
+        tries += 1
+        try:
+            await c.connect(topo.ws_base + path)
+            break
+        except (OSError, asyncio.TimeoutError, websockets.WebSocketException) as e:
+            if time.monotonic() > deadline:
+                fail(f"{c.name} could not reconnect through HAProxy in {timeout}s: {e}")
+            await asyncio.sleep(0.2 * tries)
+    if c.server == victim:
+        fail(f"{c.name} reconnected to {victim}, which is shutting down")
+    return tries
+
+
 async def check_drain(topo, path, use_chat, victim="wsgate2"):
     """Stop one replica with SIGTERM: its clients see 1001, the others stay, the drained
-    clients come back through HAProxy on the survivors and keep receiving."""
+    clients reconnect at once through HAProxy, land on the others and keep receiving."""
     clients = await connect_spread(topo, path, 6, "d")
     if use_chat:
         await sync_chat(clients)
     name = topo.container(victim)
     on_victim = [c for c in clients if c.server == victim]
     others = [c for c in clients if c.server != victim]
+    topo.addr_before = topo.servers().get(victim, ("", ""))[1]
     t = time.monotonic()
-    topo.run("stop", name, timeout=60)
+    stop = asyncio.create_task(topo.arun("stop", name))
+    back = []
+    for c in on_victim:
+        try:
+            await asyncio.wait_for(c.closed.wait(), 9)
+        except asyncio.TimeoutError:
+            fail(f"{c.name}@{victim} was not closed within 9s of SIGTERM")
+        if c.close_code != 1001:
+            fail(f"{c.name}@{victim} was closed with {c.close_code}, not 1001 (going away)")
+        closed_s = c.closed_at - t
+        tries = await reconnect(topo, c, path, victim)
+        back.append(f"{c.name}: 1001 at {closed_s:.1f}s, back on {c.server} at "
+                    f"{time.monotonic() - t:.1f}s ({tries} tr{'y' if tries == 1 else 'ies'})")
+    log(f"  {len(on_victim)} clients of {victim} closed with 1001 and reconnected through "
+        f"HAProxy: " + "; ".join(back))
+    await stop
     stop_s = time.monotonic() - t
     code = topo.inspect(name, "{{.State.ExitCode}}")
     log(f"  {topo.engine} stop {name}: {stop_s:.1f}s, exit code {code}")
-    for c in on_victim:
-        try:
-            await asyncio.wait_for(c.closed.wait(), 5)
-        except asyncio.TimeoutError:
-            fail(f"{c.name}@{victim} was not closed after its replica stopped")
-        if c.close_code != 1001:
-            fail(f"{c.name}@{victim} was closed with {c.close_code}, not 1001 (going away)")
-    log(f"  {len(on_victim)} clients of {victim} closed with 1001, "
-        f"{max(c.closed_at for c in on_victim) - t:.1f}s after SIGTERM")
     if code != "0":
         fail(f"{name} exited {code} after SIGTERM, not 0")
     if stop_s > 9:
@@ -306,15 +340,7 @@ async def check_drain(topo, path, use_chat, victim="wsgate2"):
         if time.monotonic() > deadline:
             fail(f"HAProxy still reports {victim} {status} 20s after it stopped")
         await asyncio.sleep(0.5)
-    log(f"  HAProxy marks {victim} {status} after {time.monotonic() - t:.1f}s")
-    t = time.monotonic()
-    back = []
-    for c in on_victim:
-        await c.connect(topo.ws_base + path)
-        if c.server == victim:
-            fail(f"{c.name} reconnected to the stopped {victim}")
-        back.append(f"{c.name}->{c.server}")
-    log(f"  reconnected through HAProxy in {(time.monotonic() - t) * 1000:.0f} ms: {back}")
+    log(f"  HAProxy marks {victim} {status} {time.monotonic() - t:.1f}s after SIGTERM")
     if use_chat:
         await sync_chat(clients)
         for c in on_victim:
@@ -330,9 +356,9 @@ async def check_drain(topo, path, use_chat, victim="wsgate2"):
 
 async def check_restart(topo, path, use_chat, clients, victim="wsgate2"):
     name = topo.container(victim)
-    before = topo.servers().get(victim, ("", ""))[1]
+    before = getattr(topo, "addr_before", "")
     t = time.monotonic()
-    topo.run("start", name)
+    await topo.arun("start", name)
     view = topo.wait_servers({victim: "UP"}, 45)
     after = view[victim][1]
     log(f"  {topo.engine} start {name}: HAProxy has it UP after {time.monotonic() - t:.1f}s "

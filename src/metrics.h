@@ -1,0 +1,54 @@
+/* metrics.h - counters kept by each worker (plain integers: a worker only touches its own) and
+ * the Prometheus text rendering that sums them at scrape time. */
+#ifndef WSGATE_METRICS_H
+#define WSGATE_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct evbuffer;
+struct gateway;
+
+/* Upper bounds of the ping round-trip histogram, in milliseconds (+Inf is implied). */
+#define METRICS_RTT_NBUCKETS 10
+extern const unsigned metrics_rtt_bounds_ms[METRICS_RTT_NBUCKETS];
+
+/* Counters of one route; looked up by path so they survive a config reload. */
+struct route_stats {
+	char *path;
+	uint64_t upgraded;
+	uint64_t msgs_in, bytes_in;
+	uint64_t msgs_out, bytes_out;
+};
+
+/* Handshake refusals by HTTP status, in a fixed table. */
+#define METRICS_NSTATUS 14
+extern const int metrics_statuses[METRICS_NSTATUS]; /* last slot: any other status */
+
+struct worker_stats {
+	uint64_t accepted;                    /* TCP connections accepted */
+	uint64_t upgraded;                    /* 101 sent */
+	uint64_t rejected[METRICS_NSTATUS];   /* HTTP refusals at the handshake, by status */
+	uint64_t protocol_errors;             /* connections failed with 1002/1007/1009 */
+	uint64_t pong_timeouts;
+	uint64_t idle_timeouts;
+	uint64_t slow_closed;                 /* slow_consumer = close */
+	uint64_t slow_dropped[2];             /* [0] drop_oldest, [1] drop_newest: messages */
+	uint64_t publish_refused;             /* client publishes refused by the broker (1013) */
+	uint64_t rtt_buckets[METRICS_RTT_NBUCKETS + 1];
+	uint64_t rtt_count;
+	uint64_t rtt_sum_us;
+	struct route_stats *routes;
+	size_t nroutes;
+};
+
+void metrics_reject(struct worker_stats *st, int status);
+void metrics_rtt(struct worker_stats *st, uint64_t us);
+/* The stats slot of a route path (created on first use); NULL only on ENOMEM. */
+struct route_stats *metrics_route(struct worker_stats *st, const char *path);
+void metrics_free(struct worker_stats *st);
+
+/* Prometheus text exposition format (version 0.0.4) of the whole gateway. */
+void metrics_render(const struct gateway *gw, struct evbuffer *out);
+
+#endif
