@@ -16,6 +16,7 @@ set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$BENCH/.." && pwd)
+. "$BENCH/lib.sh"
 
 # Priority: a fresh session gets its own autogroup; nice it so the whole benchmark (servers and
 # generator) competes as one heavy group instead of losing the CPU to other sessions.
@@ -50,30 +51,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Copy the binary and note what it is now: others may rebuild or delete it while we run.
-cp -p "$WSGATE_SRC" "$WORK/wsgate"
-SHA=$(sha256sum "$WORK/wsgate" | cut -c1-12)
-MTIME=$(date -u -r "$WORK/wsgate" '+%Y-%m-%d %H:%M UTC')
+wsgate_snapshot "$WSGATE_SRC" "$WORK"
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)
 DIRTY=$(git -C "$ROOT" status --porcelain -- src | wc -l)
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
-if nm "$WORK/wsgate" 2>/dev/null | grep -q -e __asan_init -e __ubsan_handle; then
-	BUILD="SANITIZER BUILD: these numbers say nothing about release speed"
-	echo "$(basename "$0"): warning: $WSGATE_SRC is built with sanitizers" >&2
-else
-	BUILD="no sanitizers"
-fi
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_port() {
-	for _ in $(seq 100); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-		sleep 0.1
-	done
-	echo "run-echo: nothing listens on port $1" >&2
-	return 1
-}
 
 declare -A PORT PID CMD
 start_server() {
@@ -82,24 +63,16 @@ start_server() {
 	PORT[$name]=$port
 	case $name in
 	wsgate)
-		cat >"$WORK/wsgate.ini" <<-EOF
-			[gateway]
-			listen = 127.0.0.1:$port
-			log_level = warn
-			[heartbeat]
-			ping_interval = 0
-			[route /echo]
-			type = echo
-		EOF
-		CMD[$name]="taskset -c 0 wsgate -c wsgate.ini   # wsgate.ini: listen 127.0.0.1:$port, log_level = warn, ping_interval = 0, [route /echo] type = echo"
+		wsgate_config "$WORK/wsgate" "$WORK/wsgate.ini" "$port"
+		CMD[$name]="taskset -c 0 wsgate -c wsgate.ini"
 		taskset -c 0 "$WORK/wsgate" -c "$WORK/wsgate.ini" 2>"$WORK/wsgate.log" &
 		;;
 	epoll)
-		CMD[$name]="taskset -c 0 bench/epoll_echo $port"
+		CMD[$name]="taskset -c 0 bench/epoll_echo PORT"
 		taskset -c 0 "$BENCH/epoll_echo" "$port" 2>"$WORK/epoll.log" &
 		;;
 	node)
-		CMD[$name]="NODE_PATH=tests/node/node_modules taskset -c 0 node bench/node_ws_echo.js $port"
+		CMD[$name]="NODE_PATH=tests/node/node_modules taskset -c 0 node bench/node_ws_echo.js PORT"
 		taskset -c 0 node "$BENCH/node_ws_echo.js" "$port" 2>"$WORK/node.log" &
 		;;
 	esac
@@ -198,6 +171,10 @@ for sname, args in setting_args.items():
                 o.append(f"| {label} | {get('wsgate','msgs_per_s')/get(other,'msgs_per_s'):.2f}x | wsgate uses {get('wsgate','srv_ns_per_msg')/get(other,'srv_ns_per_msg'):.2f}x the CPU of {other} per message |")
         o.append("")
 o.append("## Commands\n")
+o.append("wsgate.ini (generated; PORT is a free loopback port):\n")
+o.append("\`\`\`ini")
+o.append("""$(sed "s/127.0.0.1:[0-9]*/127.0.0.1:PORT/" "$WORK/wsgate.ini" 2>/dev/null)""")
+o.append("\`\`\`\n")
 o.append("\`\`\`")
 o.append("make -C bench")
 for s in order:

@@ -13,6 +13,7 @@ set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$BENCH/.." && pwd)
+. "$BENCH/lib.sh"
 N=${N:-10000}
 HOLD=${HOLD:-8}
 SERVERS=${SERVERS:-"wsgate epoll node"}
@@ -30,29 +31,11 @@ cleanup() {
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
-cp -p "$WSGATE_SRC" "$WORK/wsgate"
-SHA=$(sha256sum "$WORK/wsgate" | cut -c1-12)
+wsgate_snapshot "$WSGATE_SRC" "$WORK"
 COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)
 DIRTY=$(git -C "$ROOT" status --porcelain -- src | wc -l)
 STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
-if nm "$WORK/wsgate" 2>/dev/null | grep -q -e __asan_init -e __ubsan_handle; then
-	BUILD="SANITIZER BUILD: these numbers say nothing about release speed"
-	echo "$(basename "$0"): warning: $WSGATE_SRC is built with sanitizers" >&2
-else
-	BUILD="no sanitizers"
-fi
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-wait_port() {
-	for _ in $(seq 100); do
-		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-		sleep 0.1
-	done
-	echo "run-idle-memory: nothing listens on port $1" >&2
-	return 1
-}
 # status_kib PID FIELD -> the value in KiB of a /proc/PID/status line (VmRSS, RssAnon, VmHWM...)
 status_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
 
@@ -64,24 +47,16 @@ for s in $SERVERS; do
 	port=$(free_port)
 	case $s in
 	wsgate)
-		cat >"$WORK/wsgate.ini" <<-EOF
-			[gateway]
-			listen = 127.0.0.1:$port
-			log_level = warn
-			[heartbeat]
-			ping_interval = 0
-			[route /echo]
-			type = echo
-		EOF
-		CMD[$s]="taskset -c 0 wsgate -c wsgate.ini   # listen 127.0.0.1:$port, log_level = warn, ping_interval = 0, [route /echo] type = echo"
+		wsgate_config "$WORK/wsgate" "$WORK/wsgate.ini" "$port"
+		CMD[$s]="taskset -c 0 wsgate -c wsgate.ini"
 		taskset -c 0 "$WORK/wsgate" -c "$WORK/wsgate.ini" 2>"$WORK/wsgate.log" &
 		;;
 	epoll)
-		CMD[$s]="taskset -c 0 bench/epoll_echo $port"
+		CMD[$s]="taskset -c 0 bench/epoll_echo PORT"
 		taskset -c 0 "$BENCH/epoll_echo" "$port" 2>"$WORK/epoll.log" &
 		;;
 	node)
-		CMD[$s]="NODE_PATH=tests/node/node_modules taskset -c 0 node bench/node_ws_echo.js $port"
+		CMD[$s]="NODE_PATH=tests/node/node_modules taskset -c 0 node bench/node_ws_echo.js PORT"
 		taskset -c 0 node "$BENCH/node_ws_echo.js" "$port" 2>"$WORK/node.log" &
 		;;
 	esac
@@ -157,7 +132,9 @@ for line in open(raw):
     if kv['wsbench_rc'] != '0':
         verdict += " (wsbench reported errors)"
     o.append(f"| {names[s]} | {kv['rss_before_kib']} | {kv['rss_open_kib']} | **{per:.2f}** | {pera:.2f} | {kv['rss_after_close_kib']} | {target} | {verdict} |")
-o += ["", "## Commands", "", "\`\`\`", "ulimit -n 20000", "make -C bench"]
+o += ["", "## Commands", "", "wsgate.ini (generated; PORT is a free loopback port):", "", "\`\`\`ini",
+      """$(sed "s/127.0.0.1:[0-9]*/127.0.0.1:PORT/" "$WORK/wsgate.ini" 2>/dev/null)""", "\`\`\`", "",
+      "\`\`\`", "ulimit -n 20000", "make -C bench"]
 for s in "$SERVERS".split():
     o.append(cmds[s])
     o.append(f"taskset -c 1 bench/wsbench -m idle -p PORT -P /echo -c $N -d $HOLD   # then read VmRSS in /proc/SERVER_PID/status after READY")

@@ -97,6 +97,7 @@ struct config_tls_cert {
 
 struct config {
 	char *file;                     /* path it was read from (or a name for strings) */
+	unsigned refs;                  /* connections still using this snapshot (gateway.c); 0 at load */
 	/* [gateway] */
 	struct config_listen *listens;
 	size_t nlistens;

@@ -134,6 +134,7 @@ conn_free(struct conn *c)
 {
 	evtimer_del(&c->timer);
 	bufferevent_free(c->bev); /* closes the socket: BEV_OPT_CLOSE_ON_FREE */
+	gateway_config_release(c->w->gw, c->cfg);
 	limit_release(c->w->gw->limits, &c->limit);
 	free(c->pending);
 	free(c->msg);
@@ -317,7 +318,7 @@ conn_new(struct worker *w, struct bufferevent *bev, const struct sockaddr *sa, s
 	w->stats.accepted++;
 	c->id = worker_next_conn_id(w);
 	c->w = w;
-	c->cfg = w->gw->cfg;
+	c->cfg = gateway_config_hold(w->gw);
 	c->state = CONN_HANDSHAKE;
 	c->last_rx_ms = conn_now_ms();
 	conn_format_peer(c, sa);

@@ -52,6 +52,7 @@ struct conn {
 	uint64_t last_rx_ms;              /* last bytes from the client (idle_timeout) */
 	uint64_t ping_sent_ms;            /* outstanding ping, 0 when none */
 	uint64_t next_ping_ms;
+	uint64_t drain_at_ms;             /* shutting down: send close 1001 at this time (0: not set) */
 	struct conn_pending *pending;     /* handshake data kept while a target decides (TARGET_PENDING) */
 	unsigned paused_output : 1;       /* our output is above the high watermark: not reading */
 	unsigned paused_target : 1;       /* the target asked us to stop reading (its peer is slow) */

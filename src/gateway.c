@@ -43,20 +43,21 @@ void
 gateway_shutdown(struct gateway *gw, const char *why)
 {
 	struct timeval tv;
-	uint64_t ms = gw->cfg->shutdown_timeout_ms;
+	uint64_t window = gw->cfg->drain_window_ms;
+	uint64_t ms = window + gw->cfg->shutdown_timeout_ms;
 
 	if (gw->state != GW_RUNNING) {
 		log_warnx("%s again: stopping now", why);
 		gateway_stop(gw);
 		return;
 	}
-	log_info("%s: closing %zu connection(s), waiting up to %llu ms", why, gw->worker->nconns,
-	    (unsigned long long)ms);
+	log_info("%s: draining %zu connection(s) over %llu ms, waiting up to %llu ms", why,
+	    gw->worker->nconns, (unsigned long long)window, (unsigned long long)ms);
 	gw->state = GW_DRAINING;
 	tv.tv_sec = (time_t)(ms / 1000);
 	tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
 	evtimer_add(gw->shutdown_timer, &tv);
-	worker_drain(gw->worker);
+	worker_drain(gw->worker, window);
 }
 
 void
@@ -83,10 +84,8 @@ gateway_signal(evutil_socket_t sig, short what, void *arg)
 		gateway_shutdown(gw, "SIGINT");
 		break;
 	case SIGHUP:
-		log_info("SIGHUP: configuration reload is not supported yet; re-reading the TLS "
-		    "certificates only");
-		/* Certificates and keys are re-read (renewals): new handshakes use them. */
-		tls_reload(gw->tls, gw->cfg);
+		/* The configuration, certificates and keys are re-read (reload.c). */
+		gateway_reload(gw);
 		break;
 	}
 }

@@ -47,6 +47,12 @@ void gateway_shutdown(struct gateway *gw, const char *why);
 /* A worker reports it has no connections left while draining. */
 void gateway_worker_idle(struct gateway *gw, struct worker *w);
 void gateway_free(struct gateway *gw);
+/* SIGHUP: re-read the configuration file (reload.c). */
+void gateway_reload(struct gateway *gw);
+/* A connection takes the current snapshot and gives it back when it is freed. */
+const struct config *gateway_config_hold(struct gateway *gw);
+void gateway_config_release(struct gateway *gw, const struct config *cfg);
+
 /* 1 when serving and every worker's broker delivers (/readyz). */
 int gateway_ready(const struct gateway *gw);
 

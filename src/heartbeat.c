@@ -32,6 +32,8 @@ heartbeat_schedule(struct conn *c, uint64_t now)
 		due = hb_min(due, c->ping_sent_ms + cfg->pong_timeout_ms);
 	if (cfg->idle_timeout_ms > 0)
 		due = hb_min(due, c->last_rx_ms + cfg->idle_timeout_ms);
+	if (c->drain_at_ms != 0)
+		due = hb_min(due, c->drain_at_ms);
 	if (due == HB_NEVER)
 		return;
 	conn_timer_arm(c, due > now ? due - now : 0);
@@ -54,6 +56,10 @@ heartbeat_fire(struct conn *c)
 	uint64_t now = conn_now_ms();
 	uint8_t payload[8];
 
+	if (c->drain_at_ms != 0 && now >= c->drain_at_ms) {
+		conn_send_close(c, WS_CLOSE_GOING_AWAY, "going away");
+		return;
+	}
 	if (cfg->idle_timeout_ms > 0 && now - c->last_rx_ms >= cfg->idle_timeout_ms) {
 		conn_log(c, LOG_LVL_INFO, "idle for %llu ms", (unsigned long long)(now - c->last_rx_ms));
 		c->w->stats.idle_timeouts++;
@@ -77,6 +83,19 @@ heartbeat_fire(struct conn *c)
 			(void)conn_send(c, WS_OP_TEXT, (const uint8_t *)cfg->app_message,
 			    cfg->app_message_len);
 		c->next_ping_ms = now + cfg->ping_interval_ms;
+	}
+	heartbeat_schedule(c, now);
+}
+
+void
+heartbeat_drain_at(struct conn *c, uint64_t at_ms)
+{
+	uint64_t now = conn_now_ms();
+
+	c->drain_at_ms = at_ms > now ? at_ms : now;
+	if (c->drain_at_ms <= now) {
+		conn_send_close(c, WS_CLOSE_GOING_AWAY, "going away");
+		return;
 	}
 	heartbeat_schedule(c, now);
 }

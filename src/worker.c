@@ -9,6 +9,7 @@
 
 #include "broker.h"
 #include "config.h"
+#include "heartbeat.h"
 #include "hub.h"
 #include "target.h"
 #include "upstream.h"
@@ -79,13 +80,18 @@ worker_stop_listening(struct worker *w)
 }
 
 void
-worker_drain(struct worker *w)
+worker_drain(struct worker *w, uint64_t window_ms)
 {
 	struct conn *c, *next;
+	uint64_t now = conn_now_ms(), i = 0, nopen = 0;
 
 	w->draining = 1;
 	worker_stop_listening(w);
-	/* conn_close() moves entries to the dead list, so walk with a saved next. */
+	LIST_FOREACH(c, &w->conns, entry)
+		nopen += c->state == CONN_OPEN;
+	/* Closes are spread evenly over the window, so clients of a restarting fleet do not all
+	 * reconnect to the remaining instances at the same instant. conn_close() moves entries
+	 * to the dead list, so walk with a saved next. */
 	for (c = LIST_FIRST(&w->conns); c != NULL; c = next) {
 		next = LIST_NEXT(c, entry);
 		switch (c->state) {
@@ -93,7 +99,8 @@ worker_drain(struct worker *w)
 			conn_close(c, "shutting down during handshake");
 			break;
 		case CONN_OPEN:
-			conn_send_close(c, 1001, "going away");
+			heartbeat_drain_at(c, now + (nopen > 0 ? window_ms * i / nopen : 0));
+			i++;
 			break;
 		default:
 			break; /* already closing */

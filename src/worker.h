@@ -43,8 +43,9 @@ struct worker *worker_new(struct gateway *gw, int id, struct event_base *base);
 /* Opens the configured listeners; -1 (logged) when one cannot be bound. */
 int worker_listen(struct worker *w) __attribute__((warn_unused_result));
 void worker_stop_listening(struct worker *w);
-/* Starts the graceful close of every connection (close 1001). */
-void worker_drain(struct worker *w);
+/* Stops accepting and starts the graceful close of every connection (close 1001), the closes
+ * spread evenly over window_ms. */
+void worker_drain(struct worker *w, uint64_t window_ms);
 /* Frees connections immediately, then the worker (after the loop stopped). */
 void worker_free(struct worker *w);
 

@@ -2,7 +2,15 @@
 route: the module's gateway serves /echo and /chat as proxy routes to the Node "ws" echo
 backend, so every imported case (written against the echo route) now crosses two hops.
 Fragmentation, ping/pong, close codes, UTF-8 (1007), RSV and reserved opcodes (1002), frame
-lengths: the client hop must behave exactly as on a local route."""
+lengths: the client hop must behave exactly as on a local route.
+
+Left out, because a relay differs there by design, not by defect: cases that expect the echo
+of a message sent in the same packet as a frame that fails the connection (a failed
+connection sends nothing more, and the echo is still on its way back from the backend:
+test_message_before_bad_frame_still_echoed, test_text_echoed_before_invalid_one,
+test_continuation_after_complete_message_fails_1002, test_reserved_opcode_after_message),
+and test_ping_then_message_order_kept (pings are answered by each hop at once, so a pong may
+overtake the echo of a message sent before the ping)."""
 
 import pytest
 
@@ -16,7 +24,6 @@ from test_close import (test_close_code_echoed, test_close_in_one_byte_chunks,  
                         test_data_after_close_ignored, test_empty_close_answered_empty_or_1000,
                         test_invalid_close_code_fails_1002, test_message_before_close_echoed)
 from test_fragmentation import (test_close_between_fragments,  # noqa: F401
-                                test_continuation_after_complete_message_fails_1002,
                                 test_continuation_without_start_fails_1002,
                                 test_fragmented_message_echoed_as_one,
                                 test_fragments_in_one_byte_chunks,
@@ -30,20 +37,19 @@ from test_fragmentation import \
 from test_framing import (test_client_length_encodings, test_echo_lengths,  # noqa: F401
                           test_frames_split_across_packets, test_many_messages_in_one_packet,
                           test_text_and_binary_alternate_on_one_connection)
-from test_opcodes import (test_reserved_opcode_after_message,  # noqa: F401
-                          test_reserved_opcode_fails_1002)
+from test_opcodes import test_reserved_opcode_fails_1002  # noqa: F401
 from test_pingpong import (test_ping_126_bytes_fails_1002,  # noqa: F401
-                           test_ping_answered_with_same_payload, test_ping_then_message_order_kept,
-                           test_ten_pings_answered_in_order, test_unsolicited_pong_ignored)
+                           test_ping_answered_with_same_payload, test_ten_pings_answered_in_order,
+                           test_unsolicited_pong_ignored)
 from test_pingpong import \
     test_fragmented_control_fails_1002 as test_ping_fragmented_control_fails_1002  # noqa: F401
-from test_reserved import (test_message_before_bad_frame_still_echoed,  # noqa: F401
-                           test_rsv_on_other_opcodes_fails_1002, test_rsv_on_text_fails_1002)
+from test_reserved import (test_rsv_on_other_opcodes_fails_1002,  # noqa: F401
+                           test_rsv_on_text_fails_1002)
 from test_utf8 import (test_fail_fast_after_valid_prefix,  # noqa: F401
                        test_fail_fast_bad_first_chunk_rest_never_sent,
                        test_fail_fast_in_second_fragment, test_invalid_across_fragments_fails_1007,
                        test_invalid_inside_valid_text_fails_1007, test_invalid_text_fails_1007,
-                       test_text_echoed_before_invalid_one, test_valid_text_echoed,
+                       test_valid_text_echoed,
                        test_valid_text_in_one_byte_chunks, test_valid_text_one_byte_per_fragment)
 
 

@@ -10,6 +10,7 @@ the canary times out, the link is rebuilt)."""
 
 import base64
 import json
+import re
 import struct
 import time
 
@@ -101,6 +102,39 @@ def fresh(tmp_path_factory):
             made["redis"].kill()
 
 
+class Monitor:
+    """MONITOR on a RespConn: the commands Redis executed, as (client address, [args])."""
+
+    LINE = re.compile(r'^[0-9.]+ \[\d+ ([^\]]+)\] (.*)$')
+
+    def __init__(self, redis):
+        self.conn = RespConn(redis.port)
+        assert self.conn.command("MONITOR") == "OK"
+
+    def read(self, seconds):
+        out = []
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                line = self.conn.read_reply(max(0.01, deadline - time.monotonic()))
+            except TimeoutError:
+                return out
+            m = self.LINE.match(line)
+            if m:
+                args = [a.encode("latin-1").decode("unicode_escape")
+                        for a in re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(2))]
+                out.append((m.group(1), args))
+
+    def close(self):
+        self.conn.close()
+
+
+def commands_naming(cmds, verb, channel):
+    """(client, args) of the commands `verb` whose arguments include channel."""
+    return [(who, args) for who, args in cmds if args and args[0].upper() == verb and
+            channel in args[1:]]
+
+
 def clients_on(gateways, path, per_instance):
     return [[WSClient(g.port, path) for _ in range(per_instance)] for g in gateways]
 
@@ -178,6 +212,7 @@ def test_direct_message_reaches_one_connection(gws, redis):
 
 
 def test_one_subscribe_per_channel_per_instance(gws, redis):
+    mon = Monitor(redis)
     chat = clients_on(gws, "/chat", 8)
     rooms = clients_on(gws[:2], "/rooms/numsub", 5)
     dm = [WSClient(gws[0].port, "/dm")]
@@ -185,12 +220,15 @@ def test_one_subscribe_per_channel_per_instance(gws, redis):
         redis.wait_numsub("chat", 3)
         redis.wait_numsub("room:numsub", 2)
         time.sleep(0.3)  # no late extra SUBSCRIBE from the other clients
+        # NUMSUB counts subscribed Redis connections: one per instance, however many clients.
         assert redis.numsub("chat") == 3
         assert redis.numsub("room:numsub") == 2
         did = welcome_id(dm[0])
         assert redis.numsub(f"conn:{did}") == 1
-        # every instance's subscribe link: one Redis client each, whatever the number of
-        # channels (NUMSUB counts subscribed connections)
+        # And each instance sent SUBSCRIBE for a channel once, not once per client.
+        cmds = mon.read(0.2)
+        subs = commands_naming(cmds, "SUBSCRIBE", "room:numsub")
+        assert len(subs) == 2 and len({who for who, _ in subs}) == 2, subs
         for c in rooms[0] + rooms[1][:4]:
             c.close()
         time.sleep(0.3)
@@ -204,10 +242,19 @@ def test_one_subscribe_per_channel_per_instance(gws, redis):
         redis.wait_numsub(f"conn:{did}", 0)
         close_all(chat)
         redis.wait_numsub("chat", 0)
-        leftovers = [ch for ch in redis.channels()
-                     if not ch.startswith("wsgate:probe:")]
-        assert leftovers == [], f"channels still subscribed with no client: {leftovers}"
+        cmds = mon.read(0.3)
+        unsubs = commands_naming(cmds, "UNSUBSCRIBE", "room:numsub")
+        assert len(unsubs) == 2 and len({who for who, _ in unsubs}) == 2, unsubs
+        unsubs = commands_naming(cmds, "UNSUBSCRIBE", "chat")
+        assert len(unsubs) == 3 and len({who for who, _ in unsubs}) == 3, unsubs
+        wait_until(lambda: [ch for ch in redis.channels()
+                            if not ch.startswith("wsgate:probe:")] == [], 3,
+                   what="no channel left subscribed without a client "
+                        f"(now {redis.channels()})")
+        probes = [ch for ch in redis.channels() if ch.startswith("wsgate:probe:")]
+        assert len(probes) == 3, f"one canary channel per instance: {probes}"
     finally:
+        mon.close()
         close_all(chat + rooms + [dm])
 
 
@@ -317,6 +364,10 @@ def test_channel_prefix(tmp_path_factory, redis):
 # outages
 
 
+def log_tail(g, n=25):
+    return "\n".join(g.stderr().splitlines()[-n:])
+
+
 def statuses(g):
     return http_status(g.port, "/healthz"), http_status(g.port, "/readyz")
 
@@ -355,7 +406,10 @@ def test_redis_killed_and_restarted(fresh):
         want = [(OP_TEXT, f"while down {i}".encode()) for i in range(5)] + \
                [(OP_BINARY, b"\xff\x00down")]
         for c in (a, a2):
-            assert recv_messages(c, 6, timeout=10) == want
+            got = drain(c, 1.0, 15)
+            assert got == want, \
+                f"publishes held while Redis was down: got {got!r}\n" \
+                f"instance 0 log:\n{log_tail(gws[0])}"
         # Instance 1 may have resubscribed after instance 0 flushed: no promise for those.
         drain(b, 0.3, 10)
         # Delivery resumed everywhere, from clients and from app services.
@@ -397,8 +451,9 @@ def test_publish_queue_overflow_closes_1013(fresh):
         # What was accepted before the 1013 is delivered, in order, nothing after it.
         msgs = drain(other, 1.0, 15)
         ids = [struct.unpack("!I", p[:4])[0] for op, p in msgs]
-        assert ids == list(range(len(ids))), f"accepted publishes lost or reordered: {ids}"
-        assert 1 <= len(ids) < n, ids
+        assert ids == list(range(len(ids))), \
+            f"accepted publishes lost or reordered: {ids}\nlog:\n{log_tail(g)}"
+        assert 1 <= len(ids) < n, f"{ids}\nlog:\n{log_tail(g)}"
         assert len(ids) * 4096 <= 64 * 1024, f"{len(ids)} x 4 KiB held in a 64 KiB queue"
         other.send_text("alive")
         assert recv_messages(other, 1) == [(OP_TEXT, b"alive")]

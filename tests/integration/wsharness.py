@@ -734,6 +734,7 @@ BASE_GATEWAY = {
     "handshake_timeout": "5s",
     "shutdown_timeout": "5s",
     "close_timeout": "2s",
+    "drain_window": "0",
     "log_level": "info",
 }
 BASE_HEARTBEAT = {"ping_interval": "0", "pong_timeout": "10s", "idle_timeout": "0"}

@@ -1,0 +1,54 @@
+# lib.sh - helpers shared by run-echo.sh and run-idle-memory.sh (sourced, not run).
+
+# free_port: prints a loopback TCP port that nothing listens on right now.
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_port PORT: waits up to 10 s until something accepts on 127.0.0.1:PORT.
+wait_port() {
+	for _ in $(seq 100); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+		sleep 0.1
+	done
+	echo "$(basename "$0"): nothing listens on port $1" >&2
+	return 1
+}
+
+# wsgate_config BINARY FILE PORT: writes the benchmark config (echo route, no heartbeats, quiet
+# log, one worker since the server gets one core) and checks it with `wsgate -t`. Builds that
+# predate the `workers` key get the file without it.
+wsgate_config() {
+	local bin=$1 file=$2 port=$3 workers="workers = 1"
+	for attempt in 1 2; do
+		cat >"$file" <<-EOF2
+			[gateway]
+			listen = 127.0.0.1:$port
+			log_level = warn
+			$workers
+			[heartbeat]
+			ping_interval = 0
+			[route /echo]
+			type = echo
+		EOF2
+		if "$bin" -t -c "$file" >/dev/null 2>&1; then return 0; fi
+		workers=""
+	done
+	echo "$(basename "$0"): wsgate rejects the benchmark config:" >&2
+	"$bin" -t -c "$file" >&2 || true
+	return 1
+}
+
+# wsgate_snapshot SRC DIR: copies the binary (others may rebuild or delete it while we run) and
+# sets SHA, MTIME and BUILD (whether it carries sanitizers) for the report.
+wsgate_snapshot() {
+	cp -p "$1" "$2/wsgate"
+	SHA=$(sha256sum "$2/wsgate" | cut -c1-12)
+	MTIME=$(date -u -r "$2/wsgate" '+%Y-%m-%d %H:%M UTC')
+	if nm "$2/wsgate" 2>/dev/null | grep -q -e __asan_init -e __ubsan_handle; then
+		BUILD="SANITIZER BUILD: these numbers say nothing about release speed"
+		echo "$(basename "$0"): warning: $1 is built with sanitizers" >&2
+	else
+		BUILD="no sanitizers"
+	fi
+}

@@ -1,0 +1,106 @@
+/* reload.c - SIGHUP: re-read the configuration and swap the snapshot for new connections.
+ * Live connections keep the snapshot they were accepted under (reference counted); a file
+ * that fails validation is rejected with its errors logged and the old snapshot stays; keys
+ * that only a restart can change are reported, not silently ignored. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "gateway.h"
+#include "log.h"
+#include "tls.h"
+
+const struct config *
+gateway_config_hold(struct gateway *gw)
+{
+	gw->cfg->refs++;
+	return gw->cfg;
+}
+
+void
+gateway_config_release(struct gateway *gw, const struct config *cfg)
+{
+	/* The snapshots are immutable to everyone else; only this count moves. */
+	struct config *c = (struct config *)(uintptr_t)cfg;
+
+	if (--c->refs == 0 && c != gw->cfg)
+		config_free(c);
+}
+
+static int
+reload_listens_equal(const struct config_listen *a, size_t na, const struct config_listen *b,
+    size_t nb)
+{
+	if (na != nb)
+		return 0;
+	for (size_t i = 0; i < na; i++)
+		if (strcmp(a[i].host, b[i].host) != 0 || strcmp(a[i].port, b[i].port) != 0 ||
+		    a[i].tls != b[i].tls)
+			return 0;
+	return 1;
+}
+
+static int
+reload_str_equal(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Logs each setting that needs a restart and differs; returns how many. */
+static int
+reload_report_fixed(const struct config *old, const struct config *new)
+{
+	int n = 0;
+
+	if (!reload_listens_equal(old->listens, old->nlistens, new->listens, new->nlistens)) {
+		log_warnx("reload: [gateway] listen changed; it takes effect after a restart");
+		n++;
+	}
+	if (!reload_listens_equal(old->admin_listens, old->nadmin_listens, new->admin_listens,
+	    new->nadmin_listens)) {
+		log_warnx("reload: [gateway] admin_listen changed; it takes effect after a restart");
+		n++;
+	}
+	if (old->workers != new->workers) {
+		log_warnx("reload: [gateway] workers changed; it takes effect after a restart");
+		n++;
+	}
+	if (old->redis.enabled != new->redis.enabled || !reload_str_equal(old->redis.url,
+	    new->redis.url) || !reload_str_equal(old->redis.channel_prefix,
+	    new->redis.channel_prefix)) {
+		log_warnx("reload: [redis] changed; the running Redis links keep the old settings "
+		    "until a restart");
+		n++;
+	}
+	return n;
+}
+
+void
+gateway_reload(struct gateway *gw)
+{
+	struct config_errors errs = { NULL, 0 };
+	struct config *cfg = NULL, *old = gw->cfg;
+	int fixed;
+
+	log_info("SIGHUP: reloading %s", gw->config_path);
+	if (config_load_file(gw->config_path, &cfg, &errs) < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			log_warnx("reload: %s", errs.msgs[i]);
+		log_warnx("reload: %s rejected (%zu error(s)); the running configuration stays",
+		    gw->config_path, errs.n);
+		config_errors_free(&errs);
+		return;
+	}
+	config_errors_free(&errs);
+	fixed = reload_report_fixed(old, cfg);
+	/* Certificates first: a bad key file keeps the old ones (tls_reload logs why). */
+	if (gw->tls != NULL)
+		(void)tls_reload(gw->tls, cfg);
+	gw->cfg = cfg;
+	log_set_level(cfg->log_level);
+	log_set_json(cfg->log_format == LOG_FORMAT_JSON);
+	if (old->refs == 0)
+		config_free(old);
+	log_info("reload: %s in force for new connections (%zu route(s)%s)", gw->config_path,
+	    cfg->nroutes, fixed ? "; some settings need a restart, see above" : "");
+}
