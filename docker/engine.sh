@@ -113,6 +113,9 @@ engine_podman_base() {
 		path-exclude /usr/share/locale/*
 		path-include /usr/share/locale/locale.alias
 		EOF
+		# Like the official image: packages never start services during a build.
+		engine_root sh -c "printf '#!/bin/sh\\nexit 101\\n' >'$rootfs/usr/sbin/policy-rc.d' &&
+		    chmod 755 '$rootfs/usr/sbin/policy-rc.d'"
 		engine_root sh -c "cd '$rootfs' && rm -rf var/lib/apt/lists/* var/cache/apt/*.bin \
 		    var/cache/apt/archives/*.deb usr/share/doc/* usr/share/man/* usr/share/info/* \
 		    var/log/*.log"

@@ -167,7 +167,9 @@ http_parse_request_line(const char *p, size_t n, struct http_request *req)
 	if (vn != 8 || memcmp(v, "HTTP/", 5) != 0 || v[5] < '0' || v[5] > '9' || v[6] != '.' ||
 	    v[7] < '0' || v[7] > '9')
 		return HTTP_PARSE_BAD;
-	if (v[5] != '1' || v[7] == '0')
+	/* HTTP/1.0 is parsed (health checkers such as HAProxy's httpchk still send it);
+	 * http_check_upgrade() refuses it for WebSocket with 505. */
+	if (v[5] != '1')
 		return HTTP_PARSE_VERSION;
 	req->version_minor = v[7] - '0';
 	return HTTP_PARSE_OK;
@@ -330,8 +332,12 @@ http_parse_request(const char *buf, size_t n, struct http_request *req)
 int
 http_check_upgrade(const struct http_request *req, const char **why)
 {
-	/* Order fixed by the gateway's contract: method, Host, Upgrade, Connection, version, key.
-	 */
+	/* Order fixed by the gateway's contract: HTTP version, method, Host, Upgrade, Connection,
+	 * WebSocket version, key. */
+	if (req->version_minor < 1) {
+		*why = "WebSocket needs HTTP/1.1";
+		return 505;
+	}
 	if (!http_str_eq(req->method, "GET")) {
 		*why = "method is not GET";
 		return 405;

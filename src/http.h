@@ -42,7 +42,7 @@ enum http_parse_status {
 	HTTP_PARSE_NEED_MORE = 1,    /* no blank line yet (and fewer than HTTP_MAX_HEADER bytes) */
 	HTTP_PARSE_BAD = -1,         /* malformed: 400 */
 	HTTP_PARSE_TOO_LARGE = -2,   /* no end of headers within HTTP_MAX_HEADER bytes: 431 */
-	HTTP_PARSE_VERSION = -3,     /* not HTTP/1.1 or later 1.x: 505 */
+	HTTP_PARSE_VERSION = -3,     /* not HTTP/1.x: 505 (HTTP/1.0 parses; upgrades refuse it) */
 };
 
 /* Parses a request head from buf[0..n). Header names are case-insensitive; duplicate
@@ -51,7 +51,7 @@ enum http_parse_status {
 enum http_parse_status http_parse_request(const char *buf, size_t n, struct http_request *req);
 
 /* Checks the parsed request as a WebSocket upgrade. Returns 0 when it is one, else the HTTP
- * status to answer (400, 405, 426) and sets *why to a static explanation. A 426 reply must
+ * status to answer (505 for HTTP/1.0, 400, 405, 426) and sets *why to a static explanation. A 426 reply must
  * carry "Sec-WebSocket-Version: 13". */
 int http_check_upgrade(const struct http_request *req, const char **why);
 

@@ -313,8 +313,11 @@ tls_ctx_new(struct tls_server *ts, const struct config *cfg, const struct config
 		ERR_clear_error();
 		goto fail;
 	}
+	/* IGNORE_UNEXPECTED_EOF: OpenSSL 3 reports a TCP close without close_notify as an error,
+	 * which libevent 2.1 (older than that rule) passes on as BEV_EVENT_ERROR; as a plain EOF
+	 * it reaches allow_dirty_shutdown's path. Truncation is caught by WebSocket framing. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-	    SSL_OP_NO_COMPRESSION);
+	    SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
 	/* Idle connections give their record buffers back (about 34 KiB each otherwise). */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	/* Resumption by session tickets (on by default), no server-side cache that grows with

@@ -20,7 +20,7 @@ done
 # clang and its runtime for the fuzzers.
 PKGS="build-essential autoconf automake pkg-config \
 libevent-dev libssl-dev libhiredis-dev libinih-dev check zlib1g-dev \
-redis-server python3 python3-websockets python3-pytest nodejs npm chromium \
+redis-server haproxy python3 python3-websockets python3-pytest nodejs npm chromium \
 clang libclang-rt-14-dev openssl curl procps"
 
 if [ "$deps" = yes ]; then

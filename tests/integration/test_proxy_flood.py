@@ -53,6 +53,7 @@ class RssWatch:
 
     def check(self):
         grown = self.peak - self.base
+        print(f"VmRSS: idle {self.base} KiB, peak {self.peak} KiB")
         if sanitized(self.pid):
             assert grown < RSS_BOUND_KIB, f"VmRSS grew by {grown} KiB (base {self.base})"
         else:
