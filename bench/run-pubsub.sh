@@ -138,7 +138,7 @@ done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 RSS=""
 for k in "${!GPIDS[@]}"; do
-	RSS="$RSS instance $((k + 1)): $(awk '/VmHWM/ { printf "%.1f MiB peak", $2 / 1024 }' "/proc/${GPIDS[$k]}/status"),"
+	RSS="${RSS:+$RSS }instance $((k + 1)): $(awk '/VmHWM/ { printf "%.1f MiB peak", $2 / 1024 }' "/proc/${GPIDS[$k]}/status"),"
 done
 WARNINGS=$(cat "$WORK"/wsgate*.log | grep -c . || true)
 
@@ -171,20 +171,21 @@ o.append("| load | $SUBS subscribers round-robin over $GATEWAYS instances; 1 pub
 o.append("| wsgate memory | ${RSS%,} (VmHWM after all runs) |")
 o.append("| wsgate stderr | $WARNINGS line(s) at log_level = warn |")
 o.append("")
-o.append("| run | delivered / expected | % | out of order | disconnected | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | wsgate CPU s (all instances) | redis CPU s | psbench CPU % | publisher lateness max µs |")
-o.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+o.append("| run | delivered / expected | % | out of order | disconnected | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | wsgate CPU s (all instances) | wsgate % of core 0 | redis CPU s | psbench CPU % | publisher lateness max µs |")
+o.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in runs:
     if 'delivered' not in r:
-        o.append(f"| {r.get('rep')} | FAILED (rc {r.get('rc')}) | | | | | | | | | | | | |")
+        o.append(f"| {r.get('rep')} | FAILED (rc {r.get('rc')}) | | | | | | | | | | | | | |")
         continue
-    o.append(f"| {r['rep']} | {int(r['delivered']):,} / {int(r['expected']):,} | {float(r['delivered_pct']):.3f} | {r['out_of_order']} | {r['disconnected']} | {r['p50_us']} | {r['p90_us']} | {r['p99_us']} | {r['p999_us']} | {r['max_us']} | {r['wsgate_cpu_s']} | {r['redis_cpu_s']} | {r['gen_cpu_pct']} | {r['pub_lag_max_us']} |")
+    o.append(f"| {r['rep']} | {int(r['delivered']):,} / {int(r['expected']):,} | {float(r['delivered_pct']):.3f} | {r['out_of_order']} | {r['disconnected']} | {r['p50_us']} | {r['p90_us']} | {r['p99_us']} | {r['p999_us']} | {r['max_us']} | {r['wsgate_cpu_s']} | {100 * float(r['wsgate_cpu_s']) / float(r['wall_s']):.0f} | {r['redis_cpu_s']} | {r['gen_cpu_pct']} | {r['pub_lag_max_us']} |")
 if ok:
     def med(k):
         return statistics.median(float(r[k]) for r in ok)
-    o.append(f"| **median** | | {med('delivered_pct'):.3f} | | | {med('p50_us'):.0f} | {med('p90_us'):.0f} | {med('p99_us'):.0f} | {med('p999_us'):.0f} | {med('max_us'):.0f} | {med('wsgate_cpu_s'):.2f} | {med('redis_cpu_s'):.2f} | {med('gen_cpu_pct'):.0f} | |")
+    o.append(f"| **median** | | {med('delivered_pct'):.3f} | | | {med('p50_us'):.0f} | {med('p90_us'):.0f} | {med('p99_us'):.0f} | {med('p999_us'):.0f} | {med('max_us'):.0f} | {med('wsgate_cpu_s'):.2f} | {statistics.median(100 * float(r['wsgate_cpu_s']) / float(r['wall_s']) for r in ok):.0f} | {med('redis_cpu_s'):.2f} | {med('gen_cpu_pct'):.0f} | |")
 o.append("")
-o.append("wsgate CPU s: utime+stime of all instances during the run (measured phase, drain, connect and warm-up"
-         " of that run): divide by the run's wall time ({} s) for cores used.".format(
+o.append("wsgate CPU s: utime+stime of all instances over the whole psbench run (connect, warm-up, measured"
+         " phase, drain; wall {} s); % of core 0 = that / wall. Near 100 % means the servers' core is saturated"
+         " and the latency figures are mostly queueing behind the fan-out.".format(
          ", ".join(r.get('wall_s', '?') for r in runs)))
 o.append("")
 o.append("## Commands\n")

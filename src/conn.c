@@ -52,8 +52,10 @@ conn_log(const struct conn *c, enum log_level lvl, const char *fmt, ...)
 {
 	va_list ap;
 
+	struct log_ctx ctx = { c->id, c->peer, c->route ? c->route->path : NULL };
+
 	va_start(ap, fmt);
-	log_vmsg(lvl, c->id, fmt, ap);
+	log_vctx(lvl, &ctx, fmt, ap);
 	va_end(ap);
 }
 
@@ -422,8 +424,7 @@ conn_http_reply(struct conn *c, int status, const char *extra_headers, const cha
 	n = http_format_reply(buf, sizeof(buf), status, extra_headers, NULL);
 	if (n > 0)
 		evbuffer_add(bufferevent_get_output(c->bev), buf, n);
-	conn_log(c, status >= 500 ? LOG_LVL_WARN : LOG_LVL_INFO, "%s: HTTP %d: %s", c->peer,
-	    status, why);
+	conn_log(c, status >= 500 ? LOG_LVL_WARN : LOG_LVL_INFO, "HTTP %d: %s", status, why);
 	evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
 	conn_set_state(c, CONN_FLUSHING);
 }
@@ -454,8 +455,8 @@ conn_message_allowed(struct conn *c)
 	if (rate == 0 || limit_bucket_take(&c->msg_rate, rate, conn_now_ms()))
 		return 1;
 	security_count(c->w->gw->sec, SEC_MESSAGE_RATE);
-	conn_log(c, LOG_LVL_INFO, "%s: more than %llu messages per second, closing with 1008",
-	    c->peer, (unsigned long long)rate);
+	conn_log(c, LOG_LVL_INFO, "more than %llu messages per second, closing with 1008",
+	    (unsigned long long)rate);
 	conn_send_close(c, WS_CLOSE_POLICY, "message rate exceeded");
 	return 0;
 }

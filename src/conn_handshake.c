@@ -57,8 +57,7 @@ conn_builtin_endpoint(struct conn *c, const struct http_request *req)
 	if (http_str_eq(req->method, "HEAD") && n > strlen(body))
 		n -= strlen(body);
 	evbuffer_add(bufferevent_get_output(c->bev), buf, n);
-	conn_log(c, LOG_LVL_DEBUG, "%s: HTTP %d %.*s", c->peer, status, (int)req->path.n,
-	    req->path.p);
+	conn_log(c, LOG_LVL_DEBUG, "HTTP %d %.*s", status, (int)req->path.n, req->path.p);
 	conn_set_state(c, CONN_FLUSHING);
 	return 1;
 }
@@ -86,8 +85,8 @@ conn_send_101(struct conn *c, const char *accept, size_t header_len, const char 
 	c->w->stats.upgraded++;
 	if ((c->rstats = metrics_route(&c->w->stats, c->route->path)) != NULL)
 		c->rstats->upgraded++;
-	conn_log(c, LOG_LVL_INFO, "%s: upgraded %s (%s%s%s)", c->peer, c->route->path,
-	    c->target->name, proto ? ", subprotocol " : "", proto ? proto : "");
+	conn_log(c, LOG_LVL_INFO, "upgraded (%s%s%s)", c->target->name,
+	    proto ? ", subprotocol " : "", proto ? proto : "");
 	conn_set_state(c, CONN_OPEN);
 	if (c->target->open != NULL && c->target->open(c) < 0)
 		return;

@@ -250,11 +250,12 @@ hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *data
 		int slot;
 
 		next = TAILQ_NEXT(s, entry);
-		if (r->message_type == MSGTYPE_TEXT)
-			slot = 0;
-		else if (r->message_type == MSGTYPE_BINARY)
+		if (r->message_type == MSGTYPE_BINARY) {
 			slot = 1;
-		else {
+		} else {
+			/* auto picks by content; text is what the route asked for, but a text frame
+			 * cannot carry invalid UTF-8 (the client would fail the connection), so such
+			 * a payload goes as binary rather than being lost. */
 			if (is_text < 0)
 				is_text = utf8_valid(data, len);
 			slot = is_text ? 0 : 1;

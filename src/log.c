@@ -51,9 +51,9 @@ log_enabled(enum log_level lvl)
 	return lvl <= log_level_cur;
 }
 
-static void log_write(enum log_level, uint64_t, const char *, const char *, va_list)
+static void log_write(enum log_level, const struct log_ctx *, const char *, const char *, va_list)
     LOG_PRINTF(4, 0);
-static void log_write_json(enum log_level, uint64_t, const char *, const struct timeval *,
+static void log_write_json(enum log_level, const struct log_ctx *, const char *, const struct timeval *,
     const struct tm *, const char *, va_list) LOG_PRINTF(6, 0);
 
 /* Appends s as the body of a JSON string (RFC 8259 escapes); returns the new length. */
@@ -82,7 +82,7 @@ log_json_escape(char *out, size_t n, size_t cap, const char *s)
 }
 
 static void
-log_write_json(enum log_level lvl, uint64_t conn_id, const char *errstr, const struct timeval *tv,
+log_write_json(enum log_level lvl, const struct log_ctx *ctx, const char *errstr, const struct timeval *tv,
     const struct tm *tm, const char *fmt, va_list ap)
 {
 	char msg[1536], line[4096], ts[32];
@@ -92,9 +92,20 @@ log_write_json(enum log_level lvl, uint64_t conn_id, const char *errstr, const s
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", tm);
 	n = (size_t)snprintf(line, sizeof(line), "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\"", ts,
 	    (long)(tv->tv_usec / 1000), log_names[lvl]);
-	if (conn_id != 0)
+	if (ctx != NULL && ctx->conn != 0) {
 		n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"conn\":%llu",
-		    (unsigned long long)conn_id);
+		    (unsigned long long)ctx->conn);
+		if (ctx->peer != NULL) {
+			n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"peer\":\"");
+			n = log_json_escape(line, n, sizeof(line) - 8, ctx->peer);
+			line[n++] = '"';
+		}
+		if (ctx->route != NULL) {
+			n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"route\":\"");
+			n = log_json_escape(line, n, sizeof(line) - 8, ctx->route);
+			line[n++] = '"';
+		}
+	}
 	n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"msg\":\"");
 	n = log_json_escape(line, n, sizeof(line) - 8, msg);
 	if (errstr != NULL) {
@@ -109,7 +120,7 @@ log_write_json(enum log_level lvl, uint64_t conn_id, const char *errstr, const s
 }
 
 static void
-log_write(enum log_level lvl, uint64_t conn_id, const char *errstr, const char *fmt, va_list ap)
+log_write(enum log_level lvl, const struct log_ctx *ctx, const char *errstr, const char *fmt, va_list ap)
 {
 	char line[2048];
 	struct timeval tv;
@@ -120,15 +131,15 @@ log_write(enum log_level lvl, uint64_t conn_id, const char *errstr, const char *
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
 	if (log_json) {
-		log_write_json(lvl, conn_id, errstr, &tv, &tm, fmt, ap);
+		log_write_json(lvl, ctx, errstr, &tv, &tm, fmt, ap);
 		return;
 	}
 	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
 	r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s ", (long)(tv.tv_usec / 1000),
 	    log_names[lvl]);
 	n += (size_t)r;
-	if (conn_id != 0) {
-		r = snprintf(line + n, sizeof(line) - n, "[conn %llu] ", (unsigned long long)conn_id);
+	if (ctx != NULL && ctx->conn != 0) {
+		r = snprintf(line + n, sizeof(line) - n, "[conn %llu] ", (unsigned long long)ctx->conn);
 		n += (size_t)r;
 	}
 	r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
@@ -136,6 +147,14 @@ log_write(enum log_level lvl, uint64_t conn_id, const char *errstr, const char *
 		n = (n + (size_t)r < sizeof(line) - 1) ? n + (size_t)r : sizeof(line) - 2;
 	if (errstr != NULL && n < sizeof(line) - 2) {
 		r = snprintf(line + n, sizeof(line) - n, ": %s", errstr);
+		if (r > 0)
+			n = (n + (size_t)r < sizeof(line) - 1) ? n + (size_t)r : sizeof(line) - 2;
+	}
+	/* Who and where, after the message so "[conn N] text" stays greppable. */
+	if (ctx != NULL && (ctx->peer != NULL || ctx->route != NULL) && n < sizeof(line) - 2) {
+		r = snprintf(line + n, sizeof(line) - n, " (%s%s%s%s)", ctx->peer ? "peer " : "",
+		    ctx->peer ? ctx->peer : "", ctx->peer && ctx->route ? ", route " : ctx->route ?
+		    "route " : "", ctx->route ? ctx->route : "");
 		if (r > 0)
 			n = (n + (size_t)r < sizeof(line) - 1) ? n + (size_t)r : sizeof(line) - 2;
 	}
@@ -150,7 +169,17 @@ log_vmsg(enum log_level lvl, uint64_t conn_id, const char *fmt, va_list ap)
 {
 	if (!log_enabled(lvl))
 		return;
-	log_write(lvl, conn_id, NULL, fmt, ap);
+	struct log_ctx ctx = { conn_id, NULL, NULL };
+
+	log_write(lvl, &ctx, NULL, fmt, ap);
+}
+
+void
+log_vctx(enum log_level lvl, const struct log_ctx *ctx, const char *fmt, va_list ap)
+{
+	if (!log_enabled(lvl))
+		return;
+	log_write(lvl, ctx, NULL, fmt, ap);
 }
 
 void
@@ -172,7 +201,7 @@ log_warn(const char *fmt, ...)
 	if (!log_enabled(LOG_LVL_WARN))
 		return;
 	va_start(ap, fmt);
-	log_write(LOG_LVL_WARN, 0, strerror(saved), fmt, ap);
+	log_write(LOG_LVL_WARN, NULL, strerror(saved), fmt, ap);
 	va_end(ap);
 	errno = saved;
 }
@@ -214,7 +243,7 @@ fatal(const char *fmt, ...)
 	int saved = errno;
 
 	va_start(ap, fmt);
-	log_write(LOG_LVL_ERROR, 0, strerror(saved), fmt, ap);
+	log_write(LOG_LVL_ERROR, NULL, strerror(saved), fmt, ap);
 	va_end(ap);
 	exit(1);
 }
@@ -225,7 +254,7 @@ fatalx(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_write(LOG_LVL_ERROR, 0, NULL, fmt, ap);
+	log_write(LOG_LVL_ERROR, NULL, NULL, fmt, ap);
 	va_end(ap);
 	exit(1);
 }

@@ -18,6 +18,15 @@ enum log_level log_get_level(void);
 int log_level_parse(const char *s, enum log_level *out);
 int log_enabled(enum log_level lvl);
 
+/* Who a connection-scoped line is about. */
+struct log_ctx {
+	uint64_t conn;      /* 0: not connection-scoped */
+	const char *peer;   /* "addr:port" or NULL */
+	const char *route;  /* route path or NULL */
+};
+void log_vctx(enum log_level lvl, const struct log_ctx *ctx, const char *fmt, va_list ap)
+    LOG_PRINTF(3, 0);
+
 void log_msg(enum log_level lvl, uint64_t conn_id, const char *fmt, ...) LOG_PRINTF(3, 4);
 void log_vmsg(enum log_level lvl, uint64_t conn_id, const char *fmt, va_list ap) LOG_PRINTF(3, 0);
 

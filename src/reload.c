@@ -8,6 +8,7 @@
 #include "config.h"
 #include "gateway.h"
 #include "log.h"
+#include "security.h"
 #include "tls.h"
 
 const struct config *
@@ -96,6 +97,9 @@ gateway_reload(struct gateway *gw)
 	/* Certificates first: a bad key file keeps the old ones (tls_reload logs why). */
 	if (gw->tls != NULL)
 		(void)tls_reload(gw->tls, cfg);
+	/* JWT public keys of the new routes; a bad file keeps the old keys (logged). */
+	if (security_set_config(gw->sec, cfg) < 0)
+		log_warnx("reload: routes whose jwt_public_key failed refuse tokens until fixed");
 	gw->cfg = cfg;
 	log_set_level(cfg->log_level);
 	log_set_json(cfg->log_format == LOG_FORMAT_JSON);

@@ -3,6 +3,7 @@
  * the replies), plus the refusal counters shared with the limits at accept time. */
 #include "security.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,13 +15,15 @@
 #include "log.h"
 
 struct security_key {
-	EVP_PKEY *pkey;       /* from jwt_public_key; NULL when the route has none */
+	char *route;          /* route path ... */
+	char *file;           /* ... and its jwt_public_key: what a route looks its key up by */
+	EVP_PKEY *pkey;       /* one reference; a check takes its own while it verifies */
 	enum jwt_alg alg;
 };
 
 struct security {
-	const struct config *cfg;    /* the snapshot keys[] belongs to */
-	struct security_key *keys;   /* parallel to cfg->routes */
+	pthread_mutex_t mu;          /* keys: swapped on reload, read by workers' handshakes */
+	struct security_key *keys;   /* the public keys of the newest snapshot's routes */
 	size_t nkeys;
 	uint64_t n[SEC_NCOUNTERS];   /* updated with atomics: workers may run on threads */
 };
@@ -85,48 +88,66 @@ security_load_pubkey(const char *path, enum jwt_alg *alg, const char **why)
 static void
 security_keys_free(struct security_key *keys, size_t n)
 {
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; keys != NULL && i < n; i++) {
 		EVP_PKEY_free(keys[i].pkey);
+		free(keys[i].route);
+		free(keys[i].file);
+	}
 	free(keys);
 }
 
-/* Keys for every route of cfg; NULL (logged) when one cannot be loaded. */
-static struct security_key *
-security_keys_load(const struct config *cfg)
+/* The public keys of cfg's routes (copies: nothing points into the snapshot, which may go
+ * before this table does). -1 (logged) when one cannot be loaded. */
+static int
+security_keys_load(const struct config *cfg, struct security_key **out, size_t *nout)
 {
-	struct security_key *keys;
+	struct security_key *keys, *k;
 	const char *why = NULL;
+	size_t n = 0;
 	int bad = 0;
 
+	*out = NULL;
+	*nout = 0;
 	if ((keys = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*keys))) == NULL) {
 		log_warn("security: keys");
-		return NULL;
+		return -1;
 	}
 	for (size_t i = 0; i < cfg->nroutes; i++) {
 		const struct config_route *r = &cfg->routes[i];
 
-		if (r->auth == AUTH_JWT && (r->jwt_secret == NULL || r->jwt_secret[0] == '\0') &&
+		if (r->auth != AUTH_JWT)
+			continue;
+		if ((r->jwt_secret == NULL || r->jwt_secret[0] == '\0') &&
 		    (r->jwt_public_key == NULL || r->jwt_public_key[0] == '\0')) {
 			log_warnx("route %s: auth = jwt needs jwt_secret or jwt_public_key", r->path);
 			bad = 1;
 			continue;
 		}
-		if (r->auth != AUTH_JWT || r->jwt_public_key == NULL || r->jwt_public_key[0] == '\0')
+		if (r->jwt_public_key == NULL || r->jwt_public_key[0] == '\0')
 			continue;
-		keys[i].pkey = security_load_pubkey(r->jwt_public_key, &keys[i].alg, &why);
-		if (keys[i].pkey == NULL) {
+		k = &keys[n];
+		if ((k->pkey = security_load_pubkey(r->jwt_public_key, &k->alg, &why)) == NULL) {
 			log_warnx("route %s: jwt_public_key %s: %s", r->path, r->jwt_public_key, why);
 			bad = 1;
 			continue;
 		}
-		log_debug("route %s: %s key from %s", r->path, jwt_alg_name(keys[i].alg),
+		n++;
+		if ((k->route = strdup(r->path)) == NULL ||
+		    (k->file = strdup(r->jwt_public_key)) == NULL) {
+			log_warn("security: keys");
+			bad = 1;
+			continue;
+		}
+		log_debug("route %s: %s key from %s", r->path, jwt_alg_name(k->alg),
 		    r->jwt_public_key);
 	}
 	if (bad) {
-		security_keys_free(keys, cfg->nroutes);
-		return NULL;
+		security_keys_free(keys, n);
+		return -1;
 	}
-	return keys;
+	*out = keys;
+	*nout = n;
+	return 0;
 }
 
 struct security *
@@ -138,28 +159,36 @@ security_new(const struct config *cfg)
 		log_warn("security_new");
 		return NULL;
 	}
-	if ((s->keys = security_keys_load(cfg)) == NULL) {
+	if (security_keys_load(cfg, &s->keys, &s->nkeys) < 0) {
 		free(s);
 		return NULL;
 	}
-	s->cfg = cfg;
-	s->nkeys = cfg->nroutes;
+	if (pthread_mutex_init(&s->mu, NULL) != 0) {
+		security_keys_free(s->keys, s->nkeys);
+		free(s);
+		return NULL;
+	}
 	return s;
 }
 
 int
 security_set_config(struct security *s, const struct config *cfg)
 {
-	struct security_key *keys;
+	struct security_key *keys, *old;
+	size_t n, nold;
 
-	if ((keys = security_keys_load(cfg)) == NULL) {
-		log_warnx("security: keeping the previous keys");
+	if (security_keys_load(cfg, &keys, &n) < 0) {
+		log_warnx("security: keeping the previous JWT keys");
 		return -1;
 	}
-	security_keys_free(s->keys, s->nkeys);
+	pthread_mutex_lock(&s->mu);
+	old = s->keys;
+	nold = s->nkeys;
 	s->keys = keys;
-	s->nkeys = cfg->nroutes;
-	s->cfg = cfg;
+	s->nkeys = n;
+	pthread_mutex_unlock(&s->mu);
+	/* A check in progress holds its own reference to the key it uses. */
+	security_keys_free(old, nold);
 	return 0;
 }
 
@@ -169,6 +198,7 @@ security_free(struct security *s)
 	if (s == NULL)
 		return;
 	security_keys_free(s->keys, s->nkeys);
+	pthread_mutex_destroy(&s->mu);
 	free(s);
 }
 
@@ -399,26 +429,34 @@ security_find_token(const struct config_route *r, const struct http_request *req
 
 /* ---- the check ---- */
 
-/* The key of route r: loaded with the snapshot when r belongs to it, else (a connection accepted
- * under an older snapshot while a reload happened) loaded now into *tmp for this one check. */
+/* The key of route r, a reference the caller frees: from the table when r's path and key file
+ * are there, else (a snapshot older or newer than the table, e.g. around a reload) loaded now
+ * for this one check. */
 static EVP_PKEY *
-security_route_pkey(struct security *s, const struct config_route *r, enum jwt_alg *alg,
-    EVP_PKEY **tmp)
+security_route_pkey(struct security *s, const struct config_route *r, enum jwt_alg *alg)
 {
+	EVP_PKEY *pkey = NULL;
 	const char *why;
 
-	*tmp = NULL;
 	*alg = JWT_ALG_UNKNOWN;
 	if (r->jwt_public_key == NULL || r->jwt_public_key[0] == '\0')
 		return NULL;
-	for (size_t i = 0; s != NULL && s->cfg != NULL && i < s->nkeys; i++)
-		if (&s->cfg->routes[i] == r) {
-			*alg = s->keys[i].alg;
-			return s->keys[i].pkey;
-		}
-	if ((*tmp = security_load_pubkey(r->jwt_public_key, alg, &why)) == NULL)
+	if (s != NULL) {
+		pthread_mutex_lock(&s->mu);
+		for (size_t i = 0; i < s->nkeys && pkey == NULL; i++)
+			if (strcmp(s->keys[i].route, r->path) == 0 &&
+			    strcmp(s->keys[i].file, r->jwt_public_key) == 0 &&
+			    EVP_PKEY_up_ref(s->keys[i].pkey) == 1) {
+				pkey = s->keys[i].pkey;
+				*alg = s->keys[i].alg;
+			}
+		pthread_mutex_unlock(&s->mu);
+		if (pkey != NULL)
+			return pkey;
+	}
+	if ((pkey = security_load_pubkey(r->jwt_public_key, alg, &why)) == NULL)
 		log_warnx("route %s: jwt_public_key %s: %s", r->path, r->jwt_public_key, why);
-	return *tmp;
+	return pkey;
 }
 
 int
@@ -427,7 +465,6 @@ security_check_handshake(struct security *s, const struct config_route *r,
     const char **extra_headers, const char **why)
 {
 	struct jwt_key key;
-	EVP_PKEY *tmp;
 	const char *tok;
 	size_t len, i;
 	enum jwt_status st;
@@ -455,9 +492,9 @@ security_check_handshake(struct security *s, const struct config_route *r,
 		key.secret_len = strlen(r->jwt_secret);
 	}
 	if ((st = jwt_parse(tok, len, &auth->jwt)) == JWT_OK) {
-		key.pkey = security_route_pkey(s, r, &key.pkey_alg, &tmp);
+		key.pkey = security_route_pkey(s, r, &key.pkey_alg);
 		st = jwt_verify(&auth->jwt, &key);
-		EVP_PKEY_free(tmp);
+		EVP_PKEY_free(key.pkey);
 	}
 	if (st == JWT_OK)
 		st = jwt_check_time(&auth->jwt, now, SECURITY_JWT_LEEWAY);

@@ -43,7 +43,8 @@ struct security_auth {
 
 struct security;
 
-/* Loads the routes' public keys (jwt_public_key). NULL (logged) when one cannot be used. */
+/* Loads the routes' public keys (jwt_public_key) as copies: the table does not point into
+ * the snapshot. NULL (logged) when one cannot be used. */
 struct security *security_new(const struct config *cfg);
 /* New keys for a new snapshot; on failure the old ones stay and -1 is returned (logged).
  * Counters are kept. */

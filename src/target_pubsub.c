@@ -282,13 +282,23 @@ ps_q_push(struct ps_conn *ps, struct hub_frame *f)
 	return 0;
 }
 
+/* How much of max_queue may sit in the socket's buffer (where frames can no longer be
+ * dropped whole); the rest is our queue, where drop_oldest can make room. */
+static size_t
+ps_socket_share(const struct conn *c)
+{
+	size_t half = c->route->max_queue / 2;
+
+	return half < CONN_OUT_LOW ? half : CONN_OUT_LOW;
+}
+
 /* Moves queued frames to the socket while it keeps up. */
 static void
 ps_pump(struct conn *c)
 {
 	struct ps_conn *ps = c->tdata;
 
-	while (ps->qlen > 0 && conn_output_len(c) < CONN_OUT_LOW) {
+	while (ps->qlen > 0 && conn_output_len(c) < ps_socket_share(c)) {
 		struct hub_frame *f = ps_q_pop(ps);
 		(void)conn_send_raw(c, f->data, f->len);
 		hub_frame_unref(f);
@@ -319,7 +329,7 @@ target_pubsub_deliver(struct conn *c, struct hub_frame *f)
 	if (c->state != CONN_OPEN || ps == NULL)
 		return;
 	out = conn_output_len(c);
-	if (ps->qlen == 0 && out < CONN_OUT_LOW) {
+	if (ps->qlen == 0 && out < ps_socket_share(c)) {
 		(void)conn_send_raw(c, f->data, f->len);
 		return;
 	}
@@ -342,10 +352,8 @@ target_pubsub_deliver(struct conn *c, struct hub_frame *f)
 				hub_frame_unref(ps_q_pop(ps));
 				ps_drop_counted(c, ps);
 			}
-			if (out + f->len > max) {
-				ps_drop_counted(c, ps); /* it alone does not fit behind the socket */
-				return;
-			}
+			/* The newest is always kept: the bound is exceeded by at most this one
+			 * message, itself bounded by the message size limits. */
 			break;
 		}
 	}

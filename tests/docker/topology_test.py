@@ -320,8 +320,8 @@ async def check_drain(topo, path, use_chat, victim="wsgate2"):
     topo.addr_before = topo.servers().get(victim, ("", ""))[1]
     t = time.monotonic()
     stop = asyncio.create_task(topo.arun("stop", name))
-    back = []
-    for c in on_victim:
+
+    async def closed_then_back(c):
         try:
             await asyncio.wait_for(c.closed.wait(), 9)
         except asyncio.TimeoutError:
@@ -330,8 +330,10 @@ async def check_drain(topo, path, use_chat, victim="wsgate2"):
             fail(f"{c.name}@{victim} was closed with {c.close_code}, not 1001 (going away)")
         closed_s = c.closed_at - t
         tries = await reconnect(topo, c, path, victim)
-        back.append(f"{c.name}: 1001 at {closed_s:.1f}s, back on {c.server} at "
-                    f"{time.monotonic() - t:.1f}s ({tries} tr{'y' if tries == 1 else 'ies'})")
+        return (f"{c.name}: 1001 at {closed_s:.1f}s, back on {c.server} at "
+                f"{time.monotonic() - t:.1f}s ({tries} tr{'y' if tries == 1 else 'ies'})")
+
+    back = await asyncio.gather(*(closed_then_back(c) for c in on_victim))
     log(f"  {len(on_victim)} clients of {victim} closed with 1001 and reconnected through "
         f"HAProxy: " + "; ".join(back))
     await stop

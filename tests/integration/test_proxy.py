@@ -599,6 +599,24 @@ def test_shutdown_with_open_proxy_sessions(gateway_factory, node):
     g.check_clean_exit()
 
 
+def test_backend_vanishes_while_draining_client_gets_1012(gateway_factory, node):
+    g = gateway_factory(gateway={"drain_window": "4s"},
+                        routes={"/app": proxy_route(node.url("/s"))})
+    older = WSClient(g.port, path="/app")
+    newer = WSClient(g.port, path="/app")
+    for c in (older, newer):
+        assert c.roundtrip(OP_TEXT, b"x") == (OP_TEXT, b"x")
+    g.send_signal(15)
+    # Closes are spread over the window: one now, the other about 2 s later.
+    first = newer.expect_close(timeout=3)
+    assert first.code == 1001, first
+    older.send_text("please-vanish")
+    res = older.expect_close(timeout=3)
+    assert res.code == 1012, res
+    assert g.wait(10) == 0
+    g.check_clean_exit()
+
+
 def close_frame(code, reason=b""):
     return build_frame(OP_CLOSE, close_payload(code, reason), mask=False)
 

@@ -1255,7 +1255,7 @@ class PyWsBackend:
         self.loop = None
         self.server = None
         self.thread = None
-        self.requests = []      # (path, headers) of each upgrade seen
+        self.requests = []      # (path, {lower-case name: value}) of each upgrade seen
 
     @staticmethod
     async def echo(ws):
@@ -1269,7 +1269,8 @@ class PyWsBackend:
         started = threading.Event()
 
         async def handler(ws, path=None):
-            self.requests.append((ws.path, dict(ws.request_headers)))
+            self.requests.append((ws.path, {k.lower(): v for k, v in
+                                            ws.request_headers.raw_items()}))
             try:
                 await self.handler(ws)
             except websockets.ConnectionClosed:
@@ -1404,15 +1405,15 @@ def raw_upgrade(sock, status_line=None, extra=b"", accept=None, timeout=DEFAULT_
     return head, buf[end:]
 
 
-def make_test_ca(workdir):
-    """A throwaway CA and a server certificate for localhost and 127.0.0.1, made with the
+def make_test_ca(workdir, san="DNS:localhost,IP:127.0.0.1"):
+    """A throwaway CA and a server certificate for san (localhost and 127.0.0.1), made with the
     openssl command (never committed). Returns {"ca", "cert", "key"} paths."""
     os.makedirs(workdir, exist_ok=True)
     p = {n: os.path.join(workdir, f) for n, f in
          (("ca", "ca.pem"), ("ca_key", "ca.key"), ("cert", "server.pem"),
           ("key", "server.key"), ("csr", "server.csr"), ("ext", "server.ext"))}
     with open(p["ext"], "w", encoding="ascii") as f:
-        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n"
+        f.write(f"subjectAltName={san}\n"
                 "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     for argv in (["openssl", "req", "-x509"] + ec + ["-keyout", p["ca_key"], "-out", p["ca"],

@@ -1,0 +1,269 @@
+#!/bin/bash
+# run-proxy.sh - proxy benchmark: wsgate's proxy route vs nginx (proxy_pass with the Upgrade
+# headers), both in front of the same echo backend. Each proxy runs pinned to core 0; wsbench
+# and the backend share core 1. Writes bench/results/proxy-vs-nginx.md: messages/s and latency
+# percentiles of each, and their ratio (medians of REPS interleaved runs). Installs nothing:
+# needs Debian's nginx (apt-get install nginx-light) and the tools `make -C bench` builds.
+#
+# Environment knobs (defaults in brackets):
+#   WSGATE=path     wsgate binary [build/src/wsgate]; copied first so a rebuild mid-run is harmless
+#   NGINX=path      nginx binary [nginx on PATH, else /usr/sbin/nginx]
+#   BACKEND=epoll|node  the echo backend: bench/epoll_echo (C) or tests/node/backend_ws_echo.js
+#                   (Node ws) [epoll]
+#   REPS=n          repetitions of every (setting, proxy) pair, proxies interleaved [3]
+#   DURATION=s      measured seconds of the throughput settings [10]; latency uses 5
+#   PRIO=autogroup|none  as in run-echo.sh: own session with autogroup nice -20 (root) [autogroup]
+#   OUT=file        markdown output [bench/results/proxy-vs-nginx.md]
+set -euo pipefail
+
+BENCH=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$BENCH/.." && pwd)
+. "$BENCH/lib.sh"
+
+PRIO=${PRIO:-autogroup}
+if [ "$PRIO" = autogroup ] && [ -z "${WSB_IN_SESSION:-}" ]; then
+	WSB_IN_SESSION=1 exec setsid --wait "$0" "$@"
+fi
+if [ "$PRIO" = autogroup ]; then
+	echo -20 >/proc/self/autogroup 2>/dev/null || echo "run-proxy: cannot renice the autogroup (not root?)" >&2
+fi
+
+WSGATE_SRC=${WSGATE:-$ROOT/build/src/wsgate}
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+BACKEND=${BACKEND:-epoll}
+REPS=${REPS:-3}
+DURATION=${DURATION:-10}
+OUT=${OUT:-$BENCH/results/proxy-vs-nginx.md}
+PROXIES="wsgate nginx"
+export NODE_PATH=${NODE_PATH:-$ROOT/tests/node/node_modules}
+
+if [ ! -x "$NGINX" ]; then
+	echo "run-proxy: nginx not found (apt-get install nginx-light); set NGINX=path" >&2
+	exit 1
+fi
+
+# Each setting: a name and wsbench arguments.
+SETTINGS=(
+	"throughput-64B|-c 100 -w 16 -s 64 -d $DURATION -W 2"
+	"throughput-16KiB|-c 20 -w 4 -s 16384 -d $DURATION -W 2"
+	"latency-64B|-c 1 -w 1 -s 64 -d 5 -W 1"
+)
+
+make -s -C "$BENCH" >/dev/null
+WORK=$(mktemp -d /tmp/wsbench-proxy.XXXXXX)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wsgate_snapshot "$WSGATE_SRC" "$WORK"
+COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)
+DIRTY=$(git -C "$ROOT" status --porcelain -- src | wc -l)
+STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
+
+# ---- the backend, on core 1 with the load generator ----
+BPORT=$(free_port)
+case $BACKEND in
+epoll)
+	BACKEND_CMD="taskset -c 1 bench/epoll_echo BPORT"
+	taskset -c 1 "$BENCH/epoll_echo" "$BPORT" 2>"$WORK/backend.log" &
+	;;
+node)
+	BACKEND_CMD="NODE_PATH=tests/node/node_modules taskset -c 1 node tests/node/backend_ws_echo.js --port BPORT --quiet"
+	taskset -c 1 node "$ROOT/tests/node/backend_ws_echo.js" --port "$BPORT" --quiet \
+	    >"$WORK/backend.out" 2>"$WORK/backend.log" &
+	;;
+*)
+	echo "run-proxy: BACKEND must be epoll or node" >&2
+	exit 2
+	;;
+esac
+PIDS+=("$!")
+wait_port "$BPORT"
+
+declare -A PORT PID CMD
+
+# ---- wsgate: one worker, no heartbeats, the proxy route ----
+PORT[wsgate]=$(free_port)
+cat >"$WORK/wsgate.ini" <<EOF
+[gateway]
+listen = 127.0.0.1:${PORT[wsgate]}
+log_level = warn
+workers = 1
+max_message_size = 1MiB
+
+[heartbeat]
+ping_interval = 0
+
+[route /echo]
+type = proxy
+backend = ws://127.0.0.1:$BPORT/echo
+connect_timeout = 3s
+forward_headers = yes
+EOF
+"$WORK/wsgate" -t -c "$WORK/wsgate.ini" >/dev/null
+CMD[wsgate]="taskset -c 0 wsgate -c wsgate.ini"
+taskset -c 0 "$WORK/wsgate" -c "$WORK/wsgate.ini" 2>"$WORK/wsgate.log" &
+PID[wsgate]=$!
+PIDS+=("$!")
+wait_port "${PORT[wsgate]}"
+
+# ---- nginx: master + one worker, the usual WebSocket proxy_pass ----
+PORT[nginx]=$(free_port)
+mkdir -p "$WORK/nginx-tmp"
+cat >"$WORK/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log warn;
+events {
+    worker_connections 4096;
+}
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx-tmp/body;
+    proxy_temp_path $WORK/nginx-tmp/proxy;
+    fastcgi_temp_path $WORK/nginx-tmp/fastcgi;
+    uwsgi_temp_path $WORK/nginx-tmp/uwsgi;
+    scgi_temp_path $WORK/nginx-tmp/scgi;
+    server {
+        listen 127.0.0.1:${PORT[nginx]};
+        location /echo {
+            proxy_pass http://127.0.0.1:$BPORT;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_read_timeout 3600s;
+            proxy_send_timeout 3600s;
+        }
+    }
+}
+EOF
+"$NGINX" -t -q -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log"
+CMD[nginx]="taskset -c 0 nginx -p DIR -c nginx.conf -e DIR/nginx-error.log"
+taskset -c 0 "$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" &
+PIDS+=("$!")
+wait_port "${PORT[nginx]}"
+# The worker does the relaying: its CPU is what -S measures.
+for _ in $(seq 50); do
+	PID[nginx]=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1 || true)
+	[ -n "${PID[nginx]}" ] && break
+	sleep 0.1
+done
+NGINXV=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+RAW="$WORK/raw.txt"
+: >"$RAW"
+for setting in "${SETTINGS[@]}"; do
+	sname=${setting%%|*}
+	args=${setting#*|}
+	for rep in $(seq "$REPS"); do
+		order=($PROXIES)
+		[ $((rep % 2)) -eq 0 ] && order=("${order[1]}" "${order[0]}")
+		for s in "${order[@]}"; do
+			# shellcheck disable=SC2086 # $args is a list of options
+			line=$(taskset -c 1 "$BENCH/wsbench" -p "${PORT[$s]}" -P /echo $args -S "${PID[$s]}" 2>>"$WORK/wsbench.err" | grep '^RESULT' || true)
+			[ -n "$line" ] || line="RESULT failed=1"
+			echo "server=$s setting=$sname rep=$rep $line" | tee -a "$RAW"
+		done
+	done
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+RSS_WSGATE=$(awk '/^VmRSS/ {print $2}' "/proc/${PID[wsgate]}/status")
+RSS_NGINX=$(awk '/^VmRSS/ {print $2}' "/proc/${PID[nginx]}/status")
+
+CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+mkdir -p "$(dirname "$OUT")"
+
+python3 - "$RAW" "$OUT" <<PYEOF
+import sys, statistics, re
+raw, out = sys.argv[1], sys.argv[2]
+rows = {}
+for line in open(raw):
+    kv = dict(re.findall(r'(\w+)=([^\s]+)', line))
+    rows.setdefault((kv['setting'], kv['server']), []).append(kv)
+
+def med(lst, key):
+    vals = [float(r[key]) for r in lst if key in r]
+    return statistics.median(vals) if vals else float('nan')
+
+def ok(sname, s):
+    return [r for r in rows.get((sname, s), []) if 'msgs_per_s' in r]
+
+names = {"wsgate": "wsgate (proxy route)", "nginx": "nginx $NGINXV (proxy_pass)"}
+order = "$PROXIES".split()
+setting_args = {}
+for s in """$(printf '%s\n' "${SETTINGS[@]}")""".strip().split("\n"):
+    n, a = s.split("|", 1)
+    setting_args[n] = a
+
+o = []
+o.append("# Proxy benchmark: wsgate vs nginx in front of the same echo backend\n")
+o.append("| | |\n|---|---|")
+o.append("| date | $STARTED (start of the runs) |")
+o.append("| git commit | $COMMIT (src/ files with uncommitted changes: $DIRTY) |")
+o.append("| wsgate binary | $WSGATE_SRC, built $MTIME, sha256 $SHA…, $BUILD |")
+o.append("| nginx | $NGINXV, master + 1 worker (\`worker_processes 1\`) |")
+o.append("| backend | $BACKEND (\`$BACKEND_CMD\`) |")
+o.append("| CPU | $CPU, $(nproc) cores; kernel $(uname -r) |")
+o.append("| pinning | each proxy on core 0 (\`taskset -c 0\`); wsbench and the backend on core 1 |")
+o.append("| scheduling | PRIO=$PRIO |")
+o.append("| load average | before $LOAD_BEFORE, after $LOAD_AFTER (other users' jobs share this machine) |")
+o.append("| repetitions | $REPS per (setting, proxy), proxies interleaved; medians, msg/s range in brackets |")
+o.append("| RSS after the runs | wsgate $RSS_WSGATE KiB, nginx worker $RSS_NGINX KiB |")
+o.append("")
+o.append("## Summary: wsgate / nginx\n")
+o.append("| setting | msg/s ratio (higher is better for wsgate) | p99 latency ratio (lower is better for wsgate) | proxy CPU per message ratio |")
+o.append("|---|---|---|---|")
+for sname in setting_args:
+    w, n = ok(sname, "wsgate"), ok(sname, "nginx")
+    if not w or not n:
+        o.append(f"| {sname} | n/a | n/a | n/a |")
+        continue
+    o.append(f"| {sname} | {med(w,'msgs_per_s')/med(n,'msgs_per_s'):.2f}x | {med(w,'p99_us')/med(n,'p99_us'):.2f}x | {med(w,'srv_ns_per_msg')/med(n,'srv_ns_per_msg'):.2f}x |")
+o.append("")
+for sname, args in setting_args.items():
+    o.append(f"## {sname}: \`wsbench {args}\`\n")
+    o.append("| proxy | msg/s (median) [min–max] | MB/s | p50 µs | p99 µs | max µs | proxy CPU % | proxy CPU ns/msg | generator CPU % | errors |")
+    o.append("|---|---|---|---|---|---|---|---|---|---|")
+    for s in order:
+        lst = rows.get((sname, s), [])
+        good = ok(sname, s)
+        if not good:
+            o.append(f"| {names[s]} | FAILED | | | | | | | | |")
+            continue
+        rates = [float(r['msgs_per_s']) for r in good]
+        errs = sum(int(r.get('errors', 0)) for r in good) + (len(lst) - len(good))
+        o.append(f"| {names[s]} | {med(good,'msgs_per_s'):,.0f} [{min(rates):,.0f}–{max(rates):,.0f}] | {med(good,'mb_per_s'):.2f} | {med(good,'p50_us'):.0f} | {med(good,'p99_us'):.0f} | {med(good,'max_us'):.0f} | {med(good,'srv_cpu_pct'):.0f} | {med(good,'srv_ns_per_msg'):.0f} | {med(good,'gen_cpu_pct'):.0f} | {errs} |")
+    o.append("")
+o.append("## Commands\n")
+o.append("wsgate.ini (generated; PORT and BPORT are free loopback ports):\n")
+o.append("\`\`\`ini")
+o.append("""$(sed -e "s/127.0.0.1:${PORT[wsgate]}/127.0.0.1:PORT/" -e "s/127.0.0.1:$BPORT/127.0.0.1:BPORT/" "$WORK/wsgate.ini")""")
+o.append("\`\`\`\n")
+o.append("nginx.conf (generated; DIR is the run's temp dir):\n")
+o.append("\`\`\`nginx")
+o.append("""$(sed -e "s#$WORK#DIR#g" -e "s/127.0.0.1:${PORT[nginx]}/127.0.0.1:PORT/" -e "s/127.0.0.1:$BPORT/127.0.0.1:BPORT/" "$WORK/nginx.conf")""")
+o.append("\`\`\`\n")
+o.append("\`\`\`")
+o.append("make -C bench")
+o.append("""$BACKEND_CMD""")
+for s in order:
+    o.append("""${CMD[wsgate]}""" if s == "wsgate" else """${CMD[nginx]}""")
+for sname, args in setting_args.items():
+    o.append(f"taskset -c 1 bench/wsbench -p PORT -P /echo {args} -S PROXY_PID    # {sname}")
+o.append("\`\`\`")
+o.append("")
+o.append("Reproduce: \`bench/run-proxy.sh\` (REPS, DURATION, BACKEND=node, WSGATE=...). Raw RESULT lines:\n")
+o.append("\`\`\`")
+o.extend(l.rstrip() for l in open(raw))
+o.append("\`\`\`")
+open(out, "w").write("\n".join(o) + "\n")
+PYEOF
+echo "run-proxy: wrote $OUT"

@@ -1,0 +1,204 @@
+/* check_upstream.c - unit tests for upstream.c's balancer and passive health on hand-built
+ * pools (no sockets): round_robin order, least_conn, ip_hash stability and fallback, backends
+ * skipped when tried or down, fail_timeout expiry, the all-down verdict. */
+
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "conn.h"
+#include "log.h"
+#include "upstream.h"
+
+#define NB 3
+
+static struct config_backend cbs[NB] = {
+	{ .scheme = BACKEND_WS, .host = "127.0.0.1", .port = "9000", .url = "ws://a" },
+	{ .scheme = BACKEND_WS, .host = "127.0.0.1", .port = "9001", .url = "ws://b" },
+	{ .scheme = BACKEND_WS, .host = "127.0.0.1", .port = "9002", .url = "ws://c" },
+};
+static struct config_route route;
+static struct upstream_pool pool;
+static struct upstream_backend backends[NB];
+static unsigned char none[NB];
+
+static void
+setup(void)
+{
+	log_set_level(LOG_LVL_ERROR);
+	memset(&route, 0, sizeof(route));
+	route.path = "/app";
+	route.backends = cbs;
+	route.nbackends = NB;
+	route.fail_timeout_ms = 10000;
+	memset(&pool, 0, sizeof(pool));
+	pool.route = &route;
+	pool.backends = backends;
+	pool.nbackends = NB;
+	memset(backends, 0, sizeof(backends));
+	for (size_t i = 0; i < NB; i++) {
+		backends[i].pool = &pool;
+		backends[i].cfg = &cbs[i];
+		backends[i].index = i;
+		backends[i].state = UPSTREAM_UP;
+	}
+	memset(none, 0, sizeof(none));
+}
+
+static size_t
+pick(const char *ip, const unsigned char *tried, int *all_down)
+{
+	int dummy;
+	struct upstream_backend *b = upstream_pool_pick(&pool, ip, tried ? tried : none,
+	    all_down ? all_down : &dummy);
+
+	return b == NULL ? (size_t)-1 : b->index;
+}
+
+START_TEST(test_round_robin_order)
+{
+	route.balance = BALANCE_ROUND_ROBIN;
+	for (int round = 0; round < 3; round++)
+		for (size_t i = 0; i < NB; i++)
+			ck_assert_uint_eq(pick(NULL, NULL, NULL), i);
+}
+END_TEST
+
+START_TEST(test_round_robin_skips_tried_and_down)
+{
+	unsigned char tried[NB] = { 1, 0, 0 };
+	int all_down = -1;
+
+	route.balance = BALANCE_ROUND_ROBIN;
+	ck_assert_uint_eq(pick(NULL, tried, &all_down), 1);
+	ck_assert_int_eq(all_down, 0);
+	upstream_backend_failed(&backends[2], "test");
+	ck_assert_int_eq(backends[2].state, UPSTREAM_DOWN);
+	/* Next after 1 is 2, down; then 0, tried; then 1. */
+	ck_assert_uint_eq(pick(NULL, tried, NULL), 1);
+	tried[1] = 1;
+	ck_assert_uint_eq(pick(NULL, tried, &all_down), (size_t)-1);
+	ck_assert_int_eq(all_down, 0); /* not all down: they were tried */
+}
+END_TEST
+
+START_TEST(test_all_down)
+{
+	int all_down = 0;
+
+	for (size_t i = 0; i < NB; i++)
+		upstream_backend_failed(&backends[i], "test");
+	ck_assert_uint_eq(pick(NULL, NULL, &all_down), (size_t)-1);
+	ck_assert_int_eq(all_down, 1);
+	/* Back up: picked again at once. */
+	upstream_backend_ok(&backends[1]);
+	ck_assert_uint_eq(pick(NULL, NULL, &all_down), 1);
+	ck_assert_int_eq(all_down, 0);
+}
+END_TEST
+
+START_TEST(test_fail_timeout_expires)
+{
+	uint64_t now = conn_now_ms();
+
+	upstream_backend_failed(&backends[0], "test");
+	ck_assert(!upstream_backend_eligible(&backends[0], now));
+	ck_assert(!upstream_backend_eligible(&backends[0], now + 9000));
+	ck_assert(upstream_backend_eligible(&backends[0], now + 10001));
+	/* Still marked down until it succeeds: a retry that fails again logs nothing new. */
+	ck_assert_int_eq(backends[0].state, UPSTREAM_DOWN);
+}
+END_TEST
+
+START_TEST(test_fail_timeout_zero_never_marks)
+{
+	route.fail_timeout_ms = 0;
+	upstream_backend_failed(&backends[0], "test");
+	ck_assert_int_eq(backends[0].state, UPSTREAM_UP);
+}
+END_TEST
+
+START_TEST(test_least_conn)
+{
+	route.balance = BALANCE_LEAST_CONN;
+	backends[0].active = 5;
+	backends[1].active = 2;
+	backends[2].active = 7;
+	ck_assert_uint_eq(pick(NULL, NULL, NULL), 1);
+	backends[1].active = 9;
+	ck_assert_uint_eq(pick(NULL, NULL, NULL), 0);
+	/* Ties rotate rather than always landing on the first. */
+	for (size_t i = 0; i < NB; i++)
+		backends[i].active = 1;
+	size_t a = pick(NULL, NULL, NULL), b = pick(NULL, NULL, NULL), c = pick(NULL, NULL, NULL);
+	ck_assert(a != b && b != c && a != c);
+}
+END_TEST
+
+START_TEST(test_ip_hash_stable_and_spread)
+{
+	const char *ips[] = { "192.0.2.1", "192.0.2.2", "198.51.100.7", "2001:db8::1",
+		"203.0.113.50", "10.0.0.1", "10.0.0.2", "10.0.0.3" };
+	int used[NB] = { 0 };
+
+	route.balance = BALANCE_IP_HASH;
+	for (size_t i = 0; i < sizeof(ips) / sizeof(ips[0]); i++) {
+		size_t first = pick(ips[i], NULL, NULL);
+		for (int k = 0; k < 5; k++)
+			ck_assert_uint_eq(pick(ips[i], NULL, NULL), first);
+		used[first]++;
+	}
+	/* Eight addresses over three backends: not all on one. */
+	ck_assert(used[0] < 8 && used[1] < 8 && used[2] < 8);
+}
+END_TEST
+
+START_TEST(test_ip_hash_fallback_keeps_others)
+{
+	const char *ip = "192.0.2.77";
+	size_t home, other_home;
+
+	route.balance = BALANCE_IP_HASH;
+	home = pick(ip, NULL, NULL);
+	other_home = pick("198.51.100.9", NULL, NULL);
+	upstream_backend_failed(&backends[home], "test");
+	/* This client moves to the next one; a client of another backend stays put. */
+	ck_assert_uint_eq(pick(ip, NULL, NULL), (home + 1) % NB == home ? home : (home + 1) % NB);
+	if (other_home != home)
+		ck_assert_uint_eq(pick("198.51.100.9", NULL, NULL), other_home);
+	upstream_backend_ok(&backends[home]);
+	ck_assert_uint_eq(pick(ip, NULL, NULL), home);
+}
+END_TEST
+
+static Suite *
+upstream_suite(void)
+{
+	Suite *s = suite_create("upstream");
+	TCase *tc = tcase_create("balance");
+
+	tcase_add_checked_fixture(tc, setup, NULL);
+	tcase_add_test(tc, test_round_robin_order);
+	tcase_add_test(tc, test_round_robin_skips_tried_and_down);
+	tcase_add_test(tc, test_all_down);
+	tcase_add_test(tc, test_fail_timeout_expires);
+	tcase_add_test(tc, test_fail_timeout_zero_never_marks);
+	tcase_add_test(tc, test_least_conn);
+	tcase_add_test(tc, test_ip_hash_stable_and_spread);
+	tcase_add_test(tc, test_ip_hash_fallback_keeps_others);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(upstream_suite());
+	int failures;
+
+	srunner_run_all(sr, CK_ENV);
+	failures = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failures ? 1 : 0;
+}
