@@ -32,8 +32,9 @@ if [ -n "${WSGATE_DOCKER_REF:-}" ]; then
 	src="$(git -C "$top" rev-parse --short "$WSGATE_DOCKER_REF") ($WSGATE_DOCKER_REF)"
 else
 	# Files deleted in the work tree but still tracked are skipped.
+	# shellcheck disable=SC2016 # $f belongs to the inner sh
 	(cd "$top" && git ls-files -z --cached --others --exclude-standard -- . ':!docker' |
-	    xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh |
+	    xargs -0 sh -c 'for f; do if [ -e "$f" ]; then printf "%s\0" "$f"; fi; done' sh |
 	    tar --null -T - -cf -) | tar -C "$ctx" -xf -
 	src="work tree of $(git -C "$top" rev-parse --short HEAD)"
 fi

@@ -39,6 +39,7 @@ engine_apt_install() {
 	[ -n "$missing" ] || return 0
 	engine_log "installing:$missing"
 	engine_root apt-get update -q >&2 || return 1
+	# shellcheck disable=SC2086 # one word per package
 	engine_root env DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -q --no-install-recommends $missing >&2
 }

@@ -2,16 +2,21 @@
 # fuzz/run-fuzzers.sh - builds the libFuzzer targets (clang, ASan + UBSan) in build-fuzz/ and runs
 # each for SECONDS on a temporary copy of its seed corpus with its dictionary. Exits non-zero at
 # the first crash, leak, timeout or sanitizer report; the input that did it is kept and named.
-#   fuzz/run-fuzzers.sh [SECONDS] [TARGET...]      (default 20 s; targets: http ws_parser utf8
-#                                                    config jwt)
+#   fuzz/run-fuzzers.sh [SECONDS] [TARGET...]      (default 20 s, 0 = build only; targets:
+#                                                    every fuzz/fuzz_<target>.c)
 # Environment: FUZZ_BUILD_DIR (default <srcdir>/build-fuzz), FUZZ_JOBS (make -j).
 set -eu
 
 secs=${1:-20}
 [ $# -gt 0 ] && shift
-targets=${*:-"http ws_parser utf8 config jwt"}
-
 top=$(cd "$(dirname "$0")/.." && pwd)
+# Default: every fuzz/fuzz_<target>.c (each needs its rule in Makefile.am's FUZZING block).
+all=""
+for f in "$top"/fuzz/fuzz_*.c; do
+	t=${f##*/fuzz_}
+	all="$all ${t%.c}"
+done
+targets=${*:-$all}
 build=${FUZZ_BUILD_DIR:-$top/build-fuzz}
 jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 2)}
 
@@ -33,6 +38,10 @@ for t in $targets; do
 done
 # Only the fuzzers: the rest of the tree is not needed here.
 make -j"$jobs" $progs >make.log 2>&1 || { tail -50 make.log >&2; echo "run-fuzzers: build failed" >&2; exit 1; }
+if [ "$secs" -eq 0 ]; then
+	echo "run-fuzzers: built$progs in $build (0 s: nothing run)"
+	exit 0
+fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/wsgate-fuzz.XXXXXX")
 keep=0

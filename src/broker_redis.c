@@ -104,6 +104,7 @@ static const struct broker_ops broker_redis_ops;
 static void redis_link_teardown(struct redis_link *, const char *);
 static void broker_redis_resubscribe(struct broker_redis *);
 static void broker_redis_flush(struct broker_redis *);
+static int broker_redis_pub_writable(const struct broker_redis *);
 
 static uint64_t
 broker_redis_now_ms(void)
@@ -163,11 +164,14 @@ redis_link_up(struct redis_link *l)
 	redis_link_set_state(l, REDIS_LINK_UP);
 	event_del(l->timer); /* the connect deadline */
 	l->backoff_ms = REDIS_BACKOFF_START_MS;
-	if (l == &b->sub) {
+	if (l == &b->sub)
 		log_info("redis sub link up (%zu channels)", hub_nchannels(b->base.hub));
-		return;
-	}
-	log_info("redis pub link up%s", b->st.queue_len > 0 ? "; flushing queued publishes" : "");
+	else
+		log_info("redis pub link up");
+	/* Whichever of the two links comes back last lets the queue go. */
+	if (b->st.queue_len > 0 && broker_redis_pub_writable(b))
+		log_info("redis links up; flushing %llu queued publish(es)",
+		    (unsigned long long)b->st.queue_len);
 	broker_redis_flush(b);
 }
 
@@ -490,13 +494,16 @@ broker_redis_unsubscribe(struct broker *base, const char *channel, size_t len)
 
 /* ---- the pub link: PUBLISH, the FIFO, in-flight bounds ---- */
 
-/* Up, and not so far behind that hiredis' output buffer or Redis' replies pile up. */
+/* Up, and not so far behind that hiredis' output buffer or Redis' replies pile up. The
+ * subscribe link must be up too: a message published while this instance is not subscribed
+ * would never reach its own clients, so it waits in the queue until both links are back. */
 static int
 broker_redis_pub_writable(const struct broker_redis *b)
 {
 	uint64_t cap = b->publish_queue > 0 ? b->publish_queue : REDIS_PUB_MIN_INFLIGHT_BYTES;
 
-	return b->pub.state == REDIS_LINK_UP && b->inflight < REDIS_PUB_MAX_INFLIGHT &&
+	return b->pub.state == REDIS_LINK_UP && b->sub.state == REDIS_LINK_UP &&
+	    b->inflight < REDIS_PUB_MAX_INFLIGHT &&
 	    b->inflight_bytes < cap;
 }
 

@@ -701,11 +701,12 @@ cfg_validate(struct cfg_ctx *c)
 	for (size_t i = 0; i < cfg->ntls_certs; i++) {
 		struct config_tls_cert *t = &cfg->tls_certs[i];
 		int sec = t->name != NULL ? CFG_SEC_TLS_SNI : CFG_SEC_TLS;
+		int *seen = c->seen[CFG_BASE_TLS][i];
 
 		snprintf(what, sizeof(what), "[tls%s%s]", t->name != NULL ? " " : "",
 		    t->name != NULL ? config_value_quote(q, sizeof(q), t->name) : "");
-		cfg_finish_instance(c, CFG_BASE_TLS, sec, t, c->seen[CFG_BASE_TLS][i], what, t->line);
-		cfg_check_files(c, CFG_BASE_TLS, t, c->seen[CFG_BASE_TLS][i]);
+		cfg_finish_instance(c, CFG_BASE_TLS, sec, t, seen, what, t->line);
+		cfg_check_files(c, CFG_BASE_TLS, t, seen);
 		if (!has_default_tls)
 			cfg_error(c, t->line, "%s needs a default [tls] section", what);
 	}

@@ -60,7 +60,7 @@ proxy_attempt(struct proxy_session *s)
 	const char *why = NULL;
 	int all_down = 0;
 
-	while (s->attempts < 1 + r->retries) {
+	while (s->attempts <= r->retries) {
 		b = upstream_pool_pick(s->pool, s->ip[0] ? s->ip : NULL, s->tried, &all_down);
 		if (b == NULL)
 			break;

@@ -359,8 +359,23 @@ upstream_conn_resume_read(struct upstream_conn *u)
 	/* Input may have been left unparsed when we stopped. */
 	if (evbuffer_get_length(bufferevent_get_input(u->bev)) > 0)
 		upstream_conn_read_cb(u->bev, u);
-	if (u->eof && u->state == UPC_OPEN && !u->paused)
+	if (!u->eof || u->paused)
+		return;
+	/* The EOF held back behind that input takes effect now. */
+	switch (u->state) {
+	case UPC_OPEN:
 		upstream_conn_ended(u, 0, "connection closed");
+		break;
+	case UPC_CLOSING:
+		upstream_conn_gone(u, WS_CLOSE_ABNORMAL, "connection closed", 17);
+		upstream_conn_close(u, "backend closed");
+		break;
+	case UPC_FLUSHING:
+		upstream_conn_close(u, "backend closed");
+		break;
+	default:
+		break;
+	}
 }
 
 static void
@@ -637,6 +652,12 @@ upstream_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
+	if ((what & BEV_EVENT_EOF) && u->paused && (u->state == UPC_OPEN ||
+	    u->state == UPC_CLOSING) && evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+		/* What came before the EOF (a close frame, maybe) goes first: see resume_read. */
+		u->eof = 1;
+		return;
+	}
 	if ((what & BEV_EVENT_ERROR) && u->backend->cfg->scheme == BACKEND_WSS &&
 	    upstream_tls_error(bev, why, sizeof(why)))
 		; /* a certificate or TLS protocol failure */
@@ -661,12 +682,6 @@ upstream_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		upstream_conn_fail(u, (what & BEV_EVENT_EOF) ? "closed during the upgrade" : why);
 		break;
 	case UPC_OPEN:
-		if ((what & BEV_EVENT_EOF) && u->paused &&
-		    evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
-			/* What came before the EOF (a close frame, maybe) goes first. */
-			u->eof = 1;
-			return;
-		}
 		upstream_conn_ended(u, (what & BEV_EVENT_ERROR) != 0, why);
 		break;
 	default:

@@ -80,6 +80,7 @@ teardown() {
 			"$top/docker/compose.sh" down -t 3 >"$tmp/down.log" 2>&1 ||
 			    { cat "$tmp/down.log" >&2; echo "check-docker: tear-down failed" >&2; }
 			left=$(containers)
+			# shellcheck disable=SC2086 # one word per container
 			[ -z "$left" ] || engine rm -f $left >/dev/null 2>&1 || true
 		fi
 	fi

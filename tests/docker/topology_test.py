@@ -379,16 +379,21 @@ async def check_restart(topo, path, use_chat, clients, victim="wsgate2"):
     after = view[victim][1]
     log(f"  {topo.engine} start {name}: HAProxy has it UP after {time.monotonic() - t:.1f}s "
         f"(address {before or 'none'} -> {after})")
+    # HAProxy may show the server UP on its old check state as soon as the name resolves, then
+    # DOWN on the first check of the new address until wsgate is ready: keep connecting.
     newc = []
-    for i in range(6):
-        c = await Client(f"r{i}").connect(topo.ws_base + path)
+    deadline = time.monotonic() + 30
+    while True:
+        c = await Client(f"r{len(newc)}").connect(topo.ws_base + path)
         newc.append(c)
         if c.server == victim:
             break
-    else:
-        fail(f"6 new clients through HAProxy never landed on the restarted {victim}")
+        if time.monotonic() > deadline:
+            fail(f"{len(newc)} new clients through HAProxy in 30s never landed on the "
+                 f"restarted {victim}; HAProxy reports {topo.servers()}")
+        await asyncio.sleep(0.3)
     mine = newc[-1]
-    log(f"  new client {mine.name} landed on {victim}")
+    log(f"  new client {mine.name} landed on {victim} {time.monotonic() - t:.1f}s after start")
     everyone = clients + newc
     if use_chat:
         await sync_chat(everyone)

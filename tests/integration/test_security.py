@@ -4,13 +4,15 @@ by `openssl dgst` with keys made at test time) accepted, and expired, not-yet-va
 tampered, alg none and alg-confused ones refused with 401 + WWW-Authenticate; tokens from the
 header, the query and a cookie; Origin allow lists with wildcards (403 otherwise); {jwt.sub} in
 a pubsub channel template; max_connections and max_connections_per_ip (503), accept_rate_per_ip
-(429 + Retry-After) and max_messages_per_second (close 1008), each with its log line."""
+(429 + Retry-After) and max_messages_per_second (close 1008), each with its log line; public
+keys rotated by SIGHUP."""
 
 import base64
 import hashlib
 import hmac
 import json
 import os
+import signal
 import subprocess
 import time
 
@@ -416,3 +418,35 @@ def test_refusals_counted_in_log_and_gateway_survives(gateway_factory):
     finally:
         keep.close()
     assert g.stderr().count("HTTP 503") >= 30
+
+
+def test_public_key_rotation_on_reload(gateway_factory, tmp_path):
+    # SIGHUP re-reads the route's jwt_public_key: tokens of the new key pass, the old key's
+    # fail; a key file that cannot be used keeps the keys that were loaded.
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    old = make_keys(str(tmp_path / "old"))
+    new = make_keys(str(tmp_path / "new"))
+    live = str(tmp_path / "live.pub")
+    with open(old["ec"][1], "rb") as src, open(live, "wb") as dst:
+        dst.write(src.read())
+    g = gateway_factory(routes={"/es": {"type": "echo", "auth": "jwt", "jwt_public_key": live}})
+    echo_ok(g, "/es", bearer(es256(claims(), old["ec"][0])))
+    with open(new["ec"][1], "rb") as src, open(live + ".tmp", "wb") as dst:
+        dst.write(src.read())
+    os.replace(live + ".tmp", live)
+    mark = len(g.stderr())
+    g.send_signal(signal.SIGHUP)
+    g.stopped_by = None
+    wait_until(lambda: "in force for new connections" in g.stderr()[mark:], 5, what="reload")
+    echo_ok(g, "/es", bearer(es256(claims(), new["ec"][0])))
+    assert_401(status(g, "/es", bearer(es256(claims(), old["ec"][0]))))
+    # a broken key file: the reload is logged as failed for the keys, the loaded key stays
+    with open(live + ".tmp", "w") as f:
+        f.write("not a key\n")
+    os.replace(live + ".tmp", live)
+    mark = len(g.stderr())
+    g.send_signal(signal.SIGHUP)
+    g.stopped_by = None
+    wait_until(lambda: "keeping the previous JWT keys" in g.stderr()[mark:], 5, what="key log")
+    echo_ok(g, "/es", bearer(es256(claims(), new["ec"][0])))

@@ -236,7 +236,7 @@ static const struct uint_row {
 	{ "1k", 0, 0 },
 	{ " 1", 0, 0 },
 	{ "1 ", 0, 0 },
-	{ "auto", 0, 0 },            /* "auto" is the key's business (CFG_F_AUTO), not the parser's */
+	{ "auto", 0, 0 },            /* "auto" is the key's business (CFG_F_AUTO) */
 	{ "18446744073709551616", 0, 0 },
 };
 
@@ -1147,8 +1147,8 @@ static const struct err_row {
 	    { "t.ini:4: cannot read ca_file '/nonexistent/ca.pem': No such file or directory" } },
 	{ "repeated backend lines keep their errors apart", "[route /p]\ntype = proxy\n"
 	    "backend = ws://a\nbackend = ws://b, ftp://c\nbackend = tcp://d:1\n",
-	    { "t.ini:4: bad value for backend: 'ws://b, ftp://c' (expected ws://host[:port][/path], "
-	      "wss://... or tcp://host:port)" } },
+	    { "t.ini:4: bad value for backend: 'ws://b, ftp://c' (expected "
+	      "ws://host[:port][/path], wss://... or tcp://host:port)" } },
 	{ "multiple errors together, in line order",
 	    "[gateway]\nlisten = nope\nmax_message_size = 2GiB\n[bogus]\n[heartbeat]\n"
 	    "ping_interval = soon\nwhat = 1\n[route /x]\n[route /y]\ntype = pubsub\n",
@@ -1353,20 +1353,23 @@ static const struct bad_row {
 	    "expected host:port, [v6]:port or :port (the admin listener has no tls)" },
 	{ CFG_SEC_GATEWAY, "", "drain_window", "2h", "must be at most 1h" },
 	{ CFG_SEC_HEARTBEAT, "", "ping_interval", "25h", "must be at most 24h" },
-	{ CFG_SEC_HEARTBEAT, "ping_interval = 0", "pong_timeout", "-1s", "expected a duration such as 200ms, 10s, "
-	    "1m" },
+	{ CFG_SEC_HEARTBEAT, "ping_interval = 0", "pong_timeout", "-1s",
+	    "expected a duration such as 200ms, 10s, 1m" },
 	{ CFG_SEC_HEARTBEAT, "", "idle_timeout", "8d", "expected a duration such as 200ms, 10s, "
 	    "1m" },
 	{ CFG_SEC_HEARTBEAT, "", "app_message", "\xff", "must be valid UTF-8" },
-	{ CFG_SEC_REDIS, "", "url", "http://cache", "expected redis://[:password@]host[:port][/db]" },
-	{ CFG_SEC_REDIS, "", "url", "redis://cache:0", "the port must be a number from 1 to 65535" },
+	{ CFG_SEC_REDIS, "", "url", "http://cache",
+	    "expected redis://[:password@]host[:port][/db]" },
+	{ CFG_SEC_REDIS, "", "url", "redis://cache:0",
+	    "the port must be a number from 1 to 65535" },
 	{ CFG_SEC_REDIS, "", "url", "redis://cache/x", "the database after '/' must be a number" },
 	{ CFG_SEC_REDIS, "", "url", "redis://u:secret@cache",
 	    "only a password goes before '@': redis://:pw@host" },
 	{ CFG_SEC_REDIS, "", "url", "redis://:@cache", "empty password" },
 	{ CFG_SEC_REDIS, "", "url", "redis://", "missing host" },
 	{ CFG_SEC_REDIS, "", "url", "redis://[::1", "missing ']' after the IPv6 address" },
-	{ CFG_SEC_REDIS, "", "url", "redis://[::1]6379", "expected ':port' after the IPv6 address" },
+	{ CFG_SEC_REDIS, "", "url", "redis://[::1]6379",
+	    "expected ':port' after the IPv6 address" },
 	{ CFG_SEC_REDIS, "", "url", "redis://[zz]", "bad IPv6 address" },
 	{ CFG_SEC_REDIS, "", "url", "redis://c_ch-e-", "bad host name or address" },
 	{ CFG_SEC_REDIS, "", "connect_timeout", "0", "must be between 1ms and 1m" },
@@ -1394,7 +1397,8 @@ static const struct bad_row {
 	{ CFG_SEC_ROUTE, ECHO, "origins", "https://a.org, https://b.org/",
 	    "an origin has no path: https://host[:port]" },
 	{ CFG_SEC_ROUTE, ECHO, "origins", "https://a.org,", "empty item in the list" },
-	{ CFG_SEC_ROUTE, ECHO, "origins", "https://a.org,,https://b.org", "empty item in the list" },
+	{ CFG_SEC_ROUTE, ECHO, "origins", "https://a.org,,https://b.org",
+	    "empty item in the list" },
 	{ CFG_SEC_ROUTE, ECHO, "origins", "https://*", "bad host name or address" },
 	{ CFG_SEC_ROUTE, ECHO, "origins", "https://a.org:0",
 	    "the port must be a number from 1 to 65535" },
@@ -1447,8 +1451,8 @@ static const struct bad_row {
 	{ CFG_SEC_ROUTE, PX, "health_check", "1x", "expected a duration such as 200ms, 10s, 1m" },
 	{ CFG_SEC_ROUTE, PX, "fail_timeout", "0", "must be between 1ms and 1h" },
 	/* secrets are never echoed */
-	{ CFG_SEC_ROUTE, "type = echo\nauth = jwt\njwt_public_key = /dev/null", "jwt_secret", "\xff",
-	    "must be valid UTF-8" },
+	{ CFG_SEC_ROUTE, "type = echo\nauth = jwt\njwt_public_key = /dev/null", "jwt_secret",
+	    "\xff", "must be valid UTF-8" },
 };
 
 START_TEST(test_bad_rows)
@@ -1462,7 +1466,8 @@ START_TEST(test_bad_rows)
 	ck_assert_msg(k != NULL, "no key %s", r->key);
 	t = key_text(r->sec, r->ctx, r->key, r->value, &line);
 	if (k->flags & CFG_F_SECRET)
-		snprintf(want, sizeof(want), "t.ini:%d: bad value for %s (%s)", line, r->key, r->why);
+		snprintf(want, sizeof(want), "t.ini:%d: bad value for %s (%s)", line, r->key,
+		    r->why);
 	else
 		snprintf(want, sizeof(want), "t.ini:%d: bad value for %s: '%s' (%s)", line, r->key,
 		    r->value, r->why);
@@ -1479,9 +1484,11 @@ START_TEST(test_every_key_has_rows)
 		int good = 0, bad = 0;
 
 		for (size_t j = 0; j < NROWS(good_rows); j++)
-			good |= good_rows[j].sec == k->section && strcmp(good_rows[j].key, k->name) == 0;
+			good |= good_rows[j].sec == k->section &&
+			    strcmp(good_rows[j].key, k->name) == 0;
 		for (size_t j = 0; j < NROWS(bad_rows); j++)
-			bad |= bad_rows[j].sec == k->section && strcmp(bad_rows[j].key, k->name) == 0;
+			bad |= bad_rows[j].sec == k->section &&
+			    strcmp(bad_rows[j].key, k->name) == 0;
 		ck_assert_msg(good, "key [%s] %s has no good_rows entry",
 		    config_sections[k->section].name, k->name);
 		ck_assert_msg(bad, "key [%s] %s has no bad_rows entry",
@@ -2009,7 +2016,8 @@ START_TEST(test_env_key_names)
 
 		snprintf(name, sizeof(name), "WSGATE_%s_%s", s->name, k->name);
 		for (size_t j = 0; name[j] != '\0'; j++)
-			name[j] = (char)(name[j] >= 'a' && name[j] <= 'z' ? name[j] - 'a' + 'A' : name[j]);
+			if (name[j] >= 'a' && name[j] <= 'z')
+				name[j] = (char)(name[j] - 'a' + 'A');
 		if (s->arg == CFG_ARG_NONE)
 			ck_assert_msg(config_key_find_env(name, &sec) == k, "%s", name);
 		else
@@ -2089,16 +2097,19 @@ START_TEST(test_key_table)
 		    k->name);
 		ck_assert_msg(config_key_find(k->section, k->name) == k, "%s: not unique", k->name);
 		ck_assert_msg(k->base == config_sections[k->section].base ||
-		    k->base == CFG_BASE_CONFIG, "%s: a field outside its section's structs", k->name);
-		ck_assert_msg((k->off_n != 0) == (k->type == CFG_T_LIST || k->type == CFG_T_LISTEN ||
-		    k->type == CFG_T_ADMIN_LISTEN || k->type == CFG_T_TEMPLATE_LIST ||
+		    k->base == CFG_BASE_CONFIG, "%s: a field outside its section's structs",
+		    k->name);
+		ck_assert_msg((k->off_n != 0) == (k->type == CFG_T_LIST ||
+		    k->type == CFG_T_LISTEN || k->type == CFG_T_ADMIN_LISTEN ||
+		    k->type == CFG_T_TEMPLATE_LIST ||
 		    k->type == CFG_T_ORIGIN_LIST || k->type == CFG_T_ENUM_LIST ||
 		    k->type == CFG_T_BACKEND_LIST), "%s: count field", k->name);
 		ck_assert_msg(k->type != CFG_T_ENUM_LIST || k->names != NULL, "%s: no words",
 		    k->name);
-		ck_assert_msg(!(k->flags & (CFG_F_PUBSUB | CFG_F_PROXY)) || k->base == CFG_BASE_ROUTE,
-		    "%s: a route-type flag outside routes", k->name);
-		ck_assert_msg(!(k->flags & CFG_F_AUTO) || k->type == CFG_T_UINT, "%s: auto", k->name);
+		ck_assert_msg(!(k->flags & (CFG_F_PUBSUB | CFG_F_PROXY)) ||
+		    k->base == CFG_BASE_ROUTE, "%s: a route-type flag outside routes", k->name);
+		ck_assert_msg(!(k->flags & CFG_F_AUTO) || k->type == CFG_T_UINT, "%s: auto",
+		    k->name);
 		ck_assert_msg(!(k->flags & CFG_F_REPEATABLE) || k->off_n != 0, "%s: repeatable "
 		    "without a count", k->name);
 	}
