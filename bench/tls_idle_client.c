@@ -59,7 +59,7 @@ static void
 maybe_report(void)
 {
 	static struct event *timer;
-	struct timeval tv = { hold, 0 };
+	struct timeval tv = {hold, 0};
 
 	if (reported || ok + failed < total)
 		return;
@@ -126,9 +126,11 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		int one = 1;
 
 		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		n = snprintf(req, sizeof(req),
+		n = snprintf(
+		    req, sizeof(req),
 		    "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-		    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+		    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: "
+		    "13\r\n\r\n",
 		    path, sni != NULL ? sni : host);
 		bufferevent_write(bev, req, (size_t)n);
 		return;
@@ -140,8 +142,10 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 		if (e != 0)
 			ERR_error_string_n(e, buf, sizeof(buf));
 		else
-			snprintf(buf, sizeof(buf), "%s", (what & BEV_EVENT_EOF) ? "EOF" :
-			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+			snprintf(buf, sizeof(buf), "%s",
+			         (what & BEV_EVENT_EOF)
+			             ? "EOF"
+			             : evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 		if (c->upgraded) {
 			/* closed by the server while idle */
 			bufferevent_free(c->bev);
@@ -149,7 +153,8 @@ event_cb(struct bufferevent *bev, short what, void *arg)
 			c->upgraded = 0;
 			ok--;
 			failed++;
-			fprintf(stderr, "tls_idle_client: an idle connection was closed: %s\n", buf);
+			fprintf(stderr, "tls_idle_client: an idle connection was closed: %s\n",
+			        buf);
 			return;
 		}
 		client_fail(c, buf);
@@ -171,7 +176,7 @@ start_one(struct client *c)
 		if (sni != NULL)
 			SSL_set_tlsext_host_name(ssl, sni);
 		c->bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-		    BEV_OPT_CLOSE_ON_FREE);
+		                                        BEV_OPT_CLOSE_ON_FREE);
 		if (c->bev != NULL)
 			bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
 	}
@@ -201,17 +206,35 @@ main(int argc, char **argv)
 
 	while ((ch = getopt(argc, argv, "p:H:n:c:d:P:s:x")) != -1) {
 		switch (ch) {
-		case 'p': port = atoi(optarg); break;
-		case 'H': snprintf(host, sizeof(host), "%s", optarg); break;
-		case 'n': total = atoi(optarg); break;
-		case 'c': concurrency = atoi(optarg); break;
-		case 'd': hold = atoi(optarg); break;
-		case 'P': path = optarg; break;
-		case 's': sni = optarg; break;
-		case 'x': plain = 1; break;
+		case 'p':
+			port = atoi(optarg);
+			break;
+		case 'H':
+			snprintf(host, sizeof(host), "%s", optarg);
+			break;
+		case 'n':
+			total = atoi(optarg);
+			break;
+		case 'c':
+			concurrency = atoi(optarg);
+			break;
+		case 'd':
+			hold = atoi(optarg);
+			break;
+		case 'P':
+			path = optarg;
+			break;
+		case 's':
+			sni = optarg;
+			break;
+		case 'x':
+			plain = 1;
+			break;
 		default:
-			fprintf(stderr, "usage: %s -p PORT [-H host] [-n N] [-c concurrent] [-d hold_s] "
-			    "[-P path] [-s sni] [-x (plain)]\n", argv[0]);
+			fprintf(stderr,
+			        "usage: %s -p PORT [-H host] [-n N] [-c concurrent] [-d hold_s] "
+			        "[-P path] [-s sni] [-x (plain)]\n",
+			        argv[0]);
 			return 2;
 		}
 	}

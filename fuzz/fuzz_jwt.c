@@ -14,10 +14,14 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-#define FZ_CHECK(c) do { if (!(c)) abort(); } while (0)
+#define FZ_CHECK(c)                                                                                \
+	do {                                                                                       \
+		if (!(c))                                                                          \
+			abort();                                                                   \
+	} while (0)
 
-static EVP_PKEY *fz_ec;          /* an ES256 key: signatures never verify, DER conversion runs */
-static struct jwt fz_tok;        /* about 20 KiB: not on the stack */
+static EVP_PKEY *fz_ec;   /* an ES256 key: signatures never verify, DER conversion runs */
+static struct jwt fz_tok; /* about 20 KiB: not on the stack */
 static struct jwt_claim fz_claims[JWT_MAX_CLAIMS];
 static char fz_text[JWT_MAX_TOKEN];
 static uint8_t fz_raw[JWT_MAX_TOKEN];
@@ -34,7 +38,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 /* Every claim: name and value inside text, NUL-terminated where promised. */
 static void
 fz_check_claims(const struct jwt_claim *c, size_t n, const char *text, size_t text_len,
-    size_t textsz)
+                size_t textsz)
 {
 	FZ_CHECK(text_len <= textsz);
 	for (size_t i = 0; i < n; i++) {
@@ -50,7 +54,7 @@ fz_check_claims(const struct jwt_claim *c, size_t n, const char *text, size_t te
 		/* duplicate names are refused */
 		for (size_t j = 0; j < i; j++)
 			FZ_CHECK(c[j].name_len != c[i].name_len ||
-			    memcmp(c[j].name, c[i].name, c[i].name_len) != 0);
+			         memcmp(c[j].name, c[i].name, c[i].name_len) != 0);
 		(void)jwt_claim_is_scalar(&c[i]);
 	}
 }
@@ -59,8 +63,8 @@ static void
 fz_token(const char *s, size_t n)
 {
 	static const uint8_t secret[] = "fuzz-secret";
-	struct jwt_key hs = { secret, sizeof(secret) - 1, NULL, JWT_ALG_UNKNOWN };
-	struct jwt_key es = { NULL, 0, fz_ec, JWT_ALG_ES256 };
+	struct jwt_key hs = {secret, sizeof(secret) - 1, NULL, JWT_ALG_UNKNOWN};
+	struct jwt_key es = {NULL, 0, fz_ec, JWT_ALG_ES256};
 	enum jwt_status st;
 
 	if (jwt_parse(s, n, &fz_tok) != JWT_OK)
@@ -69,7 +73,7 @@ fz_token(const char *s, size_t n)
 	FZ_CHECK(s[fz_tok.signing_input_len] == '.');
 	FZ_CHECK(fz_tok.sig_len <= JWT_MAX_SIG && fz_tok.nclaims <= JWT_MAX_CLAIMS);
 	fz_check_claims(fz_tok.claims, fz_tok.nclaims, fz_tok.text, fz_tok.text_len,
-	    sizeof(fz_tok.text));
+	                sizeof(fz_tok.text));
 	st = jwt_verify(&fz_tok, &hs);
 	/* alg none is never accepted, whatever the key */
 	FZ_CHECK(fz_tok.alg != JWT_ALG_NONE || st == JWT_ERR_ALG);
@@ -109,11 +113,18 @@ static void
 fz_origin(const char *s, size_t n)
 {
 	static const char *const patterns[] = {
-		"https://app.example.com", "https://*.example.com", "http://localhost:8080",
-		"http://[::1]:8080", "null", "*",
+	    "https://app.example.com",
+	    "https://*.example.com",
+	    "http://localhost:8080",
+	    "http://[::1]:8080",
+	    "null",
+	    "*",
 	};
 	static const char *const origins[] = {
-		"https://app.example.com", "https://a.b.example.com", "http://localhost:8080", "null",
+	    "https://app.example.com",
+	    "https://a.b.example.com",
+	    "http://localhost:8080",
+	    "null",
 	};
 	char *pat = malloc(n + 1);
 	const char *v;
@@ -126,7 +137,8 @@ fz_origin(const char *s, size_t n)
 		pat[n] = '\0';
 		for (size_t i = 0; i < sizeof(origins) / sizeof(origins[0]); i++)
 			(void)security_origin_match(pat, origins[i], strlen(origins[i]));
-		/* a pattern matches itself unless it is a wildcard or malformed: no crash either way */
+		/* a pattern matches itself unless it is a wildcard or malformed: no crash either
+		 * way */
 		(void)security_origin_match(pat, s, n);
 		free(pat);
 	}

@@ -104,7 +104,7 @@ const struct config_key config_keys[] = {
 	    0, 64, 0, NULL, "put before every channel name, e.g. wsgate: ; empty = none" },
 	{ CFG_SEC_REDIS, "probe_interval", CFG_T_DURATION, G(redis.probe_interval_ms), 0, "2s",
 	    100, HOUR_MS, RLD, NULL, "period of the liveness canary published through Redis" },
-	{ CFG_SEC_REDIS, "probe_timeout", CFG_T_DURATION, G(redis.probe_timeout_ms), 0, "2s",
+	{ CFG_SEC_REDIS, "probe_timeout", CFG_T_DURATION, G(redis.probe_timeout_ms), 0, "5s",
 	    100, HOUR_MS, RLD, NULL, "canary not back within this: the links are rebuilt" },
 	{ CFG_SEC_REDIS, "publish_queue", CFG_T_SIZE, G(redis.publish_queue), 0, "1MiB",
 	    0, GIB, RLD, NULL, "bytes of client publishes held while Redis is unreachable" },

@@ -66,7 +66,7 @@ jwt_b64url_decode(const char *in, size_t n, uint8_t *out, size_t outsz, size_t *
 
 struct jwt_jr {
 	const char *p, *end;
-	char *text;    /* where stored strings and numbers go */
+	char *text; /* where stored strings and numbers go */
 	size_t cap, len;
 };
 
@@ -191,14 +191,30 @@ jwt_jr_string(struct jwt_jr *r, int store, const char **out, size_t *outlen)
 		if (r->p >= r->end)
 			return JWT_ERR_JSON;
 		switch (*r->p++) {
-		case '"': b = '"'; break;
-		case '\\': b = '\\'; break;
-		case '/': b = '/'; break;
-		case 'b': b = '\b'; break;
-		case 'f': b = '\f'; break;
-		case 'n': b = '\n'; break;
-		case 'r': b = '\r'; break;
-		case 't': b = '\t'; break;
+		case '"':
+			b = '"';
+			break;
+		case '\\':
+			b = '\\';
+			break;
+		case '/':
+			b = '/';
+			break;
+		case 'b':
+			b = '\b';
+			break;
+		case 'f':
+			b = '\f';
+			break;
+		case 'n':
+			b = '\n';
+			break;
+		case 'r':
+			b = '\r';
+			break;
+		case 't':
+			b = '\t';
+			break;
 		case 'u':
 			if ((st = jwt_jr_escape_u(r, store, &state)) != JWT_OK)
 				return st;
@@ -379,9 +395,9 @@ jwt_jr_value(struct jwt_jr *r, int depth, int store, struct jwt_claim *c)
 
 enum jwt_status
 jwt_json_object(const char *in, size_t n, struct jwt_claim *claims, size_t max, size_t *nclaims,
-    char *text, size_t textsz, size_t *text_len)
+                char *text, size_t textsz, size_t *text_len)
 {
-	struct jwt_jr r = { in, in + n, text, textsz, 0 };
+	struct jwt_jr r = {in, in + n, text, textsz, 0};
 	struct jwt_claim c;
 	enum jwt_status st;
 	size_t i;
@@ -515,14 +531,15 @@ jwt_alg_from(const struct jwt_claim *c)
 		const char *name;
 		enum jwt_alg alg;
 	} algs[] = {
-		{ "none", JWT_ALG_NONE },
-		{ "HS256", JWT_ALG_HS256 },
-		{ "RS256", JWT_ALG_RS256 },
-		{ "ES256", JWT_ALG_ES256 },
+	    {"none", JWT_ALG_NONE},
+	    {"HS256", JWT_ALG_HS256},
+	    {"RS256", JWT_ALG_RS256},
+	    {"ES256", JWT_ALG_ES256},
 	};
 
 	for (size_t i = 0; i < sizeof(algs) / sizeof(algs[0]); i++)
-		if (c->val_len == strlen(algs[i].name) && memcmp(c->val, algs[i].name, c->val_len) == 0)
+		if (c->val_len == strlen(algs[i].name) &&
+		    memcmp(c->val, algs[i].name, c->val_len) == 0)
 			return algs[i].alg;
 	return JWT_ALG_UNKNOWN;
 }
@@ -530,7 +547,7 @@ jwt_alg_from(const struct jwt_claim *c)
 /* Decodes one part into t->raw and reads it as an object; strings go after t->text_len. */
 static enum jwt_status
 jwt_part(struct jwt *t, const char *p, size_t n, struct jwt_claim *claims, size_t max,
-    size_t *nclaims)
+         size_t *nclaims)
 {
 	size_t rawlen, used;
 	enum jwt_status st;
@@ -538,7 +555,7 @@ jwt_part(struct jwt *t, const char *p, size_t n, struct jwt_claim *claims, size_
 	if (jwt_b64url_decode(p, n, t->raw, sizeof(t->raw), &rawlen) < 0)
 		return JWT_ERR_FORMAT;
 	st = jwt_json_object((const char *)t->raw, rawlen, claims, max, nclaims,
-	    t->text + t->text_len, sizeof(t->text) - t->text_len, &used);
+	                     t->text + t->text_len, sizeof(t->text) - t->text_len, &used);
 	if (st == JWT_OK)
 		t->text_len += used;
 	return st;
@@ -603,9 +620,9 @@ jwt_parse(const char *tok, size_t n, struct jwt *t)
 		return st;
 
 	if (jwt_b64url_decode(d2 + 1, n - (size_t)(d2 + 1 - tok), t->sig, sizeof(t->sig),
-	    &t->sig_len) < 0)
-		return (n - (size_t)(d2 + 1 - tok)) / 4 * 3 > sizeof(t->sig) ? JWT_ERR_TOO_LARGE :
-		    JWT_ERR_FORMAT;
+	                      &t->sig_len) < 0)
+		return (n - (size_t)(d2 + 1 - tok)) / 4 * 3 > sizeof(t->sig) ? JWT_ERR_TOO_LARGE
+		                                                             : JWT_ERR_FORMAT;
 	t->signing_input = tok;
 	t->signing_input_len = (size_t)(d2 - tok);
 	return JWT_OK;
@@ -623,7 +640,9 @@ jwt_verify_digest(EVP_PKEY *pkey, const uint8_t *sig, size_t siglen, const struc
 		return JWT_ERR_KEY;
 	if (EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, pkey) == 1)
 		st = EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *)t->signing_input,
-		    t->signing_input_len) == 1 ? JWT_OK : JWT_ERR_SIGNATURE;
+		                      t->signing_input_len) == 1
+		         ? JWT_OK
+		         : JWT_ERR_SIGNATURE;
 	EVP_MD_CTX_free(ctx);
 	/* A failed verify leaves errors that the TLS layer must not mistake for its own. */
 	ERR_clear_error();
@@ -673,8 +692,8 @@ jwt_verify(const struct jwt *t, const struct jwt_key *key)
 		if (key->secret == NULL || key->secret_len == 0 || key->secret_len > INT_MAX)
 			return JWT_ERR_ALG;
 		if (HMAC(EVP_sha256(), key->secret, (int)key->secret_len,
-		    (const unsigned char *)t->signing_input, t->signing_input_len, mac,
-		    &maclen) == NULL) {
+		         (const unsigned char *)t->signing_input, t->signing_input_len, mac,
+		         &maclen) == NULL) {
 			ERR_clear_error();
 			return JWT_ERR_KEY;
 		}
@@ -739,15 +758,24 @@ const char *
 jwt_strerror(enum jwt_status st)
 {
 	switch (st) {
-	case JWT_OK: return "valid";
-	case JWT_ERR_FORMAT: return "malformed token";
-	case JWT_ERR_JSON: return "malformed token JSON";
-	case JWT_ERR_ALG: return "token algorithm not accepted";
-	case JWT_ERR_SIGNATURE: return "bad token signature";
-	case JWT_ERR_EXPIRED: return "token expired";
-	case JWT_ERR_NOT_YET: return "token not yet valid";
-	case JWT_ERR_TOO_LARGE: return "token too large";
-	case JWT_ERR_KEY: return "token key unusable";
+	case JWT_OK:
+		return "valid";
+	case JWT_ERR_FORMAT:
+		return "malformed token";
+	case JWT_ERR_JSON:
+		return "malformed token JSON";
+	case JWT_ERR_ALG:
+		return "token algorithm not accepted";
+	case JWT_ERR_SIGNATURE:
+		return "bad token signature";
+	case JWT_ERR_EXPIRED:
+		return "token expired";
+	case JWT_ERR_NOT_YET:
+		return "token not yet valid";
+	case JWT_ERR_TOO_LARGE:
+		return "token too large";
+	case JWT_ERR_KEY:
+		return "token key unusable";
 	}
 	return "unknown token error";
 }
@@ -756,11 +784,16 @@ const char *
 jwt_alg_name(enum jwt_alg alg)
 {
 	switch (alg) {
-	case JWT_ALG_NONE: return "none";
-	case JWT_ALG_HS256: return "HS256";
-	case JWT_ALG_RS256: return "RS256";
-	case JWT_ALG_ES256: return "ES256";
-	case JWT_ALG_UNKNOWN: break;
+	case JWT_ALG_NONE:
+		return "none";
+	case JWT_ALG_HS256:
+		return "HS256";
+	case JWT_ALG_RS256:
+		return "RS256";
+	case JWT_ALG_ES256:
+		return "ES256";
+	case JWT_ALG_UNKNOWN:
+		break;
 	}
 	return "unknown";
 }

@@ -8,11 +8,11 @@
 
 #include <openssl/evp.h>
 
-#define JWT_MAX_TOKEN 8192      /* bytes of the compact form; the request head is 8 KiB anyway */
-#define JWT_MAX_CLAIMS 64       /* top-level members of the claims object */
-#define JWT_MAX_HEADER 16       /* members of the JOSE header */
-#define JWT_MAX_SIG 1024        /* RSA up to 8192 bits */
-#define JWT_JSON_MAX_DEPTH 16   /* nesting of skipped objects and arrays */
+#define JWT_MAX_TOKEN 8192    /* bytes of the compact form; the request head is 8 KiB anyway */
+#define JWT_MAX_CLAIMS 64     /* top-level members of the claims object */
+#define JWT_MAX_HEADER 16     /* members of the JOSE header */
+#define JWT_MAX_SIG 1024      /* RSA up to 8192 bits */
+#define JWT_JSON_MAX_DEPTH 16 /* nesting of skipped objects and arrays */
 
 enum jwt_alg {
 	JWT_ALG_UNKNOWN = 0, /* anything we do not implement: refused */
@@ -24,14 +24,14 @@ enum jwt_alg {
 
 enum jwt_status {
 	JWT_OK = 0,
-	JWT_ERR_FORMAT = -1,     /* not three base64url parts */
-	JWT_ERR_JSON = -2,       /* header or claims are not a JSON object we accept */
-	JWT_ERR_ALG = -3,        /* alg none, unknown, or not the kind of key configured */
-	JWT_ERR_SIGNATURE = -4,  /* the signature does not verify */
-	JWT_ERR_EXPIRED = -5,    /* now >= exp */
-	JWT_ERR_NOT_YET = -6,    /* now < nbf */
-	JWT_ERR_TOO_LARGE = -7,  /* token, signature or claim count above the limits */
-	JWT_ERR_KEY = -8,        /* the configured key cannot be used (internal error) */
+	JWT_ERR_FORMAT = -1,    /* not three base64url parts */
+	JWT_ERR_JSON = -2,      /* header or claims are not a JSON object we accept */
+	JWT_ERR_ALG = -3,       /* alg none, unknown, or not the kind of key configured */
+	JWT_ERR_SIGNATURE = -4, /* the signature does not verify */
+	JWT_ERR_EXPIRED = -5,   /* now >= exp */
+	JWT_ERR_NOT_YET = -6,   /* now < nbf */
+	JWT_ERR_TOO_LARGE = -7, /* token, signature or claim count above the limits */
+	JWT_ERR_KEY = -8,       /* the configured key cannot be used (internal error) */
 };
 
 enum jwt_type { JWT_STRING = 0, JWT_NUMBER, JWT_TRUE, JWT_FALSE, JWT_NULL, JWT_OBJECT, JWT_ARRAY };
@@ -52,23 +52,23 @@ struct jwt {
 	struct jwt_claim claims[JWT_MAX_CLAIMS];
 	size_t nclaims;
 	int has_exp, has_nbf;
-	int64_t exp, nbf;              /* seconds since the epoch, fractions dropped */
-	const char *signing_input;     /* "header.payload" inside the caller's token */
+	int64_t exp, nbf;          /* seconds since the epoch, fractions dropped */
+	const char *signing_input; /* "header.payload" inside the caller's token */
 	size_t signing_input_len;
 	uint8_t sig[JWT_MAX_SIG];
 	size_t sig_len;
-	char text[JWT_MAX_TOKEN];      /* unescaped names and values */
+	char text[JWT_MAX_TOKEN]; /* unescaped names and values */
 	size_t text_len;
-	uint8_t raw[JWT_MAX_TOKEN];    /* base64url-decoded JSON being read */
+	uint8_t raw[JWT_MAX_TOKEN]; /* base64url-decoded JSON being read */
 };
 
 /* What a route verifies with: an HMAC secret and/or one public key (RSA for RS256, EC P-256 for
  * ES256). The token's alg must match one of them: no alg confusion. */
 struct jwt_key {
-	const uint8_t *secret;   /* NULL: HS256 refused */
+	const uint8_t *secret; /* NULL: HS256 refused */
 	size_t secret_len;
-	EVP_PKEY *pkey;          /* NULL: RS256/ES256 refused; not owned */
-	enum jwt_alg pkey_alg;   /* JWT_ALG_RS256 or JWT_ALG_ES256, from jwt_key_alg() */
+	EVP_PKEY *pkey;        /* NULL: RS256/ES256 refused; not owned */
+	enum jwt_alg pkey_alg; /* JWT_ALG_RS256 or JWT_ALG_ES256, from jwt_key_alg() */
 };
 
 /* Splits and decodes tok[0..n) into t (header alg, claims, signature); checks nothing against
@@ -106,7 +106,7 @@ int jwt_b64url_decode(const char *in, size_t n, uint8_t *out, size_t outsz, size
  * (at most max; nested objects and arrays are validated and skipped), strings into text.
  * JWT_OK, JWT_ERR_JSON (also for duplicate names) or JWT_ERR_TOO_LARGE. */
 enum jwt_status jwt_json_object(const char *in, size_t n, struct jwt_claim *claims, size_t max,
-    size_t *nclaims, char *text, size_t textsz, size_t *text_len)
+                                size_t *nclaims, char *text, size_t textsz, size_t *text_len)
     __attribute__((warn_unused_result));
 
 #endif

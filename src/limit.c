@@ -12,18 +12,18 @@
  * nothing is open and its accept window has run out. */
 struct limit_entry {
 	uint8_t addr[16];
-	uint32_t conns;      /* admitted and still open */
-	uint32_t accepts;    /* admitted since window_ms */
+	uint32_t conns;   /* admitted and still open */
+	uint32_t accepts; /* admitted since window_ms */
 	uint64_t window_ms;
 };
 
 struct limit_table {
-	pthread_mutex_t mu;  /* workers accept on their own threads */
+	pthread_mutex_t mu; /* workers accept on their own threads */
 	struct limit_entry *slots;
-	size_t nslots;       /* power of two */
-	uint64_t k0, k1;     /* SipHash key */
-	uint64_t open;       /* admitted connections open now */
-	uint64_t refusing;   /* refused connections still writing their reply */
+	size_t nslots;     /* power of two */
+	uint64_t k0, k1;   /* SipHash key */
+	uint64_t open;     /* admitted connections open now */
+	uint64_t refusing; /* refused connections still writing their reply */
 };
 
 /* ---- SipHash-2-4 of a 16-byte address ---- */
@@ -63,8 +63,10 @@ static uint64_t
 limit_hash(const struct limit_table *l, const uint8_t addr[16])
 {
 	uint64_t v[4] = {
-		l->k0 ^ 0x736f6d6570736575ull, l->k1 ^ 0x646f72616e646f6dull,
-		l->k0 ^ 0x6c7967656e657261ull, l->k1 ^ 0x7465646279746573ull,
+	    l->k0 ^ 0x736f6d6570736575ull,
+	    l->k1 ^ 0x646f72616e646f6dull,
+	    l->k0 ^ 0x6c7967656e657261ull,
+	    l->k1 ^ 0x7465646279746573ull,
 	};
 	uint64_t m;
 	int i, r;
@@ -143,7 +145,7 @@ limit_key(const struct sockaddr *sa, uint8_t key[16])
 	if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
 		const uint8_t *a = in6->sin6_addr.s6_addr;
-		static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+		static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 		if (memcmp(a, v4mapped, 12) == 0)
 			memcpy(key, a, 16);
@@ -190,7 +192,7 @@ limit_lookup(struct limit_table *l, const uint8_t key[16], uint64_t now_ms)
 
 enum limit_verdict
 limit_admit(struct limit_table *l, const struct config *cfg, const struct sockaddr *sa,
-    uint64_t now_ms, struct limit_ticket *t)
+            uint64_t now_ms, struct limit_ticket *t)
 {
 	enum limit_verdict v = LIMIT_OK;
 	struct limit_entry *e;

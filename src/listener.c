@@ -26,13 +26,13 @@
 #include "worker.h"
 
 #define LISTENER_BACKLOG 4096
-#define LISTENER_PAUSE_MS 100 /* accept pause after running out of descriptors */
+#define LISTENER_PAUSE_MS 100     /* accept pause after running out of descriptors */
 #define LISTENER_DROP_LOG_MS 1000 /* unanswered refusals are logged at most this often */
 
 struct listener {
 	struct worker *w;
 	struct evconnlistener *lev;
-	struct event *resume;  /* re-enables accepting after an EMFILE pause */
+	struct event *resume;   /* re-enables accepting after an EMFILE pause */
 	struct tls_server *tls; /* NULL for plain listeners; the gateway's, shared */
 	uint64_t drops;         /* refusals closed unanswered since the last log line */
 	uint64_t drop_log_ms;
@@ -51,19 +51,19 @@ listener_refuse(struct conn *c, enum limit_verdict v, const struct config *cfg)
 	case LIMIT_TOTAL:
 		security_count(sec, SEC_MAX_CONNECTIONS);
 		snprintf(why, sizeof(why), "max_connections (%llu) reached",
-		    (unsigned long long)cfg->max_connections);
+		         (unsigned long long)cfg->max_connections);
 		conn_http_reply(c, 503, NULL, why);
 		break;
 	case LIMIT_PER_IP:
 		security_count(sec, SEC_MAX_PER_IP);
 		snprintf(why, sizeof(why), "max_connections_per_ip (%llu) reached",
-		    (unsigned long long)cfg->max_connections_per_ip);
+		         (unsigned long long)cfg->max_connections_per_ip);
 		conn_http_reply(c, 503, NULL, why);
 		break;
 	case LIMIT_RATE:
 		security_count(sec, SEC_ACCEPT_RATE);
 		snprintf(why, sizeof(why), "accept_rate_per_ip (%llu/s) exceeded",
-		    (unsigned long long)cfg->accept_rate_per_ip);
+		         (unsigned long long)cfg->accept_rate_per_ip);
 		conn_http_reply(c, 429, "Retry-After: 1\r\n", why);
 		break;
 	case LIMIT_OK:
@@ -81,8 +81,8 @@ listener_dropped(struct listener *l)
 	l->drops++;
 	if (now - l->drop_log_ms >= LISTENER_DROP_LOG_MS) {
 		log_warnx("listener %s: %llu connection(s) over the limits closed unanswered: %d "
-		    "refusals already in flight", l->name, (unsigned long long)l->drops,
-		    LIMIT_MAX_REFUSING);
+		          "refusals already in flight",
+		          l->name, (unsigned long long)l->drops, LIMIT_MAX_REFUSING);
 		l->drops = 0;
 		l->drop_log_ms = now;
 	}
@@ -90,7 +90,7 @@ listener_dropped(struct listener *l)
 
 static void
 listener_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
-    void *arg)
+                void *arg)
 {
 	struct listener *l = arg;
 	struct gateway *gw = l->w->gw;
@@ -138,12 +138,12 @@ listener_error(struct evconnlistener *lev, void *arg)
 {
 	struct listener *l = arg;
 	int err = EVUTIL_SOCKET_ERROR();
-	struct timeval tv = { 0, LISTENER_PAUSE_MS * 1000 };
+	struct timeval tv = {0, LISTENER_PAUSE_MS * 1000};
 
 	(void)lev;
 	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
 		log_warnx("listener %s: accept: %s; pausing %d ms", l->name, strerror(err),
-		    LISTENER_PAUSE_MS);
+		          LISTENER_PAUSE_MS);
 		evconnlistener_disable(l->lev);
 		evtimer_add(l->resume, &tv);
 		return;
@@ -163,14 +163,15 @@ listener_new(struct worker *w, const struct config_listen *cl)
 	l->w = w;
 	if (cl->tls) {
 		if (w->gw->tls == NULL) {
-			log_warnx("listen %s:%s tls: no TLS certificates loaded", cl->host, cl->port);
+			log_warnx("listen %s:%s tls: no TLS certificates loaded", cl->host,
+			          cl->port);
 			free(l);
 			return NULL;
 		}
 		l->tls = w->gw->tls;
 	}
-	snprintf(l->name, sizeof(l->name), "%s%s%s:%s", strchr(cl->host, ':') ? "[" : "",
-	    cl->host, strchr(cl->host, ':') ? "]" : "", cl->port);
+	snprintf(l->name, sizeof(l->name), "%s%s%s:%s", strchr(cl->host, ':') ? "[" : "", cl->host,
+	         strchr(cl->host, ':') ? "]" : "", cl->port);
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
@@ -181,8 +182,9 @@ listener_new(struct worker *w, const struct config_listen *cl)
 		return NULL;
 	}
 	l->lev = evconnlistener_new_bind(w->base, listener_accept, l,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, LISTENER_BACKLOG,
-	    res->ai_addr, (int)res->ai_addrlen);
+	                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
+	                                     LEV_OPT_REUSEABLE,
+	                                 LISTENER_BACKLOG, res->ai_addr, (int)res->ai_addrlen);
 	freeaddrinfo(res);
 	if (l->lev == NULL) {
 		log_warn("listen %s", l->name);

@@ -15,23 +15,23 @@
 #include "log.h"
 
 struct security_key {
-	char *route;          /* route path ... */
-	char *file;           /* ... and its jwt_public_key: what a route looks its key up by */
-	EVP_PKEY *pkey;       /* one reference; a check takes its own while it verifies */
+	char *route;    /* route path ... */
+	char *file;     /* ... and its jwt_public_key: what a route looks its key up by */
+	EVP_PKEY *pkey; /* one reference; a check takes its own while it verifies */
 	enum jwt_alg alg;
 };
 
 struct security {
-	pthread_mutex_t mu;          /* keys: swapped on reload, read by workers' handshakes */
-	struct security_key *keys;   /* the public keys of the newest snapshot's routes */
+	pthread_mutex_t mu;        /* keys: swapped on reload, read by workers' handshakes */
+	struct security_key *keys; /* the public keys of the newest snapshot's routes */
 	size_t nkeys;
-	uint64_t n[SEC_NCOUNTERS];   /* updated with atomics: workers may run on threads */
+	uint64_t n[SEC_NCOUNTERS]; /* updated with atomics: workers may run on threads */
 };
 
 static const char *const security_counter_names[SEC_NCOUNTERS] = {
-	"origin_refused", "token_missing", "token_invalid", "token_expired",
-	"max_connections", "max_connections_per_ip", "accept_rate_per_ip", "refusal_dropped",
-	"per_ip_untracked", "message_rate",
+    "origin_refused",   "token_missing",          "token_invalid",      "token_expired",
+    "max_connections",  "max_connections_per_ip", "accept_rate_per_ip", "refusal_dropped",
+    "per_ip_untracked", "message_rate",
 };
 
 const char *
@@ -119,7 +119,8 @@ security_keys_load(const struct config *cfg, struct security_key **out, size_t *
 			continue;
 		if ((r->jwt_secret == NULL || r->jwt_secret[0] == '\0') &&
 		    (r->jwt_public_key == NULL || r->jwt_public_key[0] == '\0')) {
-			log_warnx("route %s: auth = jwt needs jwt_secret or jwt_public_key", r->path);
+			log_warnx("route %s: auth = jwt needs jwt_secret or jwt_public_key",
+			          r->path);
 			bad = 1;
 			continue;
 		}
@@ -127,7 +128,8 @@ security_keys_load(const struct config *cfg, struct security_key **out, size_t *
 			continue;
 		k = &keys[n];
 		if ((k->pkey = security_load_pubkey(r->jwt_public_key, &k->alg, &why)) == NULL) {
-			log_warnx("route %s: jwt_public_key %s: %s", r->path, r->jwt_public_key, why);
+			log_warnx("route %s: jwt_public_key %s: %s", r->path, r->jwt_public_key,
+			          why);
 			bad = 1;
 			continue;
 		}
@@ -139,7 +141,7 @@ security_keys_load(const struct config *cfg, struct security_key **out, size_t *
 			continue;
 		}
 		log_debug("route %s: %s key from %s", r->path, jwt_alg_name(k->alg),
-		    r->jwt_public_key);
+		          r->jwt_public_key);
 	}
 	if (bad) {
 		security_keys_free(keys, n);
@@ -231,8 +233,8 @@ security_origin_split(const char *s, size_t n, int pattern, struct security_orig
 		unsigned char c = (unsigned char)s[k];
 		int alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 
-		if (!alpha && (k == 0 || !((c >= '0' && c <= '9') || c == '+' || c == '-' ||
-		    c == '.')))
+		if (!alpha &&
+		    (k == 0 || !((c >= '0' && c <= '9') || c == '+' || c == '-' || c == '.')))
 			return 0;
 	}
 	o->scheme = s;
@@ -241,7 +243,7 @@ security_origin_split(const char *s, size_t n, int pattern, struct security_orig
 	if (h < n && s[h] == '[') {
 		for (e = h + 1; e < n && s[e] != ']'; e++)
 			if (!((s[e] >= '0' && s[e] <= '9') || (s[e] >= 'a' && s[e] <= 'f') ||
-			    (s[e] >= 'A' && s[e] <= 'F') || s[e] == ':' || s[e] == '.'))
+			      (s[e] >= 'A' && s[e] <= 'F') || s[e] == ':' || s[e] == '.'))
 				return 0;
 		if (e == n || e == h + 1)
 			return 0;
@@ -282,13 +284,13 @@ security_origin_port(const struct security_origin *o, const char **p, size_t *n)
 {
 	static const struct {
 		const char *scheme, *port;
-	} defaults[] = { { "http", "80" }, { "ws", "80" }, { "https", "443" }, { "wss", "443" } };
+	} defaults[] = {{"http", "80"}, {"ws", "80"}, {"https", "443"}, {"wss", "443"}};
 
 	*p = o->port;
 	*n = o->port_len;
 	for (size_t i = 0; o->port != NULL && i < sizeof(defaults) / sizeof(defaults[0]); i++)
 		if (security_caseeq(o->scheme, o->scheme_len, defaults[i].scheme,
-		    strlen(defaults[i].scheme)) &&
+		                    strlen(defaults[i].scheme)) &&
 		    o->port_len == strlen(defaults[i].port) &&
 		    memcmp(o->port, defaults[i].port, o->port_len) == 0) {
 			*p = NULL;
@@ -333,7 +335,7 @@ security_origin_match(const char *pattern, const char *origin, size_t origin_len
 
 int
 security_origin_allowed(char *const *patterns, size_t npatterns, const char *origin,
-    size_t origin_len)
+                        size_t origin_len)
 {
 	if (npatterns == 0)
 		return 1;
@@ -348,8 +350,7 @@ security_origin_allowed(char *const *patterns, size_t npatterns, const char *ori
 /* ---- finding the token ---- */
 
 int
-security_cookie_get(const char *cookie, size_t n, const char *name, const char **val,
-    size_t *len)
+security_cookie_get(const char *cookie, size_t n, const char *name, const char **val, size_t *len)
 {
 	size_t i = 0, start, eq, end, nlen = strlen(name);
 
@@ -398,10 +399,10 @@ security_bearer(const struct http_str *h, const char **tok, size_t *len)
 }
 
 int
-security_find_token(const struct config_route *r, const struct http_request *req,
-    const char **tok, size_t *len)
+security_find_token(const struct config_route *r, const struct http_request *req, const char **tok,
+                    size_t *len)
 {
-	static const enum jwt_source all[] = { JWT_FROM_HEADER, JWT_FROM_QUERY, JWT_FROM_COOKIE };
+	static const enum jwt_source all[] = {JWT_FROM_HEADER, JWT_FROM_QUERY, JWT_FROM_COOKIE};
 	const enum jwt_source *from = r->njwt_from > 0 ? r->jwt_from : all;
 	size_t nfrom = r->njwt_from > 0 ? r->njwt_from : sizeof(all) / sizeof(all[0]);
 
@@ -414,10 +415,11 @@ security_find_token(const struct config_route *r, const struct http_request *req
 			break;
 		case JWT_FROM_QUERY:
 			found = req->query.p != NULL &&
-			    route_query_get(req->query.p, req->query.n, "token", 5, tok, len);
+			        route_query_get(req->query.p, req->query.n, "token", 5, tok, len);
 			break;
 		case JWT_FROM_COOKIE:
-			found = req->cookie.p != NULL &&
+			found =
+			    req->cookie.p != NULL &&
 			    security_cookie_get(req->cookie.p, req->cookie.n, "token", tok, len);
 			break;
 		}
@@ -461,8 +463,8 @@ security_route_pkey(struct security *s, const struct config_route *r, enum jwt_a
 
 int
 security_check_handshake(struct security *s, const struct config_route *r,
-    const struct http_request *req, int64_t now, struct security_auth *auth,
-    const char **extra_headers, const char **why)
+                         const struct http_request *req, int64_t now, struct security_auth *auth,
+                         const char **extra_headers, const char **why)
 {
 	struct jwt_key key;
 	const char *tok;
@@ -474,8 +476,8 @@ security_check_handshake(struct security *s, const struct config_route *r,
 	*why = NULL;
 	if (!security_origin_allowed(r->origins, r->norigins, req->origin.p, req->origin.n)) {
 		security_count(s, SEC_ORIGIN_REFUSED);
-		*why = req->origin.n == 0 ? "no Origin header, and the route lists origins" :
-		    "origin not allowed";
+		*why = req->origin.n == 0 ? "no Origin header, and the route lists origins"
+		                          : "origin not allowed";
 		return 403;
 	}
 	if (r->auth != AUTH_JWT)
@@ -499,8 +501,9 @@ security_check_handshake(struct security *s, const struct config_route *r,
 	if (st == JWT_OK)
 		st = jwt_check_time(&auth->jwt, now, SECURITY_JWT_LEEWAY);
 	if (st != JWT_OK) {
-		security_count(s, st == JWT_ERR_EXPIRED || st == JWT_ERR_NOT_YET ?
-		    SEC_TOKEN_EXPIRED : SEC_TOKEN_INVALID);
+		security_count(s, st == JWT_ERR_EXPIRED || st == JWT_ERR_NOT_YET
+		                      ? SEC_TOKEN_EXPIRED
+		                      : SEC_TOKEN_INVALID);
 		*extra_headers = "WWW-Authenticate: Bearer error=\"invalid_token\"\r\n";
 		*why = jwt_strerror(st);
 		return 401;

@@ -16,16 +16,16 @@
 
 /* Every refusal, counted (for /metrics); names in security_counter_name(). */
 enum security_counter {
-	SEC_ORIGIN_REFUSED = 0,  /* 403: Origin not in the route's list */
-	SEC_TOKEN_MISSING,       /* 401: no token where jwt_from looks */
-	SEC_TOKEN_INVALID,       /* 401: malformed, alg refused or bad signature */
-	SEC_TOKEN_EXPIRED,       /* 401: exp passed or nbf not reached */
-	SEC_MAX_CONNECTIONS,     /* 503: max_connections */
-	SEC_MAX_PER_IP,          /* 503: max_connections_per_ip */
-	SEC_ACCEPT_RATE,         /* 429: accept_rate_per_ip */
-	SEC_REFUSAL_DROPPED,     /* closed unanswered: too many refusals in flight */
-	SEC_PER_IP_UNTRACKED,    /* admitted without per-IP accounting: table full */
-	SEC_MESSAGE_RATE,        /* close 1008: max_messages_per_second */
+	SEC_ORIGIN_REFUSED = 0, /* 403: Origin not in the route's list */
+	SEC_TOKEN_MISSING,      /* 401: no token where jwt_from looks */
+	SEC_TOKEN_INVALID,      /* 401: malformed, alg refused or bad signature */
+	SEC_TOKEN_EXPIRED,      /* 401: exp passed or nbf not reached */
+	SEC_MAX_CONNECTIONS,    /* 503: max_connections */
+	SEC_MAX_PER_IP,         /* 503: max_connections_per_ip */
+	SEC_ACCEPT_RATE,        /* 429: accept_rate_per_ip */
+	SEC_REFUSAL_DROPPED,    /* closed unanswered: too many refusals in flight */
+	SEC_PER_IP_UNTRACKED,   /* admitted without per-IP accounting: table full */
+	SEC_MESSAGE_RATE,       /* close 1008: max_messages_per_second */
 	SEC_NCOUNTERS
 };
 
@@ -56,8 +56,9 @@ void security_free(struct security *s);
  * auth holds the claims), or the HTTP status to refuse with (401 or 403), *extra_headers the
  * header lines to add (NULL or "WWW-Authenticate: ..."), *why a static reason for the log. */
 int security_check_handshake(struct security *s, const struct config_route *r,
-    const struct http_request *req, int64_t now, struct security_auth *auth,
-    const char **extra_headers, const char **why) __attribute__((warn_unused_result));
+                             const struct http_request *req, int64_t now,
+                             struct security_auth *auth, const char **extra_headers,
+                             const char **why) __attribute__((warn_unused_result));
 
 /* Makes the verified claims available to route_expand as {jwt.NAME}. */
 void security_apply_claims(const struct security_auth *auth, struct route_match *m);
@@ -76,14 +77,14 @@ const char *security_counter_name(enum security_counter k);
 int security_origin_match(const char *pattern, const char *origin, size_t origin_len);
 /* 1 when any pattern matches. An empty list allows every origin, and a missing one. */
 int security_origin_allowed(char *const *patterns, size_t npatterns, const char *origin,
-    size_t origin_len);
+                            size_t origin_len);
 
 /* The token for route r from the request, looking where jwt_from says in its order (default
  * header, query, cookie): "Authorization: Bearer T", "?token=T", cookie "token=T". 1 when found. */
 int security_find_token(const struct config_route *r, const struct http_request *req,
-    const char **tok, size_t *len);
+                        const char **tok, size_t *len);
 /* The value of cookie name in a Cookie header value. 1 when present. */
 int security_cookie_get(const char *cookie, size_t n, const char *name, const char **val,
-    size_t *len);
+                        size_t *len);
 
 #endif

@@ -31,15 +31,15 @@
 
 /* Mozilla's "intermediate" TLS 1.2 suites: forward secret AEADs only. (TLS 1.3 suites are
  * OpenSSL's defaults, all of them fine.) */
-#define TLS_DEFAULT_CIPHERS \
-	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+#define TLS_DEFAULT_CIPHERS                                                                        \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                               \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                               \
 	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #define TLS_TICKET_KEYS_LEN 80 /* name, HMAC and AES keys of OpenSSL's ticket encryption */
 
 struct tls_named {
-	char *name;       /* "example.org" or "*.example.org" */
-	SSL_CTX *ctx;     /* one reference */
+	char *name;   /* "example.org" or "*.example.org" */
+	SSL_CTX *ctx; /* one reference */
 };
 
 /* One generation's named contexts; owned by its default context (ex_data). */
@@ -49,10 +49,10 @@ struct tls_ctxset {
 };
 
 struct tls_server {
-	pthread_mutex_t mu;       /* guards cur: reloads on the main loop, accepts on workers */
-	SSL_CTX *cur;             /* default context of the newest generation; one reference */
+	pthread_mutex_t mu; /* guards cur: reloads on the main loop, accepts on workers */
+	SSL_CTX *cur;       /* default context of the newest generation; one reference */
 	uint64_t generation;
-	struct tls_stats stats;   /* atomics */
+	struct tls_stats stats; /* atomics */
 };
 
 static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
@@ -174,7 +174,7 @@ tls_servername_cb(SSL *ssl, int *alert, void *arg)
 
 static int
 tls_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
-    unsigned int inlen, void *arg)
+            unsigned int inlen, void *arg)
 {
 	static const unsigned char ours[] = "\x08http/1.1";
 	unsigned char *sel = NULL;
@@ -230,7 +230,7 @@ tls_info_cb(const SSL *ssl, int where, int ret)
 		tls_stat_add(ts, &ts->stats.handshake_failures);
 	tls_peer_name(SSL_get_fd(ssl), peer, sizeof(peer));
 	log_info("TLS handshake with %s failed: %s alert \"%s\"", peer,
-	    (where & SSL_CB_READ) ? "received" : "sent", SSL_alert_desc_string_long(ret));
+	         (where & SSL_CB_READ) ? "received" : "sent", SSL_alert_desc_string_long(ret));
 }
 
 /* ---- loading ---- */
@@ -272,26 +272,29 @@ tls_log_cert(SSL_CTX *ctx, const char *section)
 /* One context for one certificate, with everything every context shares. NULL with err set. */
 static SSL_CTX *
 tls_ctx_new(struct tls_server *ts, const struct config *cfg, const struct config_tls_cert *tc,
-    const char *section, char *err, size_t errsz)
+            const char *section, char *err, size_t errsz)
 {
 	char ossl[256];
 	SSL_CTX *ctx;
 
 	ERR_clear_error();
 	if ((ctx = SSL_CTX_new(TLS_server_method())) == NULL) {
-		snprintf(err, errsz, "%s: SSL_CTX_new: %s", section, tls_errstr(ossl, sizeof(ossl)));
+		snprintf(err, errsz, "%s: SSL_CTX_new: %s", section,
+		         tls_errstr(ossl, sizeof(ossl)));
 		return NULL;
 	}
-	if (SSL_CTX_set_min_proto_version(ctx, cfg->tls_min_version == TLS_V1_3 ?
-	    TLS1_3_VERSION : TLS1_2_VERSION) != 1) {
-		snprintf(err, errsz, "%s: min_version: %s", section, tls_errstr(ossl, sizeof(ossl)));
+	if (SSL_CTX_set_min_proto_version(
+	        ctx, cfg->tls_min_version == TLS_V1_3 ? TLS1_3_VERSION : TLS1_2_VERSION) != 1) {
+		snprintf(err, errsz, "%s: min_version: %s", section,
+		         tls_errstr(ossl, sizeof(ossl)));
 		goto fail;
 	}
-	if (SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers != NULL && cfg->tls_ciphers[0] != '\0' ?
-	    cfg->tls_ciphers : TLS_DEFAULT_CIPHERS) != 1) {
+	if (SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers != NULL && cfg->tls_ciphers[0] != '\0'
+	                                     ? cfg->tls_ciphers
+	                                     : TLS_DEFAULT_CIPHERS) != 1) {
 		snprintf(err, errsz, "%s: ciphers %s: %s", section,
-		    cfg->tls_ciphers ? cfg->tls_ciphers : TLS_DEFAULT_CIPHERS,
-		    tls_errstr(ossl, sizeof(ossl)));
+		         cfg->tls_ciphers ? cfg->tls_ciphers : TLS_DEFAULT_CIPHERS,
+		         tls_errstr(ossl, sizeof(ossl)));
 		goto fail;
 	}
 	if (tc->cert == NULL || tc->key == NULL) {
@@ -300,16 +303,17 @@ tls_ctx_new(struct tls_server *ts, const struct config *cfg, const struct config
 	}
 	if (SSL_CTX_use_certificate_chain_file(ctx, tc->cert) != 1) {
 		snprintf(err, errsz, "%s: cert %s: %s", section, tc->cert,
-		    tls_errstr(ossl, sizeof(ossl)));
+		         tls_errstr(ossl, sizeof(ossl)));
 		goto fail;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, tc->key, SSL_FILETYPE_PEM) != 1) {
 		snprintf(err, errsz, "%s: key %s: %s", section, tc->key,
-		    tls_errstr(ossl, sizeof(ossl)));
+		         tls_errstr(ossl, sizeof(ossl)));
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		snprintf(err, errsz, "%s: key %s does not match cert %s", section, tc->key, tc->cert);
+		snprintf(err, errsz, "%s: key %s does not match cert %s", section, tc->key,
+		         tc->cert);
 		ERR_clear_error();
 		goto fail;
 	}
@@ -317,7 +321,7 @@ tls_ctx_new(struct tls_server *ts, const struct config *cfg, const struct config
 	 * which libevent 2.1 (older than that rule) passes on as BEV_EVENT_ERROR; as a plain EOF
 	 * it reaches allow_dirty_shutdown's path. Truncation is caught by WebSocket framing. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
-	    SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+	                             SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
 	/* Idle connections give their record buffers back (about 34 KiB each otherwise). */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	/* Resumption by session tickets (on by default), no server-side cache that grows with
@@ -351,7 +355,8 @@ tls_build(struct tls_server *ts, const struct config *cfg)
 		if (cfg->tls_certs[i].name == NULL)
 			def = &cfg->tls_certs[i];
 	if (def == NULL)
-		def = &cfg->tls_certs[0]; /* no [tls]: the first [tls NAME] serves clients without SNI */
+		def = &cfg->tls_certs[0]; /* no [tls]: the first [tls NAME] serves clients without
+		                             SNI */
 	if ((set = calloc(1, sizeof(*set))) == NULL ||
 	    (set->named = calloc(cfg->ntls_certs, sizeof(*set->named))) == NULL) {
 		free(set);
@@ -457,7 +462,8 @@ tls_reload(struct tls_server *ts, const struct config *cfg)
 	/* Live connections hold their own references to the old generation. */
 	SSL_CTX_free(old);
 	tls_stat_add(ts, &ts->stats.reloads);
-	log_info("TLS: certificates reloaded (generation %llu); established connections keep theirs",
+	log_info(
+	    "TLS: certificates reloaded (generation %llu); established connections keep theirs",
 	    (unsigned long long)ts->generation);
 	return 0;
 }
@@ -496,7 +502,7 @@ tls_bufferevent_new(struct event_base *base, int fd, struct tls_server *ts)
 	/* Ownership: with BEV_OPT_CLOSE_ON_FREE libevent frees the SSL and closes fd with the
 	 * bufferevent, and frees the SSL (not fd) when creation fails. */
 	bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-	    BEV_OPT_CLOSE_ON_FREE);
+	                                     BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL) {
 		log_warnx("TLS: bufferevent_openssl_socket_new failed");
 		close(fd);
@@ -547,8 +553,8 @@ tls_finish(struct bufferevent *bev)
 	    !(SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN) && tls_send_close_notify(ssl)) {
 		/* The socket is full: retry when writable. The event dies with the SSL. */
 		if ((ev = SSL_get_ex_data(ssl, tls_retry_idx)) == NULL) {
-			ev = event_new(bufferevent_get_base(bev), fd, EV_WRITE, tls_close_notify_retry,
-			    ssl);
+			ev = event_new(bufferevent_get_base(bev), fd, EV_WRITE,
+			               tls_close_notify_retry, ssl);
 			if (ev != NULL && SSL_set_ex_data(ssl, tls_retry_idx, ev) != 1) {
 				event_free(ev);
 				ev = NULL;

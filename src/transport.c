@@ -36,11 +36,15 @@ transport_plain_finish(struct bufferevent *bev)
 }
 
 static const struct transport_ops transport_plain = {
-	"plain", transport_plain_new, transport_plain_finish,
+    "plain",
+    transport_plain_new,
+    transport_plain_finish,
 };
 
 static const struct transport_ops transport_tls = {
-	"tls", tls_bufferevent_new, tls_finish,
+    "tls",
+    tls_bufferevent_new,
+    tls_finish,
 };
 
 struct bufferevent *

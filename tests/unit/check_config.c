@@ -649,7 +649,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg->redis.connect_timeout_ms, 2000);
 	ck_assert_ptr_null(cfg->redis.channel_prefix);
 	ck_assert_uint_eq(cfg->redis.probe_interval_ms, 2000);
-	ck_assert_uint_eq(cfg->redis.probe_timeout_ms, 2000);
+	ck_assert_uint_eq(cfg->redis.probe_timeout_ms, 5000);
 	ck_assert_uint_eq(cfg->redis.publish_queue, 1048576);
 	ck_assert_uint_eq(cfg->redis.reconnect_max_ms, 5000);
 	ck_assert_uint_eq(cfg->ntls_certs, 0);

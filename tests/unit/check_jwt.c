@@ -19,8 +19,7 @@
 static size_t
 b64url(const uint8_t *in, size_t n, char *out)
 {
-	static const char al[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 	size_t i, o = 0;
 
 	for (i = 0; i + 2 < n; i += 3) {
@@ -72,7 +71,7 @@ make_hs256(const char *header, const char *payload, const char *secret)
 	ck_assert_ptr_nonnull(tok);
 	n = signing_input(header, payload, tok);
 	ck_assert_ptr_nonnull(HMAC(EVP_sha256(), secret, (int)strlen(secret),
-	    (const unsigned char *)tok, n, mac, &maclen));
+	                           (const unsigned char *)tok, n, mac, &maclen));
 	append_sig(tok, n, mac, maclen);
 	return tok;
 }
@@ -160,24 +159,24 @@ START_TEST(b64_vectors)
 	static const struct {
 		const char *in, *out;
 	} ok[] = {
-		{ "", "" }, { "Zg", "f" }, { "Zm8", "fo" }, { "Zm9v", "foo" }, { "Zm9vYg", "foob" },
-		{ "Zm9vYmE", "fooba" }, { "Zm9vYmFy", "foobar" }, { "-_8", "\xfb\xff" },
+	    {"", ""},           {"Zg", "f"},          {"Zm8", "fo"},          {"Zm9v", "foo"},
+	    {"Zm9vYg", "foob"}, {"Zm9vYmE", "fooba"}, {"Zm9vYmFy", "foobar"}, {"-_8", "\xfb\xff"},
 	};
 	static const char *const bad[] = {
-		"Z", "Zm9vY", "Zh", "Zm9=", "Zm9v====", "Zm+v", "Zm/v", "Zm 9", "Zm9\n", "Zm9v.",
+	    "Z", "Zm9vY", "Zh", "Zm9=", "Zm9v====", "Zm+v", "Zm/v", "Zm 9", "Zm9\n", "Zm9v.",
 	};
 	uint8_t out[16];
 	size_t n;
 
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
-		ck_assert_int_eq(jwt_b64url_decode(ok[i].in, strlen(ok[i].in), out, sizeof(out), &n),
-		    0);
+		ck_assert_int_eq(
+		    jwt_b64url_decode(ok[i].in, strlen(ok[i].in), out, sizeof(out), &n), 0);
 		ck_assert_uint_eq(n, strlen(ok[i].out));
 		ck_assert(memcmp(out, ok[i].out, n) == 0);
 	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		ck_assert_msg(jwt_b64url_decode(bad[i], strlen(bad[i]), out, sizeof(out), &n) < 0,
-		    "accepted %s", bad[i]);
+		              "accepted %s", bad[i]);
 	/* "Zm8" is "fo" with the two spare bits zero; "Zm9" has one set: not canonical. */
 	ck_assert_int_eq(jwt_b64url_decode("Zm8", 3, out, sizeof(out), &n), 0);
 	ck_assert_int_lt(jwt_b64url_decode("Zm9", 3, out, sizeof(out), &n), 0);
@@ -204,8 +203,10 @@ START_TEST(json_values)
 	size_t n;
 
 	ck_assert_int_eq(json(" { \"a\" : \"x\\\"y\\\\z\\/\\b\\f\\n\\r\\t\", \"n\": -12.5e+3,"
-	    "\"t\":true,\"f\":false,\"z\":null,\"o\":{\"k\":[1,{\"d\":[]},\"s\"]},\"arr\":[] }\n",
-	    c, 16, &n), JWT_OK);
+	                      "\"t\":true,\"f\":false,\"z\":null,\"o\":{\"k\":[1,{\"d\":[]},\"s\"]}"
+	                      ",\"arr\":[] }\n",
+	                      c, 16, &n),
+	                 JWT_OK);
 	ck_assert_uint_eq(n, 7);
 	ck_assert_str_eq(c[0].name, "a");
 	ck_assert_int_eq(c[0].type, JWT_STRING);
@@ -230,18 +231,19 @@ START_TEST(json_unicode)
 	size_t n;
 
 	ck_assert_int_eq(json("{\"u\":\"\\u00e9\\u20AC\\ud83d\\ude00A\"}", c, 4, &n), JWT_OK);
-	ck_assert_str_eq(c[0].val, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80" "A");
+	ck_assert_str_eq(c[0].val, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"
+	                           "A");
 	ck_assert_int_eq(json("{\"raw\":\"\xc3\xa9\"}", c, 4, &n), JWT_OK);
 	/* \u0000 is a value byte, not the end: the length says so. */
 	ck_assert_int_eq(json("{\"z\":\"a\\u0000b\"}", c, 4, &n), JWT_OK);
 	ck_assert_uint_eq(c[0].val_len, 3);
-	ck_assert_int_eq(json("{\"u\":\"\\ud83d\"}", c, 4, &n), JWT_ERR_JSON);      /* lone high */
-	ck_assert_int_eq(json("{\"u\":\"\\ude00\"}", c, 4, &n), JWT_ERR_JSON);      /* lone low */
+	ck_assert_int_eq(json("{\"u\":\"\\ud83d\"}", c, 4, &n), JWT_ERR_JSON); /* lone high */
+	ck_assert_int_eq(json("{\"u\":\"\\ude00\"}", c, 4, &n), JWT_ERR_JSON); /* lone low */
 	ck_assert_int_eq(json("{\"u\":\"\\ud83dx\"}", c, 4, &n), JWT_ERR_JSON);
 	ck_assert_int_eq(json("{\"u\":\"\\ud83d\\u0041\"}", c, 4, &n), JWT_ERR_JSON);
 	ck_assert_int_eq(json("{\"u\":\"\\u12\"}", c, 4, &n), JWT_ERR_JSON);
 	ck_assert_int_eq(json("{\"u\":\"\\u12g4\"}", c, 4, &n), JWT_ERR_JSON);
-	ck_assert_int_eq(json("{\"u\":\"\xc3\"}", c, 4, &n), JWT_ERR_JSON);         /* cut UTF-8 */
+	ck_assert_int_eq(json("{\"u\":\"\xc3\"}", c, 4, &n), JWT_ERR_JSON); /* cut UTF-8 */
 	ck_assert_int_eq(json("{\"u\":\"\xc3\\u0041\"}", c, 4, &n), JWT_ERR_JSON);
 	ck_assert_int_eq(json("{\"u\":\"\xed\xa0\x80\"}", c, 4, &n), JWT_ERR_JSON); /* surrogate */
 	ck_assert_int_eq(json("{\"u\":\"\xff\"}", c, 4, &n), JWT_ERR_JSON);
@@ -251,12 +253,44 @@ END_TEST
 START_TEST(json_malformed)
 {
 	static const char *const bad[] = {
-		"", " ", "[]", "\"s\"", "1", "{", "}", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "{,}",
-		"{\"a\":1 \"b\":2}", "{a:1}", "{'a':1}", "{\"a\":1}}", "{\"a\":1} x", "{\"a\":01}",
-		"{\"a\":1.}", "{\"a\":.5}", "{\"a\":-}", "{\"a\":1e}", "{\"a\":+1}", "{\"a\":tru}",
-		"{\"a\":nul}", "{\"a\":True}", "{\"a\":\"x\ny\"}", "{\"a\":\"\\x\"}", "{\"a\":\"open}",
-		"{\"a\":[1,]}", "{\"a\":[1 2]}", "{\"a\":{\"k\"}}", "{\"a\":{\"k\":1,}}", "{\"a\":[}",
-		"{\"a\":1,\"a\":2}", "{\"a\":NaN}", "{\"a\":Infinity}", "{\"a\":\"\\", "{\"a\":1",
+	    "",
+	    " ",
+	    "[]",
+	    "\"s\"",
+	    "1",
+	    "{",
+	    "}",
+	    "{\"a\"}",
+	    "{\"a\":}",
+	    "{\"a\":1,}",
+	    "{,}",
+	    "{\"a\":1 \"b\":2}",
+	    "{a:1}",
+	    "{'a':1}",
+	    "{\"a\":1}}",
+	    "{\"a\":1} x",
+	    "{\"a\":01}",
+	    "{\"a\":1.}",
+	    "{\"a\":.5}",
+	    "{\"a\":-}",
+	    "{\"a\":1e}",
+	    "{\"a\":+1}",
+	    "{\"a\":tru}",
+	    "{\"a\":nul}",
+	    "{\"a\":True}",
+	    "{\"a\":\"x\ny\"}",
+	    "{\"a\":\"\\x\"}",
+	    "{\"a\":\"open}",
+	    "{\"a\":[1,]}",
+	    "{\"a\":[1 2]}",
+	    "{\"a\":{\"k\"}}",
+	    "{\"a\":{\"k\":1,}}",
+	    "{\"a\":[}",
+	    "{\"a\":1,\"a\":2}",
+	    "{\"a\":NaN}",
+	    "{\"a\":Infinity}",
+	    "{\"a\":\"\\",
+	    "{\"a\":1",
 	};
 	struct jwt_claim c[8];
 	size_t n;
@@ -294,7 +328,8 @@ START_TEST(json_limits)
 	/* More members than room: TOO_LARGE, not a silent truncation. */
 	o = (size_t)snprintf(many, sizeof(many), "{");
 	for (i = 0; i < 5; i++)
-		o += (size_t)snprintf(many + o, sizeof(many) - o, "%s\"k%d\":%d", i ? "," : "", i, i);
+		o += (size_t)snprintf(many + o, sizeof(many) - o, "%s\"k%d\":%d", i ? "," : "", i,
+		                      i);
 	snprintf(many + o, sizeof(many) - o, "}");
 	ck_assert_int_eq(json(many, c, 4, &n), JWT_ERR_TOO_LARGE);
 	{
@@ -304,8 +339,9 @@ START_TEST(json_limits)
 		ck_assert_uint_eq(n, 5);
 	}
 	/* A text buffer too small for the strings. */
-	ck_assert_int_eq(jwt_json_object("{\"name\":\"value\"}", 16, c, 4, &n, text, sizeof(text),
-	    &o), JWT_ERR_TOO_LARGE);
+	ck_assert_int_eq(
+	    jwt_json_object("{\"name\":\"value\"}", 16, c, 4, &n, text, sizeof(text), &o),
+	    JWT_ERR_TOO_LARGE);
 }
 END_TEST
 
@@ -315,15 +351,23 @@ START_TEST(parse_parts)
 {
 	struct jwt *t = malloc(sizeof(*t));
 	static const char *const bad[] = {
-		"", ".", "..", "a.b", "a.b.c.d", ".e30.", "eyJhbGciOiJIUzI1NiJ9..sig",
-		"eyJhbGciOiJIUzI1NiJ9.e30.a.b",
-		"eyJhbGciOiJIUzI1NiJ9.e30=.", "eyJhbGciOiJIUzI1NiJ9.e30.***",
+	    "",
+	    ".",
+	    "..",
+	    "a.b",
+	    "a.b.c.d",
+	    ".e30.",
+	    "eyJhbGciOiJIUzI1NiJ9..sig",
+	    "eyJhbGciOiJIUzI1NiJ9.e30.a.b",
+	    "eyJhbGciOiJIUzI1NiJ9.e30=.",
+	    "eyJhbGciOiJIUzI1NiJ9.e30.***",
 	};
 	char *tok;
 
 	ck_assert_ptr_nonnull(t);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		ck_assert_msg(jwt_parse(bad[i], strlen(bad[i]), t) != JWT_OK, "accepted %s", bad[i]);
+		ck_assert_msg(jwt_parse(bad[i], strlen(bad[i]), t) != JWT_OK, "accepted %s",
+		              bad[i]);
 	/* alg missing, not a string, a crit header, a header that is not an object */
 	tok = make_hs256("{\"typ\":\"JWT\"}", "{}", "k");
 	ck_assert_int_eq(jwt_parse(tok, strlen(tok), t), JWT_ERR_JSON);
@@ -344,8 +388,9 @@ START_TEST(parse_parts)
 	ck_assert_int_eq(jwt_parse(tok, strlen(tok), t), JWT_ERR_JSON);
 	free(tok);
 	/* the parts and the claims of a good one */
-	tok = make_hs256("{\"alg\":\"HS256\",\"typ\":\"JWT\"}",
-	    "{\"sub\":\"alice\",\"exp\":1700000100,\"nbf\":1699999000.9,\"n\":42}", "k");
+	tok =
+	    make_hs256("{\"alg\":\"HS256\",\"typ\":\"JWT\"}",
+	               "{\"sub\":\"alice\",\"exp\":1700000100,\"nbf\":1699999000.9,\"n\":42}", "k");
 	ck_assert_int_eq(jwt_parse(tok, strlen(tok), t), JWT_OK);
 	ck_assert_int_eq(t->alg, JWT_ALG_HS256);
 	ck_assert_uint_eq(t->nclaims, 4);
@@ -381,9 +426,9 @@ END_TEST
 START_TEST(hs256)
 {
 	struct jwt *t = malloc(sizeof(*t));
-	struct jwt_key key = { (const uint8_t *)"s3cret", 6, NULL, JWT_ALG_UNKNOWN };
-	struct jwt_key other = { (const uint8_t *)"s3creT", 6, NULL, JWT_ALG_UNKNOWN };
-	struct jwt_key none = { NULL, 0, NULL, JWT_ALG_UNKNOWN };
+	struct jwt_key key = {(const uint8_t *)"s3cret", 6, NULL, JWT_ALG_UNKNOWN};
+	struct jwt_key other = {(const uint8_t *)"s3creT", 6, NULL, JWT_ALG_UNKNOWN};
+	struct jwt_key none = {NULL, 0, NULL, JWT_ALG_UNKNOWN};
 	char *tok = make_hs256("{\"alg\":\"HS256\"}", "{\"sub\":\"bob\"}", "s3cret");
 	char *p;
 
@@ -412,10 +457,10 @@ END_TEST
 START_TEST(alg_none_and_unknown)
 {
 	struct jwt *t = malloc(sizeof(*t));
-	struct jwt_key key = { (const uint8_t *)"k", 1, NULL, JWT_ALG_UNKNOWN };
+	struct jwt_key key = {(const uint8_t *)"k", 1, NULL, JWT_ALG_UNKNOWN};
 	static const char *const hdrs[] = {
-		"{\"alg\":\"none\"}", "{\"alg\":\"None\"}", "{\"alg\":\"NONE\"}",
-		"{\"alg\":\"HS512\"}", "{\"alg\":\"hs256\"}", "{\"alg\":\"\"}",
+	    "{\"alg\":\"none\"}",  "{\"alg\":\"None\"}",  "{\"alg\":\"NONE\"}",
+	    "{\"alg\":\"HS512\"}", "{\"alg\":\"hs256\"}", "{\"alg\":\"\"}",
 	};
 	char tok[256];
 	size_t n;
@@ -439,10 +484,10 @@ START_TEST(rs256)
 {
 	struct jwt *t = malloc(sizeof(*t));
 	EVP_PKEY *k = keygen_rsa(2048), *k2 = keygen_rsa(2048), *ec = keygen_ec("P-256");
-	struct jwt_key key = { NULL, 0, k, JWT_ALG_RS256 };
-	struct jwt_key wrong = { NULL, 0, k2, JWT_ALG_RS256 };
-	struct jwt_key eckey = { NULL, 0, ec, JWT_ALG_ES256 };
-	struct jwt_key hmac_only = { (const uint8_t *)"secret", 6, NULL, JWT_ALG_UNKNOWN };
+	struct jwt_key key = {NULL, 0, k, JWT_ALG_RS256};
+	struct jwt_key wrong = {NULL, 0, k2, JWT_ALG_RS256};
+	struct jwt_key eckey = {NULL, 0, ec, JWT_ALG_ES256};
+	struct jwt_key hmac_only = {(const uint8_t *)"secret", 6, NULL, JWT_ALG_UNKNOWN};
 	char *tok = make_rs256("{\"sub\":\"carol\",\"exp\":1700000100}", k);
 
 	ck_assert_ptr_nonnull(t);
@@ -465,9 +510,9 @@ START_TEST(es256)
 {
 	struct jwt *t = malloc(sizeof(*t));
 	EVP_PKEY *k = keygen_ec("P-256"), *k2 = keygen_ec("P-256"), *rsa = keygen_rsa(2048);
-	struct jwt_key key = { NULL, 0, k, JWT_ALG_ES256 };
-	struct jwt_key wrong = { NULL, 0, k2, JWT_ALG_ES256 };
-	struct jwt_key rsakey = { NULL, 0, rsa, JWT_ALG_RS256 };
+	struct jwt_key key = {NULL, 0, k, JWT_ALG_ES256};
+	struct jwt_key wrong = {NULL, 0, k2, JWT_ALG_ES256};
+	struct jwt_key rsakey = {NULL, 0, rsa, JWT_ALG_RS256};
 	char *tok = make_es256("{\"sub\":\"dave\"}", k);
 	uint8_t der[128];
 	size_t n, derlen;
@@ -521,20 +566,20 @@ START_TEST(times)
 		int leeway;
 		enum jwt_status want;
 	} rows[] = {
-		{ "{}", NOW, 0, JWT_OK },
-		{ "{\"exp\":1700000001}", NOW, 0, JWT_OK },
-		{ "{\"exp\":1700000000}", NOW, 0, JWT_ERR_EXPIRED },   /* exp is exclusive */
-		{ "{\"exp\":1699999999}", NOW, 0, JWT_ERR_EXPIRED },
-		{ "{\"exp\":1699999999}", NOW, 5, JWT_OK },
-		{ "{\"exp\":1.7e9}", NOW, 0, JWT_ERR_EXPIRED },
-		{ "{\"exp\":1.8e9}", NOW, 0, JWT_OK },
-		{ "{\"exp\":99999999999999999999999}", NOW, 0, JWT_OK },
-		{ "{\"exp\":-1}", NOW, 0, JWT_ERR_EXPIRED },
-		{ "{\"nbf\":1700000000}", NOW, 0, JWT_OK },
-		{ "{\"nbf\":1700000001}", NOW, 0, JWT_ERR_NOT_YET },
-		{ "{\"nbf\":1700000003}", NOW, 5, JWT_OK },
-		{ "{\"nbf\":1e300}", NOW, 0, JWT_ERR_NOT_YET },
-		{ "{\"nbf\":1699999000,\"exp\":1700001000}", NOW, 0, JWT_OK },
+	    {"{}", NOW, 0, JWT_OK},
+	    {"{\"exp\":1700000001}", NOW, 0, JWT_OK},
+	    {"{\"exp\":1700000000}", NOW, 0, JWT_ERR_EXPIRED}, /* exp is exclusive */
+	    {"{\"exp\":1699999999}", NOW, 0, JWT_ERR_EXPIRED},
+	    {"{\"exp\":1699999999}", NOW, 5, JWT_OK},
+	    {"{\"exp\":1.7e9}", NOW, 0, JWT_ERR_EXPIRED},
+	    {"{\"exp\":1.8e9}", NOW, 0, JWT_OK},
+	    {"{\"exp\":99999999999999999999999}", NOW, 0, JWT_OK},
+	    {"{\"exp\":-1}", NOW, 0, JWT_ERR_EXPIRED},
+	    {"{\"nbf\":1700000000}", NOW, 0, JWT_OK},
+	    {"{\"nbf\":1700000001}", NOW, 0, JWT_ERR_NOT_YET},
+	    {"{\"nbf\":1700000003}", NOW, 5, JWT_OK},
+	    {"{\"nbf\":1e300}", NOW, 0, JWT_ERR_NOT_YET},
+	    {"{\"nbf\":1699999000,\"exp\":1700001000}", NOW, 0, JWT_OK},
 	};
 	char *tok;
 
@@ -543,7 +588,7 @@ START_TEST(times)
 		tok = make_hs256("{\"alg\":\"HS256\"}", rows[i].payload, "k");
 		ck_assert_int_eq(jwt_parse(tok, strlen(tok), t), JWT_OK);
 		ck_assert_msg(jwt_check_time(t, rows[i].now, rows[i].leeway) == rows[i].want,
-		    "row %zu (%s)", i, rows[i].payload);
+		              "row %zu (%s)", i, rows[i].payload);
 		free(tok);
 	}
 	free(t);
@@ -553,15 +598,17 @@ END_TEST
 START_TEST(scalar_claims)
 {
 	struct jwt *t = malloc(sizeof(*t));
-	char *tok = make_hs256("{\"alg\":\"HS256\"}",
-	    "{\"s\":\"x\",\"i\":42,\"neg\":-7,\"f\":1.5,\"e\":1e3,\"b\":true,\"z\":null,"
-	    "\"o\":{},\"a\":[1]}", "k");
+	char *tok =
+	    make_hs256("{\"alg\":\"HS256\"}",
+	               "{\"s\":\"x\",\"i\":42,\"neg\":-7,\"f\":1.5,\"e\":1e3,\"b\":true,\"z\":null,"
+	               "\"o\":{},\"a\":[1]}",
+	               "k");
 	static const struct {
 		const char *name;
 		int scalar;
 	} rows[] = {
-		{ "s", 1 }, { "i", 1 }, { "neg", 1 }, { "f", 0 }, { "e", 0 }, { "b", 0 }, { "z", 0 },
-		{ "o", 0 }, { "a", 0 },
+	    {"s", 1}, {"i", 1}, {"neg", 1}, {"f", 0}, {"e", 0},
+	    {"b", 0}, {"z", 0}, {"o", 0},   {"a", 0},
 	};
 
 	ck_assert_ptr_nonnull(t);

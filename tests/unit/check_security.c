@@ -27,67 +27,67 @@ START_TEST(origin_rows)
 		const char *pattern, *origin;
 		int want;
 	} rows[] = {
-		{ "https://app.example.com", "https://app.example.com", 1 },
-		{ "https://app.example.com", "HTTPS://APP.Example.COM", 1 },
-		{ "https://app.example.com", "http://app.example.com", 0 },
-		{ "https://app.example.com", "https://app.example.com.evil.org", 0 },
-		{ "https://app.example.com", "https://xapp.example.com", 0 },
-		{ "https://app.example.com", "https://app.example.com:8443", 0 },
-		{ "https://app.example.com", "https://app.example.com:443", 1 },
-		{ "https://app.example.com:443", "https://app.example.com", 1 },
-		{ "http://localhost:8080", "http://localhost:8080", 1 },
-		{ "http://localhost:8080", "http://localhost:8081", 0 },
-		{ "http://localhost:8080", "http://localhost", 0 },
-		{ "http://localhost", "http://localhost:80", 1 },
-		{ "https://*.example.com", "https://a.example.com", 1 },
-		{ "https://*.example.com", "https://a.b.example.com", 1 },
-		{ "https://*.example.com", "https://example.com", 0 },
-		{ "https://*.example.com", "https://.example.com", 0 },
-		{ "https://*.example.com", "https://evilexample.com", 0 },
-		{ "https://*.example.com", "https://a.example.com.evil.org", 0 },
-		{ "https://*.example.com", "http://a.example.com", 0 },
-		{ "https://*.example.com", "https://a.example.com:444", 0 },
-		{ "https://*.example.com:444", "https://a.example.com:444", 1 },
-		{ "https://*.Example.COM", "https://A.example.com", 1 },
-		{ "*", "https://anything.org", 1 },
-		{ "*", "null", 1 },
-		{ "null", "null", 1 },
-		{ "null", "https://a.org", 0 },
-		{ "https://a.org", "null", 0 },
-		{ "http://[::1]:8080", "http://[::1]:8080", 1 },
-		{ "http://[::1]:8080", "http://[::2]:8080", 0 },
-		/* malformed origins never match */
-		{ "https://a.org", "https://a.org/", 0 },
-		{ "https://a.org", "https://a.org/path", 0 },
-		{ "https://a.org", "https://user@a.org", 0 },
-		{ "https://a.org", "a.org", 0 },
-		{ "https://a.org", "https://", 0 },
-		{ "https://a.org", "https://a.org:", 0 },
-		{ "https://a.org", "https://a.org:123456", 0 },
-		{ "https://a.org", "https://a.org:8x", 0 },
-		{ "https://a.org", "", 0 },
-		{ "https://*.a.org", "https://*.a.org", 0 }, /* a wildcard is not a host */
-		/* malformed patterns never match */
-		{ "https://*", "https://a.org", 0 },
-		{ "https://*.", "https://a.", 0 },
-		{ "https://a*.org", "https://ab.org", 0 },
-		{ "a.org", "a.org", 0 },
+	    {"https://app.example.com", "https://app.example.com", 1},
+	    {"https://app.example.com", "HTTPS://APP.Example.COM", 1},
+	    {"https://app.example.com", "http://app.example.com", 0},
+	    {"https://app.example.com", "https://app.example.com.evil.org", 0},
+	    {"https://app.example.com", "https://xapp.example.com", 0},
+	    {"https://app.example.com", "https://app.example.com:8443", 0},
+	    {"https://app.example.com", "https://app.example.com:443", 1},
+	    {"https://app.example.com:443", "https://app.example.com", 1},
+	    {"http://localhost:8080", "http://localhost:8080", 1},
+	    {"http://localhost:8080", "http://localhost:8081", 0},
+	    {"http://localhost:8080", "http://localhost", 0},
+	    {"http://localhost", "http://localhost:80", 1},
+	    {"https://*.example.com", "https://a.example.com", 1},
+	    {"https://*.example.com", "https://a.b.example.com", 1},
+	    {"https://*.example.com", "https://example.com", 0},
+	    {"https://*.example.com", "https://.example.com", 0},
+	    {"https://*.example.com", "https://evilexample.com", 0},
+	    {"https://*.example.com", "https://a.example.com.evil.org", 0},
+	    {"https://*.example.com", "http://a.example.com", 0},
+	    {"https://*.example.com", "https://a.example.com:444", 0},
+	    {"https://*.example.com:444", "https://a.example.com:444", 1},
+	    {"https://*.Example.COM", "https://A.example.com", 1},
+	    {"*", "https://anything.org", 1},
+	    {"*", "null", 1},
+	    {"null", "null", 1},
+	    {"null", "https://a.org", 0},
+	    {"https://a.org", "null", 0},
+	    {"http://[::1]:8080", "http://[::1]:8080", 1},
+	    {"http://[::1]:8080", "http://[::2]:8080", 0},
+	    /* malformed origins never match */
+	    {"https://a.org", "https://a.org/", 0},
+	    {"https://a.org", "https://a.org/path", 0},
+	    {"https://a.org", "https://user@a.org", 0},
+	    {"https://a.org", "a.org", 0},
+	    {"https://a.org", "https://", 0},
+	    {"https://a.org", "https://a.org:", 0},
+	    {"https://a.org", "https://a.org:123456", 0},
+	    {"https://a.org", "https://a.org:8x", 0},
+	    {"https://a.org", "", 0},
+	    {"https://*.a.org", "https://*.a.org", 0}, /* a wildcard is not a host */
+	    /* malformed patterns never match */
+	    {"https://*", "https://a.org", 0},
+	    {"https://*.", "https://a.", 0},
+	    {"https://a*.org", "https://ab.org", 0},
+	    {"a.org", "a.org", 0},
 	};
 
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
 		ck_assert_msg(security_origin_match(rows[i].pattern, rows[i].origin,
-		    strlen(rows[i].origin)) == rows[i].want, "row %zu: %s vs %s", i,
-		    rows[i].pattern, rows[i].origin);
+		                                    strlen(rows[i].origin)) == rows[i].want,
+		              "row %zu: %s vs %s", i, rows[i].pattern, rows[i].origin);
 }
 END_TEST
 
 START_TEST(origin_lists)
 {
-	char *list[] = { "https://app.example.com", "https://*.example.com" };
+	char *list[] = {"https://app.example.com", "https://*.example.com"};
 
-	ck_assert(security_origin_allowed(NULL, 0, NULL, 0));          /* no list: anything */
+	ck_assert(security_origin_allowed(NULL, 0, NULL, 0)); /* no list: anything */
 	ck_assert(security_origin_allowed(NULL, 0, "https://x.org", 13));
-	ck_assert(!security_origin_allowed(list, 2, NULL, 0));         /* list: Origin required */
+	ck_assert(!security_origin_allowed(list, 2, NULL, 0)); /* list: Origin required */
 	ck_assert(security_origin_allowed(list, 2, "https://b.example.com", 21));
 	ck_assert(!security_origin_allowed(list, 2, "https://example.org", 19));
 }
@@ -98,7 +98,7 @@ END_TEST
 static struct http_str
 hs(const char *s)
 {
-	struct http_str r = { s, s != NULL ? strlen(s) : 0 };
+	struct http_str r = {s, s != NULL ? strlen(s) : 0};
 
 	return r;
 }
@@ -126,8 +126,8 @@ START_TEST(token_sources)
 {
 	struct config_route r;
 	struct http_request req;
-	enum jwt_source only_cookie[] = { JWT_FROM_COOKIE };
-	enum jwt_source q_then_h[] = { JWT_FROM_QUERY, JWT_FROM_HEADER };
+	enum jwt_source only_cookie[] = {JWT_FROM_COOKIE};
+	enum jwt_source q_then_h[] = {JWT_FROM_QUERY, JWT_FROM_HEADER};
 	const char *tok;
 	size_t n;
 
@@ -167,8 +167,7 @@ END_TEST
 static char *
 b64url_str(const uint8_t *in, size_t n, char *out)
 {
-	static const char al[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 	size_t i, o = 0;
 	uint32_t acc = 0;
 	int bits = 0;
@@ -200,7 +199,8 @@ make_hs256(const char *payload, const char *secret, char *out)
 	out[n++] = '.';
 	b64url_str((const uint8_t *)payload, strlen(payload), out + n);
 	n = strlen(out);
-	HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)out, n, mac, &maclen);
+	HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)out, n, mac,
+	     &maclen);
 	out[n++] = '.';
 	b64url_str(mac, maclen, out + n);
 }
@@ -254,47 +254,49 @@ START_TEST(handshake_verdicts)
 	ck_assert_ptr_nonnull(s);
 
 	/* the open route: anything goes */
-	ck_assert_int_eq(security_check_handshake(s, &f->routes[1], &f->req, NOW, auth, &hdrs,
-	    &why), 0);
+	ck_assert_int_eq(
+	    security_check_handshake(s, &f->routes[1], &f->req, NOW, auth, &hdrs, &why), 0);
 	ck_assert_uint_eq(auth->nclaims, 0);
 	/* wrong origin, then none: 403 before the token is looked at */
 	f->req.origin = hs("https://evil.org");
-	ck_assert_int_eq(security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs,
-	    &why), 403);
+	ck_assert_int_eq(
+	    security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs, &why), 403);
 	ck_assert_ptr_null(hdrs);
 	f->req.origin = hs(NULL);
-	ck_assert_int_eq(security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs,
-	    &why), 403);
+	ck_assert_int_eq(
+	    security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs, &why), 403);
 	f->req.origin = hs("https://app.example.com");
 	/* no token */
-	ck_assert_int_eq(security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs,
-	    &why), 401);
+	ck_assert_int_eq(
+	    security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs, &why), 401);
 	ck_assert_str_eq(hdrs, "WWW-Authenticate: Bearer\r\n");
 	ck_assert_str_eq(why, "no token");
 	/* forged */
 	fixture_token(f, "{\"sub\":\"alice\"}", "guess");
-	ck_assert_int_eq(security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs,
-	    &why), 401);
+	ck_assert_int_eq(
+	    security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs, &why), 401);
 	ck_assert_ptr_nonnull(strstr(hdrs, "invalid_token"));
 	ck_assert_str_eq(why, "bad token signature");
 	/* expired, not yet valid */
 	fixture_token(f, "{\"sub\":\"alice\",\"exp\":1699999999}", "topsecret");
-	ck_assert_int_eq(security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs,
-	    &why), 401);
+	ck_assert_int_eq(
+	    security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs, &why), 401);
 	ck_assert_str_eq(why, "token expired");
 	fixture_token(f, "{\"sub\":\"alice\",\"nbf\":1700000500}", "topsecret");
-	ck_assert_int_eq(security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs,
-	    &why), 401);
+	ck_assert_int_eq(
+	    security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs, &why), 401);
 	ck_assert_str_eq(why, "token not yet valid");
 	/* garbage */
 	f->req.authorization = hs("Bearer not-a-token");
-	ck_assert_int_eq(security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs,
-	    &why), 401);
+	ck_assert_int_eq(
+	    security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs, &why), 401);
 	/* valid */
-	fixture_token(f, "{\"sub\":\"alice\",\"exp\":1700000100,\"uid\":42,\"admin\":true,"
-	    "\"room\":\"a b\"}", "topsecret");
-	ck_assert_int_eq(security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs,
-	    &why), 0);
+	fixture_token(f,
+	              "{\"sub\":\"alice\",\"exp\":1700000100,\"uid\":42,\"admin\":true,"
+	              "\"room\":\"a b\"}",
+	              "topsecret");
+	ck_assert_int_eq(
+	    security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs, &why), 0);
 	ck_assert_ptr_null(hdrs);
 	ck_assert_uint_eq(auth->nclaims, 4); /* sub, exp, uid, room: not the boolean */
 
@@ -324,10 +326,12 @@ START_TEST(claims_in_templates)
 	fixture_init(f);
 	s = security_new(&f->cfg);
 	ck_assert_ptr_nonnull(s);
-	fixture_token(f, "{\"sub\":\"alice\",\"uid\":-42,\"room\":\"a b\",\"f\":1.5,"
-	    "\"nested\":{\"sub\":\"mallory\"}}", "topsecret");
-	ck_assert_int_eq(security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs,
-	    &why), 0);
+	fixture_token(f,
+	              "{\"sub\":\"alice\",\"uid\":-42,\"room\":\"a b\",\"f\":1.5,"
+	              "\"nested\":{\"sub\":\"mallory\"}}",
+	              "topsecret");
+	ck_assert_int_eq(
+	    security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs, &why), 0);
 	ck_assert_int_eq(route_match(&f->cfg, "/secure", 7, NULL, 0, &m), ROUTE_OK);
 	/* before the claims are applied there is nothing to fill {jwt.sub} with */
 	ck_assert_int_eq(route_expand("user:{jwt.sub}", &m, out, sizeof(out)), ROUTE_NOT_FOUND);
@@ -377,12 +381,12 @@ START_TEST(public_key_routes)
 	ck_assert_ptr_nonnull(s);
 	/* the route has an ES256 key and an HS256 secret: an HS256 token still verifies ... */
 	fixture_token(f, "{\"sub\":\"x\"}", "topsecret");
-	ck_assert_int_eq(security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs,
-	    &why), 0);
+	ck_assert_int_eq(
+	    security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs, &why), 0);
 	/* ... and with the secret gone, only ES256 would */
 	f->routes[0].jwt_secret = NULL;
-	ck_assert_int_eq(security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs,
-	    &why), 401);
+	ck_assert_int_eq(
+	    security_check_handshake(s, &f->routes[0], &f->req, NOW, auth, &hdrs, &why), 401);
 	ck_assert_str_eq(why, "token algorithm not accepted");
 	security_free(s);
 	/* unusable keys fail the whole load: the first load is fatal, a reload keeps the old */
@@ -433,7 +437,7 @@ v6(const char *a)
 	return in6;
 }
 
-static const uint8_t seed[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
+static const uint8_t seed[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
 
 #define SA(x) ((const struct sockaddr *)(const void *)&(x))
 
@@ -564,8 +568,8 @@ START_TEST(limits_addresses)
 	struct limit_ticket t[4];
 	struct sockaddr_in a = v4("192.0.2.1");
 	struct sockaddr_in6 mapped = v6("::ffff:192.0.2.1"), p1 = v6("2001:db8:1:2::1"),
-	    p2 = v6("2001:db8:1:2:ffff::9"), other = v6("2001:db8:1:3::1");
-	struct sockaddr un = { .sa_family = AF_UNIX };
+	                    p2 = v6("2001:db8:1:2:ffff::9"), other = v6("2001:db8:1:3::1");
+	struct sockaddr un = {.sa_family = AF_UNIX};
 
 	ck_assert_ptr_nonnull(l);
 	memset(&cfg, 0, sizeof(cfg));

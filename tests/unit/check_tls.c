@@ -19,26 +19,26 @@ START_TEST(sni_names)
 		const char *pattern, *name;
 		int want;
 	} rows[] = {
-		{ "example.org", "example.org", 1 },
-		{ "example.org", "EXAMPLE.org", 1 },
-		{ "example.org", "www.example.org", 0 },
-		{ "example.org", "example.org.", 0 },
-		{ "*.example.org", "www.example.org", 1 },
-		{ "*.example.org", "WWW.Example.Org", 1 },
-		{ "*.example.org", "example.org", 0 },
-		{ "*.example.org", "a.b.example.org", 0 },
-		{ "*.example.org", ".example.org", 0 },
-		{ "*.example.org", "wwwexample.org", 0 },
-		{ "*.example.org", "www.example.org.evil", 0 },
-		{ "*", "anything", 0 },
-		{ "*.", "a.", 0 },
-		{ NULL, "a", 0 },
-		{ "a", NULL, 0 },
+	    {"example.org", "example.org", 1},
+	    {"example.org", "EXAMPLE.org", 1},
+	    {"example.org", "www.example.org", 0},
+	    {"example.org", "example.org.", 0},
+	    {"*.example.org", "www.example.org", 1},
+	    {"*.example.org", "WWW.Example.Org", 1},
+	    {"*.example.org", "example.org", 0},
+	    {"*.example.org", "a.b.example.org", 0},
+	    {"*.example.org", ".example.org", 0},
+	    {"*.example.org", "wwwexample.org", 0},
+	    {"*.example.org", "www.example.org.evil", 0},
+	    {"*", "anything", 0},
+	    {"*.", "a.", 0},
+	    {NULL, "a", 0},
+	    {"a", NULL, 0},
 	};
 
 	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
 		ck_assert_msg(tls_sni_match(rows[i].pattern, rows[i].name) == rows[i].want,
-		    "row %zu", i);
+		              "row %zu", i);
 }
 END_TEST
 
@@ -131,7 +131,7 @@ setup(void)
 static void
 teardown(void)
 {
-	static const char *const files[] = { "a.pem", "a.key", "b.pem", "b.key" };
+	static const char *const files[] = {"a.pem", "a.key", "b.pem", "b.key"};
 	char p[128];
 
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
