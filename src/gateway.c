@@ -165,6 +165,10 @@ gateway_init(struct gateway *gw, struct config *cfg, const char *config_path)
 	evsignal_add(gw->sig_hup, NULL);
 	if (gateway_make_instance_id(gw) < 0)
 		return -1;
+	/* Several event loops (one per core, SO_REUSEPORT) are planned; until then say so. */
+	if (cfg->workers != 1)
+		log_info("workers = %s: this version runs one event loop",
+		    cfg->workers == 0 ? "auto" : "N");
 	if (gateway_security_init(gw) < 0)
 		return -1;
 	if ((gw->worker = worker_new(gw, 0, gw->base)) == NULL)
