@@ -137,7 +137,9 @@ o = ["# Idle wss:// connection memory\n", "| | |", "|---|---|",
      "KiB/conn = (server VmRSS with N open − VmRSS before) / N; *before* is after a warmup of 50 "
      "connections opened and closed. RssAnon is the heap part. Kernel socket memory is not in RSS. "
      "wsgate sets SSL_MODE_RELEASE_BUFFERS, so an idle TLS connection keeps no 16 KiB+ record "
-     "buffers; what remains is the SSL object, its session and the bufferevent.\n",
+     "buffers; what remains is the SSL object, its session and the bufferevent. The client's "
+     "*seconds* is the time to open all N, 200 handshakes at a time: not a handshake-rate "
+     "benchmark (load from other processes on this host counts in it).\n",
      "| mode | RSS before KiB | RSS with N open KiB | **KiB/conn (RSS)** | KiB/conn (RssAnon) | RSS after close KiB | client |",
      "|---|---|---|---|---|---|---|"]
 per = {}

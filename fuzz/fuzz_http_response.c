@@ -39,8 +39,9 @@ fuzz_check_response(const struct http_response *r, const char *buf, size_t n)
 	for (size_t i = 0; i < r->nfields; i++) {
 		fuzz_check_str(r->fields[i].name, buf, r->header_len);
 		fuzz_check_str(r->fields[i].value, buf, r->header_len);
-		if (r->fields[i].name.n == 0 || memchr(r->fields[i].value.p ? r->fields[i].value.p :
-		    "", '\r', r->fields[i].value.n) != NULL)
+		if (r->fields[i].name.n == 0 ||
+		    memchr(r->fields[i].value.p ? r->fields[i].value.p : "", '\r',
+		           r->fields[i].value.n) != NULL)
 			abort();
 	}
 }
@@ -49,7 +50,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *buf = (const char *)data;
-	struct http_str offered[2] = { { "chat", 4 }, { "v2.proto", 8 } }, proto;
+	struct http_str offered[2] = {{"chat", 4}, {"v2.proto", 8}}, proto;
 	struct http_response r, again;
 	const char *why = NULL;
 	int ok;

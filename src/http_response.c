@@ -120,8 +120,8 @@ http_response_parse(const char *buf, size_t n, struct http_response *resp)
 	if ((r = http_response_find_end(buf, lim)) < 0)
 		return HTTP_RESPONSE_BAD;
 	if (r == 0)
-		return n >= HTTP_RESPONSE_MAX_HEADER ? HTTP_RESPONSE_TOO_LARGE :
-		    HTTP_RESPONSE_NEED_MORE;
+		return n >= HTTP_RESPONSE_MAX_HEADER ? HTTP_RESPONSE_TOO_LARGE
+		                                     : HTTP_RESPONSE_NEED_MORE;
 	end = (size_t)r;
 
 	/* Every CR in buf[0..end) now starts a CRLF, so memchr below always finds one. */
@@ -134,7 +134,8 @@ http_response_parse(const char *buf, size_t n, struct http_response *resp)
 		eol = (size_t)(crlf - buf);
 		if (resp->nfields == HTTP_RESPONSE_MAX_FIELDS)
 			return HTTP_RESPONSE_TOO_LARGE;
-		if (http_response_field_line(buf + pos, eol - pos, &resp->fields[resp->nfields]) < 0)
+		if (http_response_field_line(buf + pos, eol - pos, &resp->fields[resp->nfields]) <
+		    0)
 			return HTTP_RESPONSE_BAD;
 		resp->nfields++;
 	}
@@ -170,10 +171,10 @@ http_response_any_has(const struct http_response *resp, const char *name, const 
 
 int
 http_response_check_upgrade(const struct http_response *resp, const char *accept,
-    const struct http_str *offered, size_t noffered, struct http_str *protocol,
-    const char **why)
+                            const struct http_str *offered, size_t noffered,
+                            struct http_str *protocol, const char **why)
 {
-	struct http_str v = { NULL, 0 };
+	struct http_str v = {NULL, 0};
 	size_t n;
 
 	protocol->p = NULL;

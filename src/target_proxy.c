@@ -36,8 +36,8 @@ struct proxy_session {
 	unsigned client_paused : 1;       /* not reading the client: the backend's queue is full */
 	unsigned client_closed : 1;       /* the client's close went to the backend; we answer it
 	                                     once the backend has answered */
-	unsigned close_code;              /* client_closed: its code, used if the backend has none */
-	unsigned char tried[];            /* per backend index */
+	unsigned close_code;   /* client_closed: its code, used if the backend has none */
+	unsigned char tried[]; /* per backend index */
 };
 
 static const struct upstream_conn_ops proxy_up_ops;
@@ -46,7 +46,7 @@ static struct upstream_registry *
 proxy_registry(struct worker *w)
 {
 	if (w->upstreams == NULL)
-		w->upstreams = upstream_registry_new(w->base);
+		w->upstreams = upstream_registry_new(w->base, w->gw);
 	return w->upstreams;
 }
 
@@ -68,8 +68,8 @@ proxy_attempt(struct proxy_session *s)
 		s->attempts++;
 		s->backend = b;
 		conn_log(s->c, LOG_LVL_DEBUG, "proxy: trying backend %s (attempt %u)", b->cfg->url,
-		    s->attempts);
-		s->up = upstream_conn_new(b, s->c->id, &s->req, s->c->cfg, &proxy_up_ops, s, &why);
+		         s->attempts);
+		s->up = upstream_conn_new(b, s->c->id, &s->req, &proxy_up_ops, s, &why);
 		if (s->up != NULL)
 			return TARGET_PENDING;
 		upstream_backend_failed(b, why);
@@ -89,8 +89,9 @@ proxy_reply(struct proxy_session *s, int status, const char *why)
 static void
 proxy_refuse(struct proxy_session *s, int status)
 {
-	proxy_reply(s, status, status == 503 ? "every backend is marked down" :
-	    "no backend accepted the upgrade");
+	proxy_reply(s, status,
+	            status == 503 ? "every backend is marked down"
+	                          : "no backend accepted the upgrade");
 }
 
 /* ---- backend events ---- */
@@ -174,7 +175,7 @@ proxy_up_gone(void *arg, unsigned code, const char *reason, size_t rlen)
 	if (code == WS_CLOSE_ABNORMAL) {
 		/* Vanished or broke the protocol: 1006 is never sent on the wire. */
 		conn_log(c, LOG_LVL_INFO, "proxy: backend %s gone: %.*s", s->backend->cfg->url,
-		    (int)rlen, reason);
+		         (int)rlen, reason);
 		if (c->w->gw->state == GW_DRAINING)
 			conn_send_close(c, WS_CLOSE_RESTART, "gateway restarting");
 		else
@@ -205,11 +206,11 @@ proxy_up_drained(void *arg)
 }
 
 static const struct upstream_conn_ops proxy_up_ops = {
-	.ready = proxy_up_ready,
-	.failed = proxy_up_failed,
-	.data = proxy_up_data,
-	.gone = proxy_up_gone,
-	.drained = proxy_up_drained,
+    .ready = proxy_up_ready,
+    .failed = proxy_up_failed,
+    .data = proxy_up_data,
+    .gone = proxy_up_gone,
+    .drained = proxy_up_drained,
 };
 
 /* ---- client events ---- */
@@ -261,15 +262,16 @@ proxy_chunk(struct conn *c, const struct ws_event *ev)
 	if (s == NULL || s->up == NULL || s->client_closed)
 		return;
 	if (s->backend->cfg->scheme == BACKEND_TCP && ev->opcode == WS_OP_TEXT) {
-		/* A TCP stream carries bytes; text has no meaning there (websockify does the same). */
-		conn_send_close(c, WS_CLOSE_UNSUPPORTED, "text messages not supported by this backend");
+		/* A TCP stream carries bytes: text has no meaning there (as in websockify). */
+		conn_send_close(c, WS_CLOSE_UNSUPPORTED,
+		                "text messages not supported by this backend");
 		upstream_conn_detach(s->up);
 		upstream_conn_send_close(s->up, WS_CLOSE_NORMAL, NULL, 0);
 		s->up = NULL;
 		return;
 	}
 	if (upstream_conn_send(s->up, ev->first ? ev->opcode : WS_OP_CONT, ev->last, ev->data,
-	    ev->len) < 0)
+	                       ev->len) < 0)
 		return;
 	if (!s->client_paused && upstream_conn_output_len(s->up) > UPSTREAM_OUT_HIGH) {
 		/* The backend reads slower than the client writes: stop reading the client. */
@@ -329,10 +331,10 @@ proxy_close(struct conn *c)
 }
 
 const struct target_ops target_proxy_ops = {
-	.name = "proxy",
-	.handshake = proxy_handshake,
-	.chunk = proxy_chunk,
-	.drained = proxy_drained,
-	.peer_close = proxy_peer_close,
-	.close = proxy_close,
+    .name = "proxy",
+    .handshake = proxy_handshake,
+    .chunk = proxy_chunk,
+    .drained = proxy_drained,
+    .peer_close = proxy_peer_close,
+    .close = proxy_close,
 };

@@ -10,6 +10,8 @@
 #include <openssl/rand.h>
 
 #include "conn.h"
+#include "config.h"
+#include "gateway.h"
 #include "log.h"
 #include "upstream.h"
 #include "ws_frame.h"
@@ -21,11 +23,23 @@ static void upstream_probe_start(struct upstream_backend *b);
 
 /* ---- registry ---- */
 
+static void upstream_pool_free(struct upstream_pool *p);
+
+/* 1 when a reload has replaced the snapshot the pool's route belongs to. */
+static int
+upstream_pool_stale(const struct upstream_pool *p)
+{
+	return p->reg->gw != NULL && p->cfg != p->reg->gw->cfg;
+}
+
+/* Frees dead connections, then the pools a reload left behind once nothing uses them. Runs
+ * as its own event, so nothing freed here is on the stack. */
 static void
 upstream_registry_reap(evutil_socket_t fd, short what, void *arg)
 {
 	struct upstream_registry *reg = arg;
 	struct upstream_conn *u;
+	struct upstream_pool *p, *next;
 
 	(void)fd;
 	(void)what;
@@ -33,16 +47,26 @@ upstream_registry_reap(evutil_socket_t fd, short what, void *arg)
 		LIST_REMOVE(u, entry);
 		upstream_conn_free(u);
 	}
+	for (p = LIST_FIRST(&reg->pools); p != NULL; p = next) {
+		next = LIST_NEXT(p, entry);
+		if (upstream_pool_stale(p) && p->nconns == 0) {
+			log_debug("route %s: backend pool of a replaced configuration retired",
+			          p->route->path);
+			LIST_REMOVE(p, entry);
+			upstream_pool_free(p);
+		}
+	}
 }
 
 struct upstream_registry *
-upstream_registry_new(struct event_base *base)
+upstream_registry_new(struct event_base *base, struct gateway *gw)
 {
 	struct upstream_registry *reg;
 
 	if ((reg = calloc(1, sizeof(*reg))) == NULL)
 		return NULL;
 	reg->base = base;
+	reg->gw = gw;
 	LIST_INIT(&reg->pools);
 	LIST_INIT(&reg->live);
 	LIST_INIT(&reg->dead);
@@ -63,6 +87,9 @@ upstream_pool_free(struct upstream_pool *p)
 	if (p->tls != NULL)
 		upstream_tls_ctx_free(p->tls);
 	free(p->tls_error);
+	/* The route and its backends live in the snapshot: let it go last. */
+	if (p->reg->gw != NULL)
+		gateway_config_release(p->reg->gw, p->cfg);
 	free(p);
 }
 
@@ -95,8 +122,8 @@ upstream_registry_dns(struct upstream_registry *reg)
 {
 	if (reg->dns == NULL) {
 		/* resolv.conf and /etc/hosts; no resolver traffic while nothing is asked. */
-		reg->dns = evdns_base_new(reg->base,
-		    EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		reg->dns = evdns_base_new(reg->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+		                                         EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 		if (reg->dns == NULL)
 			log_warnx("cannot start the DNS resolver for backends");
 	}
@@ -120,21 +147,61 @@ upstream_registry_mask(struct upstream_registry *reg, uint8_t key[4])
 static void
 upstream_probe_timer(evutil_socket_t fd, short what, void *arg)
 {
+	struct upstream_backend *b = arg;
+
 	(void)fd;
 	(void)what;
-	upstream_probe_start(arg);
+	if (upstream_pool_stale(b->pool)) {
+		/* A reload made a new pool for this route: this one only waits to be retired. */
+		evtimer_del(&b->probe_timer);
+		event_active(b->pool->reg->reaper, 0, 0);
+		return;
+	}
+	upstream_probe_start(b);
+}
+
+/* Holds a snapshot the way gateway_config_hold() holds the current one: a pool may be made
+ * for a connection accepted just before a reload. Released by gateway_config_release(). */
+static void
+upstream_config_hold(const struct config *cfg)
+{
+	((struct config *)(uintptr_t)cfg)->refs++;
+}
+
+/* A reload keeps what was learnt about a backend that is still configured (same URL). */
+static void
+upstream_pool_inherit(struct upstream_pool *p)
+{
+	struct upstream_pool *old;
+
+	for (old = LIST_FIRST(&p->reg->pools); old != NULL; old = LIST_NEXT(old, entry)) {
+		if (old == p || strcmp(old->route->path, p->route->path) != 0)
+			continue;
+		for (size_t i = 0; i < p->nbackends; i++)
+			for (size_t j = 0; j < old->nbackends; j++)
+				if (strcmp(p->backends[i].cfg->url, old->backends[j].cfg->url) ==
+				    0) {
+					p->backends[i].state = old->backends[j].state;
+					p->backends[i].down_until_ms =
+					    old->backends[j].down_until_ms;
+				}
+		return;
+	}
 }
 
 struct upstream_pool *
 upstream_pool_get(struct upstream_registry *reg, const struct config_route *route,
-    const struct config *cfg)
+                  const struct config *cfg)
 {
 	struct upstream_pool *p;
 	struct timeval tv;
 
-	LIST_FOREACH(p, &reg->pools, entry)
+	for (p = LIST_FIRST(&reg->pools); p != NULL; p = LIST_NEXT(p, entry)) {
 		if (p->route == route)
 			return p;
+		if (upstream_pool_stale(p) && p->nconns == 0)
+			event_active(reg->reaper, 0, 0); /* retire it on the next turn */
+	}
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return NULL;
 	if (route->nbackends > 0 &&
@@ -160,6 +227,9 @@ upstream_pool_get(struct upstream_registry *reg, const struct config_route *rout
 			evtimer_add(&b->probe_timer, &tv);
 		}
 	}
+	upstream_pool_inherit(p);
+	if (reg->gw != NULL)
+		upstream_config_hold(cfg);
 	LIST_INSERT_HEAD(&reg->pools, p, entry);
 	/* A first verdict now rather than one period from now. */
 	if (route->health_check_ms > 0)
@@ -205,7 +275,7 @@ upstream_hash(const char *s)
 
 struct upstream_backend *
 upstream_pool_pick(struct upstream_pool *p, const char *client_ip, const unsigned char *tried,
-    int *all_down)
+                   int *all_down)
 {
 	uint64_t now = conn_now_ms();
 	struct upstream_backend *best = NULL, *b;
@@ -250,7 +320,7 @@ upstream_pool_pick(struct upstream_pool *p, const char *client_ip, const unsigne
 
 static void
 upstream_backend_mark_down(struct upstream_backend *b, const char *why, uint64_t until,
-    const char *retry)
+                           const char *retry)
 {
 	b->down_until_ms = until;
 	if (b->state == UPSTREAM_DOWN) {
@@ -273,7 +343,8 @@ upstream_backend_failed(struct upstream_backend *b, const char *why)
 		return;
 	}
 	if (ms % 1000 == 0)
-		snprintf(retry, sizeof(retry), "retry after %llus", (unsigned long long)(ms / 1000));
+		snprintf(retry, sizeof(retry), "retry after %llus",
+		         (unsigned long long)(ms / 1000));
 	else
 		snprintf(retry, sizeof(retry), "retry after %llums", (unsigned long long)ms);
 	upstream_backend_mark_down(b, why, conn_now_ms() + ms, retry);
@@ -315,14 +386,14 @@ upstream_probe_failed(void *arg, int status, const char *why)
 	(void)status; /* a probe has no client to blame: any refusal means down */
 	b->probe = NULL;
 	snprintf(retry, sizeof(retry), "health check every %llums",
-	    (unsigned long long)b->pool->route->health_check_ms);
+	         (unsigned long long)b->pool->route->health_check_ms);
 	/* Down until a probe says otherwise. */
 	upstream_backend_mark_down(b, why, UINT64_MAX, retry);
 }
 
 static const struct upstream_conn_ops upstream_probe_ops = {
-	.ready = upstream_probe_ready,
-	.failed = upstream_probe_failed,
+    .ready = upstream_probe_ready,
+    .failed = upstream_probe_failed,
 };
 
 static void
@@ -332,7 +403,7 @@ upstream_probe_start(struct upstream_backend *b)
 
 	if (b->probe != NULL)
 		return; /* the last one has not finished: connect_timeout > health_check */
-	b->probe = upstream_conn_new(b, 0, NULL, b->pool->cfg, &upstream_probe_ops, b, &why);
+	b->probe = upstream_conn_new(b, 0, NULL, &upstream_probe_ops, b, &why);
 	if (b->probe == NULL)
 		upstream_probe_failed(b, 0, why);
 }

@@ -22,6 +22,7 @@
 
 struct bufferevent;
 struct event_base;
+struct gateway;
 struct evdns_base;
 struct evutil_addrinfo;
 struct ssl_ctx_st;
@@ -38,23 +39,24 @@ enum upstream_backend_state {
 struct upstream_backend {
 	struct upstream_pool *pool;
 	const struct config_backend *cfg;
-	size_t index;                   /* in the route's backend list */
+	size_t index; /* in the route's backend list */
 	enum upstream_backend_state state;
-	uint64_t down_until_ms;         /* DOWN: tried again from then; UINT64_MAX: after a good probe */
-	size_t active;                  /* live proxy sessions (least_conn) */
-	struct event probe_timer;       /* every health_check_ms when > 0 */
-	struct upstream_conn *probe;    /* health probe in flight */
+	uint64_t down_until_ms;   /* DOWN: tried again from then; UINT64_MAX: after a good probe */
+	size_t active;            /* live proxy sessions (least_conn) */
+	struct event probe_timer; /* every health_check_ms when > 0 */
+	struct upstream_conn *probe; /* health probe in flight */
 };
 
 struct upstream_pool {
 	struct upstream_registry *reg;
 	const struct config_route *route;
-	const struct config *cfg;       /* the snapshot the pool was made under */
+	const struct config *cfg; /* the snapshot route lives in; held while the pool lives */
+	size_t nconns;            /* backend connections (probes too) not yet freed */
 	struct upstream_backend *backends;
 	size_t nbackends;
-	size_t rr;                      /* round-robin cursor: the next index to consider */
-	struct ssl_ctx_st *tls;         /* wss:// backends; made on first use */
-	char *tls_error;                /* why tls could not be made (kept: asked again each time) */
+	size_t rr;              /* round-robin cursor: the next index to consider */
+	struct ssl_ctx_st *tls; /* wss:// backends; made on first use */
+	char *tls_error;        /* why tls could not be made (kept: not retried nor relogged) */
 	LIST_ENTRY(upstream_pool) entry;
 };
 
@@ -62,18 +64,19 @@ LIST_HEAD(upstream_conn_list, upstream_conn);
 
 struct upstream_registry {
 	struct event_base *base;
-	struct evdns_base *dns;          /* made on the first name that is not an address */
+	struct gateway *gw;     /* for the configuration snapshots pools hold */
+	struct evdns_base *dns; /* made on the first name that is not an address */
 	LIST_HEAD(, upstream_pool) pools;
-	struct upstream_conn_list live;  /* every backend connection not yet CLOSED */
-	struct upstream_conn_list dead;  /* CLOSED, freed by the reaper on the next loop turn */
+	struct upstream_conn_list live; /* every backend connection not yet CLOSED */
+	struct upstream_conn_list dead; /* CLOSED, freed by the reaper on the next loop turn */
 	struct event *reaper;
-	uint8_t masks[256];              /* RAND_bytes, handed out four at a time as masking keys */
+	uint8_t masks[256]; /* RAND_bytes, handed out four at a time as masking keys */
 	size_t mask_off;
 };
 
 /* ---- upstream.c: registry, pools, balancing, health ---- */
 
-struct upstream_registry *upstream_registry_new(struct event_base *base);
+struct upstream_registry *upstream_registry_new(struct event_base *base, struct gateway *gw);
 /* Closes every backend connection at once (no callbacks), then frees the pools. */
 void upstream_registry_free(struct upstream_registry *reg);
 /* The resolver, made on first use; NULL when it cannot be. */
@@ -81,13 +84,16 @@ struct evdns_base *upstream_registry_dns(struct upstream_registry *reg);
 /* Four unpredictable bytes for a frame's masking key (RFC 6455 5.3). */
 void upstream_registry_mask(struct upstream_registry *reg, uint8_t key[4]);
 
-/* The route's pool, made (and its health probes started) on first use. NULL on ENOMEM. */
+/* The route's pool, made (and its health probes started) on first use; it holds cfg, the
+ * snapshot route belongs to, and is retired once a reload replaced that snapshot and its last
+ * connection is gone. A new snapshot's pool starts from the health of the old one's backends
+ * with the same URL. NULL on ENOMEM. */
 struct upstream_pool *upstream_pool_get(struct upstream_registry *reg,
-    const struct config_route *route, const struct config *cfg);
+                                        const struct config_route *route, const struct config *cfg);
 /* The next backend by the route's balance policy among those up and not tried[index]; NULL
  * when none is left. *all_down is set to 1 when every backend is marked down. */
 struct upstream_backend *upstream_pool_pick(struct upstream_pool *p, const char *client_ip,
-    const unsigned char *tried, int *all_down);
+                                            const unsigned char *tried, int *all_down);
 /* The route's TLS client context; NULL with *why set when it cannot be made. */
 struct ssl_ctx_st *upstream_pool_tls(struct upstream_pool *p, const char **why);
 
@@ -107,9 +113,11 @@ enum upstream_conn_state {
 	UPC_CONNECTING,    /* TCP connect, then TLS for wss; timer = connect deadline */
 	UPC_UPGRADING,     /* request sent, reading the 101; timer = connect deadline */
 	UPC_OPEN,          /* relaying; timer = heartbeat (ws, wss) */
-	UPC_CLOSING,       /* our close frame is queued; waiting for the backend's; timer = close_timeout */
-	UPC_FLUSHING,      /* nothing more to say: writing out, then waiting for EOF; timer = close_timeout */
-	UPC_CLOSED,        /* on the registry's dead list; no callbacks */
+	UPC_CLOSING,  /* our close frame is queued; waiting for the backend's; timer = close_timeout
+	               */
+	UPC_FLUSHING, /* nothing more to say: writing out, then waiting for EOF; timer =
+	                 close_timeout */
+	UPC_CLOSED,   /* on the registry's dead list; no callbacks */
 };
 
 /* What the owner (a proxy session or a health probe) is told. Never called after detach or
@@ -133,51 +141,52 @@ struct upstream_conn_ops {
 };
 
 struct upstream_conn {
-	uint64_t id;                      /* the client connection's id for logs; 0 for probes */
+	uint64_t id; /* the client connection's id for logs; 0 for probes */
 	struct upstream_registry *reg;
 	struct upstream_backend *backend;
-	const struct config *cfg;
+	const struct config *cfg; /* the pool's snapshot: timers, limits */
 	enum upstream_conn_state state;
 	const struct upstream_conn_ops *ops; /* NULL once detached */
 	void *arg;
-	const struct upstream_req *req;   /* the owner's copy of the client request; NULL: probe */
+	const struct upstream_req *req; /* the owner's copy of the client request; NULL: probe */
 	struct bufferevent *bev;
-	struct event timer;               /* one timer, its meaning set by the state */
-	struct upstream_dns *dns;         /* lookup in flight */
-	struct evutil_addrinfo *ai;       /* the host's addresses */
-	struct evutil_addrinfo *ai_next;  /* the next one to try after a refused connect */
-	int in_start;                     /* inside upstream_conn_new: a lookup answered at once */
+	struct event timer;              /* one timer, its meaning set by the state */
+	struct upstream_dns *dns;        /* lookup in flight */
+	struct evutil_addrinfo *ai;      /* the host's addresses */
+	struct evutil_addrinfo *ai_next; /* the next one to try after a refused connect */
+	int in_start;                    /* inside upstream_conn_new: a lookup answered at once */
 	int dns_err;
-	char *request;                    /* the upgrade request, freed once queued */
+	char *request; /* the upgrade request, freed once queued */
 	size_t request_len;
-	char accept[29];                  /* the Sec-WebSocket-Accept we expect */
-	struct ws_parser parser;          /* frames from the backend: unmasked */
+	char accept[29];         /* the Sec-WebSocket-Accept we expect */
+	struct ws_parser parser; /* frames from the backend: unmasked */
 	uint64_t ping_sent_ms, next_ping_ms;
-	unsigned paused : 1;              /* the owner asked us not to read the backend */
+	unsigned paused : 1; /* the owner asked us not to read the backend */
 	unsigned want_drained : 1;
-	unsigned counted : 1;             /* counted in backend->active */
-	unsigned eof : 1;                 /* EOF seen while paused: input is relayed first */
-	char why[160];                    /* why it failed, for upstream_conn_new's caller */
-	int status;                       /* the backend's HTTP status when not 101 */
+	unsigned counted : 1; /* counted in backend->active */
+	unsigned eof : 1;     /* EOF seen while paused: input is relayed first */
+	char why[160];        /* why it failed, for upstream_conn_new's caller */
+	int status;           /* the backend's HTTP status when not 101 */
 	LIST_ENTRY(upstream_conn) entry;
 };
 
 /* Starts connecting to b (then TLS, then the upgrade for ws/wss). req (may be NULL) must
  * stay valid until ready, failed or detach. Returns NULL with *why set when it fails at once. */
 struct upstream_conn *upstream_conn_new(struct upstream_backend *b, uint64_t id,
-    const struct upstream_req *req, const struct config *cfg,
-    const struct upstream_conn_ops *ops, void *arg, const char **why);
+                                        const struct upstream_req *req,
+                                        const struct upstream_conn_ops *ops, void *arg,
+                                        const char **why);
 /* The owner leaves: no more callbacks; the connection finishes what it does by itself. */
 void upstream_conn_detach(struct upstream_conn *u);
 /* One frame of a message towards the backend (masked), or raw bytes for tcp. -1 when the
  * connection is not OPEN. */
 int upstream_conn_send(struct upstream_conn *u, unsigned opcode, int fin, const uint8_t *p,
-    size_t n);
+                       size_t n);
 /* Starts the close handshake with code (WS_CLOSE_NO_STATUS: an empty close) when OPEN; an
  * owner that stays attached still gets the backend's data, then ops->gone with its answer.
  * tcp: flushes and closes; before OPEN: closes at once. */
 void upstream_conn_send_close(struct upstream_conn *u, unsigned code, const char *reason,
-    size_t rlen);
+                              size_t rlen);
 size_t upstream_conn_output_len(const struct upstream_conn *u);
 /* Ask for one ops->drained when the queue falls to UPSTREAM_OUT_LOW. */
 void upstream_conn_want_drained(struct upstream_conn *u);
@@ -197,7 +206,7 @@ void upstream_tls_ctx_free(struct ssl_ctx_st *ctx);
 /* A TLS client bufferevent, not yet connected, with SNI and hostname (or IP) verification
  * for host. NULL on failure. */
 struct bufferevent *upstream_tls_bev_new(struct event_base *base, struct ssl_ctx_st *ctx,
-    const char *host);
+                                         const char *host);
 /* Why a TLS bufferevent failed, for logs: certificate verification or OpenSSL's error.
  * Returns 0 (out untouched) when TLS has nothing to say: the socket's error is the reason. */
 int upstream_tls_error(struct bufferevent *bev, char *out, size_t outsz);

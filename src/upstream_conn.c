@@ -34,7 +34,7 @@ struct upstream_dns {
 };
 
 static const char *const upstream_conn_state_names[] = {
-	"resolving", "connecting", "upgrading", "open", "closing", "flushing", "closed",
+    "resolving", "connecting", "upgrading", "open", "closing", "flushing", "closed",
 };
 
 static void upstream_conn_connect(struct upstream_conn *u);
@@ -46,9 +46,8 @@ upstream_conn_state_name(enum upstream_conn_state st)
 	return upstream_conn_state_names[st];
 }
 
-static void
-upstream_conn_log(const struct upstream_conn *u, enum log_level lvl, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void upstream_conn_log(const struct upstream_conn *u, enum log_level lvl, const char *fmt,
+                              ...) __attribute__((format(printf, 3, 4)));
 
 static void
 upstream_conn_log(const struct upstream_conn *u, enum log_level lvl, const char *fmt, ...)
@@ -73,7 +72,7 @@ upstream_conn_is_ws(const struct upstream_conn *u)
 static void
 upstream_conn_timer_arm(struct upstream_conn *u, uint64_t ms)
 {
-	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
 
 	evtimer_add(&u->timer, &tv);
 }
@@ -107,10 +106,10 @@ upstream_conn_set_state(struct upstream_conn *u, enum upstream_conn_state st)
 
 	if (!upstream_conn_transition_ok(u->state, st))
 		fatalx("backend connection %llu: illegal transition %s -> %s",
-		    (unsigned long long)u->id, upstream_conn_state_name(u->state),
-		    upstream_conn_state_name(st));
+		       (unsigned long long)u->id, upstream_conn_state_name(u->state),
+		       upstream_conn_state_name(st));
 	upstream_conn_log(u, LOG_LVL_DEBUG, "%s -> %s", upstream_conn_state_name(u->state),
-	    upstream_conn_state_name(st));
+	                  upstream_conn_state_name(st));
 	u->state = st;
 	switch (st) {
 	case UPC_OPEN:
@@ -139,7 +138,7 @@ upstream_conn_close(struct upstream_conn *u, const char *reason)
 	if (u->state == UPC_CLOSED)
 		return;
 	upstream_conn_log(u, LOG_LVL_DEBUG, "closed (%s): %s", upstream_conn_state_name(u->state),
-	    reason);
+	                  reason);
 	upstream_conn_set_state(u, UPC_CLOSED);
 	if (u->dns != NULL) {
 		/* The callback still comes (with EVUTIL_EAI_CANCEL) and frees the ticket. */
@@ -164,6 +163,7 @@ upstream_conn_close(struct upstream_conn *u, const char *reason)
 void
 upstream_conn_free(struct upstream_conn *u)
 {
+	u->backend->pool->nconns--;
 	evtimer_del(&u->timer);
 	if (u->bev != NULL)
 		bufferevent_free(u->bev); /* closes the socket (and frees the SSL) */
@@ -220,8 +220,8 @@ upstream_conn_gone(struct upstream_conn *u, unsigned code, const char *reason, s
 static void
 upstream_conn_ended(struct upstream_conn *u, int error, const char *why)
 {
-	upstream_conn_log(u, LOG_LVL_INFO, "%s: %s", error || upstream_conn_is_ws(u) ?
-	    "vanished" : "closed", why);
+	upstream_conn_log(u, LOG_LVL_INFO, "%s: %s",
+	                  error || upstream_conn_is_ws(u) ? "vanished" : "closed", why);
 	if (upstream_conn_is_ws(u) || error)
 		upstream_conn_gone(u, WS_CLOSE_ABNORMAL, why, strlen(why));
 	else
@@ -234,8 +234,8 @@ upstream_conn_ended(struct upstream_conn *u, int error, const char *why)
 /* One masked frame (RFC 6455 5.3: every frame from a client, with a fresh key). The payload
  * is masked while it is copied into the output buffer. */
 static void
-upstream_conn_queue_frame(struct upstream_conn *u, int fin, unsigned opcode,
-    const uint8_t *data, size_t len)
+upstream_conn_queue_frame(struct upstream_conn *u, int fin, unsigned opcode, const uint8_t *data,
+                          size_t len)
 {
 	struct evbuffer *out = bufferevent_get_output(u->bev);
 	struct evbuffer_iovec v[2];
@@ -265,8 +265,7 @@ upstream_conn_queue_frame(struct upstream_conn *u, int fin, unsigned opcode,
 }
 
 int
-upstream_conn_send(struct upstream_conn *u, unsigned opcode, int fin, const uint8_t *p,
-    size_t n)
+upstream_conn_send(struct upstream_conn *u, unsigned opcode, int fin, const uint8_t *p, size_t n)
 {
 	if (u->state != UPC_OPEN)
 		return -1;
@@ -290,8 +289,7 @@ upstream_conn_want_drained(struct upstream_conn *u)
 }
 
 static void
-upstream_conn_queue_close(struct upstream_conn *u, unsigned code, const char *reason,
-    size_t rlen)
+upstream_conn_queue_close(struct upstream_conn *u, unsigned code, const char *reason, size_t rlen)
 {
 	uint8_t payload[WS_CONTROL_MAX];
 	size_t plen = 0;
@@ -322,8 +320,7 @@ upstream_conn_flush(struct upstream_conn *u)
 }
 
 void
-upstream_conn_send_close(struct upstream_conn *u, unsigned code, const char *reason,
-    size_t rlen)
+upstream_conn_send_close(struct upstream_conn *u, unsigned code, const char *reason, size_t rlen)
 {
 	switch (u->state) {
 	case UPC_RESOLVING:
@@ -431,10 +428,10 @@ upstream_conn_read_upgrade(struct upstream_conn *u)
 		if (resp.status != 101) {
 			u->status = resp.status;
 			snprintf(buf, sizeof(buf), "refused the upgrade: HTTP %d %.*s", resp.status,
-			    (int)(resp.reason.n < 60 ? resp.reason.n : 60), resp.reason.p);
-		}
-		else
+			         (int)(resp.reason.n < 60 ? resp.reason.n : 60), resp.reason.p);
+		} else {
 			snprintf(buf, sizeof(buf), "bad upgrade response: %s", why);
+		}
 		upstream_conn_fail(u, buf);
 		return;
 	}
@@ -445,7 +442,7 @@ upstream_conn_read_upgrade(struct upstream_conn *u)
 	upstream_conn_set_state(u, UPC_OPEN);
 	u->req = NULL;
 	upstream_conn_log(u, LOG_LVL_DEBUG, "upgraded%s%s", proto.n ? ", subprotocol " : "",
-	    protocol);
+	                  protocol);
 	ops = u->ops;
 	if (ops != NULL && ops->ready != NULL)
 		ops->ready(u->arg, proto.n > 0 ? protocol : NULL);
@@ -480,8 +477,9 @@ upstream_conn_on_event(struct upstream_conn *u, const struct ws_event *ev)
 
 	/* RFC 6455 5.1: a client fails the connection on a masked frame from the server. */
 	if (ev->type != WS_EV_ERROR && u->parser.fh.masked) {
-		struct ws_event bad = { .type = WS_EV_ERROR, .close_code = WS_CLOSE_PROTOCOL,
-			.reason = "masked frame from the server" };
+		struct ws_event bad = {.type = WS_EV_ERROR,
+		                       .close_code = WS_CLOSE_PROTOCOL,
+		                       .reason = "masked frame from the server"};
 		return upstream_conn_on_event(u, &bad);
 	}
 	switch (ev->type) {
@@ -520,9 +518,10 @@ upstream_conn_on_event(struct upstream_conn *u, const struct ws_event *ev)
 		return -1;
 	case WS_EV_ERROR:
 		upstream_conn_log(u, LOG_LVL_INFO, "protocol error, closing with %u: %s",
-		    ev->close_code, ev->reason);
+		                  ev->close_code, ev->reason);
 		if (u->state == UPC_OPEN) {
-			upstream_conn_queue_close(u, ev->close_code, ev->reason, strlen(ev->reason));
+			upstream_conn_queue_close(u, ev->close_code, ev->reason,
+			                          strlen(ev->reason));
 			upstream_conn_flush(u);
 			upstream_conn_gone(u, WS_CLOSE_ABNORMAL, "backend protocol error", 22);
 		} else {
@@ -546,12 +545,12 @@ upstream_conn_read_frames(struct upstream_conn *u)
 	int stop = 0;
 
 	while (!stop && !u->paused && (u->state == UPC_OPEN || u->state == UPC_CLOSING) &&
-	    evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
+	       evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
 		uint8_t *base = v.iov_base;
 
 		for (off = 0; off < v.iov_len && !stop;) {
-			enum ws_ev_type t = ws_parser_feed(&u->parser, base + off, v.iov_len - off,
-			    &used, &ev);
+			enum ws_ev_type t =
+			    ws_parser_feed(&u->parser, base + off, v.iov_len - off, &used, &ev);
 
 			off += used;
 			if (t == WS_EV_NONE)
@@ -614,7 +613,7 @@ upstream_conn_read_cb(struct bufferevent *bev, void *arg)
 		break;
 	case UPC_FLUSHING:
 		evbuffer_drain(bufferevent_get_input(bev),
-		    evbuffer_get_length(bufferevent_get_input(bev)));
+		               evbuffer_get_length(bufferevent_get_input(bev)));
 		break;
 	default:
 		break;
@@ -627,7 +626,8 @@ upstream_conn_write_cb(struct bufferevent *bev, void *arg)
 	struct upstream_conn *u = arg;
 
 	if (u->state == UPC_FLUSHING) {
-		if (!upstream_conn_is_ws(u) && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		if (!upstream_conn_is_ws(u) &&
+		    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 			upstream_conn_close(u, "tcp session done");
 		return;
 	}
@@ -652,8 +652,9 @@ upstream_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
-	if ((what & BEV_EVENT_EOF) && u->paused && (u->state == UPC_OPEN ||
-	    u->state == UPC_CLOSING) && evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+	if ((what & BEV_EVENT_EOF) && u->paused &&
+	    (u->state == UPC_OPEN || u->state == UPC_CLOSING) &&
+	    evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
 		/* What came before the EOF (a close frame, maybe) goes first: see resume_read. */
 		u->eof = 1;
 		return;
@@ -736,8 +737,8 @@ upstream_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	case UPC_CONNECTING:
 	case UPC_UPGRADING:
 		snprintf(why, sizeof(why), "timed out after %llu ms while %s",
-		    (unsigned long long)upstream_connect_timeout_ms(u->backend->pool->route),
-		    upstream_conn_state_name(u->state));
+		         (unsigned long long)upstream_connect_timeout_ms(u->backend->pool->route),
+		         upstream_conn_state_name(u->state));
 		upstream_conn_fail(u, why);
 		break;
 	case UPC_OPEN:
@@ -785,7 +786,7 @@ upstream_conn_connect(struct upstream_conn *u)
 		return;
 	}
 	bufferevent_setcb(u->bev, upstream_conn_read_cb, upstream_conn_write_cb,
-	    upstream_conn_event_cb, u);
+	                  upstream_conn_event_cb, u);
 	/* Fewer, larger reads: the default 16 KiB costs throughput on a busy relay. */
 	bufferevent_set_max_single_read(u->bev, 65536);
 	bufferevent_set_max_single_write(u->bev, 65536);
@@ -806,7 +807,7 @@ upstream_conn_resolved(struct upstream_conn *u, int err, struct evutil_addrinfo 
 
 	if (err != 0 || ai == NULL) {
 		snprintf(why, sizeof(why), "cannot resolve %.64s: %s", u->backend->cfg->host,
-		    evutil_gai_strerror(err));
+		         evutil_gai_strerror(err));
 		upstream_conn_fail(u, why);
 		return;
 	}
@@ -829,7 +830,8 @@ upstream_conn_dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
 	}
 	u->dns = NULL;
 	if (u->in_start) {
-		/* Answered inside evdns_getaddrinfo (an address or /etc/hosts): the caller goes on. */
+		/* Answered inside evdns_getaddrinfo (an address or /etc/hosts): the caller goes on.
+		 */
 		u->ai = ai;
 		u->dns_err = err != 0 ? err : (ai == NULL ? EVUTIL_EAI_FAIL : 0);
 		return;
@@ -858,8 +860,7 @@ upstream_conn_resolve(struct upstream_conn *u)
 		return;
 	}
 	hints.ai_flags = EVUTIL_AI_NUMERICSERV | EVUTIL_AI_ADDRCONFIG;
-	if ((dns = upstream_registry_dns(u->reg)) == NULL ||
-	    (d = calloc(1, sizeof(*d))) == NULL) {
+	if ((dns = upstream_registry_dns(u->reg)) == NULL || (d = calloc(1, sizeof(*d))) == NULL) {
 		upstream_conn_fail(u, "cannot start a DNS lookup");
 		return;
 	}
@@ -883,9 +884,9 @@ upstream_conn_resolve(struct upstream_conn *u)
 
 struct upstream_conn *
 upstream_conn_new(struct upstream_backend *b, uint64_t id, const struct upstream_req *req,
-    const struct config *cfg, const struct upstream_conn_ops *ops, void *arg,
-    const char **why)
+                  const struct upstream_conn_ops *ops, void *arg, const char **why)
 {
+	const struct config *cfg = b->pool->cfg;
 	struct upstream_registry *reg = b->pool->reg;
 	const struct config_backend *cb = b->cfg;
 	struct upstream_conn *u;
@@ -903,6 +904,7 @@ upstream_conn_new(struct upstream_backend *b, uint64_t id, const struct upstream
 	u->req = req;
 	evtimer_assign(&u->timer, reg->base, upstream_conn_timer_cb, u);
 	LIST_INSERT_HEAD(&reg->live, u, entry);
+	b->pool->nconns++; /* the pool, and the snapshot it holds, outlive u */
 	if (req != NULL) {
 		b->active++;
 		u->counted = 1;
@@ -918,9 +920,9 @@ upstream_conn_new(struct upstream_backend *b, uint64_t id, const struct upstream
 		http_ws_accept(key, 24, u->accept);
 		target = upstream_req_target(cb->path, req != NULL ? req->query : NULL);
 		if (target != NULL)
-			u->request = upstream_req_format(target, cb->host, cb->port,
-			    cb->scheme == BACKEND_WSS ? "443" : "80", key,
-			    req != NULL ? req->headers : NULL, &u->request_len);
+			u->request = upstream_req_format(
+			    target, cb->host, cb->port, cb->scheme == BACKEND_WSS ? "443" : "80",
+			    key, req != NULL ? req->headers : NULL, &u->request_len);
 		free(target);
 		if (u->request == NULL) {
 			*why = "out of memory";

@@ -88,7 +88,7 @@ upstream_req_caseeq(const char *a, size_t an, const char *b)
 char *
 upstream_req_head_field(const char *head, size_t n, const char *name)
 {
-	struct upstream_sb sb = { 0 };
+	struct upstream_sb sb = {0};
 	const char *line, *eol, *end = head + n, *colon, *v;
 	size_t vn;
 
@@ -156,7 +156,7 @@ upstream_req_peer_ip(const char *peer, char *out, size_t outsz)
 
 static void
 upstream_req_forwarding(struct upstream_sb *sb, const struct http_request *req,
-    const struct upstream_req_client *cl)
+                        const struct upstream_req_client *cl)
 {
 	const char *head = req->method.p, *proto = cl->tls ? "wss" : "ws";
 	char node[64], *prev;
@@ -194,9 +194,9 @@ upstream_req_forwarding(struct upstream_sb *sb, const struct http_request *req,
 
 int
 upstream_req_copy(const struct http_request *req, const struct upstream_req_client *cl,
-    struct upstream_req *out)
+                  struct upstream_req *out)
 {
-	struct upstream_sb sb = { 0 };
+	struct upstream_sb sb = {0};
 	size_t total = 0, off = 0;
 
 	memset(out, 0, sizeof(*out));
@@ -259,7 +259,7 @@ upstream_req_free(struct upstream_req *r)
 char *
 upstream_req_target(const char *path, const char *query)
 {
-	struct upstream_sb sb = { 0 };
+	struct upstream_sb sb = {0};
 
 	if (path == NULL || path[0] == '\0')
 		path = "/";
@@ -273,9 +273,9 @@ upstream_req_target(const char *path, const char *query)
 
 char *
 upstream_req_format(const char *target, const char *host, const char *port,
-    const char *default_port, const char *key, const char *headers, size_t *len)
+                    const char *default_port, const char *key, const char *headers, size_t *len)
 {
-	struct upstream_sb sb = { 0 };
+	struct upstream_sb sb = {0};
 	int v6 = strchr(host, ':') != NULL;
 	char *out;
 

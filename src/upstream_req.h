@@ -10,8 +10,8 @@
 
 /* What outlives the handshake hook (the request is valid only during it). */
 struct upstream_req {
-	char *query;              /* the client's query string without '?', NULL when none */
-	char *headers;            /* lines passed on, each "Name: value\r\n"; "" when none */
+	char *query;                /* the client's query string without '?', NULL when none */
+	char *headers;              /* lines passed on, each "Name: value\r\n"; "" when none */
 	struct http_str *protocols; /* subprotocols the client offered, into protobuf */
 	size_t nprotocols;
 	char *protobuf;
@@ -19,15 +19,15 @@ struct upstream_req {
 
 /* Where the client came from, for the forwarding headers. */
 struct upstream_req_client {
-	const char *ip;  /* address text without brackets or port ("192.0.2.1", "2001:db8::1") */
-	int tls;         /* the client speaks TLS: proto "wss", else "ws" */
-	int forward;     /* add X-Forwarded-For/-Proto/-Host, X-Real-IP and Forwarded */
+	const char *ip; /* address text without brackets or port ("192.0.2.1", "2001:db8::1") */
+	int tls;        /* the client speaks TLS: proto "wss", else "ws" */
+	int forward;    /* add X-Forwarded-For/-Proto/-Host, X-Real-IP and Forwarded */
 };
 
 /* Copies Origin, Cookie, Authorization and the offered subprotocols, and adds the forwarding
  * headers (appending to the client's X-Forwarded-For and Forwarded). 0, or -1 on ENOMEM. */
 int upstream_req_copy(const struct http_request *req, const struct upstream_req_client *cl,
-    struct upstream_req *out) __attribute__((warn_unused_result));
+                      struct upstream_req *out) __attribute__((warn_unused_result));
 void upstream_req_free(struct upstream_req *r);
 
 /* The request target: the backend's path (which may carry its own query) plus the client's
@@ -37,7 +37,8 @@ char *upstream_req_target(const char *path, const char *query);
 /* The complete upgrade request. host without brackets; the port is left out of Host when it
  * is the scheme's default_port. key is the 24-character Sec-WebSocket-Key. NULL on ENOMEM. */
 char *upstream_req_format(const char *target, const char *host, const char *port,
-    const char *default_port, const char *key, const char *headers, size_t *len);
+                          const char *default_port, const char *key, const char *headers,
+                          size_t *len);
 
 /* The address part of a conn peer string: "192.0.2.1:5" -> "192.0.2.1", "[::1]:5" -> "::1".
  * 0, or -1 when peer has no address (unix sockets) or out is too small. */

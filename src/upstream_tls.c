@@ -33,7 +33,7 @@ upstream_tls_ctx_new(const char *ca_file, char *err, size_t errsz)
 		if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
 			e = ERR_peek_last_error();
 			snprintf(err, errsz, "cannot load ca_file %s: %s", ca_file,
-			    e ? ERR_reason_error_string(e) : "unknown error");
+			         e ? ERR_reason_error_string(e) : "unknown error");
 			ERR_clear_error();
 			SSL_CTX_free(ctx);
 			return NULL;
@@ -78,7 +78,7 @@ upstream_tls_bev_new(struct event_base *base, SSL_CTX *ctx, const char *host)
 	}
 	/* The bufferevent owns ssl from here (BEV_OPT_CLOSE_ON_FREE frees it with the socket). */
 	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
-	    BEV_OPT_CLOSE_ON_FREE);
+	                                     BEV_OPT_CLOSE_ON_FREE);
 	if (bev == NULL)
 		return NULL; /* libevent freed ssl on failure */
 	/* A backend that drops TCP without close_notify is EOF, not an error. */
@@ -101,7 +101,7 @@ upstream_tls_error(struct bufferevent *bev, char *out, size_t outsz)
 
 	if (ssl != NULL && (vr = SSL_get_verify_result(ssl)) != X509_V_OK) {
 		snprintf(out, outsz, "TLS: certificate verify failed: %s",
-		    X509_verify_cert_error_string(vr));
+		         X509_verify_cert_error_string(vr));
 	} else if (e != 0) {
 		ERR_error_string_n(e, buf, sizeof(buf));
 		snprintf(out, outsz, "TLS: %s", buf);

@@ -6,6 +6,7 @@ hop's own heartbeat, tcp:// backends."""
 
 import json
 import os
+import signal
 import time
 
 import pytest
@@ -615,6 +616,34 @@ def test_backend_vanishes_while_draining_client_gets_1012(gateway_factory, node)
     assert res.code == 1012, res
     assert g.wait(10) == 0
     g.check_clean_exit()
+
+
+def test_reload_moves_new_sessions_keeps_old_ones(gateway_factory):
+    with NodeWsBackend() as a, NodeWsBackend() as b:
+        dead = f"ws://127.0.0.1:{refused_port()}/d"
+        g = gateway_factory(routes={"/app": proxy_route(a.url("/a"), dead, retries=1,
+                                                        health_check="200ms",
+                                                        fail_timeout="60s")})
+        old = WSClient(g.port, path="/app")
+        assert json.loads(old.roundtrip(OP_TEXT, b"headers?")[1])["url"] == "/a"
+        wait_until(lambda: f"backend {dead} down" in g.stderr(), 5, what="probe marks down")
+        text = g.config_text.replace(a.url("/a"), b.url("/b"))
+        with open(g.config_path, "w", encoding="utf-8") as f:
+            f.write(text)
+        g.send_signal(signal.SIGHUP)
+        wait_until(lambda: "in force for new connections" in g.stderr(), 5, what="reload")
+        # The dead backend's health carried over: no new "down" line, no attempt on it.
+        for _ in range(3):
+            with WSClient(g.port, path="/app") as c:
+                assert json.loads(c.roundtrip(OP_TEXT, b"headers?")[1])["url"] == "/b"
+        assert g.stderr().count(f"backend {dead} down") == 1
+        # The session made before the reload still talks to its backend.
+        assert json.loads(old.roundtrip(OP_TEXT, b"headers?")[1])["url"] == "/a"
+        old.send_close(1000)
+        assert old.recv_frame().close_code == 1000
+        old.close()
+        time.sleep(0.5)  # the old pool retires once its last connection is gone
+        assert g.running()
 
 
 def close_frame(code, reason=b""):

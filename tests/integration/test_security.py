@@ -395,7 +395,8 @@ def test_max_messages_per_second_1008(gateway_factory):
         res = c.expect_close()
         assert res.code == 1008, res
         assert res.reason == b"message rate exceeded"
-        assert len(res.data_frames_before()) == 5, res
+        # five is the bucket; a host stalled 200 ms mid-burst may refill one more
+        assert 5 <= len(res.data_frames_before()) <= 6, res
         assert res.tcp_closed
     assert "more than 5 messages per second, closing with 1008" in g.stderr()
 

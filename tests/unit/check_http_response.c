@@ -79,8 +79,10 @@ START_TEST(test_parse_table)
 	struct http_response r;
 	char *copy;
 	/* Rows with an embedded NUL: sizeof would be needed; only "NUL in value" has one. */
-	size_t n = strcmp(row->name, "NUL in value") == 0 ?
-	    sizeof("HTTP/1.1 101 S" CRLF "A: b\x00" "c" CRLF CRLF) - 1 : strlen(row->resp);
+	size_t n = strcmp(row->name, "NUL in value") == 0 ? sizeof("HTTP/1.1 101 S" CRLF "A: b\x00"
+	                                                           "c" CRLF CRLF) -
+	                                                        1
+	                                                  : strlen(row->resp);
 	enum http_response_status st = parse_n(row->resp, n, &r, &copy);
 
 	ck_assert_msg(st == row->want, "%s: got %d want %d", row->name, st, row->want);
@@ -159,7 +161,7 @@ START_TEST(test_limit_size)
 	free(copy);
 	/* Just under the limit and unfinished: more may come. */
 	ck_assert_int_eq(parse_n(buf, HTTP_RESPONSE_MAX_HEADER - 1, &r, &copy),
-	    HTTP_RESPONSE_NEED_MORE);
+	                 HTTP_RESPONSE_NEED_MORE);
 	free(copy);
 	/* Exactly the limit, ending in the blank line: accepted. */
 	memcpy(buf + HTTP_RESPONSE_MAX_HEADER - 4, "\r\n\r\n", 4);
@@ -248,7 +250,7 @@ static const struct check_row {
 START_TEST(test_check_table)
 {
 	const struct check_row *row = &check_rows[_i];
-	struct http_str offered[2] = { { "chat", 4 }, { "superchat", 9 } }, proto;
+	struct http_str offered[2] = {{"chat", 4}, {"superchat", 9}}, proto;
 	struct http_response r;
 	const char *why = "unset";
 	char *copy, accept[29];
@@ -258,7 +260,7 @@ START_TEST(test_check_table)
 	ck_assert_str_eq(accept, ACCEPT);
 	ck_assert_int_eq(parse_n(row->resp, strlen(row->resp), &r, &copy), HTTP_RESPONSE_OK);
 	got = http_response_check_upgrade(&r, accept, row->offer ? offered : NULL,
-	    row->offer ? 2 : 0, &proto, &why);
+	                                  row->offer ? 2 : 0, &proto, &why);
 	ck_assert_msg(got == row->want, "%s: got %d (%s)", row->name, got, why ? why : "");
 	if (got == 0) {
 		ck_assert_ptr_null(why);

@@ -14,9 +14,9 @@
 #define NB 3
 
 static struct config_backend cbs[NB] = {
-	{ .scheme = BACKEND_WS, .host = "127.0.0.1", .port = "9000", .url = "ws://a" },
-	{ .scheme = BACKEND_WS, .host = "127.0.0.1", .port = "9001", .url = "ws://b" },
-	{ .scheme = BACKEND_WS, .host = "127.0.0.1", .port = "9002", .url = "ws://c" },
+    {.scheme = BACKEND_WS, .host = "127.0.0.1", .port = "9000", .url = "ws://a"},
+    {.scheme = BACKEND_WS, .host = "127.0.0.1", .port = "9001", .url = "ws://b"},
+    {.scheme = BACKEND_WS, .host = "127.0.0.1", .port = "9002", .url = "ws://c"},
 };
 static struct config_route route;
 static struct upstream_pool pool;
@@ -50,8 +50,8 @@ static size_t
 pick(const char *ip, const unsigned char *tried, int *all_down)
 {
 	int dummy;
-	struct upstream_backend *b = upstream_pool_pick(&pool, ip, tried ? tried : none,
-	    all_down ? all_down : &dummy);
+	struct upstream_backend *b =
+	    upstream_pool_pick(&pool, ip, tried ? tried : none, all_down ? all_down : &dummy);
 
 	return b == NULL ? (size_t)-1 : b->index;
 }
@@ -67,7 +67,7 @@ END_TEST
 
 START_TEST(test_round_robin_skips_tried_and_down)
 {
-	unsigned char tried[NB] = { 1, 0, 0 };
+	unsigned char tried[NB] = {1, 0, 0};
 	int all_down = -1;
 
 	route.balance = BALANCE_ROUND_ROBIN;
@@ -100,12 +100,14 @@ END_TEST
 
 START_TEST(test_fail_timeout_expires)
 {
-	uint64_t now = conn_now_ms();
+	uint64_t before = conn_now_ms(), until;
 
 	upstream_backend_failed(&backends[0], "test");
-	ck_assert(!upstream_backend_eligible(&backends[0], now));
-	ck_assert(!upstream_backend_eligible(&backends[0], now + 9000));
-	ck_assert(upstream_backend_eligible(&backends[0], now + 10001));
+	until = backends[0].down_until_ms;
+	ck_assert(until >= before + 10000 && until <= conn_now_ms() + 10000);
+	ck_assert(!upstream_backend_eligible(&backends[0], before));
+	ck_assert(!upstream_backend_eligible(&backends[0], until - 1));
+	ck_assert(upstream_backend_eligible(&backends[0], until));
 	/* Still marked down until it succeeds: a retry that fails again logs nothing new. */
 	ck_assert_int_eq(backends[0].state, UPSTREAM_DOWN);
 }
@@ -138,9 +140,9 @@ END_TEST
 
 START_TEST(test_ip_hash_stable_and_spread)
 {
-	const char *ips[] = { "192.0.2.1", "192.0.2.2", "198.51.100.7", "2001:db8::1",
-		"203.0.113.50", "10.0.0.1", "10.0.0.2", "10.0.0.3" };
-	int used[NB] = { 0 };
+	const char *ips[] = {"192.0.2.1",    "192.0.2.2", "198.51.100.7", "2001:db8::1",
+	                     "203.0.113.50", "10.0.0.1",  "10.0.0.2",     "10.0.0.3"};
+	int used[NB] = {0};
 
 	route.balance = BALANCE_IP_HASH;
 	for (size_t i = 0; i < sizeof(ips) / sizeof(ips[0]); i++) {

@@ -89,8 +89,8 @@ END_TEST
 START_TEST(test_head_field)
 {
 	const char *head = "GET / HTTP/1.1" CRLF "Host: a" CRLF "X-Forwarded-For: 10.0.0.1" CRLF
-	    "x-forwarded-for:10.0.0.2 " CRLF "X-Forwarded-Forx: no" CRLF "X-Forwarded-For:" CRLF
-	    CRLF;
+	                   "x-forwarded-for:10.0.0.2 " CRLF "X-Forwarded-Forx: no" CRLF
+	                   "X-Forwarded-For:" CRLF CRLF;
 	char *v = upstream_req_head_field(head, strlen(head), "X-Forwarded-For");
 
 	ck_assert_ptr_nonnull(v);
@@ -112,10 +112,11 @@ parse(const char *s, struct http_request *req)
 
 START_TEST(test_copy_plain)
 {
-	const char *s = "GET /app?room=1 HTTP/1.1" CRLF "Host: gw.example" CRLF
+	const char *s =
+	    "GET /app?room=1 HTTP/1.1" CRLF "Host: gw.example" CRLF
 	    "Origin: https://app.example" CRLF "Cookie: sid=42" CRLF "Authorization: Bearer t" CRLF
 	    "Sec-WebSocket-Protocol: chat, superchat" CRLF "User-Agent: not-copied" CRLF CRLF;
-	struct upstream_req_client cl = { "192.0.2.7", 0, 0 };
+	struct upstream_req_client cl = {"192.0.2.7", 0, 0};
 	struct http_request req;
 	struct upstream_req r;
 
@@ -123,7 +124,8 @@ START_TEST(test_copy_plain)
 	ck_assert_int_eq(upstream_req_copy(&req, &cl, &r), 0);
 	ck_assert_str_eq(r.query, "room=1");
 	ck_assert_str_eq(r.headers, "Origin: https://app.example" CRLF "Cookie: sid=42" CRLF
-	    "Authorization: Bearer t" CRLF "Sec-WebSocket-Protocol: chat, superchat" CRLF);
+	                            "Authorization: Bearer t" CRLF
+	                            "Sec-WebSocket-Protocol: chat, superchat" CRLF);
 	ck_assert_uint_eq(r.nprotocols, 2);
 	ck_assert(http_str_eq(r.protocols[0], "chat"));
 	ck_assert(http_str_eq(r.protocols[1], "superchat"));
@@ -133,7 +135,7 @@ END_TEST
 
 START_TEST(test_copy_nothing)
 {
-	struct upstream_req_client cl = { NULL, 0, 1 };
+	struct upstream_req_client cl = {NULL, 0, 1};
 	struct http_request req;
 	struct upstream_req r;
 
@@ -148,15 +150,16 @@ END_TEST
 
 START_TEST(test_copy_forwarding_v4)
 {
-	struct upstream_req_client cl = { "192.0.2.7", 1, 1 };
+	struct upstream_req_client cl = {"192.0.2.7", 1, 1};
 	struct http_request req;
 	struct upstream_req r;
 
 	parse("GET /app HTTP/1.1" CRLF "Host: gw.example:8443" CRLF CRLF, &req);
 	ck_assert_int_eq(upstream_req_copy(&req, &cl, &r), 0);
-	ck_assert_str_eq(r.headers, "X-Forwarded-For: 192.0.2.7" CRLF "X-Forwarded-Proto: wss" CRLF
-	    "X-Forwarded-Host: gw.example:8443" CRLF "X-Real-IP: 192.0.2.7" CRLF
-	    "Forwarded: for=192.0.2.7;proto=wss" CRLF);
+	ck_assert_str_eq(r.headers,
+	                 "X-Forwarded-For: 192.0.2.7" CRLF "X-Forwarded-Proto: wss" CRLF
+	                 "X-Forwarded-Host: gw.example:8443" CRLF "X-Real-IP: 192.0.2.7" CRLF
+	                 "Forwarded: for=192.0.2.7;proto=wss" CRLF);
 	upstream_req_free(&r);
 }
 END_TEST
@@ -164,25 +167,26 @@ END_TEST
 START_TEST(test_copy_forwarding_appends)
 {
 	const char *s = "GET /app HTTP/1.1" CRLF "Host: a" CRLF "X-Forwarded-For: 10.1.1.1" CRLF
-	    "Forwarded: for=10.1.1.1;proto=https" CRLF CRLF;
-	struct upstream_req_client cl = { "2001:db8::9", 0, 1 };
+	                "Forwarded: for=10.1.1.1;proto=https" CRLF CRLF;
+	struct upstream_req_client cl = {"2001:db8::9", 0, 1};
 	struct http_request req;
 	struct upstream_req r;
 
 	parse(s, &req);
 	ck_assert_int_eq(upstream_req_copy(&req, &cl, &r), 0);
-	ck_assert_str_eq(r.headers, "X-Forwarded-For: 10.1.1.1, 2001:db8::9" CRLF
-	    "X-Forwarded-Proto: ws" CRLF "X-Forwarded-Host: a" CRLF "X-Real-IP: 2001:db8::9" CRLF
-	    "Forwarded: for=10.1.1.1;proto=https, for=\"[2001:db8::9]\";proto=ws" CRLF);
+	ck_assert_str_eq(
+	    r.headers, "X-Forwarded-For: 10.1.1.1, 2001:db8::9" CRLF "X-Forwarded-Proto: ws" CRLF
+	               "X-Forwarded-Host: a" CRLF "X-Real-IP: 2001:db8::9" CRLF
+	               "Forwarded: for=10.1.1.1;proto=https, for=\"[2001:db8::9]\";proto=ws" CRLF);
 	upstream_req_free(&r);
 }
 END_TEST
 
 START_TEST(test_copy_forwarding_off)
 {
-	const char *s = "GET /app HTTP/1.1" CRLF "Host: a" CRLF "X-Forwarded-For: 10.1.1.1" CRLF
-	    CRLF;
-	struct upstream_req_client cl = { "192.0.2.7", 0, 0 };
+	const char *s =
+	    "GET /app HTTP/1.1" CRLF "Host: a" CRLF "X-Forwarded-For: 10.1.1.1" CRLF CRLF;
+	struct upstream_req_client cl = {"192.0.2.7", 0, 0};
 	struct http_request req;
 	struct upstream_req r;
 
@@ -197,13 +201,13 @@ START_TEST(test_format)
 {
 	size_t len = 0;
 	char *req = upstream_req_format("/socket?q=1", "127.0.0.1", "9000", "80",
-	    "dGhlIHNhbXBsZSBub25jZQ==", "Origin: o" CRLF, &len);
+	                                "dGhlIHNhbXBsZSBub25jZQ==", "Origin: o" CRLF, &len);
 
 	ck_assert_ptr_nonnull(req);
 	ck_assert_str_eq(req, "GET /socket?q=1 HTTP/1.1" CRLF "Host: 127.0.0.1:9000" CRLF
-	    "Upgrade: websocket" CRLF "Connection: Upgrade" CRLF
-	    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" CRLF "Sec-WebSocket-Version: 13" CRLF
-	    "Origin: o" CRLF CRLF);
+	                      "Upgrade: websocket" CRLF "Connection: Upgrade" CRLF
+	                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" CRLF
+	                      "Sec-WebSocket-Version: 13" CRLF "Origin: o" CRLF CRLF);
 	ck_assert_uint_eq(len, strlen(req));
 	free(req);
 	/* Default port left out; IPv6 bracketed. */
@@ -218,8 +222,8 @@ END_TEST
 START_TEST(test_format_parses)
 {
 	const char *s = "GET /app?x=y HTTP/1.1" CRLF "Host: a" CRLF "Origin: https://o" CRLF
-	    "Sec-WebSocket-Protocol: chat" CRLF CRLF;
-	struct upstream_req_client cl = { "192.0.2.7", 0, 1 };
+	                "Sec-WebSocket-Protocol: chat" CRLF CRLF;
+	struct upstream_req_client cl = {"192.0.2.7", 0, 1};
 	struct http_request req, back;
 	struct upstream_req r;
 	const char *why;
@@ -229,8 +233,8 @@ START_TEST(test_format_parses)
 	parse(s, &req);
 	ck_assert_int_eq(upstream_req_copy(&req, &cl, &r), 0);
 	target = upstream_req_target("/socket", r.query);
-	text = upstream_req_format(target, "backend", "80", "80", "dGhlIHNhbXBsZSBub25jZQ==",
-	    r.headers, &len);
+	text = upstream_req_format(target, "backend", "80", "80",
+	                           "dGhlIHNhbXBsZSBub25jZQ==", r.headers, &len);
 	ck_assert_int_eq(http_parse_request(text, len, &back), HTTP_PARSE_OK);
 	ck_assert_int_eq(http_check_upgrade(&back, &why), 0);
 	ck_assert(http_str_eq(back.target, "/socket?x=y"));
