@@ -104,6 +104,11 @@ conn_set_state(struct conn *c, enum conn_state st)
 		break;
 	case CONN_FLUSHING:
 		conn_timer_arm(c, c->cfg->close_timeout_ms);
+		/* Input is only discarded from now on, and must be read to see the peer's EOF,
+		 * whatever paused it before (a pending target, a full output). */
+		c->paused_target = 0;
+		c->paused_output = 0;
+		bufferevent_enable(c->bev, EV_READ);
 		/* The FIN goes when the output is empty: now, or from conn_write_cb. */
 		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
 		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
