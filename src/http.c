@@ -110,8 +110,8 @@ http_token_list_has(const char *list, size_t n, const char *token)
  * such a client would never send. Returns the length through the blank line, 0 when it is not
  * there yet, or -1 on a bad line ending.
  */
-static long
-http_find_end(const char *buf, size_t lim)
+long
+http_head_end(const char *buf, size_t lim)
 {
 	size_t i;
 
@@ -305,7 +305,7 @@ http_parse_request(const char *buf, size_t n, struct http_request *req)
 
 	memset(req, 0, sizeof(*req));
 	lim = n < HTTP_MAX_HEADER ? n : HTTP_MAX_HEADER;
-	r = http_find_end(buf, lim);
+	r = http_head_end(buf, lim);
 	if (r < 0)
 		return HTTP_PARSE_BAD;
 	if (r == 0)

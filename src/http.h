@@ -50,6 +50,10 @@ enum http_parse_status {
  * is trimmed. Obsolete line folding is BAD. */
 enum http_parse_status http_parse_request(const char *buf, size_t n, struct http_request *req);
 
+/* End of an HTTP head (request or response) in buf[0..lim): the length through the blank line,
+ * 0 when it is not there yet, -1 at the first bare LF or CR not followed by LF. */
+long http_head_end(const char *buf, size_t lim);
+
 /* Checks the parsed request as a WebSocket upgrade. Returns 0 when it is one, else the HTTP
  * status to answer (505 for HTTP/1.0, 400, 405, 426) and sets *why to a static explanation. A 426 reply must
  * carry "Sec-WebSocket-Version: 13". */

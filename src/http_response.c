@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "http_response.h"
+#include "http.h"
 
 /* RFC 7230 3.2.6 tchar. */
 static int
@@ -37,24 +38,6 @@ http_response_text_ok(const char *p, size_t n)
 	return 1;
 }
 
-/* End of the head within buf[0..lim): length through the blank line, 0 when not there yet,
- * -1 at the first bare LF or CR not followed by LF (seen at once, not after 8 KiB). */
-static long
-http_response_find_end(const char *buf, size_t lim)
-{
-	for (size_t i = 0; i < lim; i++) {
-		if (buf[i] == '\r') {
-			if (i + 1 < lim && buf[i + 1] != '\n')
-				return -1;
-		} else if (buf[i] == '\n') {
-			if (i == 0 || buf[i - 1] != '\r')
-				return -1;
-			if (i >= 3 && buf[i - 2] == '\n')
-				return (long)(i + 1);
-		}
-	}
-	return 0;
-}
 
 /* "HTTP/1.x SP 3DIGIT SP reason", the reason (and its SP) may be missing. */
 static int
@@ -117,7 +100,7 @@ http_response_parse(const char *buf, size_t n, struct http_response *resp)
 
 	memset(resp, 0, sizeof(*resp));
 	lim = n < HTTP_RESPONSE_MAX_HEADER ? n : HTTP_RESPONSE_MAX_HEADER;
-	if ((r = http_response_find_end(buf, lim)) < 0)
+	if ((r = http_head_end(buf, lim)) < 0)
 		return HTTP_RESPONSE_BAD;
 	if (r == 0)
 		return n >= HTTP_RESPONSE_MAX_HEADER ? HTTP_RESPONSE_TOO_LARGE
