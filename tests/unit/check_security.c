@@ -210,7 +210,7 @@ struct fixture {
 	struct config_route routes[2];
 	char *origins[2];
 	struct http_request req;
-	char auth[2048];
+	char auth[2048 + 16]; /* "Bearer " + tok */
 	char tok[2048];
 };
 
