@@ -12,6 +12,7 @@
 #include "config.h"
 #include "conn.h"
 #include "gateway.h"
+#include "upstream.h"
 #include "worker.h"
 
 const unsigned metrics_rtt_bounds_ms[METRICS_RTT_NBUCKETS] = {
@@ -110,6 +111,39 @@ metrics_per_route(struct evbuffer *out, const struct gateway *gw, const char *na
 		evbuffer_add_printf(out, "%s{route=\"", name);
 		metrics_label(out, st->routes[i].path);
 		evbuffer_add_printf(out, "\"} %llu\n", (unsigned long long)*v);
+	}
+}
+
+/* Proxy backends of the pools of the current snapshot (pools of an older one are retiring). */
+static void
+metrics_backends(struct evbuffer *out, const struct gateway *gw)
+{
+	const struct upstream_pool *p;
+
+	metrics_head(out, "wsgate_backend_up", "gauge",
+	    "1 while a proxy backend is taken by the balancer, 0 while marked down.");
+	LIST_FOREACH(p, &gw->worker->upstreams->pools, entry) {
+		if (p->cfg != gw->cfg)
+			continue;
+		for (size_t i = 0; i < p->nbackends; i++) {
+			evbuffer_add(out, "wsgate_backend_up{route=\"", 25);
+			metrics_label(out, p->route->path);
+			evbuffer_add(out, "\",backend=\"", 11);
+			metrics_label(out, p->backends[i].cfg->url);
+			evbuffer_add_printf(out, "\"} %d\n", p->backends[i].state == UPSTREAM_UP);
+		}
+	}
+	metrics_head(out, "wsgate_backend_sessions", "gauge", "Live proxy sessions per backend.");
+	LIST_FOREACH(p, &gw->worker->upstreams->pools, entry) {
+		if (p->cfg != gw->cfg)
+			continue;
+		for (size_t i = 0; i < p->nbackends; i++) {
+			evbuffer_add(out, "wsgate_backend_sessions{route=\"", 31);
+			metrics_label(out, p->route->path);
+			evbuffer_add(out, "\",backend=\"", 11);
+			metrics_label(out, p->backends[i].cfg->url);
+			evbuffer_add_printf(out, "\"} %zu\n", p->backends[i].active);
+		}
 	}
 }
 
@@ -213,6 +247,8 @@ metrics_render(const struct gateway *gw, struct evbuffer *out)
 	evbuffer_add_printf(out, "wsgate_ping_rtt_seconds_sum %.6f\nwsgate_ping_rtt_seconds_count %llu\n",
 	    st->rtt_sum_us / 1e6, (unsigned long long)st->rtt_count);
 
+	if (w->upstreams != NULL && !LIST_EMPTY(&w->upstreams->pools))
+		metrics_backends(out, gw);
 	if (cfg->redis.enabled && w->broker != NULL) {
 		broker_redis_stats(w->broker, &rs);
 		metrics_head(out, "wsgate_redis_link_up", "gauge", "1 while a Redis link is up.");

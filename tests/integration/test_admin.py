@@ -151,3 +151,21 @@ def test_log_format_json(tmp_path):
     for o in objs:
         assert {"time", "level", "msg"} <= set(o), o
     assert any("conn" in o and "upgraded" in o["msg"] for o in objs), objs
+
+
+def test_backend_state_metric(tmp_path):
+    """A proxy backend that refuses is marked down, and /metrics says so."""
+    admin, dead = free_port(), free_port()
+    url = f"ws://127.0.0.1:{dead}/socket"
+    g = Gateway(workdir=str(tmp_path), gateway={"admin_listen": f"127.0.0.1:{admin}"},
+                routes={"/app": {"type": "proxy", "backend": url, "retries": "0",
+                                 "fail_timeout": "60s"}})
+    with g:
+        status, _, _ = get(g.port, "/app")  # plain GET: refused before any backend is tried
+        assert status == 426
+        from wsharness import http_request, upgrade_request
+        assert http_request(g.port, upgrade_request(g.port, path="/app")).status == 502
+        ms = metrics(admin)
+        assert m(ms, "wsgate_backend_up", route="/app", backend=url) == 0
+        assert m(ms, "wsgate_backend_sessions", route="/app", backend=url) == 0
+        assert m(ms, "wsgate_handshakes_total", result="rejected", status="502") == 1
