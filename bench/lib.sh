@@ -1,4 +1,20 @@
-# lib.sh - helpers shared by run-echo.sh and run-idle-memory.sh (sourced, not run).
+# lib.sh - helpers shared by the bench/run-*.sh scripts (sourced, not run).
+
+# bench_priority NAME "$0" "$@": with PRIO=autogroup (the default), re-runs the script in a new
+# session whose scheduler autogroup gets nice -20, so other jobs on a shared machine do not
+# preempt the pinned servers; PRIO=none leaves scheduling alone.
+bench_priority() {
+	local name=$1
+	shift
+	PRIO=${PRIO:-autogroup}
+	if [ "$PRIO" = autogroup ] && [ -z "${WSB_IN_SESSION:-}" ]; then
+		WSB_IN_SESSION=1 exec setsid --wait "$@"
+	fi
+	if [ "$PRIO" = autogroup ]; then
+		echo -20 >/proc/self/autogroup 2>/dev/null ||
+			echo "$name: cannot renice the autogroup (not root?)" >&2
+	fi
+}
 
 # free_port: prints a loopback TCP port that nothing listens on right now.
 free_port() {

@@ -20,13 +20,7 @@ ROOT=$(cd "$BENCH/.." && pwd)
 
 # Priority: a fresh session gets its own autogroup; nice it so the whole benchmark (servers and
 # generator) competes as one heavy group instead of losing the CPU to other sessions.
-PRIO=${PRIO:-autogroup}
-if [ "$PRIO" = autogroup ] && [ -z "${WSB_IN_SESSION:-}" ]; then
-	WSB_IN_SESSION=1 exec setsid --wait "$0" "$@"
-fi
-if [ "$PRIO" = autogroup ]; then
-	echo -20 >/proc/self/autogroup 2>/dev/null || echo "run-echo: cannot renice the autogroup (not root?)" >&2
-fi
+bench_priority run-echo "$0" "$@"
 
 WSGATE_SRC=${WSGATE:-$ROOT/build/src/wsgate}
 export NODE_PATH=${NODE_PATH:-$ROOT/tests/node/node_modules}

@@ -20,13 +20,7 @@ BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$BENCH/.." && pwd)
 . "$BENCH/lib.sh"
 
-PRIO=${PRIO:-autogroup}
-if [ "$PRIO" = autogroup ] && [ -z "${WSB_IN_SESSION:-}" ]; then
-	WSB_IN_SESSION=1 exec setsid --wait "$0" "$@"
-fi
-if [ "$PRIO" = autogroup ]; then
-	echo -20 >/proc/self/autogroup 2>/dev/null || echo "run-proxy: cannot renice the autogroup (not root?)" >&2
-fi
+bench_priority run-proxy "$0" "$@"
 
 WSGATE_SRC=${WSGATE:-$ROOT/build/src/wsgate}
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}

@@ -22,14 +22,9 @@ set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$BENCH/.." && pwd)
+. "$BENCH/lib.sh"
 
-PRIO=${PRIO:-autogroup}
-if [ "$PRIO" = autogroup ] && [ -z "${PSB_IN_SESSION:-}" ]; then
-	PSB_IN_SESSION=1 exec setsid --wait "$0" "$@"
-fi
-if [ "$PRIO" = autogroup ]; then
-	echo -20 >/proc/self/autogroup 2>/dev/null || echo "run-pubsub: cannot renice the autogroup (not root?)" >&2
-fi
+bench_priority run-pubsub "$0" "$@"
 
 WSGATE_SRC=${WSGATE:-$ROOT/build/src/wsgate}
 SUBS=${SUBS:-1000}
@@ -54,9 +49,6 @@ cc -O2 -g -std=c11 -Wall -Wextra -Wno-unused-parameter -o "$WORK/psbench" "$BENC
 cp "$WSGATE_SRC" "$WORK/wsgate"
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 cpu_ticks() { # utime+stime of a pid, in clock ticks
 	awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
