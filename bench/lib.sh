@@ -55,6 +55,28 @@ wsgate_config() {
 	return 1
 }
 
+# bench_workdir PREFIX: a fresh $WORK removed at exit, with whatever the script started killed
+# first: PIDS (an array of background pids) and SPID (one server pid) are the script's to fill.
+bench_workdir() {
+	WORK=$(mktemp -d "/tmp/$1.XXXXXX")
+	PIDS=()
+	SPID=
+	trap bench_cleanup EXIT
+}
+bench_cleanup() {
+	local p
+	for p in "${PIDS[@]}" $SPID; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$WORK"
+}
+
+# bench_provenance: COMMIT, DIRTY (changed files under src/) and STARTED for the report.
+bench_provenance() {
+	COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)
+	DIRTY=$(git -C "$ROOT" status --porcelain -- src | wc -l)
+	STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
+}
+
 # wsgate_snapshot SRC DIR: copies the binary (others may rebuild or delete it while we run) and
 # sets SHA, MTIME and BUILD (whether it carries sanitizers) for the report.
 wsgate_snapshot() {

@@ -36,19 +36,10 @@ SETTINGS=(
 )
 
 make -s -C "$BENCH" >/dev/null
-WORK=$(mktemp -d /tmp/wsbench.XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir wsbench
 
 wsgate_snapshot "$WSGATE_SRC" "$WORK"
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)
-DIRTY=$(git -C "$ROOT" status --porcelain -- src | wc -l)
-STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
+bench_provenance
 
 declare -A PORT PID CMD
 start_server() {

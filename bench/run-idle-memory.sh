@@ -23,18 +23,9 @@ OUT=${OUT:-$BENCH/results/idle-memory.md}
 
 ulimit -n 20000 # both the servers and wsbench inherit it (the hard limit here is 20,000)
 make -s -C "$BENCH" >/dev/null
-WORK=$(mktemp -d /tmp/wsbench-mem.XXXXXX)
-SPID=
-cleanup() {
-	[ -n "$SPID" ] && kill "$SPID" 2>/dev/null || true
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir wsbench-mem
 wsgate_snapshot "$WSGATE_SRC" "$WORK"
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)
-DIRTY=$(git -C "$ROOT" status --porcelain -- src | wc -l)
-STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
+bench_provenance
 
 # status_kib PID FIELD -> the value in KiB of a /proc/PID/status line (VmRSS, RssAnon, VmHWM...)
 status_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }

@@ -44,19 +44,10 @@ SETTINGS=(
 )
 
 make -s -C "$BENCH" >/dev/null
-WORK=$(mktemp -d /tmp/wsbench-proxy.XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir wsbench-proxy
 
 wsgate_snapshot "$WSGATE_SRC" "$WORK"
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)
-DIRTY=$(git -C "$ROOT" status --porcelain -- src | wc -l)
-STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
+bench_provenance
 
 # ---- the backend, on core 1 with the load generator ----
 BPORT=$(free_port)

@@ -37,13 +37,7 @@ REPS=${REPS:-3}
 OUT=${OUT:-$BENCH/results/pubsub.md}
 INVOCATION="SUBS=$SUBS GATEWAYS=$GATEWAYS RATE=$RATE DURATION=$DURATION SIZE=$SIZE PUBLISHER=$PUBLISHER REPS=$REPS bench/run-pubsub.sh"
 
-WORK=$(mktemp -d /tmp/psbench.XXXXXX)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-}
-trap cleanup EXIT
+bench_workdir psbench
 
 cc -O2 -g -std=c11 -Wall -Wextra -Wno-unused-parameter -o "$WORK/psbench" "$BENCH/psbench.c" -lcrypto
 cp "$WSGATE_SRC" "$WORK/wsgate"
@@ -134,8 +128,7 @@ for k in "${!GPIDS[@]}"; do
 done
 WARNINGS=$(cat "$WORK"/wsgate*.log | grep -c . || true)
 
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)
-DIRTY=$(git -C "$ROOT" status --porcelain -- src | wc -l)
+bench_provenance
 CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 SHA=$(sha256sum "$WORK/wsgate" | cut -c1-12)
 MTIME=$(date -u -r "$WSGATE_SRC" '+%Y-%m-%d %H:%M UTC')

@@ -21,18 +21,9 @@ WSGATE_SRC=${WSGATE:-$ROOT/build/src/wsgate}
 OUT=${OUT:-$BENCH/results/tls-idle-memory.md}
 
 ulimit -n 20000 # server and client inherit it (the hard limit here is 20,000)
-WORK=$(mktemp -d /tmp/wsgate-tlsmem.XXXXXX)
-SPID=
-cleanup() {
-	[ -n "$SPID" ] && kill "$SPID" 2>/dev/null || true
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+bench_workdir wsgate-tlsmem
 wsgate_snapshot "$WSGATE_SRC" "$WORK"
-COMMIT=$(git -C "$ROOT" rev-parse --short HEAD)
-DIRTY=$(git -C "$ROOT" status --porcelain -- src | wc -l)
-STARTED=$(date -u '+%Y-%m-%d %H:%M UTC')
+bench_provenance
 
 # The client, built here against the same libevent/OpenSSL as wsgate.
 CLIENT_BUILD="cc -O2 -o tls_idle_client bench/tls_idle_client.c \$(pkg-config --cflags --libs libevent_openssl openssl)"
