@@ -99,7 +99,7 @@ admin_serve(struct admin_conn *ac, const struct http_request *req)
 	} else if (http_str_eq(req->path, "/readyz")) {
 		int ready = gateway_ready(a->gw);
 		evbuffer_add_printf(body, "%s\n", ready ? "ready" :
-		    a->gw->state != GW_RUNNING ? "draining" : "broker link down");
+		    gateway_state(a->gw) != GW_RUNNING ? "draining" : "broker link down");
 		admin_reply(ac, ready ? 200 : 503, "text/plain", body, head);
 	} else if (http_str_eq(req->path, "/metrics")) {
 		metrics_render(a->gw, body);

@@ -12,6 +12,7 @@ struct broker;
 struct hub;
 struct event_base;
 struct config;
+struct worker;
 
 struct broker_ops {
 	const char *name;
@@ -36,13 +37,15 @@ struct broker {
 	struct hub *hub;  /* where incoming messages go */
 };
 
-/* The in-process broker: publish delivers to this process's hub directly. */
-struct broker *broker_local_new(struct hub *hub);
+/* The in-process broker: publish delivers to self's hub directly and to every other worker's
+ * through its mailbox. self may be NULL (a lone hub, for tests). */
+struct broker *broker_local_new(struct hub *hub, struct worker *self);
 
 /* The Redis broker (hiredis async on base): separate subscribe and publish connections,
  * reconnect with exponential backoff and jitter, resubscribe, a bounded publish queue while
- * down, and a liveness canary. instance_id names this process (for the canary channel). */
+ * down, and a liveness canary. Each worker has its own: instance_id and worker name its canary
+ * channel. */
 struct broker *broker_redis_new(struct hub *hub, struct event_base *base,
-    const struct config *cfg, const char *instance_id);
+    const struct config *cfg, const char *instance_id, int worker);
 
 #endif

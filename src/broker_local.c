@@ -1,9 +1,24 @@
-/* broker_local.c - the embedded broker used without [redis]: one process is the whole world,
- * so subscribing is bookkeeping the hub already does and publishing is a direct delivery. */
+/* broker_local.c - the embedded broker used without [redis]: the process is the whole world.
+ * Subscribing is bookkeeping each worker's hub already does; publishing delivers to this
+ * worker's hub at once and posts one copy of the message into every other worker's mailbox,
+ * where that worker's hub frames it once for its own subscribers. Workers never touch each
+ * other's hubs. */
 #include <stdlib.h>
 
 #include "broker.h"
+#include "gateway.h"
 #include "hub.h"
+#include "log.h"
+#include "worker.h"
+
+#define BROKER_LOCAL_LOG_MS 1000 /* refused cross-worker copies are logged at most this often */
+
+struct broker_local {
+	struct broker base;
+	struct worker *self;   /* NULL in unit tests: one hub, no other workers */
+	uint64_t refused;      /* copies other workers' full mailboxes refused, since the log */
+	uint64_t refused_log_ms;
+};
 
 static int
 broker_local_subscribe(struct broker *b, const char *channel, size_t len)
@@ -23,10 +38,31 @@ broker_local_unsubscribe(struct broker *b, const char *channel, size_t len)
 }
 
 static int
-broker_local_publish(struct broker *b, const char *channel, size_t clen, const uint8_t *data,
+broker_local_publish(struct broker *base, const char *channel, size_t clen, const uint8_t *data,
     size_t len)
 {
-	hub_deliver(b->hub, channel, clen, data, len);
+	struct broker_local *b = (struct broker_local *)base;
+	struct gateway *gw;
+	uint64_t now;
+
+	hub_deliver(base->hub, channel, clen, data, len);
+	if (b->self == NULL)
+		return 0;
+	gw = b->self->gw;
+	for (size_t i = 0; i < gw->nworkers; i++) {
+		struct worker *w = gw->workers[i];
+
+		/* A worker too far behind (its mailbox holds WORKER_BUS_LIMIT bytes) misses the
+		 * message: counted per worker (wsgate_bus_refused_total) and logged. */
+		if (w != b->self && worker_post(w, WORKER_MSG_PUBLISH, channel, clen, data, len) < 0)
+			b->refused++;
+	}
+	if (b->refused > 0 && (now = conn_now_ms()) - b->refused_log_ms >= BROKER_LOCAL_LOG_MS) {
+		log_warnx("in-process hub: %llu message copies refused by workers that are too far "
+		    "behind", (unsigned long long)b->refused);
+		b->refused = 0;
+		b->refused_log_ms = now;
+	}
 	return 0;
 }
 
@@ -53,13 +89,14 @@ static const struct broker_ops broker_local_ops = {
 };
 
 struct broker *
-broker_local_new(struct hub *hub)
+broker_local_new(struct hub *hub, struct worker *self)
 {
-	struct broker *b;
+	struct broker_local *b;
 
 	if ((b = calloc(1, sizeof(*b))) == NULL)
 		return NULL;
-	b->ops = &broker_local_ops;
-	b->hub = hub;
-	return b;
+	b->base.ops = &broker_local_ops;
+	b->base.hub = hub;
+	b->self = self;
+	return &b->base;
 }

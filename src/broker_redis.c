@@ -25,6 +25,7 @@
 #include "config.h"
 #include "hub.h"
 #include "log.h"
+#include "metrics.h"
 
 #define REDIS_BACKOFF_START_MS 100
 #define REDIS_SUB_BATCH 256          /* channels per SUBSCRIBE when resubscribing */
@@ -80,7 +81,7 @@ struct broker_redis {
 	int freeing; /* free() is tearing down: callbacks do nothing */
 
 	/* canary: PUBLISHed on pub, must come back on sub */
-	char *probe_chan;      /* <prefix>wsgate:probe:<instance_id> */
+	char *probe_chan;      /* <prefix>wsgate:probe:<instance_id>-<worker> */
 	size_t probe_len;
 	uint64_t probe_nonce;  /* tells our canaries from other workers' on the same channel */
 	uint64_t probe_seq;    /* last canary sent */
@@ -153,7 +154,8 @@ redis_link_set_state(struct redis_link *l, enum redis_link_state to)
 	if (!ok)
 		fatalx("redis %s link: bad transition %s -> %s", l->name,
 		    redis_link_state_names[l->state], redis_link_state_names[to]);
-	l->state = to;
+	/* Atomic: ready() and the metrics read it from the main loop. */
+	__atomic_store_n(&l->state, to, __ATOMIC_RELAXED);
 }
 
 static void
@@ -198,7 +200,7 @@ redis_link_teardown(struct redis_link *l, const char *reason)
 	/* A canary in flight proves nothing once the sub context, or the pub context before
 	 * answering its PUBLISH, is gone. */
 	if (l == &b->sub || !b->probe_answered) {
-		b->probe_outstanding = 0;
+		METRIC_SET(b->probe_outstanding, 0);
 		event_del(b->probe_deadline);
 	}
 	if (l == &b->pub) {
@@ -206,7 +208,7 @@ redis_link_teardown(struct redis_link *l, const char *reason)
 		if (b->inflight > 0)
 			snprintf(extra, sizeof(extra), " (%llu PUBLISH unconfirmed)",
 			    (unsigned long long)b->inflight);
-		b->st.unconfirmed += b->inflight;
+		METRIC_ADD(b->st.unconfirmed, b->inflight);
 		b->inflight = 0;
 		b->inflight_bytes = 0;
 	}
@@ -214,7 +216,7 @@ redis_link_teardown(struct redis_link *l, const char *reason)
 	cap = b->reconnect_max_ms > 0 ? b->reconnect_max_ms : REDIS_BACKOFF_START_MS;
 	delay = redis_link_jitter(l->backoff_ms < cap ? l->backoff_ms : cap);
 	l->backoff_ms = l->backoff_ms * 2 < cap ? l->backoff_ms * 2 : cap;
-	b->st.reconnects++;
+	METRIC_ADD(b->st.reconnects, 1);
 	broker_redis_arm(l->timer, delay);
 	if (was == REDIS_LINK_UP)
 		log_warnx("redis %s link down: %s%s; retry in %llu ms", l->name, reason, extra,
@@ -394,12 +396,12 @@ broker_redis_on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
 
 			if (b->probe_outstanding && data->len == (size_t)n &&
 			    memcmp(data->str, want, data->len) == 0) {
-				b->probe_outstanding = 0;
+				METRIC_SET(b->probe_outstanding, 0);
 				event_del(b->probe_deadline);
 			}
 			return;
 		}
-		b->st.delivered++;
+		METRIC_ADD(b->st.delivered, 1);
 		hub_deliver(b->base.hub, chan->str, chan->len, (const uint8_t *)data->str, data->len);
 	} else if (strcmp(kind->str, "subscribe") == 0 && b->sub.state == REDIS_LINK_SYNCING &&
 	    broker_redis_is_probe(b, chan->str, chan->len)) {
@@ -520,11 +522,14 @@ broker_redis_on_publish_reply(redisAsyncContext *ac, void *r, void *privdata)
 		return;
 	b->inflight--;
 	b->inflight_bytes -= (uint64_t)(uintptr_t)privdata;
-	if (reply->type != REDIS_REPLY_ERROR)
-		b->st.published++;
-	else if (b->st.publish_errors++ % 1000 == 0)
-		log_warnx("redis PUBLISH failed: %s (%llu errors so far)", reply->str,
-		    (unsigned long long)b->st.publish_errors);
+	if (reply->type != REDIS_REPLY_ERROR) {
+		METRIC_ADD(b->st.published, 1);
+	} else {
+		METRIC_ADD(b->st.publish_errors, 1);
+		if (b->st.publish_errors % 1000 == 1)
+			log_warnx("redis PUBLISH failed: %s (%llu errors so far)", reply->str,
+			    (unsigned long long)b->st.publish_errors);
+	}
 	broker_redis_flush(b);
 }
 
@@ -553,8 +558,8 @@ broker_redis_flush(struct broker_redis *b)
 		if (broker_redis_send(b, (const char *)p->buf, p->clen, p->buf + p->clen, p->len) != 0)
 			break;
 		STAILQ_REMOVE_HEAD(&b->queue, entry);
-		b->st.queue_bytes -= p->clen + p->len;
-		b->st.queue_len--;
+		METRIC_SUB(b->st.queue_bytes, p->clen + p->len);
+		METRIC_SUB(b->st.queue_len, 1);
 		free(p);
 	}
 	if (b->queue_full && b->st.queue_len == 0) {
@@ -574,7 +579,7 @@ broker_redis_enqueue(struct broker_redis *b, const char *channel, size_t clen,
 
 	if (bytes > b->publish_queue - b->st.queue_bytes ||
 	    (p = malloc(sizeof(*p) + bytes)) == NULL) {
-		b->st.refused++;
+		METRIC_ADD(b->st.refused, 1);
 		if (!b->queue_full)
 			log_warnx("redis publish queue full (%llu messages, %llu bytes); refusing "
 			    "publishes", (unsigned long long)b->st.queue_len,
@@ -588,9 +593,9 @@ broker_redis_enqueue(struct broker_redis *b, const char *channel, size_t clen,
 	if (len > 0)
 		memcpy(p->buf + clen, data, len);
 	STAILQ_INSERT_TAIL(&b->queue, p, entry);
-	b->st.queue_bytes += bytes;
-	b->st.queue_len++;
-	b->st.queued++;
+	METRIC_ADD(b->st.queue_bytes, bytes);
+	METRIC_ADD(b->st.queue_len, 1);
+	METRIC_ADD(b->st.queued, 1);
 	return 0;
 }
 
@@ -641,9 +646,9 @@ broker_redis_probe_tick(evutil_socket_t fd, short what, void *arg)
 	    "PUBLISH %b %b", b->probe_chan, b->probe_len, payload, (size_t)n) != REDIS_OK)
 		return;
 	b->probe_seq = seq;
-	b->probe_outstanding = 1;
+	METRIC_SET(b->probe_outstanding, 1);
 	b->probe_answered = 0;
-	b->probe_sent_ms = broker_redis_now_ms();
+	METRIC_SET(b->probe_sent_ms, broker_redis_now_ms());
 	broker_redis_arm(b->probe_deadline, b->probe_timeout_ms);
 }
 
@@ -658,8 +663,8 @@ broker_redis_probe_overdue(evutil_socket_t fd, short what, void *arg)
 	(void)fd, (void)what;
 	if (!b->probe_outstanding)
 		return;
-	b->probe_outstanding = 0;
-	b->st.probes_lost++;
+	METRIC_SET(b->probe_outstanding, 0);
+	METRIC_ADD(b->st.probes_lost, 1);
 	log_warnx("redis sub link: canary not delivered within %llu ms; rebuilding",
 	    (unsigned long long)b->probe_timeout_ms);
 	redis_link_teardown(&b->sub, "canary lost");
@@ -675,8 +680,9 @@ broker_redis_ready(struct broker *base)
 	struct broker_redis *b = (struct broker_redis *)base;
 
 	/* The deadline event tears the link down; the time check covers a loop running late. */
-	return b->sub.state == REDIS_LINK_UP && !(b->probe_outstanding &&
-	    broker_redis_now_ms() - b->probe_sent_ms > b->probe_timeout_ms);
+	/* Called from any thread: the fields it reads are written with atomic stores. */
+	return METRIC_GET(b->sub.state) == REDIS_LINK_UP && !(METRIC_GET(b->probe_outstanding) &&
+	    broker_redis_now_ms() - METRIC_GET(b->probe_sent_ms) > b->probe_timeout_ms);
 }
 
 /* free() runs after the loop stopped: redisAsyncFree here is outside every hiredis callback,
@@ -728,7 +734,7 @@ broker_redis_free(struct broker *base)
 
 struct broker *
 broker_redis_new(struct hub *hub, struct event_base *base, const struct config *cfg,
-    const char *instance_id)
+    const char *instance_id, int worker)
 {
 	const struct config_redis *rc = &cfg->redis;
 	const char *prefix = rc->channel_prefix != NULL ? rc->channel_prefix : "";
@@ -748,12 +754,14 @@ broker_redis_new(struct hub *hub, struct event_base *base, const struct config *
 	b->probe_timeout_ms = rc->probe_timeout_ms;
 	b->publish_queue = rc->publish_queue;
 	b->reconnect_max_ms = rc->reconnect_max_ms;
-	n = strlen(prefix) + strlen("wsgate:probe:") + strlen(instance_id) + 1;
+	n = strlen(prefix) + strlen("wsgate:probe:") + strlen(instance_id) + 16;
 	if ((b->host = strdup(rc->host)) == NULL ||
 	    (rc->password != NULL && (b->password = strdup(rc->password)) == NULL) ||
 	    (b->probe_chan = malloc(n)) == NULL)
 		goto fail;
-	b->probe_len = (size_t)snprintf(b->probe_chan, n, "%swsgate:probe:%s", prefix, instance_id);
+	/* One canary per worker: each has its own links to watch. */
+	b->probe_len = (size_t)snprintf(b->probe_chan, n, "%swsgate:probe:%s-%d", prefix,
+	    instance_id, worker);
 	if (RAND_bytes((unsigned char *)&b->probe_nonce, sizeof(b->probe_nonce)) != 1)
 		b->probe_nonce = (uint64_t)(uintptr_t)b ^ broker_redis_now_ms();
 	b->sub = (struct redis_link){ .b = b, .name = "sub", .backoff_ms = REDIS_BACKOFF_START_MS,
@@ -770,7 +778,8 @@ broker_redis_new(struct hub *hub, struct event_base *base, const struct config *
 	if (b->probe_interval_ms > 0 && b->probe_timeout_ms > 0)
 		broker_redis_arm(b->probe_timer, b->probe_interval_ms);
 
-	log_info("redis broker: %s:%d db %d, canary on %s every %llu ms", b->host, b->port, b->db,
+	if (worker == 0)
+		log_info("redis broker: %s:%d db %d, canary on %s every %llu ms", b->host, b->port, b->db,
 	    b->probe_chan, (unsigned long long)b->probe_interval_ms);
 	/* First attempts right away (we are not in any hiredis callback); retries from timers. */
 	redis_link_connect(&b->sub);
@@ -790,9 +799,19 @@ broker_redis_stats(struct broker *base, struct broker_redis_stats *out)
 	memset(out, 0, sizeof(*out));
 	if (base == NULL || base->ops != &broker_redis_ops)
 		return;
-	*out = b->st;
-	out->sub_up = b->sub.state == REDIS_LINK_UP;
-	out->pub_up = b->pub.state == REDIS_LINK_UP;
+	/* Read from the main loop while the worker runs: field by field, atomically. */
+	out->reconnects = METRIC_GET(b->st.reconnects);
+	out->published = METRIC_GET(b->st.published);
+	out->queued = METRIC_GET(b->st.queued);
+	out->refused = METRIC_GET(b->st.refused);
+	out->delivered = METRIC_GET(b->st.delivered);
+	out->probes_lost = METRIC_GET(b->st.probes_lost);
+	out->unconfirmed = METRIC_GET(b->st.unconfirmed);
+	out->publish_errors = METRIC_GET(b->st.publish_errors);
+	out->queue_bytes = METRIC_GET(b->st.queue_bytes);
+	out->queue_len = METRIC_GET(b->st.queue_len);
+	out->sub_up = METRIC_GET(b->sub.state) == REDIS_LINK_UP;
+	out->pub_up = METRIC_GET(b->pub.state) == REDIS_LINK_UP;
 }
 
 static const struct broker_ops broker_redis_ops = {

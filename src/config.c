@@ -123,6 +123,23 @@ cfg_store(struct cfg_ctx *c, const struct config_key *k, void *base, const char 
 		c->oom = 1;
 }
 
+const struct config *
+config_hold(const struct config *cfg)
+{
+	/* The snapshot is immutable to everyone; only this count moves, from any thread. */
+	__atomic_add_fetch(&((struct config *)(uintptr_t)cfg)->refs, 1, __ATOMIC_RELAXED);
+	return cfg;
+}
+
+void
+config_release(const struct config *cfg)
+{
+	struct config *c = (struct config *)(uintptr_t)cfg;
+
+	if (c != NULL && __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		config_free(c);
+}
+
 void
 config_free(struct config *cfg)
 {
@@ -758,6 +775,8 @@ cfg_ctx_init(struct cfg_ctx *c, const char *name, char *const *envp)
 	c->name = name != NULL ? name : "(config)";
 	c->max_errors = CFG_MAX_ERRORS;
 	c->cfg = calloc(1, sizeof(*c->cfg));
+	if (c->cfg != NULL)
+		c->cfg->refs = 1; /* the loader's */
 	c->cfg_seen = calloc(config_nkeys, sizeof(int));
 	if (c->cfg != NULL)
 		c->cfg->file = config_value_strndup(c->name, strlen(c->name));

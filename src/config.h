@@ -97,7 +97,7 @@ struct config_tls_cert {
 
 struct config {
 	char *file;                     /* path it was read from (or a name for strings) */
-	unsigned refs;                  /* connections still using this snapshot (gateway.c); 0 at load */
+	unsigned refs;                  /* holders: the gateway, workers, connections, pools; 1 at load */
 	/* [gateway] */
 	struct config_listen *listens;
 	size_t nlistens;
@@ -149,7 +149,11 @@ int config_load_string(const char *name, const char *text, struct config **out,
 /* Same with the environment overrides taken from envp (NULL: none) instead of environ. */
 int config_load_string_env(const char *name, const char *text, char *const *envp,
     struct config **out, struct config_errors *errs) __attribute__((warn_unused_result));
+/* Frees a snapshot now, whoever holds it (loaders and tests). */
 void config_free(struct config *cfg);
+/* Reference counting across threads: the last config_release() frees. */
+const struct config *config_hold(const struct config *cfg);
+void config_release(const struct config *cfg);
 void config_errors_free(struct config_errors *errs);
 
 /* Value parsers shared with the key table; 0 on success, -1 on a bad value. */

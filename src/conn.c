@@ -141,7 +141,7 @@ conn_free(struct conn *c)
 {
 	evtimer_del(&c->timer);
 	bufferevent_free(c->bev); /* closes the socket: BEV_OPT_CLOSE_ON_FREE */
-	gateway_config_release(c->w->gw, c->cfg);
+	config_release(c->cfg);
 	limit_release(c->w->gw->limits, &c->limit);
 	free(c->pending);
 	free(c->msg);
@@ -322,10 +322,10 @@ conn_new(struct worker *w, struct bufferevent *bev, const struct sockaddr *sa, s
 		return NULL;
 	}
 	c->bev = bev;
-	w->stats.accepted++;
+	METRIC_ADD(w->stats.accepted, 1);
 	c->id = worker_next_conn_id(w);
 	c->w = w;
-	c->cfg = gateway_config_hold(w->gw);
+	c->cfg = worker_config_hold(w);
 	c->state = CONN_HANDSHAKE;
 	c->last_rx_ms = conn_now_ms();
 	conn_format_peer(c, sa);
@@ -353,8 +353,8 @@ conn_queue_frame_fin(struct conn *c, int fin, unsigned opcode, const uint8_t *da
 	if (len > 0)
 		evbuffer_add(out, data, len);
 	if (c->rstats != NULL) {
-		c->rstats->msgs_out += fin && !WS_OP_IS_CONTROL(opcode);
-		c->rstats->bytes_out += hlen + len;
+		METRIC_ADD(c->rstats->msgs_out, fin && !WS_OP_IS_CONTROL(opcode));
+		METRIC_ADD(c->rstats->bytes_out, hlen + len);
 	}
 }
 
@@ -388,8 +388,8 @@ conn_send_raw(struct conn *c, const uint8_t *frame, size_t len)
 	if (c->state != CONN_OPEN)
 		return -1;
 	if (c->rstats != NULL) {
-		c->rstats->msgs_out++;
-		c->rstats->bytes_out += len;
+		METRIC_ADD(c->rstats->msgs_out, 1);
+		METRIC_ADD(c->rstats->bytes_out, len);
 	}
 	return evbuffer_add(bufferevent_get_output(c->bev), frame, len);
 }
@@ -441,7 +441,7 @@ static void
 conn_fail(struct conn *c, unsigned code, const char *reason)
 {
 	conn_log(c, LOG_LVL_INFO, "protocol error, closing with %u: %s", code, reason);
-	c->w->stats.protocol_errors++;
+	METRIC_ADD(c->w->stats.protocol_errors, 1);
 	if (c->state == CONN_OPEN) {
 		c->peer_closed = 1; /* we will not wait for their close: the stream is unusable */
 		conn_send_close(c, code, reason);
@@ -470,8 +470,8 @@ static void
 conn_deliver(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
 {
 	if (c->rstats != NULL) {
-		c->rstats->msgs_in++;
-		c->rstats->bytes_in += len;
+		METRIC_ADD(c->rstats->msgs_in, 1);
+		METRIC_ADD(c->rstats->bytes_in, len);
 	}
 	if (c->state == CONN_OPEN && c->target != NULL && c->target->message != NULL &&
 	    conn_message_allowed(c))
@@ -531,8 +531,8 @@ conn_on_event(struct conn *c, const struct ws_event *ev)
 			if (ev->first && !conn_message_allowed(c))
 				return -1;
 			if (c->rstats != NULL) {
-				c->rstats->msgs_in += ev->last;
-				c->rstats->bytes_in += ev->len;
+				METRIC_ADD(c->rstats->msgs_in, ev->last);
+				METRIC_ADD(c->rstats->bytes_in, ev->len);
 			}
 			c->target->chunk(c, ev);
 			return c->state == CONN_OPEN ? 0 : -1;

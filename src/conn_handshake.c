@@ -44,7 +44,7 @@ conn_builtin_endpoint(struct conn *c, const struct http_request *req)
 	} else if (http_str_eq(req->path, "/readyz")) {
 		int ready = gateway_ready(c->w->gw);
 		status = ready ? 200 : 503;
-		body = ready ? "ready\n" : c->w->gw->state == GW_RUNNING ? "broker link down\n" :
+		body = ready ? "ready\n" : gateway_state(c->w->gw) == GW_RUNNING ? "broker link down\n" :
 		    "draining\n";
 	} else {
 		return 0;
@@ -82,9 +82,11 @@ conn_send_101(struct conn *c, const char *accept, size_t header_len, const char 
 	evbuffer_add(bufferevent_get_output(c->bev), buf, n);
 	evbuffer_drain(bufferevent_get_input(c->bev), header_len);
 	c->upgraded = 1;
-	c->w->stats.upgraded++;
-	if ((c->rstats = metrics_route(&c->w->stats, c->route->path)) != NULL)
-		c->rstats->upgraded++;
+	METRIC_ADD(c->w->stats.upgraded, 1);
+	if ((c->rstats = metrics_route(&c->w->stats, c->route->path)) != NULL) {
+		METRIC_ADD(c->rstats->upgraded, 1);
+		METRIC_ADD(c->rstats->open, 1); /* until worker_conn_dead */
+	}
 	conn_log(c, LOG_LVL_INFO, "upgraded (%s%s%s)", c->target->name,
 	    proto ? ", subprotocol " : "", proto ? proto : "");
 	conn_set_state(c, CONN_OPEN);

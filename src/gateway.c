@@ -1,11 +1,14 @@
-/* gateway.c - the process: owns the configuration snapshot, the event loop, the signal
- * handlers and the worker; runs until a graceful shutdown completes or times out. */
+/* gateway.c - the process: owns the configuration snapshot, the main loop (signals, admin,
+ * reloads, shutdown) and the workers, each an event loop on its own thread; runs until a
+ * graceful shutdown completes or times out. */
 #include "gateway.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 #include <openssl/rand.h>
@@ -14,16 +17,64 @@
 
 #include "config.h"
 #include "limit.h"
+#include "listener.h"
 #include "log.h"
+#include "mailbox.h"
 #include "security.h"
 #include "admin.h"
 #include "tls.h"
 #include "worker.h"
 
+#define GATEWAY_MAX_WORKERS 64
+
+enum gateway_msg {
+	GATEWAY_MSG_IDLE = 1, /* a: int worker id */
+};
+
+enum gateway_state
+gateway_state(const struct gateway *gw)
+{
+	return __atomic_load_n(&gw->state, __ATOMIC_RELAXED);
+}
+
+static void
+gateway_set_state(struct gateway *gw, enum gateway_state st)
+{
+	__atomic_store_n(&gw->state, st, __ATOMIC_RELAXED);
+}
+
+size_t
+gateway_nconns(const struct gateway *gw)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < gw->nworkers; i++)
+		n += METRIC_GET(gw->workers[i]->nconns);
+	return n;
+}
+
+size_t
+gateway_auto_workers(void)
+{
+	cpu_set_t set;
+	long n;
+
+	/* The CPUs we may run on (a container's cpuset), not every CPU of the host. */
+	if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+		n = CPU_COUNT(&set);
+	else if ((n = sysconf(_SC_NPROCESSORS_ONLN)) < 1)
+		n = 1;
+	return n > GATEWAY_MAX_WORKERS ? GATEWAY_MAX_WORKERS : (size_t)n;
+}
+
+/* Every worker leaves its loop, then the main loop: gateway_run joins the threads. */
 static void
 gateway_stop(struct gateway *gw)
 {
-	gw->state = GW_STOPPED;
+	gateway_set_state(gw, GW_STOPPED);
+	for (size_t i = 0; i < gw->nworkers; i++)
+		if (worker_post(gw->workers[i], WORKER_MSG_STOP, NULL, 0, NULL, 0) < 0)
+			log_warnx("worker %zu: cannot post stop", i);
 	event_base_loopbreak(gw->base);
 }
 
@@ -35,7 +86,7 @@ gateway_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	log_warnx("shutdown_timeout reached with %zu connection(s) still open; stopping",
-	    gw->worker->nconns);
+	    gateway_nconns(gw));
 	gateway_stop(gw);
 }
 
@@ -46,25 +97,44 @@ gateway_shutdown(struct gateway *gw, const char *why)
 	uint64_t window = gw->cfg->drain_window_ms;
 	uint64_t ms = window + gw->cfg->shutdown_timeout_ms;
 
-	if (gw->state != GW_RUNNING) {
+	if (gateway_state(gw) != GW_RUNNING) {
 		log_warnx("%s again: stopping now", why);
 		gateway_stop(gw);
 		return;
 	}
 	log_info("%s: draining %zu connection(s) over %llu ms, waiting up to %llu ms", why,
-	    gw->worker->nconns, (unsigned long long)window, (unsigned long long)ms);
-	gw->state = GW_DRAINING;
+	    gateway_nconns(gw), (unsigned long long)window, (unsigned long long)ms);
+	gateway_set_state(gw, GW_DRAINING);
 	tv.tv_sec = (time_t)(ms / 1000);
 	tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
 	evtimer_add(gw->shutdown_timer, &tv);
-	worker_drain(gw->worker, window);
+	/* Each worker spreads its own clients over the whole window. */
+	for (size_t i = 0; i < gw->nworkers; i++)
+		if (worker_post(gw->workers[i], WORKER_MSG_DRAIN, &window, sizeof(window), NULL,
+		    0) < 0)
+			log_warnx("worker %zu: cannot post drain", i);
 }
 
 void
 gateway_worker_idle(struct gateway *gw, struct worker *w)
 {
-	(void)w;
-	if (gw->state == GW_DRAINING) {
+	int id = w->id;
+
+	if (mailbox_post(gw->mbox, GATEWAY_MSG_IDLE, &id, sizeof(id), NULL, 0, 0) < 0)
+		log_warnx("worker %d: cannot report idle", id);
+}
+
+static void
+gateway_message(void *arg, unsigned type, const void *a, size_t alen, const void *b, size_t blen)
+{
+	struct gateway *gw = arg;
+
+	(void)a;
+	(void)alen;
+	(void)b;
+	(void)blen;
+	if (type == GATEWAY_MSG_IDLE && ++gw->nidle == gw->nworkers &&
+	    gateway_state(gw) == GW_DRAINING) {
 		log_info("all connections closed");
 		gateway_stop(gw);
 	}
@@ -88,23 +158,6 @@ gateway_signal(evutil_socket_t sig, short what, void *arg)
 		gateway_reload(gw);
 		break;
 	}
-}
-
-/* epoll with the change list: an event enabled and disabled within one loop turn (a
- * bufferevent arming EV_WRITE for output it then writes) costs no epoll_ctl at all. Safe here:
- * no descriptor is ever dup()ed while registered. */
-static struct event_base *
-gateway_base_new(void)
-{
-	struct event_config *ec = event_config_new();
-	struct event_base *base;
-
-	if (ec == NULL)
-		return NULL;
-	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-	base = event_base_new_with_config(ec);
-	event_config_free(ec);
-	return base;
 }
 
 static int
@@ -154,7 +207,42 @@ gateway_conn_public_id(const struct conn *c, char *buf, size_t bufsz)
 int
 gateway_ready(const struct gateway *gw)
 {
-	return gw->state == GW_RUNNING && worker_ready(gw->worker);
+	if (gateway_state(gw) != GW_RUNNING)
+		return 0;
+	for (size_t i = 0; i < gw->nworkers; i++)
+		if (!worker_ready(gw->workers[i]))
+			return 0;
+	return 1;
+}
+
+/* With several workers every listener is a SO_REUSEPORT group, which another process of the
+ * same user could join without an error: check first that nobody listens there. */
+static int
+gateway_workers_init(struct gateway *gw)
+{
+	const struct config *cfg = gw->cfg;
+	size_t n = cfg->workers == 0 ? gateway_auto_workers() : (size_t)cfg->workers;
+
+	if (n > 1)
+		for (size_t i = 0; i < cfg->nlistens; i++)
+			if (listener_probe(&cfg->listens[i]) < 0)
+				return -1;
+	if ((gw->workers = calloc(n, sizeof(*gw->workers))) == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		struct worker *w;
+
+		if ((w = worker_new(gw, (int)i, cfg)) == NULL)
+			return -1;
+		gw->workers[gw->nworkers++] = w;
+		if (worker_pubsub_init(w, gw->instance_id) < 0) {
+			log_warnx("cannot start the pub/sub hub");
+			return -1;
+		}
+		if (worker_listen(w, n > 1) < 0)
+			return -1;
+	}
+	return 0;
 }
 
 int
@@ -166,10 +254,12 @@ gateway_init(struct gateway *gw, struct config *cfg, const char *config_path)
 	gw->state = GW_RUNNING;
 	/* A client vanishing mid-write must not kill the process. */
 	signal(SIGPIPE, SIG_IGN);
-	if ((gw->base = gateway_base_new()) == NULL) {
+	if ((gw->base = event_base_new()) == NULL) {
 		log_warnx("event_base_new failed");
 		return -1;
 	}
+	if ((gw->mbox = mailbox_new(gw->base, gateway_message, gw, 0)) == NULL)
+		return -1;
 	gw->sig_term = evsignal_new(gw->base, SIGTERM, gateway_signal, gw);
 	gw->sig_int = evsignal_new(gw->base, SIGINT, gateway_signal, gw);
 	gw->sig_hup = evsignal_new(gw->base, SIGHUP, gateway_signal, gw);
@@ -182,19 +272,9 @@ gateway_init(struct gateway *gw, struct config *cfg, const char *config_path)
 	evsignal_add(gw->sig_hup, NULL);
 	if (gateway_make_instance_id(gw) < 0)
 		return -1;
-	/* Several event loops (one per core, SO_REUSEPORT) are planned; until then say so. */
-	if (cfg->workers != 1)
-		log_info("workers = %s: this version runs one event loop",
-		    cfg->workers == 0 ? "auto" : "N");
 	if (gateway_security_init(gw) < 0)
 		return -1;
-	if ((gw->worker = worker_new(gw, 0, gw->base)) == NULL)
-		return -1;
-	if (worker_pubsub_init(gw->worker, gw->instance_id) < 0) {
-		log_warnx("cannot start the pub/sub hub");
-		return -1;
-	}
-	if (worker_listen(gw->worker) < 0)
+	if (gateway_workers_init(gw) < 0)
 		return -1;
 	if ((gw->admin = admin_new(gw)) == NULL)
 		return -1;
@@ -204,14 +284,29 @@ gateway_init(struct gateway *gw, struct config *cfg, const char *config_path)
 int
 gateway_run(struct gateway *gw)
 {
-	log_info("wsgate %s started (instance %s, %zu route(s), pub/sub via %s)", WSGATE_VERSION,
-	    gw->instance_id, gw->cfg->nroutes, gw->cfg->redis.enabled ? "redis" : "in-process hub");
-	if (event_base_dispatch(gw->base) < 0) {
-		log_warnx("event loop failed");
-		return 1;
+	int status = 0;
+
+	for (size_t i = 0; i < gw->nworkers; i++)
+		if (worker_start(gw->workers[i]) < 0) {
+			gateway_stop(gw);
+			status = 1;
+			break;
+		}
+	if (status == 0) {
+		log_info("wsgate %s started (instance %s, %zu worker(s), %zu route(s), pub/sub via "
+		    "%s)", WSGATE_VERSION, gw->instance_id, gw->nworkers, gw->cfg->nroutes,
+		    gw->cfg->redis.enabled ? "redis" : "in-process hub");
+		if (event_base_dispatch(gw->base) < 0) {
+			log_warnx("event loop failed");
+			gateway_stop(gw);
+			status = 1;
+		}
 	}
-	log_info("stopped");
-	return 0;
+	for (size_t i = 0; i < gw->nworkers; i++)
+		worker_join(gw->workers[i]);
+	if (status == 0)
+		log_info("stopped");
+	return status;
 }
 
 void
@@ -219,8 +314,16 @@ gateway_free(struct gateway *gw)
 {
 	admin_free(gw->admin);
 	gw->admin = NULL;
-	worker_free(gw->worker);
-	gw->worker = NULL;
+	/* Threads still running (gateway_init failed half way) are stopped first. */
+	if (gw->workers != NULL && gateway_state(gw) != GW_STOPPED)
+		gateway_stop(gw);
+	for (size_t i = 0; i < gw->nworkers; i++) {
+		worker_join(gw->workers[i]);
+		worker_free(gw->workers[i]);
+	}
+	free(gw->workers);
+	gw->workers = NULL;
+	gw->nworkers = 0;
 	/* After the connections: each gave its limits back and dropped its TLS references. */
 	tls_server_free(gw->tls);
 	gw->tls = NULL;
@@ -236,8 +339,10 @@ gateway_free(struct gateway *gw)
 		event_free(gw->sig_hup);
 	if (gw->shutdown_timer)
 		event_free(gw->shutdown_timer);
+	mailbox_free(gw->mbox);
+	gw->mbox = NULL;
 	if (gw->base)
 		event_base_free(gw->base);
-	config_free(gw->cfg);
+	config_release(gw->cfg);
 	gw->cfg = NULL;
 }

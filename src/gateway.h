@@ -1,5 +1,6 @@
 /* gateway.h - the one process context: configuration snapshot, signals, workers; start,
- * graceful shutdown and stop. */
+ * graceful shutdown and stop. The main loop runs signals, the admin endpoints, reloads and
+ * the shutdown; each worker runs its own loop on its own thread (worker.h). */
 #ifndef WSGATE_GATEWAY_H
 #define WSGATE_GATEWAY_H
 
@@ -14,6 +15,7 @@ struct tls_server;
 struct admin;
 struct security;
 struct limit_table;
+struct mailbox;
 
 enum gateway_state {
 	GW_RUNNING = 0, /* accepting and serving */
@@ -22,11 +24,14 @@ enum gateway_state {
 };
 
 struct gateway {
-	struct config *cfg;          /* current snapshot, owned */
+	struct config *cfg;          /* current snapshot, one reference (workers hold their own) */
 	const char *config_path;
-	enum gateway_state state;
-	struct event_base *base;
-	struct worker *worker;
+	enum gateway_state state;    /* written by the main loop; read anywhere (gateway_state) */
+	struct event_base *base;     /* the main loop */
+	struct mailbox *mbox;        /* workers report to the main loop through it */
+	struct worker **workers;
+	size_t nworkers;
+	size_t nidle;                /* workers that have closed every connection while draining */
 	struct tls_server *tls;      /* certificates of the tls listeners; NULL when none */
 	struct security *sec;        /* route keys (JWT) and refusal counters */
 	struct limit_table *limits;  /* admission counters, shared by every worker */
@@ -44,14 +49,17 @@ int gateway_init(struct gateway *gw, struct config *cfg, const char *config_path
 int gateway_run(struct gateway *gw);
 /* Begins the graceful shutdown (idempotent; a second call stops at once). */
 void gateway_shutdown(struct gateway *gw, const char *why);
-/* A worker reports it has no connections left while draining. */
+/* A worker reports it has no connections left while draining (from its own thread). */
 void gateway_worker_idle(struct gateway *gw, struct worker *w);
+/* gw->state, from any thread. */
+enum gateway_state gateway_state(const struct gateway *gw);
+/* Open connections over every worker (approximate while they run). */
+size_t gateway_nconns(const struct gateway *gw);
+/* What workers = auto means here: the CPUs this process may run on. */
+size_t gateway_auto_workers(void);
 void gateway_free(struct gateway *gw);
 /* SIGHUP: re-read the configuration file (reload.c). */
 void gateway_reload(struct gateway *gw);
-/* A connection takes the current snapshot and gives it back when it is freed. */
-const struct config *gateway_config_hold(struct gateway *gw);
-void gateway_config_release(struct gateway *gw, const struct config *cfg);
 
 /* 1 when serving and every worker's broker delivers (/readyz). */
 int gateway_ready(const struct gateway *gw);

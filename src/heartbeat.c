@@ -62,13 +62,13 @@ heartbeat_fire(struct conn *c)
 	}
 	if (cfg->idle_timeout_ms > 0 && now - c->last_rx_ms >= cfg->idle_timeout_ms) {
 		conn_log(c, LOG_LVL_INFO, "idle for %llu ms", (unsigned long long)(now - c->last_rx_ms));
-		c->w->stats.idle_timeouts++;
+		METRIC_ADD(c->w->stats.idle_timeouts, 1);
 		conn_send_close(c, WS_CLOSE_GOING_AWAY, "idle timeout");
 		return;
 	}
 	if (c->ping_sent_ms != 0 && now - c->ping_sent_ms >= cfg->pong_timeout_ms) {
 		/* The peer is not reading or not there: a close frame would not be answered. */
-		c->w->stats.pong_timeouts++;
+		METRIC_ADD(c->w->stats.pong_timeouts, 1);
 		conn_close(c, "no pong within pong_timeout");
 		return;
 	}

@@ -101,7 +101,7 @@ listener_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
 	int one = 1;
 
 	(void)lev;
-	v = limit_admit(gw->limits, gw->cfg, sa, conn_now_ms(), &ticket);
+	v = limit_admit(gw->limits, l->w->cfg, sa, conn_now_ms(), &ticket);
 	if (v == LIMIT_DROP) {
 		listener_dropped(l);
 		close(fd);
@@ -120,7 +120,7 @@ listener_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
 	/* Given back in conn_free, when the socket is closed. */
 	c->limit = ticket;
 	if (v != LIMIT_OK)
-		listener_refuse(c, v, gw->cfg);
+		listener_refuse(c, v, c->cfg);
 }
 
 static void
@@ -151,12 +151,61 @@ listener_error(struct evconnlistener *lev, void *arg)
 	log_warnx("listener %s: accept: %s", l->name, strerror(err));
 }
 
-struct listener *
-listener_new(struct worker *w, const struct config_listen *cl)
+static void
+listener_format_name(char *buf, size_t n, const struct config_listen *cl)
 {
-	struct addrinfo hints, *res = NULL;
-	struct listener *l;
+	snprintf(buf, n, "%s%s%s:%s", strchr(cl->host, ':') ? "[" : "", cl->host,
+	         strchr(cl->host, ':') ? "]" : "", cl->port);
+}
+
+static int
+listener_resolve(const struct config_listen *cl, const char *name, struct addrinfo **res)
+{
+	struct addrinfo hints;
 	int r;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	if ((r = getaddrinfo(cl->host, cl->port, &hints, res)) != 0) {
+		log_warnx("listen %s: %s", name, gai_strerror(r));
+		return -1;
+	}
+	return 0;
+}
+
+int
+listener_probe(const struct config_listen *cl)
+{
+	struct addrinfo *res = NULL;
+	char name[80];
+	int fd, one = 1, r = -1;
+
+	listener_format_name(name, sizeof(name), cl);
+	if (listener_resolve(cl, name, &res) < 0)
+		return -1;
+	/* Without SO_REUSEPORT this bind fails while any socket listens on the address,
+	 * including another process's reuseport group. */
+	if ((fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0) {
+		log_warn("listen %s: socket", name);
+	} else {
+		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (bind(fd, res->ai_addr, res->ai_addrlen) < 0)
+			log_warn("listen %s", name);
+		else
+			r = 0;
+		close(fd);
+	}
+	freeaddrinfo(res);
+	return r;
+}
+
+struct listener *
+listener_new(struct worker *w, const struct config_listen *cl, int reuseport)
+{
+	struct addrinfo *res = NULL;
+	struct listener *l;
 
 	if ((l = calloc(1, sizeof(*l))) == NULL)
 		return NULL;
@@ -170,20 +219,17 @@ listener_new(struct worker *w, const struct config_listen *cl)
 		}
 		l->tls = w->gw->tls;
 	}
-	snprintf(l->name, sizeof(l->name), "%s%s%s:%s", strchr(cl->host, ':') ? "[" : "", cl->host,
-	         strchr(cl->host, ':') ? "]" : "", cl->port);
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE;
-	if ((r = getaddrinfo(cl->host, cl->port, &hints, &res)) != 0) {
-		log_warnx("listen %s: %s", l->name, gai_strerror(r));
+	listener_format_name(l->name, sizeof(l->name), cl);
+	if (listener_resolve(cl, l->name, &res) < 0) {
 		free(l);
 		return NULL;
 	}
+	/* With several workers each has its own socket on the address and the kernel spreads
+	 * new connections over them: no shared accept queue, no thundering herd. */
 	l->lev = evconnlistener_new_bind(w->base, listener_accept, l,
 	                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
-	                                     LEV_OPT_REUSEABLE,
+	                                     LEV_OPT_REUSEABLE |
+	                                     (reuseport ? LEV_OPT_REUSEABLE_PORT : 0),
 	                                 LISTENER_BACKLOG, res->ai_addr, (int)res->ai_addrlen);
 	freeaddrinfo(res);
 	if (l->lev == NULL) {
@@ -197,7 +243,8 @@ listener_new(struct worker *w, const struct config_listen *cl)
 		free(l);
 		return NULL;
 	}
-	log_info("listening on %s%s", l->name, l->tls != NULL ? " (TLS)" : "");
+	if (w->id == 0)
+		log_info("listening on %s%s", l->name, l->tls != NULL ? " (TLS)" : "");
 	return l;
 }
 

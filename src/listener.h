@@ -8,7 +8,11 @@
 struct worker;
 struct listener;
 
-struct listener *listener_new(struct worker *w, const struct config_listen *cl);
+/* reuseport: the address is shared by one socket per worker (SO_REUSEPORT). */
+struct listener *listener_new(struct worker *w, const struct config_listen *cl, int reuseport);
+/* 0 when nothing listens on cl's address yet; -1 (logged) otherwise. Run before binding a
+ * reuseport group, which would otherwise silently share the port with another process. */
+int listener_probe(const struct config_listen *cl);
 void listener_free(struct listener *l);
 
 #endif

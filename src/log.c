@@ -15,22 +15,23 @@ static enum log_level log_level_cur = LOG_LVL_INFO;
 static int log_json;
 static const char *const log_names[] = { "error", "warn", "info", "debug" };
 
+/* Set by the main loop (start, reload), read by every worker: relaxed atomics. */
 void
 log_set_json(int json)
 {
-	log_json = json;
+	__atomic_store_n(&log_json, json, __ATOMIC_RELAXED);
 }
 
 void
 log_set_level(enum log_level lvl)
 {
-	log_level_cur = lvl;
+	__atomic_store_n(&log_level_cur, lvl, __ATOMIC_RELAXED);
 }
 
 enum log_level
 log_get_level(void)
 {
-	return log_level_cur;
+	return __atomic_load_n(&log_level_cur, __ATOMIC_RELAXED);
 }
 
 int
@@ -48,7 +49,7 @@ log_level_parse(const char *s, enum log_level *out)
 int
 log_enabled(enum log_level lvl)
 {
-	return lvl <= log_level_cur;
+	return lvl <= log_get_level();
 }
 
 static void log_write(enum log_level, const struct log_ctx *, const char *, const char *, va_list)
@@ -130,7 +131,7 @@ log_write(enum log_level lvl, const struct log_ctx *ctx, const char *errstr, con
 
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
-	if (log_json) {
+	if (__atomic_load_n(&log_json, __ATOMIC_RELAXED)) {
 		log_write_json(lvl, ctx, errstr, &tv, &tm, fmt, ap);
 		return;
 	}

@@ -1,5 +1,6 @@
-/* metrics.c - per-worker counters and their Prometheus rendering. Counting is a plain increment
- * on the worker's own struct; the sums, gauges and per-route lines are built only when scraped. */
+/* metrics.c - per-worker counters and their Prometheus rendering. Counting is a relaxed atomic
+ * store on the worker's own struct (one writer each); the main loop sums every worker's
+ * figures only when scraped. */
 #include "metrics.h"
 
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "config.h"
 #include "conn.h"
 #include "gateway.h"
+#include "mailbox.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -31,7 +33,7 @@ metrics_reject(struct worker_stats *st, int status)
 	for (i = 0; i < METRICS_NSTATUS - 1; i++)
 		if (metrics_statuses[i] == status)
 			break;
-	st->rejected[i]++;
+	METRIC_ADD(st->rejected[i], 1);
 }
 
 void
@@ -42,9 +44,9 @@ metrics_rtt(struct worker_stats *st, uint64_t us)
 	for (i = 0; i < METRICS_RTT_NBUCKETS; i++)
 		if (us <= (uint64_t)metrics_rtt_bounds_ms[i] * 1000)
 			break;
-	st->rtt_buckets[i]++;
-	st->rtt_count++;
-	st->rtt_sum_us += us;
+	METRIC_ADD(st->rtt_buckets[i], 1);
+	METRIC_ADD(st->rtt_count, 1);
+	METRIC_ADD(st->rtt_sum_us, us);
 }
 
 struct route_stats *
@@ -52,6 +54,7 @@ metrics_route(struct worker_stats *st, const char *path)
 {
 	struct route_stats *r;
 
+	/* Only the owning worker adds slots, so it reads nroutes plainly. */
 	for (size_t i = 0; i < st->nroutes; i++)
 		if (strcmp(st->routes[i].path, path) == 0)
 			return &st->routes[i];
@@ -64,7 +67,8 @@ metrics_route(struct worker_stats *st, const char *path)
 	r = &st->routes[st->nroutes];
 	if ((r->path = strdup(path)) == NULL)
 		return NULL;
-	st->nroutes++;
+	/* The admin thread reads slots [0, nroutes): the slot is complete before it counts. */
+	__atomic_store_n(&st->nroutes, st->nroutes + 1, __ATOMIC_RELEASE);
 	return r;
 }
 
@@ -98,110 +102,254 @@ metrics_head(struct evbuffer *out, const char *name, const char *type, const cha
 	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* One line per route of the current config, with a value from the worker's route stats. */
+/* The sum over workers of a counter at byte offset off in struct worker_stats. */
+static uint64_t
+metrics_sum(const struct gateway *gw, size_t off)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < gw->nworkers; i++)
+		n += METRIC_GET(*(const uint64_t *)(const void *)((const char *)&gw->workers[i]->stats +
+		    off));
+	return n;
+}
+#define METRICS_SUM(gw, field) metrics_sum((gw), offsetof(struct worker_stats, field))
+
+/* The sum over workers of a route_stats field for path (slots are per worker). */
+static uint64_t
+metrics_route_sum(const struct gateway *gw, const char *path, size_t field_off)
+{
+	uint64_t n = 0;
+
+	for (size_t i = 0; i < gw->nworkers; i++) {
+		const struct worker_stats *st = &gw->workers[i]->stats;
+		size_t nr = __atomic_load_n(&st->nroutes, __ATOMIC_ACQUIRE);
+
+		for (size_t j = 0; j < nr; j++)
+			if (strcmp(st->routes[j].path, path) == 0)
+				n += METRIC_GET(*(const uint64_t *)(const void *)((const char *)
+				    &st->routes[j] + field_off));
+	}
+	return n;
+}
+
+static int
+metrics_path_seen(const struct gateway *gw, size_t wi, size_t ri)
+{
+	const char *path = gw->workers[wi]->stats.routes[ri].path;
+
+	for (size_t i = 0; i <= wi; i++) {
+		const struct worker_stats *st = &gw->workers[i]->stats;
+		size_t nr = i < wi ? __atomic_load_n(&st->nroutes, __ATOMIC_ACQUIRE) : ri;
+
+		for (size_t j = 0; j < nr; j++)
+			if (strcmp(st->routes[j].path, path) == 0)
+				return 1;
+	}
+	return 0;
+}
+
+/* One line per route path any worker has counted, summed over workers. */
 static void
 metrics_per_route(struct evbuffer *out, const struct gateway *gw, const char *name,
     size_t field_off)
 {
-	const struct worker_stats *st = &gw->worker->stats;
+	for (size_t wi = 0; wi < gw->nworkers; wi++) {
+		const struct worker_stats *st = &gw->workers[wi]->stats;
+		size_t nr = __atomic_load_n(&st->nroutes, __ATOMIC_ACQUIRE);
 
-	for (size_t i = 0; i < st->nroutes; i++) {
-		const uint64_t *v = (const uint64_t *)(const void *)((const char *)&st->routes[i] +
-		    field_off);
-		evbuffer_add_printf(out, "%s{route=\"", name);
-		metrics_label(out, st->routes[i].path);
-		evbuffer_add_printf(out, "\"} %llu\n", (unsigned long long)*v);
+		for (size_t ri = 0; ri < nr; ri++) {
+			if (metrics_path_seen(gw, wi, ri))
+				continue;
+			evbuffer_add_printf(out, "%s{route=\"", name);
+			metrics_label(out, st->routes[ri].path);
+			evbuffer_add_printf(out, "\"} %llu\n", (unsigned long long)metrics_route_sum(gw,
+			    st->routes[ri].path, field_off));
+		}
 	}
 }
 
-/* Proxy backends of the pools of the current snapshot (pools of an older one are retiring). */
+/* Every worker keeps its own pools (and its own health view) for a route: a backend counts
+ * as up only while no worker has it marked down; sessions are summed. */
+static void
+metrics_backend_line(struct evbuffer *out, const struct gateway *gw, const char *name,
+    const struct config_route *route, size_t bi, int up)
+{
+	uint64_t v = up, sessions = 0;
+
+	for (size_t i = 0; i < gw->nworkers; i++) {
+		struct upstream_registry *reg = gw->workers[i]->upstreams;
+		const struct upstream_pool *p;
+
+		if (reg == NULL)
+			continue;
+		pthread_mutex_lock(&reg->mu);
+		LIST_FOREACH(p, &reg->pools, entry) {
+			if (p->cfg != gw->cfg || p->route != route)
+				continue;
+			if (METRIC_GET(p->backends[bi].state) != UPSTREAM_UP)
+				v = 0;
+			sessions += METRIC_GET(p->backends[bi].active);
+		}
+		pthread_mutex_unlock(&reg->mu);
+	}
+	evbuffer_add_printf(out, "%s{route=\"", name);
+	metrics_label(out, route->path);
+	evbuffer_add(out, "\",backend=\"", 11);
+	metrics_label(out, route->backends[bi].url);
+	evbuffer_add_printf(out, "\"} %llu\n", (unsigned long long)(up ? v : sessions));
+}
+
+/* Proxy backends of the current snapshot's routes that some worker has a pool for (pools of
+ * an older snapshot are retiring). */
 static void
 metrics_backends(struct evbuffer *out, const struct gateway *gw)
 {
-	const struct upstream_pool *p;
+	const struct config *cfg = gw->cfg;
+	uint8_t *used;
 
+	if ((used = calloc(cfg->nroutes + 1, 1)) == NULL)
+		return;
+	for (size_t i = 0; i < gw->nworkers; i++) {
+		struct upstream_registry *reg = gw->workers[i]->upstreams;
+		const struct upstream_pool *p;
+
+		if (reg == NULL)
+			continue;
+		pthread_mutex_lock(&reg->mu);
+		LIST_FOREACH(p, &reg->pools, entry)
+			if (p->cfg == cfg)
+				used[p->route - cfg->routes] = 1;
+		pthread_mutex_unlock(&reg->mu);
+	}
+	if (memchr(used, 1, cfg->nroutes) == NULL) {
+		free(used);
+		return; /* no proxy route used yet */
+	}
 	metrics_head(out, "wsgate_backend_up", "gauge",
 	    "1 while a proxy backend is taken by the balancer, 0 while marked down.");
-	LIST_FOREACH(p, &gw->worker->upstreams->pools, entry) {
-		if (p->cfg != gw->cfg)
-			continue;
-		for (size_t i = 0; i < p->nbackends; i++) {
-			evbuffer_add(out, "wsgate_backend_up{route=\"", 25);
-			metrics_label(out, p->route->path);
-			evbuffer_add(out, "\",backend=\"", 11);
-			metrics_label(out, p->backends[i].cfg->url);
-			evbuffer_add_printf(out, "\"} %d\n", p->backends[i].state == UPSTREAM_UP);
-		}
-	}
+	for (size_t r = 0; r < cfg->nroutes; r++)
+		for (size_t b = 0; used[r] && b < cfg->routes[r].nbackends; b++)
+			metrics_backend_line(out, gw, "wsgate_backend_up", &cfg->routes[r], b, 1);
 	metrics_head(out, "wsgate_backend_sessions", "gauge", "Live proxy sessions per backend.");
-	LIST_FOREACH(p, &gw->worker->upstreams->pools, entry) {
-		if (p->cfg != gw->cfg)
-			continue;
-		for (size_t i = 0; i < p->nbackends; i++) {
-			evbuffer_add(out, "wsgate_backend_sessions{route=\"", 31);
-			metrics_label(out, p->route->path);
-			evbuffer_add(out, "\",backend=\"", 11);
-			metrics_label(out, p->backends[i].cfg->url);
-			evbuffer_add_printf(out, "\"} %zu\n", p->backends[i].active);
-		}
+	for (size_t r = 0; r < cfg->nroutes; r++)
+		for (size_t b = 0; used[r] && b < cfg->routes[r].nbackends; b++)
+			metrics_backend_line(out, gw, "wsgate_backend_sessions", &cfg->routes[r], b, 0);
+	free(used);
+}
+
+static void
+metrics_redis(struct evbuffer *out, const struct gateway *gw)
+{
+	struct broker_redis_stats sum, rs;
+	int sub_up = 1, pub_up = 1;
+
+	memset(&sum, 0, sizeof(sum));
+	for (size_t i = 0; i < gw->nworkers; i++) {
+		broker_redis_stats(gw->workers[i]->broker, &rs);
+		sum.reconnects += rs.reconnects;
+		sum.published += rs.published;
+		sum.delivered += rs.delivered;
+		sum.probes_lost += rs.probes_lost;
+		sum.queue_bytes += rs.queue_bytes;
+		sub_up &= rs.sub_up;
+		pub_up &= rs.pub_up;
 	}
+	metrics_head(out, "wsgate_redis_link_up", "gauge",
+	    "1 while the Redis link is up on every worker (each has its own pair).");
+	evbuffer_add_printf(out, "wsgate_redis_link_up{link=\"subscribe\"} %d\n", sub_up);
+	evbuffer_add_printf(out, "wsgate_redis_link_up{link=\"publish\"} %d\n", pub_up);
+	metrics_head(out, "wsgate_redis_reconnects_total", "counter", "Redis reconnect attempts.");
+	evbuffer_add_printf(out, "wsgate_redis_reconnects_total %llu\n",
+	    (unsigned long long)sum.reconnects);
+	metrics_head(out, "wsgate_redis_published_total", "counter", "PUBLISHes Redis confirmed.");
+	evbuffer_add_printf(out, "wsgate_redis_published_total %llu\n",
+	    (unsigned long long)sum.published);
+	metrics_head(out, "wsgate_redis_delivered_total", "counter",
+	    "Channel messages received from Redis (once per worker subscribed).");
+	evbuffer_add_printf(out, "wsgate_redis_delivered_total %llu\n",
+	    (unsigned long long)sum.delivered);
+	metrics_head(out, "wsgate_redis_probes_lost_total", "counter",
+	    "Liveness canaries that did not come back in time.");
+	evbuffer_add_printf(out, "wsgate_redis_probes_lost_total %llu\n",
+	    (unsigned long long)sum.probes_lost);
+	metrics_head(out, "wsgate_redis_publish_queue_bytes", "gauge",
+	    "Client publishes waiting for the Redis link.");
+	evbuffer_add_printf(out, "wsgate_redis_publish_queue_bytes %llu\n",
+	    (unsigned long long)sum.queue_bytes);
+}
+
+static void
+metrics_workers(struct evbuffer *out, const struct gateway *gw)
+{
+	uint64_t refused = 0;
+
+	metrics_head(out, "wsgate_workers", "gauge", "Event-loop threads serving connections.");
+	evbuffer_add_printf(out, "wsgate_workers %zu\n", gw->nworkers);
+	metrics_head(out, "wsgate_worker_connections", "gauge",
+	    "Connections (any state) by worker: how the kernel spread them.");
+	for (size_t i = 0; i < gw->nworkers; i++) {
+		evbuffer_add_printf(out, "wsgate_worker_connections{worker=\"%zu\"} %zu\n", i,
+		    METRIC_GET(gw->workers[i]->nconns));
+		refused += mailbox_refused(gw->workers[i]->mbox);
+	}
+	metrics_head(out, "wsgate_bus_refused_total", "counter",
+	    "In-process hub messages a worker too far behind could not take.");
+	evbuffer_add_printf(out, "wsgate_bus_refused_total %llu\n", (unsigned long long)refused);
 }
 
 void
 metrics_render(const struct gateway *gw, struct evbuffer *out)
 {
-	const struct worker *w = gw->worker;
-	const struct worker_stats *st = &w->stats;
 	const struct config *cfg = gw->cfg;
-	struct broker_redis_stats rs;
-	const struct conn *c;
-	uint64_t queued = 0, cum = 0;
+	uint64_t cum = 0, nconns = 0, upgraded_open = 0;
 
 	metrics_head(out, "wsgate_up", "gauge", "1 while the process runs.");
 	evbuffer_add_printf(out, "wsgate_up 1\n");
 	metrics_head(out, "wsgate_ready", "gauge", "1 when /readyz would answer 200.");
 	evbuffer_add_printf(out, "wsgate_ready %d\n", gateway_ready(gw));
 	metrics_head(out, "wsgate_draining", "gauge", "1 while shutting down.");
-	evbuffer_add_printf(out, "wsgate_draining %d\n", gw->state != GW_RUNNING);
+	evbuffer_add_printf(out, "wsgate_draining %d\n", gateway_state(gw) != GW_RUNNING);
+	metrics_workers(out, gw);
 
 	metrics_head(out, "wsgate_connections_open", "gauge",
 	    "Open WebSocket connections by route (plus handshakes in progress).");
 	for (size_t i = 0; i < cfg->nroutes; i++) {
-		uint64_t n = 0;
-		LIST_FOREACH(c, &w->conns, entry)
-			if (c->route != NULL && strcmp(c->route->path, cfg->routes[i].path) == 0)
-				n++;
+		uint64_t n = metrics_route_sum(gw, cfg->routes[i].path,
+		    offsetof(struct route_stats, open));
+
 		evbuffer_add(out, "wsgate_connections_open{route=\"", 31);
 		metrics_label(out, cfg->routes[i].path);
 		evbuffer_add_printf(out, "\"} %llu\n", (unsigned long long)n);
 	}
-	{
-		uint64_t hs = 0;
-		LIST_FOREACH(c, &w->conns, entry) {
-			if (c->route == NULL)
-				hs++;
-			queued += conn_output_len(c);
-		}
-		evbuffer_add_printf(out, "wsgate_connections_open{route=\"\"} %llu\n",
-		    (unsigned long long)hs);
-	}
+	/* Upgraded connections of routes a reload removed count with the handshakes: the rest. */
+	for (size_t i = 0; i < gw->nworkers; i++)
+		nconns += METRIC_GET(gw->workers[i]->nconns);
+	for (size_t i = 0; i < cfg->nroutes; i++)
+		upgraded_open += metrics_route_sum(gw, cfg->routes[i].path,
+		    offsetof(struct route_stats, open));
+	evbuffer_add_printf(out, "wsgate_connections_open{route=\"\"} %llu\n",
+	    (unsigned long long)(nconns > upgraded_open ? nconns - upgraded_open : 0));
 	metrics_head(out, "wsgate_connections_accepted_total", "counter", "TCP connections accepted.");
 	evbuffer_add_printf(out, "wsgate_connections_accepted_total %llu\n",
-	    (unsigned long long)st->accepted);
+	    (unsigned long long)METRICS_SUM(gw, accepted));
 
 	metrics_head(out, "wsgate_handshakes_total", "counter",
 	    "Handshakes by result; rejected ones by HTTP status.");
 	evbuffer_add_printf(out, "wsgate_handshakes_total{result=\"accepted\",status=\"101\"} %llu\n",
-	    (unsigned long long)st->upgraded);
+	    (unsigned long long)METRICS_SUM(gw, upgraded));
 	for (size_t i = 0; i < METRICS_NSTATUS; i++) {
+		uint64_t n = metrics_sum(gw, offsetof(struct worker_stats, rejected) +
+		    i * sizeof(uint64_t));
+
 		if (metrics_statuses[i] != 0)
 			evbuffer_add_printf(out,
 			    "wsgate_handshakes_total{result=\"rejected\",status=\"%d\"} %llu\n",
-			    metrics_statuses[i], (unsigned long long)st->rejected[i]);
+			    metrics_statuses[i], (unsigned long long)n);
 		else
 			evbuffer_add_printf(out,
 			    "wsgate_handshakes_total{result=\"rejected\",status=\"other\"} %llu\n",
-			    (unsigned long long)st->rejected[i]);
+			    (unsigned long long)n);
 	}
 
 	metrics_head(out, "wsgate_messages_in_total", "counter", "Messages received from clients.");
@@ -215,62 +363,43 @@ metrics_render(const struct gateway *gw, struct evbuffer *out)
 
 	metrics_head(out, "wsgate_closes_total", "counter", "Connections closed by the gateway, by reason.");
 	evbuffer_add_printf(out, "wsgate_closes_total{reason=\"protocol_error\"} %llu\n",
-	    (unsigned long long)st->protocol_errors);
+	    (unsigned long long)METRICS_SUM(gw, protocol_errors));
 	evbuffer_add_printf(out, "wsgate_closes_total{reason=\"pong_timeout\"} %llu\n",
-	    (unsigned long long)st->pong_timeouts);
+	    (unsigned long long)METRICS_SUM(gw, pong_timeouts));
 	evbuffer_add_printf(out, "wsgate_closes_total{reason=\"idle_timeout\"} %llu\n",
-	    (unsigned long long)st->idle_timeouts);
+	    (unsigned long long)METRICS_SUM(gw, idle_timeouts));
 	evbuffer_add_printf(out, "wsgate_closes_total{reason=\"slow_consumer\"} %llu\n",
-	    (unsigned long long)st->slow_closed);
+	    (unsigned long long)METRICS_SUM(gw, slow_closed));
 	metrics_head(out, "wsgate_dropped_messages_total", "counter",
 	    "Messages dropped for slow consumers, by policy.");
 	evbuffer_add_printf(out, "wsgate_dropped_messages_total{policy=\"drop_oldest\"} %llu\n",
-	    (unsigned long long)st->slow_dropped[0]);
+	    (unsigned long long)METRICS_SUM(gw, slow_dropped[0]));
 	evbuffer_add_printf(out, "wsgate_dropped_messages_total{policy=\"drop_newest\"} %llu\n",
-	    (unsigned long long)st->slow_dropped[1]);
+	    (unsigned long long)METRICS_SUM(gw, slow_dropped[1]));
 	metrics_head(out, "wsgate_publish_refused_total", "counter",
 	    "Client publishes refused by the broker (the client got close 1013).");
 	evbuffer_add_printf(out, "wsgate_publish_refused_total %llu\n",
-	    (unsigned long long)st->publish_refused);
-	metrics_head(out, "wsgate_outbound_queue_bytes", "gauge", "Bytes queued towards clients.");
-	evbuffer_add_printf(out, "wsgate_outbound_queue_bytes %llu\n", (unsigned long long)queued);
+	    (unsigned long long)METRICS_SUM(gw, publish_refused));
+	metrics_head(out, "wsgate_outbound_queue_bytes", "gauge",
+	    "Bytes queued towards clients (each worker samples its own every second).");
+	evbuffer_add_printf(out, "wsgate_outbound_queue_bytes %llu\n",
+	    (unsigned long long)METRICS_SUM(gw, queued));
 
 	metrics_head(out, "wsgate_ping_rtt_seconds", "histogram", "Ping to pong round trip.");
-	for (size_t i = 0; i < METRICS_RTT_NBUCKETS; i++) {
-		cum += st->rtt_buckets[i];
-		evbuffer_add_printf(out, "wsgate_ping_rtt_seconds_bucket{le=\"%g\"} %llu\n",
-		    metrics_rtt_bounds_ms[i] / 1000.0, (unsigned long long)cum);
+	for (size_t i = 0; i <= METRICS_RTT_NBUCKETS; i++) {
+		cum += metrics_sum(gw, offsetof(struct worker_stats, rtt_buckets) +
+		    i * sizeof(uint64_t));
+		if (i < METRICS_RTT_NBUCKETS)
+			evbuffer_add_printf(out, "wsgate_ping_rtt_seconds_bucket{le=\"%g\"} %llu\n",
+			    metrics_rtt_bounds_ms[i] / 1000.0, (unsigned long long)cum);
+		else
+			evbuffer_add_printf(out, "wsgate_ping_rtt_seconds_bucket{le=\"+Inf\"} %llu\n",
+			    (unsigned long long)cum);
 	}
-	cum += st->rtt_buckets[METRICS_RTT_NBUCKETS];
-	evbuffer_add_printf(out, "wsgate_ping_rtt_seconds_bucket{le=\"+Inf\"} %llu\n",
-	    (unsigned long long)cum);
 	evbuffer_add_printf(out, "wsgate_ping_rtt_seconds_sum %.6f\nwsgate_ping_rtt_seconds_count %llu\n",
-	    st->rtt_sum_us / 1e6, (unsigned long long)st->rtt_count);
+	    METRICS_SUM(gw, rtt_sum_us) / 1e6, (unsigned long long)METRICS_SUM(gw, rtt_count));
 
-	if (w->upstreams != NULL && !LIST_EMPTY(&w->upstreams->pools))
-		metrics_backends(out, gw);
-	if (cfg->redis.enabled && w->broker != NULL) {
-		broker_redis_stats(w->broker, &rs);
-		metrics_head(out, "wsgate_redis_link_up", "gauge", "1 while a Redis link is up.");
-		evbuffer_add_printf(out, "wsgate_redis_link_up{link=\"subscribe\"} %d\n", rs.sub_up);
-		evbuffer_add_printf(out, "wsgate_redis_link_up{link=\"publish\"} %d\n", rs.pub_up);
-		metrics_head(out, "wsgate_redis_reconnects_total", "counter", "Redis reconnect attempts.");
-		evbuffer_add_printf(out, "wsgate_redis_reconnects_total %llu\n",
-		    (unsigned long long)rs.reconnects);
-		metrics_head(out, "wsgate_redis_published_total", "counter", "PUBLISHes Redis confirmed.");
-		evbuffer_add_printf(out, "wsgate_redis_published_total %llu\n",
-		    (unsigned long long)rs.published);
-		metrics_head(out, "wsgate_redis_delivered_total", "counter",
-		    "Channel messages received from Redis.");
-		evbuffer_add_printf(out, "wsgate_redis_delivered_total %llu\n",
-		    (unsigned long long)rs.delivered);
-		metrics_head(out, "wsgate_redis_probes_lost_total", "counter",
-		    "Liveness canaries that did not come back in time.");
-		evbuffer_add_printf(out, "wsgate_redis_probes_lost_total %llu\n",
-		    (unsigned long long)rs.probes_lost);
-		metrics_head(out, "wsgate_redis_publish_queue_bytes", "gauge",
-		    "Client publishes waiting for the Redis link.");
-		evbuffer_add_printf(out, "wsgate_redis_publish_queue_bytes %llu\n",
-		    (unsigned long long)rs.queue_bytes);
-	}
+	metrics_backends(out, gw);
+	if (cfg->redis.enabled)
+		metrics_redis(out, gw);
 }

@@ -9,6 +9,16 @@
 struct evbuffer;
 struct gateway;
 
+/* Each counter has one writer, the worker owning it; the admin loop reads it from its own
+ * thread. Relaxed atomic loads and stores (no read-modify-write, so no lock prefix) make that
+ * well defined for the price of a plain increment. */
+#define METRIC_ADD(x, n) \
+	__atomic_store_n(&(x), __atomic_load_n(&(x), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)
+#define METRIC_SUB(x, n) \
+	__atomic_store_n(&(x), __atomic_load_n(&(x), __ATOMIC_RELAXED) - (n), __ATOMIC_RELAXED)
+#define METRIC_SET(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define METRIC_GET(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
 /* Upper bounds of the ping round-trip histogram, in milliseconds (+Inf is implied). */
 #define METRICS_RTT_NBUCKETS 10
 extern const unsigned metrics_rtt_bounds_ms[METRICS_RTT_NBUCKETS];
@@ -16,6 +26,7 @@ extern const unsigned metrics_rtt_bounds_ms[METRICS_RTT_NBUCKETS];
 /* Counters of one route; looked up by path so they survive a config reload. */
 struct route_stats {
 	char *path;
+	uint64_t open;     /* gauge: upgraded connections of this route still open */
 	uint64_t upgraded;
 	uint64_t msgs_in, bytes_in;
 	uint64_t msgs_out, bytes_out;
@@ -38,8 +49,9 @@ struct worker_stats {
 	uint64_t rtt_buckets[METRICS_RTT_NBUCKETS + 1];
 	uint64_t rtt_count;
 	uint64_t rtt_sum_us;
-	struct route_stats *routes;
-	size_t nroutes;
+	uint64_t queued;                      /* gauge, sampled each second: bytes queued to clients */
+	struct route_stats *routes;           /* allocated once, never moves */
+	size_t nroutes;                       /* published with a release store after the slot */
 };
 
 void metrics_reject(struct worker_stats *st, int status);
@@ -48,7 +60,8 @@ void metrics_rtt(struct worker_stats *st, uint64_t us);
 struct route_stats *metrics_route(struct worker_stats *st, const char *path);
 void metrics_free(struct worker_stats *st);
 
-/* Prometheus text exposition format (version 0.0.4) of the whole gateway. */
+/* Prometheus text exposition format (version 0.0.4) of the whole gateway: every worker's
+ * counters summed. Runs on the main loop. */
 void metrics_render(const struct gateway *gw, struct evbuffer *out);
 
 #endif

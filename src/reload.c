@@ -1,7 +1,8 @@
-/* reload.c - SIGHUP: re-read the configuration and swap the snapshot for new connections.
- * Live connections keep the snapshot they were accepted under (reference counted); a file
- * that fails validation is rejected with its errors logged and the old snapshot stays; keys
- * that only a restart can change are reported, not silently ignored. */
+/* reload.c - SIGHUP: re-read the configuration and hand the new snapshot to every worker for
+ * its new connections. Live connections keep the snapshot they were accepted under (reference
+ * counted across threads: the last holder frees it); a file that fails validation is rejected
+ * with its errors logged and the old snapshot stays; keys that only a restart can change are
+ * reported, not silently ignored. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,23 +11,7 @@
 #include "log.h"
 #include "security.h"
 #include "tls.h"
-
-const struct config *
-gateway_config_hold(struct gateway *gw)
-{
-	gw->cfg->refs++;
-	return gw->cfg;
-}
-
-void
-gateway_config_release(struct gateway *gw, const struct config *cfg)
-{
-	/* The snapshots are immutable to everyone else; only this count moves. */
-	struct config *c = (struct config *)(uintptr_t)cfg;
-
-	if (--c->refs == 0 && c != gw->cfg)
-		config_free(c);
-}
+#include "worker.h"
 
 static int
 reload_listens_equal(const struct config_listen *a, size_t na, const struct config_listen *b,
@@ -103,8 +88,17 @@ gateway_reload(struct gateway *gw)
 	gw->cfg = cfg;
 	log_set_level(cfg->log_level);
 	log_set_json(cfg->log_format == LOG_FORMAT_JSON);
-	if (old->refs == 0)
-		config_free(old);
+	/* Each worker gets a reference of its own with the message and gives back its old one. */
+	for (size_t i = 0; i < gw->nworkers; i++) {
+		const struct config *held = config_hold(cfg);
+
+		if (worker_post(gw->workers[i], WORKER_MSG_CONFIG, &held, sizeof(held), NULL,
+		    0) < 0) {
+			log_warnx("reload: worker %zu keeps the old configuration (out of memory)", i);
+			config_release(held);
+		}
+	}
+	config_release(old);
 	log_info("reload: %s in force for new connections (%zu route(s)%s)", gw->config_path,
 	    cfg->nroutes, fixed ? "; some settings need a restart, see above" : "");
 }

@@ -46,7 +46,7 @@ static struct upstream_registry *
 proxy_registry(struct worker *w)
 {
 	if (w->upstreams == NULL)
-		w->upstreams = upstream_registry_new(w->base, w->gw);
+		w->upstreams = upstream_registry_new(w->base, &w->cfg);
 	return w->upstreams;
 }
 
@@ -176,7 +176,7 @@ proxy_up_gone(void *arg, unsigned code, const char *reason, size_t rlen)
 		/* Vanished or broke the protocol: 1006 is never sent on the wire. */
 		conn_log(c, LOG_LVL_INFO, "proxy: backend %s gone: %.*s", s->backend->cfg->url,
 		         (int)rlen, reason);
-		if (c->w->gw->state == GW_DRAINING)
+		if (c->w->draining)
 			conn_send_close(c, WS_CLOSE_RESTART, "gateway restarting");
 		else
 			conn_send_close(c, WS_CLOSE_INTERNAL, "backend gone");

@@ -234,7 +234,7 @@ ps_message(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
 		/* Never a silent drop: the client learns its message was not taken. */
 		conn_log(c, LOG_LVL_WARN, "publish to %s refused by the %s broker", ps->publish,
 		    b->ops->name);
-		c->w->stats.publish_refused++;
+		METRIC_ADD(c->w->stats.publish_refused, 1);
 		conn_send_close(c, WS_CLOSE_TRY_AGAIN, "message broker unavailable, try again later");
 	}
 }
@@ -242,7 +242,7 @@ ps_message(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
 static void
 ps_drop_counted(struct conn *c, struct ps_conn *ps)
 {
-	c->w->stats.slow_dropped[c->route->slow_consumer == SLOW_DROP_OLDEST ? 0 : 1]++;
+	METRIC_ADD(c->w->stats.slow_dropped[c->route->slow_consumer == SLOW_DROP_OLDEST ? 0 : 1], 1);
 	if (ps->drops++ == 0)
 		conn_log(c, LOG_LVL_WARN, "slow consumer: dropping messages (%s, max_queue %llu)",
 		    c->route->slow_consumer == SLOW_DROP_OLDEST ? "drop_oldest" : "drop_newest",
@@ -341,7 +341,7 @@ target_pubsub_deliver(struct conn *c, struct hub_frame *f)
 				hub_frame_unref(ps_q_pop(ps));
 			conn_log(c, LOG_LVL_WARN, "slow consumer: %zu bytes queued, max_queue %zu",
 			    out + ps->qbytes, max);
-			c->w->stats.slow_closed++;
+			METRIC_ADD(c->w->stats.slow_closed, 1);
 			conn_send_close(c, WS_CLOSE_POLICY, "slow consumer");
 			return;
 		case SLOW_DROP_NEWEST:

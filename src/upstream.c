@@ -13,6 +13,7 @@
 #include "config.h"
 #include "gateway.h"
 #include "log.h"
+#include "metrics.h"
 #include "upstream.h"
 #include "ws_frame.h"
 
@@ -29,7 +30,7 @@ static void upstream_pool_free(struct upstream_pool *p);
 static int
 upstream_pool_stale(const struct upstream_pool *p)
 {
-	return p->reg->gw != NULL && p->cfg != p->reg->gw->cfg;
+	return p->reg->current != NULL && p->cfg != *p->reg->current;
 }
 
 /* Frees dead connections, then the pools a reload left behind once nothing uses them. Runs
@@ -52,26 +53,33 @@ upstream_registry_reap(evutil_socket_t fd, short what, void *arg)
 		if (upstream_pool_stale(p) && p->nconns == 0) {
 			log_debug("route %s: backend pool of a replaced configuration retired",
 			          p->route->path);
+			pthread_mutex_lock(&reg->mu);
 			LIST_REMOVE(p, entry);
+			pthread_mutex_unlock(&reg->mu);
 			upstream_pool_free(p);
 		}
 	}
 }
 
 struct upstream_registry *
-upstream_registry_new(struct event_base *base, struct gateway *gw)
+upstream_registry_new(struct event_base *base, const struct config *const *current)
 {
 	struct upstream_registry *reg;
 
 	if ((reg = calloc(1, sizeof(*reg))) == NULL)
 		return NULL;
+	if (pthread_mutex_init(&reg->mu, NULL) != 0) {
+		free(reg);
+		return NULL;
+	}
 	reg->base = base;
-	reg->gw = gw;
+	reg->current = current;
 	LIST_INIT(&reg->pools);
 	LIST_INIT(&reg->live);
 	LIST_INIT(&reg->dead);
 	reg->mask_off = sizeof(reg->masks); /* empty: filled on first use */
 	if ((reg->reaper = event_new(base, -1, 0, upstream_registry_reap, reg)) == NULL) {
+		pthread_mutex_destroy(&reg->mu);
 		free(reg);
 		return NULL;
 	}
@@ -88,8 +96,8 @@ upstream_pool_free(struct upstream_pool *p)
 		upstream_tls_ctx_free(p->tls);
 	free(p->tls_error);
 	/* The route and its backends live in the snapshot: let it go last. */
-	if (p->reg->gw != NULL)
-		gateway_config_release(p->reg->gw, p->cfg);
+	if (p->reg->current != NULL)
+		config_release(p->cfg);
 	free(p);
 }
 
@@ -108,12 +116,15 @@ upstream_registry_free(struct upstream_registry *reg)
 	}
 	upstream_registry_reap(-1, 0, reg);
 	while ((p = LIST_FIRST(&reg->pools)) != NULL) {
+		pthread_mutex_lock(&reg->mu);
 		LIST_REMOVE(p, entry);
+		pthread_mutex_unlock(&reg->mu);
 		upstream_pool_free(p);
 	}
 	if (reg->dns != NULL)
 		evdns_base_free(reg->dns, 1);
 	event_free(reg->reaper);
+	pthread_mutex_destroy(&reg->mu);
 	free(reg);
 }
 
@@ -158,14 +169,6 @@ upstream_probe_timer(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	upstream_probe_start(b);
-}
-
-/* Holds a snapshot the way gateway_config_hold() holds the current one: a pool may be made
- * for a connection accepted just before a reload. Released by gateway_config_release(). */
-static void
-upstream_config_hold(const struct config *cfg)
-{
-	((struct config *)(uintptr_t)cfg)->refs++;
 }
 
 /* A reload keeps what was learnt about a backend that is still configured (same URL). */
@@ -228,9 +231,13 @@ upstream_pool_get(struct upstream_registry *reg, const struct config_route *rout
 		}
 	}
 	upstream_pool_inherit(p);
-	if (reg->gw != NULL)
-		upstream_config_hold(cfg);
+	/* A pool may be made for a connection accepted just before a reload: it holds the
+	 * snapshot its route lives in. */
+	if (reg->current != NULL)
+		(void)config_hold(cfg);
+	pthread_mutex_lock(&reg->mu);
 	LIST_INSERT_HEAD(&reg->pools, p, entry);
+	pthread_mutex_unlock(&reg->mu);
 	/* A first verdict now rather than one period from now. */
 	if (route->health_check_ms > 0)
 		for (size_t i = 0; i < p->nbackends; i++)
@@ -327,7 +334,7 @@ upstream_backend_mark_down(struct upstream_backend *b, const char *why, uint64_t
 		log_debug("backend %s still down: %s", b->cfg->url, why);
 		return;
 	}
-	b->state = UPSTREAM_DOWN;
+	METRIC_SET(b->state, UPSTREAM_DOWN);
 	log_warnx("backend %s down: %s; %s", b->cfg->url, why, retry);
 }
 
@@ -355,7 +362,7 @@ upstream_backend_ok(struct upstream_backend *b)
 {
 	if (b->state == UPSTREAM_UP)
 		return;
-	b->state = UPSTREAM_UP;
+	METRIC_SET(b->state, UPSTREAM_UP);
 	b->down_until_ms = 0;
 	log_info("backend %s up", b->cfg->url);
 }

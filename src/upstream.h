@@ -7,6 +7,7 @@
 #define WSGATE_UPSTREAM_H
 
 #include <sys/queue.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,9 +41,9 @@ struct upstream_backend {
 	struct upstream_pool *pool;
 	const struct config_backend *cfg;
 	size_t index; /* in the route's backend list */
-	enum upstream_backend_state state;
+	enum upstream_backend_state state; /* METRIC_SET: metrics read it from the main loop */
 	uint64_t down_until_ms;   /* DOWN: tried again from then; UINT64_MAX: after a good probe */
-	size_t active;            /* live proxy sessions (least_conn) */
+	size_t active;            /* live proxy sessions (least_conn); METRIC_ADD/SUB */
 	struct event probe_timer; /* every health_check_ms when > 0 */
 	struct upstream_conn *probe; /* health probe in flight */
 };
@@ -64,7 +65,8 @@ LIST_HEAD(upstream_conn_list, upstream_conn);
 
 struct upstream_registry {
 	struct event_base *base;
-	struct gateway *gw;     /* for the configuration snapshots pools hold */
+	const struct config *const *current; /* the worker's snapshot; NULL: pools hold none */
+	pthread_mutex_t mu;     /* pools list: changed by the worker, walked by metrics */
 	struct evdns_base *dns; /* made on the first name that is not an address */
 	LIST_HEAD(, upstream_pool) pools;
 	struct upstream_conn_list live; /* every backend connection not yet CLOSED */
@@ -76,7 +78,9 @@ struct upstream_registry {
 
 /* ---- upstream.c: registry, pools, balancing, health ---- */
 
-struct upstream_registry *upstream_registry_new(struct event_base *base, struct gateway *gw);
+/* current: where the owner keeps its current snapshot (pools of an older one retire). */
+struct upstream_registry *upstream_registry_new(struct event_base *base,
+                                                const struct config *const *current);
 /* Closes every backend connection at once (no callbacks), then frees the pools. */
 void upstream_registry_free(struct upstream_registry *reg);
 /* The resolver, made on first use; NULL when it cannot be. */

@@ -1,14 +1,18 @@
-/* worker.c - an event loop's owned state: listeners, live and dead connections.
- * Connections are never freed inside their own callbacks: conn_close() parks them on the dead
- * list and the reaper event, run by the loop after the current callbacks return, frees them. */
+/* worker.c - an event loop on its own thread and its owned state: listeners, live and dead
+ * connections, hub, broker, pools. Connections are never freed inside their own callbacks:
+ * conn_close() parks them on the dead list and the reaper event, run by the loop after the
+ * current callbacks return, frees them. Other threads reach a worker only through its mailbox. */
 #include "worker.h"
 
+#include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <event2/event.h>
 
 #include "broker.h"
 #include "config.h"
+#include "mailbox.h"
 #include "heartbeat.h"
 #include "hub.h"
 #include "target.h"
@@ -16,6 +20,11 @@
 #include "gateway.h"
 #include "listener.h"
 #include "log.h"
+
+/* Messages published on other workers' in-process hubs that may wait for this one. Beyond, a
+ * worker that cannot keep up misses them (counted, and the publisher's client is told). */
+#define WORKER_BUS_LIMIT (64u << 20)
+#define WORKER_SAMPLE_MS 1000
 
 static void
 worker_reap(evutil_socket_t fd, short what, void *arg)
@@ -29,39 +38,153 @@ worker_reap(evutil_socket_t fd, short what, void *arg)
 		LIST_REMOVE(c, entry);
 		conn_free(c);
 	}
-	if (w->draining && w->nconns == 0)
+	if (w->draining && w->nconns == 0 && !w->idle_reported) {
+		w->idle_reported = 1;
 		gateway_worker_idle(w->gw, w);
+	}
+}
+
+/* Gauges that only a walk of the connections gives, refreshed where the connections live. */
+static void
+worker_sample(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	const struct conn *c;
+	uint64_t queued = 0;
+
+	(void)fd;
+	(void)what;
+	LIST_FOREACH(c, &w->conns, entry)
+		queued += conn_output_len(c);
+	METRIC_SET(w->stats.queued, queued);
+}
+
+static void
+worker_message(void *arg, unsigned type, const void *a, size_t alen, const void *b, size_t blen)
+{
+	struct worker *w = arg;
+	const struct config *cfg;
+	uint64_t ms;
+
+	if (w->freeing && type != WORKER_MSG_CONFIG)
+		return; /* only references to give back */
+	switch ((enum worker_msg)type) {
+	case WORKER_MSG_CONFIG:
+		memcpy(&cfg, a, sizeof(cfg));
+		config_release(w->cfg);
+		w->cfg = cfg; /* the reference came with the message */
+		break;
+	case WORKER_MSG_DRAIN:
+		memcpy(&ms, a, sizeof(ms));
+		worker_drain(w, ms);
+		break;
+	case WORKER_MSG_STOP:
+		event_base_loopbreak(w->base);
+		break;
+	case WORKER_MSG_PUBLISH:
+		if (w->hub != NULL)
+			hub_deliver(w->hub, a, alen, b, blen);
+		break;
+	}
+}
+
+/* epoll with the change list: an event enabled and disabled within one loop turn (a
+ * bufferevent arming EV_WRITE for output it then writes) costs no epoll_ctl at all. Safe here:
+ * no descriptor is ever dup()ed while registered. */
+static struct event_base *
+worker_base_new(void)
+{
+	struct event_config *ec = event_config_new();
+	struct event_base *base;
+
+	if (ec == NULL)
+		return NULL;
+	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+	base = event_base_new_with_config(ec);
+	event_config_free(ec);
+	return base;
 }
 
 struct worker *
-worker_new(struct gateway *gw, int id, struct event_base *base)
+worker_new(struct gateway *gw, int id, const struct config *cfg)
 {
 	struct worker *w;
+	struct timeval tv = { WORKER_SAMPLE_MS / 1000, (WORKER_SAMPLE_MS % 1000) * 1000 };
 
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return NULL;
 	w->gw = gw;
 	w->id = id;
-	w->base = base;
+	w->cfg = config_hold(cfg);
 	LIST_INIT(&w->conns);
 	LIST_INIT(&w->dead);
-	if ((w->reaper = event_new(base, -1, 0, worker_reap, w)) == NULL) {
-		free(w);
+	if ((w->base = worker_base_new()) == NULL ||
+	    (w->reaper = event_new(w->base, -1, 0, worker_reap, w)) == NULL ||
+	    (w->sampler = event_new(w->base, -1, EV_PERSIST, worker_sample, w)) == NULL ||
+	    (w->mbox = mailbox_new(w->base, worker_message, w, WORKER_BUS_LIMIT)) == NULL) {
+		log_warnx("worker %d: cannot set up its event loop", id);
+		worker_free(w);
 		return NULL;
 	}
+	event_add(w->sampler, &tv);
 	return w;
 }
 
 int
-worker_listen(struct worker *w)
+worker_post(struct worker *w, enum worker_msg type, const void *a, size_t alen, const void *b,
+    size_t blen)
 {
-	const struct config *cfg = w->gw->cfg;
+	return mailbox_post(w->mbox, type, a, alen, b, blen, type == WORKER_MSG_PUBLISH);
+}
+
+static void *
+worker_thread(void *arg)
+{
+	struct worker *w = arg;
+
+	if (event_base_dispatch(w->base) < 0)
+		log_warnx("worker %d: event loop failed", w->id);
+	return NULL;
+}
+
+int
+worker_start(struct worker *w)
+{
+	sigset_t all, old;
+	int r;
+
+	/* The thread inherits this mask: signals are the main loop's business. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	r = pthread_create(&w->thread, NULL, worker_thread, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		log_warnx("worker %d: pthread_create: %s", w->id, strerror(r));
+		return -1;
+	}
+	w->started = 1;
+	return 0;
+}
+
+void
+worker_join(struct worker *w)
+{
+	if (w != NULL && w->started) {
+		pthread_join(w->thread, NULL);
+		w->started = 0;
+	}
+}
+
+int
+worker_listen(struct worker *w, int reuseport)
+{
+	const struct config *cfg = w->cfg;
 
 	w->listeners = calloc(cfg->nlistens, sizeof(*w->listeners));
 	if (w->listeners == NULL)
 		return -1;
 	for (size_t i = 0; i < cfg->nlistens; i++) {
-		w->listeners[i] = listener_new(w, &cfg->listens[i]);
+		w->listeners[i] = listener_new(w, &cfg->listens[i], reuseport);
 		if (w->listeners[i] == NULL)
 			return -1;
 		w->nlisteners++;
@@ -132,21 +255,33 @@ worker_free(struct worker *w)
 	hub_free(w->hub);
 	free(w->scratch);
 	metrics_free(&w->stats);
-	event_free(w->reaper);
+	/* A snapshot still in the mailbox carries a reference: handle what is left. */
+	if (w->mbox != NULL) {
+		w->freeing = 1;
+		mailbox_drain(w->mbox);
+		mailbox_free(w->mbox);
+	}
+	config_release(w->cfg);
+	if (w->reaper != NULL)
+		event_free(w->reaper);
+	if (w->sampler != NULL)
+		event_free(w->sampler);
+	if (w->base != NULL)
+		event_base_free(w->base);
 	free(w);
 }
 
 int
 worker_pubsub_init(struct worker *w, const char *instance_id)
 {
-	const struct config *cfg = w->gw->cfg;
+	const struct config *cfg = w->cfg;
 
 	if ((w->hub = hub_new(target_pubsub_deliver)) == NULL)
 		return -1;
 	if (cfg->redis.enabled)
-		w->broker = broker_redis_new(w->hub, w->base, cfg, instance_id);
+		w->broker = broker_redis_new(w->hub, w->base, cfg, instance_id, w->id);
 	else
-		w->broker = broker_local_new(w->hub);
+		w->broker = broker_local_new(w->hub, w);
 	if (w->broker == NULL)
 		return -1;
 	hub_set_broker(w->hub, w->broker);
@@ -176,14 +311,16 @@ void
 worker_conn_add(struct worker *w, struct conn *c)
 {
 	LIST_INSERT_HEAD(&w->conns, c, entry);
-	w->nconns++;
+	METRIC_ADD(w->nconns, 1);
 }
 
 void
 worker_conn_dead(struct worker *w, struct conn *c)
 {
 	LIST_REMOVE(c, entry);
-	w->nconns--;
+	METRIC_SUB(w->nconns, 1);
+	if (c->rstats != NULL)
+		METRIC_SUB(c->rstats->open, 1); /* counted since the upgrade */
 	LIST_INSERT_HEAD(&w->dead, c, entry);
 	event_active(w->reaper, 0, 0);
 }
@@ -191,5 +328,11 @@ worker_conn_dead(struct worker *w, struct conn *c)
 uint64_t
 worker_next_conn_id(struct worker *w)
 {
-	return ++w->gw->next_conn_id;
+	return __atomic_add_fetch(&w->gw->next_conn_id, 1, __ATOMIC_RELAXED);
+}
+
+const struct config *
+worker_config_hold(struct worker *w)
+{
+	return config_hold(w->cfg);
 }

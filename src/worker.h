@@ -1,64 +1,100 @@
-/* worker.h - one event loop and everything it owns: its listeners, its connections and the
- * list of connections to free on the next loop turn. Designed so N can run on N threads. */
+/* worker.h - one event loop on its own thread and everything it owns: its listeners (one
+ * SO_REUSEPORT socket per listen address), its connections, its pub/sub hub and broker, its
+ * proxy pools, its counters and the list of connections to free on the next loop turn.
+ * Workers share nothing mutable with each other; they talk through mailboxes. */
 #ifndef WSGATE_WORKER_H
 #define WSGATE_WORKER_H
 
 #include <sys/queue.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "conn.h"
 #include "metrics.h"
 
+struct config;
 struct gateway;
 struct listener;
 struct event_base;
 struct event;
 struct hub;
 struct broker;
+struct mailbox;
 struct upstream_registry;
 
 LIST_HEAD(conn_list, conn);
 
+/* What a worker's mailbox carries (mailbox.h). */
+enum worker_msg {
+	WORKER_MSG_CONFIG = 1, /* a: struct config * with a reference for this worker */
+	WORKER_MSG_DRAIN,      /* a: uint64_t window in ms */
+	WORKER_MSG_STOP,       /* leave the loop */
+	WORKER_MSG_PUBLISH,    /* a: channel, b: data; published on another worker's hub */
+};
+
 struct worker {
 	struct gateway *gw;
 	int id;
-	struct event_base *base;
+	struct event_base *base;    /* owned */
+	pthread_t thread;
+	uint8_t started;            /* the thread runs (joined by worker_join) */
+	struct mailbox *mbox;       /* messages from the main loop and other workers */
+	const struct config *cfg;   /* the snapshot new connections take; a reference held */
 	struct listener **listeners;
 	size_t nlisteners;
 	struct conn_list conns;     /* every connection not yet CLOSED */
-	size_t nconns;
+	size_t nconns;              /* written by this worker only; read by metrics */
 	struct conn_list dead;      /* CLOSED, waiting for the reaper */
 	struct event *reaper;       /* frees the dead list outside any callback */
-	uint8_t draining;           /* no new connections; exit when conns is empty */
+	struct event *sampler;      /* once a second: gauges that need a walk of conns */
+	uint8_t draining;           /* no new connections; report idle when conns is empty */
+	uint8_t idle_reported;
+	uint8_t freeing;            /* worker_free: messages left are only handled for their refs */
 	struct hub *hub;            /* pub/sub channels of this worker's connections */
 	struct broker *broker;      /* how the hub reaches other workers and instances */
 	struct upstream_registry *upstreams; /* proxy routes' backend pools; made on first use */
 	char *scratch;              /* reusable buffer for building one message (JSON envelopes) */
-	struct worker_stats stats;  /* this worker's counters, summed by metrics_render() */
 	size_t scratch_cap;
+	struct worker_stats stats;  /* this worker's counters, summed by metrics_render() */
 };
 
-struct worker *worker_new(struct gateway *gw, int id, struct event_base *base);
-/* Opens the configured listeners; -1 (logged) when one cannot be bound. */
-int worker_listen(struct worker *w) __attribute__((warn_unused_result));
+/* A worker with its own event loop, holding a reference to cfg. Not running yet. */
+struct worker *worker_new(struct gateway *gw, int id, const struct config *cfg);
+/* Opens the configured listeners (reuseport: one socket per worker on the same address);
+ * -1 (logged) when one cannot be bound. Before worker_start. */
+int worker_listen(struct worker *w, int reuseport) __attribute__((warn_unused_result));
+/* Creates the hub and its broker (Redis when configured, else the in-process bus between
+ * workers). -1 on failure. Before worker_start. */
+int worker_pubsub_init(struct worker *w, const char *instance_id)
+    __attribute__((warn_unused_result));
+/* Runs the loop on a new thread (signals blocked there: the main loop takes them). */
+int worker_start(struct worker *w) __attribute__((warn_unused_result));
+/* Waits for the thread to leave its loop (after WORKER_MSG_STOP). */
+void worker_join(struct worker *w);
+/* Frees connections immediately, then the worker. Its loop must not be running. */
+void worker_free(struct worker *w);
+
+/* From any thread: a message into the worker's loop. Control messages are never refused;
+ * bounded ones (WORKER_MSG_PUBLISH) are when the worker is too far behind. */
+int worker_post(struct worker *w, enum worker_msg type, const void *a, size_t alen,
+    const void *b, size_t blen) __attribute__((warn_unused_result));
+
 void worker_stop_listening(struct worker *w);
 /* Stops accepting and starts the graceful close of every connection (close 1001), the closes
  * spread evenly over window_ms. */
 void worker_drain(struct worker *w, uint64_t window_ms);
-/* Frees connections immediately, then the worker (after the loop stopped). */
-void worker_free(struct worker *w);
 
 void worker_conn_add(struct worker *w, struct conn *c);
 /* Moves c to the dead list and schedules the reaper. */
 void worker_conn_dead(struct worker *w, struct conn *c);
+/* A process-wide unique connection id. */
 uint64_t worker_next_conn_id(struct worker *w);
-/* Creates the hub and its broker (Redis when configured, else in-process). -1 on failure. */
-int worker_pubsub_init(struct worker *w, const char *instance_id)
-    __attribute__((warn_unused_result));
+/* The current snapshot, with a reference for the caller (config_release gives it back). */
+const struct config *worker_config_hold(struct worker *w);
 /* A buffer of at least n bytes, valid until the next call on this worker; NULL on ENOMEM. */
 char *worker_scratch(struct worker *w, size_t n);
-/* 1 while the broker delivers (Redis link alive). */
+/* 1 while the broker delivers (Redis link alive). Any thread. */
 int worker_ready(const struct worker *w);
 
 #endif

@@ -736,6 +736,9 @@ BASE_GATEWAY = {
     "close_timeout": "2s",
     "drain_window": "0",
     "log_level": "info",
+    # Two event loops whatever the machine: the suite runs the multi-worker paths everywhere.
+    # Tests of one loop's order or of per-instance Redis subscriptions ask for 1.
+    "workers": "2",
 }
 BASE_HEARTBEAT = {"ping_interval": "0", "pong_timeout": "10s", "idle_timeout": "0"}
 

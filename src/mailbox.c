@@ -1,0 +1,200 @@
+/* mailbox.c - a cross-thread queue owned by one event loop. Producers append a record to a
+ * byte buffer under a mutex and write the eventfd only when the buffer was empty, so a burst
+ * costs one wakeup; the owner swaps the buffer for its spare under the mutex and handles the
+ * records without holding it. Both buffers are kept and reused: steady traffic allocates
+ * nothing. */
+#include "mailbox.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+
+struct mailbox_rec {
+	uint32_t type;
+	uint32_t alen;
+	uint64_t blen;
+	/* a, then b, then padding to 8 bytes */
+};
+
+struct mailbox {
+	pthread_mutex_t mu;
+	uint8_t *buf;       /* filled by producers, under mu */
+	size_t len, cap;
+	uint8_t *spare;     /* the owner's, handled outside mu */
+	size_t spare_cap;
+	size_t limit;
+	uint64_t refused;   /* under mu */
+	int efd;
+	struct event *ev;
+	mailbox_fn fn;
+	void *arg;
+};
+
+#define MAILBOX_KEEP (1u << 20) /* a spare buffer larger than this is freed after use */
+#define MAILBOX_ALIGN(n) (((n) + 7u) & ~(size_t)7u)
+
+static void
+mailbox_ready(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t v;
+
+	(void)what;
+	/* Reset the counter first: a post after this point wakes us again. */
+	while (read(fd, &v, sizeof(v)) < 0 && errno == EINTR)
+		;
+	mailbox_drain(arg);
+}
+
+struct mailbox *
+mailbox_new(struct event_base *base, mailbox_fn fn, void *arg, size_t limit)
+{
+	struct mailbox *mb;
+
+	if ((mb = calloc(1, sizeof(*mb))) == NULL) {
+		log_warn("mailbox_new");
+		return NULL;
+	}
+	mb->fn = fn;
+	mb->arg = arg;
+	mb->limit = limit;
+	mb->efd = -1;
+	if (pthread_mutex_init(&mb->mu, NULL) != 0) {
+		free(mb);
+		return NULL;
+	}
+	if ((mb->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+		log_warn("eventfd");
+		mailbox_free(mb);
+		return NULL;
+	}
+	if (base != NULL) {
+		mb->ev = event_new(base, mb->efd, EV_READ | EV_PERSIST, mailbox_ready, mb);
+		if (mb->ev == NULL || event_add(mb->ev, NULL) < 0) {
+			log_warnx("mailbox: cannot register its eventfd");
+			mailbox_free(mb);
+			return NULL;
+		}
+	}
+	return mb;
+}
+
+void
+mailbox_free(struct mailbox *mb)
+{
+	if (mb == NULL)
+		return;
+	if (mb->ev != NULL)
+		event_free(mb->ev);
+	if (mb->efd >= 0)
+		close(mb->efd);
+	pthread_mutex_destroy(&mb->mu);
+	free(mb->buf);
+	free(mb->spare);
+	free(mb);
+}
+
+int
+mailbox_post(struct mailbox *mb, unsigned type, const void *a, size_t alen, const void *b,
+    size_t blen, int bounded)
+{
+	size_t need = sizeof(struct mailbox_rec) + MAILBOX_ALIGN(alen + blen);
+	struct mailbox_rec rec = { (uint32_t)type, (uint32_t)alen, (uint64_t)blen };
+	uint64_t one = 1;
+	int wake;
+
+	if (alen > UINT32_MAX)
+		return -1;
+	pthread_mutex_lock(&mb->mu);
+	if (bounded && mb->len + need > mb->limit) {
+		mb->refused++;
+		pthread_mutex_unlock(&mb->mu);
+		return -1;
+	}
+	if (mb->len + need > mb->cap) {
+		size_t cap = mb->cap ? mb->cap : 4096;
+		uint8_t *p;
+
+		while (cap < mb->len + need)
+			cap *= 2;
+		if ((p = realloc(mb->buf, cap)) == NULL) {
+			pthread_mutex_unlock(&mb->mu);
+			return -1;
+		}
+		mb->buf = p;
+		mb->cap = cap;
+	}
+	memcpy(mb->buf + mb->len, &rec, sizeof(rec));
+	if (alen > 0)
+		memcpy(mb->buf + mb->len + sizeof(rec), a, alen);
+	if (blen > 0)
+		memcpy(mb->buf + mb->len + sizeof(rec) + alen, b, blen);
+	wake = mb->len == 0;
+	mb->len += need;
+	pthread_mutex_unlock(&mb->mu);
+	/* Only the post that made the box non-empty pays for the wakeup. */
+	if (wake && write(mb->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warn("mailbox: eventfd write");
+	return 0;
+}
+
+void
+mailbox_drain(struct mailbox *mb)
+{
+	uint8_t *p;
+	size_t len, cap;
+
+	pthread_mutex_lock(&mb->mu);
+	p = mb->buf;
+	len = mb->len;
+	cap = mb->cap;
+	mb->buf = mb->spare;
+	mb->cap = mb->spare_cap;
+	mb->len = 0;
+	pthread_mutex_unlock(&mb->mu);
+	for (size_t off = 0; off < len;) {
+		struct mailbox_rec rec;
+
+		memcpy(&rec, p + off, sizeof(rec));
+		off += sizeof(rec);
+		mb->fn(mb->arg, rec.type, p + off, rec.alen, p + off + rec.alen, (size_t)rec.blen);
+		off += MAILBOX_ALIGN(rec.alen + (size_t)rec.blen);
+	}
+	/* The handled buffer becomes the spare for the next swap, unless a burst made it big:
+	 * then it goes, so a quiet worker does not keep megabytes for nothing. */
+	if (cap > MAILBOX_KEEP) {
+		free(p);
+		p = NULL;
+		cap = 0;
+	}
+	mb->spare = p;
+	mb->spare_cap = cap;
+}
+
+size_t
+mailbox_pending(struct mailbox *mb)
+{
+	size_t n;
+
+	pthread_mutex_lock(&mb->mu);
+	n = mb->len;
+	pthread_mutex_unlock(&mb->mu);
+	return n;
+}
+
+uint64_t
+mailbox_refused(struct mailbox *mb)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&mb->mu);
+	n = mb->refused;
+	pthread_mutex_unlock(&mb->mu);
+	return n;
+}
