@@ -11,10 +11,13 @@
  *   -R  Redis port: also used before the run to wait until PUBSUB NUMSUB <channel> equals -e
  *       (default: the number of gateways), i.e. until every instance has subscribed
  *   -W  warm-up seconds at the same rate, not counted
- *   -S  server pids whose CPU time (utime+stime) is reported for the measured phase
+ *   -S  server pids whose CPU time (all threads, from schedstat) is reported for the measured
+ *       phase: summed as a % of one core, and per pid in ms (srv_cpu_ms=, srv_wait_ms= lists
+ *       in -S order; wait = runnable but not running)
  * The last line is "RESULT key=value ..." for scripts. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -574,23 +577,37 @@ pct(double p)
 	return lat[i] / 1000.0;
 }
 
-static double
-cpu_secs_of(int pid)
+/* CPU time (ns) every thread of pid ran, and waited runnable, so far
+ * (/proc/PID/task/N/schedstat: nanoseconds, where /proc/PID/stat has 10 ms ticks). */
+static bool
+proc_sched(int pid, uint64_t *run, uint64_t *wait)
 {
-	char path[64], buf[1024];
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return -1;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *p = strrchr(buf, ')');
-	unsigned long ut = 0, st = 0;
-	if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-	    &ut, &st) != 2)
-		return -1;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+	char path[64];
+	DIR *d;
+	struct dirent *de;
+
+	snprintf(path, sizeof(path), "/proc/%d/task", pid);
+	if ((d = opendir(path)) == NULL)
+		return false;
+	*run = *wait = 0;
+	while ((de = readdir(d)) != NULL) {
+		char p2[128];
+		unsigned long long r, w;
+		FILE *f;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(p2, sizeof(p2), "/proc/%d/task/%.20s/schedstat", pid, de->d_name);
+		if ((f = fopen(p2, "r")) == NULL)
+			continue;
+		if (fscanf(f, "%llu %llu", &r, &w) == 2) {
+			*run += r;
+			*wait += w;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return true;
 }
 
 static double
@@ -754,9 +771,11 @@ main(int argc, char **argv)
 			poll_once(10); /* let the warm-up drain */
 	}
 
-	double cpu0 = self_cpu(), srv0[MAX_PIDS];
+	double cpu0 = self_cpu();
+	uint64_t srv0[MAX_PIDS], wait0[MAX_PIDS], srv1[MAX_PIDS], wait1[MAX_PIDS];
 	for (int i = 0; i < opt.npids; i++)
-		srv0[i] = cpu_secs_of(opt.pids[i]);
+		if (!proc_sched(opt.pids[i], &srv0[i], &wait0[i]))
+			die("no /proc/%d/task/*/schedstat", opt.pids[i]);
 	uint64_t t_start = now_ns();
 	run_phase('M', opt.duration);
 	uint64_t t_sent = now_ns();
@@ -776,8 +795,13 @@ main(int argc, char **argv)
 	double wall = (double)(t_end - t_start) / 1e9;
 	double gen_cpu = (self_cpu() - cpu0) / wall * 100.0;
 	double srv_cpu = 0;
-	for (int i = 0; i < opt.npids; i++)
-		srv_cpu += cpu_secs_of(opt.pids[i]) - srv0[i];
+	for (int i = 0; i < opt.npids; i++) {
+		if (!proc_sched(opt.pids[i], &srv1[i], &wait1[i]))
+			die("pid %d gone during the run", opt.pids[i]);
+		srv1[i] -= srv0[i];
+		wait1[i] -= wait0[i];
+		srv_cpu += (double)srv1[i] / 1e9;
+	}
 	srv_cpu = srv_cpu / wall * 100.0;
 
 	qsort(lat, nlat, sizeof(*lat), cmp_u32);
@@ -823,8 +847,15 @@ main(int argc, char **argv)
 	    (unsigned long long)out_of_order, (unsigned long long)bad_frames,
 	    (unsigned long long)disconnected, pct(50), pct(90), pct(99), pct(99.9), pmax,
 	    pub_lag_max_ns / 1000.0, gen_cpu);
-	if (opt.npids > 0)
-		printf(" srv_cpu_pct=%.0f", srv_cpu);
+	printf(" wall_ms=%.1f", wall * 1000.0);
+	if (opt.npids > 0) {
+		printf(" srv_cpu_pct=%.0f srv_cpu_ms=", srv_cpu);
+		for (int i = 0; i < opt.npids; i++)
+			printf("%s%.2f", i ? "," : "", (double)srv1[i] / 1e6);
+		printf(" srv_wait_ms=");
+		for (int i = 0; i < opt.npids; i++)
+			printf("%s%.2f", i ? "," : "", (double)wait1[i] / 1e6);
+	}
 	printf("\n");
 	return delivered == expected && out_of_order == 0 && disconnected == 0 ? 0 : 1;
 }

@@ -23,6 +23,7 @@
 #include "security.h"
 #include "admin.h"
 #include "tls.h"
+#include "upstream_health.h"
 #include "worker.h"
 
 #define GATEWAY_MAX_WORKERS 64
@@ -324,6 +325,8 @@ gateway_free(struct gateway *gw)
 	free(gw->workers);
 	gw->workers = NULL;
 	gw->nworkers = 0;
+	/* Every pool is gone with its worker. */
+	upstream_health_free_all();
 	/* After the connections: each gave its limits back and dropped its TLS references. */
 	tls_server_free(gw->tls);
 	gw->tls = NULL;

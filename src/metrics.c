@@ -14,7 +14,7 @@
 #include "conn.h"
 #include "gateway.h"
 #include "mailbox.h"
-#include "upstream.h"
+#include "upstream_health.h"
 #include "worker.h"
 
 const unsigned metrics_rtt_bounds_ms[METRICS_RTT_NBUCKETS] = {
@@ -169,73 +169,43 @@ metrics_per_route(struct evbuffer *out, const struct gateway *gw, const char *na
 	}
 }
 
-/* Every worker keeps its own pools (and its own health view) for a route: a backend counts
- * as up only while no worker has it marked down; sessions are summed. */
-static void
-metrics_backend_line(struct evbuffer *out, const struct gateway *gw, const char *name,
-    const struct config_route *route, size_t bi, int up)
-{
-	uint64_t v = up, sessions = 0;
-
-	for (size_t i = 0; i < gw->nworkers; i++) {
-		struct upstream_registry *reg = gw->workers[i]->upstreams;
-		const struct upstream_pool *p;
-
-		if (reg == NULL)
-			continue;
-		pthread_mutex_lock(&reg->mu);
-		LIST_FOREACH(p, &reg->pools, entry) {
-			if (p->cfg != gw->cfg || p->route != route)
-				continue;
-			if (METRIC_GET(p->backends[bi].state) != UPSTREAM_UP)
-				v = 0;
-			sessions += METRIC_GET(p->backends[bi].active);
-		}
-		pthread_mutex_unlock(&reg->mu);
-	}
-	evbuffer_add_printf(out, "%s{route=\"", name);
-	metrics_label(out, route->path);
-	evbuffer_add(out, "\",backend=\"", 11);
-	metrics_label(out, route->backends[bi].url);
-	evbuffer_add_printf(out, "\"} %llu\n", (unsigned long long)(up ? v : sessions));
-}
-
-/* Proxy backends of the current snapshot's routes that some worker has a pool for (pools of
- * an older snapshot are retiring). */
+/* Backends of the current snapshot's proxy routes that have been used (their health is
+ * shared by every worker: upstream_health.h). */
 static void
 metrics_backends(struct evbuffer *out, const struct gateway *gw)
 {
 	const struct config *cfg = gw->cfg;
-	uint8_t *used;
+	struct upstream_health h;
+	int any = 0;
 
-	if ((used = calloc(cfg->nroutes + 1, 1)) == NULL)
-		return;
-	for (size_t i = 0; i < gw->nworkers; i++) {
-		struct upstream_registry *reg = gw->workers[i]->upstreams;
-		const struct upstream_pool *p;
-
-		if (reg == NULL)
-			continue;
-		pthread_mutex_lock(&reg->mu);
-		LIST_FOREACH(p, &reg->pools, entry)
-			if (p->cfg == cfg)
-				used[p->route - cfg->routes] = 1;
-		pthread_mutex_unlock(&reg->mu);
-	}
-	if (memchr(used, 1, cfg->nroutes) == NULL) {
-		free(used);
+	for (size_t r = 0; r < cfg->nroutes && !any; r++)
+		any = cfg->routes[r].nbackends > 0 &&
+		    upstream_health_read(cfg->routes[r].path, NULL, &h) == 0;
+	if (!any)
 		return; /* no proxy route used yet */
+	for (int pass = 0; pass < 2; pass++) {
+		const char *name = pass == 0 ? "wsgate_backend_up" : "wsgate_backend_sessions";
+
+		if (pass == 0)
+			metrics_head(out, name, "gauge",
+			    "1 while a proxy backend is taken by the balancer, 0 while marked down.");
+		else
+			metrics_head(out, name, "gauge", "Live proxy sessions per backend.");
+		for (size_t r = 0; r < cfg->nroutes; r++) {
+			const struct config_route *route = &cfg->routes[r];
+
+			for (size_t b = 0; b < route->nbackends; b++) {
+				if (upstream_health_read(route->path, route->backends[b].url, &h) < 0)
+					continue;
+				evbuffer_add_printf(out, "%s{route=\"", name);
+				metrics_label(out, route->path);
+				evbuffer_add(out, "\",backend=\"", 11);
+				metrics_label(out, route->backends[b].url);
+				evbuffer_add_printf(out, "\"} %zu\n", pass == 0 ?
+				    (size_t)(h.state == UPSTREAM_UP) : h.active);
+			}
+		}
 	}
-	metrics_head(out, "wsgate_backend_up", "gauge",
-	    "1 while a proxy backend is taken by the balancer, 0 while marked down.");
-	for (size_t r = 0; r < cfg->nroutes; r++)
-		for (size_t b = 0; used[r] && b < cfg->routes[r].nbackends; b++)
-			metrics_backend_line(out, gw, "wsgate_backend_up", &cfg->routes[r], b, 1);
-	metrics_head(out, "wsgate_backend_sessions", "gauge", "Live proxy sessions per backend.");
-	for (size_t r = 0; r < cfg->nroutes; r++)
-		for (size_t b = 0; used[r] && b < cfg->routes[r].nbackends; b++)
-			metrics_backend_line(out, gw, "wsgate_backend_sessions", &cfg->routes[r], b, 0);
-	free(used);
 }
 
 static void

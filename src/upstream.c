@@ -13,7 +13,6 @@
 #include "config.h"
 #include "gateway.h"
 #include "log.h"
-#include "metrics.h"
 #include "upstream.h"
 #include "ws_frame.h"
 
@@ -53,9 +52,7 @@ upstream_registry_reap(evutil_socket_t fd, short what, void *arg)
 		if (upstream_pool_stale(p) && p->nconns == 0) {
 			log_debug("route %s: backend pool of a replaced configuration retired",
 			          p->route->path);
-			pthread_mutex_lock(&reg->mu);
 			LIST_REMOVE(p, entry);
-			pthread_mutex_unlock(&reg->mu);
 			upstream_pool_free(p);
 		}
 	}
@@ -68,10 +65,6 @@ upstream_registry_new(struct event_base *base, const struct config *const *curre
 
 	if ((reg = calloc(1, sizeof(*reg))) == NULL)
 		return NULL;
-	if (pthread_mutex_init(&reg->mu, NULL) != 0) {
-		free(reg);
-		return NULL;
-	}
 	reg->base = base;
 	reg->current = current;
 	LIST_INIT(&reg->pools);
@@ -79,7 +72,6 @@ upstream_registry_new(struct event_base *base, const struct config *const *curre
 	LIST_INIT(&reg->dead);
 	reg->mask_off = sizeof(reg->masks); /* empty: filled on first use */
 	if ((reg->reaper = event_new(base, -1, 0, upstream_registry_reap, reg)) == NULL) {
-		pthread_mutex_destroy(&reg->mu);
 		free(reg);
 		return NULL;
 	}
@@ -116,15 +108,12 @@ upstream_registry_free(struct upstream_registry *reg)
 	}
 	upstream_registry_reap(-1, 0, reg);
 	while ((p = LIST_FIRST(&reg->pools)) != NULL) {
-		pthread_mutex_lock(&reg->mu);
 		LIST_REMOVE(p, entry);
-		pthread_mutex_unlock(&reg->mu);
 		upstream_pool_free(p);
 	}
 	if (reg->dns != NULL)
 		evdns_base_free(reg->dns, 1);
 	event_free(reg->reaper);
-	pthread_mutex_destroy(&reg->mu);
 	free(reg);
 }
 
@@ -171,27 +160,6 @@ upstream_probe_timer(evutil_socket_t fd, short what, void *arg)
 	upstream_probe_start(b);
 }
 
-/* A reload keeps what was learnt about a backend that is still configured (same URL). */
-static void
-upstream_pool_inherit(struct upstream_pool *p)
-{
-	struct upstream_pool *old;
-
-	for (old = LIST_FIRST(&p->reg->pools); old != NULL; old = LIST_NEXT(old, entry)) {
-		if (old == p || strcmp(old->route->path, p->route->path) != 0)
-			continue;
-		for (size_t i = 0; i < p->nbackends; i++)
-			for (size_t j = 0; j < old->nbackends; j++)
-				if (strcmp(p->backends[i].cfg->url, old->backends[j].cfg->url) ==
-				    0) {
-					p->backends[i].state = old->backends[j].state;
-					p->backends[i].down_until_ms =
-					    old->backends[j].down_until_ms;
-				}
-		return;
-	}
-}
-
 struct upstream_pool *
 upstream_pool_get(struct upstream_registry *reg, const struct config_route *route,
                   const struct config *cfg)
@@ -216,13 +184,26 @@ upstream_pool_get(struct upstream_registry *reg, const struct config_route *rout
 	p->route = route;
 	p->cfg = cfg;
 	p->nbackends = route->nbackends;
+	/* What is known of the route's backends is shared with the other workers' pools and
+	 * with this route's pools of earlier snapshots (same path, same URL). */
+	if ((p->shared = upstream_health_get(route->path, NULL)) == NULL) {
+		free(p->backends);
+		free(p);
+		return NULL;
+	}
+	for (size_t i = 0; i < p->nbackends; i++)
+		if ((p->backends[i].h = upstream_health_get(route->path,
+		    route->backends[i].url)) == NULL) {
+			free(p->backends);
+			free(p);
+			return NULL;
+		}
 	for (size_t i = 0; i < p->nbackends; i++) {
 		struct upstream_backend *b = &p->backends[i];
 
 		b->pool = p;
 		b->cfg = &route->backends[i];
 		b->index = i;
-		b->state = UPSTREAM_UP;
 		event_assign(&b->probe_timer, reg->base, -1, EV_PERSIST, upstream_probe_timer, b);
 		if (route->health_check_ms > 0) {
 			tv.tv_sec = (time_t)(route->health_check_ms / 1000);
@@ -230,14 +211,11 @@ upstream_pool_get(struct upstream_registry *reg, const struct config_route *rout
 			evtimer_add(&b->probe_timer, &tv);
 		}
 	}
-	upstream_pool_inherit(p);
 	/* A pool may be made for a connection accepted just before a reload: it holds the
 	 * snapshot its route lives in. */
 	if (reg->current != NULL)
 		(void)config_hold(cfg);
-	pthread_mutex_lock(&reg->mu);
 	LIST_INSERT_HEAD(&reg->pools, p, entry);
-	pthread_mutex_unlock(&reg->mu);
 	/* A first verdict now rather than one period from now. */
 	if (route->health_check_ms > 0)
 		for (size_t i = 0; i < p->nbackends; i++)
@@ -264,7 +242,15 @@ upstream_pool_tls(struct upstream_pool *p, const char **why)
 int
 upstream_backend_eligible(const struct upstream_backend *b, uint64_t now_ms)
 {
-	return b->state == UPSTREAM_UP || now_ms >= b->down_until_ms;
+	return b->h->state == UPSTREAM_UP || now_ms >= b->h->down_until_ms;
+}
+
+void
+upstream_backend_session(struct upstream_backend *b, int delta)
+{
+	upstream_health_lock();
+	b->h->active += (size_t)(ssize_t)delta;
+	upstream_health_unlock();
 }
 
 /* FNV-1a: a stable spread of client addresses over the backends. */
@@ -289,11 +275,14 @@ upstream_pool_pick(struct upstream_pool *p, const char *client_ip, const unsigne
 	size_t start, n = p->nbackends;
 
 	*all_down = n > 0;
+	if (n == 0)
+		return NULL;
+	/* One balancer for the process: every worker's pick sees the same states, sessions and
+	 * cursor. */
+	upstream_health_lock();
 	for (size_t i = 0; i < n; i++)
 		if (upstream_backend_eligible(&p->backends[i], now))
 			*all_down = 0;
-	if (n == 0)
-		return NULL;
 	switch (p->route->balance) {
 	case BALANCE_IP_HASH:
 		/* The same client lands on the same backend while that one is up; when it is not,
@@ -303,7 +292,7 @@ upstream_pool_pick(struct upstream_pool *p, const char *client_ip, const unsigne
 	case BALANCE_LEAST_CONN:
 	case BALANCE_ROUND_ROBIN:
 	default:
-		start = p->rr % n;
+		start = p->shared->rr % n;
 		break;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -315,11 +304,12 @@ upstream_pool_pick(struct upstream_pool *p, const char *client_ip, const unsigne
 			break;
 		}
 		/* Ties go to the first after the cursor, so equal loads still rotate. */
-		if (best == NULL || b->active < best->active)
+		if (best == NULL || b->h->active < best->h->active)
 			best = b;
 	}
 	if (best != NULL && p->route->balance != BALANCE_IP_HASH)
-		p->rr = best->index + 1;
+		p->shared->rr = best->index + 1;
+	upstream_health_unlock();
 	return best;
 }
 
@@ -329,13 +319,18 @@ static void
 upstream_backend_mark_down(struct upstream_backend *b, const char *why, uint64_t until,
                            const char *retry)
 {
-	b->down_until_ms = until;
-	if (b->state == UPSTREAM_DOWN) {
+	int was;
+
+	upstream_health_lock();
+	b->h->down_until_ms = until;
+	was = b->h->state;
+	b->h->state = UPSTREAM_DOWN;
+	upstream_health_unlock();
+	/* Only the worker that made the change logs it. */
+	if (was == UPSTREAM_DOWN)
 		log_debug("backend %s still down: %s", b->cfg->url, why);
-		return;
-	}
-	METRIC_SET(b->state, UPSTREAM_DOWN);
-	log_warnx("backend %s down: %s; %s", b->cfg->url, why, retry);
+	else
+		log_warnx("backend %s down: %s; %s", b->cfg->url, why, retry);
 }
 
 void
@@ -360,11 +355,15 @@ upstream_backend_failed(struct upstream_backend *b, const char *why)
 void
 upstream_backend_ok(struct upstream_backend *b)
 {
-	if (b->state == UPSTREAM_UP)
-		return;
-	METRIC_SET(b->state, UPSTREAM_UP);
-	b->down_until_ms = 0;
-	log_info("backend %s up", b->cfg->url);
+	int was;
+
+	upstream_health_lock();
+	was = b->h->state;
+	b->h->state = UPSTREAM_UP;
+	b->h->down_until_ms = 0;
+	upstream_health_unlock();
+	if (was != UPSTREAM_UP)
+		log_info("backend %s up", b->cfg->url);
 }
 
 /* A probe reached the backend (and, for ws/wss, was upgraded): it is up. */
@@ -403,6 +402,22 @@ static const struct upstream_conn_ops upstream_probe_ops = {
     .failed = upstream_probe_failed,
 };
 
+/* 1 when this worker runs the backend's next probe: every worker's pool has a timer, but
+ * one probe per health_check period is enough for the process. */
+static int
+upstream_probe_claim(struct upstream_backend *b)
+{
+	uint64_t now = conn_now_ms(), every = b->pool->route->health_check_ms;
+	int mine;
+
+	upstream_health_lock();
+	mine = now >= b->h->probe_due_ms;
+	if (mine) /* a tenth of slack: this worker's own next tick claims again */
+		b->h->probe_due_ms = now + every - every / 10;
+	upstream_health_unlock();
+	return mine;
+}
+
 static void
 upstream_probe_start(struct upstream_backend *b)
 {
@@ -410,6 +425,8 @@ upstream_probe_start(struct upstream_backend *b)
 
 	if (b->probe != NULL)
 		return; /* the last one has not finished: connect_timeout > health_check */
+	if (!upstream_probe_claim(b))
+		return; /* another worker probed it lately */
 	b->probe = upstream_conn_new(b, 0, NULL, &upstream_probe_ops, b, &why);
 	if (b->probe == NULL)
 		upstream_probe_failed(b, 0, why);

@@ -7,13 +7,13 @@
 #define WSGATE_UPSTREAM_H
 
 #include <sys/queue.h>
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <event2/event_struct.h>
 
 #include "config.h"
+#include "upstream_health.h"
 #include "ws_parser.h"
 
 /* Backpressure towards a backend: above HIGH queued bytes the client is no longer read; it
@@ -32,18 +32,11 @@ struct upstream_dns;
 struct upstream_pool;
 struct upstream_req;
 
-enum upstream_backend_state {
-	UPSTREAM_UP = 0, /* picked by the balancer */
-	UPSTREAM_DOWN,   /* failed: skipped until down_until_ms, or until a probe succeeds */
-};
-
 struct upstream_backend {
 	struct upstream_pool *pool;
 	const struct config_backend *cfg;
 	size_t index; /* in the route's backend list */
-	enum upstream_backend_state state; /* METRIC_SET: metrics read it from the main loop */
-	uint64_t down_until_ms;   /* DOWN: tried again from then; UINT64_MAX: after a good probe */
-	size_t active;            /* live proxy sessions (least_conn); METRIC_ADD/SUB */
+	struct upstream_health *h; /* state, down_until_ms, active: shared by every worker */
 	struct event probe_timer; /* every health_check_ms when > 0 */
 	struct upstream_conn *probe; /* health probe in flight */
 };
@@ -55,7 +48,7 @@ struct upstream_pool {
 	size_t nconns;            /* backend connections (probes too) not yet freed */
 	struct upstream_backend *backends;
 	size_t nbackends;
-	size_t rr;              /* round-robin cursor: the next index to consider */
+	struct upstream_health *shared; /* the route's entry: round-robin cursor, every worker */
 	struct ssl_ctx_st *tls; /* wss:// backends; made on first use */
 	char *tls_error;        /* why tls could not be made (kept: not retried nor relogged) */
 	LIST_ENTRY(upstream_pool) entry;
@@ -66,7 +59,6 @@ LIST_HEAD(upstream_conn_list, upstream_conn);
 struct upstream_registry {
 	struct event_base *base;
 	const struct config *const *current; /* the worker's snapshot; NULL: pools hold none */
-	pthread_mutex_t mu;     /* pools list: changed by the worker, walked by metrics */
 	struct evdns_base *dns; /* made on the first name that is not an address */
 	LIST_HEAD(, upstream_pool) pools;
 	struct upstream_conn_list live; /* every backend connection not yet CLOSED */
@@ -107,8 +99,10 @@ void upstream_backend_failed(struct upstream_backend *b, const char *why);
 void upstream_backend_ok(struct upstream_backend *b);
 /* The connect deadline of a route: TCP connect, TLS and the upgrade response together. */
 uint64_t upstream_connect_timeout_ms(const struct config_route *r);
-/* 1 when the balancer may pick b now. */
+/* 1 when the balancer may pick b now (upstream_health_lock held). */
 int upstream_backend_eligible(const struct upstream_backend *b, uint64_t now_ms);
+/* A proxy session starts or ends on b (least_conn counts them across workers). */
+void upstream_backend_session(struct upstream_backend *b, int delta);
 
 /* ---- upstream_conn.c: one backend connection ---- */
 

@@ -19,7 +19,6 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
-#include "metrics.h"
 #include "conn.h"
 #include "http.h"
 #include "http_response.h"
@@ -152,7 +151,7 @@ upstream_conn_close(struct upstream_conn *u, const char *reason)
 		bufferevent_setcb(u->bev, NULL, NULL, NULL, NULL);
 	}
 	if (u->counted) {
-		METRIC_SUB(u->backend->active, 1);
+		upstream_backend_session(u->backend, -1);
 		u->counted = 0;
 	}
 	u->ops = NULL;
@@ -180,7 +179,7 @@ upstream_conn_detach(struct upstream_conn *u)
 	/* A session whose client has gone is no longer active (least_conn), even while its
 	 * backend connection finishes closing. */
 	if (u->counted) {
-		METRIC_SUB(u->backend->active, 1);
+		upstream_backend_session(u->backend, -1);
 		u->counted = 0;
 	}
 	u->ops = NULL;
@@ -907,7 +906,7 @@ upstream_conn_new(struct upstream_backend *b, uint64_t id, const struct upstream
 	LIST_INSERT_HEAD(&reg->live, u, entry);
 	b->pool->nconns++; /* the pool, and the snapshot it holds, outlive u */
 	if (req != NULL) {
-		METRIC_ADD(b->active, 1);
+		upstream_backend_session(b, 1);
 		u->counted = 1;
 	}
 	/* Frames from a server are unmasked; a message may be as large as a client's. */

@@ -206,15 +206,16 @@ void
 worker_drain(struct worker *w, uint64_t window_ms)
 {
 	struct conn *c, *next;
-	uint64_t now = conn_now_ms(), i = 0, nopen = 0;
+	uint64_t now = conn_now_ms(), i = 0, nopen = 0, n = w->gw->nworkers;
 
 	w->draining = 1;
 	worker_stop_listening(w);
 	LIST_FOREACH(c, &w->conns, entry)
 		nopen += c->state == CONN_OPEN;
 	/* Closes are spread evenly over the window, so clients of a restarting fleet do not all
-	 * reconnect to the remaining instances at the same instant. conn_close() moves entries
-	 * to the dead list, so walk with a saved next. */
+	 * reconnect to the remaining instances at the same instant. Every worker spreads its own
+	 * over the whole window, worker k shifted by k/n of a step so the workers' schedules
+	 * interleave. conn_close() moves entries to the dead list, so walk with a saved next. */
 	for (c = LIST_FIRST(&w->conns); c != NULL; c = next) {
 		next = LIST_NEXT(c, entry);
 		switch (c->state) {
@@ -222,7 +223,8 @@ worker_drain(struct worker *w, uint64_t window_ms)
 			conn_close(c, "shutting down during handshake");
 			break;
 		case CONN_OPEN:
-			heartbeat_drain_at(c, now + (nopen > 0 ? window_ms * i / nopen : 0));
+			heartbeat_drain_at(c, now + window_ms * (i * n + (uint64_t)w->id) /
+			    (nopen * n));
 			i++;
 			break;
 		default:

@@ -601,7 +601,8 @@ def test_shutdown_with_open_proxy_sessions(gateway_factory, node):
 
 
 def test_backend_vanishes_while_draining_client_gets_1012(gateway_factory, node):
-    g = gateway_factory(gateway={"drain_window": "4s"},
+    # One worker: the order of closes below is one loop's (each worker spreads its own).
+    g = gateway_factory(gateway={"drain_window": "4s", "workers": "1"},
                         routes={"/app": proxy_route(node.url("/s"))})
     older = WSClient(g.port, path="/app")
     newer = WSClient(g.port, path="/app")

@@ -21,6 +21,7 @@ static struct config_backend cbs[NB] = {
 static struct config_route route;
 static struct upstream_pool pool;
 static struct upstream_backend backends[NB];
+static struct upstream_health health[NB + 1]; /* the backends', then the route's */
 static unsigned char none[NB];
 
 static void
@@ -37,11 +38,14 @@ setup(void)
 	pool.backends = backends;
 	pool.nbackends = NB;
 	memset(backends, 0, sizeof(backends));
+	memset(health, 0, sizeof(health));
+	pool.shared = &health[NB];
 	for (size_t i = 0; i < NB; i++) {
+		backends[i].h = &health[i];
 		backends[i].pool = &pool;
 		backends[i].cfg = &cbs[i];
 		backends[i].index = i;
-		backends[i].state = UPSTREAM_UP;
+		backends[i].h->state = UPSTREAM_UP;
 	}
 	memset(none, 0, sizeof(none));
 }
@@ -74,7 +78,7 @@ START_TEST(test_round_robin_skips_tried_and_down)
 	ck_assert_uint_eq(pick(NULL, tried, &all_down), 1);
 	ck_assert_int_eq(all_down, 0);
 	upstream_backend_failed(&backends[2], "test");
-	ck_assert_int_eq(backends[2].state, UPSTREAM_DOWN);
+	ck_assert_int_eq(backends[2].h->state, UPSTREAM_DOWN);
 	/* Next after 1 is 2, down; then 0, tried; then 1. */
 	ck_assert_uint_eq(pick(NULL, tried, NULL), 1);
 	tried[1] = 1;
@@ -103,13 +107,13 @@ START_TEST(test_fail_timeout_expires)
 	uint64_t before = conn_now_ms(), until;
 
 	upstream_backend_failed(&backends[0], "test");
-	until = backends[0].down_until_ms;
+	until = backends[0].h->down_until_ms;
 	ck_assert(until >= before + 10000 && until <= conn_now_ms() + 10000);
 	ck_assert(!upstream_backend_eligible(&backends[0], before));
 	ck_assert(!upstream_backend_eligible(&backends[0], until - 1));
 	ck_assert(upstream_backend_eligible(&backends[0], until));
 	/* Still marked down until it succeeds: a retry that fails again logs nothing new. */
-	ck_assert_int_eq(backends[0].state, UPSTREAM_DOWN);
+	ck_assert_int_eq(backends[0].h->state, UPSTREAM_DOWN);
 }
 END_TEST
 
@@ -117,22 +121,22 @@ START_TEST(test_fail_timeout_zero_never_marks)
 {
 	route.fail_timeout_ms = 0;
 	upstream_backend_failed(&backends[0], "test");
-	ck_assert_int_eq(backends[0].state, UPSTREAM_UP);
+	ck_assert_int_eq(backends[0].h->state, UPSTREAM_UP);
 }
 END_TEST
 
 START_TEST(test_least_conn)
 {
 	route.balance = BALANCE_LEAST_CONN;
-	backends[0].active = 5;
-	backends[1].active = 2;
-	backends[2].active = 7;
+	backends[0].h->active = 5;
+	backends[1].h->active = 2;
+	backends[2].h->active = 7;
 	ck_assert_uint_eq(pick(NULL, NULL, NULL), 1);
-	backends[1].active = 9;
+	backends[1].h->active = 9;
 	ck_assert_uint_eq(pick(NULL, NULL, NULL), 0);
 	/* Ties rotate rather than always landing on the first. */
 	for (size_t i = 0; i < NB; i++)
-		backends[i].active = 1;
+		backends[i].h->active = 1;
 	size_t a = pick(NULL, NULL, NULL), b = pick(NULL, NULL, NULL), c = pick(NULL, NULL, NULL);
 	ck_assert(a != b && b != c && a != c);
 }
