@@ -31,11 +31,25 @@ wait_port() {
 	return 1
 }
 
-# wsgate_config BINARY FILE PORT: writes the benchmark config (echo route, no heartbeats, quiet
-# log, one worker since the server gets one core) and checks it with `wsgate -t`. Builds that
-# predate the `workers` key get the file without it.
+# wait_ready PORT: waits up to 10 s until wsgate on 127.0.0.1:PORT answers /readyz with 200 (with
+# [redis]: its links are up).
+wait_ready() {
+	for _ in $(seq 100); do
+		if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/readyz")" = 200 ]; then
+			return 0
+		fi
+		sleep 0.1
+	done
+	echo "$(basename "$0"): wsgate on port $1 not ready" >&2
+	return 1
+}
+
+# wsgate_config BINARY FILE PORT [WORKERS]: writes the benchmark config (echo route, no
+# heartbeats, quiet log, WORKERS event loops, 1 by default since the server gets one core) and
+# checks it with `wsgate -t`. Builds that predate the `workers` key get the file without it
+# (only when WORKERS is 1).
 wsgate_config() {
-	local bin=$1 file=$2 port=$3 workers="workers = 1"
+	local bin=$1 file=$2 port=$3 workers="workers = ${4:-1}"
 	for attempt in 1 2; do
 		cat >"$file" <<-EOF2
 			[gateway]
@@ -48,10 +62,52 @@ wsgate_config() {
 			type = echo
 		EOF2
 		if "$bin" -t -c "$file" >/dev/null 2>&1; then return 0; fi
+		[ "${4:-1}" = 1 ] || break
 		workers=""
 	done
 	echo "$(basename "$0"): wsgate rejects the benchmark config:" >&2
 	"$bin" -t -c "$file" >&2 || true
+	return 1
+}
+
+# pubsub_config FILE PORT WORKERS [REDISPORT [ADMINPORT]]: the pub/sub benchmark config:
+# subscribers on /bench (channel bench), the WebSocket publisher on /bench-pub (publishes to
+# bench, subscribes to bench-sink so it receives nothing). With REDISPORT the channels go
+# through that redis-server ([redis]); without (or empty), through the in-process hub.
+# ADMINPORT adds admin_listen (/metrics).
+pubsub_config() {
+	local file=$1 port=$2 workers=$3 rport=${4:-} aport=${5:-}
+	{
+		printf '[gateway]\nlisten = 127.0.0.1:%s\nlog_level = warn\nworkers = %s\n' "$port" "$workers"
+		[ -z "$aport" ] || printf 'admin_listen = 127.0.0.1:%s\n' "$aport"
+		printf '[heartbeat]\nping_interval = 0\n'
+		[ -z "$rport" ] || printf '[redis]\nurl = redis://127.0.0.1:%s/0\n' "$rport"
+		cat <<-EOF2
+			[route /bench]
+			type = pubsub
+			subscribe = bench
+			[route /bench-pub]
+			type = pubsub
+			subscribe = bench-sink
+			publish = bench
+		EOF2
+	} >"$file"
+}
+
+# redis_start [PREFIX...]: starts a throw-away redis-server (no persistence, files in $WORK) on a
+# free port, its command line prefixed by PREFIX (e.g. taskset -c 0); sets RPORT and RPID (also
+# added to PIDS) and waits up to 10 s for PONG.
+redis_start() {
+	RPORT=$(free_port)
+	"$@" redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no \
+		--dir "$WORK" --logfile "$WORK/redis.log" &
+	RPID=$!
+	PIDS+=("$RPID")
+	for _ in $(seq 100); do
+		[ "$(redis-cli -p "$RPORT" PING 2>/dev/null)" = PONG ] && return 0
+		sleep 0.1
+	done
+	echo "$(basename "$0"): redis-server did not start" >&2
 	return 1
 }
 

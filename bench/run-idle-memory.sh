@@ -7,6 +7,7 @@
 #   HOLD=s          seconds wsbench keeps them open [8]
 #   SERVERS="..."   subset of "wsgate epoll node" [all three; wsgate is the one with a target]
 #   WSGATE=path     wsgate binary [build/src/wsgate]
+#   WORKERS=n       wsgate's `workers` [1]; the server stays on core 0 either way
 #   NODE_PATH=dir   where `ws` lives [tests/node/node_modules]
 #   OUT=file        markdown output [bench/results/idle-memory.md]
 set -euo pipefail
@@ -18,6 +19,7 @@ N=${N:-10000}
 HOLD=${HOLD:-8}
 SERVERS=${SERVERS:-"wsgate epoll node"}
 WSGATE_SRC=${WSGATE:-$ROOT/build/src/wsgate}
+WORKERS=${WORKERS:-1}
 export NODE_PATH=${NODE_PATH:-$ROOT/tests/node/node_modules}
 OUT=${OUT:-$BENCH/results/idle-memory.md}
 
@@ -38,7 +40,7 @@ for s in $SERVERS; do
 	port=$(free_port)
 	case $s in
 	wsgate)
-		wsgate_config "$WORK/wsgate" "$WORK/wsgate.ini" "$port"
+		wsgate_config "$WORK/wsgate" "$WORK/wsgate.ini" "$port" "$WORKERS"
 		CMD[$s]="taskset -c 0 wsgate -c wsgate.ini"
 		taskset -c 0 "$WORK/wsgate" -c "$WORK/wsgate.ini" 2>"$WORK/wsgate.log" &
 		;;
@@ -88,7 +90,7 @@ for s in $SERVERS; do
 	kill "$SPID"
 	wait "$SPID" 2>/dev/null || true
 	SPID=
-	line="server=$s n=$N rss_before_kib=$rss0 rss_open_kib=$rss1 rss_after_close_kib=$rss2 anon_before_kib=$anon0 anon_open_kib=$anon1 hwm_kib=$hwm1 fds=$fds wsbench_rc=$rc"
+	line="server=$s workers=$([ "$s" = wsgate ] && echo "$WORKERS" || echo -) n=$N rss_before_kib=$rss0 rss_open_kib=$rss1 rss_after_close_kib=$rss2 anon_before_kib=$anon0 anon_open_kib=$anon1 hwm_kib=$hwm1 fds=$fds wsbench_rc=$rc"
 	echo "$line" | tee -a "$RAW"
 done
 
@@ -97,7 +99,7 @@ mkdir -p "$(dirname "$OUT")"
 python3 - "$RAW" "$OUT" <<PYEOF
 import sys, re
 raw, out = sys.argv[1], sys.argv[2]
-names = {"wsgate": "wsgate", "epoll": "bare epoll echo", "node": "Node ws"}
+names = {"wsgate": "wsgate" if "$WORKERS" == "1" else "wsgate (workers = $WORKERS)", "epoll": "bare epoll echo", "node": "Node ws"}
 cmds = {"wsgate": """${CMD[wsgate]:-}""", "epoll": """${CMD[epoll]:-}""", "node": """${CMD[node]:-}"""}
 o = ["# Idle connection memory\n", "| | |", "|---|---|",
      "| date | $STARTED |",

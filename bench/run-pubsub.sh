@@ -47,52 +47,21 @@ cpu_ticks() { # utime+stime of a pid, in clock ticks
 	awk '{ print $14 + $15 }' "/proc/$1/stat"
 }
 
-# Redis
-RPORT=$(free_port)
-taskset -c 0 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no \
-	--dir "$WORK" --logfile "$WORK/redis.log" &
-RPID=$!
-PIDS+=("$RPID")
-for _ in $(seq 100); do
-	[ "$(redis-cli -p "$RPORT" PING 2>/dev/null)" = PONG ] && break
-	sleep 0.1
-done
-[ "$(redis-cli -p "$RPORT" PING 2>/dev/null)" = PONG ] || { echo "run-pubsub: redis did not start" >&2; exit 1; }
+redis_start taskset -c 0
 
 # Gateways
 GPORTS=()
 GPIDS=()
 for i in $(seq "$GATEWAYS"); do
 	port=$(free_port)
-	cat >"$WORK/wsgate$i.ini" <<-EOF
-		[gateway]
-		listen = 127.0.0.1:$port
-		log_level = warn
-		workers = 1
-		[heartbeat]
-		ping_interval = 0
-		[redis]
-		url = redis://127.0.0.1:$RPORT/0
-		[route /bench]
-		type = pubsub
-		subscribe = bench
-		[route /bench-pub]
-		type = pubsub
-		subscribe = bench-sink
-		publish = bench
-	EOF
+	pubsub_config "$WORK/wsgate$i.ini" "$port" 1 "$RPORT"
 	taskset -c 0 "$WORK/wsgate" -c "$WORK/wsgate$i.ini" 2>"$WORK/wsgate$i.log" &
 	GPIDS+=("$!")
 	PIDS+=("$!")
 	GPORTS+=("$port")
 done
 for port in "${GPORTS[@]}"; do
-	ok=
-	for _ in $(seq 100); do
-		if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz")" = 200 ]; then ok=1; break; fi
-		sleep 0.1
-	done
-	[ -n "$ok" ] || { echo "run-pubsub: wsgate on $port not ready:" >&2; cat "$WORK"/wsgate*.log >&2; exit 1; }
+	wait_ready "$port" || { cat "$WORK"/wsgate*.log >&2; exit 1; }
 done
 PORTLIST=$(IFS=,; echo "${GPORTS[*]}")
 PSARGS="-n $SUBS -r $RATE -d $DURATION -s $SIZE -W 1 -m $PUBLISHER -P /bench-pub -p /bench -R $RPORT -C bench"

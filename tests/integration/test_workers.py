@@ -182,7 +182,7 @@ def redis_pairs(admin):
 
 def test_redis_one_subscription_per_worker(tmp_path, redis):
     gs = []
-    clients = {}
+    clients = []
     try:
         for name in ("a", "b"):
             g = workers_gateway(tmp_path / name, 2, routes={"/chat": CHAT})
@@ -197,17 +197,18 @@ def test_redis_one_subscription_per_worker(tmp_path, redis):
             assert m(ms, "wsgate_workers") == 2
             assert m(ms, "wsgate_redis_link_up", link="subscribe") == 1
             assert m(ms, "wsgate_redis_link_up", link="publish") == 1
-        a, b = gs
-        clients = {id(g): open_clients(g.port, "/chat", 20) for g in gs}
+        for g in gs:
+            clients.append(open_clients(g.port, "/chat", 20))
+        ca, cb = clients
         pairs = [redis_pairs(g.admin) for g in gs]
         assert sum(pairs) <= 4, pairs
         redis.wait_numsub("chat", sum(pairs))
-        everyone = clients[id(a)] + clients[id(b)]
+        everyone = ca + cb
         # one sender per instance, each on whichever worker it landed
         n = 20
         for i in range(n):
-            clients[id(a)][0].send_text(f"a:{i}")
-            clients[id(b)][0].send_text(f"b:{i}")
+            ca[0].send_text(f"a:{i}")
+            cb[0].send_text(f"b:{i}")
         for j, c in enumerate(everyone):
             got = [p.decode() for _, p in recv_messages(c, 2 * n, timeout=10)]
             for s in "ab":
@@ -218,10 +219,11 @@ def test_redis_one_subscription_per_worker(tmp_path, redis):
         for g in gs:
             assert http_status(g.port, "/readyz") == 200
         # the last client of b's workers leaves: only a's subscriptions stay
-        close_all(clients.pop(id(b)))
+        close_all(cb)
+        clients = [ca]
         redis.wait_numsub("chat", pairs[0])
     finally:
-        for cs in clients.values():
+        for cs in clients:
             close_all(cs)
         errors = []
         for g in gs:
@@ -323,7 +325,8 @@ def assert_port_taken_error(g, port):
     try:
         r = run_wsgate(["-c", g.config_path], cwd=g.workdir, timeout=5)
     except subprocess.TimeoutExpired:
-        pytest.fail(f"wsgate started on 127.0.0.1:{port}, which was already in use")
+        r = None  # killed by subprocess.run; failed below, outside the except
+    assert r is not None, f"wsgate started on 127.0.0.1:{port}, which was already in use"
     assert r.returncode != 0, r.stderr
     assert "Address already in use" in r.stderr and f"127.0.0.1:{port}" in r.stderr, r.stderr
 

@@ -25,7 +25,7 @@ OP_PONG = 0xA
 DATA_OPCODES = (OP_CONT, OP_TEXT, OP_BINARY)
 CONTROL_OPCODES = (OP_CLOSE, OP_PING, OP_PONG)
 
-SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "ThreadSanitizer", "runtime error:")
 
 DEFAULT_TIMEOUT = 5.0
 

@@ -459,7 +459,7 @@ static const struct tmpl_row {
 	{ "q:{query.id}", 1 },
 	{ "a.b-c_d:{x}{y}", 1 },
 	{ "{query.a_b}:{jwt.tenant_id}", 1 },
-	{ T129 + 1, 1 },             /* 128 characters */
+	{ &T129[1], 1 },             /* 128 characters */
 	{ "", 0 },
 	{ T129, 0 },
 	{ "a b", 0 },
