@@ -39,7 +39,7 @@ const char admin_status_html[] =
 "  cell(one(m,'wsgate_bytes_in_total',{route:p}),'n'),cell(one(m,'wsgate_bytes_out_total',{route:p}),'n'));"
 "  tr.dataset.route=p;tb.append(tr);}\n"
 " const tt=document.querySelector('#totals tbody');tt.replaceChildren();\n"
-" const rows=[['connections accepted',one(m,'wsgate_connections_accepted_total')],"
+" const rows=[['workers',one(m,'wsgate_workers')],['connections accepted',one(m,'wsgate_connections_accepted_total')],"
 "  ['handshakes accepted',one(m,'wsgate_handshakes_total',{result:'accepted'})],"
 "  ['handshakes rejected',(m.wsgate_handshakes_total||[]).filter(x=>x.labels.result==='rejected').reduce((a,x)=>a+x.v,0)],"
 "  ['outbound queue bytes',one(m,'wsgate_outbound_queue_bytes')],"

@@ -29,7 +29,8 @@
 #define GATEWAY_MAX_WORKERS 64
 
 enum gateway_msg {
-	GATEWAY_MSG_IDLE = 1, /* a: int worker id */
+	GATEWAY_MSG_IDLE = 1,   /* a: int worker id */
+	GATEWAY_MSG_CONFIG_OK,  /* a: uint64_t reload generation the worker now uses */
 };
 
 enum gateway_state
@@ -129,16 +130,31 @@ static void
 gateway_message(void *arg, unsigned type, const void *a, size_t alen, const void *b, size_t blen)
 {
 	struct gateway *gw = arg;
+	uint64_t gen;
 
-	(void)a;
-	(void)alen;
 	(void)b;
 	(void)blen;
-	if (type == GATEWAY_MSG_IDLE && ++gw->nidle == gw->nworkers &&
-	    gateway_state(gw) == GW_DRAINING) {
-		log_info("all connections closed");
-		gateway_stop(gw);
+	switch ((enum gateway_msg)type) {
+	case GATEWAY_MSG_IDLE:
+		if (++gw->nidle == gw->nworkers && gateway_state(gw) == GW_DRAINING) {
+			log_info("all connections closed");
+			gateway_stop(gw);
+		}
+		break;
+	case GATEWAY_MSG_CONFIG_OK:
+		if (alen == sizeof(gen)) {
+			memcpy(&gen, a, sizeof(gen));
+			gateway_reload_applied(gw, gen);
+		}
+		break;
 	}
+}
+
+void
+gateway_worker_config_taken(struct gateway *gw, uint64_t gen)
+{
+	if (mailbox_post(gw->mbox, GATEWAY_MSG_CONFIG_OK, &gen, sizeof(gen), NULL, 0, 0) < 0)
+		log_warnx("cannot report a configuration taken");
 }
 
 static void

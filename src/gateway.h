@@ -32,6 +32,9 @@ struct gateway {
 	struct worker **workers;
 	size_t nworkers;
 	size_t nidle;                /* workers that have closed every connection while draining */
+	uint64_t reload_gen;         /* the newest reload sent to the workers */
+	size_t reload_waiting;       /* workers that have not taken it yet */
+	int reload_fixed;            /* it changed settings that need a restart */
 	struct tls_server *tls;      /* certificates of the tls listeners; NULL when none */
 	struct security *sec;        /* route keys (JWT) and refusal counters */
 	struct limit_table *limits;  /* admission counters, shared by every worker */
@@ -51,6 +54,8 @@ int gateway_run(struct gateway *gw);
 void gateway_shutdown(struct gateway *gw, const char *why);
 /* A worker reports it has no connections left while draining (from its own thread). */
 void gateway_worker_idle(struct gateway *gw, struct worker *w);
+/* A worker took a reloaded snapshot (from its own thread). */
+void gateway_worker_config_taken(struct gateway *gw, uint64_t gen);
 /* gw->state, from any thread. */
 enum gateway_state gateway_state(const struct gateway *gw);
 /* Open connections over every worker (approximate while they run). */
@@ -60,6 +65,8 @@ size_t gateway_auto_workers(void);
 void gateway_free(struct gateway *gw);
 /* SIGHUP: re-read the configuration file (reload.c). */
 void gateway_reload(struct gateway *gw);
+/* A worker took the snapshot of reload gen (main loop, from the worker's report). */
+void gateway_reload_applied(struct gateway *gw, uint64_t gen);
 
 /* 1 when serving and every worker's broker delivers (/readyz). */
 int gateway_ready(const struct gateway *gw);

@@ -88,17 +88,33 @@ gateway_reload(struct gateway *gw)
 	gw->cfg = cfg;
 	log_set_level(cfg->log_level);
 	log_set_json(cfg->log_format == LOG_FORMAT_JSON);
-	/* Each worker gets a reference of its own with the message and gives back its old one. */
+	/* Each worker gets a reference of its own with the message, gives back its old one and
+	 * says so (gateway_reload_applied): the reload is in force once every worker has it. */
+	gw->reload_gen++;
+	gw->reload_waiting = 0;
+	gw->reload_fixed = fixed;
 	for (size_t i = 0; i < gw->nworkers; i++) {
 		const struct config *held = config_hold(cfg);
 
-		if (worker_post(gw->workers[i], WORKER_MSG_CONFIG, &held, sizeof(held), NULL,
-		    0) < 0) {
+		if (worker_post(gw->workers[i], WORKER_MSG_CONFIG, &held, sizeof(held),
+		    &gw->reload_gen, sizeof(gw->reload_gen)) < 0) {
 			log_warnx("reload: worker %zu keeps the old configuration (out of memory)", i);
 			config_release(held);
+		} else {
+			gw->reload_waiting++;
 		}
 	}
 	config_release(old);
+	if (gw->reload_waiting == 0)
+		gateway_reload_applied(gw, gw->reload_gen);
+}
+
+void
+gateway_reload_applied(struct gateway *gw, uint64_t gen)
+{
+	/* An answer to an older reload: a newer snapshot is on its way to every worker. */
+	if (gen != gw->reload_gen || (gw->reload_waiting > 0 && --gw->reload_waiting > 0))
+		return;
 	log_info("reload: %s in force for new connections (%zu route(s)%s)", gw->config_path,
-	    cfg->nroutes, fixed ? "; some settings need a restart, see above" : "");
+	    gw->cfg->nroutes, gw->reload_fixed ? "; some settings need a restart, see above" : "");
 }

@@ -73,6 +73,12 @@ worker_message(void *arg, unsigned type, const void *a, size_t alen, const void 
 		memcpy(&cfg, a, sizeof(cfg));
 		config_release(w->cfg);
 		w->cfg = cfg; /* the reference came with the message */
+		if (!w->freeing && blen == sizeof(uint64_t)) {
+			uint64_t gen;
+
+			memcpy(&gen, b, sizeof(gen));
+			gateway_worker_config_taken(w->gw, gen);
+		}
 		break;
 	case WORKER_MSG_DRAIN:
 		memcpy(&ms, a, sizeof(ms));

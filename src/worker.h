@@ -27,7 +27,8 @@ LIST_HEAD(conn_list, conn);
 
 /* What a worker's mailbox carries (mailbox.h). */
 enum worker_msg {
-	WORKER_MSG_CONFIG = 1, /* a: struct config * with a reference for this worker */
+	WORKER_MSG_CONFIG = 1, /* a: struct config * with a reference for this worker;
+	                        * b: uint64_t reload generation, reported back when taken */
 	WORKER_MSG_DRAIN,      /* a: uint64_t window in ms */
 	WORKER_MSG_STOP,       /* leave the loop */
 	WORKER_MSG_PUBLISH,    /* a: channel, b: data; published on another worker's hub */
