@@ -15,13 +15,20 @@
 #   WSGATE=path   wsgate binary [build/src/wsgate]; copied first so a rebuild mid-run is harmless
 #   REPS=n        repetitions of every configuration, interleaved [3]
 #   DURATION=s    measured seconds of each pub/sub and echo run [10]
-#   PSSET="..."   pub/sub settings NAME:SUBS:RATE ["per-message:10:5000 fan-out:1000:500"]:
+#   PSSET="..."   pub/sub settings NAME:SUBS:RATE
+#                 ["per-message:10:5000 fan-out-20:1000:20 fan-out-200:1000:200 fan-out-500:1000:500"]:
 #                 per-message costs dominate with few subscribers, per-delivery ones with many
 #   PIN="..."     pub/sub placements [core0 none]: core0 = redis-server and wsgate on core 0,
 #                 psbench on core 1; none = nothing pinned (the workers can use both cores)
 #   PARTS="..."   subset of "pubsub echo idle" [all three]
 #   PRIO=autogroup|none  as in run-echo.sh: own session whose autogroup gets nice -20
 #   OUT=file      markdown output [bench/results/workers.md]
+#   REPORT_FROM="file..."  measure nothing: write OUT from the raw `part=` lines of earlier runs
+#                 (their .md files or raw text; each run's provenance is its `part=meta` line),
+#                 e.g. to combine invocations with different PSSET into one report
+#
+# With the defaults this takes ~30 min: 4 pub/sub settings x 2 placements x 4 configurations x
+# REPS runs of ~15 s, then ~2 min of echo and ~2 min of idle memory.
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
@@ -33,24 +40,19 @@ bench_priority run-workers "$0" "$@"
 WSGATE_SRC=${WSGATE:-$ROOT/build/src/wsgate}
 REPS=${REPS:-3}
 DURATION=${DURATION:-10}
-PSSET=${PSSET:-"per-message:10:5000 fan-out:1000:500"}
+PSSET=${PSSET:-"per-message:10:5000 fan-out-20:1000:20 fan-out-200:1000:200 fan-out-500:1000:500"}
 PIN=${PIN:-"core0 none"}
 PARTS=${PARTS:-"pubsub echo idle"}
 OUT=${OUT:-$BENCH/results/workers.md}
-INVOCATION="REPS=$REPS DURATION=$DURATION PSSET=\"$PSSET\" PIN=\"$PIN\" PARTS=\"$PARTS\" bench/run-workers.sh"
-ECHOARGS="-c 100 -w 16 -s 64 -d $DURATION -W 2"
+REPORT_FROM=${REPORT_FROM:-}
+ECHOARGS="-c 100 -w 16 -s 64 -d DURATION -W 2"
+PSARGS="-s 64 -d DURATION -W 1 -m ws -P /bench-pub -p /bench -C bench"
+ECHOARGS_DOC=$ECHOARGS # as the report shows them (measure() fills in DURATION)
+PSARGS_DOC=$PSARGS
 
-make -s -C "$BENCH" >/dev/null
 bench_workdir wsworkers
-wsgate_snapshot "$WSGATE_SRC" "$WORK"
-bench_provenance
-cc -O2 -g -std=c11 -Wall -Wextra -Wno-unused-parameter -o "$WORK/psbench" "$BENCH/psbench.c" -lcrypto
-ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
 RAW="$WORK/raw.txt"
-: >"$WORK/wsgate.log"
 : >"$RAW"
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # metric PORT NAME: the values of a /metrics gauge or counter, joined with "/" (one per worker
 # for wsgate_worker_connections).
@@ -90,7 +92,18 @@ pubsub_run() {
 	echo "part=pubsub setting=$name pin=$pin broker=$broker workers=$workers rep=$rep rc=$rc wconns=${split:-?} bus_refused=${refused:-?} ${line#RESULT }" | tee -a "$RAW"
 }
 
-PSARGS="-s 64 -d $DURATION -W 1 -m ws -P /bench-pub -p /bench -C bench"
+measure() {
+make -s -C "$BENCH" >/dev/null
+wsgate_snapshot "$WSGATE_SRC" "$WORK"
+bench_provenance
+cc -O2 -g -std=c11 -Wall -Wextra -Wno-unused-parameter -o "$WORK/psbench" "$BENCH/psbench.c" -lcrypto
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+: >"$WORK/wsgate.log"
+local load_before started pin set name subs rate rep broker workers port aport w c k bpid split rc line
+load_before=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)
+started=$(date -u '+%Y-%m-%dT%H:%MZ')
+PSARGS=${PSARGS/DURATION/$DURATION}
+ECHOARGS=${ECHOARGS/DURATION/$DURATION}
 if [[ " $PARTS " == *" pubsub "* ]]; then
 	for pin in $PIN; do
 		if [ "$pin" = core0 ]; then redis_start taskset -c 0; else redis_start; fi
@@ -111,7 +124,7 @@ if [[ " $PARTS " == *" pubsub "* ]]; then
 fi
 
 # Echo: three servers started once, runs interleaved as in run-echo.sh.
-declare -A EPORT EPID ECMD EGEN
+declare -A EPORT EPID EGEN
 if [[ " $PARTS " == *" echo "* ]]; then
 	ECONF="w1-core0 w1-free w2-free"
 	for c in $ECONF; do
@@ -122,11 +135,9 @@ if [[ " $PARTS " == *" echo "* ]]; then
 		sed -i "/^workers = /a admin_listen = 127.0.0.1:$aport" "$WORK/$c.ini"
 		if [ "$c" = w1-core0 ]; then
 			taskset -c 0 "$WORK/wsgate" -c "$WORK/$c.ini" 2>>"$WORK/wsgate.log" &
-			ECMD[$c]="taskset -c 0 wsgate -c $c.ini"
 			EGEN[$c]="taskset -c 1"
 		else
 			"$WORK/wsgate" -c "$WORK/$c.ini" 2>>"$WORK/wsgate.log" &
-			ECMD[$c]="wsgate -c $c.ini"
 			EGEN[$c]=""
 		fi
 		EPID[$c]=$!
@@ -164,13 +175,27 @@ if [[ " $PARTS " == *" idle "* ]]; then
 		done
 	done
 fi
-LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
-WARNINGS=$(grep -c . "$WORK/wsgate.log" || true)
+echo "part=meta started=$started commit=$COMMIT src_dirty=$DIRTY wsgate=$WSGATE_SRC sha256=$SHA" \
+	"sanitizers=$([ "$BUILD" = "no sanitizers" ] && echo no || echo YES) prio=$PRIO" \
+	"load_before=$load_before load_after=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)" \
+	"wsgate_warnings=$(grep -c . "$WORK/wsgate.log" || true) reps=$REPS duration=$DURATION" \
+	"psset=${PSSET// /,} pin=${PIN// /,} parts=${PARTS// /,}" | tee -a "$RAW"
+}
+
+if [ -n "$REPORT_FROM" ]; then
+	# shellcheck disable=SC2086 # a list of files
+	grep -h '^part=' $REPORT_FROM >"$RAW"
+else
+	measure
+fi
 
 CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 REDISV=$(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')
 PSCONF=$(pubsub_config /dev/stdout PORT 'WORKERS' REDISPORT ADMINPORT)
-ECHOCONF=$(sed "s/127.0.0.1:[0-9]*/127.0.0.1:PORT/" "$WORK/w2-free.ini" 2>/dev/null || true)
+# the echo config as measure() writes it (`true` stands in for the `wsgate -t` check)
+wsgate_config true "$WORK/echo.ini" PORT 2
+sed -i "/^workers = /a admin_listen = 127.0.0.1:ADMINPORT" "$WORK/echo.ini"
+ECHOCONF=$(cat "$WORK/echo.ini")
 mkdir -p "$(dirname "$OUT")"
 
 python3 - "$RAW" "$OUT" <<PYEOF
@@ -189,32 +214,37 @@ def cpu(r, i):  # ms of the i-th -S pid (0 wsgate, 1 redis-server)
 def wait(r, i):
     return float(r['srv_wait_ms'].split(',')[i])
 
+metas = [r for r in runs if r.get('part') == 'meta']
 o = ["# workers = 1 vs workers = 2 on one gateway\n",
      "| | |", "|---|---|",
-     "| date | $STARTED (start of the runs) |",
-     "| git commit | $COMMIT (src/ files with uncommitted changes: $DIRTY) |",
-     "| wsgate binary | $WSGATE_SRC, built $MTIME, sha256 $SHA…, $BUILD |",
      "| redis-server | $REDISV, \`--save '' --appendonly no\` |",
      "| CPU | $CPU, $(nproc) cores; kernel $(uname -r) |",
-     "| scheduling | PRIO=$PRIO |",
-     "| load average | before $LOAD_BEFORE, after $LOAD_AFTER (1, 5, 15 min; shared machine) |",
-     "| repetitions | $REPS per configuration, configurations interleaved; tables show medians |",
-     "| wsgate stderr | $WARNINGS line(s) at log_level = warn over all runs |",
-     ""]
+     "| repetitions | every configuration REPS times, configurations interleaved; tables show medians |",
+     "",
+     "Invocations (bench/run-workers.sh with these knobs; load average 1/5/15 min before and after; "
+     "warnings = wsgate stderr lines at log_level = warn over all its runs):\n",
+     "| started (UTC) | commit (src/ files changed) | wsgate binary, sha256 | sanitizers | PRIO | REPS | DURATION | PSSET | PIN | PARTS | load before | load after | warnings |",
+     "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+for m in metas:
+    o.append(f"| {m['started']} | {m['commit']} ({m['src_dirty']}) | {m['wsgate']}, {m['sha256']}… | {m['sanitizers']} | {m['prio']} | {m['reps']} | {m['duration']} | {m['psset'].replace(',', ' ')} | {m['pin'].replace(',', ' ')} | {m['parts'].replace(',', ' ')} | {m['load_before'].replace('/', ' ')} | {m['load_after'].replace('/', ' ')} | {m['wsgate_warnings']} |")
+o.append("")
 
 ps = [r for r in runs if r.get('part') == 'pubsub']
 if ps:
     o += ["## Pub/sub: one channel, workers = 1 vs 2, Redis vs the in-process hub\n",
           "psbench: SUBS WebSocket subscribers of /bench on one wsgate, one WebSocket publisher on "
-          "/bench-pub (a client of the same gateway) at RATE msg/s of 64 bytes for $DURATION s after "
+          "/bench-pub (a client of the same gateway) at RATE msg/s of 64 bytes for DURATION s after "
           "1 s of warm-up. *redis*: \`[redis]\` set, every worker with subscribers holds its own "
           "SUBSCRIBE (psbench waits for PUBSUB NUMSUB = workers), the publisher's worker PUBLISHes and "
           "redis-server sends one copy per subscribed worker. *local*: no \`[redis]\`, the publisher's "
           "worker delivers to its own subscribers and posts one copy into the other worker's mailbox "
           "(mutex + eventfd). CPU ms: all threads of the process over psbench's measured phase "
-          "(publishing + drain, ≈ $DURATION s), from schedstat; for *local* rows redis-server is idle "
+          "(publishing + drain, ≈ DURATION s), from schedstat; % of a core = that / the phase's wall time "
+          "(≈ 100 for workers = 1, or more with workers = 2 unpinned: wsgate is saturated, messages queue and "
+          "the latency is mostly that queue); for *local* rows redis-server is idle "
           "and its figure is its idle baseline. µs/msg = CPU / published messages; ns/delivery = "
-          "wsgate CPU / deliveries. conns: connections per worker (kernel SO_REUSEPORT spread, "
+          "wsgate CPU / deliveries; redis µs/msg net of idle subtracts redis-server's CPU in the *local* runs "
+          "of the same setting (its timers, ≈ 2 ms/s) before dividing. conns: connections per worker (kernel SO_REUSEPORT spread, "
           "publisher included), read from /metrics mid-run. wait: runnable but not running.\n"]
     for setting in dict.fromkeys(r['setting'] for r in ps):
         for pin in dict.fromkeys(r['pin'] for r in ps):
@@ -226,15 +256,17 @@ if ps:
             place = ("redis-server and wsgate on core 0 (\`taskset -c 0\`), psbench on core 1"
                      if pin == 'core0' else "nothing pinned: wsgate, redis-server and psbench share both cores")
             o += [f"### {setting}: {subs} subscribers, {rate} msg/s; {place}\n",
-                  "| broker | workers | delivered % (min) | conns per worker | p50 µs | p99 µs | wsgate CPU ms | wsgate µs/msg | wsgate ns/delivery | wsgate wait ms | redis CPU ms | redis µs/msg | psbench CPU % | runs ok |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| broker | workers | delivered % (min) | conns per worker | p50 µs | p99 µs | wsgate CPU ms | wsgate % of a core | wsgate µs/msg | wsgate ns/delivery | wsgate wait ms | redis CPU ms | redis µs/msg (net of idle) | psbench CPU % | runs ok |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
             medians = {}
+            # redis-server's own CPU while nothing is published to it: its figure in the local runs
+            idle_ms = med([r for r in rows if r['broker'] == 'local' and 'delivered' in r], lambda r: cpu(r, 1))
             for broker in ('redis', 'local'):
                 for w in ('1', '2'):
                     lst = [r for r in rows if r['broker'] == broker and r['workers'] == w]
                     ok = [r for r in lst if 'delivered' in r]
                     if not ok:
-                        o.append(f"| {broker} | {w} | FAILED | | | | | | | | | | | 0/{len(lst)} |")
+                        o.append(f"| {broker} | {w} | FAILED | | | | | | | | | | | | 0/{len(lst)} |")
                         continue
                     sent = float(ok[0]['sent'])
                     m = dict(pct=med(ok, lambda r: float(r['delivered_pct'])),
@@ -242,14 +274,17 @@ if ps:
                              p50=med(ok, lambda r: float(r['p50_us'])), p99=med(ok, lambda r: float(r['p99_us'])),
                              wcpu=med(ok, lambda r: cpu(r, 0)), rcpu=med(ok, lambda r: cpu(r, 1)),
                              wwait=med(ok, lambda r: wait(r, 0)),
+                             wpct=med(ok, lambda r: cpu(r, 0) * 100 / float(r['wall_ms'])),
                              dns=med(ok, lambda r: cpu(r, 0) * 1e6 / float(r['delivered'])),
                              gen=med(ok, lambda r: float(r['gen_cpu_pct'])))
                     m['wmsg'] = m['wcpu'] * 1e3 / sent
                     m['rmsg'] = m['rcpu'] * 1e3 / sent
+                    m['rnet'] = (m['rcpu'] - idle_ms) * 1e3 / sent
                     medians[(broker, w)] = m
                     conns = " ".join(sorted(set(r['wconns'] for r in ok)))
+                    rn = f"{m['rnet']:.2f}" if broker == 'redis' else 'idle'
                     full = sum(1 for r in ok if r.get('rc') == '0')
-                    o.append(f"| {broker} | {w} | {m['pct']:.3f} ({m['pmin']:.3f}) | {conns} | {m['p50']:.0f} | {m['p99']:.0f} | {m['wcpu']:.0f} | {m['wmsg']:.1f} | {m['dns']:.0f} | {m['wwait']:.0f} | {m['rcpu']:.0f} | {m['rmsg']:.2f} | {m['gen']:.0f} | {full}/{len(lst)} |")
+                    o.append(f"| {broker} | {w} | {m['pct']:.3f} ({m['pmin']:.3f}) | {conns} | {m['p50']:.0f} | {m['p99']:.0f} | {m['wcpu']:.0f} | {m['wpct']:.0f} | {m['wmsg']:.1f} | {m['dns']:.0f} | {m['wwait']:.0f} | {m['rcpu']:.0f} | {m['rmsg']:.2f} ({rn}) | {m['gen']:.0f} | {full}/{len(lst)} |")
             o.append("")
             def d(b, k):
                 if (b, '1') in medians and (b, '2') in medians:
@@ -262,7 +297,7 @@ if ps:
 
 ec = [r for r in runs if r.get('part') == 'echo']
 if ec:
-    o += ["## Echo: 64-byte messages, \`wsbench $ECHOARGS\`\n",
+    o += ["## Echo: 64-byte messages, \`wsbench $ECHOARGS_DOC\`\n",
           "Three servers: *w1-core0* is the run-echo.sh placement (wsgate workers = 1 on core 0, wsbench on "
           "core 1); *w1-free* and *w2-free* are not pinned at all (wsgate workers = 1 or 2 and wsbench share "
           "both cores). wsbench is single-threaded and needs most of a core itself, so on this 2-core box "
@@ -302,14 +337,20 @@ if idle:
         o.append(f"| {w} | {n} | {', '.join(f'{p:.2f}' for p in per)} | **{m:.2f}** | {statistics.median(pera):.2f} | {med(ok, lambda r: float(r['rss_before_kib'])):.0f} | {'met' if m <= 4 else 'NOT met'} |")
     o.append("")
 
-o += ["## Commands\n", "\`\`\`", '''$INVOCATION''', "# which runs, per pub/sub placement (core0: taskset -c 0 on the servers, -c 1 on psbench):",
+o += ["## Commands\n", "\`\`\`", "# the invocations above:"]
+for m in metas:
+    o.append(f"REPS={m['reps']} DURATION={m['duration']} PSSET=\"{m['psset'].replace(',', ' ')}\" "
+             f"PIN=\"{m['pin'].replace(',', ' ')}\" PARTS=\"{m['parts'].replace(',', ' ')}\" bench/run-workers.sh")
+if len(metas) > 1:
+    o.append("REPORT_FROM=\"run1.md run2.md ...\" bench/run-workers.sh   # this one report from their raw lines")
+o += ["# which run, per pub/sub placement (core0: taskset -c 0 on the servers, -c 1 on psbench; none: no taskset):",
       "taskset -c 0 redis-server --port REDISPORT --bind 127.0.0.1 --save '' --appendonly no",
       "taskset -c 0 wsgate -c ps.ini      # a fresh one per run, config below",
       "cc -O2 -o psbench bench/psbench.c -lcrypto",
-      "taskset -c 1 psbench -g PORT $PSARGS -n SUBS -r RATE [-R REDISPORT -e WORKERS] -S WSGATE_PID,REDIS_PID",
+      "taskset -c 1 psbench -g PORT $PSARGS_DOC -n SUBS -r RATE [-R REDISPORT -e WORKERS] -S WSGATE_PID,REDIS_PID",
       "# echo (make -C bench):"]
 for c in ("w1-core0", "w1-free", "w2-free"):
-    o.append(f"{'taskset -c 0 ' if c == 'w1-core0' else ''}wsgate -c {c}.ini; {'taskset -c 1 ' if c == 'w1-core0' else ''}bench/wsbench -p PORT -P /echo $ECHOARGS -S SERVER_PID")
+    o.append(f"{'taskset -c 0 ' if c == 'w1-core0' else ''}wsgate -c {c}.ini; {'taskset -c 1 ' if c == 'w1-core0' else ''}bench/wsbench -p PORT -P /echo $ECHOARGS_DOC -S SERVER_PID")
 o += ["# idle memory:", "WORKERS=1 SERVERS=wsgate bench/run-idle-memory.sh; WORKERS=2 SERVERS=wsgate bench/run-idle-memory.sh",
       "\`\`\`", "", "ps.ini (without \`[redis]\` for *local*; admin_listen only to read /metrics):", "", "\`\`\`ini",
       """$PSCONF""", "\`\`\`", "", "w2-free.ini (echo; w1-*.ini have workers = 1):", "", "\`\`\`ini", """$ECHOCONF""", "\`\`\`", "",
