@@ -1,7 +1,7 @@
 /* broker.h - how a worker's hub reaches other hubs: the in-process broker (one instance) or
  * Redis pub/sub (every instance). The hub calls subscribe when a channel gets its first local
- * subscriber and unsubscribe when the last leaves; the broker calls hub_deliver() for each
- * message of a subscribed channel. Channel names are complete (channel_prefix included). */
+ * subscriber and unsubscribe when the last leaves; messages of a subscribed channel reach the
+ * hub through hub_deliver(). Channel names are complete (channel_prefix included). */
 #ifndef WSGATE_BROKER_H
 #define WSGATE_BROKER_H
 
@@ -37,15 +37,34 @@ struct broker {
 	struct hub *hub;  /* where incoming messages go */
 };
 
+/* Where a broker delivers and what it resubscribes after a reconnect: the process's router
+ * (router.h) for the Redis broker. */
+struct broker_sink {
+	void (*deliver)(void *arg, const char *channel, size_t clen, const uint8_t *data,
+	    size_t len);
+	void (*foreach_channel)(void *arg, void (*fn)(void *fnarg, const char *name, size_t len),
+	    void *fnarg);
+	size_t (*nchannels)(void *arg);
+};
+
 /* The in-process broker: publish delivers to self's hub directly and to every other worker's
  * through its mailbox. self may be NULL (a lone hub, for tests). */
 struct broker *broker_local_new(struct hub *hub, struct worker *self);
 
-/* The Redis broker (hiredis async on base): separate subscribe and publish connections,
- * reconnect with exponential backoff and jitter, resubscribe, a bounded publish queue while
- * down, and a liveness canary. Each worker has its own: instance_id and worker name its canary
- * channel. */
-struct broker *broker_redis_new(struct hub *hub, struct event_base *base,
-    const struct config *cfg, const char *instance_id, int worker);
+/* The process's Redis broker (hiredis async on the main loop's base): separate subscribe and
+ * publish connections, reconnect with exponential backoff and jitter, resubscribe, and a
+ * liveness canary (on <prefix>wsgate:probe:<instance_id>). Messages go to sink; on_sub_up runs
+ * each time the sub link is (re)synchronised. One SUBSCRIBE per channel for the process. */
+struct broker *broker_redis_new(const struct broker_sink *sink, void *sink_arg,
+    struct event_base *base, const struct config *cfg, const char *instance_id,
+    void (*on_sub_up)(void *arg), void *arg);
+/* A worker's Redis broker: its own publish connection and bounded publish queue (so a refusal
+ * is known at once and the client told); publishes wait while owner's sub link is down;
+ * subscribe/unsubscribe are handed to relay (which forwards them to the owner's router). */
+struct broker *broker_redis_new_publisher(struct hub *hub, struct event_base *base,
+    const struct config *cfg, struct broker *owner,
+    void (*relay)(void *arg, int on, const char *channel, size_t len), void *relay_arg);
+/* The owner's sub link is up again: send what the publisher queued (its own loop). */
+void broker_redis_kick(struct broker *b);
 
 #endif

@@ -1,5 +1,9 @@
 /* broker_redis.c - the Redis broker: one hiredis async link in subscribed mode (sub) and one for
  * PUBLISH (pub), each reconnecting on its own with backoff, plus a canary that proves delivery.
+ * Two kinds: the process's broker (main loop) holds the one sub link of the process and hands
+ * messages to its sink (router.c); each worker's publisher has only a pub link, relays its
+ * hub's subscriptions to the process's broker and holds its publishes until that broker's sub
+ * link is up.
  *
  * hiredis 0.14 ownership: hiredis frees a context itself after a failed connect and after the
  * disconnect callback; there we only clear our pointer. We never free one from code that may
@@ -81,7 +85,7 @@ struct broker_redis {
 	int freeing; /* free() is tearing down: callbacks do nothing */
 
 	/* canary: PUBLISHed on pub, must come back on sub */
-	char *probe_chan;      /* <prefix>wsgate:probe:<instance_id>-<worker> */
+	char *probe_chan;      /* <prefix>wsgate:probe:<instance_id> */
 	size_t probe_len;
 	uint64_t probe_nonce;  /* tells our canaries from other workers' on the same channel */
 	uint64_t probe_seq;    /* last canary sent */
@@ -98,6 +102,16 @@ struct broker_redis {
 	uint64_t inflight_bytes;
 
 	struct broker_redis_stats st; /* counters and FIFO gauges; the getter adds link states */
+
+	/* the process's broker: where messages go, who hears that the sub link is up */
+	const struct broker_sink *sink;
+	void *sink_arg;
+	void (*on_sub_up)(void *arg);
+	void *on_sub_up_arg;
+	/* a worker's publisher: the process's broker, and where subscriptions are relayed */
+	struct broker_redis *owner;
+	void (*relay)(void *arg, int on, const char *channel, size_t len);
+	void *relay_arg;
 };
 
 static const struct broker_ops broker_redis_ops;
@@ -167,7 +181,7 @@ redis_link_up(struct redis_link *l)
 	event_del(l->timer); /* the connect deadline */
 	l->backoff_ms = REDIS_BACKOFF_START_MS;
 	if (l == &b->sub)
-		log_info("redis sub link up (%zu channels)", hub_nchannels(b->base.hub));
+		log_info("redis sub link up (%zu channels)", b->sink->nchannels(b->sink_arg));
 	else
 		log_info("redis pub link up");
 	/* Whichever of the two links comes back last lets the queue go. */
@@ -402,11 +416,15 @@ broker_redis_on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
 			return;
 		}
 		METRIC_ADD(b->st.delivered, 1);
-		hub_deliver(b->base.hub, chan->str, chan->len, (const uint8_t *)data->str, data->len);
+		b->sink->deliver(b->sink_arg, chan->str, chan->len, (const uint8_t *)data->str,
+		    data->len);
 	} else if (strcmp(kind->str, "subscribe") == 0 && b->sub.state == REDIS_LINK_SYNCING &&
 	    broker_redis_is_probe(b, chan->str, chan->len)) {
 		/* Redis answers in order and the canary channel went last. */
 		redis_link_up(&b->sub);
+		/* The workers' publishers held their queues for this. */
+		if (b->on_sub_up != NULL)
+			b->on_sub_up(b->on_sub_up_arg);
 	}
 }
 
@@ -450,7 +468,7 @@ broker_redis_resubscribe(struct broker_redis *b)
 {
 	struct broker_redis_batch bt = { .b = b, .argv = { "SUBSCRIBE" }, .lens = { 9 } }; /* 4 KiB */
 
-	hub_foreach_channel(b->base.hub, broker_redis_batch_add, &bt);
+	b->sink->foreach_channel(b->sink_arg, broker_redis_batch_add, &bt);
 	bt.argv[1 + bt.n] = b->probe_chan; /* n < REDIS_SUB_BATCH here: there is room */
 	bt.lens[1 + bt.n] = b->probe_len;
 	bt.n++;
@@ -484,14 +502,24 @@ broker_redis_sub_command(struct broker_redis *b, const char *cmd, const char *ch
 static int
 broker_redis_subscribe(struct broker *base, const char *channel, size_t len)
 {
-	broker_redis_sub_command((struct broker_redis *)base, "SUBSCRIBE", channel, len);
-	return 0; /* the hub holds the set; while the link is down, the reconnect subscribes */
+	struct broker_redis *b = (struct broker_redis *)base;
+
+	if (b->relay != NULL)
+		b->relay(b->relay_arg, 1, channel, len); /* a worker's: the process subscribes */
+	else
+		broker_redis_sub_command(b, "SUBSCRIBE", channel, len);
+	return 0; /* the sink holds the set; while the link is down, the reconnect subscribes */
 }
 
 static void
 broker_redis_unsubscribe(struct broker *base, const char *channel, size_t len)
 {
-	broker_redis_sub_command((struct broker_redis *)base, "UNSUBSCRIBE", channel, len);
+	struct broker_redis *b = (struct broker_redis *)base;
+
+	if (b->relay != NULL)
+		b->relay(b->relay_arg, 0, channel, len);
+	else
+		broker_redis_sub_command(b, "UNSUBSCRIBE", channel, len);
 }
 
 /* ---- the pub link: PUBLISH, the FIFO, in-flight bounds ---- */
@@ -504,7 +532,11 @@ broker_redis_pub_writable(const struct broker_redis *b)
 {
 	uint64_t cap = b->publish_queue > 0 ? b->publish_queue : REDIS_PUB_MIN_INFLIGHT_BYTES;
 
-	return b->pub.state == REDIS_LINK_UP && b->sub.state == REDIS_LINK_UP &&
+	/* A worker's publisher reads the process broker's sub link from another thread. */
+	int sub_up = b->owner != NULL ? METRIC_GET(b->owner->sub.state) == REDIS_LINK_UP :
+	    b->sub.state == REDIS_LINK_UP;
+
+	return b->pub.state == REDIS_LINK_UP && sub_up &&
 	    b->inflight < REDIS_PUB_MAX_INFLIGHT &&
 	    b->inflight_bytes < cap;
 }
@@ -679,6 +711,8 @@ broker_redis_ready(struct broker *base)
 {
 	struct broker_redis *b = (struct broker_redis *)base;
 
+	if (b->owner != NULL)
+		return broker_redis_ready(&b->owner->base);
 	/* The deadline event tears the link down; the time check covers a loop running late. */
 	/* Called from any thread: the fields it reads are written with atomic stores. */
 	return METRIC_GET(b->sub.state) == REDIS_LINK_UP && !(METRIC_GET(b->probe_outstanding) &&
@@ -732,19 +766,16 @@ broker_redis_free(struct broker *base)
 	free(b);
 }
 
-struct broker *
-broker_redis_new(struct hub *hub, struct event_base *base, const struct config *cfg,
-    const char *instance_id, int worker)
+/* What both kinds share: settings, the FIFO, the two links' events. */
+static struct broker_redis *
+broker_redis_alloc(struct event_base *base, const struct config *cfg)
 {
 	const struct config_redis *rc = &cfg->redis;
-	const char *prefix = rc->channel_prefix != NULL ? rc->channel_prefix : "";
 	struct broker_redis *b;
-	size_t n;
 
 	if ((b = calloc(1, sizeof(*b))) == NULL)
 		return NULL;
 	b->base.ops = &broker_redis_ops;
-	b->base.hub = hub;
 	b->evbase = base;
 	STAILQ_INIT(&b->queue);
 	b->port = atoi(rc->port);
@@ -754,16 +785,6 @@ broker_redis_new(struct hub *hub, struct event_base *base, const struct config *
 	b->probe_timeout_ms = rc->probe_timeout_ms;
 	b->publish_queue = rc->publish_queue;
 	b->reconnect_max_ms = rc->reconnect_max_ms;
-	n = strlen(prefix) + strlen("wsgate:probe:") + strlen(instance_id) + 16;
-	if ((b->host = strdup(rc->host)) == NULL ||
-	    (rc->password != NULL && (b->password = strdup(rc->password)) == NULL) ||
-	    (b->probe_chan = malloc(n)) == NULL)
-		goto fail;
-	/* One canary per worker: each has its own links to watch. */
-	b->probe_len = (size_t)snprintf(b->probe_chan, n, "%swsgate:probe:%s-%d", prefix,
-	    instance_id, worker);
-	if (RAND_bytes((unsigned char *)&b->probe_nonce, sizeof(b->probe_nonce)) != 1)
-		b->probe_nonce = (uint64_t)(uintptr_t)b ^ broker_redis_now_ms();
 	b->sub = (struct redis_link){ .b = b, .name = "sub", .backoff_ms = REDIS_BACKOFF_START_MS,
 		.timer = evtimer_new(base, redis_link_timer, &b->sub),
 		.reap = event_new(base, -1, 0, redis_link_reap, &b->sub) };
@@ -772,23 +793,79 @@ broker_redis_new(struct hub *hub, struct event_base *base, const struct config *
 		.reap = event_new(base, -1, 0, redis_link_reap, &b->pub) };
 	b->probe_timer = event_new(base, -1, EV_PERSIST, broker_redis_probe_tick, b);
 	b->probe_deadline = evtimer_new(base, broker_redis_probe_overdue, b);
-	if (b->sub.timer == NULL || b->sub.reap == NULL || b->pub.timer == NULL ||
-	    b->pub.reap == NULL || b->probe_timer == NULL || b->probe_deadline == NULL)
-		goto fail;
+	if ((b->host = strdup(rc->host)) == NULL ||
+	    (rc->password != NULL && (b->password = strdup(rc->password)) == NULL) ||
+	    b->sub.timer == NULL || b->sub.reap == NULL || b->pub.timer == NULL ||
+	    b->pub.reap == NULL || b->probe_timer == NULL || b->probe_deadline == NULL) {
+		log_warnx("redis broker: out of memory");
+		broker_redis_free(&b->base);
+		return NULL;
+	}
+	return b;
+}
+
+struct broker *
+broker_redis_new(const struct broker_sink *sink, void *sink_arg, struct event_base *base,
+    const struct config *cfg, const char *instance_id, void (*on_sub_up)(void *), void *arg)
+{
+	const char *prefix = cfg->redis.channel_prefix != NULL ? cfg->redis.channel_prefix : "";
+	struct broker_redis *b;
+	size_t n;
+
+	if ((b = broker_redis_alloc(base, cfg)) == NULL)
+		return NULL;
+	b->sink = sink;
+	b->sink_arg = sink_arg;
+	b->on_sub_up = on_sub_up;
+	b->on_sub_up_arg = arg;
+	n = strlen(prefix) + strlen("wsgate:probe:") + strlen(instance_id) + 1;
+	if ((b->probe_chan = malloc(n)) == NULL) {
+		log_warnx("redis broker: out of memory");
+		broker_redis_free(&b->base);
+		return NULL;
+	}
+	b->probe_len = (size_t)snprintf(b->probe_chan, n, "%swsgate:probe:%s", prefix, instance_id);
+	if (RAND_bytes((unsigned char *)&b->probe_nonce, sizeof(b->probe_nonce)) != 1)
+		b->probe_nonce = (uint64_t)(uintptr_t)b ^ broker_redis_now_ms();
 	if (b->probe_interval_ms > 0 && b->probe_timeout_ms > 0)
 		broker_redis_arm(b->probe_timer, b->probe_interval_ms);
-
-	if (worker == 0)
-		log_info("redis broker: %s:%d db %d, canary on %s every %llu ms", b->host, b->port, b->db,
+	log_info("redis broker: %s:%d db %d, canary on %s every %llu ms", b->host, b->port, b->db,
 	    b->probe_chan, (unsigned long long)b->probe_interval_ms);
 	/* First attempts right away (we are not in any hiredis callback); retries from timers. */
 	redis_link_connect(&b->sub);
 	redis_link_connect(&b->pub);
 	return &b->base;
-fail:
-	log_warnx("redis broker: out of memory");
-	broker_redis_free(&b->base);
-	return NULL;
+}
+
+struct broker *
+broker_redis_new_publisher(struct hub *hub, struct event_base *base, const struct config *cfg,
+    struct broker *owner, void (*relay)(void *, int, const char *, size_t), void *relay_arg)
+{
+	struct broker_redis *b;
+
+	if (owner == NULL || owner->ops != &broker_redis_ops)
+		return NULL;
+	if ((b = broker_redis_alloc(base, cfg)) == NULL)
+		return NULL;
+	b->base.hub = hub;
+	b->owner = (struct broker_redis *)owner;
+	b->relay = relay;
+	b->relay_arg = relay_arg;
+	redis_link_connect(&b->pub); /* no sub link, no canary: the owner has them */
+	return &b->base;
+}
+
+void
+broker_redis_kick(struct broker *base)
+{
+	struct broker_redis *b = (struct broker_redis *)base;
+
+	if (base != NULL && base->ops == &broker_redis_ops && b->st.queue_len > 0 &&
+	    broker_redis_pub_writable(b)) {
+		log_info("redis links up; flushing %llu queued publish(es)",
+		    (unsigned long long)b->st.queue_len);
+		broker_redis_flush(b);
+	}
 }
 
 void

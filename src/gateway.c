@@ -15,11 +15,13 @@
 
 #include "conn.h"
 
+#include "broker.h"
 #include "config.h"
 #include "limit.h"
 #include "listener.h"
 #include "log.h"
 #include "mailbox.h"
+#include "router.h"
 #include "security.h"
 #include "admin.h"
 #include "tls.h"
@@ -31,6 +33,8 @@
 enum gateway_msg {
 	GATEWAY_MSG_IDLE = 1,   /* a: int worker id */
 	GATEWAY_MSG_CONFIG_OK,  /* a: uint64_t reload generation the worker now uses */
+	GATEWAY_MSG_SUBSCRIBE,  /* a: int worker id, b: channel */
+	GATEWAY_MSG_UNSUBSCRIBE,
 };
 
 enum gateway_state
@@ -131,9 +135,8 @@ gateway_message(void *arg, unsigned type, const void *a, size_t alen, const void
 {
 	struct gateway *gw = arg;
 	uint64_t gen;
+	int id;
 
-	(void)b;
-	(void)blen;
 	switch ((enum gateway_msg)type) {
 	case GATEWAY_MSG_IDLE:
 		if (++gw->nidle == gw->nworkers && gateway_state(gw) == GW_DRAINING) {
@@ -147,7 +150,38 @@ gateway_message(void *arg, unsigned type, const void *a, size_t alen, const void
 			gateway_reload_applied(gw, gen);
 		}
 		break;
+	case GATEWAY_MSG_SUBSCRIBE:
+	case GATEWAY_MSG_UNSUBSCRIBE:
+		if (alen == sizeof(id) && gw->router != NULL) {
+			memcpy(&id, a, sizeof(id));
+			if (type == GATEWAY_MSG_SUBSCRIBE)
+				router_subscribe(gw->router, id, b, blen);
+			else
+				router_unsubscribe(gw->router, id, b, blen);
+		}
+		break;
 	}
+}
+
+void
+gateway_relay_subscription(struct gateway *gw, int worker, int on, const char *channel,
+    size_t len)
+{
+	/* Never refused: losing one would leave a channel subscribed, or not, for good. */
+	if (mailbox_post(gw->mbox, on ? GATEWAY_MSG_SUBSCRIBE : GATEWAY_MSG_UNSUBSCRIBE, &worker,
+	    sizeof(worker), channel, len, 0) < 0)
+		log_warnx("worker %d: cannot relay a subscription change (out of memory)", worker);
+}
+
+/* The process's sub link is (re)synchronised: publishes the workers held can go. */
+static void
+gateway_redis_up(void *arg)
+{
+	struct gateway *gw = arg;
+
+	for (size_t i = 0; i < gw->nworkers; i++)
+		if (worker_post(gw->workers[i], WORKER_MSG_REDIS_UP, NULL, 0, NULL, 0) < 0)
+			log_warnx("worker %zu: cannot post redis up", i);
 }
 
 void
@@ -226,6 +260,8 @@ gateway_ready(const struct gateway *gw)
 {
 	if (gateway_state(gw) != GW_RUNNING)
 		return 0;
+	if (gw->redis != NULL && !gw->redis->ops->ready(gw->redis))
+		return 0;
 	for (size_t i = 0; i < gw->nworkers; i++)
 		if (!worker_ready(gw->workers[i]))
 			return 0;
@@ -246,13 +282,22 @@ gateway_workers_init(struct gateway *gw)
 				return -1;
 	if ((gw->workers = calloc(n, sizeof(*gw->workers))) == NULL)
 		return -1;
+	/* One Redis sub link for the process, on the main loop; each worker publishes on its
+	 * own link (bench/results/workers.md: cheaper than a SUBSCRIBE per worker). */
+	if (cfg->redis.enabled) {
+		if ((gw->router = router_new(gw)) == NULL ||
+		    (gw->redis = broker_redis_new(&router_sink, gw->router, gw->base, cfg,
+		    gw->instance_id, gateway_redis_up, gw)) == NULL)
+			return -1;
+		router_set_broker(gw->router, gw->redis);
+	}
 	for (size_t i = 0; i < n; i++) {
 		struct worker *w;
 
 		if ((w = worker_new(gw, (int)i, cfg)) == NULL)
 			return -1;
 		gw->workers[gw->nworkers++] = w;
-		if (worker_pubsub_init(w, gw->instance_id) < 0) {
+		if (worker_pubsub_init(w, gw->redis) < 0) {
 			log_warnx("cannot start the pub/sub hub");
 			return -1;
 		}
@@ -341,6 +386,12 @@ gateway_free(struct gateway *gw)
 	free(gw->workers);
 	gw->workers = NULL;
 	gw->nworkers = 0;
+	/* After the workers: their publishers pointed at it. */
+	if (gw->redis != NULL)
+		gw->redis->ops->free(gw->redis);
+	gw->redis = NULL;
+	router_free(gw->router);
+	gw->router = NULL;
 	/* Every pool is gone with its worker. */
 	upstream_health_free_all();
 	/* After the connections: each gave its limits back and dropped its TLS references. */

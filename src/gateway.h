@@ -16,6 +16,8 @@ struct admin;
 struct security;
 struct limit_table;
 struct mailbox;
+struct broker;
+struct router;
 
 enum gateway_state {
 	GW_RUNNING = 0, /* accepting and serving */
@@ -32,6 +34,8 @@ struct gateway {
 	struct worker **workers;
 	size_t nworkers;
 	size_t nidle;                /* workers that have closed every connection while draining */
+	struct broker *redis;        /* with [redis]: the process's one sub link (main loop) */
+	struct router *router;       /* which workers want each Redis channel */
 	uint64_t reload_gen;         /* the newest reload sent to the workers */
 	size_t reload_waiting;       /* workers that have not taken it yet */
 	int reload_fixed;            /* it changed settings that need a restart */
@@ -54,6 +58,10 @@ int gateway_run(struct gateway *gw);
 void gateway_shutdown(struct gateway *gw, const char *why);
 /* A worker reports it has no connections left while draining (from its own thread). */
 void gateway_worker_idle(struct gateway *gw, struct worker *w);
+/* A worker's hub got its first subscriber of channel (on) or lost its last (from the
+ * worker's thread): the main loop keeps the process's subscriptions. */
+void gateway_relay_subscription(struct gateway *gw, int worker, int on, const char *channel,
+    size_t len);
 /* A worker took a reloaded snapshot (from its own thread). */
 void gateway_worker_config_taken(struct gateway *gw, uint64_t gen);
 /* gw->state, from any thread. */

@@ -215,18 +215,21 @@ metrics_redis(struct evbuffer *out, const struct gateway *gw)
 	int sub_up = 1, pub_up = 1;
 
 	memset(&sum, 0, sizeof(sum));
-	for (size_t i = 0; i < gw->nworkers; i++) {
-		broker_redis_stats(gw->workers[i]->broker, &rs);
+	/* The process's broker (sub link, canary), then every worker's publisher (pub links). */
+	broker_redis_stats(gw->redis, &rs);
+	sub_up = rs.sub_up;
+	for (size_t i = 0; i <= gw->nworkers; i++) {
+		if (i > 0)
+			broker_redis_stats(gw->workers[i - 1]->broker, &rs);
 		sum.reconnects += rs.reconnects;
 		sum.published += rs.published;
 		sum.delivered += rs.delivered;
 		sum.probes_lost += rs.probes_lost;
 		sum.queue_bytes += rs.queue_bytes;
-		sub_up &= rs.sub_up;
 		pub_up &= rs.pub_up;
 	}
 	metrics_head(out, "wsgate_redis_link_up", "gauge",
-	    "1 while the Redis link is up on every worker (each has its own pair).");
+	    "1 while the process's subscribe link is up; publish: every worker's link.");
 	evbuffer_add_printf(out, "wsgate_redis_link_up{link=\"subscribe\"} %d\n", sub_up);
 	evbuffer_add_printf(out, "wsgate_redis_link_up{link=\"publish\"} %d\n", pub_up);
 	metrics_head(out, "wsgate_redis_reconnects_total", "counter", "Redis reconnect attempts.");
@@ -236,7 +239,7 @@ metrics_redis(struct evbuffer *out, const struct gateway *gw)
 	evbuffer_add_printf(out, "wsgate_redis_published_total %llu\n",
 	    (unsigned long long)sum.published);
 	metrics_head(out, "wsgate_redis_delivered_total", "counter",
-	    "Channel messages received from Redis (once per worker subscribed).");
+	    "Channel messages received from Redis.");
 	evbuffer_add_printf(out, "wsgate_redis_delivered_total %llu\n",
 	    (unsigned long long)sum.delivered);
 	metrics_head(out, "wsgate_redis_probes_lost_total", "counter",

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "broker.h"
+#include "broker_redis.h"
 #include "config.h"
 #include "mailbox.h"
 #include "heartbeat.h"
@@ -90,6 +91,9 @@ worker_message(void *arg, unsigned type, const void *a, size_t alen, const void 
 	case WORKER_MSG_PUBLISH:
 		if (w->hub != NULL)
 			hub_deliver(w->hub, a, alen, b, blen);
+		break;
+	case WORKER_MSG_REDIS_UP:
+		broker_redis_kick(w->broker);
 		break;
 	}
 }
@@ -279,15 +283,25 @@ worker_free(struct worker *w)
 	free(w);
 }
 
+/* The hub's first subscriber of a channel, or its last leaving: the process subscribes. */
+static void
+worker_relay_subscription(void *arg, int on, const char *channel, size_t len)
+{
+	struct worker *w = arg;
+
+	gateway_relay_subscription(w->gw, w->id, on, channel, len);
+}
+
 int
-worker_pubsub_init(struct worker *w, const char *instance_id)
+worker_pubsub_init(struct worker *w, struct broker *redis)
 {
 	const struct config *cfg = w->cfg;
 
 	if ((w->hub = hub_new(target_pubsub_deliver)) == NULL)
 		return -1;
 	if (cfg->redis.enabled)
-		w->broker = broker_redis_new(w->hub, w->base, cfg, instance_id, w->id);
+		w->broker = broker_redis_new_publisher(w->hub, w->base, cfg, redis,
+		    worker_relay_subscription, w);
 	else
 		w->broker = broker_local_new(w->hub, w);
 	if (w->broker == NULL)

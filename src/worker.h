@@ -31,7 +31,8 @@ enum worker_msg {
 	                        * b: uint64_t reload generation, reported back when taken */
 	WORKER_MSG_DRAIN,      /* a: uint64_t window in ms */
 	WORKER_MSG_STOP,       /* leave the loop */
-	WORKER_MSG_PUBLISH,    /* a: channel, b: data; published on another worker's hub */
+	WORKER_MSG_PUBLISH,    /* a: channel, b: data; from another worker's hub or from Redis */
+	WORKER_MSG_REDIS_UP,   /* the process's Redis sub link is up: send queued publishes */
 };
 
 struct worker {
@@ -65,9 +66,10 @@ struct worker *worker_new(struct gateway *gw, int id, const struct config *cfg);
 /* Opens the configured listeners (reuseport: one socket per worker on the same address);
  * -1 (logged) when one cannot be bound. Before worker_start. */
 int worker_listen(struct worker *w, int reuseport) __attribute__((warn_unused_result));
-/* Creates the hub and its broker (Redis when configured, else the in-process bus between
- * workers). -1 on failure. Before worker_start. */
-int worker_pubsub_init(struct worker *w, const char *instance_id)
+/* Creates the hub and its broker: with Redis a publisher of its own whose subscriptions go to
+ * the process's broker (redis, made by the gateway), else the in-process bus between workers.
+ * -1 on failure. Before worker_start. */
+int worker_pubsub_init(struct worker *w, struct broker *redis)
     __attribute__((warn_unused_result));
 /* Runs the loop on a new thread (signals blocked there: the main loop takes them). */
 int worker_start(struct worker *w) __attribute__((warn_unused_result));

@@ -38,16 +38,11 @@ REDIS_KEYS = {"connect_timeout": "1s", "probe_interval": "300ms", "probe_timeout
               "reconnect_max": "500ms"}
 
 
-# One event loop per instance: these tests count Redis subscriptions per instance (each worker
-# has its own Redis links; test_workers.py covers several workers on one Redis).
-ONE_WORKER = {"workers": "1"}
-
-
 def make_gateway(tmp_path_factory, redis, name, routes=ROUTES, **redis_keys):
     keys = {"url": f"redis://127.0.0.1:{redis.port}/0"}
     keys.update(REDIS_KEYS)
     keys.update(redis_keys)
-    g = Gateway(workdir=str(tmp_path_factory.mktemp(name)), routes=routes, gateway=ONE_WORKER)
+    g = Gateway(workdir=str(tmp_path_factory.mktemp(name)), routes=routes)
     add_config_sections(g, {"redis": keys})
     g.start()
     wait_until(lambda: http_status(g.port, "/readyz") == 200, 10,
@@ -497,7 +492,7 @@ def test_gateway_starts_while_redis_down(tmp_path_factory):
     """Redis absent at start: the gateway runs (/healthz 200, /readyz 503), clients connect;
     when Redis appears, the channels are subscribed and delivery works."""
     redis = RedisServer(str(tmp_path_factory.mktemp("redis-late")))
-    g = Gateway(workdir=str(tmp_path_factory.mktemp("late")), routes=ROUTES, gateway=ONE_WORKER)
+    g = Gateway(workdir=str(tmp_path_factory.mktemp("late")), routes=ROUTES)
     keys = {"url": f"redis://127.0.0.1:{redis.port}/0"}
     keys.update(REDIS_KEYS)
     add_config_sections(g, {"redis": keys})

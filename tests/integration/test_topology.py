@@ -76,9 +76,7 @@ def topology(tmp_path):
             g = Gateway(workdir=str(tmp_path / f"gw{i}"),
                         routes={"/chat": {"type": "pubsub", "subscribe": "chat",
                                           "publish": "chat", "announce_id": "yes"}},
-                        # one worker: "one SUBSCRIBE per replica" below counts exactly
-                        gateway={"drain_window": "0", "shutdown_timeout": "3s",
-                                 "workers": "1"})
+                        gateway={"drain_window": "0", "shutdown_timeout": "3s"})
             with open(g.config_path, "a", encoding="utf-8") as f:
                 f.write(f"\n[redis]\nurl = redis://127.0.0.1:{redis.port}/0\n"
                         "probe_interval = 500ms\nprobe_timeout = 3s\n")

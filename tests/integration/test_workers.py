@@ -2,8 +2,9 @@
 the threads exist and /metrics counts them; the kernel spreads connections over the workers'
 SO_REUSEPORT listeners and the per-worker gauges add up; connection ids stay unique across
 workers; the in-process hub carries every message to subscribers on every worker exactly once
-and in each publisher's order, text and binary; on a real redis-server each (instance, worker)
-pair with subscribers holds one SUBSCRIBE; a SIGHUP reload reaches every worker; SIGTERM drains
+and in each publisher's order, text and binary; on a real redis-server each instance holds one
+SUBSCRIBE per channel however many of its workers have subscribers, and a message from Redis
+reaches the clients of every worker; a SIGHUP reload reaches every worker; SIGTERM drains
 every worker with 1001 and exits 0; a port already taken (by a plain socket, a SO_REUSEPORT
 socket or another multi-worker gateway) is still a startup error; workers = auto follows the
 CPU affinity."""
@@ -175,12 +176,12 @@ def redis(tmp_path_factory):
     r.kill()
 
 
-def redis_pairs(admin):
+def busy_workers(admin):
     """Workers of one instance that have a /chat client (every client is on /chat)."""
     return sum(1 for x in worker_conns(admin) if x)
 
 
-def test_redis_one_subscription_per_worker(tmp_path, redis):
+def test_redis_one_subscription_per_process(tmp_path, redis):
     gs = []
     clients = []
     try:
@@ -200,9 +201,9 @@ def test_redis_one_subscription_per_worker(tmp_path, redis):
         for g in gs:
             clients.append(open_clients(g.port, "/chat", 20))
         ca, cb = clients
-        pairs = [redis_pairs(g.admin) for g in gs]
-        assert sum(pairs) <= 4, pairs
-        redis.wait_numsub("chat", sum(pairs))
+        # Clients on both workers of each instance, yet one SUBSCRIBE per instance.
+        assert [busy_workers(g.admin) for g in gs] == [2, 2]
+        redis.wait_numsub("chat", 2)
         everyone = ca + cb
         # one sender per instance, each on whichever worker it landed
         n = 20
@@ -214,14 +215,24 @@ def test_redis_one_subscription_per_worker(tmp_path, redis):
             for s in "ab":
                 mine = [int(x.split(":")[1]) for x in got if x.startswith(f"{s}:")]
                 assert mine == list(range(n)), f"client {j}: from {s} {mine}"
+        # An application service publishing with plain Redis reaches every worker's clients.
+        redis.cli("PUBLISH", "chat", "from redis-cli")
+        for j, c in enumerate(everyone):
+            got = [p.decode() for _, p in recv_messages(c, 1, timeout=5)]
+            assert got == ["from redis-cli"], f"client {j}: {got}"
         for c in everyone:
             assert_silent(c, 0.05)
         for g in gs:
             assert http_status(g.port, "/readyz") == 200
-        # the last client of b's workers leaves: only a's subscriptions stay
+            assert m(metrics(g.admin), "wsgate_bus_refused_total") == 0
+        # b's clients leave: b's one subscription goes, a's stays
         close_all(cb)
         clients = [ca]
-        redis.wait_numsub("chat", pairs[0])
+        redis.wait_numsub("chat", 1)
+        # and with a's clients gone, none
+        close_all(ca)
+        clients = []
+        redis.wait_numsub("chat", 0)
     finally:
         for cs in clients:
             close_all(cs)

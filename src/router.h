@@ -1,0 +1,31 @@
+/* router.h - the process's Redis subscriptions, on the main loop: which workers want each
+ * channel. The first worker to want a channel makes the one SUBSCRIBE of the process, the last
+ * to leave the UNSUBSCRIBE; each message Redis delivers is copied into the mailbox of every
+ * worker that wants it, where that worker's hub frames it once for its own clients. */
+#ifndef WSGATE_ROUTER_H
+#define WSGATE_ROUTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "broker.h"
+
+struct gateway;
+struct router;
+
+struct router *router_new(struct gateway *gw);
+/* The broker that SUBSCRIBEs for the process (set once, before any worker runs). */
+void router_set_broker(struct router *r, struct broker *b);
+void router_free(struct router *r);
+
+/* Worker w (0..63) wants channel, or no longer does. */
+void router_subscribe(struct router *r, int w, const char *channel, size_t len);
+void router_unsubscribe(struct router *r, int w, const char *channel, size_t len);
+
+/* What the process's Redis broker delivers to and resubscribes from. */
+extern const struct broker_sink router_sink;
+
+/* For tests: the workers wanting channel, as a bit mask (0: none). */
+uint64_t router_mask(const struct router *r, const char *channel, size_t len);
+
+#endif
