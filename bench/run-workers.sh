@@ -3,11 +3,13 @@
 # bench/results/workers.md (every run, and medians of REPS runs, configurations interleaved).
 #
 #  * pub/sub (bench/psbench.c): SUBS subscribers on channel `bench`, one WebSocket publisher at
-#    RATE msg/s of 64 bytes, through Redis (every worker holds its own SUBSCRIBE, so redis-server
-#    sends one copy per worker) and through the in-process hub (the publishing worker posts each
-#    message into the other worker's mailbox: the hop a per-process Redis subscription would
-#    add). CPU time of wsgate (all threads) and of redis-server over psbench's measured phase,
-#    from /proc/PID/task/*/schedstat, so it counts work done rather than throughput.
+#    RATE msg/s of 64 bytes, through Redis and through the in-process hub (the publishing worker
+#    posts each message into the other worker's mailbox). With Redis, since commit 93bc7c7 the
+#    main thread holds the process's one SUBSCRIBE and copies each message into the mailbox of
+#    every worker that wants it (REDIS_SUBS=process); before it every worker held its own
+#    SUBSCRIBE, so redis-server sent one copy per worker (REDIS_SUBS=worker). CPU time of
+#    wsgate (all threads) and of redis-server over psbench's measured phase, from
+#    /proc/PID/task/*/schedstat, so it counts work done rather than throughput.
 #  * echo: the run-echo.sh throughput setting (wsbench -c 100 -w 16, 64-byte messages).
 #  * idle memory: bench/run-idle-memory.sh with WORKERS=1 and WORKERS=2, REPS times each.
 #
@@ -21,6 +23,9 @@
 #   PIN="..."     pub/sub placements [core0 none]: core0 = redis-server and wsgate on core 0,
 #                 psbench on core 1; none = nothing pinned (the workers can use both cores)
 #   PARTS="..."   subset of "pubsub echo idle" [all three]
+#   REDIS_SUBS=process|worker  SUBSCRIBEs to a channel per wsgate, the PUBSUB NUMSUB psbench
+#                 waits for: process = 1 (the design since commit 93bc7c7), worker = one per worker
+#                 (the binaries before it) [process]; recorded as redis_subs= in the raw lines
 #   PRIO=autogroup|none  as in run-echo.sh: own session whose autogroup gets nice -20
 #   OUT=file      markdown output [bench/results/workers.md]
 #   REPORT_FROM="file..."  measure nothing: write OUT from the raw `part=` lines of earlier runs
@@ -43,6 +48,8 @@ DURATION=${DURATION:-10}
 PSSET=${PSSET:-"per-message:10:5000 fan-out-20:1000:20 fan-out-200:1000:200 fan-out-500:1000:500"}
 PIN=${PIN:-"core0 none"}
 PARTS=${PARTS:-"pubsub echo idle"}
+REDIS_SUBS=${REDIS_SUBS:-process}
+case $REDIS_SUBS in process|worker) ;; *) echo "run-workers: REDIS_SUBS=process|worker" >&2; exit 2;; esac
 OUT=${OUT:-$BENCH/results/workers.md}
 REPORT_FROM=${REPORT_FROM:-}
 ECHOARGS="-c 100 -w 16 -s 64 -d DURATION -W 2"
@@ -70,7 +77,8 @@ pubsub_run() {
 	aport=$(free_port)
 	if [ "$broker" = redis ]; then
 		pubsub_config "$WORK/ps.ini" "$port" "$workers" "$RPORT" "$aport"
-		numsub=(-R "$RPORT" -e "$workers") # psbench waits until every worker has subscribed
+		# psbench waits until wsgate has subscribed: once, or once per worker
+		numsub=(-R "$RPORT" -e "$([ "$REDIS_SUBS" = worker ] && echo "$workers" || echo 1)")
 	else
 		pubsub_config "$WORK/ps.ini" "$port" "$workers" "" "$aport"
 	fi
@@ -89,7 +97,7 @@ pubsub_run() {
 	SPID=
 	cat "$WORK/ps.err" >&2
 	line=$(grep '^RESULT' "$WORK/ps.out" || echo "RESULT failed=1")
-	echo "part=pubsub setting=$name pin=$pin broker=$broker workers=$workers rep=$rep rc=$rc wconns=${split:-?} bus_refused=${refused:-?} ${line#RESULT }" | tee -a "$RAW"
+	echo "part=pubsub setting=$name pin=$pin broker=$broker redis_subs=$REDIS_SUBS workers=$workers rep=$rep rc=$rc wconns=${split:-?} bus_refused=${refused:-?} ${line#RESULT }" | tee -a "$RAW"
 }
 
 measure() {
@@ -179,7 +187,7 @@ echo "part=meta started=$started commit=$COMMIT src_dirty=$DIRTY wsgate=$WSGATE_
 	"sanitizers=$([ "$BUILD" = "no sanitizers" ] && echo no || echo YES) prio=$PRIO" \
 	"load_before=$load_before load_after=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)" \
 	"wsgate_warnings=$(grep -c . "$WORK/wsgate.log" || true) reps=$REPS duration=$DURATION" \
-	"psset=${PSSET// /,} pin=${PIN// /,} parts=${PARTS// /,}" | tee -a "$RAW"
+	"psset=${PSSET// /,} pin=${PIN// /,} parts=${PARTS// /,} redis_subs=$REDIS_SUBS" | tee -a "$RAW"
 }
 
 if [ -n "$REPORT_FROM" ]; then
@@ -215,6 +223,13 @@ def wait(r, i):
     return float(r['srv_wait_ms'].split(',')[i])
 
 metas = [r for r in runs if r.get('part') == 'meta']
+# Raw lines from before REDIS_SUBS carry no redis_subs=: they were all measured with binaries
+# that held one SUBSCRIBE per worker.
+for r in runs:
+    if r.get('part') in ('meta', 'pubsub'):
+        r.setdefault('redis_subs', 'worker')
+DESIGN = {'worker': ("design A", "one SUBSCRIBE per worker (wsgate before commit 93bc7c7)"),
+          'process': ("design B", "one SUBSCRIBE per process (commit 93bc7c7 and later)")}
 o = ["# workers = 1 vs workers = 2 on one gateway\n",
      "| | |", "|---|---|",
      "| redis-server | $REDISV, \`--save '' --appendonly no\` |",
@@ -222,23 +237,31 @@ o = ["# workers = 1 vs workers = 2 on one gateway\n",
      "| repetitions | every configuration REPS times, configurations interleaved; tables show medians |",
      "",
      "Invocations (bench/run-workers.sh with these knobs; load average 1/5/15 min before and after; "
-     "warnings = wsgate stderr lines at log_level = warn over all its runs):\n",
-     "| started (UTC) | commit (src/ files changed) | wsgate binary, sha256 | sanitizers | PRIO | REPS | DURATION | PSSET | PIN | PARTS | load before | load after | warnings |",
-     "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+     "warnings = wsgate stderr lines at log_level = warn over all its runs; Redis design: "
+     "REDIS_SUBS, see the pub/sub section):\n",
+     "| started (UTC) | commit (src/ files changed) | wsgate binary, sha256 | sanitizers | PRIO | REPS | DURATION | PSSET | PIN | PARTS | Redis design | load before | load after | warnings |",
+     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
 for m in metas:
-    o.append(f"| {m['started']} | {m['commit']} ({m['src_dirty']}) | {m['wsgate']}, {m['sha256']}… | {m['sanitizers']} | {m['prio']} | {m['reps']} | {m['duration']} | {m['psset'].replace(',', ' ')} | {m['pin'].replace(',', ' ')} | {m['parts'].replace(',', ' ')} | {m['load_before'].replace('/', ' ')} | {m['load_after'].replace('/', ' ')} | {m['wsgate_warnings']} |")
+    o.append(f"| {m['started']} | {m['commit']} ({m['src_dirty']}) | {m['wsgate']}, {m['sha256']}… | {m['sanitizers']} | {m['prio']} | {m['reps']} | {m['duration']} | {m['psset'].replace(',', ' ')} | {m['pin'].replace(',', ' ')} | {m['parts'].replace(',', ' ')} | {DESIGN[m['redis_subs']][0]} ({m['redis_subs']}) | {m['load_before'].replace('/', ' ')} | {m['load_after'].replace('/', ' ')} | {m['wsgate_warnings']} |")
 o.append("")
 
 ps = [r for r in runs if r.get('part') == 'pubsub']
+MED = {}  # (design, setting, pin, broker, workers) -> medians
 if ps:
     o += ["## Pub/sub: one channel, workers = 1 vs 2, Redis vs the in-process hub\n",
           "psbench: SUBS WebSocket subscribers of /bench on one wsgate, one WebSocket publisher on "
           "/bench-pub (a client of the same gateway) at RATE msg/s of 64 bytes for DURATION s after "
-          "1 s of warm-up. *redis*: \`[redis]\` set, every worker with subscribers holds its own "
-          "SUBSCRIBE (psbench waits for PUBSUB NUMSUB = workers), the publisher's worker PUBLISHes and "
-          "redis-server sends one copy per subscribed worker. *local*: no \`[redis]\`, the publisher's "
+          "1 s of warm-up. *redis*: \`[redis]\` set; the publisher's worker PUBLISHes on its own link. "
+          "In **design A** (REDIS_SUBS=worker, wsgate before commit 93bc7c7) every worker with "
+          "subscribers holds its own SUBSCRIBE (psbench waits for PUBSUB NUMSUB = workers) and "
+          "redis-server sends one copy per subscribed worker. In **design B** (REDIS_SUBS=process, "
+          "commit 93bc7c7 and later) the main thread holds the process's only SUBSCRIBE (psbench "
+          "waits for NUMSUB = 1), and copies each message into the mailbox of every worker that wants "
+          "the channel. It does so with workers = 1 too, so there every message also crosses from the "
+          "main thread to the worker. *local*: no \`[redis]\`, the publisher's "
           "worker delivers to its own subscribers and posts one copy into the other worker's mailbox "
-          "(mutex + eventfd). CPU ms: all threads of the process over psbench's measured phase "
+          "(mutex + eventfd); the same code in both designs, measured again in every invocation as a control. "
+          "CPU ms: all threads of the process over psbench's measured phase "
           "(publishing + drain, ≈ DURATION s), from schedstat; % of a core = that / the phase's wall time "
           "(≈ 100 for workers = 1, or more with workers = 2 unpinned: wsgate is saturated, messages queue and "
           "the latency is mostly that queue); for *local* rows redis-server is idle "
@@ -246,54 +269,86 @@ if ps:
           "wsgate CPU / deliveries; redis µs/msg net of idle subtracts redis-server's CPU in the *local* runs "
           "of the same setting (its timers, ≈ 2 ms/s) before dividing. conns: connections per worker (kernel SO_REUSEPORT spread, "
           "publisher included), read from /metrics mid-run. wait: runnable but not running.\n"]
-    for setting in dict.fromkeys(r['setting'] for r in ps):
-        for pin in dict.fromkeys(r['pin'] for r in ps):
-            rows = [r for r in ps if r['setting'] == setting and r['pin'] == pin]
-            if not rows:
-                continue
-            ok0 = [r for r in rows if 'delivered' in r]
-            subs, rate = (ok0[0]['subscribers'], ok0[0]['rate']) if ok0 else ('?', '?')
-            place = ("redis-server and wsgate on core 0 (\`taskset -c 0\`), psbench on core 1"
-                     if pin == 'core0' else "nothing pinned: wsgate, redis-server and psbench share both cores")
-            o += [f"### {setting}: {subs} subscribers, {rate} msg/s; {place}\n",
-                  "| broker | workers | delivered % (min) | conns per worker | p50 µs | p99 µs | wsgate CPU ms | wsgate % of a core | wsgate µs/msg | wsgate ns/delivery | wsgate wait ms | redis CPU ms | redis µs/msg (net of idle) | psbench CPU % | runs ok |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-            medians = {}
-            # redis-server's own CPU while nothing is published to it: its figure in the local runs
-            idle_ms = med([r for r in rows if r['broker'] == 'local' and 'delivered' in r], lambda r: cpu(r, 1))
+    designs = [d for d in ('worker', 'process') if any(r['redis_subs'] == d for r in ps)]
+    for design in designs:
+        dname, dtext = DESIGN[design]
+        if len(designs) > 1:
+            o += [f"### {dname}: {dtext}\n"]
+        hx = "####" if len(designs) > 1 else "###"
+        dps = [r for r in ps if r['redis_subs'] == design]
+        for setting in dict.fromkeys(r['setting'] for r in dps):
+            for pin in dict.fromkeys(r['pin'] for r in dps):
+                rows = [r for r in dps if r['setting'] == setting and r['pin'] == pin]
+                if not rows:
+                    continue
+                ok0 = [r for r in rows if 'delivered' in r]
+                subs, rate = (ok0[0]['subscribers'], ok0[0]['rate']) if ok0 else ('?', '?')
+                place = ("redis-server and wsgate on core 0 (\`taskset -c 0\`), psbench on core 1"
+                         if pin == 'core0' else "nothing pinned: wsgate, redis-server and psbench share both cores")
+                o += [f"{hx} {dname + ', ' if len(designs) > 1 else ''}{setting}: {subs} subscribers, {rate} msg/s; {place}\n",
+                      "| broker | workers | delivered % (min) | conns per worker | p50 µs | p99 µs | wsgate CPU ms | wsgate % of a core | wsgate µs/msg | wsgate ns/delivery | wsgate wait ms | redis CPU ms | redis µs/msg (net of idle) | psbench CPU % | runs ok |",
+                      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                medians = {}
+                # redis-server's own CPU while nothing is published to it: its figure in the local runs
+                idle_ms = med([r for r in rows if r['broker'] == 'local' and 'delivered' in r], lambda r: cpu(r, 1))
+                for broker in ('redis', 'local'):
+                    for w in ('1', '2'):
+                        lst = [r for r in rows if r['broker'] == broker and r['workers'] == w]
+                        ok = [r for r in lst if 'delivered' in r]
+                        if not ok:
+                            if lst:
+                                o.append(f"| {broker} | {w} | FAILED | | | | | | | | | | | | 0/{len(lst)} |")
+                            continue
+                        sent = float(ok[0]['sent'])
+                        m = dict(pct=med(ok, lambda r: float(r['delivered_pct'])),
+                                 pmin=min(float(r['delivered_pct']) for r in ok),
+                                 p50=med(ok, lambda r: float(r['p50_us'])), p99=med(ok, lambda r: float(r['p99_us'])),
+                                 wcpu=med(ok, lambda r: cpu(r, 0)), rcpu=med(ok, lambda r: cpu(r, 1)),
+                                 wwait=med(ok, lambda r: wait(r, 0)),
+                                 wpct=med(ok, lambda r: cpu(r, 0) * 100 / float(r['wall_ms'])),
+                                 dns=med(ok, lambda r: cpu(r, 0) * 1e6 / float(r['delivered'])),
+                                 gen=med(ok, lambda r: float(r['gen_cpu_pct'])))
+                        m['wmsg'] = m['wcpu'] * 1e3 / sent
+                        m['rmsg'] = m['rcpu'] * 1e3 / sent
+                        m['rnet'] = (m['rcpu'] - idle_ms) * 1e3 / sent
+                        medians[(broker, w)] = m
+                        MED[(design, setting, pin, broker, w)] = m
+                        conns = " ".join(sorted(set(r['wconns'] for r in ok)))
+                        rn = f"{m['rnet']:.2f}" if broker == 'redis' else 'idle'
+                        full = sum(1 for r in ok if r.get('rc') == '0')
+                        o.append(f"| {broker} | {w} | {m['pct']:.3f} ({m['pmin']:.3f}) | {conns} | {m['p50']:.0f} | {m['p99']:.0f} | {m['wcpu']:.0f} | {m['wpct']:.0f} | {m['wmsg']:.1f} | {m['dns']:.0f} | {m['wwait']:.0f} | {m['rcpu']:.0f} | {m['rmsg']:.2f} ({rn}) | {m['gen']:.0f} | {full}/{len(lst)} |")
+                o.append("")
+                def d(b, k):
+                    if (b, '1') in medians and (b, '2') in medians:
+                        return medians[(b, '2')][k] - medians[(b, '1')][k]
+                    return float('nan')
+                rlabel = ("redis (a SUBSCRIBE per worker)" if design == 'worker'
+                          else "redis (one SUBSCRIBE, a mailbox copy per worker)")
+                o += ["Cost of the second worker per published message (median of workers = 2 − median of workers = 1):\n",
+                      "| broker | wsgate µs/msg | redis-server µs/msg | together µs/msg |", "|---|---|---|---|",
+                      f"| {rlabel} | {d('redis','wmsg'):+.1f} | {d('redis','rmsg'):+.2f} | {d('redis','wmsg') + d('redis','rmsg'):+.1f} |",
+                      f"| local (a mailbox hop per other worker) | {d('local','wmsg'):+.1f} | ({d('local','rmsg'):+.2f}, idle) | {d('local','wmsg'):+.1f} |", ""]
+    # Both designs measured in the same setting and placement: their redis rows side by side.
+    both = [(s, p) for s, p in dict.fromkeys((k[1], k[2]) for k in MED)
+            if all(('worker', s, p, 'redis', w) in MED and ('process', s, p, 'redis', w) in MED for w in '12')]
+    if both:
+        o += ["### Redis, design B against design A (medians from the tables above)\n",
+              "Per published message. The two designs were measured in different invocations "
+              "(see *Invocations*: different times, load and binaries); the *local* rows, the same code "
+              "in both, show how much the invocations differ on their own.\n",
+              "| setting | placement | broker, design | workers | wsgate µs/msg | redis-server µs/msg (net of idle) | together µs/msg | p50 µs | p99 µs | delivered % (min) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+        for s, p in both:
             for broker in ('redis', 'local'):
-                for w in ('1', '2'):
-                    lst = [r for r in rows if r['broker'] == broker and r['workers'] == w]
-                    ok = [r for r in lst if 'delivered' in r]
-                    if not ok:
-                        o.append(f"| {broker} | {w} | FAILED | | | | | | | | | | | | 0/{len(lst)} |")
-                        continue
-                    sent = float(ok[0]['sent'])
-                    m = dict(pct=med(ok, lambda r: float(r['delivered_pct'])),
-                             pmin=min(float(r['delivered_pct']) for r in ok),
-                             p50=med(ok, lambda r: float(r['p50_us'])), p99=med(ok, lambda r: float(r['p99_us'])),
-                             wcpu=med(ok, lambda r: cpu(r, 0)), rcpu=med(ok, lambda r: cpu(r, 1)),
-                             wwait=med(ok, lambda r: wait(r, 0)),
-                             wpct=med(ok, lambda r: cpu(r, 0) * 100 / float(r['wall_ms'])),
-                             dns=med(ok, lambda r: cpu(r, 0) * 1e6 / float(r['delivered'])),
-                             gen=med(ok, lambda r: float(r['gen_cpu_pct'])))
-                    m['wmsg'] = m['wcpu'] * 1e3 / sent
-                    m['rmsg'] = m['rcpu'] * 1e3 / sent
-                    m['rnet'] = (m['rcpu'] - idle_ms) * 1e3 / sent
-                    medians[(broker, w)] = m
-                    conns = " ".join(sorted(set(r['wconns'] for r in ok)))
-                    rn = f"{m['rnet']:.2f}" if broker == 'redis' else 'idle'
-                    full = sum(1 for r in ok if r.get('rc') == '0')
-                    o.append(f"| {broker} | {w} | {m['pct']:.3f} ({m['pmin']:.3f}) | {conns} | {m['p50']:.0f} | {m['p99']:.0f} | {m['wcpu']:.0f} | {m['wpct']:.0f} | {m['wmsg']:.1f} | {m['dns']:.0f} | {m['wwait']:.0f} | {m['rcpu']:.0f} | {m['rmsg']:.2f} ({rn}) | {m['gen']:.0f} | {full}/{len(lst)} |")
-            o.append("")
-            def d(b, k):
-                if (b, '1') in medians and (b, '2') in medians:
-                    return medians[(b, '2')][k] - medians[(b, '1')][k]
-                return float('nan')
-            o += ["Cost of the second worker per published message (median of workers = 2 − median of workers = 1):\n",
-                  "| broker | wsgate µs/msg | redis-server µs/msg | together µs/msg |", "|---|---|---|---|",
-                  f"| redis (a SUBSCRIBE per worker) | {d('redis','wmsg'):+.1f} | {d('redis','rmsg'):+.2f} | {d('redis','wmsg') + d('redis','rmsg'):+.1f} |",
-                  f"| local (a mailbox hop per other worker) | {d('local','wmsg'):+.1f} | ({d('local','rmsg'):+.2f}, idle) | {d('local','wmsg'):+.1f} |", ""]
+                for design in ('worker', 'process'):
+                    for w in '12':
+                        m = MED.get((design, s, p, broker, w))
+                        if m is None:
+                            continue
+                        rn = f"{m['rnet']:.2f}" if broker == 'redis' else 'idle'
+                        tog = m['wmsg'] + (m['rnet'] if broker == 'redis' else 0)
+                        o.append(f"| {s} | {p} | {broker}, {DESIGN[design][0]} | {w} | {m['wmsg']:.1f} | {rn} | {tog:.1f} | {m['p50']:.0f} | {m['p99']:.0f} | {m['pct']:.3f} ({m['pmin']:.3f}) |")
+        o.append("")
 
 ec = [r for r in runs if r.get('part') == 'echo']
 if ec:
@@ -340,14 +395,15 @@ if idle:
 o += ["## Commands\n", "\`\`\`", "# the invocations above:"]
 for m in metas:
     o.append(f"REPS={m['reps']} DURATION={m['duration']} PSSET=\"{m['psset'].replace(',', ' ')}\" "
-             f"PIN=\"{m['pin'].replace(',', ' ')}\" PARTS=\"{m['parts'].replace(',', ' ')}\" bench/run-workers.sh")
+             f"PIN=\"{m['pin'].replace(',', ' ')}\" PARTS=\"{m['parts'].replace(',', ' ')}\" "
+             f"REDIS_SUBS={m['redis_subs']} bench/run-workers.sh")
 if len(metas) > 1:
     o.append("REPORT_FROM=\"run1.md run2.md ...\" bench/run-workers.sh   # this one report from their raw lines")
 o += ["# which run, per pub/sub placement (core0: taskset -c 0 on the servers, -c 1 on psbench; none: no taskset):",
       "taskset -c 0 redis-server --port REDISPORT --bind 127.0.0.1 --save '' --appendonly no",
       "taskset -c 0 wsgate -c ps.ini      # a fresh one per run, config below",
       "cc -O2 -o psbench bench/psbench.c -lcrypto",
-      "taskset -c 1 psbench -g PORT $PSARGS_DOC -n SUBS -r RATE [-R REDISPORT -e WORKERS] -S WSGATE_PID,REDIS_PID",
+      "taskset -c 1 psbench -g PORT $PSARGS_DOC -n SUBS -r RATE [-R REDISPORT -e 1 (design B) or WORKERS (design A)] -S WSGATE_PID,REDIS_PID",
       "# echo (make -C bench):"]
 for c in ("w1-core0", "w1-free", "w2-free"):
     o.append(f"{'taskset -c 0 ' if c == 'w1-core0' else ''}wsgate -c {c}.ini; {'taskset -c 1 ' if c == 'w1-core0' else ''}bench/wsbench -p PORT -P /echo $ECHOARGS_DOC -S SERVER_PID")
