@@ -1,9 +1,9 @@
 /* broker_redis.c - the Redis broker: one hiredis async link in subscribed mode (sub) and one for
  * PUBLISH (pub), each reconnecting on its own with backoff, plus a canary that proves delivery.
- * Two kinds: the process's broker (main loop) holds the one sub link of the process and hands
- * messages to its sink (router.c); each worker's publisher has only a pub link, relays its
- * hub's subscriptions to the process's broker and holds its publishes until that broker's sub
- * link is up.
+ * Two kinds: the process's broker (on worker 0's loop) holds the one sub link of the process
+ * and hands messages to its sink (router.c); each worker's publisher has only a pub link,
+ * relays its hub's subscriptions to the process's broker and holds its publishes until that
+ * broker's sub link is up.
  *
  * hiredis 0.14 ownership: hiredis frees a context itself after a failed connect and after the
  * disconnect callback; there we only clear our pointer. We never free one from code that may

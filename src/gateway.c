@@ -33,8 +33,6 @@
 enum gateway_msg {
 	GATEWAY_MSG_IDLE = 1,   /* a: int worker id */
 	GATEWAY_MSG_CONFIG_OK,  /* a: uint64_t reload generation the worker now uses */
-	GATEWAY_MSG_SUBSCRIBE,  /* a: int worker id, b: channel */
-	GATEWAY_MSG_UNSUBSCRIBE,
 };
 
 enum gateway_state
@@ -135,8 +133,9 @@ gateway_message(void *arg, unsigned type, const void *a, size_t alen, const void
 {
 	struct gateway *gw = arg;
 	uint64_t gen;
-	int id;
 
+	(void)b;
+	(void)blen;
 	switch ((enum gateway_msg)type) {
 	case GATEWAY_MSG_IDLE:
 		if (++gw->nidle == gw->nworkers && gateway_state(gw) == GW_DRAINING) {
@@ -150,16 +149,6 @@ gateway_message(void *arg, unsigned type, const void *a, size_t alen, const void
 			gateway_reload_applied(gw, gen);
 		}
 		break;
-	case GATEWAY_MSG_SUBSCRIBE:
-	case GATEWAY_MSG_UNSUBSCRIBE:
-		if (alen == sizeof(id) && gw->router != NULL) {
-			memcpy(&id, a, sizeof(id));
-			if (type == GATEWAY_MSG_SUBSCRIBE)
-				router_subscribe(gw->router, id, b, blen);
-			else
-				router_unsubscribe(gw->router, id, b, blen);
-		}
-		break;
 	}
 }
 
@@ -167,10 +156,19 @@ void
 gateway_relay_subscription(struct gateway *gw, int worker, int on, const char *channel,
     size_t len)
 {
-	/* Never refused: losing one would leave a channel subscribed, or not, for good. */
-	if (mailbox_post(gw->mbox, on ? GATEWAY_MSG_SUBSCRIBE : GATEWAY_MSG_UNSUBSCRIBE, &worker,
-	    sizeof(worker), channel, len, 0) < 0)
+	if (gw->freeing)
+		return; /* the process's broker is gone already */
+	/* Worker 0 runs the router: its own changes go straight in, the others' through its
+	 * mailbox (never refused: losing one would leave a channel subscribed, or not, for good). */
+	if (worker == 0) {
+		if (on)
+			router_subscribe(gw->router, worker, channel, len);
+		else
+			router_unsubscribe(gw->router, worker, channel, len);
+	} else if (worker_post(gw->workers[0], on ? WORKER_MSG_SUBSCRIBE :
+	    WORKER_MSG_UNSUBSCRIBE, &worker, sizeof(worker), channel, len) < 0) {
 		log_warnx("worker %d: cannot relay a subscription change (out of memory)", worker);
+	}
 }
 
 /* The process's sub link is (re)synchronised: publishes the workers held can go. */
@@ -282,21 +280,22 @@ gateway_workers_init(struct gateway *gw)
 				return -1;
 	if ((gw->workers = calloc(n, sizeof(*gw->workers))) == NULL)
 		return -1;
-	/* One Redis sub link for the process, on the main loop; each worker publishes on its
-	 * own link (bench/results/workers.md: cheaper than a SUBSCRIBE per worker). */
-	if (cfg->redis.enabled) {
-		if ((gw->router = router_new(gw)) == NULL ||
-		    (gw->redis = broker_redis_new(&router_sink, gw->router, gw->base, cfg,
-		    gw->instance_id, gateway_redis_up, gw)) == NULL)
-			return -1;
-		router_set_broker(gw->router, gw->redis);
-	}
 	for (size_t i = 0; i < n; i++) {
 		struct worker *w;
 
 		if ((w = worker_new(gw, (int)i, cfg)) == NULL)
 			return -1;
 		gw->workers[gw->nworkers++] = w;
+		/* One Redis sub link for the process, on worker 0's loop (its own clients get
+		 * messages without a hop); each worker publishes on its own link. One SUBSCRIBE per
+		 * process rather than per worker: bench/results/workers.md. */
+		if (i == 0 && cfg->redis.enabled) {
+			if ((gw->router = router_new(gw)) == NULL ||
+			    (gw->redis = broker_redis_new(&router_sink, gw->router, w->base, cfg,
+			    gw->instance_id, gateway_redis_up, gw)) == NULL)
+				return -1;
+			router_set_broker(gw->router, gw->redis);
+		}
 		if (worker_pubsub_init(w, gw->redis) < 0) {
 			log_warnx("cannot start the pub/sub hub");
 			return -1;
@@ -379,19 +378,21 @@ gateway_free(struct gateway *gw)
 	/* Threads still running (gateway_init failed half way) are stopped first. */
 	if (gw->workers != NULL && gateway_state(gw) != GW_STOPPED)
 		gateway_stop(gw);
-	for (size_t i = 0; i < gw->nworkers; i++) {
+	for (size_t i = 0; i < gw->nworkers; i++)
 		worker_join(gw->workers[i]);
-		worker_free(gw->workers[i]);
-	}
-	free(gw->workers);
-	gw->workers = NULL;
-	gw->nworkers = 0;
-	/* After the workers: their publishers pointed at it. */
+	/* Every loop has stopped. The process's broker lives on worker 0's base, so it goes
+	 * first; the hubs' unsubscribes while their connections close are then dropped. */
+	gw->freeing = 1;
 	if (gw->redis != NULL)
 		gw->redis->ops->free(gw->redis);
 	gw->redis = NULL;
 	router_free(gw->router);
 	gw->router = NULL;
+	for (size_t i = 0; i < gw->nworkers; i++)
+		worker_free(gw->workers[i]);
+	free(gw->workers);
+	gw->workers = NULL;
+	gw->nworkers = 0;
 	/* Every pool is gone with its worker. */
 	upstream_health_free_all();
 	/* After the connections: each gave its limits back and dropped its TLS references. */

@@ -34,8 +34,9 @@ struct gateway {
 	struct worker **workers;
 	size_t nworkers;
 	size_t nidle;                /* workers that have closed every connection while draining */
-	struct broker *redis;        /* with [redis]: the process's one sub link (main loop) */
-	struct router *router;       /* which workers want each Redis channel */
+	struct broker *redis;        /* with [redis]: the process's one sub link (worker 0's loop) */
+	struct router *router;       /* which workers want each Redis channel (worker 0's loop) */
+	int freeing;                 /* gateway_free: subscription changes are dropped */
 	uint64_t reload_gen;         /* the newest reload sent to the workers */
 	size_t reload_waiting;       /* workers that have not taken it yet */
 	int reload_fixed;            /* it changed settings that need a restart */
@@ -59,7 +60,7 @@ void gateway_shutdown(struct gateway *gw, const char *why);
 /* A worker reports it has no connections left while draining (from its own thread). */
 void gateway_worker_idle(struct gateway *gw, struct worker *w);
 /* A worker's hub got its first subscriber of channel (on) or lost its last (from the
- * worker's thread): the main loop keeps the process's subscriptions. */
+ * worker's thread): worker 0 keeps the process's subscriptions. */
 void gateway_relay_subscription(struct gateway *gw, int worker, int on, const char *channel,
     size_t len);
 /* A worker took a reloaded snapshot (from its own thread). */

@@ -1,4 +1,4 @@
-/* router.c - channel -> set of workers, on the main loop (router.h). A chained hash table
+/* router.c - channel -> set of workers, on worker 0's loop (router.h). A chained hash table
  * that doubles when it is as full as it has buckets; a worker set is a 64-bit mask (at most 64
  * workers). Posting into a worker's mailbox copies the message once per worker; a worker too
  * far behind refuses it (counted by its mailbox, wsgate_bus_refused_total). */
@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "gateway.h"
+#include "hub.h"
 #include "log.h"
 #include "worker.h"
 
@@ -172,10 +173,16 @@ router_deliver(void *arg, const char *channel, size_t clen, const uint8_t *data,
 	struct router_chan *c = *router_slot(r, channel, clen);
 	uint64_t mask = c != NULL ? c->mask : 0;
 
-	for (int i = 0; mask != 0; i++, mask >>= 1)
-		if ((mask & 1) && (size_t)i < r->gw->nworkers &&
-		    worker_post(r->gw->workers[i], WORKER_MSG_PUBLISH, channel, clen, data, len) < 0)
+	for (int i = 0; mask != 0; i++, mask >>= 1) {
+		if (!(mask & 1) || (size_t)i >= r->gw->nworkers)
+			continue;
+		/* The router runs on worker 0's loop: its clients need no hop. */
+		if (i == 0)
+			hub_deliver(r->gw->workers[0]->hub, channel, clen, data, len);
+		else if (worker_post(r->gw->workers[i], WORKER_MSG_PUBLISH, channel, clen, data,
+		    len) < 0)
 			r->refused++; /* also counted by that worker's mailbox */
+	}
 }
 
 static void

@@ -1,7 +1,8 @@
-/* router.h - the process's Redis subscriptions, on the main loop: which workers want each
- * channel. The first worker to want a channel makes the one SUBSCRIBE of the process, the last
- * to leave the UNSUBSCRIBE; each message Redis delivers is copied into the mailbox of every
- * worker that wants it, where that worker's hub frames it once for its own clients. */
+/* router.h - the process's Redis subscriptions, on worker 0's loop (which also runs the
+ * process's sub link): which workers want each channel. The first worker to want a channel
+ * makes the one SUBSCRIBE of the process, the last to leave the UNSUBSCRIBE; each message Redis
+ * delivers goes to worker 0's hub directly and is copied into the mailbox of every other worker
+ * that wants it, where that worker's hub frames it once for its own clients. */
 #ifndef WSGATE_ROUTER_H
 #define WSGATE_ROUTER_H
 

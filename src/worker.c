@@ -14,6 +14,7 @@
 #include "broker_redis.h"
 #include "config.h"
 #include "mailbox.h"
+#include "router.h"
 #include "heartbeat.h"
 #include "hub.h"
 #include "target.h"
@@ -94,6 +95,18 @@ worker_message(void *arg, unsigned type, const void *a, size_t alen, const void 
 		break;
 	case WORKER_MSG_REDIS_UP:
 		broker_redis_kick(w->broker);
+		break;
+	case WORKER_MSG_SUBSCRIBE:
+	case WORKER_MSG_UNSUBSCRIBE:
+		if (alen == sizeof(int) && w->gw->router != NULL) {
+			int id;
+
+			memcpy(&id, a, sizeof(id));
+			if (type == WORKER_MSG_SUBSCRIBE)
+				router_subscribe(w->gw->router, id, b, blen);
+			else
+				router_unsubscribe(w->gw->router, id, b, blen);
+		}
 		break;
 	}
 }

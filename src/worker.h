@@ -33,6 +33,8 @@ enum worker_msg {
 	WORKER_MSG_STOP,       /* leave the loop */
 	WORKER_MSG_PUBLISH,    /* a: channel, b: data; from another worker's hub or from Redis */
 	WORKER_MSG_REDIS_UP,   /* the process's Redis sub link is up: send queued publishes */
+	WORKER_MSG_SUBSCRIBE,  /* worker 0 only: a: int worker, b: channel it now wants */
+	WORKER_MSG_UNSUBSCRIBE, /* worker 0 only: a: int worker, b: channel it no longer wants */
 };
 
 struct worker {
