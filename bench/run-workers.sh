@@ -5,8 +5,9 @@
 #  * pub/sub (bench/psbench.c): SUBS subscribers on channel `bench`, one WebSocket publisher at
 #    RATE msg/s of 64 bytes, through Redis and through the in-process hub (the publishing worker
 #    posts each message into the other worker's mailbox). With Redis, since commit 93bc7c7 the
-#    main thread holds the process's one SUBSCRIBE and copies each message into the mailbox of
-#    every worker that wants it (REDIS_SUBS=process); before it every worker held its own
+#    process holds one SUBSCRIBE (on the main thread until 5b85721, on worker 0's loop since)
+#    and copies each message to every worker that wants it (REDIS_SUBS=process); before it
+#    every worker held its own
 #    SUBSCRIBE, so redis-server sent one copy per worker (REDIS_SUBS=worker). CPU time of
 #    wsgate (all threads) and of redis-server over psbench's measured phase, from
 #    /proc/PID/task/*/schedstat, so it counts work done rather than throughput.
