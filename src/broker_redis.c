@@ -27,7 +27,6 @@
 #include <openssl/rand.h>
 
 #include "config.h"
-#include "hub.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -446,7 +445,7 @@ broker_redis_batch_send(struct broker_redis_batch *bt)
 	bt->n = 0;
 }
 
-/* The names stay valid until their batch is sent: the hub's channels do not change while it
+/* The names stay valid until their batch is sent: the sink's channels do not change while it
  * iterates, and hiredis copies them into its output buffer. */
 static void
 broker_redis_batch_add(void *arg, const char *name, size_t len)
@@ -462,7 +461,8 @@ broker_redis_batch_add(void *arg, const char *name, size_t len)
 		broker_redis_batch_send(bt);
 }
 
-/* The hub is the set of channels: subscribe all of them, in batches, then the canary channel. */
+/* The sink (router) holds the set of channels: subscribe all of them, in batches, then the
+ * canary channel. */
 static void
 broker_redis_resubscribe(struct broker_redis *b)
 {
@@ -480,7 +480,7 @@ broker_redis_resubscribe(struct broker_redis *b)
 }
 
 /* One (UN)SUBSCRIBE while the link is subscribing; before that the resubscription reads the
- * hub. The canary channel is ours alone: never sent here, so never unsubscribed, so the context
+ * sink. The canary channel is ours alone: never sent here, so never unsubscribed, so the context
  * never leaves subscribed mode (hiredis 0.14 asserts on a pushed message outside it).
  * hiredis 0.14 counts SUBSCRIBEs per channel (pending_subs): an UNSUBSCRIBE quickly followed by
  * a SUBSCRIBE keeps the channel's callback. */

@@ -177,24 +177,13 @@ mailbox_drain(struct mailbox *mb)
 	mb->spare_cap = cap;
 }
 
-size_t
-mailbox_pending(struct mailbox *mb)
+void
+mailbox_counts(struct mailbox *mb, size_t *pending, uint64_t *refused)
 {
-	size_t n;
-
 	pthread_mutex_lock(&mb->mu);
-	n = mb->len;
+	if (pending != NULL)
+		*pending = mb->len;
+	if (refused != NULL)
+		*refused = mb->refused;
 	pthread_mutex_unlock(&mb->mu);
-	return n;
-}
-
-uint64_t
-mailbox_refused(struct mailbox *mb)
-{
-	uint64_t n;
-
-	pthread_mutex_lock(&mb->mu);
-	n = mb->refused;
-	pthread_mutex_unlock(&mb->mu);
-	return n;
 }

@@ -29,8 +29,8 @@ int mailbox_post(struct mailbox *mb, unsigned type, const void *a, size_t alen, 
 /* Handles whatever is queued now, on the calling thread (tests; the loop does it itself). */
 void mailbox_drain(struct mailbox *mb);
 
-/* Bytes waiting, and bounded posts refused so far (for metrics; any thread). */
-size_t mailbox_pending(struct mailbox *mb);
-uint64_t mailbox_refused(struct mailbox *mb);
+/* Bytes waiting and bounded posts refused so far (for metrics and tests; any thread). Either
+ * pointer may be NULL. */
+void mailbox_counts(struct mailbox *mb, size_t *pending, uint64_t *refused);
 
 #endif

@@ -255,7 +255,7 @@ metrics_redis(struct evbuffer *out, const struct gateway *gw)
 static void
 metrics_workers(struct evbuffer *out, const struct gateway *gw)
 {
-	uint64_t refused = 0;
+	uint64_t refused = 0, n;
 
 	metrics_head(out, "wsgate_workers", "gauge", "Event-loop threads serving connections.");
 	evbuffer_add_printf(out, "wsgate_workers %zu\n", gw->nworkers);
@@ -264,7 +264,8 @@ metrics_workers(struct evbuffer *out, const struct gateway *gw)
 	for (size_t i = 0; i < gw->nworkers; i++) {
 		evbuffer_add_printf(out, "wsgate_worker_connections{worker=\"%zu\"} %zu\n", i,
 		    METRIC_GET(gw->workers[i]->nconns));
-		refused += mailbox_refused(gw->workers[i]->mbox);
+		mailbox_counts(gw->workers[i]->mbox, NULL, &n);
+		refused += n;
 	}
 	metrics_head(out, "wsgate_bus_refused_total", "counter",
 	    "In-process hub messages a worker too far behind could not take.");
@@ -291,16 +292,13 @@ metrics_render(const struct gateway *gw, struct evbuffer *out)
 		uint64_t n = metrics_route_sum(gw, cfg->routes[i].path,
 		    offsetof(struct route_stats, open));
 
+		upgraded_open += n;
 		evbuffer_add(out, "wsgate_connections_open{route=\"", 31);
 		metrics_label(out, cfg->routes[i].path);
 		evbuffer_add_printf(out, "\"} %llu\n", (unsigned long long)n);
 	}
 	/* Upgraded connections of routes a reload removed count with the handshakes: the rest. */
-	for (size_t i = 0; i < gw->nworkers; i++)
-		nconns += METRIC_GET(gw->workers[i]->nconns);
-	for (size_t i = 0; i < cfg->nroutes; i++)
-		upgraded_open += metrics_route_sum(gw, cfg->routes[i].path,
-		    offsetof(struct route_stats, open));
+	nconns = gateway_nconns(gw);
 	evbuffer_add_printf(out, "wsgate_connections_open{route=\"\"} %llu\n",
 	    (unsigned long long)(nconns > upgraded_open ? nconns - upgraded_open : 0));
 	metrics_head(out, "wsgate_connections_accepted_total", "counter", "TCP connections accepted.");

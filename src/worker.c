@@ -323,12 +323,6 @@ worker_pubsub_init(struct worker *w, struct broker *redis)
 	return 0;
 }
 
-int
-worker_ready(const struct worker *w)
-{
-	return w->broker == NULL || w->broker->ops->ready(w->broker);
-}
-
 char *
 worker_scratch(struct worker *w, size_t n)
 {

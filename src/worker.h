@@ -99,7 +99,5 @@ uint64_t worker_next_conn_id(struct worker *w);
 const struct config *worker_config_hold(struct worker *w);
 /* A buffer of at least n bytes, valid until the next call on this worker; NULL on ENOMEM. */
 char *worker_scratch(struct worker *w, size_t n);
-/* 1 while the broker delivers (Redis link alive). Any thread. */
-int worker_ready(const struct worker *w);
 
 #endif

@@ -43,6 +43,24 @@ record(void *arg, unsigned type, const void *a, size_t alen, const void *b, size
 		event_base_loopbreak(s->base);
 }
 
+static size_t
+pending(struct mailbox *mb)
+{
+	size_t n;
+
+	mailbox_counts(mb, &n, NULL);
+	return n;
+}
+
+static uint64_t
+refused(struct mailbox *mb)
+{
+	uint64_t n;
+
+	mailbox_counts(mb, NULL, &n);
+	return n;
+}
+
 START_TEST(records_in_order_with_their_bytes)
 {
 	static const struct { size_t alen, blen; } rows[] = {
@@ -62,9 +80,9 @@ START_TEST(records_in_order_with_their_bytes)
 		ck_assert_int_eq(mailbox_post(mb, (unsigned)r + 1, a, rows[r].alen, b,
 		    rows[r].blen, 1), 0);
 	}
-	ck_assert_uint_gt(mailbox_pending(mb), 0);
+	ck_assert_uint_gt(pending(mb), 0);
 	mailbox_drain(mb);
-	ck_assert_uint_eq(mailbox_pending(mb), 0);
+	ck_assert_uint_eq(pending(mb), 0);
 	ck_assert_uint_eq(s.n, nrows);
 	ck_assert_int_eq(s.bad, 0);
 	for (size_t r = 0; r < nrows; r++) {
@@ -97,7 +115,7 @@ START_TEST(bounded_posts_refused_past_the_limit)
 	ck_assert_int_eq(mailbox_post(mb, 1, NULL, 0, b, sizeof(b), 1), 0);
 	ck_assert_int_eq(mailbox_post(mb, 1, NULL, 0, b, sizeof(b), 1), 0);
 	ck_assert_int_eq(mailbox_post(mb, 1, NULL, 0, b, sizeof(b), 1), -1);
-	ck_assert_uint_eq(mailbox_refused(mb), 1);
+	ck_assert_uint_eq(refused(mb), 1);
 	/* Control messages go in whatever the backlog. */
 	ck_assert_int_eq(mailbox_post(mb, 2, "x", 1, NULL, 0, 0), 0);
 	mailbox_drain(mb);
@@ -107,7 +125,7 @@ START_TEST(bounded_posts_refused_past_the_limit)
 	ck_assert_int_eq(mailbox_post(mb, 1, NULL, 0, b, sizeof(b), 1), 0);
 	mailbox_drain(mb);
 	ck_assert_uint_eq(s.n, 4);
-	ck_assert_uint_eq(mailbox_refused(mb), 1);
+	ck_assert_uint_eq(refused(mb), 1);
 	mailbox_free(mb);
 }
 END_TEST

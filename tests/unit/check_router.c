@@ -158,16 +158,6 @@ START_TEST(many_channels_grow_and_walk_once)
 }
 END_TEST
 
-START_TEST(deliver_without_workers_is_harmless)
-{
-	/* nworkers = 0: a message for a wanted channel finds nobody to post to. */
-	router_subscribe(r, 0, "chat", 4);
-	router_sink.deliver(r, "chat", 4, (const uint8_t *)"x", 1);
-	router_sink.deliver(r, "other", 5, (const uint8_t *)"x", 1);
-	ck_assert_int_eq(cbk.subs, 1);
-}
-END_TEST
-
 int
 main(void)
 {
@@ -180,7 +170,6 @@ main(void)
 	tcase_add_test(tc, one_subscribe_per_channel_table);
 	tcase_add_test(tc, channel_names_are_bytes);
 	tcase_add_test(tc, many_channels_grow_and_walk_once);
-	tcase_add_test(tc, deliver_without_workers_is_harmless);
 	suite_add_tcase(su, tc);
 	sr = srunner_create(su);
 	srunner_run_all(sr, CK_ENV);
