@@ -87,11 +87,28 @@ conn_transition_ok(enum conn_state from, enum conn_state to)
 }
 
 void
+conn_internal_error(struct conn *c, const char *why)
+{
+	conn_log(c, LOG_LVL_ERROR, "internal error: %s", why);
+	METRIC_ADD(c->w->stats.internal_errors, 1);
+#ifdef WSGATE_DEBUG
+	abort();
+#endif
+	conn_close(c, why);
+}
+
+void
 conn_set_state(struct conn *c, enum conn_state st)
 {
-	if (!conn_transition_ok(c->state, st))
-		fatalx("conn %llu: illegal transition %s -> %s", (unsigned long long)c->id,
+	char why[96];
+
+	if (!conn_transition_ok(c->state, st)) {
+		/* CLOSED is reachable from every other state, so this cannot recurse. */
+		snprintf(why, sizeof(why), "illegal transition %s -> %s",
 		    conn_state_name(c->state), conn_state_name(st));
+		conn_internal_error(c, why);
+		return;
+	}
 	conn_log(c, LOG_LVL_DEBUG, "%s -> %s", conn_state_name(c->state), conn_state_name(st));
 	c->state = st;
 	evtimer_del(&c->timer);
@@ -109,9 +126,8 @@ conn_set_state(struct conn *c, enum conn_state st)
 		c->paused_target = 0;
 		c->paused_output = 0;
 		bufferevent_enable(c->bev, EV_READ);
-		/* The FIN goes when the output is empty: now, or from conn_write_cb. */
-		bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
-		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		/* The FIN goes when everything was written: now, or from conn_write_cb. */
+		if (ws_outq_len(&c->outq) == 0)
 			transport_finish(c->bev);
 		break;
 	default:
@@ -140,6 +156,7 @@ void
 conn_free(struct conn *c)
 {
 	evtimer_del(&c->timer);
+	ws_outq_free(&c->outq); /* its callback off the output first */
 	bufferevent_free(c->bev); /* closes the socket: BEV_OPT_CLOSE_ON_FREE */
 	config_release(c->cfg);
 	limit_release(c->w->gw->limits, &c->limit);
@@ -184,32 +201,36 @@ conn_resume_read(struct conn *c)
 size_t
 conn_output_len(const struct conn *c)
 {
-	return evbuffer_get_length(bufferevent_get_output(c->bev));
+	return ws_outq_len(&c->outq);
 }
 
 void
 conn_want_drained(struct conn *c)
 {
 	c->want_drained = 1;
-	bufferevent_setwatermark(c->bev, EV_WRITE, CONN_OUT_LOW, 0);
 }
 
-/* Output fell to the low watermark (0 unless someone waits for "drained"). In FLUSHING this is
- * where we send FIN and wait for the peer's EOF: closing with unread input would make the kernel
- * send RST and could destroy our last frame in flight. */
+/* The output fell to WS_OUTQ_LEVEL (its low watermark): queued data frames move in; then the
+ * waits on "drained" and on our own backpressure end once everything queued is under
+ * CONN_OUT_LOW. In FLUSHING this is where we send FIN and wait for the peer's EOF: closing with
+ * unread input would make the kernel send RST and could destroy our last frame in flight. */
 static void
 conn_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
+	size_t left;
 
+	ws_outq_pump(&c->outq);
+	left = ws_outq_len(&c->outq);
 	if (c->state == CONN_FLUSHING) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		if (left == 0)
 			transport_finish(bev);
 		return;
 	}
+	if (left > CONN_OUT_LOW)
+		return;
 	if (c->want_drained) {
 		c->want_drained = 0;
-		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
 		if (c->target != NULL && c->target->drained != NULL)
 			c->target->drained(c);
 		if (c->state == CONN_CLOSED)
@@ -245,7 +266,7 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
-	c->last_rx_ms = conn_now_ms();
+	ws_outq_rx(&c->outq, conn_now_ms());
 	switch (c->state) {
 	case CONN_HANDSHAKE:
 		conn_handshake_read(c);
@@ -263,6 +284,18 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
+/* The target's pending decision is abandoned: it releases its state (a backend attempt is
+ * dropped) and hears nothing more from this connection. */
+static void
+conn_target_cancel(struct conn *c)
+{
+	if (c->target != NULL && c->target->close != NULL)
+		c->target->close(c);
+	c->target = NULL;
+	free(c->pending);
+	c->pending = NULL;
+}
+
 static void
 conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -273,6 +306,10 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	switch (c->state) {
 	case CONN_HANDSHAKE:
 		conn_log(c, LOG_LVL_INFO, "handshake timeout");
+		/* A target still deciding (a backend attempt under way) is cancelled first: the 408
+		 * is then the one answer, and no late result of that attempt can answer again. */
+		if (c->pending != NULL)
+			conn_target_cancel(c);
 		conn_http_reply(c, 408, NULL, "handshake timeout");
 		break;
 	case CONN_OPEN:
@@ -327,11 +364,17 @@ conn_new(struct worker *w, struct bufferevent *bev, const struct sockaddr *sa, s
 	c->w = w;
 	c->cfg = worker_config_hold(w);
 	c->state = CONN_HANDSHAKE;
-	c->last_rx_ms = conn_now_ms();
 	conn_format_peer(c, sa);
 	ws_parser_init(&c->parser, c->cfg->max_message_size, 1);
 	evtimer_assign(&c->timer, w->base, conn_timer_cb, c);
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+	if (ws_outq_attach(&c->outq, c->bev, conn_now_ms()) < 0) {
+		log_warnx("conn_new: out of memory");
+		config_release(c->cfg);
+		bufferevent_free(bev);
+		free(c);
+		return NULL;
+	}
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	worker_conn_add(w, c);
 	conn_timer_arm(c, c->cfg->handshake_timeout_ms);
@@ -341,10 +384,13 @@ conn_new(struct worker *w, struct bufferevent *bev, const struct sockaddr *sa, s
 
 /* ---- sending ---- */
 
+/* Pings and pongs go ahead of queued data frames, on a frame boundary (ws_outq.h); data frames
+ * and the close frame, which ends the stream, keep their order. */
 static void
 conn_queue_frame_fin(struct conn *c, int fin, unsigned opcode, const uint8_t *data, size_t len)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = opcode == WS_OP_PING || opcode == WS_OP_PONG ?
+	    ws_outq_control(&c->outq) : ws_outq_data(&c->outq);
 	uint8_t hdr[WS_FRAME_HDR_MAX];
 	size_t hlen;
 
@@ -391,7 +437,7 @@ conn_send_raw(struct conn *c, const uint8_t *frame, size_t len)
 		METRIC_ADD(c->rstats->msgs_out, 1);
 		METRIC_ADD(c->rstats->bytes_out, len);
 	}
-	return evbuffer_add(bufferevent_get_output(c->bev), frame, len);
+	return evbuffer_add(ws_outq_data(&c->outq), frame, len);
 }
 
 void
@@ -424,6 +470,13 @@ conn_http_reply(struct conn *c, int status, const char *extra_headers, const cha
 	char buf[1024];
 	size_t n;
 
+	/* A late answer (a timer or a backend result after the connection moved on) is dropped:
+	 * the client was answered already, or is gone. */
+	if (c->state != CONN_HANDSHAKE) {
+		conn_log(c, LOG_LVL_DEBUG, "HTTP %d not sent (%s): %s", status,
+		    conn_state_name(c->state), why);
+		return;
+	}
 	if (status >= 400)
 		metrics_reject(&c->w->stats, status);
 	n = http_format_reply(buf, sizeof(buf), status, extra_headers, NULL);
@@ -469,6 +522,7 @@ conn_message_allowed(struct conn *c)
 static void
 conn_deliver(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
 {
+	c->last_msg_ms = conn_now_ms(); /* idle_timeout: only whole messages count */
 	if (c->rstats != NULL) {
 		METRIC_ADD(c->rstats->msgs_in, 1);
 		METRIC_ADD(c->rstats->bytes_in, len);
@@ -530,6 +584,8 @@ conn_on_event(struct conn *c, const struct ws_event *ev)
 		if (c->target != NULL && c->target->chunk != NULL) {
 			if (ev->first && !conn_message_allowed(c))
 				return -1;
+			if (ev->last)
+				c->last_msg_ms = conn_now_ms();
 			if (c->rstats != NULL) {
 				METRIC_ADD(c->rstats->msgs_in, ev->last);
 				METRIC_ADD(c->rstats->bytes_in, ev->len);
@@ -573,7 +629,6 @@ void
 conn_frames_read(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	struct evbuffer *out = bufferevent_get_output(c->bev);
 	struct evbuffer_iovec v;
 	struct ws_event ev;
 	size_t off, used;
@@ -602,7 +657,7 @@ conn_frames_read(struct conn *c)
 		/* Events point into this chunk: drain it only after they were handled. */
 		if (c->state != CONN_CLOSED)
 			evbuffer_drain(in, off);
-		if (c->state == CONN_OPEN && evbuffer_get_length(out) > CONN_OUT_HIGH) {
+		if (c->state == CONN_OPEN && ws_outq_len(&c->outq) > CONN_OUT_HIGH) {
 			c->paused_output = 1;
 			conn_read_update(c);
 		}

@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "limit.h"
+#include "ws_outq.h"
 #include "ws_parser.h"
 
 /* Watermarks of queued output: above HIGH we stop reading the client (an echo client that never
@@ -49,8 +50,8 @@ struct conn {
 	size_t msg_len, msg_cap;
 	size_t hs_scanned;                /* handshake bytes already searched for the blank line */
 	struct event timer;               /* one timer, its meaning set by the state */
-	uint64_t last_rx_ms;              /* last bytes from the client (idle_timeout) */
-	uint64_t ping_sent_ms;            /* outstanding ping, 0 when none */
+	struct ws_outq outq;              /* data frames waiting behind control frames; progress */
+	uint64_t last_msg_ms;             /* last whole message from the client (idle_timeout) */
 	uint64_t next_ping_ms;
 	uint64_t drain_at_ms;             /* shutting down: send close 1001 at this time (0: not set) */
 	struct conn_pending *pending;     /* handshake data kept while a target decides (TARGET_PENDING) */
@@ -102,7 +103,13 @@ void conn_log(const struct conn *c, enum log_level lvl, const char *fmt, ...)
 
 const char *conn_state_name(enum conn_state st);
 
-/* Internal to conn*.c and heartbeat.c. */
+/* A broken invariant reached at run time (an impossible state, an illegal transition): logs
+ * why, counts it in wsgate_internal_errors_total and closes this one connection. Aborts only in
+ * a debug build (configure --enable-debug). */
+void conn_internal_error(struct conn *c, const char *why);
+
+/* Internal to conn*.c and heartbeat.c. An illegal transition is a conn_internal_error(): the
+ * connection is then CLOSED, which callers check as after any call that may close. */
 void conn_set_state(struct conn *c, enum conn_state st);
 void conn_handshake_read(struct conn *c);
 void conn_frames_read(struct conn *c);

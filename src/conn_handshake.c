@@ -90,6 +90,8 @@ conn_send_101(struct conn *c, const char *accept, size_t header_len, const char 
 	conn_log(c, LOG_LVL_INFO, "upgraded (%s%s%s)", c->target->name,
 	    proto ? ", subprotocol " : "", proto ? proto : "");
 	conn_set_state(c, CONN_OPEN);
+	if (c->state != CONN_OPEN)
+		return;
 	if (c->target->open != NULL && c->target->open(c) < 0)
 		return;
 	/* Frames that arrived with the request, or while the target decided. */

@@ -1,6 +1,8 @@
-/* heartbeat.c - server pings every ping_interval, drops a client whose pong is late, closes an
- * idle one with 1001 and sends the optional app_message. Nothing runs per message: the timer
- * only looks at timestamps when it fires, then sleeps until the nearest deadline. */
+/* heartbeat.c - server pings every ping_interval, drops a client that made no progress for
+ * pong_timeout while a ping is out (nothing read from it, none of our output taken: ws_outq.h),
+ * closes one that sent no message for idle_timeout with 1001 and sends the optional
+ * app_message. Nothing runs per message: the timer only looks at timestamps when it fires, then
+ * sleeps until the nearest deadline. */
 #include "heartbeat.h"
 
 #include <string.h>
@@ -28,10 +30,9 @@ heartbeat_schedule(struct conn *c, uint64_t now)
 
 	if (cfg->ping_interval_ms > 0)
 		due = hb_min(due, c->next_ping_ms);
-	if (c->ping_sent_ms != 0)
-		due = hb_min(due, c->ping_sent_ms + cfg->pong_timeout_ms);
+	due = hb_min(due, ws_outq_dead_at(&c->outq, cfg->pong_timeout_ms));
 	if (cfg->idle_timeout_ms > 0)
-		due = hb_min(due, c->last_rx_ms + cfg->idle_timeout_ms);
+		due = hb_min(due, c->last_msg_ms + cfg->idle_timeout_ms);
 	if (c->drain_at_ms != 0)
 		due = hb_min(due, c->drain_at_ms);
 	if (due == HB_NEVER)
@@ -44,7 +45,8 @@ heartbeat_start(struct conn *c)
 {
 	uint64_t now = conn_now_ms();
 
-	c->ping_sent_ms = 0;
+	ws_outq_pong(&c->outq);
+	c->last_msg_ms = now;
 	c->next_ping_ms = now + c->cfg->ping_interval_ms;
 	heartbeat_schedule(c, now);
 }
@@ -60,25 +62,26 @@ heartbeat_fire(struct conn *c)
 		conn_send_close(c, WS_CLOSE_GOING_AWAY, "going away");
 		return;
 	}
-	if (cfg->idle_timeout_ms > 0 && now - c->last_rx_ms >= cfg->idle_timeout_ms) {
-		conn_log(c, LOG_LVL_INFO, "idle for %llu ms", (unsigned long long)(now - c->last_rx_ms));
+	if (cfg->idle_timeout_ms > 0 && now - c->last_msg_ms >= cfg->idle_timeout_ms) {
+		conn_log(c, LOG_LVL_INFO, "idle for %llu ms", (unsigned long long)(now - c->last_msg_ms));
 		METRIC_ADD(c->w->stats.idle_timeouts, 1);
 		conn_send_close(c, WS_CLOSE_GOING_AWAY, "idle timeout");
 		return;
 	}
-	if (c->ping_sent_ms != 0 && now - c->ping_sent_ms >= cfg->pong_timeout_ms) {
+	if (now >= ws_outq_dead_at(&c->outq, cfg->pong_timeout_ms)) {
 		/* The peer is not reading or not there: a close frame would not be answered. */
 		METRIC_ADD(c->w->stats.pong_timeouts, 1);
 		conn_close(c, "no pong within pong_timeout");
 		return;
 	}
 	if (cfg->ping_interval_ms > 0 && now >= c->next_ping_ms) {
-		/* The payload carries the send time, so a pong tells its round trip. */
+		/* The payload carries the send time, so a pong tells its round trip. A ping still
+		 * waiting in the output is not doubled. */
 		for (int i = 0; i < 8; i++)
 			payload[i] = (uint8_t)(now >> (56 - 8 * i));
-		if (c->ping_sent_ms == 0)
-			c->ping_sent_ms = now;
-		(void)conn_send(c, WS_OP_PING, payload, sizeof(payload));
+		if (!ws_outq_ping_unwritten(&c->outq) &&
+		    conn_send(c, WS_OP_PING, payload, sizeof(payload)) == 0)
+			ws_outq_ping_queued(&c->outq, now);
 		if (cfg->app_message != NULL)
 			(void)conn_send(c, WS_OP_TEXT, (const uint8_t *)cfg->app_message,
 			    cfg->app_message_len);
@@ -105,7 +108,7 @@ heartbeat_pong(struct conn *c, const uint8_t *data, size_t len)
 {
 	uint64_t sent = 0;
 
-	if (c->ping_sent_ms == 0)
+	if (!ws_outq_ping_outstanding(&c->outq))
 		return; /* unsolicited pong: a unidirectional heartbeat, nothing to do */
 	if (len == 8) {
 		uint64_t now = conn_now_ms();
@@ -115,5 +118,5 @@ heartbeat_pong(struct conn *c, const uint8_t *data, size_t len)
 		if (sent <= now && now - sent < 3600 * 1000)
 			metrics_rtt(&c->w->stats, (now - sent) * 1000);
 	}
-	c->ping_sent_ms = 0;
+	ws_outq_pong(&c->outq);
 }

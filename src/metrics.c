@@ -341,6 +341,10 @@ metrics_render(const struct gateway *gw, struct evbuffer *out)
 	    (unsigned long long)METRICS_SUM(gw, idle_timeouts));
 	evbuffer_add_printf(out, "wsgate_closes_total{reason=\"slow_consumer\"} %llu\n",
 	    (unsigned long long)METRICS_SUM(gw, slow_closed));
+	metrics_head(out, "wsgate_internal_errors_total", "counter",
+	    "Broken invariants reached at run time (each closed one connection).");
+	evbuffer_add_printf(out, "wsgate_internal_errors_total %llu\n",
+	    (unsigned long long)METRICS_SUM(gw, internal_errors));
 	metrics_head(out, "wsgate_dropped_messages_total", "counter",
 	    "Messages dropped for slow consumers, by policy.");
 	evbuffer_add_printf(out, "wsgate_dropped_messages_total{policy=\"drop_oldest\"} %llu\n",

@@ -43,6 +43,7 @@ struct worker_stats {
 	uint64_t protocol_errors;             /* connections failed with 1002/1007/1009 */
 	uint64_t pong_timeouts;
 	uint64_t idle_timeouts;
+	uint64_t internal_errors;             /* broken invariants reached at run time: one connection closed each */
 	uint64_t slow_closed;                 /* slow_consumer = close */
 	uint64_t slow_dropped[2];             /* [0] drop_oldest, [1] drop_newest: messages */
 	uint64_t publish_refused;             /* client publishes refused by the broker (1013) */

@@ -45,8 +45,9 @@ static const struct upstream_conn_ops proxy_up_ops;
 static struct upstream_registry *
 proxy_registry(struct worker *w)
 {
-	if (w->upstreams == NULL)
-		w->upstreams = upstream_registry_new(w->base, &w->cfg);
+	if (w->upstreams == NULL &&
+	    (w->upstreams = upstream_registry_new(w->base, &w->cfg)) != NULL)
+		w->upstreams->internal_errors = &w->stats.internal_errors;
 	return w->upstreams;
 }
 
@@ -103,6 +104,14 @@ proxy_up_ready(void *arg, const char *protocol)
 	const struct config_route *r = s->c->route;
 
 	upstream_backend_ok(s->backend);
+	if (s->c->state != CONN_HANDSHAKE) {
+		/* The client was answered meanwhile (the handshake timer cancels the attempt, so
+		 * this is a second line of defence): the backend session is not wanted. */
+		upstream_conn_detach(s->up);
+		upstream_conn_send_close(s->up, WS_CLOSE_GOING_AWAY, "client gone", 11);
+		s->up = NULL;
+		return;
+	}
 	/* tcp backends choose nothing: the route's subprotocols apply as on any route. */
 	if (s->backend->cfg->scheme == BACKEND_TCP && protocol == NULL)
 		for (size_t i = 0; i < r->nsubprotocols && protocol == NULL; i++)
@@ -122,6 +131,8 @@ proxy_up_failed(void *arg, int status, const char *why)
 	int st;
 
 	s->up = NULL;
+	if (s->c->state != CONN_HANDSHAKE)
+		return; /* the client was answered meanwhile: no second answer, no new attempt */
 	if (status >= 400 && status <= 499) {
 		/* The application refused this client (auth, origin, path): the backend is fine
 		 * and another one would say the same. The client learns the status. */

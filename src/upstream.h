@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "upstream_health.h"
+#include "ws_outq.h"
 #include "ws_parser.h"
 
 /* Backpressure towards a backend: above HIGH queued bytes the client is no longer read; it
@@ -64,6 +65,7 @@ struct upstream_registry {
 	struct upstream_conn_list live; /* every backend connection not yet CLOSED */
 	struct upstream_conn_list dead; /* CLOSED, freed by the reaper on the next loop turn */
 	struct event *reaper;
+	uint64_t *internal_errors; /* the owner's wsgate_internal_errors_total; NULL: uncounted */
 	uint8_t masks[256]; /* RAND_bytes, handed out four at a time as masking keys */
 	size_t mask_off;
 };
@@ -158,8 +160,10 @@ struct upstream_conn {
 	size_t request_len;
 	char accept[29];         /* the Sec-WebSocket-Accept we expect */
 	struct ws_parser parser; /* frames from the backend: unmasked */
-	uint64_t ping_sent_ms, next_ping_ms;
+	struct ws_outq outq;     /* data frames waiting behind control frames; progress */
+	uint64_t next_ping_ms;
 	unsigned paused : 1; /* the owner asked us not to read the backend */
+	unsigned paused_output : 1; /* our own output (pongs, close) is backed up: not reading */
 	unsigned want_drained : 1;
 	unsigned counted : 1; /* counted in backend->active */
 	unsigned eof : 1;     /* EOF seen while paused: input is relayed first */

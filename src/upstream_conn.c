@@ -23,6 +23,7 @@
 #include "http.h"
 #include "http_response.h"
 #include "log.h"
+#include "metrics.h"
 #include "upstream.h"
 #include "upstream_req.h"
 #include "ws_frame.h"
@@ -98,16 +99,43 @@ upstream_conn_transition_ok(enum upstream_conn_state from, enum upstream_conn_st
 	}
 }
 
-/* The one place the state changes; the timer's meaning follows it. */
+static void upstream_conn_fail(struct upstream_conn *u, const char *why);
+static void upstream_conn_gone(struct upstream_conn *u, unsigned code, const char *reason,
+                               size_t rlen);
+
+/* A broken invariant reached at run time: this one connection ends (its owner told as for any
+ * failure), logged and counted; only a debug build aborts. */
+static void
+upstream_conn_internal_error(struct upstream_conn *u, const char *why)
+{
+	upstream_conn_log(u, LOG_LVL_ERROR, "internal error: %s", why);
+	if (u->reg->internal_errors != NULL)
+		METRIC_ADD(*u->reg->internal_errors, 1);
+#ifdef WSGATE_DEBUG
+	abort();
+#endif
+	if (u->state < UPC_OPEN) {
+		upstream_conn_fail(u, why);
+	} else {
+		upstream_conn_gone(u, WS_CLOSE_ABNORMAL, "internal error", 14);
+		upstream_conn_close(u, why);
+	}
+}
+
+/* The one place the state changes; the timer's meaning follows it. An illegal transition
+ * closes the connection (CLOSED is legal from every other state: no recursion). */
 static void
 upstream_conn_set_state(struct upstream_conn *u, enum upstream_conn_state st)
 {
 	uint64_t now = conn_now_ms();
+	char why[96];
 
-	if (!upstream_conn_transition_ok(u->state, st))
-		fatalx("backend connection %llu: illegal transition %s -> %s",
-		       (unsigned long long)u->id, upstream_conn_state_name(u->state),
-		       upstream_conn_state_name(st));
+	if (!upstream_conn_transition_ok(u->state, st)) {
+		snprintf(why, sizeof(why), "illegal transition %s -> %s",
+		         upstream_conn_state_name(u->state), upstream_conn_state_name(st));
+		upstream_conn_internal_error(u, why);
+		return;
+	}
 	upstream_conn_log(u, LOG_LVL_DEBUG, "%s -> %s", upstream_conn_state_name(u->state),
 	                  upstream_conn_state_name(st));
 	u->state = st;
@@ -165,6 +193,7 @@ upstream_conn_free(struct upstream_conn *u)
 {
 	u->backend->pool->nconns--;
 	evtimer_del(&u->timer);
+	ws_outq_free(&u->outq); /* its callback off the output first */
 	if (u->bev != NULL)
 		bufferevent_free(u->bev); /* closes the socket (and frees the SSL) */
 	if (u->ai != NULL)
@@ -237,7 +266,10 @@ static void
 upstream_conn_queue_frame(struct upstream_conn *u, int fin, unsigned opcode, const uint8_t *data,
                           size_t len)
 {
-	struct evbuffer *out = bufferevent_get_output(u->bev);
+	/* Pings and pongs ahead of queued data, on a frame boundary (ws_outq.h). */
+	struct evbuffer *out = opcode == WS_OP_PING || opcode == WS_OP_PONG
+	                           ? ws_outq_control(&u->outq)
+	                           : ws_outq_data(&u->outq);
 	struct evbuffer_iovec v[2];
 	uint8_t hdr[WS_FRAME_HDR_MAX], key[4];
 	uint64_t off = 0;
@@ -278,14 +310,13 @@ upstream_conn_send(struct upstream_conn *u, unsigned opcode, int fin, const uint
 size_t
 upstream_conn_output_len(const struct upstream_conn *u)
 {
-	return u->bev != NULL ? evbuffer_get_length(bufferevent_get_output(u->bev)) : 0;
+	return ws_outq_len(&u->outq);
 }
 
 void
 upstream_conn_want_drained(struct upstream_conn *u)
 {
 	u->want_drained = 1;
-	bufferevent_setwatermark(u->bev, EV_WRITE, UPSTREAM_OUT_LOW, 0);
 }
 
 static void
@@ -313,7 +344,6 @@ static void
 upstream_conn_flush(struct upstream_conn *u)
 {
 	upstream_conn_set_state(u, UPC_FLUSHING);
-	bufferevent_setwatermark(u->bev, EV_WRITE, 0, 0);
 	u->want_drained = 0;
 	if (!upstream_conn_is_ws(u) && upstream_conn_output_len(u) == 0)
 		upstream_conn_close(u, "tcp session done");
@@ -337,26 +367,36 @@ upstream_conn_send_close(struct upstream_conn *u, unsigned code, const char *rea
 		upstream_conn_flush(u);
 		return;
 	}
-	/* Reads go on (even if the owner had paused them): the backend's close must be seen. */
+	/* Reads go on (even if the owner had paused them): the backend's close must be seen. Only
+	 * our own backed-up output still stops them (close_timeout bounds that wait). */
 	u->paused = 0;
-	bufferevent_enable(u->bev, EV_READ);
+	if (!u->paused_output)
+		bufferevent_enable(u->bev, EV_READ);
 	upstream_conn_queue_close(u, code, reason, rlen);
 	if (u->state == UPC_OPEN)
 		upstream_conn_set_state(u, UPC_CLOSING);
 }
 
-void
-upstream_conn_resume_read(struct upstream_conn *u)
+/* Reading is on unless the owner paused it or our own output is backed up. */
+static int
+upstream_conn_reading(const struct upstream_conn *u)
 {
-	if (!u->paused || u->state == UPC_CLOSED)
+	return !u->paused && !u->paused_output;
+}
+
+/* The last reason to stop reading went away: read again, input left first, then an EOF that
+ * waited behind it. */
+static void
+upstream_conn_read_again(struct upstream_conn *u)
+{
+	if (!upstream_conn_reading(u) || u->state == UPC_CLOSED)
 		return;
-	u->paused = 0;
 	if (!u->eof)
 		bufferevent_enable(u->bev, EV_READ);
 	/* Input may have been left unparsed when we stopped. */
 	if (evbuffer_get_length(bufferevent_get_input(u->bev)) > 0)
 		upstream_conn_read_cb(u->bev, u);
-	if (!u->eof || u->paused)
+	if (!u->eof || !upstream_conn_reading(u))
 		return;
 	/* The EOF held back behind that input takes effect now. */
 	switch (u->state) {
@@ -373,6 +413,15 @@ upstream_conn_resume_read(struct upstream_conn *u)
 	default:
 		break;
 	}
+}
+
+void
+upstream_conn_resume_read(struct upstream_conn *u)
+{
+	if (!u->paused || u->state == UPC_CLOSED)
+		return;
+	u->paused = 0;
+	upstream_conn_read_again(u);
 }
 
 static void
@@ -498,7 +547,7 @@ upstream_conn_on_event(struct upstream_conn *u, const struct ws_event *ev)
 			upstream_conn_queue_frame(u, 1, WS_OP_PONG, ev->data, ev->len);
 		return 0;
 	case WS_EV_PONG:
-		u->ping_sent_ms = 0;
+		ws_outq_pong(&u->outq);
 		return 0;
 	case WS_EV_CLOSE:
 		upstream_conn_log(u, LOG_LVL_DEBUG, "backend sent close %u", ev->close_code);
@@ -544,7 +593,8 @@ upstream_conn_read_frames(struct upstream_conn *u)
 	size_t off, used;
 	int stop = 0;
 
-	while (!stop && !u->paused && (u->state == UPC_OPEN || u->state == UPC_CLOSING) &&
+	while (!stop && upstream_conn_reading(u) &&
+	       (u->state == UPC_OPEN || u->state == UPC_CLOSING) &&
 	       evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
 		uint8_t *base = v.iov_base;
 
@@ -560,6 +610,13 @@ upstream_conn_read_frames(struct upstream_conn *u)
 		}
 		/* Events point into this chunk: drained only after they were handled. */
 		evbuffer_drain(in, off);
+		/* What we answer (pongs, our close) must not pile up behind a backend that does
+		 * not read: stop reading it, as the client side does (conn.c). */
+		if ((u->state == UPC_OPEN || u->state == UPC_CLOSING) &&
+		    ws_outq_len(&u->outq) > UPSTREAM_OUT_HIGH) {
+			u->paused_output = 1;
+			bufferevent_disable(u->bev, EV_READ);
+		}
 	}
 	if (u->state == UPC_FLUSHING || u->state == UPC_CLOSED)
 		evbuffer_drain(in, evbuffer_get_length(in));
@@ -598,6 +655,7 @@ upstream_conn_read_cb(struct bufferevent *bev, void *arg)
 	struct upstream_conn *u = arg;
 
 	(void)bev;
+	ws_outq_rx(&u->outq, conn_now_ms());
 	if (u->state == UPC_UPGRADING) {
 		upstream_conn_read_upgrade(u);
 		if (u->state != UPC_OPEN)
@@ -624,18 +682,28 @@ static void
 upstream_conn_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct upstream_conn *u = arg;
+	size_t left;
 
+	(void)bev;
+	ws_outq_pump(&u->outq);
+	left = ws_outq_len(&u->outq);
 	if (u->state == UPC_FLUSHING) {
-		if (!upstream_conn_is_ws(u) &&
-		    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		if (!upstream_conn_is_ws(u) && left == 0)
 			upstream_conn_close(u, "tcp session done");
 		return;
 	}
+	if (left > UPSTREAM_OUT_LOW)
+		return;
 	if (u->want_drained && u->state == UPC_OPEN) {
 		u->want_drained = 0;
-		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
 		if (u->ops != NULL && u->ops->drained != NULL)
 			u->ops->drained(u->arg);
+		if (u->state == UPC_CLOSED)
+			return;
+	}
+	if (u->paused_output) {
+		u->paused_output = 0;
+		upstream_conn_read_again(u);
 	}
 }
 
@@ -652,7 +720,7 @@ upstream_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
-	if ((what & BEV_EVENT_EOF) && u->paused &&
+	if ((what & BEV_EVENT_EOF) && !upstream_conn_reading(u) &&
 	    (u->state == UPC_OPEN || u->state == UPC_CLOSING) &&
 	    evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
 		/* What came before the EOF (a close frame, maybe) goes first: see resume_read. */
@@ -672,6 +740,7 @@ upstream_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		/* Another address of the same host may answer. */
 		if (u->ai_next != NULL && u->backend->cfg->scheme != BACKEND_WSS) {
 			upstream_conn_log(u, LOG_LVL_DEBUG, "%s; trying the next address", why);
+			ws_outq_detach(&u->outq);
 			bufferevent_free(u->bev); /* libevent allows this inside its callback */
 			u->bev = NULL;
 			upstream_conn_connect(u);
@@ -702,8 +771,8 @@ upstream_conn_heartbeat(struct upstream_conn *u)
 	uint64_t now = conn_now_ms(), due;
 	uint8_t payload[8];
 
-	if (u->ping_sent_ms != 0 && cfg->pong_timeout_ms > 0 &&
-	    now - u->ping_sent_ms >= cfg->pong_timeout_ms) {
+	/* Dead only when a ping is out and nothing moved for pong_timeout (ws_outq.h). */
+	if (cfg->pong_timeout_ms > 0 && now >= ws_outq_dead_at(&u->outq, cfg->pong_timeout_ms)) {
 		upstream_conn_log(u, LOG_LVL_INFO, "no pong within pong_timeout");
 		upstream_conn_gone(u, WS_CLOSE_ABNORMAL, "no pong from the backend", 24);
 		upstream_conn_close(u, "no pong from the backend");
@@ -712,15 +781,16 @@ upstream_conn_heartbeat(struct upstream_conn *u)
 	if (now >= u->next_ping_ms) {
 		for (int i = 0; i < 8; i++)
 			payload[i] = (uint8_t)(now >> (56 - 8 * i));
-		if (u->ping_sent_ms == 0)
-			u->ping_sent_ms = now;
-		upstream_conn_queue_frame(u, 1, WS_OP_PING, payload, sizeof(payload));
+		/* A ping still waiting in the output is not doubled. */
+		if (!ws_outq_ping_unwritten(&u->outq)) {
+			upstream_conn_queue_frame(u, 1, WS_OP_PING, payload, sizeof(payload));
+			ws_outq_ping_queued(&u->outq, now);
+		}
 		u->next_ping_ms = now + cfg->ping_interval_ms;
 	}
 	due = u->next_ping_ms;
-	if (u->ping_sent_ms != 0 && cfg->pong_timeout_ms > 0 &&
-	    u->ping_sent_ms + cfg->pong_timeout_ms < due)
-		due = u->ping_sent_ms + cfg->pong_timeout_ms;
+	if (cfg->pong_timeout_ms > 0 && ws_outq_dead_at(&u->outq, cfg->pong_timeout_ms) < due)
+		due = ws_outq_dead_at(&u->outq, cfg->pong_timeout_ms);
 	upstream_conn_timer_arm(u, due > now ? due - now : 0);
 }
 
@@ -787,6 +857,10 @@ upstream_conn_connect(struct upstream_conn *u)
 	}
 	bufferevent_setcb(u->bev, upstream_conn_read_cb, upstream_conn_write_cb,
 	                  upstream_conn_event_cb, u);
+	if (ws_outq_attach(&u->outq, u->bev, conn_now_ms()) < 0) {
+		upstream_conn_fail(u, "out of memory");
+		return;
+	}
 	/* Fewer, larger reads: the default 16 KiB costs throughput on a busy relay. */
 	bufferevent_set_max_single_read(u->bev, 65536);
 	bufferevent_set_max_single_write(u->bev, 65536);

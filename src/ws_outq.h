@@ -1,0 +1,70 @@
+/* ws_outq.h - the sending side of one WebSocket endpoint, shared by the client side (conn.c) and
+ * the backend side (upstream_conn.c): control frames ahead of queued data, and liveness by progress.
+ *
+ * Data frames wait in a queue of their own and move into the bufferevent's output a whole frame
+ * at a time, only while that output holds less than WS_OUTQ_LEVEL bytes. Everything in the
+ * output is therefore whole frames, so a control frame (ping, pong) appended there lands on a
+ * frame boundary and overtakes the queued data. The close frame is the last frame of a stream
+ * and goes through the data queue, after what was sent before it.
+ *
+ * Progress: a callback on the output counts the bytes the kernel (or TLS) takes; a peer is dead
+ * only when a ping is outstanding and nothing moved (no byte taken, no byte read) for the pong
+ * timeout. The ping counts as sent once its last byte was taken, not when it was queued. */
+#ifndef WSGATE_WS_OUTQ_H
+#define WSGATE_WS_OUTQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Data frames move into the output while it holds less than this: a control frame waits behind
+ * at most this much plus one frame. */
+#define WS_OUTQ_LEVEL (64 * 1024)
+
+struct bufferevent;
+struct evbuffer;
+struct evbuffer_cb_entry;
+
+struct ws_outq {
+	struct bufferevent *bev;          /* whose output we feed; NULL when none (yet) */
+	struct evbuffer_cb_entry *cbe;    /* our progress callback on bev's output */
+	struct evbuffer *pend;            /* whole data frames not yet in the output; made on first use */
+	uint64_t taken;                   /* bytes of the output taken by the transport, ever */
+	uint64_t ping_end;                /* `taken` once the outstanding ping is written; 0: written or none */
+	uint64_t ping_queued_ms;          /* the outstanding ping was queued then; 0: none outstanding */
+	uint64_t ping_written_ms;         /* its last byte was taken then; 0: not yet */
+	uint64_t progress_ms;             /* last byte taken from our output or read from the peer */
+};
+
+/* Starts feeding bev (a first one, or the next address's after a failed connect): registers
+ * the progress callback. now_ms starts the progress clock. Returns 0 or -1 (ENOMEM). */
+int ws_outq_attach(struct ws_outq *q, struct bufferevent *bev, uint64_t now_ms)
+    __attribute__((warn_unused_result));
+/* Before bev is freed: removes the callback. The queue stays (see ws_outq_free). */
+void ws_outq_detach(struct ws_outq *q);
+void ws_outq_free(struct ws_outq *q);
+
+/* Where the next whole data frame (or the close frame) goes: the output itself when nothing
+ * waits and it is under the level, else the queue. */
+struct evbuffer *ws_outq_data(struct ws_outq *q);
+/* Where a control frame (ping, pong) goes: the output, ahead of the queue. */
+struct evbuffer *ws_outq_control(struct ws_outq *q);
+/* Moves whole frames from the queue while the output is under the level; call from the
+ * bufferevent's write callback (its low watermark is WS_OUTQ_LEVEL). */
+void ws_outq_pump(struct ws_outq *q);
+/* Bytes not yet taken: output and queue. */
+size_t ws_outq_len(const struct ws_outq *q);
+
+/* A ping was just appended to ws_outq_control(q). */
+void ws_outq_ping_queued(struct ws_outq *q, uint64_t now_ms);
+/* The peer answered: no ping outstanding. */
+void ws_outq_pong(struct ws_outq *q);
+/* Bytes came from the peer: it moved. */
+void ws_outq_rx(struct ws_outq *q, uint64_t now_ms);
+/* 1 while a ping is queued or written and not yet answered. */
+int ws_outq_ping_outstanding(const struct ws_outq *q);
+/* 1 when a ping is still waiting in the output (not all of it taken). */
+int ws_outq_ping_unwritten(const struct ws_outq *q);
+/* When the peer counts as dead if nothing moves before: UINT64_MAX when no ping is out. */
+uint64_t ws_outq_dead_at(const struct ws_outq *q, uint64_t pong_timeout_ms);
+
+#endif
