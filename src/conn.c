@@ -595,6 +595,9 @@ conn_on_event(struct conn *c, const struct ws_event *ev)
 		}
 		return conn_on_data(c, ev);
 	case WS_EV_PING:
+		/* A client's own ping is its keepalive: it counts for idle_timeout, a pong (only
+		 * an answer to ours) does not. */
+		c->last_msg_ms = conn_now_ms();
 		if (c->state == CONN_OPEN)
 			conn_queue_frame(c, WS_OP_PONG, ev->data, ev->len);
 		return 0;

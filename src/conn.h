@@ -51,7 +51,7 @@ struct conn {
 	size_t hs_scanned;                /* handshake bytes already searched for the blank line */
 	struct event timer;               /* one timer, its meaning set by the state */
 	struct ws_outq outq;              /* data frames waiting behind control frames; progress */
-	uint64_t last_msg_ms;             /* last whole message from the client (idle_timeout) */
+	uint64_t last_msg_ms;             /* last whole message or ping from the client (idle_timeout) */
 	uint64_t next_ping_ms;
 	uint64_t drain_at_ms;             /* shutting down: send close 1001 at this time (0: not set) */
 	struct conn_pending *pending;     /* handshake data kept while a target decides (TARGET_PENDING) */

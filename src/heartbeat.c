@@ -75,11 +75,11 @@ heartbeat_fire(struct conn *c)
 		return;
 	}
 	if (cfg->ping_interval_ms > 0 && now >= c->next_ping_ms) {
-		/* The payload carries the send time, so a pong tells its round trip. A ping still
-		 * waiting in the output is not doubled. */
+		/* The payload carries the send time, so a pong tells its round trip. One ping at
+		 * a time: our own pings being written must not count as the peer's progress. */
 		for (int i = 0; i < 8; i++)
 			payload[i] = (uint8_t)(now >> (56 - 8 * i));
-		if (!ws_outq_ping_unwritten(&c->outq) &&
+		if (!ws_outq_ping_outstanding(&c->outq) &&
 		    conn_send(c, WS_OP_PING, payload, sizeof(payload)) == 0)
 			ws_outq_ping_queued(&c->outq, now);
 		if (cfg->app_message != NULL)

@@ -781,8 +781,8 @@ upstream_conn_heartbeat(struct upstream_conn *u)
 	if (now >= u->next_ping_ms) {
 		for (int i = 0; i < 8; i++)
 			payload[i] = (uint8_t)(now >> (56 - 8 * i));
-		/* A ping still waiting in the output is not doubled. */
-		if (!ws_outq_ping_unwritten(&u->outq)) {
+		/* One ping at a time: ours being written is not the backend's progress. */
+		if (!ws_outq_ping_outstanding(&u->outq)) {
 			upstream_conn_queue_frame(u, 1, WS_OP_PING, payload, sizeof(payload));
 			ws_outq_ping_queued(&u->outq, now);
 		}

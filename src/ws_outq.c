@@ -150,12 +150,6 @@ ws_outq_ping_outstanding(const struct ws_outq *q)
 	return q->ping_queued_ms != 0;
 }
 
-int
-ws_outq_ping_unwritten(const struct ws_outq *q)
-{
-	return q->ping_end != 0;
-}
-
 uint64_t
 ws_outq_dead_at(const struct ws_outq *q, uint64_t pong_timeout_ms)
 {

@@ -62,8 +62,6 @@ void ws_outq_pong(struct ws_outq *q);
 void ws_outq_rx(struct ws_outq *q, uint64_t now_ms);
 /* 1 while a ping is queued or written and not yet answered. */
 int ws_outq_ping_outstanding(const struct ws_outq *q);
-/* 1 when a ping is still waiting in the output (not all of it taken). */
-int ws_outq_ping_unwritten(const struct ws_outq *q);
 /* When the peer counts as dead if nothing moves before: UINT64_MAX when no ping is out. */
 uint64_t ws_outq_dead_at(const struct ws_outq *q, uint64_t pong_timeout_ms);
 
