@@ -46,6 +46,9 @@ worker_reap(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Scratch kept between messages; more is freed by the sampler. */
+#define WORKER_SCRATCH_KEEP (64 * 1024)
+
 /* Gauges that only a walk of the connections gives, refreshed where the connections live. */
 static void
 worker_sample(evutil_socket_t fd, short what, void *arg)
@@ -59,6 +62,13 @@ worker_sample(evutil_socket_t fd, short what, void *arg)
 	LIST_FOREACH(c, &w->conns, entry)
 		queued += conn_output_len(c);
 	METRIC_SET(w->stats.queued, queued);
+	/* The scratch buffer grows to the largest message ever built in it: a large one is given
+	 * back here, between loop turns, where no caller holds it. */
+	if (w->scratch_cap > WORKER_SCRATCH_KEEP) {
+		free(w->scratch);
+		w->scratch = NULL;
+		w->scratch_cap = 0;
+	}
 }
 
 static void

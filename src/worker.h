@@ -97,7 +97,8 @@ void worker_conn_dead(struct worker *w, struct conn *c);
 uint64_t worker_next_conn_id(struct worker *w);
 /* The current snapshot, with a reference for the caller (config_release gives it back). */
 const struct config *worker_config_hold(struct worker *w);
-/* A buffer of at least n bytes, valid until the next call on this worker; NULL on ENOMEM. */
+/* A buffer of at least n bytes, valid until the next call on this worker and only within the
+ * current loop turn (a large one is freed between turns); NULL on ENOMEM. */
 char *worker_scratch(struct worker *w, size_t n);
 
 #endif

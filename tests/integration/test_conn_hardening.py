@@ -17,7 +17,7 @@ import pytest
 
 from wsharness import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, NodeWsBackend,
                        RawBackend, WSClient, build_frame, parse_frame, proxy_route, raw_upgrade,
-                       read_http_response, upgrade_request, wait_until, ws_accept)
+                       read_http_response, upgrade_request, vm_rss_kib, wait_until, ws_accept)
 
 HANDSHAKE_S = 1.0
 # The backend answers this long after the client's 408: the attempt would still be pending.
@@ -134,7 +134,8 @@ class SlowReader:
     bytes (and the pongs the reader asks for, between whole frames), while the caller's thread
     reads at about `rate` bytes/s and answers every ping as soon as it reads it."""
 
-    def __init__(self, sock, count, size, rate):
+    def __init__(self, sock, count, size, rate, send=True):
+        self.send = send  # False: the messages come from elsewhere (a publisher)
         self.sock = sock
         self.count = count
         self.size = size
@@ -148,7 +149,7 @@ class SlowReader:
         payload = bytes(range(256)) * (self.size // 256)
         frame = build_frame(OP_BINARY, payload)
         try:
-            for _ in range(self.count):
+            for _ in range(self.count if self.send else 0):
                 self._send_pongs()
                 self.sock.sendall(frame)
             self.sent_all.set()
@@ -239,6 +240,30 @@ def test_slow_reading_live_client_kept_on_proxy(gateway_factory):
         # reading this client: the ping waits only behind the client's output (1 MiB and the
         # kernel's buffers). 1 MB/s makes that wait longer than pong_timeout.
         _slow_reader_kept(g, "/app", rate=1000 * 1000)
+
+
+def test_slow_reading_live_client_kept_on_pubsub(gateway_factory):
+    routes = {"/pub": {"type": "pubsub", "subscribe": "sink", "publish": "flood"},
+              "/sub": {"type": "pubsub", "subscribe": "flood", "max_queue": "64MiB"}}
+    g = gateway_factory(heartbeat=SLOW_HEARTBEAT, routes=routes)
+    with WSClient(g.port, path="/sub", timeout=10) as sub, \
+            WSClient(g.port, path="/pub", timeout=30) as pub:
+        r = SlowReader(sub.sock, COUNT, SIZE, 1000 * 1000, send=False)
+        frame = build_frame(OP_BINARY, bytes(range(256)) * (SIZE // 256))
+
+        def publish():
+            try:
+                for _ in range(COUNT):
+                    pub.sock.sendall(frame)
+            except OSError:
+                pass
+
+        threading.Thread(target=publish, daemon=True).start()
+        echoes, pings, eof = r.run(timeout=40)
+        assert not eof, f"a live slow subscriber was dropped after {echoes}:\n{g.stderr()}"
+        assert echoes == COUNT
+        assert pings >= 2
+    # (The publisher, which answers no ping, may be dropped once it has sent everything.)
 
 
 def test_slow_reading_live_backend_kept(gateway_factory):
@@ -377,3 +402,46 @@ def test_messages_keep_idle_client_open(gateway_factory):
             assert c.recv_message() == (OP_TEXT, b"m%d" % i)
             time.sleep(0.3)
         assert c.is_open(0.05)
+
+
+# ---- every buffer a peer can grow has a limit: the backend side too
+
+
+def test_pinging_backend_that_never_reads_is_bounded(gateway_factory):
+    # A backend that sends pings without pause and never reads: the gateway's pongs back up,
+    # so it must stop reading that backend instead of queueing pongs without bound.
+    stop = threading.Event()
+    sent = {"bytes": 0}
+
+    def serve(s):
+        raw_upgrade(s)
+        batch = build_frame(OP_PING, b"p" * 125, mask=False) * 512
+        s.settimeout(0.5)
+        while not stop.is_set():
+            try:
+                s.sendall(batch)
+                sent["bytes"] += len(batch)
+            except socket.timeout:
+                continue  # the gateway stopped reading us: as it should
+            except OSError:
+                return
+
+    b = RawBackend(serve).start()
+    try:
+        g = gateway_factory(routes={"/app": proxy_route(b.url("/x"))})
+        with WSClient(g.port, path="/app") as c:
+            time.sleep(0.3)
+            base = vm_rss_kib(g.proc.pid)
+            peak = base
+            t_end = time.monotonic() + 10
+            while time.monotonic() < t_end:
+                peak = max(peak, vm_rss_kib(g.proc.pid))
+                c.pump(0.1)
+            grown = peak - base
+            assert grown < 32 * 1024, f"VmRSS grew by {grown} KiB while a backend sent pings"
+            assert sent["bytes"] > 0
+            stop.set()
+        assert g.running()
+    finally:
+        stop.set()
+        b.stop()
