@@ -30,7 +30,7 @@ heartbeat_schedule(struct conn *c, uint64_t now)
 
 	if (cfg->ping_interval_ms > 0)
 		due = hb_min(due, c->next_ping_ms);
-	due = hb_min(due, ws_outq_dead_at(&c->outq, cfg->pong_timeout_ms));
+	due = hb_min(due, ws_outq_next_look(&c->outq, now, cfg->pong_timeout_ms));
 	if (cfg->idle_timeout_ms > 0)
 		due = hb_min(due, c->last_msg_ms + cfg->idle_timeout_ms);
 	if (c->drain_at_ms != 0)
@@ -68,7 +68,7 @@ heartbeat_fire(struct conn *c)
 		conn_send_close(c, WS_CLOSE_GOING_AWAY, "idle timeout");
 		return;
 	}
-	if (now >= ws_outq_dead_at(&c->outq, cfg->pong_timeout_ms)) {
+	if (now >= ws_outq_dead_at(&c->outq, now, cfg->pong_timeout_ms)) {
 		/* The peer is not reading or not there: a close frame would not be answered. */
 		METRIC_ADD(c->w->stats.pong_timeouts, 1);
 		conn_close(c, "no pong within pong_timeout");

@@ -772,7 +772,8 @@ upstream_conn_heartbeat(struct upstream_conn *u)
 	uint8_t payload[8];
 
 	/* Dead only when a ping is out and nothing moved for pong_timeout (ws_outq.h). */
-	if (cfg->pong_timeout_ms > 0 && now >= ws_outq_dead_at(&u->outq, cfg->pong_timeout_ms)) {
+	if (cfg->pong_timeout_ms > 0 &&
+	    now >= ws_outq_dead_at(&u->outq, now, cfg->pong_timeout_ms)) {
 		upstream_conn_log(u, LOG_LVL_INFO, "no pong within pong_timeout");
 		upstream_conn_gone(u, WS_CLOSE_ABNORMAL, "no pong from the backend", 24);
 		upstream_conn_close(u, "no pong from the backend");
@@ -789,8 +790,8 @@ upstream_conn_heartbeat(struct upstream_conn *u)
 		u->next_ping_ms = now + cfg->ping_interval_ms;
 	}
 	due = u->next_ping_ms;
-	if (cfg->pong_timeout_ms > 0 && ws_outq_dead_at(&u->outq, cfg->pong_timeout_ms) < due)
-		due = ws_outq_dead_at(&u->outq, cfg->pong_timeout_ms);
+	if (cfg->pong_timeout_ms > 0 && ws_outq_next_look(&u->outq, now, cfg->pong_timeout_ms) < due)
+		due = ws_outq_next_look(&u->outq, now, cfg->pong_timeout_ms);
 	upstream_conn_timer_arm(u, due > now ? due - now : 0);
 }
 

@@ -11,7 +11,9 @@
 #include "conn.h"
 #include "ws_frame.h"
 
-/* The output's bytes were taken by the transport: progress, and maybe the ping is out. */
+/* The output's bytes were taken by the transport. This runs on every change of the output, so
+ * it only counts: the time of that progress is read when the heartbeat looks (ws_outq_seen),
+ * except for the ping's own write, which starts its deadline. */
 static void
 ws_outq_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
@@ -21,10 +23,21 @@ ws_outq_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *
 	if (info->n_deleted == 0)
 		return;
 	q->taken += info->n_deleted;
-	q->progress_ms = conn_now_ms();
 	if (q->ping_end != 0 && q->taken >= q->ping_end) {
 		q->ping_end = 0;
-		q->ping_written_ms = q->progress_ms;
+		q->ping_written_ms = q->progress_ms = conn_now_ms();
+		q->taken_seen = q->taken;
+	}
+}
+
+/* Output taken since the last look counts as progress now: while a ping is out the heartbeat
+ * looks every quarter of pong_timeout (ws_outq_next_look), so that is how late it can be. */
+static void
+ws_outq_seen(struct ws_outq *q, uint64_t now_ms)
+{
+	if (q->taken != q->taken_seen) {
+		q->taken_seen = q->taken;
+		q->progress_ms = now_ms;
 	}
 }
 
@@ -151,12 +164,24 @@ ws_outq_ping_outstanding(const struct ws_outq *q)
 }
 
 uint64_t
-ws_outq_dead_at(const struct ws_outq *q, uint64_t pong_timeout_ms)
+ws_outq_dead_at(struct ws_outq *q, uint64_t now_ms, uint64_t pong_timeout_ms)
 {
 	uint64_t since;
 
+	ws_outq_seen(q, now_ms);
 	if (q->ping_queued_ms == 0)
 		return UINT64_MAX;
 	since = q->progress_ms > q->ping_queued_ms ? q->progress_ms : q->ping_queued_ms;
 	return since + pong_timeout_ms;
+}
+
+uint64_t
+ws_outq_next_look(struct ws_outq *q, uint64_t now_ms, uint64_t pong_timeout_ms)
+{
+	uint64_t dead = ws_outq_dead_at(q, now_ms, pong_timeout_ms);
+	uint64_t step = pong_timeout_ms / 4 > 0 ? pong_timeout_ms / 4 : 1;
+
+	if (dead == UINT64_MAX)
+		return dead;
+	return dead < now_ms + step ? dead : now_ms + step;
 }

@@ -29,6 +29,7 @@ struct ws_outq {
 	struct evbuffer_cb_entry *cbe;    /* our progress callback on bev's output */
 	struct evbuffer *pend;            /* whole data frames not yet in the output; made on first use */
 	uint64_t taken;                   /* bytes of the output taken by the transport, ever */
+	uint64_t taken_seen;              /* `taken` when progress_ms was last brought up to date */
 	uint64_t ping_end;                /* `taken` once the outstanding ping is written; 0: written or none */
 	uint64_t ping_queued_ms;          /* the outstanding ping was queued then; 0: none outstanding */
 	uint64_t ping_written_ms;         /* its last byte was taken then; 0: not yet */
@@ -62,7 +63,11 @@ void ws_outq_pong(struct ws_outq *q);
 void ws_outq_rx(struct ws_outq *q, uint64_t now_ms);
 /* 1 while a ping is queued or written and not yet answered. */
 int ws_outq_ping_outstanding(const struct ws_outq *q);
-/* When the peer counts as dead if nothing moves before: UINT64_MAX when no ping is out. */
-uint64_t ws_outq_dead_at(const struct ws_outq *q, uint64_t pong_timeout_ms);
+/* When the peer counts as dead if nothing moves before (output taken since the last call counts
+ * as moved at now_ms): UINT64_MAX when no ping is out. */
+uint64_t ws_outq_dead_at(struct ws_outq *q, uint64_t now_ms, uint64_t pong_timeout_ms);
+/* When the heartbeat should look next for the peer's liveness: the dead line, or sooner (a
+ * quarter of pong_timeout) while a ping is out, to date progress closely; UINT64_MAX: none. */
+uint64_t ws_outq_next_look(struct ws_outq *q, uint64_t now_ms, uint64_t pong_timeout_ms);
 
 #endif
