@@ -1,5 +1,6 @@
 /* ws_outq.h - the sending side of one WebSocket endpoint, shared by the client side (conn.c) and
- * the backend side (upstream_conn.c): control frames ahead of queued data, and liveness by progress.
+ * the backend side (upstream_conn.c): control frames ahead of queued data, and liveness by
+ * progress.
  *
  * Data frames wait in a queue of their own and move into the bufferevent's output a whole frame
  * at a time, only while that output holds less than WS_OUTQ_LEVEL bytes. Everything in the
@@ -25,15 +26,15 @@ struct evbuffer;
 struct evbuffer_cb_entry;
 
 struct ws_outq {
-	struct bufferevent *bev;          /* whose output we feed; NULL when none (yet) */
-	struct evbuffer_cb_entry *cbe;    /* our progress callback on bev's output */
-	struct evbuffer *pend;            /* whole data frames not yet in the output; made on first use */
-	uint64_t taken;                   /* bytes of the output taken by the transport, ever */
-	uint64_t taken_seen;              /* `taken` when progress_ms was last brought up to date */
-	uint64_t ping_end;                /* `taken` once the outstanding ping is written; 0: written or none */
-	uint64_t ping_queued_ms;          /* the outstanding ping was queued then; 0: none outstanding */
-	uint64_t ping_written_ms;         /* its last byte was taken then; 0: not yet */
-	uint64_t progress_ms;             /* last byte taken from our output or read from the peer */
+	struct bufferevent *bev;       /* whose output we feed; NULL when none (yet) */
+	struct evbuffer_cb_entry *cbe; /* our progress callback on bev's output */
+	struct evbuffer *pend; /* whole data frames not yet in the output; made on first use */
+	uint64_t taken;        /* bytes of the output taken by the transport, ever */
+	uint64_t taken_seen;   /* `taken` when progress_ms was last brought up to date */
+	uint64_t ping_end; /* `taken` once the outstanding ping is written; 0: written or none */
+	uint64_t ping_queued_ms;  /* the outstanding ping was queued then; 0: none outstanding */
+	uint64_t ping_written_ms; /* its last byte was taken then; 0: not yet */
+	uint64_t progress_ms;     /* last byte taken from our output or read from the peer */
 };
 
 /* Starts feeding bev (a first one, or the next address's after a failed connect): registers

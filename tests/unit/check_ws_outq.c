@@ -1,0 +1,183 @@
+/* check_ws_outq.c - unit tests for ws_outq.c: data frames go straight to the output under the
+ * level and queue past it; a control frame lands on a frame boundary ahead of the queue; the
+ * pump moves whole frames only; bytes taken from the output are progress; a ping counts as sent
+ * once its last byte is taken; the dead line moves with progress. */
+#include <check.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "ws_frame.h"
+#include "ws_outq.h"
+
+static struct event_base *base;
+static struct bufferevent *bev;
+static struct ws_outq q;
+
+static void
+setup(void)
+{
+	base = event_base_new();
+	ck_assert_ptr_nonnull(base);
+	bev = bufferevent_socket_new(base, -1, 0);
+	ck_assert_ptr_nonnull(bev);
+	/* Without a socket libevent keeps the output's start frozen; these tests drain it by
+	 * hand, as the transport would. */
+	evbuffer_unfreeze(bufferevent_get_output(bev), 1);
+	memset(&q, 0, sizeof(q));
+	ck_assert_int_eq(ws_outq_attach(&q, bev, 1000), 0);
+}
+
+static void
+teardown(void)
+{
+	ws_outq_free(&q);
+	bufferevent_free(bev);
+	event_base_free(base);
+}
+
+/* Appends one unmasked frame with a payload of n bytes of `fill`. */
+static void
+add_frame(struct evbuffer *to, unsigned opcode, size_t n, uint8_t fill)
+{
+	uint8_t hdr[WS_FRAME_HDR_MAX];
+	uint8_t *p = malloc(n ? n : 1);
+	size_t hlen = ws_frame_encode(hdr, 1, 0, opcode, n, NULL);
+
+	memset(p, fill, n);
+	evbuffer_add(to, hdr, hlen);
+	evbuffer_add(to, p, n);
+	free(p);
+}
+
+/* Splits the output into frames: their opcodes in order; fails on a cut frame. */
+static size_t
+output_opcodes(unsigned *ops, size_t max)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+	size_t len = evbuffer_get_length(out), off = 0, n = 0;
+	const uint8_t *p = evbuffer_pullup(out, -1);
+	struct ws_frame_hdr h;
+
+	while (off < len && n < max) {
+		ck_assert_int_eq(ws_frame_decode(p + off, len - off, 0, 0, &h), WS_FRAME_OK);
+		ck_assert_uint_le(off + h.hdr_len + h.len, len);
+		ops[n++] = h.opcode;
+		off += h.hdr_len + (size_t)h.len;
+	}
+	ck_assert_uint_eq(off, len);
+	return n;
+}
+
+START_TEST(data_under_level_goes_straight_out)
+{
+	add_frame(ws_outq_data(&q), WS_OP_TEXT, 100, 'a');
+	ck_assert_uint_eq(evbuffer_get_length(bufferevent_get_output(bev)), 102);
+	ck_assert_uint_eq(ws_outq_len(&q), 102);
+}
+END_TEST
+
+START_TEST(control_overtakes_queued_data_on_a_boundary)
+{
+	unsigned ops[16];
+	size_t n;
+
+	/* Three 40 KiB frames: the first two fill the output past the level, the third waits. */
+	for (int i = 0; i < 3; i++)
+		add_frame(ws_outq_data(&q), WS_OP_BINARY, 40 * 1024, (uint8_t)i);
+	ck_assert_uint_lt(evbuffer_get_length(bufferevent_get_output(bev)), ws_outq_len(&q));
+	add_frame(ws_outq_control(&q), WS_OP_PING, 8, 'p');
+	n = output_opcodes(ops, 16);
+	ck_assert_uint_eq(n, 3);
+	ck_assert_uint_eq(ops[0], WS_OP_BINARY);
+	ck_assert_uint_eq(ops[1], WS_OP_BINARY);
+	ck_assert_uint_eq(ops[2], WS_OP_PING);
+	/* The kernel takes everything; the pump brings the queued frame, whole. */
+	evbuffer_drain(bufferevent_get_output(bev),
+	               evbuffer_get_length(bufferevent_get_output(bev)));
+	ws_outq_pump(&q);
+	n = output_opcodes(ops, 16);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(ops[0], WS_OP_BINARY);
+	ck_assert_uint_eq(ws_outq_len(&q), evbuffer_get_length(bufferevent_get_output(bev)));
+}
+END_TEST
+
+START_TEST(pump_moves_whole_frames_only)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+	unsigned ops[64];
+
+	for (int i = 0; i < 40; i++)
+		add_frame(ws_outq_data(&q), WS_OP_BINARY, 5000 + (size_t)i * 7, (uint8_t)i);
+	for (int round = 0; round < 100 && ws_outq_len(&q) > 0; round++) {
+		output_opcodes(ops, 64); /* asserts no frame is cut */
+		/* The transport takes an arbitrary amount; the rest of a frame stays in front. */
+		evbuffer_drain(out, evbuffer_get_length(out));
+		ws_outq_pump(&q);
+	}
+	ck_assert_uint_eq(ws_outq_len(&q), 0);
+}
+END_TEST
+
+START_TEST(ping_sent_when_taken_and_dead_line_moves)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+
+	ck_assert_uint_eq(ws_outq_dead_at(&q, 1000, 3000), UINT64_MAX);
+	add_frame(ws_outq_data(&q), WS_OP_BINARY, 1000, 'd');
+	add_frame(ws_outq_control(&q), WS_OP_PING, 8, 'p');
+	ws_outq_ping_queued(&q, 2000);
+	ck_assert(ws_outq_ping_outstanding(&q));
+	ck_assert_uint_eq(q.ping_written_ms, 0);
+	/* Nothing taken: dead pong_timeout after the ping was queued. */
+	ck_assert_uint_eq(ws_outq_dead_at(&q, 2500, 3000), 5000);
+	/* Part of the data taken: not the ping yet, but progress. */
+	evbuffer_drain(out, 500);
+	ck_assert_uint_eq(q.ping_written_ms, 0);
+	ck_assert_uint_eq(ws_outq_dead_at(&q, 4000, 3000), 7000);
+	/* The rest, the ping included: it is out now. */
+	evbuffer_drain(out, evbuffer_get_length(out));
+	ck_assert_uint_ne(q.ping_written_ms, 0);
+	ws_outq_pong(&q);
+	ck_assert(!ws_outq_ping_outstanding(&q));
+	ck_assert_uint_eq(ws_outq_dead_at(&q, 9000, 3000), UINT64_MAX);
+}
+END_TEST
+
+START_TEST(peer_bytes_are_progress)
+{
+	add_frame(ws_outq_control(&q), WS_OP_PING, 8, 'p');
+	ws_outq_ping_queued(&q, 2000);
+	ws_outq_rx(&q, 4500);
+	ck_assert_uint_eq(ws_outq_dead_at(&q, 4500, 3000), 7500);
+	/* The heartbeat looks at least every quarter of pong_timeout while a ping is out. */
+	ck_assert_uint_eq(ws_outq_next_look(&q, 4500, 3000), 4500 + 750);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("ws_outq");
+	TCase *tc = tcase_create("core");
+	SRunner *sr;
+	int failed;
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, data_under_level_goes_straight_out);
+	tcase_add_test(tc, control_overtakes_queued_data_on_a_boundary);
+	tcase_add_test(tc, pump_moves_whole_frames_only);
+	tcase_add_test(tc, ping_sent_when_taken_and_dead_line_moves);
+	tcase_add_test(tc, peer_bytes_are_progress);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_ENV);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
