@@ -90,9 +90,9 @@ const struct config_key config_keys[] = {
 	{ CFG_SEC_HEARTBEAT, "ping_interval", CFG_T_DURATION, G(ping_interval_ms), 0, "25s",
 	    0, DAY_MS, RLD, NULL, "send a ping after this much silence; 0 = off" },
 	{ CFG_SEC_HEARTBEAT, "pong_timeout", CFG_T_DURATION, G(pong_timeout_ms), 0, "10s",
-	    0, DAY_MS, RLD, NULL, "close when a ping is not answered within this time" },
+	    0, DAY_MS, RLD, NULL, "close when a ping is unanswered and nothing moved (no byte read, none of ours taken) for this long" },
 	{ CFG_SEC_HEARTBEAT, "idle_timeout", CFG_T_DURATION, G(idle_timeout_ms), 0, "0",
-	    0, 7 * DAY_MS, RLD, NULL, "close after this long with nothing received; 0 = off" },
+	    0, 7 * DAY_MS, RLD, NULL, "close after this long with no message (nor ping) received; 0 = off" },
 	{ CFG_SEC_HEARTBEAT, "app_message", CFG_T_STRING, G(app_message), 0, NULL,
 	    0, 0, RLD, NULL, "text frame also sent at each ping (UTF-8, e.g. JSON); empty = none" },
 
