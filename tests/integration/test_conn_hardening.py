@@ -16,8 +16,9 @@ import time
 import pytest
 
 from wsharness import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, NodeWsBackend,
-                       RawBackend, WSClient, build_frame, parse_frame, proxy_route, raw_upgrade,
-                       read_http_response, upgrade_request, vm_rss_kib, wait_until, ws_accept)
+                       RawBackend, WSClient, build_frame, free_port, http_request, parse_frame,
+                       proxy_route, raw_upgrade, read_http_response, upgrade_request,
+                       vm_rss_kib, wait_until, ws_accept)
 
 HANDSHAKE_S = 1.0
 # The backend answers this long after the client's 408: the attempt would still be pending.
@@ -87,9 +88,11 @@ def test_handshake_timer_while_backend_attempt_pending(gateway_factory, outcome)
         time.sleep(1.0)
 
     b = RawBackend(serve).start()
+    admin = free_port()
     try:
         g = gateway_factory(
-            gateway={"handshake_timeout": "1s", "close_timeout": "5s"},
+            gateway={"handshake_timeout": "1s", "close_timeout": "5s",
+                     "admin_listen": f"127.0.0.1:{admin}"},
             routes={"/app": proxy_route(b.url("/x"), connect_timeout="2s", retries="0")})
         with socket.create_connection(("127.0.0.1", g.port), timeout=5) as c:
             t0 = time.monotonic()
@@ -122,6 +125,10 @@ def test_handshake_timer_while_backend_attempt_pending(gateway_factory, outcome)
         assert seen["eof_at"] is not None, "the pending backend attempt was not cancelled"
         assert seen["eof_at"] - t408 < 0.5
         assert "illegal transition" not in g.stderr()
+        # Nothing was an internal error: the two answers never met.
+        resp = http_request(admin, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert resp.status == 200
+        assert "\nwsgate_internal_errors_total 0\n" in resp.body.decode(), resp.body[:200]
     finally:
         b.stop()
 
