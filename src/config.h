@@ -113,6 +113,8 @@ struct config {
 	uint64_t workers;                /* event-loop threads; 0 = auto (number of cores) */
 	struct config_listen *admin_listens; /* /healthz /readyz /metrics /status; none when absent */
 	size_t nadmin_listens;
+	uint64_t admin_timeout_ms;       /* a whole admin request, from accept to last byte out */
+	uint64_t admin_max_connections;  /* admin connections open at once; beyond, 503 and close */
 	uint64_t drain_window_ms;        /* SIGTERM: client closes spread over this window */
 	/* [heartbeat] */
 	uint64_t ping_interval_ms;      /* 0 = off */

@@ -84,6 +84,10 @@ const struct config_key config_keys[] = {
 	{ CFG_SEC_GATEWAY, "admin_listen", CFG_T_ADMIN_LISTEN, G(admin_listens),
 	    GN(nadmin_listens), NULL, 0, 0, REP, NULL,
 	    "plain HTTP address of /healthz /readyz /metrics /status; absent = none" },
+	{ CFG_SEC_GATEWAY, "admin_timeout", CFG_T_DURATION, G(admin_timeout_ms), 0, "10s",
+	    1, HOUR_MS, RLD, NULL, "time a whole admin request may take, accept to last byte" },
+	{ CFG_SEC_GATEWAY, "admin_max_connections", CFG_T_UINT, G(admin_max_connections), 0,
+	    "64", 1, 100000, RLD, NULL, "admin connections open at once; beyond, 503 and close" },
 	{ CFG_SEC_GATEWAY, "drain_window", CFG_T_DURATION, G(drain_window_ms), 0, "10s",
 	    0, HOUR_MS, RLD, NULL, "on SIGTERM, client closes are spread over this window" },
 
