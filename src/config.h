@@ -157,6 +157,10 @@ void config_free(struct config *cfg);
 const struct config *config_hold(const struct config *cfg);
 void config_release(const struct config *cfg);
 void config_errors_free(struct config_errors *errs);
+/* Appends one formatted message (loaders of certificates and keys report through this too);
+ * silently drops it when out of memory. errs may be NULL. */
+void config_errors_add(struct config_errors *errs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Value parsers shared with the key table; 0 on success, -1 on a bad value. */
 int config_parse_duration_ms(const char *s, uint64_t *out); /* "10s", "200ms", "1m", "2h", bare = s */

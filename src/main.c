@@ -69,6 +69,14 @@ main(int argc, char **argv)
 		return 1;
 	}
 	config_errors_free(&errs);
+	/* -t loads what a start would: certificates, keys, CA bundles (FILE:LINE each). */
+	if (test && reload_check_files(cfg, &errs) < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.msgs[i]);
+		config_errors_free(&errs);
+		config_free(cfg);
+		return 1;
+	}
 	if (test) {
 		printf("%s: configuration OK (%zu route(s))\n", path, cfg->nroutes);
 		config_free(cfg);
