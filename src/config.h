@@ -68,6 +68,8 @@ struct config_route {
 	char *ca_file;           /* CA bundle for wss:// backends (verification always on) */
 	uint64_t health_check_ms;  /* active check period; 0 = passive only */
 	uint64_t fail_timeout_ms;  /* how long a failed backend stays marked down */
+	uint64_t max_fails;        /* consecutive failures before it is marked down; 0 = never */
+	int fail_on_5xx;           /* a 5xx answer to the upgrade counts as a failure (and retries) */
 	int line;                /* line of the [route ...] section header */
 };
 

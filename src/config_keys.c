@@ -175,6 +175,10 @@ const struct config_key config_keys[] = {
 	    0, HOUR_MS, RLD | PRX, NULL, "active check period of each backend; 0 = passive only" },
 	{ CFG_SEC_ROUTE, "fail_timeout", CFG_T_DURATION, R(fail_timeout_ms), 0, "10s",
 	    1, HOUR_MS, RLD | PRX, NULL, "how long a failed backend is left out" },
+	{ CFG_SEC_ROUTE, "max_fails", CFG_T_UINT, R(max_fails), 0, "3",
+	    0, 1000, RLD | PRX, NULL, "consecutive failures that mark a backend down; 0 = never" },
+	{ CFG_SEC_ROUTE, "fail_on_5xx", CFG_T_BOOL, R(fail_on_5xx), 0, "no",
+	    0, 0, RLD | PRX, NULL, "a 5xx answer to the upgrade counts as a backend failure" },
 };
 
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);

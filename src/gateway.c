@@ -14,6 +14,7 @@
 #include <openssl/rand.h>
 
 #include "conn.h"
+#include "hash.h"
 
 #include "broker.h"
 #include "config.h"
@@ -237,6 +238,7 @@ gateway_security_init(struct gateway *gw)
 		log_warnx("RAND_bytes failed");
 		return -1;
 	}
+	hash_init(); /* the SipHash key, before any peer can ask for a hash */
 	if ((gw->limits = limit_new(0, seed)) == NULL) {
 		log_warnx("cannot allocate the per-IP limits table");
 		return -1;

@@ -1278,6 +1278,9 @@ static const struct good_row {
 	{ CFG_SEC_ROUTE, PX, "ca_file", "/dev/null", 0 },
 	{ CFG_SEC_ROUTE, PX, "health_check", "10", 10000 },
 	{ CFG_SEC_ROUTE, PX, "fail_timeout", "1h", 3600000 },
+	{ CFG_SEC_ROUTE, PX, "max_fails", "0", 0 },
+	{ CFG_SEC_ROUTE, PX, "max_fails", "5", 5 },
+	{ CFG_SEC_ROUTE, PX, "fail_on_5xx", "yes", 1 },
 };
 
 START_TEST(test_good_rows)
@@ -1454,6 +1457,8 @@ static const struct bad_row {
 	{ CFG_SEC_ROUTE, PX, "ca_file", "\xff", "must be valid UTF-8" },
 	{ CFG_SEC_ROUTE, PX, "health_check", "1x", "expected a duration such as 200ms, 10s, 1m" },
 	{ CFG_SEC_ROUTE, PX, "fail_timeout", "0", "must be between 1ms and 1h" },
+	{ CFG_SEC_ROUTE, PX, "max_fails", "1001", "must be at most 1000" },
+	{ CFG_SEC_ROUTE, PX, "fail_on_5xx", "maybe", "expected yes or no" },
 	/* secrets are never echoed */
 	{ CFG_SEC_ROUTE, "type = echo\nauth = jwt\njwt_public_key = /dev/null", "jwt_secret",
 	    "\xff", "must be valid UTF-8" },
