@@ -3,6 +3,7 @@
  * graceful shutdown completes or times out. */
 #include "gateway.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -369,6 +370,33 @@ gateway_run(struct gateway *gw)
 	return status;
 }
 
+/* The loops are gone: no signal means anything any more, and none may kill the process on its
+ * way out (freeing a libevent signal event puts back the default action, which for SIGHUP,
+ * SIGTERM and SIGINT is to terminate: a reload or a second stop request sent while we free
+ * made the exit status a signal). Blocked first, so none lands between the restore and
+ * SIG_IGN; workers are joined, so the main thread is the only one left to deliver to. */
+static void
+gateway_signals_off(struct gateway *gw)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	(void)pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (gw->sig_term)
+		event_free(gw->sig_term);
+	if (gw->sig_int)
+		event_free(gw->sig_int);
+	if (gw->sig_hup)
+		event_free(gw->sig_hup);
+	gw->sig_term = gw->sig_int = gw->sig_hup = NULL;
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+}
+
 void
 gateway_free(struct gateway *gw)
 {
@@ -401,12 +429,7 @@ gateway_free(struct gateway *gw)
 	gw->sec = NULL;
 	limit_free(gw->limits);
 	gw->limits = NULL;
-	if (gw->sig_term)
-		event_free(gw->sig_term);
-	if (gw->sig_int)
-		event_free(gw->sig_int);
-	if (gw->sig_hup)
-		event_free(gw->sig_hup);
+	gateway_signals_off(gw);
 	if (gw->shutdown_timer)
 		event_free(gw->shutdown_timer);
 	mailbox_free(gw->mbox);

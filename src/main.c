@@ -1,5 +1,6 @@
 /* main.c - command line and wiring: parse argv, load the configuration, run the gateway. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -39,6 +40,9 @@ main(int argc, char **argv)
 	struct gateway gw;
 	int ch, test = 0, status;
 
+	/* Until the gateway's own handler is in place a reload request is dropped, not fatal (the
+	 * default action of SIGHUP is to terminate). */
+	signal(SIGHUP, SIG_IGN);
 	while ((ch = getopt_long(argc, argv, "c:tvh", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
