@@ -233,6 +233,7 @@ gateway_make_instance_id(struct gateway *gw)
 static int
 gateway_security_init(struct gateway *gw)
 {
+	struct config_errors errs = {NULL, 0};
 	uint8_t seed[16];
 
 	if (RAND_bytes(seed, sizeof(seed)) != 1) {
@@ -246,6 +247,12 @@ gateway_security_init(struct gateway *gw)
 	}
 	if ((gw->sec = security_new(gw->cfg)) == NULL)
 		return -1;
+	if (reload_check_ca_files(gw->cfg, &errs) < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			log_warnx("%s", errs.msgs[i]);
+		config_errors_free(&errs);
+		return -1;
+	}
 	return tls_server_init(&gw->tls, gw->cfg);
 }
 

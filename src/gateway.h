@@ -79,6 +79,10 @@ void gateway_reload(struct gateway *gw);
  * with each failure in errs as FILE:LINE. For wsgate -t. */
 int reload_check_files(const struct config *cfg, struct config_errors *errs)
     __attribute__((warn_unused_result));
+/* The part of it for backend CA bundles (ca_file), which nothing else loads before the first
+ * client: run at start so a broken one is fatal there as it is refused by a reload. */
+int reload_check_ca_files(const struct config *cfg, struct config_errors *errs)
+    __attribute__((warn_unused_result));
 /* A worker took the snapshot of reload gen (main loop, from the worker's report). */
 void gateway_reload_applied(struct gateway *gw, uint64_t gen);
 

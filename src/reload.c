@@ -73,7 +73,7 @@ reload_report_fixed(const struct config *old, const struct config *new)
 
 /* The CA bundle of every route with wss:// backends: a pool loads its own on first use, but a
  * file that cannot be read must fail the load that names it, not the first client. */
-static int
+int
 reload_check_ca_files(const struct config *cfg, struct config_errors *errs)
 {
 	char err[512];

@@ -176,3 +176,14 @@ def test_check_mode_loads_jwt_keys(tmp_path):
     r = check(tmp_path, text)
     assert r.returncode == 1
     assert f"t.ini:4: route /es: jwt_public_key {bad}" in r.stderr, r.stderr
+
+
+def test_check_mode_loads_backend_ca_files(tmp_path):
+    bad = str(tmp_path / "not-a-ca.pem")
+    with open(bad, "w") as f:
+        f.write("not a certificate\n")
+    text = ("[gateway]\nlisten = 127.0.0.1:18080\n\n[route /s]\ntype = proxy\n"
+            f"backend = wss://localhost:1/x\nca_file = {bad}\n")
+    r = check(tmp_path, text)
+    assert r.returncode == 1
+    assert f"t.ini:4: route /s: cannot load ca_file {bad}" in r.stderr, r.stderr
