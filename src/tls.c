@@ -529,7 +529,6 @@ tls_candidate_commit(struct tls_server *ts, struct tls_candidate *c)
 		tls_candidate_free(c);
 		return;
 	}
-	/* Contexts built without the server (a check) would not count handshake failures. */
 	pthread_mutex_lock(&ts->mu);
 	old = ts->cur;
 	/* Tickets issued before the reload still resume after it. */

@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from test_security import make_keys
+from test_security import bearer, claims, es256, make_keys
 from test_tls import Pki, peer_sha256, tls_config, tls_socket, wss_client
 from wsharness import (OP_TEXT, Gateway, WSClient, free_port, http_request, run_wsgate, upgrade_request,
                        wait_until)
@@ -110,6 +110,28 @@ def test_broken_jwt_key_keeps_everything(tgw, pki, tmp_path):
         assert f"route /jwt2: jwt_public_key {bad}" in log, log
         assert_old_config_whole(g, pki, live, old_one)
         assert status_of(g, "/jwt2") == 404
+
+
+def test_broken_jwt_key_never_read_per_handshake(tgw, tmp_path):
+    """A key that failed to load is not read again for each client (the old binary swapped in
+    the route anyway and re-read and re-logged the broken file at every handshake)."""
+    g = tgw
+    bad = str(tmp_path / "bad.pub")
+    with open(bad, "w") as f:
+        f.write("not a key\n")
+    text = g.good.replace(g.jwt_key, bad)
+    with open(g.config_path, "w", encoding="utf-8") as f:
+        f.write(text)
+    mark = len(g.stderr())
+    g.send_signal(signal.SIGHUP)
+    g.stopped_by = None
+    wait_until(lambda: "rejected" in g.stderr()[mark:] or "in force" in g.stderr()[mark:], 5,
+               what="reload done")
+    tok = es256(claims(), g.jwt_key.replace(".pub", ".key"))
+    for _ in range(5):
+        resp = http_request(g.port, upgrade_request(g.port, "/es", extra=bearer(tok)))
+        assert resp.status == 101, resp  # the key loaded before stays in force
+    assert g.stderr()[mark:].count(bad) == 1, g.stderr()[mark:]
 
 
 def test_broken_route_keeps_everything(tgw, pki):
