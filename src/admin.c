@@ -1,13 +1,18 @@
 /* admin.c - the admin listener: a request head (bounded like the WebSocket handshake), one
  * answer, close. Health and readiness mirror the gateway's state; /metrics renders the
- * counters at scrape time; /status is a page that polls /metrics and shows it to a person. */
+ * counters at scrape time; /status is a page that polls /metrics and shows it to a person.
+ * As hard as the public listeners: a deadline for the whole request (admin_timeout), a cap on
+ * open connections (admin_max_connections), and accepting paused while descriptors run out. */
 #include "admin.h"
 
 #include <sys/queue.h>
+#include <sys/socket.h>
+#include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -20,12 +25,19 @@
 #include "log.h"
 #include "metrics.h"
 
-#define ADMIN_TIMEOUT_S 10
+#define ADMIN_PAUSE_MS 100 /* accept pause after running out of descriptors */
+
+/* The answer to a connection over admin_max_connections: written once without waiting (it
+ * fits any socket buffer), then closed; nothing is read. */
+static const char admin_busy[] =
+    "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+    "Content-Length: 30\r\n\r\nadmin_max_connections reached\n";
 
 /* One request in flight; kept on a list so shutdown frees the ones still open. */
 struct admin_conn {
 	struct admin *a;
 	struct bufferevent *bev;
+	struct event *deadline; /* admin_timeout from accept: the whole request, not per read */
 	LIST_ENTRY(admin_conn) entry;
 };
 
@@ -34,15 +46,63 @@ struct admin {
 	struct evconnlistener **ls;
 	size_t nls;
 	LIST_HEAD(, admin_conn) conns;
+	size_t nconns;
+	struct event *resume; /* re-enables accepting after an EMFILE pause */
+	int paused;           /* accepting is off until resume fires or a connection closes */
+	int starved;          /* out of descriptors since the last accept that worked: logged once */
+	uint64_t starved_pauses; /* pauses of the current starvation, logged when it ends */
+	uint64_t busy;           /* refusals over the cap since the last log line */
+	time_t busy_log;
 };
+
+static void
+admin_accepting(struct admin *a, int on)
+{
+	for (size_t i = 0; i < a->nls; i++) {
+		if (on)
+			evconnlistener_enable(a->ls[i]);
+		else
+			evconnlistener_disable(a->ls[i]);
+	}
+}
+
+/* A descriptor came back: accepting may work again, without waiting for the timer. */
+static void
+admin_resume_now(struct admin *a)
+{
+	if (!a->paused)
+		return;
+	a->paused = 0;
+	evtimer_del(a->resume);
+	admin_accepting(a, 1);
+}
 
 /* libevent lets a bufferevent be freed from its own callback (it is reference counted). */
 static void
 admin_conn_free(struct admin_conn *ac)
 {
+	struct admin *a = ac->a;
+
 	LIST_REMOVE(ac, entry);
+	a->nconns--;
+	if (ac->deadline != NULL)
+		event_free(ac->deadline);
 	bufferevent_free(ac->bev);
 	free(ac);
+	admin_resume_now(a);
+}
+
+/* admin_timeout passed since accept: a client sending or reading one byte at a time is cut
+ * like one that sends nothing. */
+static void
+admin_deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct admin_conn *ac = arg;
+
+	(void)fd;
+	(void)what;
+	log_debug("admin: request not done within admin_timeout; closed");
+	admin_conn_free(ac);
 }
 
 static void
@@ -143,12 +203,34 @@ admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, 
     void *arg)
 {
 	struct admin *a = arg;
+	const struct config *cfg = a->gw->cfg;
 	struct admin_conn *ac;
-	struct timeval tv = { ADMIN_TIMEOUT_S, 0 };
+	struct timeval tv;
+	time_t now;
 
 	(void)l;
 	(void)sa;
 	(void)salen;
+	if (a->starved) {
+		log_info("admin: accepting again (out of descriptors for %llu pause(s) of %d ms)",
+		    (unsigned long long)a->starved_pauses, ADMIN_PAUSE_MS);
+		a->starved = 0;
+		a->starved_pauses = 0;
+	}
+	if (a->nconns >= cfg->admin_max_connections) {
+		/* Best effort, never waits: the socket buffer of a new connection is empty. */
+		(void)send(fd, admin_busy, sizeof(admin_busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+		evutil_closesocket(fd);
+		a->busy++;
+		if ((now = time(NULL)) != a->busy_log) {
+			log_warnx("admin: %llu connection(s) refused: admin_max_connections (%llu) "
+			    "open", (unsigned long long)a->busy,
+			    (unsigned long long)cfg->admin_max_connections);
+			a->busy = 0;
+			a->busy_log = now;
+		}
+		return;
+	}
 	if ((ac = calloc(1, sizeof(*ac))) == NULL) {
 		evutil_closesocket(fd);
 		return;
@@ -160,9 +242,52 @@ admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, 
 		return;
 	}
 	LIST_INSERT_HEAD(&a->conns, ac, entry);
+	a->nconns++;
+	if ((ac->deadline = evtimer_new(a->gw->base, admin_deadline_cb, ac)) == NULL) {
+		admin_conn_free(ac);
+		return;
+	}
+	tv.tv_sec = (time_t)(cfg->admin_timeout_ms / 1000);
+	tv.tv_usec = (suseconds_t)((cfg->admin_timeout_ms % 1000) * 1000);
+	evtimer_add(ac->deadline, &tv);
 	bufferevent_setcb(ac->bev, admin_read_cb, NULL, admin_event_cb, ac);
-	bufferevent_set_timeouts(ac->bev, &tv, &tv);
 	bufferevent_enable(ac->bev, EV_READ | EV_WRITE);
+}
+
+static void
+admin_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct admin *a = arg;
+
+	(void)fd;
+	(void)what;
+	a->paused = 0;
+	admin_accepting(a, 1);
+}
+
+/* Without this callback libevent logs the error and leaves the listener armed: with the
+ * process at its descriptor limit the ready socket is accepted in a loop (one connection to
+ * admin_listen made 337,512 log lines in 5 s). Pause instead, and log once per starvation. */
+static void
+admin_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct admin *a = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = { 0, ADMIN_PAUSE_MS * 1000 };
+
+	(void)l;
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+		if (!a->starved)
+			log_warnx("admin: accept: %s; pausing %d ms at a time until a descriptor "
+			    "is free", strerror(err), ADMIN_PAUSE_MS);
+		a->starved = 1;
+		a->starved_pauses++;
+		a->paused = 1;
+		admin_accepting(a, 0);
+		evtimer_add(a->resume, &tv);
+		return;
+	}
+	log_warnx("admin: accept: %s", strerror(err));
 }
 
 struct admin *
@@ -177,8 +302,9 @@ admin_new(struct gateway *gw)
 	LIST_INIT(&a->conns);
 	if (cfg->nadmin_listens == 0)
 		return a;
-	if ((a->ls = calloc(cfg->nadmin_listens, sizeof(*a->ls))) == NULL) {
-		free(a);
+	if ((a->resume = evtimer_new(gw->base, admin_resume_cb, a)) == NULL ||
+	    (a->ls = calloc(cfg->nadmin_listens, sizeof(*a->ls))) == NULL) {
+		admin_free(a);
 		return NULL;
 	}
 	for (size_t i = 0; i < cfg->nadmin_listens; i++) {
@@ -205,6 +331,7 @@ admin_new(struct gateway *gw)
 			return NULL;
 		}
 		a->nls++;
+		evconnlistener_set_error_cb(a->ls[i], admin_accept_error);
 		log_info("admin listening on %s:%s (/healthz /readyz /metrics /status)", cl->host,
 		    cl->port);
 	}
@@ -218,8 +345,12 @@ admin_free(struct admin *a)
 		return;
 	for (size_t i = 0; i < a->nls; i++)
 		evconnlistener_free(a->ls[i]);
+	a->nls = 0; /* admin_conn_free must not re-enable what is gone */
+	a->paused = 0;
 	while (!LIST_EMPTY(&a->conns))
 		admin_conn_free(LIST_FIRST(&a->conns));
+	if (a->resume != NULL)
+		event_free(a->resume);
 	free(a->ls);
 	free(a);
 }

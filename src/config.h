@@ -68,6 +68,8 @@ struct config_route {
 	char *ca_file;           /* CA bundle for wss:// backends (verification always on) */
 	uint64_t health_check_ms;  /* active check period; 0 = passive only */
 	uint64_t fail_timeout_ms;  /* how long a failed backend stays marked down */
+	uint64_t max_fails;        /* consecutive failures before it is marked down; 0 = never */
+	int fail_on_5xx;           /* a 5xx answer to the upgrade counts as a failure (and retries) */
 	int line;                /* line of the [route ...] section header */
 };
 
@@ -113,6 +115,8 @@ struct config {
 	uint64_t workers;                /* event-loop threads; 0 = auto (number of cores) */
 	struct config_listen *admin_listens; /* /healthz /readyz /metrics /status; none when absent */
 	size_t nadmin_listens;
+	uint64_t admin_timeout_ms;       /* a whole admin request, from accept to last byte out */
+	uint64_t admin_max_connections;  /* admin connections open at once; beyond, 503 and close */
 	uint64_t drain_window_ms;        /* SIGTERM: client closes spread over this window */
 	/* [heartbeat] */
 	uint64_t ping_interval_ms;      /* 0 = off */
@@ -155,6 +159,10 @@ void config_free(struct config *cfg);
 const struct config *config_hold(const struct config *cfg);
 void config_release(const struct config *cfg);
 void config_errors_free(struct config_errors *errs);
+/* Appends one formatted message (loaders of certificates and keys report through this too);
+ * silently drops it when out of memory. errs may be NULL. */
+void config_errors_add(struct config_errors *errs, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Value parsers shared with the key table; 0 on success, -1 on a bad value. */
 int config_parse_duration_ms(const char *s, uint64_t *out); /* "10s", "200ms", "1m", "2h", bare = s */

@@ -84,6 +84,10 @@ const struct config_key config_keys[] = {
 	{ CFG_SEC_GATEWAY, "admin_listen", CFG_T_ADMIN_LISTEN, G(admin_listens),
 	    GN(nadmin_listens), NULL, 0, 0, REP, NULL,
 	    "plain HTTP address of /healthz /readyz /metrics /status; absent = none" },
+	{ CFG_SEC_GATEWAY, "admin_timeout", CFG_T_DURATION, G(admin_timeout_ms), 0, "10s",
+	    1, HOUR_MS, RLD, NULL, "time a whole admin request may take, accept to last byte" },
+	{ CFG_SEC_GATEWAY, "admin_max_connections", CFG_T_UINT, G(admin_max_connections), 0,
+	    "64", 1, 100000, RLD, NULL, "admin connections open at once; beyond, 503 and close" },
 	{ CFG_SEC_GATEWAY, "drain_window", CFG_T_DURATION, G(drain_window_ms), 0, "10s",
 	    0, HOUR_MS, RLD, NULL, "on SIGTERM, client closes are spread over this window" },
 
@@ -171,6 +175,10 @@ const struct config_key config_keys[] = {
 	    0, HOUR_MS, RLD | PRX, NULL, "active check period of each backend; 0 = passive only" },
 	{ CFG_SEC_ROUTE, "fail_timeout", CFG_T_DURATION, R(fail_timeout_ms), 0, "10s",
 	    1, HOUR_MS, RLD | PRX, NULL, "how long a failed backend is left out" },
+	{ CFG_SEC_ROUTE, "max_fails", CFG_T_UINT, R(max_fails), 0, "3",
+	    0, 1000, RLD | PRX, NULL, "consecutive failures that mark a backend down; 0 = never" },
+	{ CFG_SEC_ROUTE, "fail_on_5xx", CFG_T_BOOL, R(fail_on_5xx), 0, "no",
+	    0, 0, RLD | PRX, NULL, "a 5xx answer to the upgrade counts as a backend failure" },
 };
 
 const size_t config_nkeys = sizeof(config_keys) / sizeof(config_keys[0]);

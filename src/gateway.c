@@ -3,6 +3,7 @@
  * graceful shutdown completes or times out. */
 #include "gateway.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include <openssl/rand.h>
 
 #include "conn.h"
+#include "hash.h"
 
 #include "broker.h"
 #include "config.h"
@@ -231,18 +233,26 @@ gateway_make_instance_id(struct gateway *gw)
 static int
 gateway_security_init(struct gateway *gw)
 {
+	struct config_errors errs = {NULL, 0};
 	uint8_t seed[16];
 
 	if (RAND_bytes(seed, sizeof(seed)) != 1) {
 		log_warnx("RAND_bytes failed");
 		return -1;
 	}
+	hash_init(); /* the SipHash key, before any peer can ask for a hash */
 	if ((gw->limits = limit_new(0, seed)) == NULL) {
 		log_warnx("cannot allocate the per-IP limits table");
 		return -1;
 	}
 	if ((gw->sec = security_new(gw->cfg)) == NULL)
 		return -1;
+	if (reload_check_ca_files(gw->cfg, &errs) < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			log_warnx("%s", errs.msgs[i]);
+		config_errors_free(&errs);
+		return -1;
+	}
 	return tls_server_init(&gw->tls, gw->cfg);
 }
 
@@ -367,6 +377,33 @@ gateway_run(struct gateway *gw)
 	return status;
 }
 
+/* The loops are gone: no signal means anything any more, and none may kill the process on its
+ * way out (freeing a libevent signal event puts back the default action, which for SIGHUP,
+ * SIGTERM and SIGINT is to terminate: a reload or a second stop request sent while we free
+ * made the exit status a signal). Blocked first, so none lands between the restore and
+ * SIG_IGN; workers are joined, so the main thread is the only one left to deliver to. */
+static void
+gateway_signals_off(struct gateway *gw)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	(void)pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (gw->sig_term)
+		event_free(gw->sig_term);
+	if (gw->sig_int)
+		event_free(gw->sig_int);
+	if (gw->sig_hup)
+		event_free(gw->sig_hup);
+	gw->sig_term = gw->sig_int = gw->sig_hup = NULL;
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGINT, SIG_IGN);
+}
+
 void
 gateway_free(struct gateway *gw)
 {
@@ -399,12 +436,7 @@ gateway_free(struct gateway *gw)
 	gw->sec = NULL;
 	limit_free(gw->limits);
 	gw->limits = NULL;
-	if (gw->sig_term)
-		event_free(gw->sig_term);
-	if (gw->sig_int)
-		event_free(gw->sig_int);
-	if (gw->sig_hup)
-		event_free(gw->sig_hup);
+	gateway_signals_off(gw);
 	if (gw->shutdown_timer)
 		event_free(gw->shutdown_timer);
 	mailbox_free(gw->mbox);

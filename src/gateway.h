@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 struct config;
+struct config_errors;
 struct worker;
 struct event_base;
 struct event;
@@ -72,8 +73,16 @@ size_t gateway_nconns(const struct gateway *gw);
 /* What workers = auto means here: the CPUs this process may run on. */
 size_t gateway_auto_workers(void);
 void gateway_free(struct gateway *gw);
-/* SIGHUP: re-read the configuration file (reload.c). */
+/* SIGHUP: re-read the configuration file (reload.c); all or nothing. */
 void gateway_reload(struct gateway *gw);
+/* Loads (then frees) every certificate, key and CA bundle cfg names, as a reload would; -1
+ * with each failure in errs as FILE:LINE. For wsgate -t. */
+int reload_check_files(const struct config *cfg, struct config_errors *errs)
+    __attribute__((warn_unused_result));
+/* The part of it for backend CA bundles (ca_file), which nothing else loads before the first
+ * client: run at start so a broken one is fatal there as it is refused by a reload. */
+int reload_check_ca_files(const struct config *cfg, struct config_errors *errs)
+    __attribute__((warn_unused_result));
 /* A worker took the snapshot of reload gen (main loop, from the worker's report). */
 void gateway_reload_applied(struct gateway *gw, uint64_t gen);
 

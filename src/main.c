@@ -1,5 +1,6 @@
 /* main.c - command line and wiring: parse argv, load the configuration, run the gateway. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -39,6 +40,9 @@ main(int argc, char **argv)
 	struct gateway gw;
 	int ch, test = 0, status;
 
+	/* Until the gateway's own handler is in place a reload request is dropped, not fatal (the
+	 * default action of SIGHUP is to terminate). */
+	signal(SIGHUP, SIG_IGN);
 	while ((ch = getopt_long(argc, argv, "c:tvh", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -69,6 +73,14 @@ main(int argc, char **argv)
 		return 1;
 	}
 	config_errors_free(&errs);
+	/* -t loads what a start would: certificates, keys, CA bundles (FILE:LINE each). */
+	if (test && reload_check_files(cfg, &errs) < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.msgs[i]);
+		config_errors_free(&errs);
+		config_free(cfg);
+		return 1;
+	}
 	if (test) {
 		printf("%s: configuration OK (%zu route(s))\n", path, cfg->nroutes);
 		config_free(cfg);

@@ -1,8 +1,10 @@
 /* reload.c - SIGHUP: re-read the configuration and hand the new snapshot to every worker for
- * its new connections. Live connections keep the snapshot they were accepted under (reference
- * counted across threads: the last holder frees it); a file that fails validation is rejected
- * with its errors logged and the old snapshot stays; keys that only a restart can change are
- * reported, not silently ignored. */
+ * its new connections. All or nothing: the candidate is the snapshot plus everything loaded
+ * from files it names (TLS certificates and keys, JWT public keys, backend CA bundles), and it
+ * is swapped in only when every part loaded; otherwise every error is logged and the running
+ * configuration stays whole. Live connections keep the snapshot they were accepted under
+ * (reference counted across threads: the last holder frees it); keys that only a restart can
+ * change are reported, not silently ignored. wsgate -t runs the same file checks. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,7 +13,15 @@
 #include "log.h"
 #include "security.h"
 #include "tls.h"
+#include "upstream.h"
 #include "worker.h"
+
+/* Everything a reload swaps in at once. */
+struct reload_candidate {
+	struct config *cfg;
+	struct tls_candidate *tls;
+	struct security_keyset *keys;
+};
 
 static int
 reload_listens_equal(const struct config_listen *a, size_t na, const struct config_listen *b,
@@ -61,30 +71,118 @@ reload_report_fixed(const struct config *old, const struct config *new)
 	return n;
 }
 
+/* The CA bundle of every route with wss:// backends: a pool loads its own on first use, but a
+ * file that cannot be read must fail the load that names it, not the first client. */
+int
+reload_check_ca_files(const struct config *cfg, struct config_errors *errs)
+{
+	char err[512];
+	int bad = 0;
+
+	for (size_t i = 0; i < cfg->nroutes; i++) {
+		const struct config_route *r = &cfg->routes[i];
+		struct ssl_ctx_st *ctx;
+
+		if (r->ca_file == NULL || r->ca_file[0] == '\0')
+			continue;
+		if ((ctx = upstream_tls_ctx_new(r->ca_file, err, sizeof(err))) == NULL) {
+			config_errors_add(errs, "%s:%d: route %s: %s", cfg->file, r->line, r->path,
+			    err);
+			bad = 1;
+			continue;
+		}
+		upstream_tls_ctx_free(ctx);
+	}
+	return bad ? -1 : 0;
+}
+
+int
+reload_check_files(const struct config *cfg, struct config_errors *errs)
+{
+	int r = 0;
+
+	/* Each check runs even after one failed: every broken file is reported at once. */
+	if (tls_config_check(cfg, errs) < 0)
+		r = -1;
+	if (security_config_check(cfg, errs) < 0)
+		r = -1;
+	if (reload_check_ca_files(cfg, errs) < 0)
+		r = -1;
+	return r;
+}
+
+static void
+reload_candidate_free(struct reload_candidate *c)
+{
+	tls_candidate_free(c->tls);
+	security_keyset_free(c->keys);
+	if (c->cfg != NULL)
+		config_free(c->cfg);
+	memset(c, 0, sizeof(*c));
+}
+
+enum reload_part {
+	RELOAD_FILE = 1,    /* the ini file itself */
+	RELOAD_TLS = 2,     /* a certificate or key */
+	RELOAD_KEYS = 4,    /* a JWT public key */
+	RELOAD_CA = 8,      /* a backend CA bundle */
+};
+
+/* Loads the whole candidate; 0 when every part loaded, else the reload_part bits that failed,
+ * with every error in errs. */
+static int
+reload_candidate_load(struct gateway *gw, struct reload_candidate *c, struct config_errors *errs)
+{
+	int bad = 0;
+
+	memset(c, 0, sizeof(*c));
+	if (config_load_file(gw->config_path, &c->cfg, errs) < 0)
+		return RELOAD_FILE;
+	if ((c->tls = tls_candidate_new(gw->tls, c->cfg, errs)) == NULL)
+		bad |= RELOAD_TLS;
+	if ((c->keys = security_keyset_new(c->cfg, errs)) == NULL)
+		bad |= RELOAD_KEYS;
+	if (reload_check_ca_files(c->cfg, errs) < 0)
+		bad |= RELOAD_CA;
+	if (bad)
+		reload_candidate_free(c);
+	return bad;
+}
+
 void
 gateway_reload(struct gateway *gw)
 {
 	struct config_errors errs = { NULL, 0 };
-	struct config *cfg = NULL, *old = gw->cfg;
-	int fixed;
+	struct reload_candidate cand;
+	struct config *cfg, *old = gw->cfg;
+	int fixed, bad;
 
+	if (gateway_state(gw) != GW_RUNNING) {
+		/* Draining: no new connection will use a new snapshot. */
+		log_info("SIGHUP while %s: nothing to reload",
+		    gateway_state(gw) == GW_DRAINING ? "draining" : "stopping");
+		return;
+	}
 	log_info("SIGHUP: reloading %s", gw->config_path);
-	if (config_load_file(gw->config_path, &cfg, &errs) < 0) {
+	if ((bad = reload_candidate_load(gw, &cand, &errs)) != 0) {
 		for (size_t i = 0; i < errs.n; i++)
 			log_warnx("reload: %s", errs.msgs[i]);
-		log_warnx("reload: %s rejected (%zu error(s)); the running configuration stays",
-		    gw->config_path, errs.n);
+		if (bad & RELOAD_TLS)
+			log_warnx("TLS reload failed: new handshakes keep the certificates loaded "
+			    "before");
+		if (bad & RELOAD_KEYS)
+			log_warnx("security: keeping the previous JWT keys");
+		log_warnx("reload: %s rejected (%zu error(s)); the running configuration stays "
+		    "whole (routes, certificates, keys, limits)", gw->config_path, errs.n);
 		config_errors_free(&errs);
 		return;
 	}
 	config_errors_free(&errs);
+	cfg = cand.cfg;
 	fixed = reload_report_fixed(old, cfg);
-	/* Certificates first: a bad key file keeps the old ones (tls_reload logs why). */
-	if (gw->tls != NULL)
-		(void)tls_reload(gw->tls, cfg);
-	/* JWT public keys of the new routes; a bad file keeps the old keys (logged). */
-	if (security_set_config(gw->sec, cfg) < 0)
-		log_warnx("reload: routes whose jwt_public_key failed refuse tokens until fixed");
+	/* Every part loaded: nothing below can fail, so the swap is whole. */
+	tls_candidate_commit(gw->tls, cand.tls);
+	security_keyset_commit(gw->sec, cand.keys);
 	gw->cfg = cfg;
 	log_set_level(cfg->log_level);
 	log_set_json(cfg->log_format == LOG_FORMAT_JSON);

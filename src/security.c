@@ -21,10 +21,20 @@ struct security_key {
 	enum jwt_alg alg;
 };
 
+/* The keys of one snapshot's routes, loaded but not yet in force (a reload candidate). */
+struct security_keyset {
+	struct security_key *keys;
+	size_t nkeys;
+};
+
 struct security {
 	pthread_mutex_t mu;        /* keys: swapped on reload, read by workers' handshakes */
 	struct security_key *keys; /* the public keys of the newest snapshot's routes */
 	size_t nkeys;
+	/* The keys of the snapshot before: connections accepted just before a reload still find
+	 * theirs. A key is never read from disk during a handshake. */
+	struct security_key *prev;
+	size_t nprev;
 	uint64_t n[SEC_NCOUNTERS]; /* updated with atomics: workers may run on threads */
 };
 
@@ -96,20 +106,32 @@ security_keys_free(struct security_key *keys, size_t n)
 	free(keys);
 }
 
+/* "FILE:LINE: route PATH" for errors about one route's key. */
+static void
+security_where(char *buf, size_t bufsz, const struct config *cfg, const struct config_route *r)
+{
+	if (cfg->file != NULL && r->line > 0)
+		snprintf(buf, bufsz, "%s:%d: route %s", cfg->file, r->line, r->path);
+	else
+		snprintf(buf, bufsz, "route %s", r->path);
+}
+
 /* The public keys of cfg's routes (copies: nothing points into the snapshot, which may go
- * before this table does). -1 (logged) when one cannot be loaded. */
+ * before this table does). -1 when one cannot be loaded; every failure goes to errs. */
 static int
-security_keys_load(const struct config *cfg, struct security_key **out, size_t *nout)
+security_keys_load(const struct config *cfg, struct security_key **out, size_t *nout,
+                   struct config_errors *errs)
 {
 	struct security_key *keys, *k;
 	const char *why = NULL;
+	char where[512];
 	size_t n = 0;
 	int bad = 0;
 
 	*out = NULL;
 	*nout = 0;
 	if ((keys = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof(*keys))) == NULL) {
-		log_warn("security: keys");
+		config_errors_add(errs, "security: keys: out of memory");
 		return -1;
 	}
 	for (size_t i = 0; i < cfg->nroutes; i++) {
@@ -117,10 +139,11 @@ security_keys_load(const struct config *cfg, struct security_key **out, size_t *
 
 		if (r->auth != AUTH_JWT)
 			continue;
+		security_where(where, sizeof(where), cfg, r);
 		if ((r->jwt_secret == NULL || r->jwt_secret[0] == '\0') &&
 		    (r->jwt_public_key == NULL || r->jwt_public_key[0] == '\0')) {
-			log_warnx("route %s: auth = jwt needs jwt_secret or jwt_public_key",
-			          r->path);
+			config_errors_add(errs, "%s: auth = jwt needs jwt_secret or jwt_public_key",
+			                  where);
 			bad = 1;
 			continue;
 		}
@@ -128,15 +151,15 @@ security_keys_load(const struct config *cfg, struct security_key **out, size_t *
 			continue;
 		k = &keys[n];
 		if ((k->pkey = security_load_pubkey(r->jwt_public_key, &k->alg, &why)) == NULL) {
-			log_warnx("route %s: jwt_public_key %s: %s", r->path, r->jwt_public_key,
-			          why);
+			config_errors_add(errs, "%s: jwt_public_key %s: %s", where,
+			                  r->jwt_public_key, why);
 			bad = 1;
 			continue;
 		}
 		n++;
 		if ((k->route = strdup(r->path)) == NULL ||
 		    (k->file = strdup(r->jwt_public_key)) == NULL) {
-			log_warn("security: keys");
+			config_errors_add(errs, "security: keys: out of memory");
 			bad = 1;
 			continue;
 		}
@@ -152,16 +175,26 @@ security_keys_load(const struct config *cfg, struct security_key **out, size_t *
 	return 0;
 }
 
+static void
+security_log_errors(struct config_errors *errs)
+{
+	for (size_t i = 0; i < errs->n; i++)
+		log_warnx("%s", errs->msgs[i]);
+	config_errors_free(errs);
+}
+
 struct security *
 security_new(const struct config *cfg)
 {
+	struct config_errors errs = {NULL, 0};
 	struct security *s;
 
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		log_warn("security_new");
 		return NULL;
 	}
-	if (security_keys_load(cfg, &s->keys, &s->nkeys) < 0) {
+	if (security_keys_load(cfg, &s->keys, &s->nkeys, &errs) < 0) {
+		security_log_errors(&errs);
 		free(s);
 		return NULL;
 	}
@@ -173,24 +206,73 @@ security_new(const struct config *cfg)
 	return s;
 }
 
+struct security_keyset *
+security_keyset_new(const struct config *cfg, struct config_errors *errs)
+{
+	struct security_keyset *ks;
+
+	if ((ks = calloc(1, sizeof(*ks))) == NULL) {
+		config_errors_add(errs, "security: keys: out of memory");
+		return NULL;
+	}
+	if (security_keys_load(cfg, &ks->keys, &ks->nkeys, errs) < 0) {
+		free(ks);
+		return NULL;
+	}
+	return ks;
+}
+
+void
+security_keyset_free(struct security_keyset *ks)
+{
+	if (ks == NULL)
+		return;
+	security_keys_free(ks->keys, ks->nkeys);
+	free(ks);
+}
+
+void
+security_keyset_commit(struct security *s, struct security_keyset *ks)
+{
+	struct security_key *old;
+	size_t nold;
+
+	pthread_mutex_lock(&s->mu);
+	old = s->prev;
+	nold = s->nprev;
+	s->prev = s->keys;
+	s->nprev = s->nkeys;
+	s->keys = ks->keys;
+	s->nkeys = ks->nkeys;
+	pthread_mutex_unlock(&s->mu);
+	free(ks);
+	/* A check in progress holds its own reference to the key it uses. */
+	security_keys_free(old, nold);
+}
+
 int
 security_set_config(struct security *s, const struct config *cfg)
 {
-	struct security_key *keys, *old;
-	size_t n, nold;
+	struct config_errors errs = {NULL, 0};
+	struct security_keyset *ks;
 
-	if (security_keys_load(cfg, &keys, &n) < 0) {
+	if ((ks = security_keyset_new(cfg, &errs)) == NULL) {
+		security_log_errors(&errs);
 		log_warnx("security: keeping the previous JWT keys");
 		return -1;
 	}
-	pthread_mutex_lock(&s->mu);
-	old = s->keys;
-	nold = s->nkeys;
-	s->keys = keys;
-	s->nkeys = n;
-	pthread_mutex_unlock(&s->mu);
-	/* A check in progress holds its own reference to the key it uses. */
-	security_keys_free(old, nold);
+	security_keyset_commit(s, ks);
+	return 0;
+}
+
+int
+security_config_check(const struct config *cfg, struct config_errors *errs)
+{
+	struct security_keyset *ks;
+
+	if ((ks = security_keyset_new(cfg, errs)) == NULL)
+		return -1;
+	security_keyset_free(ks);
 	return 0;
 }
 
@@ -200,6 +282,7 @@ security_free(struct security *s)
 	if (s == NULL)
 		return;
 	security_keys_free(s->keys, s->nkeys);
+	security_keys_free(s->prev, s->nprev);
 	pthread_mutex_destroy(&s->mu);
 	free(s);
 }
@@ -431,33 +514,40 @@ security_find_token(const struct config_route *r, const struct http_request *req
 
 /* ---- the check ---- */
 
-/* The key of route r, a reference the caller frees: from the table when r's path and key file
- * are there, else (a snapshot older or newer than the table, e.g. around a reload) loaded now
- * for this one check. */
+/* The key of route r from a table, a reference the caller frees; NULL when not there. */
+static EVP_PKEY *
+security_keys_find(const struct security_key *keys, size_t n, const struct config_route *r,
+                   enum jwt_alg *alg)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(keys[i].route, r->path) == 0 &&
+		    strcmp(keys[i].file, r->jwt_public_key) == 0 &&
+		    EVP_PKEY_up_ref(keys[i].pkey) == 1) {
+			*alg = keys[i].alg;
+			return keys[i].pkey;
+		}
+	return NULL;
+}
+
+/* The key of route r, a reference the caller frees: from the keys of the newest snapshot or
+ * the one before. Never read from disk here: a key is loaded once per (re)load, and a file
+ * that failed to load made that load fail, so a client cannot make us re-read (and re-log)
+ * a broken file per handshake. NULL (the token is refused) for a snapshot two reloads old. */
 static EVP_PKEY *
 security_route_pkey(struct security *s, const struct config_route *r, enum jwt_alg *alg)
 {
 	EVP_PKEY *pkey = NULL;
-	const char *why;
 
 	*alg = JWT_ALG_UNKNOWN;
-	if (r->jwt_public_key == NULL || r->jwt_public_key[0] == '\0')
+	if (s == NULL || r->jwt_public_key == NULL || r->jwt_public_key[0] == '\0')
 		return NULL;
-	if (s != NULL) {
-		pthread_mutex_lock(&s->mu);
-		for (size_t i = 0; i < s->nkeys && pkey == NULL; i++)
-			if (strcmp(s->keys[i].route, r->path) == 0 &&
-			    strcmp(s->keys[i].file, r->jwt_public_key) == 0 &&
-			    EVP_PKEY_up_ref(s->keys[i].pkey) == 1) {
-				pkey = s->keys[i].pkey;
-				*alg = s->keys[i].alg;
-			}
-		pthread_mutex_unlock(&s->mu);
-		if (pkey != NULL)
-			return pkey;
-	}
-	if ((pkey = security_load_pubkey(r->jwt_public_key, alg, &why)) == NULL)
-		log_warnx("route %s: jwt_public_key %s: %s", r->path, r->jwt_public_key, why);
+	pthread_mutex_lock(&s->mu);
+	if ((pkey = security_keys_find(s->keys, s->nkeys, r, alg)) == NULL)
+		pkey = security_keys_find(s->prev, s->nprev, r, alg);
+	pthread_mutex_unlock(&s->mu);
+	if (pkey == NULL)
+		log_debug("route %s: no key loaded for %s (configuration replaced twice since "
+		          "this connection was accepted)", r->path, r->jwt_public_key);
 	return pkey;
 }
 

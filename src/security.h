@@ -52,6 +52,20 @@ int security_set_config(struct security *s, const struct config *cfg)
     __attribute__((warn_unused_result));
 void security_free(struct security *s);
 
+/* A reload in two steps (reload.c): the keys of cfg's routes loaded (every failure appended to
+ * errs as "FILE:LINE: route PATH: ..."; NULL when any failed), then put in force by commit
+ * (consumed) or dropped by free. The previous keys stay findable for connections accepted
+ * just before the swap. */
+struct security_keyset;
+struct security_keyset *security_keyset_new(const struct config *cfg,
+                                            struct config_errors *errs)
+    __attribute__((warn_unused_result));
+void security_keyset_commit(struct security *s, struct security_keyset *ks);
+void security_keyset_free(struct security_keyset *ks);
+/* wsgate -t: loads every route's key and frees them; -1 with errs filled when one fails. */
+int security_config_check(const struct config *cfg, struct config_errors *errs)
+    __attribute__((warn_unused_result));
+
 /* Origin, then token, for a request matched to route r at wall-clock time now. Returns 0 (and
  * auth holds the claims), or the HTTP status to refuse with (401 or 403), *extra_headers the
  * header lines to add (NULL or "WWW-Authenticate: ..."), *why a static reason for the log. */

@@ -133,9 +133,12 @@ proxy_up_failed(void *arg, int status, const char *why)
 	s->up = NULL;
 	if (s->c->state != CONN_HANDSHAKE)
 		return; /* the client was answered meanwhile: no second answer, no new attempt */
-	if (status >= 400 && status <= 499) {
-		/* The application refused this client (auth, origin, path): the backend is fine
-		 * and another one would say the same. The client learns the status. */
+	if ((status >= 400 && status <= 499) ||
+	    (status >= 500 && status <= 599 && !s->c->route->fail_on_5xx)) {
+		/* The application refused this client (auth, origin, path), or failed on this
+		 * one request: the backend answered, so it is up, and one client's request must
+		 * not take it from the others (fail_on_5xx = yes counts a 5xx and tries another).
+		 * The client learns the status. */
 		conn_log(s->c, LOG_LVL_INFO, "proxy: backend %s %s", s->backend->cfg->url, why);
 		proxy_reply(s, status, "refused by the backend");
 		return;

@@ -48,6 +48,11 @@ struct tls_ctxset {
 	size_t nnamed;
 };
 
+/* A generation loaded but not yet in force (reload.c swaps it in when every part loaded). */
+struct tls_candidate {
+	SSL_CTX *ctx; /* NULL: nothing to swap (no [tls] section and no TLS listener) */
+};
+
 struct tls_server {
 	pthread_mutex_t mu; /* guards cur: reloads on the main loop, accepts on workers */
 	SSL_CTX *cur;       /* default context of the newest generation; one reference */
@@ -337,18 +342,34 @@ fail:
 	return NULL;
 }
 
-/* A new generation from cfg: its default context (holding the named ones), or NULL (logged). */
+/* "FILE:LINE: [tls NAME]" for errors about one certificate section. */
+static void
+tls_where(char *buf, size_t bufsz, const struct config *cfg, const struct config_tls_cert *tc,
+          const char *section)
+{
+	if (cfg->file != NULL && tc->line > 0)
+		snprintf(buf, bufsz, "%s:%d: %s", cfg->file, tc->line, section);
+	else if (cfg->file != NULL)
+		snprintf(buf, bufsz, "%s: %s", cfg->file, section);
+	else
+		snprintf(buf, bufsz, "%s", section);
+}
+
+/* A new generation from cfg: its default context (holding the named ones), or NULL. Every
+ * certificate is tried, so one pass reports each broken file (to errs, NULL: logged). */
 static SSL_CTX *
-tls_build(struct tls_server *ts, const struct config *cfg)
+tls_build(struct tls_server *ts, const struct config *cfg, struct config_errors *errs)
 {
 	const struct config_tls_cert *def = NULL;
 	struct tls_ctxset *set;
 	SSL_CTX *ctx, *defctx;
-	char err[1024], section[300];
+	char err[1024], section[300], where[600];
 	size_t i;
+	int bad = 0;
 
 	if (cfg->ntls_certs == 0) {
-		log_warnx("TLS: a listener has the tls flag but there is no [tls] section");
+		config_errors_add(errs, "%s: a listener has the tls flag but there is no [tls] "
+		                  "section", cfg->file != NULL ? cfg->file : "TLS");
 		return NULL;
 	}
 	for (i = 0; i < cfg->ntls_certs && def == NULL; i++)
@@ -360,7 +381,7 @@ tls_build(struct tls_server *ts, const struct config *cfg)
 	if ((set = calloc(1, sizeof(*set))) == NULL ||
 	    (set->named = calloc(cfg->ntls_certs, sizeof(*set->named))) == NULL) {
 		free(set);
-		log_warn("TLS");
+		config_errors_add(errs, "TLS: out of memory");
 		return NULL;
 	}
 	for (i = 0; i < cfg->ntls_certs; i++) {
@@ -370,15 +391,17 @@ tls_build(struct tls_server *ts, const struct config *cfg)
 			continue;
 		snprintf(section, sizeof(section), "[tls %s]", tc->name);
 		if ((ctx = tls_ctx_new(ts, cfg, tc, section, err, sizeof(err))) == NULL) {
-			log_warnx("TLS %s", err);
-			tls_ctxset_free(set);
-			return NULL;
+			tls_where(where, sizeof(where), cfg, tc, "");
+			config_errors_add(errs, "%s%s", where, err);
+			bad = 1;
+			continue;
 		}
 		set->named[set->nnamed].ctx = ctx;
 		if ((set->named[set->nnamed].name = strdup(tc->name)) == NULL) {
 			SSL_CTX_free(ctx);
-			tls_ctxset_free(set);
-			return NULL;
+			config_errors_add(errs, "TLS: out of memory");
+			bad = 1;
+			continue;
 		}
 		set->nnamed++;
 	}
@@ -386,12 +409,12 @@ tls_build(struct tls_server *ts, const struct config *cfg)
 		snprintf(section, sizeof(section), "[tls %s] (default)", def->name);
 	else
 		snprintf(section, sizeof(section), "[tls]");
-	if ((defctx = tls_ctx_new(ts, cfg, def, section, err, sizeof(err))) == NULL) {
-		log_warnx("TLS %s", err);
-		tls_ctxset_free(set);
-		return NULL;
+	defctx = tls_ctx_new(ts, cfg, def, section, err, sizeof(err));
+	if (defctx == NULL) {
+		tls_where(where, sizeof(where), cfg, def, "");
+		config_errors_add(errs, "%s%s", where, err);
 	}
-	if (SSL_CTX_set_ex_data(defctx, tls_set_idx, set) != 1) {
+	if (bad || defctx == NULL || SSL_CTX_set_ex_data(defctx, tls_set_idx, set) != 1) {
 		tls_ctxset_free(set);
 		SSL_CTX_free(defctx);
 		return NULL;
@@ -402,22 +425,45 @@ tls_build(struct tls_server *ts, const struct config *cfg)
 	return defctx;
 }
 
-int
-tls_server_init(struct tls_server **out, const struct config *cfg)
+static void
+tls_log_errors(struct config_errors *errs)
 {
-	struct tls_server *ts;
-	size_t i;
+	for (size_t i = 0; i < errs->n; i++)
+		log_warnx("TLS %s", errs->msgs[i]);
+	config_errors_free(errs);
+}
 
-	*out = NULL;
-	for (i = 0; i < cfg->nlistens && !cfg->listens[i].tls; i++)
-		;
-	if (i == cfg->nlistens)
-		return 0;
+static int
+tls_wanted(const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->nlistens; i++)
+		if (cfg->listens[i].tls)
+			return 1;
+	return 0;
+}
+
+static int
+tls_register(void)
+{
 	pthread_once(&tls_once, tls_init_once);
 	if (tls_set_idx < 0 || tls_srv_idx < 0 || tls_retry_idx < 0) {
 		log_warnx("TLS: cannot register OpenSSL ex_data");
 		return -1;
 	}
+	return 0;
+}
+
+int
+tls_server_init(struct tls_server **out, const struct config *cfg)
+{
+	struct config_errors errs = {NULL, 0};
+	struct tls_server *ts;
+
+	*out = NULL;
+	if (!tls_wanted(cfg))
+		return 0;
+	if (tls_register() < 0)
+		return -1;
 	if ((ts = calloc(1, sizeof(*ts))) == NULL) {
 		log_warn("TLS");
 		return -1;
@@ -426,7 +472,8 @@ tls_server_init(struct tls_server **out, const struct config *cfg)
 		free(ts);
 		return -1;
 	}
-	if ((ts->cur = tls_build(ts, cfg)) == NULL) {
+	if ((ts->cur = tls_build(ts, cfg, &errs)) == NULL) {
+		tls_log_errors(&errs);
 		pthread_mutex_destroy(&ts->mu);
 		free(ts);
 		return -1;
@@ -436,27 +483,62 @@ tls_server_init(struct tls_server **out, const struct config *cfg)
 	return 0;
 }
 
-int
-tls_reload(struct tls_server *ts, const struct config *cfg)
+struct tls_candidate *
+tls_candidate_new(struct tls_server *ts, const struct config *cfg, struct config_errors *errs)
+{
+	struct tls_candidate *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		config_errors_add(errs, "TLS: out of memory");
+		return NULL;
+	}
+	/* Listeners are fixed until a restart: without a TLS listener nothing would use the
+	 * contexts, but certificates written in the file are still checked. */
+	if (ts == NULL && cfg->ntls_certs == 0)
+		return c;
+	if (tls_register() < 0) {
+		config_errors_add(errs, "TLS: cannot register OpenSSL ex_data");
+		free(c);
+		return NULL;
+	}
+	if ((c->ctx = tls_build(ts, cfg, errs)) == NULL) {
+		if (ts != NULL)
+			tls_stat_add(ts, &ts->stats.reload_failures);
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+void
+tls_candidate_free(struct tls_candidate *c)
+{
+	if (c == NULL)
+		return;
+	SSL_CTX_free(c->ctx);
+	free(c);
+}
+
+void
+tls_candidate_commit(struct tls_server *ts, struct tls_candidate *c)
 {
 	unsigned char keys[TLS_TICKET_KEYS_LEN];
-	SSL_CTX *ctx, *old;
+	SSL_CTX *old;
 
-	if (ts == NULL)
-		return 0;
-	if ((ctx = tls_build(ts, cfg)) == NULL) {
-		tls_stat_add(ts, &ts->stats.reload_failures);
-		log_warnx("TLS reload failed: new handshakes keep the certificates loaded before");
-		return -1;
+	if (ts == NULL || c->ctx == NULL) {
+		tls_candidate_free(c);
+		return;
 	}
 	pthread_mutex_lock(&ts->mu);
 	old = ts->cur;
 	/* Tickets issued before the reload still resume after it. */
 	if (SSL_CTX_get_tlsext_ticket_keys(old, keys, sizeof(keys)) == 1)
-		(void)SSL_CTX_set_tlsext_ticket_keys(ctx, keys, sizeof(keys));
-	ts->cur = ctx;
+		(void)SSL_CTX_set_tlsext_ticket_keys(c->ctx, keys, sizeof(keys));
+	ts->cur = c->ctx;
 	ts->generation++;
 	pthread_mutex_unlock(&ts->mu);
+	c->ctx = NULL;
+	tls_candidate_free(c);
 	OPENSSL_cleanse(keys, sizeof(keys));
 	ERR_clear_error();
 	/* Live connections hold their own references to the old generation. */
@@ -465,6 +547,35 @@ tls_reload(struct tls_server *ts, const struct config *cfg)
 	log_info(
 	    "TLS: certificates reloaded (generation %llu); established connections keep theirs",
 	    (unsigned long long)ts->generation);
+}
+
+int
+tls_reload(struct tls_server *ts, const struct config *cfg)
+{
+	struct config_errors errs = {NULL, 0};
+	struct tls_candidate *c;
+
+	if (ts == NULL)
+		return 0;
+	if ((c = tls_candidate_new(ts, cfg, &errs)) == NULL) {
+		tls_log_errors(&errs);
+		log_warnx("TLS reload failed: new handshakes keep the certificates loaded before");
+		return -1;
+	}
+	tls_candidate_commit(ts, c);
+	return 0;
+}
+
+int
+tls_config_check(const struct config *cfg, struct config_errors *errs)
+{
+	struct tls_candidate *c;
+
+	if (!tls_wanted(cfg) && cfg->ntls_certs == 0)
+		return 0;
+	if ((c = tls_candidate_new(NULL, cfg, errs)) == NULL)
+		return -1;
+	tls_candidate_free(c);
 	return 0;
 }
 

@@ -28,6 +28,23 @@ int tls_server_init(struct tls_server **out, const struct config *cfg)
  * -1 returned. ts may be NULL (no TLS listener): nothing to do. */
 int tls_reload(struct tls_server *ts, const struct config *cfg);
 
+/* A reload in two steps, so the caller can swap it in together with everything else or not at
+ * all. tls_candidate_new loads every certificate and key of cfg (each failure appended to errs
+ * as "FILE:LINE: [tls NAME]: cert PATH: reason") and returns NULL when any failed; ts may be
+ * NULL (no TLS listener: the files are still checked). tls_candidate_commit puts it in force
+ * for new handshakes and consumes it; tls_candidate_free drops it unused. */
+struct tls_candidate;
+struct tls_candidate *tls_candidate_new(struct tls_server *ts, const struct config *cfg,
+                                        struct config_errors *errs)
+    __attribute__((warn_unused_result));
+void tls_candidate_commit(struct tls_server *ts, struct tls_candidate *c);
+void tls_candidate_free(struct tls_candidate *c);
+
+/* wsgate -t: loads every certificate and key of cfg and frees them; -1 with errs filled when
+ * any cannot be used. */
+int tls_config_check(const struct config *cfg, struct config_errors *errs)
+    __attribute__((warn_unused_result));
+
 /* Frees our reference to the current contexts; connections still alive keep theirs. */
 void tls_server_free(struct tls_server *ts);
 

@@ -12,6 +12,7 @@
 #include "conn.h"
 #include "config.h"
 #include "gateway.h"
+#include "hash.h"
 #include "log.h"
 #include "upstream.h"
 #include "ws_frame.h"
@@ -253,17 +254,12 @@ upstream_backend_session(struct upstream_backend *b, int delta)
 	upstream_health_unlock();
 }
 
-/* FNV-1a: a stable spread of client addresses over the backends. */
-static uint32_t
+/* A stable spread of client addresses over the backends (for the life of the process): seeded
+ * SipHash, so nobody can choose addresses that all land on one backend. */
+static uint64_t
 upstream_hash(const char *s)
 {
-	uint32_t h = 2166136261u;
-
-	for (; *s != '\0'; s++) {
-		h ^= (unsigned char)*s;
-		h *= 16777619u;
-	}
-	return h;
+	return hash_siphash(s, strlen(s));
 }
 
 struct upstream_backend *
@@ -336,7 +332,9 @@ upstream_backend_mark_down(struct upstream_backend *b, const char *why, uint64_t
 void
 upstream_backend_failed(struct upstream_backend *b, const char *why)
 {
-	uint64_t ms = b->pool->route->fail_timeout_ms;
+	const struct config_route *r = b->pool->route;
+	uint64_t ms = r->fail_timeout_ms, fails;
+	enum upstream_fail_verdict v;
 	char retry[64];
 
 	if (ms == 0) {
@@ -344,12 +342,30 @@ upstream_backend_failed(struct upstream_backend *b, const char *why)
 		log_warnx("backend %s failed: %s", b->cfg->url, why);
 		return;
 	}
+	upstream_health_lock();
+	v = upstream_health_fail(b->h, r->max_fails, conn_now_ms(), ms);
+	fails = b->h->fails;
+	upstream_health_unlock();
 	if (ms % 1000 == 0)
 		snprintf(retry, sizeof(retry), "retry after %llus",
 		         (unsigned long long)(ms / 1000));
 	else
 		snprintf(retry, sizeof(retry), "retry after %llums", (unsigned long long)ms);
-	upstream_backend_mark_down(b, why, conn_now_ms() + ms, retry);
+	/* Only the worker whose failure changed the state says so at warn level. */
+	switch (v) {
+	case UPSTREAM_FAIL_COUNTED:
+		log_info("backend %s failed (%llu in a row, down at max_fails %llu): %s",
+		         b->cfg->url, (unsigned long long)fails, (unsigned long long)r->max_fails,
+		         why);
+		break;
+	case UPSTREAM_FAIL_DOWN:
+		log_warnx("backend %s down after %llu failure(s) in a row: %s; %s", b->cfg->url,
+		          (unsigned long long)fails, why, retry);
+		break;
+	case UPSTREAM_FAIL_STILL_DOWN:
+		log_debug("backend %s still down: %s", b->cfg->url, why);
+		break;
+	}
 }
 
 void
@@ -358,11 +374,9 @@ upstream_backend_ok(struct upstream_backend *b)
 	int was;
 
 	upstream_health_lock();
-	was = b->h->state;
-	b->h->state = UPSTREAM_UP;
-	b->h->down_until_ms = 0;
+	was = upstream_health_succeed(b->h);
 	upstream_health_unlock();
-	if (was != UPSTREAM_UP)
+	if (was)
 		log_info("backend %s up", b->cfg->url);
 }
 

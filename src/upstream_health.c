@@ -30,6 +30,34 @@ upstream_health_same(const char *a, const char *b)
 	return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
 }
 
+enum upstream_fail_verdict
+upstream_health_fail(struct upstream_health *h, uint64_t max_fails, uint64_t now,
+                     uint64_t fail_timeout_ms)
+{
+	int was_down = h->state == UPSTREAM_DOWN;
+
+	if (h->fails < UINT64_MAX)
+		h->fails++;
+	if (max_fails == 0 || h->fails < max_fails)
+		return UPSTREAM_FAIL_COUNTED;
+	h->state = UPSTREAM_DOWN;
+	/* A probe's verdict (down until a probe passes) is not shortened by a client's. */
+	if (h->down_until_ms != UINT64_MAX || !was_down)
+		h->down_until_ms = now + fail_timeout_ms;
+	return was_down ? UPSTREAM_FAIL_STILL_DOWN : UPSTREAM_FAIL_DOWN;
+}
+
+int
+upstream_health_succeed(struct upstream_health *h)
+{
+	int was_down = h->state != UPSTREAM_UP;
+
+	h->fails = 0;
+	h->state = UPSTREAM_UP;
+	h->down_until_ms = 0;
+	return was_down;
+}
+
 struct upstream_health *
 upstream_health_get(const char *route, const char *url)
 {

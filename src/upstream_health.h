@@ -22,8 +22,26 @@ struct upstream_health {
 	size_t active;                     /* live proxy sessions (least_conn, metrics) */
 	size_t rr;                         /* route entry: the next backend index to consider */
 	uint64_t probe_due_ms;             /* the next probe, whichever worker runs it */
+	uint64_t fails;                    /* consecutive failures; a success resets it */
 	struct upstream_health *next;
 };
+
+/* What one more failure of a backend did (upstream_health_fail). */
+enum upstream_fail_verdict {
+	UPSTREAM_FAIL_COUNTED = 0, /* fewer than max_fails in a row: still up */
+	UPSTREAM_FAIL_DOWN,        /* this failure marked it down */
+	UPSTREAM_FAIL_STILL_DOWN,  /* it was down already (a retry after fail_timeout failed) */
+};
+
+/* Pure, called with the lock held. Counts a connect, TLS or timeout failure of h at now: the
+ * max_fails-th in a row (nginx's convention, so one client's bad luck or a client that makes
+ * its own attempts fail cannot take the backend from the others) marks it down until
+ * now + fail_timeout_ms; later ones while the count stands renew that. max_fails 0: never. */
+enum upstream_fail_verdict upstream_health_fail(struct upstream_health *h, uint64_t max_fails,
+                                                uint64_t now, uint64_t fail_timeout_ms);
+/* Pure, lock held: a success (upgrade accepted, probe passed) resets the count and marks h
+ * up. 1 when it was down. */
+int upstream_health_succeed(struct upstream_health *h);
 
 /* The entry of (route, url), made on first use (url NULL: the route's). Entries live until
  * upstream_health_free_all: a reload keeps what was learnt about a backend still configured

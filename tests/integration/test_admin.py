@@ -159,7 +159,7 @@ def test_backend_state_metric(tmp_path):
     url = f"ws://127.0.0.1:{dead}/socket"
     g = Gateway(workdir=str(tmp_path), gateway={"admin_listen": f"127.0.0.1:{admin}"},
                 routes={"/app": {"type": "proxy", "backend": url, "retries": "0",
-                                 "fail_timeout": "60s"}})
+                                 "fail_timeout": "60s", "max_fails": "1"}})
     with g:
         status, _, _ = get(g.port, "/app")  # plain GET: refused before any backend is tried
         assert status == 426

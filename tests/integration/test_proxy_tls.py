@@ -8,7 +8,7 @@ import ssl
 
 import pytest
 
-from wsharness import (OP_BINARY, OP_TEXT, NodeWsBackend, PyWsBackend, WSClient, http_request,
+from wsharness import (OP_BINARY, OP_TEXT, HarnessError, NodeWsBackend, PyWsBackend, WSClient, http_request,
                        make_test_ca, proxy_route, upgrade_request, wait_until)
 
 
@@ -48,11 +48,13 @@ def test_wss_backend_with_ca(gateway_factory, ca, tls_backend, host):
 def test_wss_backend_without_ca_is_502(gateway_factory, tls_backend):
     url = tls_backend.url("/secure", scheme="wss", host="localhost")
     g = gateway_factory(routes={"/s": proxy_route(url, retries=0)})
-    resp = http_request(g.port, upgrade_request(g.port, "/s"))
-    assert resp.status == 502, resp
+    # A TLS failure counts against the backend: down at the third in a row (max_fails).
+    for _ in range(3):
+        resp = http_request(g.port, upgrade_request(g.port, "/s"))
+        assert resp.status == 502, resp
     err = wait_until(lambda: "certificate verify failed" in g.stderr() and g.stderr(), 5,
                      what="verify failure logged")
-    assert f"backend {url} down" in err
+    assert f"backend {url} down after 3 failure(s) in a row" in err
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1"], ids=["by-name", "by-ip"])
@@ -70,13 +72,16 @@ def test_wss_backend_wrong_name_is_502(gateway_factory, tmp_path, host):
         assert b.requests == []
 
 
-def test_wss_bad_ca_file_is_502(gateway_factory, tmp_path, tls_backend):
+def test_wss_bad_ca_file_is_fatal(gateway_factory, tmp_path, tls_backend):
+    # Loaded with the configuration like every certificate (not at the first client): a
+    # start fails naming it, as a reload would be refused.
     bad = tmp_path / "not-a-ca.pem"
     bad.write_text("not a certificate\n")
     url = tls_backend.url("/secure", scheme="wss", host="localhost")
-    g = gateway_factory(routes={"/s": proxy_route(url, ca_file=str(bad), retries=0)})
-    assert http_request(g.port, upgrade_request(g.port, "/s")).status == 502
-    assert "cannot load ca_file" in g.stderr()
+    with pytest.raises(HarnessError, match="exited with 1") as e:
+        gateway_factory(routes={"/s": proxy_route(url, ca_file=str(bad), retries=0)})
+    assert f"cannot load ca_file {bad}" in str(e.value)
+    assert "route /s" in str(e.value)
 
 
 def test_wss_node_backend_close_code_and_headers(gateway_factory, ca):

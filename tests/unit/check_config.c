@@ -1230,6 +1230,8 @@ static const struct good_row {
 	{ CFG_SEC_GATEWAY, "", "admin_listen", "127.0.0.1:9090", 0 },
 	{ CFG_SEC_GATEWAY, "", "drain_window", "0", 0 },
 	{ CFG_SEC_GATEWAY, "", "drain_window", "1m", 60000 },
+	{ CFG_SEC_GATEWAY, "", "admin_timeout", "500ms", 500 },
+	{ CFG_SEC_GATEWAY, "", "admin_max_connections", "1", 1 },
 	{ CFG_SEC_HEARTBEAT, "", "ping_interval", "24h", 86400000 },
 	{ CFG_SEC_HEARTBEAT, "", "pong_timeout", "2.5s", 2500 },
 	{ CFG_SEC_HEARTBEAT, "", "idle_timeout", "5m", 300000 },
@@ -1276,6 +1278,9 @@ static const struct good_row {
 	{ CFG_SEC_ROUTE, PX, "ca_file", "/dev/null", 0 },
 	{ CFG_SEC_ROUTE, PX, "health_check", "10", 10000 },
 	{ CFG_SEC_ROUTE, PX, "fail_timeout", "1h", 3600000 },
+	{ CFG_SEC_ROUTE, PX, "max_fails", "0", 0 },
+	{ CFG_SEC_ROUTE, PX, "max_fails", "5", 5 },
+	{ CFG_SEC_ROUTE, PX, "fail_on_5xx", "yes", 1 },
 };
 
 START_TEST(test_good_rows)
@@ -1352,6 +1357,8 @@ static const struct bad_row {
 	{ CFG_SEC_GATEWAY, "", "admin_listen", "9o9o",
 	    "expected host:port, [v6]:port or :port (the admin listener has no tls)" },
 	{ CFG_SEC_GATEWAY, "", "drain_window", "2h", "must be at most 1h" },
+	{ CFG_SEC_GATEWAY, "", "admin_timeout", "0", "must be between 1ms and 1h" },
+	{ CFG_SEC_GATEWAY, "", "admin_max_connections", "0", "must be between 1 and 100000" },
 	{ CFG_SEC_HEARTBEAT, "", "ping_interval", "25h", "must be at most 24h" },
 	{ CFG_SEC_HEARTBEAT, "ping_interval = 0", "pong_timeout", "-1s",
 	    "expected a duration such as 200ms, 10s, 1m" },
@@ -1450,6 +1457,8 @@ static const struct bad_row {
 	{ CFG_SEC_ROUTE, PX, "ca_file", "\xff", "must be valid UTF-8" },
 	{ CFG_SEC_ROUTE, PX, "health_check", "1x", "expected a duration such as 200ms, 10s, 1m" },
 	{ CFG_SEC_ROUTE, PX, "fail_timeout", "0", "must be between 1ms and 1h" },
+	{ CFG_SEC_ROUTE, PX, "max_fails", "1001", "must be at most 1000" },
+	{ CFG_SEC_ROUTE, PX, "fail_on_5xx", "maybe", "expected yes or no" },
 	/* secrets are never echoed */
 	{ CFG_SEC_ROUTE, "type = echo\nauth = jwt\njwt_public_key = /dev/null", "jwt_secret",
 	    "\xff", "must be valid UTF-8" },

@@ -1,6 +1,7 @@
 /* check_upstream.c - unit tests for upstream.c's balancer and passive health on hand-built
  * pools (no sockets): round_robin order, least_conn, ip_hash stability and fallback, backends
- * skipped when tried or down, fail_timeout expiry, the all-down verdict. */
+ * skipped when tried or down, fail_timeout expiry, the all-down verdict; upstream_health's
+ * max_fails counting (pure); hash.c's SipHash against the reference vectors. */
 
 #include <check.h>
 #include <stdlib.h>
@@ -8,6 +9,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "hash.h"
 #include "log.h"
 #include "upstream.h"
 
@@ -33,6 +35,7 @@ setup(void)
 	route.backends = cbs;
 	route.nbackends = NB;
 	route.fail_timeout_ms = 10000;
+	route.max_fails = 1; /* the balancer tests below: one failure marks down */
 	memset(&pool, 0, sizeof(pool));
 	pool.route = &route;
 	pool.backends = backends;
@@ -178,6 +181,104 @@ START_TEST(test_ip_hash_fallback_keeps_others)
 }
 END_TEST
 
+/* ---- max_fails (pure upstream_health) ---- */
+
+START_TEST(test_health_max_fails_consecutive)
+{
+	struct upstream_health h = {.state = UPSTREAM_UP};
+
+	/* Two failures in a row: counted, still up; the third marks it down. */
+	ck_assert_int_eq(upstream_health_fail(&h, 3, 1000, 500), UPSTREAM_FAIL_COUNTED);
+	ck_assert_int_eq(upstream_health_fail(&h, 3, 1001, 500), UPSTREAM_FAIL_COUNTED);
+	ck_assert_int_eq(h.state, UPSTREAM_UP);
+	ck_assert_int_eq(upstream_health_fail(&h, 3, 1002, 500), UPSTREAM_FAIL_DOWN);
+	ck_assert_int_eq(h.state, UPSTREAM_DOWN);
+	ck_assert_uint_eq(h.down_until_ms, 1502);
+	/* The retry after fail_timeout fails: down again at once, for another fail_timeout. */
+	ck_assert_int_eq(upstream_health_fail(&h, 3, 1600, 500), UPSTREAM_FAIL_STILL_DOWN);
+	ck_assert_uint_eq(h.down_until_ms, 2100);
+	/* A success resets the count: it takes three failures in a row again. */
+	ck_assert_int_eq(upstream_health_succeed(&h), 1);
+	ck_assert_int_eq(h.state, UPSTREAM_UP);
+	ck_assert_uint_eq(h.fails, 0);
+	ck_assert_int_eq(upstream_health_fail(&h, 3, 3000, 500), UPSTREAM_FAIL_COUNTED);
+	ck_assert_int_eq(upstream_health_fail(&h, 3, 3001, 500), UPSTREAM_FAIL_COUNTED);
+	ck_assert_int_eq(upstream_health_succeed(&h), 0);
+	ck_assert_int_eq(upstream_health_fail(&h, 3, 3002, 500), UPSTREAM_FAIL_COUNTED);
+	ck_assert_int_eq(h.state, UPSTREAM_UP);
+}
+END_TEST
+
+START_TEST(test_health_max_fails_zero_and_one)
+{
+	struct upstream_health h = {.state = UPSTREAM_UP};
+
+	for (int i = 0; i < 100; i++)
+		ck_assert_int_eq(upstream_health_fail(&h, 0, 1000, 500), UPSTREAM_FAIL_COUNTED);
+	ck_assert_int_eq(h.state, UPSTREAM_UP);
+	upstream_health_succeed(&h);
+	ck_assert_int_eq(upstream_health_fail(&h, 1, 1000, 500), UPSTREAM_FAIL_DOWN);
+}
+END_TEST
+
+START_TEST(test_health_probe_verdict_kept)
+{
+	/* Down until a probe passes (UINT64_MAX): a client's failure does not shorten it. */
+	struct upstream_health h = {.state = UPSTREAM_DOWN, .down_until_ms = UINT64_MAX, .fails = 0};
+
+	ck_assert_int_eq(upstream_health_fail(&h, 1, 1000, 500), UPSTREAM_FAIL_STILL_DOWN);
+	ck_assert_uint_eq(h.down_until_ms, UINT64_MAX);
+}
+END_TEST
+
+START_TEST(test_backend_failed_needs_max_fails)
+{
+	int all_down = 0;
+
+	route.max_fails = 3;
+	route.balance = BALANCE_ROUND_ROBIN;
+	upstream_backend_failed(&backends[0], "test");
+	upstream_backend_failed(&backends[0], "test");
+	ck_assert(upstream_backend_eligible(&backends[0], conn_now_ms()));
+	upstream_backend_ok(&backends[0]); /* another client got through: the count restarts */
+	upstream_backend_failed(&backends[0], "test");
+	upstream_backend_failed(&backends[0], "test");
+	ck_assert(upstream_backend_eligible(&backends[0], conn_now_ms()));
+	upstream_backend_failed(&backends[0], "test");
+	ck_assert(!upstream_backend_eligible(&backends[0], conn_now_ms()));
+	ck_assert_uint_eq(pick(NULL, NULL, &all_down), 1);
+}
+END_TEST
+
+/* ---- SipHash-2-4 ---- */
+
+START_TEST(test_siphash_reference_vectors)
+{
+	/* From the SipHash paper's appendix / reference vectors.h: key 00..0f, message
+	 * 00..(n-1); the 64-bit results as little-endian words. */
+	static const uint64_t want[] = {
+	    0x726fdb47dd0e0e31ull, /* n = 0 */
+	    0x74f839c593dc67fdull, /* n = 1 */
+	    0x0d6c8009d9a94f5aull, /* n = 2 */
+	    0x85676696d7fb7e2dull, /* n = 3 */
+	};
+	uint8_t key[16], msg[64];
+
+	for (int i = 0; i < 16; i++)
+		key[i] = (uint8_t)i;
+	for (int i = 0; i < 64; i++)
+		msg[i] = (uint8_t)i;
+	for (size_t n = 0; n < sizeof(want) / sizeof(want[0]); n++)
+		ck_assert_uint_eq(hash_siphash_key(key, msg, n), want[n]);
+	/* n = 15: the paper's worked example, a715...; 0xa129ca6149be45e5. */
+	ck_assert_uint_eq(hash_siphash_key(key, msg, 15), 0xa129ca6149be45e5ull);
+	/* The process key: stable within the process, and not the zero key. */
+	ck_assert_uint_eq(hash_siphash("abc", 3), hash_siphash("abc", 3));
+	memset(key, 0, sizeof(key));
+	ck_assert_uint_ne(hash_siphash("abc", 3), hash_siphash_key(key, "abc", 3));
+}
+END_TEST
+
 static Suite *
 upstream_suite(void)
 {
@@ -193,6 +294,11 @@ upstream_suite(void)
 	tcase_add_test(tc, test_least_conn);
 	tcase_add_test(tc, test_ip_hash_stable_and_spread);
 	tcase_add_test(tc, test_ip_hash_fallback_keeps_others);
+	tcase_add_test(tc, test_health_max_fails_consecutive);
+	tcase_add_test(tc, test_health_max_fails_zero_and_one);
+	tcase_add_test(tc, test_health_probe_verdict_kept);
+	tcase_add_test(tc, test_backend_failed_needs_max_fails);
+	tcase_add_test(tc, test_siphash_reference_vectors);
 	suite_add_tcase(s, tc);
 	return s;
 }
