@@ -270,6 +270,13 @@ metrics_workers(struct evbuffer *out, const struct gateway *gw)
 	metrics_head(out, "wsgate_bus_refused_total", "counter",
 	    "In-process hub messages a worker too far behind could not take.");
 	evbuffer_add_printf(out, "wsgate_bus_refused_total %llu\n", (unsigned long long)refused);
+	refused = 0;
+	for (size_t i = 0; i < gw->nworkers; i++)
+		refused += METRIC_GET(gw->workers[i]->stats.broadcasts_refused);
+	metrics_head(out, "wsgate_broadcasts_refused_total", "counter",
+	    "Messages refused for every worker because one was too far behind (all or none).");
+	evbuffer_add_printf(out, "wsgate_broadcasts_refused_total %llu\n",
+	    (unsigned long long)refused);
 }
 
 void
