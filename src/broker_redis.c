@@ -15,15 +15,20 @@
 #include "broker_redis.h"
 
 #include <sys/queue.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <event2/dns.h>
 #include <event2/event.h>
+#include <event2/util.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
-#include <hiredis/adapters/libevent.h>
+#include <hiredis/sds.h>
 #include <openssl/rand.h>
 
 #include "config.h"
@@ -34,6 +39,9 @@
 #define REDIS_SUB_BATCH 256          /* channels per SUBSCRIBE when resubscribing */
 #define REDIS_PUB_MAX_INFLIGHT 10000 /* PUBLISHes awaiting a reply before we queue instead */
 #define REDIS_PUB_MIN_INFLIGHT_BYTES (1u << 20) /* in-flight byte bound if publish_queue is 0 */
+#define REDIS_REPLY_SLACK (64u << 10) /* a reply's framing and channel name beyond its payload */
+#define REDIS_SKIP_TURN (1u << 20)    /* bytes of an oversized reply discarded per loop turn */
+#define REDIS_LOG_MS 1000             /* oversized messages are logged at most this often */
 
 enum redis_link_state {
 	REDIS_LINK_DOWN = 0,   /* no context; the timer is the retry backoff */
@@ -58,6 +66,14 @@ struct redis_link {
 	struct event *timer;     /* DOWN: retry; CONNECTING..SYNCING: connect deadline */
 	struct event *reap;      /* frees dead outside any hiredis callback */
 	uint64_t backoff_ms;     /* next retry delay, before jitter */
+	struct redis_dns *dns;   /* CONNECTING: the host name lookup in flight, if any */
+	uint64_t skip;           /* bytes of an oversized reply still to discard from the socket */
+};
+
+/* A lookup in flight; l is cleared when the link gives it up (the answer may still come). */
+struct redis_dns {
+	struct redis_link *l;
+	struct evdns_getaddrinfo_request *req;
 };
 
 /* A publish held while the pub link is down or too far behind. */
@@ -77,7 +93,10 @@ struct broker_redis {
 	int db;
 	char *password; /* NULL: no AUTH */
 	uint64_t connect_timeout_ms, probe_interval_ms, probe_timeout_ms, publish_queue,
-	    reconnect_max_ms;
+	    reconnect_max_ms, max_message_size;
+	struct evdns_base *dns; /* made on first use: a host name, not an address, is configured */
+	uint64_t oversized;     /* oversized messages since the last log line */
+	uint64_t oversized_log_ms;
 
 	struct redis_link sub;
 	struct redis_link pub;
@@ -116,6 +135,9 @@ struct broker_redis {
 static const struct broker_ops broker_redis_ops;
 
 static void redis_link_teardown(struct redis_link *, const char *);
+static void redis_link_cancel_dns(struct redis_link *);
+static void redis_link_on_connect(const redisAsyncContext *, int);
+static void redis_link_on_disconnect(const redisAsyncContext *, int);
 static void broker_redis_resubscribe(struct broker_redis *);
 static void broker_redis_flush(struct broker_redis *);
 static int broker_redis_pub_writable(const struct broker_redis *);
@@ -157,18 +179,41 @@ redis_link_jitter(uint64_t ms)
 	return ms * (800 + r % 401) / 1000;
 }
 
+/* Something that cannot happen did: a debug build stops there; a release build counts it
+ * (wsgate_internal_errors_total), logs it and goes on with the link rebuilt. */
 static void
+redis_internal_error(struct broker_redis *b, const char *what)
+{
+#ifdef WSGATE_DEBUG
+	fatalx("redis: %s", what);
+#endif
+	METRIC_ADD(b->st.internal_errors, 1);
+	log_warnx("redis: internal error: %s", what);
+}
+
+/* Returns 0, or -1 after an illegal move: the link was then rebuilt (torn down, its retry
+ * armed) and the caller must stop what it was doing with it. */
+static int
 redis_link_set_state(struct redis_link *l, enum redis_link_state to)
 {
 	/* Forward one step at a time (pub skips SYNCING); down from anywhere but down. */
 	int ok = to == REDIS_LINK_DOWN ? l->state != REDIS_LINK_DOWN : to == l->state + 1 ||
 	    (l->state == REDIS_LINK_HANDSHAKE && to == REDIS_LINK_UP && l != &l->b->sub);
+	char what[128];
 
-	if (!ok)
-		fatalx("redis %s link: bad transition %s -> %s", l->name,
-		    redis_link_state_names[l->state], redis_link_state_names[to]);
+	if (!ok) {
+		snprintf(what, sizeof(what), "%s link: illegal transition %s -> %s; rebuilding it",
+		    l->name, redis_link_state_names[l->state], redis_link_state_names[to]);
+		redis_internal_error(l->b, what);
+		if (l->state != REDIS_LINK_DOWN)
+			redis_link_teardown(l, "internal error");
+		else if (!evtimer_pending(l->timer, NULL))
+			broker_redis_arm(l->timer, REDIS_BACKOFF_START_MS);
+		return -1;
+	}
 	/* Atomic: ready() and the metrics read it from the main loop. */
 	__atomic_store_n(&l->state, to, __ATOMIC_RELAXED);
+	return 0;
 }
 
 static void
@@ -176,7 +221,8 @@ redis_link_up(struct redis_link *l)
 {
 	struct broker_redis *b = l->b;
 
-	redis_link_set_state(l, REDIS_LINK_UP);
+	if (redis_link_set_state(l, REDIS_LINK_UP) < 0)
+		return;
 	event_del(l->timer); /* the connect deadline */
 	l->backoff_ms = REDIS_BACKOFF_START_MS;
 	if (l == &b->sub)
@@ -202,9 +248,15 @@ redis_link_teardown(struct redis_link *l, const char *reason)
 
 	if (was == REDIS_LINK_DOWN || b->freeing)
 		return;
+	redis_link_cancel_dns(l);
+	l->skip = 0;
 	if (l->ac != NULL) {
-		if (l->dead != NULL)
-			fatalx("redis %s link: two contexts to reap", l->name);
+		if (l->dead != NULL) {
+			/* Reap runs before any reconnect, so never two; should it happen, the
+			 * older one is not on the stack (its callbacks return at once). */
+			redis_internal_error(b, "two contexts to reap");
+			redisAsyncFree(l->dead);
+		}
 		l->dead = l->ac;
 		l->ac = NULL;
 		event_active(l->reap, EV_TIMEOUT, 1);
@@ -304,9 +356,10 @@ redis_link_on_connect(const redisAsyncContext *cac, int status)
 		redis_link_gone(l, ac, ac->errstr != NULL ? ac->errstr : "connect failed");
 		return;
 	}
-	if (b->freeing || ac != l->ac)
+	if (b->freeing || ac != l->ac || l->state != REDIS_LINK_CONNECTING)
 		return;
-	redis_link_set_state(l, REDIS_LINK_HANDSHAKE);
+	if (redis_link_set_state(l, REDIS_LINK_HANDSHAKE) < 0)
+		return;
 	if (b->password != NULL)
 		rc = redisAsyncCommand(ac, redis_link_on_handshake, "AUTH", "AUTH %s", b->password);
 	if (rc == REDIS_OK && l == &b->pub)
@@ -325,21 +378,198 @@ redis_link_on_disconnect(const redisAsyncContext *ac, int status)
 	    "connection closed");
 }
 
-/* Runs from a timer or from new(), never inside a hiredis callback. */
+/* ---- our libevent adapter: hiredis' own, plus a bound on what one reply may buffer ---- */
+
+struct redis_ev {
+	redisAsyncContext *ac;
+	struct redis_link *l;
+	struct event *rev, *wev;
+};
+
 static void
-redis_link_connect(struct redis_link *l)
+redis_ev_add_read(void *arg)
+{
+	event_add(((struct redis_ev *)arg)->rev, NULL);
+}
+
+static void
+redis_ev_del_read(void *arg)
+{
+	event_del(((struct redis_ev *)arg)->rev);
+}
+
+static void
+redis_ev_add_write(void *arg)
+{
+	event_add(((struct redis_ev *)arg)->wev, NULL);
+}
+
+static void
+redis_ev_del_write(void *arg)
+{
+	event_del(((struct redis_ev *)arg)->wev);
+}
+
+static void
+redis_ev_cleanup(void *arg)
+{
+	struct redis_ev *e = arg;
+
+	event_free(e->rev);
+	event_free(e->wev);
+	free(e);
+}
+
+/* A message larger than max_message_size is on its way: counted, logged at most once a
+ * second. */
+static void
+broker_redis_oversized(struct broker_redis *b, const char *link, uint64_t len)
+{
+	uint64_t now = broker_redis_now_ms();
+
+	METRIC_ADD(b->st.oversized, 1);
+	b->oversized++;
+	if (now - b->oversized_log_ms >= REDIS_LOG_MS) {
+		log_warnx("redis %s link: a %llu-byte message is over max_message_size (%llu): "
+		    "dropped (%llu since the last report)", link, (unsigned long long)len,
+		    (unsigned long long)b->max_message_size, (unsigned long long)b->oversized);
+		b->oversized = 0;
+		b->oversized_log_ms = now;
+	}
+}
+
+/* After hiredis read: what it holds unparsed is one incomplete reply item starting at pos (it
+ * parses each complete one at once). When that item is a bulk string announcing more than
+ * max_message_size, it is never buffered: hiredis gets a nil in its place (the message
+ * callback ignores a nil payload) and the bulk's bytes are discarded from the socket as they
+ * come. Anything else that large is not something Redis sends us: the link is rebuilt. */
+static void
+redis_link_bound_reader(struct redis_link *l)
+{
+	struct broker_redis *b = l->b;
+	redisReader *r = l->ac->c.reader;
+	size_t pending = r->len - r->pos, i;
+	const char *p = r->buf + r->pos;
+	uint64_t m = 0, total;
+
+	if (pending == 0)
+		return;
+	if (p[0] == '$') {
+		for (i = 1; i < pending && i < 24 && p[i] >= '0' && p[i] <= '9'; i++)
+			m = m * 10 + (uint64_t)(p[i] - '0');
+		if (i > 1 && i + 1 < pending && p[i] == '\r' && p[i + 1] == '\n' &&
+		    m > b->max_message_size) {
+			total = (i + 2) + m + 2; /* header, payload, CRLF */
+			sdsIncrLen(r->buf, -(int)pending);
+			r->len = r->pos;
+			if (redisReaderFeed(r, "$-1\r\n", 5) != REDIS_OK) {
+				redis_link_teardown(l, "cannot skip an oversized message");
+				return;
+			}
+			l->skip = total - pending;
+			broker_redis_oversized(b, l->name, m);
+			return;
+		}
+	}
+	if (pending > b->max_message_size + REDIS_REPLY_SLACK)
+		redis_link_teardown(l, "a reply larger than max_message_size");
+}
+
+/* Discards up to REDIS_SKIP_TURN bytes of an oversized reply, then lets the loop go on.
+ * Returns 1 while bytes remain, 0 when done, -1 when the link went down. */
+static int
+redis_link_skip(struct redis_link *l, struct redis_ev *e, evutil_socket_t fd)
+{
+	char buf[16384];
+	size_t done = 0;
+	ssize_t n;
+
+	while (l->skip > 0 && done < REDIS_SKIP_TURN) {
+		n = read(fd, buf, l->skip < sizeof(buf) ? (size_t)l->skip : sizeof(buf));
+		if (n > 0) {
+			l->skip -= (uint64_t)n;
+			done += (size_t)n;
+		} else if (n < 0 && errno == EINTR) {
+			continue;
+		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			break;
+		} else {
+			redis_link_teardown(l, n == 0 ? "connection closed" : strerror(errno));
+			return -1;
+		}
+	}
+	if (l->skip == 0)
+		return 0;
+	event_add(e->rev, NULL);
+	return 1;
+}
+
+static void
+redis_ev_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct redis_ev *e = arg;
+	struct redis_link *l = e->l;
+	redisAsyncContext *ac = e->ac;
+
+	(void)what;
+	if (ac == l->ac && l->skip > 0 && redis_link_skip(l, e, fd) != 0)
+		return;
+	redisAsyncHandleRead(ac);
+	/* hiredis may have freed ac (and e) meanwhile: only the link's current context is sure
+	 * to be alive (a context we gave up waits in dead, not in ac). */
+	if (ac == l->ac && !l->b->freeing)
+		redis_link_bound_reader(l);
+}
+
+static void
+redis_ev_write(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd, (void)what;
+	redisAsyncHandleWrite(((struct redis_ev *)arg)->ac);
+}
+
+/* redisLibeventAttach with our read handler. -1 on ENOMEM (nothing attached). */
+static int
+redis_ev_attach(struct redis_link *l, redisAsyncContext *ac)
+{
+	struct redis_ev *e;
+
+	if ((e = calloc(1, sizeof(*e))) == NULL)
+		return -1;
+	e->ac = ac;
+	e->l = l;
+	e->rev = event_new(l->b->evbase, ac->c.fd, EV_READ, redis_ev_read, e);
+	e->wev = event_new(l->b->evbase, ac->c.fd, EV_WRITE, redis_ev_write, e);
+	if (e->rev == NULL || e->wev == NULL) {
+		if (e->rev != NULL)
+			event_free(e->rev);
+		if (e->wev != NULL)
+			event_free(e->wev);
+		free(e);
+		return -1;
+	}
+	ac->ev.addRead = redis_ev_add_read;
+	ac->ev.delRead = redis_ev_del_read;
+	ac->ev.addWrite = redis_ev_add_write;
+	ac->ev.delWrite = redis_ev_del_write;
+	ac->ev.cleanup = redis_ev_cleanup;
+	ac->ev.data = e;
+	event_add(e->rev, NULL);
+	event_add(e->wev, NULL);
+	return 0;
+}
+
+/* ---- connecting: resolve without blocking, then hiredis to the address ---- */
+
+/* hiredis connects to addr (numeric: its getaddrinfo does not block). */
+static void
+redis_link_open(struct redis_link *l, const char *addr)
 {
 	struct broker_redis *b = l->b;
 	redisAsyncContext *ac;
 	char err[256];
 
-	if ((ac = l->dead) != NULL) { /* normally reaped already */
-		l->dead = NULL;
-		redisAsyncFree(ac);
-	}
-	redis_link_set_state(l, REDIS_LINK_CONNECTING);
-	/* A host name is resolved by hiredis, with a blocking getaddrinfo(). */
-	if ((ac = redisAsyncConnect(b->host, b->port)) == NULL) {
+	if ((ac = redisAsyncConnect(addr, b->port)) == NULL) {
 		redis_link_teardown(l, "out of memory");
 		return;
 	}
@@ -349,15 +579,115 @@ redis_link_connect(struct redis_link *l)
 		redis_link_teardown(l, err);
 		return;
 	}
+	if (redis_ev_attach(l, ac) < 0) {
+		redisAsyncFree(ac);
+		redis_link_teardown(l, "out of memory");
+		return;
+	}
 	ac->data = l;
-	(void)redisLibeventAttach(ac, b->evbase); /* fails only when already attached */
 	redisAsyncSetConnectCallback(ac, redis_link_on_connect);
 	redisAsyncSetDisconnectCallback(ac, redis_link_on_disconnect);
 	l->ac = ac;
-	/* hiredis 0.14 has no connect timeout. Ours runs until the link is up, so a server that
-	 * accepts but never answers (stopped, overloaded) is given up as well. */
+}
+
+static void
+redis_link_cancel_dns(struct redis_link *l)
+{
+	struct redis_dns *d = l->dns;
+
+	if (d == NULL)
+		return;
+	l->dns = NULL;
+	d->l = NULL; /* the callback, now or later, only frees d */
+	if (d->req != NULL)
+		evdns_getaddrinfo_cancel(d->req);
+}
+
+/* The lookup's answer. d->l is NULL when the link gave it up (EVUTIL_EAI_CANCEL, or an answer
+ * after a teardown); the link must still be CONNECTING with no context, as it was armed. */
+static void
+redis_link_dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
+{
+	struct redis_dns *d = arg;
+	struct redis_link *l = d->l;
+	char addr[INET6_ADDRSTRLEN] = "", why[320];
+	const void *in = NULL;
+
+	free(d);
+	if (l == NULL || l->b->freeing || l->state != REDIS_LINK_CONNECTING || l->ac != NULL) {
+		if (ai != NULL)
+			evutil_freeaddrinfo(ai);
+		return;
+	}
+	l->dns = NULL;
+	if (err == 0 && ai != NULL) {
+		if (ai->ai_family == AF_INET)
+			in = &((struct sockaddr_in *)(void *)ai->ai_addr)->sin_addr;
+		else if (ai->ai_family == AF_INET6)
+			in = &((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_addr;
+		if (in != NULL)
+			(void)evutil_inet_ntop(ai->ai_family, in, addr, sizeof(addr));
+	}
+	if (ai != NULL)
+		evutil_freeaddrinfo(ai);
+	if (addr[0] == '\0') {
+		snprintf(why, sizeof(why), "cannot resolve %s: %s", l->b->host,
+		    err != 0 ? evutil_gai_strerror(err) : "no address");
+		redis_link_teardown(l, why);
+		return;
+	}
+	redis_link_open(l, addr);
+}
+
+/* Runs from a timer or from new(), never inside a hiredis callback. The host name is looked up
+ * again for every attempt (evdns: the loop never blocks), so a Redis that moved is found. */
+static void
+redis_link_connect(struct redis_link *l)
+{
+	struct broker_redis *b = l->b;
+	struct evutil_addrinfo hints, *ai = NULL;
+	struct evdns_getaddrinfo_request *req;
+	struct redis_dns *d;
+	redisAsyncContext *ac;
+	char port[16];
+
+	if ((ac = l->dead) != NULL) { /* normally reaped already */
+		l->dead = NULL;
+		redisAsyncFree(ac);
+	}
+	if (redis_link_set_state(l, REDIS_LINK_CONNECTING) < 0)
+		return;
+	/* hiredis 0.14 has no connect timeout. Ours runs until the link is up, so a lookup or a
+	 * server that accepts but never answers (stopped, overloaded) is given up as well. */
 	if (b->connect_timeout_ms > 0)
 		broker_redis_arm(l->timer, b->connect_timeout_ms);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%d", b->port);
+	if (evutil_getaddrinfo(b->host, port, &hints, &ai) == 0) {
+		evutil_freeaddrinfo(ai);
+		redis_link_open(l, b->host);
+		return;
+	}
+	if (b->dns == NULL &&
+	    (b->dns = evdns_base_new(b->evbase, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+	    EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL) {
+		redis_link_teardown(l, "cannot start the DNS resolver");
+		return;
+	}
+	if ((d = calloc(1, sizeof(*d))) == NULL) {
+		redis_link_teardown(l, "out of memory");
+		return;
+	}
+	d->l = l;
+	l->dns = d;
+	hints.ai_flags = EVUTIL_AI_NUMERICSERV | EVUTIL_AI_ADDRCONFIG;
+	req = evdns_getaddrinfo(b->dns, b->host, port, &hints, redis_link_dns_cb, d);
+	/* NULL: answered inside the call (/etc/hosts, or a failure); d is freed already. */
+	if (req != NULL && l->dns == d)
+		d->req = req;
 }
 
 /* DOWN: time to retry. CONNECTING..SYNCING: the connect deadline passed. */
@@ -390,7 +720,8 @@ broker_redis_on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
 
 	(void)privdata;
 	/* NULL: the context is going away (hiredis calls each channel's callback then). */
-	if (b->freeing || reply == NULL || ac != b->sub.ac)
+	if (b->freeing || reply == NULL || ac != b->sub.ac ||
+	    (b->sub.state != REDIS_LINK_SYNCING && b->sub.state != REDIS_LINK_UP))
 		return;
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
 		return;
@@ -412,6 +743,12 @@ broker_redis_on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
 				METRIC_SET(b->probe_outstanding, 0);
 				event_del(b->probe_deadline);
 			}
+			return;
+		}
+		/* Normally skipped as it streamed in (a nil here); this catches one that came
+		 * whole within a single read. */
+		if (data->len > b->max_message_size) {
+			broker_redis_oversized(b, "sub", data->len);
 			return;
 		}
 		METRIC_ADD(b->st.delivered, 1);
@@ -476,7 +813,7 @@ broker_redis_resubscribe(struct broker_redis *b)
 	if (bt.failed)
 		redis_link_teardown(&b->sub, "SUBSCRIBE could not be queued");
 	else
-		redis_link_set_state(&b->sub, REDIS_LINK_SYNCING);
+		(void)redis_link_set_state(&b->sub, REDIS_LINK_SYNCING);
 }
 
 /* One (UN)SUBSCRIBE while the link is subscribing; before that the resubscription reads the
@@ -726,6 +1063,7 @@ redis_link_free(struct redis_link *l)
 {
 	redisAsyncContext *ac;
 
+	redis_link_cancel_dns(l);
 	if ((ac = l->dead) != NULL) {
 		l->dead = NULL;
 		redisAsyncFree(ac);
@@ -753,6 +1091,8 @@ broker_redis_free(struct broker *base)
 		event_free(b->probe_timer);
 	if (b->probe_deadline != NULL)
 		event_free(b->probe_deadline);
+	if (b->dns != NULL)
+		evdns_base_free(b->dns, 1);
 	if (b->st.queue_len > 0)
 		log_warnx("redis broker stopped with %llu publishes never sent",
 		    (unsigned long long)b->st.queue_len);
@@ -785,6 +1125,7 @@ broker_redis_alloc(struct event_base *base, const struct config *cfg)
 	b->probe_timeout_ms = rc->probe_timeout_ms;
 	b->publish_queue = rc->publish_queue;
 	b->reconnect_max_ms = rc->reconnect_max_ms;
+	b->max_message_size = rc->max_message_size;
 	b->sub = (struct redis_link){ .b = b, .name = "sub", .backoff_ms = REDIS_BACKOFF_START_MS,
 		.timer = evtimer_new(base, redis_link_timer, &b->sub),
 		.reap = event_new(base, -1, 0, redis_link_reap, &b->sub) };
@@ -885,6 +1226,8 @@ broker_redis_stats(struct broker *base, struct broker_redis_stats *out)
 	out->probes_lost = METRIC_GET(b->st.probes_lost);
 	out->unconfirmed = METRIC_GET(b->st.unconfirmed);
 	out->publish_errors = METRIC_GET(b->st.publish_errors);
+	out->oversized = METRIC_GET(b->st.oversized);
+	out->internal_errors = METRIC_GET(b->st.internal_errors);
 	out->queue_bytes = METRIC_GET(b->st.queue_bytes);
 	out->queue_len = METRIC_GET(b->st.queue_len);
 	out->sub_up = METRIC_GET(b->sub.state) == REDIS_LINK_UP;
