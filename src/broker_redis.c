@@ -439,8 +439,9 @@ broker_redis_oversized(struct broker_redis *b, const char *link, uint64_t len)
 }
 
 /* After hiredis read: what it holds unparsed is one incomplete reply item starting at pos (it
- * parses each complete one at once). When that item is a bulk string announcing more than
- * max_message_size, it is never buffered: hiredis gets a nil in its place (the message
+ * parses each complete one at once); hiredis may already have taken the item's type byte ('$'),
+ * leaving the current task typed as a string. When that item is a bulk string announcing more
+ * than max_message_size, it is never buffered: hiredis gets a nil in its place (the message
  * callback ignores a nil payload) and the bulk's bytes are discarded from the socket as they
  * come. Anything else that large is not something Redis sends us: the link is rebuilt. */
 static void
@@ -448,21 +449,24 @@ redis_link_bound_reader(struct redis_link *l)
 {
 	struct broker_redis *b = l->b;
 	redisReader *r = l->ac->c.reader;
-	size_t pending = r->len - r->pos, i;
+	size_t pending = r->len - r->pos, i, start;
 	const char *p = r->buf + r->pos;
 	uint64_t m = 0, total;
+	int typed = r->ridx >= 0 && r->rstack[r->ridx].type == REDIS_REPLY_STRING;
 
 	if (pending == 0)
 		return;
-	if (p[0] == '$') {
-		for (i = 1; i < pending && i < 24 && p[i] >= '0' && p[i] <= '9'; i++)
+	if (p[0] == '$' || typed) {
+		start = p[0] == '$' && !typed ? 1 : 0;
+		for (i = start; i < pending && i < start + 20 && p[i] >= '0' && p[i] <= '9'; i++)
 			m = m * 10 + (uint64_t)(p[i] - '0');
-		if (i > 1 && i + 1 < pending && p[i] == '\r' && p[i + 1] == '\n' &&
+		if (i > start && i + 1 < pending && p[i] == '\r' && p[i + 1] == '\n' &&
 		    m > b->max_message_size) {
 			total = (i + 2) + m + 2; /* header, payload, CRLF */
 			sdsIncrLen(r->buf, -(int)pending);
 			r->len = r->pos;
-			if (redisReaderFeed(r, "$-1\r\n", 5) != REDIS_OK) {
+			if (redisReaderFeed(r, start ? "$-1\r\n" : "-1\r\n", start ? 5 : 4) !=
+			    REDIS_OK) {
 				redis_link_teardown(l, "cannot skip an oversized message");
 				return;
 			}
@@ -748,7 +752,7 @@ broker_redis_on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
 		/* Normally skipped as it streamed in (a nil here); this catches one that came
 		 * whole within a single read. */
 		if (data->len > b->max_message_size) {
-			broker_redis_oversized(b, "sub", data->len);
+			broker_redis_oversized(b, "sub (whole)", data->len);
 			return;
 		}
 		METRIC_ADD(b->st.delivered, 1);
