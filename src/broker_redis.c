@@ -28,19 +28,17 @@
 #include <event2/util.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
-#include <hiredis/sds.h>
 #include <openssl/rand.h>
 
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "redis_adapter.h"
 
 #define REDIS_BACKOFF_START_MS 100
 #define REDIS_SUB_BATCH 256          /* channels per SUBSCRIBE when resubscribing */
 #define REDIS_PUB_MAX_INFLIGHT 10000 /* PUBLISHes awaiting a reply before we queue instead */
 #define REDIS_PUB_MIN_INFLIGHT_BYTES (1u << 20) /* in-flight byte bound if publish_queue is 0 */
-#define REDIS_REPLY_SLACK (64u << 10) /* a reply's framing and channel name beyond its payload */
-#define REDIS_SKIP_TURN (1u << 20)    /* bytes of an oversized reply discarded per loop turn */
 #define REDIS_LOG_MS 1000             /* oversized messages are logged at most this often */
 
 enum redis_link_state {
@@ -67,7 +65,7 @@ struct redis_link {
 	struct event *reap;      /* frees dead outside any hiredis callback */
 	uint64_t backoff_ms;     /* next retry delay, before jitter */
 	struct redis_dns *dns;   /* CONNECTING: the host name lookup in flight, if any */
-	uint64_t skip;           /* bytes of an oversized reply still to discard from the socket */
+	uint64_t partial_ms;     /* last read that advanced a reply still incomplete (progress) */
 };
 
 /* A lookup in flight; l is cleared when the link gives it up (the answer may still come). */
@@ -95,6 +93,7 @@ struct broker_redis {
 	uint64_t connect_timeout_ms, probe_interval_ms, probe_timeout_ms, publish_queue,
 	    reconnect_max_ms, max_message_size;
 	struct evdns_base *dns; /* made on first use: a host name, not an address, is configured */
+	struct redis_adapter_hooks hooks; /* max_reply is max_message_size */
 	uint64_t oversized;     /* oversized messages since the last log line */
 	uint64_t oversized_log_ms;
 
@@ -249,7 +248,7 @@ redis_link_teardown(struct redis_link *l, const char *reason)
 	if (was == REDIS_LINK_DOWN || b->freeing)
 		return;
 	redis_link_cancel_dns(l);
-	l->skip = 0;
+	l->partial_ms = 0;
 	if (l->ac != NULL) {
 		if (l->dead != NULL) {
 			/* Reap runs before any reconnect, so never two; should it happen, the
@@ -378,47 +377,7 @@ redis_link_on_disconnect(const redisAsyncContext *ac, int status)
 	    "connection closed");
 }
 
-/* ---- our libevent adapter: hiredis' own, plus a bound on what one reply may buffer ---- */
-
-struct redis_ev {
-	redisAsyncContext *ac;
-	struct redis_link *l;
-	struct event *rev, *wev;
-};
-
-static void
-redis_ev_add_read(void *arg)
-{
-	event_add(((struct redis_ev *)arg)->rev, NULL);
-}
-
-static void
-redis_ev_del_read(void *arg)
-{
-	event_del(((struct redis_ev *)arg)->rev);
-}
-
-static void
-redis_ev_add_write(void *arg)
-{
-	event_add(((struct redis_ev *)arg)->wev, NULL);
-}
-
-static void
-redis_ev_del_write(void *arg)
-{
-	event_del(((struct redis_ev *)arg)->wev);
-}
-
-static void
-redis_ev_cleanup(void *arg)
-{
-	struct redis_ev *e = arg;
-
-	event_free(e->rev);
-	event_free(e->wev);
-	free(e);
-}
+/* ---- the adapter's hooks (redis_adapter.c): arg is the link ---- */
 
 /* A message larger than max_message_size is on its way: counted, logged at most once a
  * second. */
@@ -438,129 +397,32 @@ broker_redis_oversized(struct broker_redis *b, const char *link, uint64_t len)
 	}
 }
 
-/* After hiredis read: what it holds unparsed is one incomplete reply item starting at pos (it
- * parses each complete one at once); hiredis may already have taken the item's type byte ('$'),
- * leaving the current task typed as a string. When that item is a bulk string announcing more
- * than max_message_size, it is never buffered: hiredis gets a nil in its place (the message
- * callback ignores a nil payload) and the bulk's bytes are discarded from the socket as they
- * come. Anything else that large is not something Redis sends us: the link is rebuilt. */
-static void
-redis_link_bound_reader(struct redis_link *l)
-{
-	struct broker_redis *b = l->b;
-	redisReader *r = l->ac->c.reader;
-	size_t pending = r->len - r->pos, i, start;
-	const char *p = r->buf + r->pos;
-	uint64_t m = 0, total;
-	int typed = r->ridx >= 0 && r->rstack[r->ridx].type == REDIS_REPLY_STRING;
-
-	if (pending == 0)
-		return;
-	if (p[0] == '$' || typed) {
-		start = p[0] == '$' && !typed ? 1 : 0;
-		for (i = start; i < pending && i < start + 20 && p[i] >= '0' && p[i] <= '9'; i++)
-			m = m * 10 + (uint64_t)(p[i] - '0');
-		if (i > start && i + 1 < pending && p[i] == '\r' && p[i + 1] == '\n' &&
-		    m > b->max_message_size) {
-			total = (i + 2) + m + 2; /* header, payload, CRLF */
-			sdsIncrLen(r->buf, -(int)pending);
-			r->len = r->pos;
-			if (redisReaderFeed(r, start ? "$-1\r\n" : "-1\r\n", start ? 5 : 4) !=
-			    REDIS_OK) {
-				redis_link_teardown(l, "cannot skip an oversized message");
-				return;
-			}
-			l->skip = total - pending;
-			broker_redis_oversized(b, l->name, m);
-			return;
-		}
-	}
-	if (pending > b->max_message_size + REDIS_REPLY_SLACK)
-		redis_link_teardown(l, "a reply larger than max_message_size");
-}
-
-/* Discards up to REDIS_SKIP_TURN bytes of an oversized reply, then lets the loop go on.
- * Returns 1 while bytes remain, 0 when done, -1 when the link went down. */
 static int
-redis_link_skip(struct redis_link *l, struct redis_ev *e, evutil_socket_t fd)
+redis_link_is_current(void *arg, const redisAsyncContext *ac)
 {
-	char buf[16384];
-	size_t done = 0;
-	ssize_t n;
+	struct redis_link *l = arg;
 
-	while (l->skip > 0 && done < REDIS_SKIP_TURN) {
-		n = read(fd, buf, l->skip < sizeof(buf) ? (size_t)l->skip : sizeof(buf));
-		if (n > 0) {
-			l->skip -= (uint64_t)n;
-			done += (size_t)n;
-		} else if (n < 0 && errno == EINTR) {
-			continue;
-		} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			break;
-		} else {
-			redis_link_teardown(l, n == 0 ? "connection closed" : strerror(errno));
-			return -1;
-		}
-	}
-	if (l->skip == 0)
-		return 0;
-	event_add(e->rev, NULL);
-	return 1;
+	return ac == l->ac && !l->b->freeing;
 }
 
 static void
-redis_ev_read(evutil_socket_t fd, short what, void *arg)
+redis_link_oversized(void *arg, uint64_t len)
 {
-	struct redis_ev *e = arg;
-	struct redis_link *l = e->l;
-	redisAsyncContext *ac = e->ac;
+	struct redis_link *l = arg;
 
-	(void)what;
-	if (ac == l->ac && l->skip > 0 && redis_link_skip(l, e, fd) != 0)
-		return;
-	redisAsyncHandleRead(ac);
-	/* hiredis may have freed ac (and e) meanwhile: only the link's current context is sure
-	 * to be alive (a context we gave up waits in dead, not in ac). */
-	if (ac == l->ac && !l->b->freeing)
-		redis_link_bound_reader(l);
+	broker_redis_oversized(l->b, l->name, len);
 }
 
 static void
-redis_ev_write(evutil_socket_t fd, short what, void *arg)
+redis_link_progress(void *arg)
 {
-	(void)fd, (void)what;
-	redisAsyncHandleWrite(((struct redis_ev *)arg)->ac);
+	((struct redis_link *)arg)->partial_ms = broker_redis_now_ms();
 }
 
-/* redisLibeventAttach with our read handler. -1 on ENOMEM (nothing attached). */
-static int
-redis_ev_attach(struct redis_link *l, redisAsyncContext *ac)
+static void
+redis_link_failed(void *arg, const char *why)
 {
-	struct redis_ev *e;
-
-	if ((e = calloc(1, sizeof(*e))) == NULL)
-		return -1;
-	e->ac = ac;
-	e->l = l;
-	e->rev = event_new(l->b->evbase, ac->c.fd, EV_READ, redis_ev_read, e);
-	e->wev = event_new(l->b->evbase, ac->c.fd, EV_WRITE, redis_ev_write, e);
-	if (e->rev == NULL || e->wev == NULL) {
-		if (e->rev != NULL)
-			event_free(e->rev);
-		if (e->wev != NULL)
-			event_free(e->wev);
-		free(e);
-		return -1;
-	}
-	ac->ev.addRead = redis_ev_add_read;
-	ac->ev.delRead = redis_ev_del_read;
-	ac->ev.addWrite = redis_ev_add_write;
-	ac->ev.delWrite = redis_ev_del_write;
-	ac->ev.cleanup = redis_ev_cleanup;
-	ac->ev.data = e;
-	event_add(e->rev, NULL);
-	event_add(e->wev, NULL);
-	return 0;
+	redis_link_teardown(arg, why);
 }
 
 /* ---- connecting: resolve without blocking, then hiredis to the address ---- */
@@ -583,7 +445,7 @@ redis_link_open(struct redis_link *l, const char *addr)
 		redis_link_teardown(l, err);
 		return;
 	}
-	if (redis_ev_attach(l, ac) < 0) {
+	if (redis_adapter_attach(ac, b->evbase, &b->hooks, l) < 0) {
 		redisAsyncFree(ac);
 		redis_link_teardown(l, "out of memory");
 		return;
@@ -1036,6 +898,16 @@ broker_redis_probe_overdue(evutil_socket_t fd, short what, void *arg)
 	(void)fd, (void)what;
 	if (!b->probe_outstanding)
 		return;
+	/* Liveness is progress: the canary comes on the same socket behind whatever Redis sent
+	 * before it. While a large reply is still streaming in (bytes of it arrived within the
+	 * last probe_timeout), the link is alive: judge the canary a probe_timeout later. A link
+	 * where nothing moves is still given up after probe_timeout. */
+	if (b->sub.partial_ms != 0 &&
+	    broker_redis_now_ms() - b->sub.partial_ms < b->probe_timeout_ms) {
+		METRIC_SET(b->probe_sent_ms, broker_redis_now_ms()); /* ready() agrees */
+		broker_redis_arm(b->probe_deadline, b->probe_timeout_ms);
+		return;
+	}
 	METRIC_SET(b->probe_outstanding, 0);
 	METRIC_ADD(b->st.probes_lost, 1);
 	log_warnx("redis sub link: canary not delivered within %llu ms; rebuilding",
@@ -1130,6 +1002,9 @@ broker_redis_alloc(struct event_base *base, const struct config *cfg)
 	b->publish_queue = rc->publish_queue;
 	b->reconnect_max_ms = rc->reconnect_max_ms;
 	b->max_message_size = rc->max_message_size;
+	b->hooks = (struct redis_adapter_hooks){ .max_reply = rc->max_message_size,
+		.current = redis_link_is_current, .oversized = redis_link_oversized,
+		.progress = redis_link_progress, .failed = redis_link_failed };
 	b->sub = (struct redis_link){ .b = b, .name = "sub", .backoff_ms = REDIS_BACKOFF_START_MS,
 		.timer = evtimer_new(base, redis_link_timer, &b->sub),
 		.reap = event_new(base, -1, 0, redis_link_reap, &b->sub) };
