@@ -22,9 +22,9 @@
 struct redis_ev {
 	redisAsyncContext *ac;
 	const struct redis_adapter_hooks *h;
-	void *arg;               /* the owner's, for the hooks; outlives the context */
+	void *arg; /* the owner's, for the hooks; outlives the context */
 	struct event *rev, *wev;
-	uint64_t skip;           /* bytes of an oversized bulk still to discard from the socket */
+	uint64_t skip; /* bytes of an oversized bulk still to discard from the socket */
 };
 
 static void
@@ -180,7 +180,7 @@ redis_ev_write(evutil_socket_t fd, short what, void *arg)
 
 int
 redis_adapter_attach(redisAsyncContext *ac, struct event_base *base,
-    const struct redis_adapter_hooks *h, void *arg)
+                     const struct redis_adapter_hooks *h, void *arg)
 {
 	struct redis_ev *e;
 

@@ -24,6 +24,7 @@ struct redis_adapter_hooks {
 /* 0, or -1 (nothing attached: already attached, or ENOMEM). hiredis frees what this
  * allocates through ac->ev.cleanup. */
 int redis_adapter_attach(redisAsyncContext *ac, struct event_base *base,
-    const struct redis_adapter_hooks *h, void *arg) __attribute__((warn_unused_result));
+                         const struct redis_adapter_hooks *h, void *arg)
+    __attribute__((warn_unused_result));
 
 #endif

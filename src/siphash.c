@@ -56,10 +56,10 @@ siphash_keyed(uint64_t k0, uint64_t k1, const void *data, size_t len)
 {
 	const uint8_t *p = data;
 	uint64_t v[4] = {
-		k0 ^ 0x736f6d6570736575ull,
-		k1 ^ 0x646f72616e646f6dull,
-		k0 ^ 0x6c7967656e657261ull,
-		k1 ^ 0x7465646279746573ull,
+	    k0 ^ 0x736f6d6570736575ull,
+	    k1 ^ 0x646f72616e646f6dull,
+	    k0 ^ 0x6c7967656e657261ull,
+	    k1 ^ 0x7465646279746573ull,
 	};
 	uint64_t last = (uint64_t)len << 56;
 	size_t i;
