@@ -9,14 +9,15 @@
 #include "gateway.h"
 #include "hub.h"
 #include "log.h"
+#include "mailbox.h"
 #include "worker.h"
 
-#define BROKER_LOCAL_LOG_MS 1000 /* refused cross-worker copies are logged at most this often */
+#define BROKER_LOCAL_LOG_MS 1000 /* refused broadcasts are logged at most this often */
 
 struct broker_local {
 	struct broker base;
 	struct worker *self;   /* NULL in unit tests: one hub, no other workers */
-	uint64_t refused;      /* copies other workers' full mailboxes refused, since the log */
+	uint64_t refused;      /* messages refused for every worker, since the last log line */
 	uint64_t refused_log_ms;
 };
 
@@ -37,6 +38,9 @@ broker_local_unsubscribe(struct broker *b, const char *channel, size_t len)
 	(void)len;
 }
 
+/* All or none: room in every other worker's mailbox is reserved before anyone, this worker's
+ * own clients included, gets the message. A worker too far behind (its mailbox holds
+ * WORKER_BUS_LIMIT bytes) refuses it for all: counted, logged, and the publisher is told (-1). */
 static int
 broker_local_publish(struct broker *base, const char *channel, size_t clen, const uint8_t *data,
     size_t len)
@@ -44,25 +48,40 @@ broker_local_publish(struct broker *base, const char *channel, size_t clen, cons
 	struct broker_local *b = (struct broker_local *)base;
 	struct gateway *gw;
 	uint64_t now;
+	size_t i, refuser;
 
-	hub_deliver(base->hub, channel, clen, data, len);
-	if (b->self == NULL)
+	if (b->self == NULL) {
+		hub_deliver(base->hub, channel, clen, data, len);
 		return 0;
+	}
 	gw = b->self->gw;
-	for (size_t i = 0; i < gw->nworkers; i++) {
-		struct worker *w = gw->workers[i];
-
-		/* A worker too far behind (its mailbox holds WORKER_BUS_LIMIT bytes) misses the
-		 * message: counted per worker (wsgate_bus_refused_total) and logged. */
-		if (w != b->self && worker_post(w, WORKER_MSG_PUBLISH, channel, clen, data, len) < 0)
-			b->refused++;
+	for (i = 0; i < gw->nworkers; i++)
+		if (gw->workers[i] != b->self && mailbox_reserve(gw->workers[i]->mbox, clen, len) < 0)
+			break;
+	if (i < gw->nworkers) {
+		refuser = i;
+		while (i-- > 0)
+			if (gw->workers[i] != b->self)
+				mailbox_unreserve(gw->workers[i]->mbox, clen, len);
+		METRIC_ADD(b->self->stats.broadcasts_refused, 1);
+		b->refused++;
+		if ((now = conn_now_ms()) - b->refused_log_ms >= BROKER_LOCAL_LOG_MS) {
+			log_warnx("in-process hub: a %zu-byte message on %.*s refused for every "
+			    "worker: worker %zu is too far behind (%llu refused since the last "
+			    "report)", len, (int)clen, channel, refuser,
+			    (unsigned long long)b->refused);
+			b->refused = 0;
+			b->refused_log_ms = now;
+		}
+		return -1;
 	}
-	if (b->refused > 0 && (now = conn_now_ms()) - b->refused_log_ms >= BROKER_LOCAL_LOG_MS) {
-		log_warnx("in-process hub: %llu message copies refused by workers that are too far "
-		    "behind", (unsigned long long)b->refused);
-		b->refused = 0;
-		b->refused_log_ms = now;
-	}
+	hub_deliver(base->hub, channel, clen, data, len);
+	for (i = 0; i < gw->nworkers; i++)
+		if (gw->workers[i] != b->self &&
+		    mailbox_post_reserved(gw->workers[i]->mbox, WORKER_MSG_PUBLISH, channel, clen,
+		    data, len) < 0)
+			log_warnx("in-process hub: out of memory posting a %zu-byte message to "
+			    "worker %zu", len, i);
 	return 0;
 }
 

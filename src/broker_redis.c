@@ -15,25 +15,31 @@
 #include "broker_redis.h"
 
 #include <sys/queue.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include <event2/dns.h>
 #include <event2/event.h>
+#include <event2/util.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
-#include <hiredis/adapters/libevent.h>
 #include <openssl/rand.h>
 
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
+#include "redis_adapter.h"
 
 #define REDIS_BACKOFF_START_MS 100
 #define REDIS_SUB_BATCH 256          /* channels per SUBSCRIBE when resubscribing */
 #define REDIS_PUB_MAX_INFLIGHT 10000 /* PUBLISHes awaiting a reply before we queue instead */
 #define REDIS_PUB_MIN_INFLIGHT_BYTES (1u << 20) /* in-flight byte bound if publish_queue is 0 */
+#define REDIS_LOG_MS 1000             /* oversized messages are logged at most this often */
 
 enum redis_link_state {
 	REDIS_LINK_DOWN = 0,   /* no context; the timer is the retry backoff */
@@ -58,6 +64,14 @@ struct redis_link {
 	struct event *timer;     /* DOWN: retry; CONNECTING..SYNCING: connect deadline */
 	struct event *reap;      /* frees dead outside any hiredis callback */
 	uint64_t backoff_ms;     /* next retry delay, before jitter */
+	struct redis_dns *dns;   /* CONNECTING: the host name lookup in flight, if any */
+	uint64_t partial_ms;     /* last read that advanced a reply still incomplete (progress) */
+};
+
+/* A lookup in flight; l is cleared when the link gives it up (the answer may still come). */
+struct redis_dns {
+	struct redis_link *l;
+	struct evdns_getaddrinfo_request *req;
 };
 
 /* A publish held while the pub link is down or too far behind. */
@@ -77,7 +91,11 @@ struct broker_redis {
 	int db;
 	char *password; /* NULL: no AUTH */
 	uint64_t connect_timeout_ms, probe_interval_ms, probe_timeout_ms, publish_queue,
-	    reconnect_max_ms;
+	    reconnect_max_ms, max_message_size;
+	struct evdns_base *dns; /* made on first use: a host name, not an address, is configured */
+	struct redis_adapter_hooks hooks; /* max_reply is max_message_size */
+	uint64_t oversized;     /* oversized messages since the last log line */
+	uint64_t oversized_log_ms;
 
 	struct redis_link sub;
 	struct redis_link pub;
@@ -116,6 +134,9 @@ struct broker_redis {
 static const struct broker_ops broker_redis_ops;
 
 static void redis_link_teardown(struct redis_link *, const char *);
+static void redis_link_cancel_dns(struct redis_link *);
+static void redis_link_on_connect(const redisAsyncContext *, int);
+static void redis_link_on_disconnect(const redisAsyncContext *, int);
 static void broker_redis_resubscribe(struct broker_redis *);
 static void broker_redis_flush(struct broker_redis *);
 static int broker_redis_pub_writable(const struct broker_redis *);
@@ -157,18 +178,41 @@ redis_link_jitter(uint64_t ms)
 	return ms * (800 + r % 401) / 1000;
 }
 
+/* Something that cannot happen did: a debug build stops there; a release build counts it
+ * (wsgate_internal_errors_total), logs it and goes on with the link rebuilt. */
 static void
+redis_internal_error(struct broker_redis *b, const char *what)
+{
+#ifdef WSGATE_DEBUG
+	fatalx("redis: %s", what);
+#endif
+	METRIC_ADD(b->st.internal_errors, 1);
+	log_warnx("redis: internal error: %s", what);
+}
+
+/* Returns 0, or -1 after an illegal move: the link was then rebuilt (torn down, its retry
+ * armed) and the caller must stop what it was doing with it. */
+static int
 redis_link_set_state(struct redis_link *l, enum redis_link_state to)
 {
 	/* Forward one step at a time (pub skips SYNCING); down from anywhere but down. */
 	int ok = to == REDIS_LINK_DOWN ? l->state != REDIS_LINK_DOWN : to == l->state + 1 ||
 	    (l->state == REDIS_LINK_HANDSHAKE && to == REDIS_LINK_UP && l != &l->b->sub);
+	char what[128];
 
-	if (!ok)
-		fatalx("redis %s link: bad transition %s -> %s", l->name,
-		    redis_link_state_names[l->state], redis_link_state_names[to]);
+	if (!ok) {
+		snprintf(what, sizeof(what), "%s link: illegal transition %s -> %s; rebuilding it",
+		    l->name, redis_link_state_names[l->state], redis_link_state_names[to]);
+		redis_internal_error(l->b, what);
+		if (l->state != REDIS_LINK_DOWN)
+			redis_link_teardown(l, "internal error");
+		else if (!evtimer_pending(l->timer, NULL))
+			broker_redis_arm(l->timer, REDIS_BACKOFF_START_MS);
+		return -1;
+	}
 	/* Atomic: ready() and the metrics read it from the main loop. */
 	__atomic_store_n(&l->state, to, __ATOMIC_RELAXED);
+	return 0;
 }
 
 static void
@@ -176,7 +220,8 @@ redis_link_up(struct redis_link *l)
 {
 	struct broker_redis *b = l->b;
 
-	redis_link_set_state(l, REDIS_LINK_UP);
+	if (redis_link_set_state(l, REDIS_LINK_UP) < 0)
+		return;
 	event_del(l->timer); /* the connect deadline */
 	l->backoff_ms = REDIS_BACKOFF_START_MS;
 	if (l == &b->sub)
@@ -202,9 +247,15 @@ redis_link_teardown(struct redis_link *l, const char *reason)
 
 	if (was == REDIS_LINK_DOWN || b->freeing)
 		return;
+	redis_link_cancel_dns(l);
+	l->partial_ms = 0;
 	if (l->ac != NULL) {
-		if (l->dead != NULL)
-			fatalx("redis %s link: two contexts to reap", l->name);
+		if (l->dead != NULL) {
+			/* Reap runs before any reconnect, so never two; should it happen, the
+			 * older one is not on the stack (its callbacks return at once). */
+			redis_internal_error(b, "two contexts to reap");
+			redisAsyncFree(l->dead);
+		}
 		l->dead = l->ac;
 		l->ac = NULL;
 		event_active(l->reap, EV_TIMEOUT, 1);
@@ -304,9 +355,10 @@ redis_link_on_connect(const redisAsyncContext *cac, int status)
 		redis_link_gone(l, ac, ac->errstr != NULL ? ac->errstr : "connect failed");
 		return;
 	}
-	if (b->freeing || ac != l->ac)
+	if (b->freeing || ac != l->ac || l->state != REDIS_LINK_CONNECTING)
 		return;
-	redis_link_set_state(l, REDIS_LINK_HANDSHAKE);
+	if (redis_link_set_state(l, REDIS_LINK_HANDSHAKE) < 0)
+		return;
 	if (b->password != NULL)
 		rc = redisAsyncCommand(ac, redis_link_on_handshake, "AUTH", "AUTH %s", b->password);
 	if (rc == REDIS_OK && l == &b->pub)
@@ -325,21 +377,65 @@ redis_link_on_disconnect(const redisAsyncContext *ac, int status)
 	    "connection closed");
 }
 
-/* Runs from a timer or from new(), never inside a hiredis callback. */
+/* ---- the adapter's hooks (redis_adapter.c): arg is the link ---- */
+
+/* A message larger than max_message_size is on its way: counted, logged at most once a
+ * second. */
 static void
-redis_link_connect(struct redis_link *l)
+broker_redis_oversized(struct broker_redis *b, const char *link, uint64_t len)
+{
+	uint64_t now = broker_redis_now_ms();
+
+	METRIC_ADD(b->st.oversized, 1);
+	b->oversized++;
+	if (now - b->oversized_log_ms >= REDIS_LOG_MS) {
+		log_warnx("redis %s link: a %llu-byte message is over max_message_size (%llu): "
+		    "dropped (%llu since the last report)", link, (unsigned long long)len,
+		    (unsigned long long)b->max_message_size, (unsigned long long)b->oversized);
+		b->oversized = 0;
+		b->oversized_log_ms = now;
+	}
+}
+
+static int
+redis_link_is_current(void *arg, const redisAsyncContext *ac)
+{
+	struct redis_link *l = arg;
+
+	return ac == l->ac && !l->b->freeing;
+}
+
+static void
+redis_link_oversized(void *arg, uint64_t len)
+{
+	struct redis_link *l = arg;
+
+	broker_redis_oversized(l->b, l->name, len);
+}
+
+static void
+redis_link_progress(void *arg)
+{
+	((struct redis_link *)arg)->partial_ms = broker_redis_now_ms();
+}
+
+static void
+redis_link_failed(void *arg, const char *why)
+{
+	redis_link_teardown(arg, why);
+}
+
+/* ---- connecting: resolve without blocking, then hiredis to the address ---- */
+
+/* hiredis connects to addr (numeric: its getaddrinfo does not block). */
+static void
+redis_link_open(struct redis_link *l, const char *addr)
 {
 	struct broker_redis *b = l->b;
 	redisAsyncContext *ac;
 	char err[256];
 
-	if ((ac = l->dead) != NULL) { /* normally reaped already */
-		l->dead = NULL;
-		redisAsyncFree(ac);
-	}
-	redis_link_set_state(l, REDIS_LINK_CONNECTING);
-	/* A host name is resolved by hiredis, with a blocking getaddrinfo(). */
-	if ((ac = redisAsyncConnect(b->host, b->port)) == NULL) {
+	if ((ac = redisAsyncConnect(addr, b->port)) == NULL) {
 		redis_link_teardown(l, "out of memory");
 		return;
 	}
@@ -349,15 +445,115 @@ redis_link_connect(struct redis_link *l)
 		redis_link_teardown(l, err);
 		return;
 	}
+	if (redis_adapter_attach(ac, b->evbase, &b->hooks, l) < 0) {
+		redisAsyncFree(ac);
+		redis_link_teardown(l, "out of memory");
+		return;
+	}
 	ac->data = l;
-	(void)redisLibeventAttach(ac, b->evbase); /* fails only when already attached */
 	redisAsyncSetConnectCallback(ac, redis_link_on_connect);
 	redisAsyncSetDisconnectCallback(ac, redis_link_on_disconnect);
 	l->ac = ac;
-	/* hiredis 0.14 has no connect timeout. Ours runs until the link is up, so a server that
-	 * accepts but never answers (stopped, overloaded) is given up as well. */
+}
+
+static void
+redis_link_cancel_dns(struct redis_link *l)
+{
+	struct redis_dns *d = l->dns;
+
+	if (d == NULL)
+		return;
+	l->dns = NULL;
+	d->l = NULL; /* the callback, now or later, only frees d */
+	if (d->req != NULL)
+		evdns_getaddrinfo_cancel(d->req);
+}
+
+/* The lookup's answer. d->l is NULL when the link gave it up (EVUTIL_EAI_CANCEL, or an answer
+ * after a teardown); the link must still be CONNECTING with no context, as it was armed. */
+static void
+redis_link_dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
+{
+	struct redis_dns *d = arg;
+	struct redis_link *l = d->l;
+	char addr[INET6_ADDRSTRLEN] = "", why[320];
+	const void *in = NULL;
+
+	free(d);
+	if (l == NULL || l->b->freeing || l->state != REDIS_LINK_CONNECTING || l->ac != NULL) {
+		if (ai != NULL)
+			evutil_freeaddrinfo(ai);
+		return;
+	}
+	l->dns = NULL;
+	if (err == 0 && ai != NULL) {
+		if (ai->ai_family == AF_INET)
+			in = &((struct sockaddr_in *)(void *)ai->ai_addr)->sin_addr;
+		else if (ai->ai_family == AF_INET6)
+			in = &((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_addr;
+		if (in != NULL)
+			(void)evutil_inet_ntop(ai->ai_family, in, addr, sizeof(addr));
+	}
+	if (ai != NULL)
+		evutil_freeaddrinfo(ai);
+	if (addr[0] == '\0') {
+		snprintf(why, sizeof(why), "cannot resolve %s: %s", l->b->host,
+		    err != 0 ? evutil_gai_strerror(err) : "no address");
+		redis_link_teardown(l, why);
+		return;
+	}
+	redis_link_open(l, addr);
+}
+
+/* Runs from a timer or from new(), never inside a hiredis callback. The host name is looked up
+ * again for every attempt (evdns: the loop never blocks), so a Redis that moved is found. */
+static void
+redis_link_connect(struct redis_link *l)
+{
+	struct broker_redis *b = l->b;
+	struct evutil_addrinfo hints, *ai = NULL;
+	struct evdns_getaddrinfo_request *req;
+	struct redis_dns *d;
+	redisAsyncContext *ac;
+	char port[16];
+
+	if ((ac = l->dead) != NULL) { /* normally reaped already */
+		l->dead = NULL;
+		redisAsyncFree(ac);
+	}
+	if (redis_link_set_state(l, REDIS_LINK_CONNECTING) < 0)
+		return;
+	/* hiredis 0.14 has no connect timeout. Ours runs until the link is up, so a lookup or a
+	 * server that accepts but never answers (stopped, overloaded) is given up as well. */
 	if (b->connect_timeout_ms > 0)
 		broker_redis_arm(l->timer, b->connect_timeout_ms);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%d", b->port);
+	if (evutil_getaddrinfo(b->host, port, &hints, &ai) == 0) {
+		evutil_freeaddrinfo(ai);
+		redis_link_open(l, b->host);
+		return;
+	}
+	if (b->dns == NULL &&
+	    (b->dns = evdns_base_new(b->evbase, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+	    EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL) {
+		redis_link_teardown(l, "cannot start the DNS resolver");
+		return;
+	}
+	if ((d = calloc(1, sizeof(*d))) == NULL) {
+		redis_link_teardown(l, "out of memory");
+		return;
+	}
+	d->l = l;
+	l->dns = d;
+	hints.ai_flags = EVUTIL_AI_NUMERICSERV | EVUTIL_AI_ADDRCONFIG;
+	req = evdns_getaddrinfo(b->dns, b->host, port, &hints, redis_link_dns_cb, d);
+	/* NULL: answered inside the call (/etc/hosts, or a failure); d is freed already. */
+	if (req != NULL && l->dns == d)
+		d->req = req;
 }
 
 /* DOWN: time to retry. CONNECTING..SYNCING: the connect deadline passed. */
@@ -390,7 +586,8 @@ broker_redis_on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
 
 	(void)privdata;
 	/* NULL: the context is going away (hiredis calls each channel's callback then). */
-	if (b->freeing || reply == NULL || ac != b->sub.ac)
+	if (b->freeing || reply == NULL || ac != b->sub.ac ||
+	    (b->sub.state != REDIS_LINK_SYNCING && b->sub.state != REDIS_LINK_UP))
 		return;
 	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
 		return;
@@ -412,6 +609,12 @@ broker_redis_on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
 				METRIC_SET(b->probe_outstanding, 0);
 				event_del(b->probe_deadline);
 			}
+			return;
+		}
+		/* Normally skipped as it streamed in (a nil here); this catches one that came
+		 * whole within a single read. */
+		if (data->len > b->max_message_size) {
+			broker_redis_oversized(b, "sub (whole)", data->len);
 			return;
 		}
 		METRIC_ADD(b->st.delivered, 1);
@@ -476,7 +679,7 @@ broker_redis_resubscribe(struct broker_redis *b)
 	if (bt.failed)
 		redis_link_teardown(&b->sub, "SUBSCRIBE could not be queued");
 	else
-		redis_link_set_state(&b->sub, REDIS_LINK_SYNCING);
+		(void)redis_link_set_state(&b->sub, REDIS_LINK_SYNCING);
 }
 
 /* One (UN)SUBSCRIBE while the link is subscribing; before that the resubscription reads the
@@ -695,6 +898,16 @@ broker_redis_probe_overdue(evutil_socket_t fd, short what, void *arg)
 	(void)fd, (void)what;
 	if (!b->probe_outstanding)
 		return;
+	/* Liveness is progress: the canary comes on the same socket behind whatever Redis sent
+	 * before it. While a large reply is still streaming in (bytes of it arrived within the
+	 * last probe_timeout), the link is alive: judge the canary a probe_timeout later. A link
+	 * where nothing moves is still given up after probe_timeout. */
+	if (b->sub.partial_ms != 0 &&
+	    broker_redis_now_ms() - b->sub.partial_ms < b->probe_timeout_ms) {
+		METRIC_SET(b->probe_sent_ms, broker_redis_now_ms()); /* ready() agrees */
+		broker_redis_arm(b->probe_deadline, b->probe_timeout_ms);
+		return;
+	}
 	METRIC_SET(b->probe_outstanding, 0);
 	METRIC_ADD(b->st.probes_lost, 1);
 	log_warnx("redis sub link: canary not delivered within %llu ms; rebuilding",
@@ -726,6 +939,7 @@ redis_link_free(struct redis_link *l)
 {
 	redisAsyncContext *ac;
 
+	redis_link_cancel_dns(l);
 	if ((ac = l->dead) != NULL) {
 		l->dead = NULL;
 		redisAsyncFree(ac);
@@ -753,6 +967,8 @@ broker_redis_free(struct broker *base)
 		event_free(b->probe_timer);
 	if (b->probe_deadline != NULL)
 		event_free(b->probe_deadline);
+	if (b->dns != NULL)
+		evdns_base_free(b->dns, 1);
 	if (b->st.queue_len > 0)
 		log_warnx("redis broker stopped with %llu publishes never sent",
 		    (unsigned long long)b->st.queue_len);
@@ -785,6 +1001,10 @@ broker_redis_alloc(struct event_base *base, const struct config *cfg)
 	b->probe_timeout_ms = rc->probe_timeout_ms;
 	b->publish_queue = rc->publish_queue;
 	b->reconnect_max_ms = rc->reconnect_max_ms;
+	b->max_message_size = rc->max_message_size;
+	b->hooks = (struct redis_adapter_hooks){ .max_reply = rc->max_message_size,
+		.current = redis_link_is_current, .oversized = redis_link_oversized,
+		.progress = redis_link_progress, .failed = redis_link_failed };
 	b->sub = (struct redis_link){ .b = b, .name = "sub", .backoff_ms = REDIS_BACKOFF_START_MS,
 		.timer = evtimer_new(base, redis_link_timer, &b->sub),
 		.reap = event_new(base, -1, 0, redis_link_reap, &b->sub) };
@@ -885,6 +1105,8 @@ broker_redis_stats(struct broker *base, struct broker_redis_stats *out)
 	out->probes_lost = METRIC_GET(b->st.probes_lost);
 	out->unconfirmed = METRIC_GET(b->st.unconfirmed);
 	out->publish_errors = METRIC_GET(b->st.publish_errors);
+	out->oversized = METRIC_GET(b->st.oversized);
+	out->internal_errors = METRIC_GET(b->st.internal_errors);
 	out->queue_bytes = METRIC_GET(b->st.queue_bytes);
 	out->queue_len = METRIC_GET(b->st.queue_len);
 	out->sub_up = METRIC_GET(b->sub.state) == REDIS_LINK_UP;

@@ -17,6 +17,8 @@ struct broker_redis_stats {
 	uint64_t probes_lost;  /* canaries not back within probe_timeout (sub link rebuilt) */
 	uint64_t unconfirmed;  /* PUBLISHes in flight when the pub link dropped: maybe lost */
 	uint64_t publish_errors; /* PUBLISHes Redis answered with an error */
+	uint64_t oversized;    /* messages over [redis] max_message_size, dropped */
+	uint64_t internal_errors; /* impossible states met (release build: link rebuilt) */
 	uint64_t queue_bytes;  /* now: bytes (channel + data) waiting in the FIFO */
 	uint64_t queue_len;    /* now: messages waiting in the FIFO */
 	int sub_up;            /* now: the subscribe link is up (ready() may still say 0) */

@@ -87,6 +87,7 @@ struct config_redis {
 	uint64_t probe_timeout_ms;   /* canary not back in time: subscribe link rebuilt */
 	uint64_t publish_queue;      /* bytes of client publishes held while Redis is down */
 	uint64_t reconnect_max_ms;   /* cap of the exponential backoff */
+	uint64_t max_message_size;   /* larger messages from Redis are skipped, never buffered */
 };
 
 /* [tls] (name NULL: the default certificate) and [tls NAME] (chosen by SNI). */

@@ -114,6 +114,8 @@ const struct config_key config_keys[] = {
 	    0, GIB, RLD, NULL, "bytes of client publishes held while Redis is unreachable" },
 	{ CFG_SEC_REDIS, "reconnect_max", CFG_T_DURATION, G(redis.reconnect_max_ms), 0, "5s",
 	    100, HOUR_MS, RLD, NULL, "longest wait between reconnect attempts (backoff cap)" },
+	{ CFG_SEC_REDIS, "max_message_size", CFG_T_SIZE, G(redis.max_message_size), 0, "8MiB",
+	    64, GIB, 0, NULL, "largest message taken from Redis; larger: dropped, logged, counted" },
 
 	{ CFG_SEC_TLS, "cert", CFG_T_PATH, T(cert), 0, NULL,
 	    0, 0, REQ, NULL, "PEM certificate chain, leaf first" },

@@ -668,3 +668,18 @@ conn_frames_read(struct conn *c)
 	if (c->state == CONN_FLUSHING)
 		evbuffer_drain(in, evbuffer_get_length(in));
 }
+
+int
+conn_send_shared(struct conn *c, const uint8_t *frame, size_t len,
+    void (*release)(const void *frame, size_t len, void *arg), void *arg)
+{
+	if (c->state != CONN_OPEN)
+		return -1;
+	if (evbuffer_add_reference(bufferevent_get_output(c->bev), frame, len, release, arg) < 0)
+		return -1;
+	if (c->rstats != NULL) {
+		METRIC_ADD(c->rstats->msgs_out, 1);
+		METRIC_ADD(c->rstats->bytes_out, len);
+	}
+	return 0;
+}

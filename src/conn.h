@@ -117,4 +117,12 @@ void conn_read_update(struct conn *c);
 uint64_t conn_now_ms(void);
 void conn_timer_arm(struct conn *c, uint64_t ms);
 
+/* Queues a complete frame by reference, not by copy (a broadcast framed once per worker for
+ * every subscriber): release(frame, len, arg) runs on this worker's loop once the bytes are
+ * written or dropped. Returns 0, or -1 when not OPEN or on ENOMEM (release is then not called:
+ * the caller still owns its reference). */
+int conn_send_shared(struct conn *c, const uint8_t *frame, size_t len,
+    void (*release)(const void *frame, size_t len, void *arg), void *arg)
+    __attribute__((warn_unused_result));
+
 #endif

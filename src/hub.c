@@ -9,6 +9,7 @@
 #include "broker.h"
 #include "conn.h"
 #include "log.h"
+#include "siphash.h"
 #include "utf8.h"
 #include "ws_frame.h"
 
@@ -35,16 +36,12 @@ struct hub {
 	struct hub_channel *delivering; /* channel hub_deliver walks: freed by the walk if emptied */
 };
 
+/* Channel names come from clients' URLs: a keyed hash, so nobody can pick names that all land
+ * in one bucket. */
 static uint64_t
 hub_hash(const char *s, size_t n)
 {
-	uint64_t h = 1469598103934665603ull; /* FNV-1a */
-
-	for (size_t i = 0; i < n; i++) {
-		h ^= (uint8_t)s[i];
-		h *= 1099511628211ull;
-	}
-	return h;
+	return siphash(s, n);
 }
 
 struct hub *
@@ -218,6 +215,7 @@ hub_frame_make(struct hub *h, int slot, unsigned opcode, const uint8_t *data, si
 	hlen = ws_frame_encode(f->data, 1, 0, opcode, len, NULL);
 	memcpy(f->data + hlen, data, len);
 	f->len = hlen + len;
+	f->plen = len;
 	return f;
 }
 

@@ -21,12 +21,15 @@ struct hub_sub {
 	TAILQ_ENTRY(hub_sub) entry;
 };
 
-/* A complete server frame (header + payload), shared by every subscriber it is queued to. The
- * hub reuses a frame nobody kept, so a steady stream of broadcasts allocates nothing. */
+/* A complete server frame (header + payload), shared by every subscriber it is queued to or
+ * written to (conn_send_shared: the socket's buffer holds a reference, not a copy). The hub
+ * reuses a frame nobody kept, so a steady stream of broadcasts allocates nothing. Reference
+ * counted without atomics: a frame never leaves the worker that made it. */
 struct hub_frame {
 	uint32_t refs;
 	uint32_t cap;      /* bytes allocated for data */
 	size_t len;        /* bytes of data in use */
+	size_t plen;       /* of which payload: the message's size, what max_queue is about */
 	uint8_t data[];
 };
 

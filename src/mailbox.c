@@ -30,6 +30,7 @@ struct mailbox {
 	uint8_t *spare;     /* the owner's, handled outside mu */
 	size_t spare_cap;
 	size_t limit;
+	size_t reserved;    /* bytes set aside by mailbox_reserve and not posted yet, under mu */
 	uint64_t refused;   /* under mu */
 	int efd;
 	struct event *ev;
@@ -100,11 +101,24 @@ mailbox_free(struct mailbox *mb)
 	free(mb);
 }
 
-int
-mailbox_post(struct mailbox *mb, unsigned type, const void *a, size_t alen, const void *b,
-    size_t blen, int bounded)
+/* Room a record of alen + blen bytes takes in the buffer. */
+static size_t
+mailbox_need(size_t alen, size_t blen)
 {
-	size_t need = sizeof(struct mailbox_rec) + MAILBOX_ALIGN(alen + blen);
+	return sizeof(struct mailbox_rec) + MAILBOX_ALIGN(alen + blen);
+}
+
+enum mailbox_mode {
+	MAILBOX_CONTROL,  /* never refused for room */
+	MAILBOX_BOUNDED,  /* refused when the limit would be passed */
+	MAILBOX_RESERVED, /* room set aside earlier by mailbox_reserve */
+};
+
+static int
+mailbox_put(struct mailbox *mb, unsigned type, const void *a, size_t alen, const void *b,
+    size_t blen, enum mailbox_mode mode)
+{
+	size_t need = mailbox_need(alen, blen);
 	struct mailbox_rec rec = { (uint32_t)type, (uint32_t)alen, (uint64_t)blen };
 	uint64_t one = 1;
 	int wake;
@@ -112,11 +126,13 @@ mailbox_post(struct mailbox *mb, unsigned type, const void *a, size_t alen, cons
 	if (alen > UINT32_MAX)
 		return -1;
 	pthread_mutex_lock(&mb->mu);
-	if (bounded && mb->len + need > mb->limit) {
+	if (mode == MAILBOX_BOUNDED && mb->len + mb->reserved + need > mb->limit) {
 		mb->refused++;
 		pthread_mutex_unlock(&mb->mu);
 		return -1;
 	}
+	if (mode == MAILBOX_RESERVED)
+		mb->reserved -= need < mb->reserved ? need : mb->reserved;
 	if (mb->len + need > mb->cap) {
 		size_t cap = mb->cap ? mb->cap : 4096;
 		uint8_t *p;
@@ -142,6 +158,50 @@ mailbox_post(struct mailbox *mb, unsigned type, const void *a, size_t alen, cons
 	if (wake && write(mb->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		log_warn("mailbox: eventfd write");
 	return 0;
+}
+
+int
+mailbox_post(struct mailbox *mb, unsigned type, const void *a, size_t alen, const void *b,
+    size_t blen, int bounded)
+{
+	return mailbox_put(mb, type, a, alen, b, blen,
+	    bounded ? MAILBOX_BOUNDED : MAILBOX_CONTROL);
+}
+
+int
+mailbox_reserve(struct mailbox *mb, size_t alen, size_t blen)
+{
+	size_t need = mailbox_need(alen, blen);
+	int rc = 0;
+
+	if (alen > UINT32_MAX)
+		return -1;
+	pthread_mutex_lock(&mb->mu);
+	if (mb->len + mb->reserved + need > mb->limit) {
+		mb->refused++;
+		rc = -1;
+	} else {
+		mb->reserved += need;
+	}
+	pthread_mutex_unlock(&mb->mu);
+	return rc;
+}
+
+void
+mailbox_unreserve(struct mailbox *mb, size_t alen, size_t blen)
+{
+	size_t need = mailbox_need(alen, blen);
+
+	pthread_mutex_lock(&mb->mu);
+	mb->reserved -= need < mb->reserved ? need : mb->reserved;
+	pthread_mutex_unlock(&mb->mu);
+}
+
+int
+mailbox_post_reserved(struct mailbox *mb, unsigned type, const void *a, size_t alen,
+    const void *b, size_t blen)
+{
+	return mailbox_put(mb, type, a, alen, b, blen, MAILBOX_RESERVED);
 }
 
 void

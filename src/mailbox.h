@@ -26,6 +26,15 @@ void mailbox_free(struct mailbox *mb);
  * refuse (-1) when the records waiting already reach the limit; -1 also on ENOMEM. */
 int mailbox_post(struct mailbox *mb, unsigned type, const void *a, size_t alen, const void *b,
     size_t blen, int bounded) __attribute__((warn_unused_result));
+/* All or none across several mailboxes (one broadcast to every worker): set aside room for a
+ * bounded record of alen + blen bytes in each box first, then post into the reservations, or
+ * give every one back. From any thread. reserve: 0, or -1 (counted as a refusal) when the room
+ * is not there; post_reserved: -1 only on ENOMEM (the reservation is consumed either way). */
+int mailbox_reserve(struct mailbox *mb, size_t alen, size_t blen)
+    __attribute__((warn_unused_result));
+void mailbox_unreserve(struct mailbox *mb, size_t alen, size_t blen);
+int mailbox_post_reserved(struct mailbox *mb, unsigned type, const void *a, size_t alen,
+    const void *b, size_t blen) __attribute__((warn_unused_result));
 /* Handles whatever is queued now, on the calling thread (tests; the loop does it itself). */
 void mailbox_drain(struct mailbox *mb);
 

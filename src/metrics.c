@@ -225,6 +225,8 @@ metrics_redis(struct evbuffer *out, const struct gateway *gw)
 		sum.published += rs.published;
 		sum.delivered += rs.delivered;
 		sum.probes_lost += rs.probes_lost;
+		sum.oversized += rs.oversized;
+		sum.internal_errors += rs.internal_errors;
 		sum.queue_bytes += rs.queue_bytes;
 		pub_up &= rs.pub_up;
 	}
@@ -246,6 +248,15 @@ metrics_redis(struct evbuffer *out, const struct gateway *gw)
 	    "Liveness canaries that did not come back in time.");
 	evbuffer_add_printf(out, "wsgate_redis_probes_lost_total %llu\n",
 	    (unsigned long long)sum.probes_lost);
+	metrics_head(out, "wsgate_redis_oversized_total", "counter",
+	    "Messages from Redis over [redis] max_message_size, dropped.");
+	evbuffer_add_printf(out, "wsgate_redis_oversized_total %llu\n",
+	    (unsigned long long)sum.oversized);
+	/* The Redis broker's share; merge with the other modules' when they count theirs. */
+	metrics_head(out, "wsgate_internal_errors_total", "counter",
+	    "Impossible states met at run time and survived (the object was rebuilt or closed).");
+	evbuffer_add_printf(out, "wsgate_internal_errors_total %llu\n",
+	    (unsigned long long)sum.internal_errors);
 	metrics_head(out, "wsgate_redis_publish_queue_bytes", "gauge",
 	    "Client publishes waiting for the Redis link.");
 	evbuffer_add_printf(out, "wsgate_redis_publish_queue_bytes %llu\n",
@@ -270,6 +281,13 @@ metrics_workers(struct evbuffer *out, const struct gateway *gw)
 	metrics_head(out, "wsgate_bus_refused_total", "counter",
 	    "In-process hub messages a worker too far behind could not take.");
 	evbuffer_add_printf(out, "wsgate_bus_refused_total %llu\n", (unsigned long long)refused);
+	refused = 0;
+	for (size_t i = 0; i < gw->nworkers; i++)
+		refused += METRIC_GET(gw->workers[i]->stats.broadcasts_refused);
+	metrics_head(out, "wsgate_broadcasts_refused_total", "counter",
+	    "Messages refused for every worker because one was too far behind (all or none).");
+	evbuffer_add_printf(out, "wsgate_broadcasts_refused_total %llu\n",
+	    (unsigned long long)refused);
 }
 
 void

@@ -10,7 +10,11 @@
 #include "gateway.h"
 #include "hub.h"
 #include "log.h"
+#include "mailbox.h"
+#include "siphash.h"
 #include "worker.h"
+
+#define ROUTER_LOG_MS 1000 /* refusals are logged at most this often */
 
 struct router_chan {
 	struct router_chan *next;
@@ -25,18 +29,15 @@ struct router {
 	struct router_chan **buckets;
 	size_t nbuckets; /* a power of two */
 	size_t n;
+	uint64_t refused;        /* messages refused for every worker since the last log line */
+	uint64_t refused_log_ms;
 };
 
+/* Channel names come from clients' URLs: keyed, so no one can fill one bucket on purpose. */
 static uint64_t
 router_hash(const char *s, size_t len)
 {
-	uint64_t h = 1469598103934665603ull;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 1099511628211ull;
-	}
-	return h;
+	return siphash(s, len);
 }
 
 struct router *
@@ -165,22 +166,50 @@ router_mask(const struct router *r, const char *channel, size_t len)
 	return c != NULL ? c->mask : 0;
 }
 
+/* A message from Redis, all or none: room for it is reserved in the mailbox of every other
+ * worker that wants it before any client anywhere gets it. One worker too far behind (its
+ * mailbox holds WORKER_BUS_LIMIT bytes) refuses it for the whole process, and that is counted
+ * and logged, rather than half the subscribers getting it and the rest silently not. */
 static void
 router_deliver(void *arg, const char *channel, size_t clen, const uint8_t *data, size_t len)
 {
 	struct router *r = arg;
 	struct router_chan *c = *router_slot(r, channel, clen);
-	uint64_t mask = c != NULL ? c->mask : 0;
+	uint64_t mask = c != NULL ? c->mask : 0, reserved = 0, now;
+	size_t nw = r->gw->nworkers < 64 ? r->gw->nworkers : 64;
+	size_t i;
 
-	for (int i = 0; mask != 0; i++, mask >>= 1) {
-		if (!(mask & 1) || (size_t)i >= r->gw->nworkers)
+	for (i = 1; i < nw; i++) {
+		if (!(mask & ((uint64_t)1 << i)))
 			continue;
-		/* The router runs on worker 0's loop: its clients need no hop. */
-		if (i == 0)
-			hub_deliver(r->gw->workers[0]->hub, channel, clen, data, len);
-		else if (worker_post(r->gw->workers[i], WORKER_MSG_PUBLISH, channel, clen, data,
-		    len) < 0)
-			continue; /* counted by that worker's mailbox (wsgate_bus_refused_total) */
+		if (mailbox_reserve(r->gw->workers[i]->mbox, clen, len) < 0)
+			break;
+		reserved |= (uint64_t)1 << i;
+	}
+	if (i < nw) {
+		for (size_t j = 1; j < nw; j++)
+			if (reserved & ((uint64_t)1 << j))
+				mailbox_unreserve(r->gw->workers[j]->mbox, clen, len);
+		METRIC_ADD(r->gw->workers[0]->stats.broadcasts_refused, 1);
+		r->refused++;
+		if ((now = conn_now_ms()) - r->refused_log_ms >= ROUTER_LOG_MS) {
+			log_warnx("redis: a %zu-byte message on %.*s refused for every worker: "
+			    "worker %zu is too far behind (%llu refused since the last report)", len,
+			    (int)clen, channel, i, (unsigned long long)r->refused);
+			r->refused = 0;
+			r->refused_log_ms = now;
+		}
+		return;
+	}
+	/* The router runs on worker 0's loop: its clients need no hop. */
+	if (mask & 1)
+		hub_deliver(r->gw->workers[0]->hub, channel, clen, data, len);
+	for (i = 1; i < nw; i++) {
+		if ((reserved & ((uint64_t)1 << i)) &&
+		    mailbox_post_reserved(r->gw->workers[i]->mbox, WORKER_MSG_PUBLISH, channel, clen,
+		    data, len) < 0)
+			log_warnx("redis: out of memory posting a %zu-byte message to worker %zu",
+			    len, i);
 	}
 }
 

@@ -292,6 +292,25 @@ ps_socket_share(const struct conn *c)
 	return half < CONN_OUT_LOW ? half : CONN_OUT_LOW;
 }
 
+/* The socket's buffer lets go of a frame it held by reference. */
+static void
+ps_frame_release(const void *data, size_t len, void *arg)
+{
+	(void)data;
+	(void)len;
+	hub_frame_unref(arg);
+}
+
+/* Hands f to the socket without copying it: the output buffer holds a reference, so twenty
+ * subscribers of a 16 MiB message cost 16 MiB, not 320. */
+static void
+ps_write(struct conn *c, struct hub_frame *f)
+{
+	hub_frame_ref(f);
+	if (conn_send_shared(c, f->data, f->len, ps_frame_release, f) < 0)
+		hub_frame_unref(f);
+}
+
 /* Moves queued frames to the socket while it keeps up. */
 static void
 ps_pump(struct conn *c)
@@ -300,7 +319,7 @@ ps_pump(struct conn *c)
 
 	while (ps->qlen > 0 && conn_output_len(c) < ps_socket_share(c)) {
 		struct hub_frame *f = ps_q_pop(ps);
-		(void)conn_send_raw(c, f->data, f->len);
+		ps_write(c, f);
 		hub_frame_unref(f);
 	}
 	if (ps->qlen > 0)
@@ -319,7 +338,10 @@ ps_drained(struct conn *c)
 		ps_pump(c);
 }
 
-/* The hub's delivery to one subscriber. */
+/* The hub's delivery to one subscriber. max_queue bounds what this connection may hold, the
+ * socket's buffer included, for every message, the first too: a message that would take it past
+ * max_queue (or that is larger than max_queue on its own) goes through the slow-consumer policy
+ * and never into memory on this connection's account. */
 void
 target_pubsub_deliver(struct conn *c, struct hub_frame *f)
 {
@@ -329,18 +351,18 @@ target_pubsub_deliver(struct conn *c, struct hub_frame *f)
 	if (c->state != CONN_OPEN || ps == NULL)
 		return;
 	out = conn_output_len(c);
-	if (ps->qlen == 0 && out < ps_socket_share(c)) {
-		(void)conn_send_raw(c, f->data, f->len);
+	max = c->route->max_queue;
+	if (ps->qlen == 0 && out < ps_socket_share(c) && out + f->plen <= max) {
+		ps_write(c, f);
 		return;
 	}
-	max = c->route->max_queue;
-	if (out + ps->qbytes + f->len > max) {
+	if (out + ps->qbytes + f->plen > max) {
 		switch (c->route->slow_consumer) {
 		case SLOW_CLOSE:
 			while (ps->qlen > 0)
 				hub_frame_unref(ps_q_pop(ps));
-			conn_log(c, LOG_LVL_WARN, "slow consumer: %zu bytes queued, max_queue %zu",
-			    out + ps->qbytes, max);
+			conn_log(c, LOG_LVL_WARN, "slow consumer: %zu bytes queued, a %zu-byte "
+			    "message, max_queue %zu", out + ps->qbytes, f->plen, max);
 			METRIC_ADD(c->w->stats.slow_closed, 1);
 			conn_send_close(c, WS_CLOSE_POLICY, "slow consumer");
 			return;
@@ -348,12 +370,16 @@ target_pubsub_deliver(struct conn *c, struct hub_frame *f)
 			ps_drop_counted(c, ps);
 			return;
 		case SLOW_DROP_OLDEST:
-			while (ps->qlen > 0 && out + ps->qbytes + f->len > max) {
+			while (ps->qlen > 0 && out + ps->qbytes + f->plen > max) {
 				hub_frame_unref(ps_q_pop(ps));
 				ps_drop_counted(c, ps);
 			}
-			/* The newest is always kept: the bound is exceeded by at most this one
-			 * message, itself bounded by the message size limits. */
+			/* The queue is empty and it still does not fit (the socket holds too much,
+			 * or the message alone is larger than max_queue): it is the one dropped. */
+			if (out + ps->qbytes + f->plen > max) {
+				ps_drop_counted(c, ps);
+				return;
+			}
 			break;
 		}
 	}

@@ -652,6 +652,7 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(cfg->redis.probe_timeout_ms, 5000);
 	ck_assert_uint_eq(cfg->redis.publish_queue, 1048576);
 	ck_assert_uint_eq(cfg->redis.reconnect_max_ms, 5000);
+	ck_assert_uint_eq(cfg->redis.max_message_size, 8u << 20);
 	ck_assert_uint_eq(cfg->ntls_certs, 0);
 	ck_assert_ptr_null(cfg->tls_certs);
 	ck_assert_int_eq(cfg->tls_min_version, TLS_V1_2);
@@ -1243,6 +1244,7 @@ static const struct good_row {
 	{ CFG_SEC_REDIS, "", "probe_timeout", "1h", 3600000 },
 	{ CFG_SEC_REDIS, "", "publish_queue", "0", 0 },
 	{ CFG_SEC_REDIS, "", "reconnect_max", "30s", 30000 },
+	{ CFG_SEC_REDIS, "", "max_message_size", "64MiB", 67108864 },
 	{ CFG_SEC_TLS, "key = /dev/null", "cert", "/dev/null", 0 },
 	{ CFG_SEC_TLS, "cert = /dev/null", "key", "/dev/null", 0 },
 	{ CFG_SEC_TLS, CK, "min_version", "1.3", TLS_V1_3 },
@@ -1388,6 +1390,7 @@ static const struct bad_row {
 	{ CFG_SEC_REDIS, "", "probe_interval", "50ms", "must be between 100ms and 1h" },
 	{ CFG_SEC_REDIS, "", "probe_timeout", "0", "must be between 100ms and 1h" },
 	{ CFG_SEC_REDIS, "", "publish_queue", "2GiB", "must be at most 1GiB" },
+	{ CFG_SEC_REDIS, "", "max_message_size", "2GiB", "must be between 64 and 1GiB" },
 	{ CFG_SEC_REDIS, "", "reconnect_max", "5 s", "expected a duration such as 200ms, 10s, "
 	    "1m" },
 	{ CFG_SEC_TLS, "key = /dev/null", "cert", "/dev/\xff", "must be valid UTF-8" },

@@ -130,6 +130,37 @@ START_TEST(bounded_posts_refused_past_the_limit)
 }
 END_TEST
 
+/* All or none: a reservation holds room against other posts until it is posted into or given
+ * back, and a record larger than the whole limit can never be reserved. */
+START_TEST(reservations_hold_room_until_posted_or_given_back)
+{
+	struct seen s = { 0 };
+	struct mailbox *mb = mailbox_new(NULL, record, &s, 256);
+	uint8_t b[100], huge[300];
+
+	ck_assert_ptr_nonnull(mb);
+	for (size_t i = 0; i < sizeof(b); i++)
+		b[i] = (uint8_t)(sizeof(b) + i);
+	ck_assert_int_eq(mailbox_reserve(mb, 0, sizeof(b)), 0);
+	ck_assert_int_eq(mailbox_reserve(mb, 0, sizeof(b)), 0);
+	/* Two reserved records fill it: neither a bounded post nor a third reservation fits. */
+	ck_assert_int_eq(mailbox_post(mb, 1, NULL, 0, b, sizeof(b), 1), -1);
+	ck_assert_int_eq(mailbox_reserve(mb, 0, sizeof(b)), -1);
+	ck_assert_uint_eq(refused(mb), 2);
+	ck_assert_int_eq(mailbox_post_reserved(mb, 1, NULL, 0, b, sizeof(b)), 0);
+	mailbox_unreserve(mb, 0, sizeof(b));
+	/* The reservation given back is room again; the posted one still counts until drained. */
+	ck_assert_int_eq(mailbox_post(mb, 1, NULL, 0, b, sizeof(b), 1), 0);
+	ck_assert_int_eq(mailbox_reserve(mb, 0, sizeof(b)), -1);
+	mailbox_drain(mb);
+	ck_assert_uint_eq(s.n, 2);
+	ck_assert_int_eq(s.bad, 0);
+	ck_assert_int_eq(mailbox_reserve(mb, 0, sizeof(huge)), -1);
+	ck_assert_uint_eq(refused(mb), 4);
+	mailbox_free(mb);
+}
+END_TEST
+
 struct producer {
 	struct mailbox *mb;
 	unsigned id;
@@ -248,6 +279,7 @@ main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, records_in_order_with_their_bytes);
 	tcase_add_test(tc, bounded_posts_refused_past_the_limit);
+	tcase_add_test(tc, reservations_hold_room_until_posted_or_given_back);
 	tcase_add_test(tc, threads_lose_nothing_and_keep_order);
 	tcase_add_test(tc, post_wakes_the_owning_loop);
 	suite_add_tcase(su, tc);
