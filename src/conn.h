@@ -80,8 +80,13 @@ void conn_free(struct conn *c);
 int conn_send(struct conn *c, unsigned opcode, const uint8_t *data, size_t len);
 /* Sends one frame of a possibly fragmented message (opcode WS_OP_CONT after the first). */
 int conn_send_frame(struct conn *c, int fin, unsigned opcode, const uint8_t *data, size_t len);
-/* Queues bytes that are already a complete frame (a broadcast framed once for all). */
-int conn_send_raw(struct conn *c, const uint8_t *frame, size_t len);
+/* Queues a complete frame by reference, not by copy (a broadcast framed once per worker for
+ * every subscriber): release(frame, len, arg) runs on this worker's loop once the bytes are
+ * written or dropped. Returns 0, or -1 when not OPEN or on ENOMEM (release is then not called:
+ * the caller still owns its reference). */
+int conn_send_shared(struct conn *c, const uint8_t *frame, size_t len,
+    void (*release)(const void *frame, size_t len, void *arg), void *arg)
+    __attribute__((warn_unused_result));
 /* Bytes queued towards the client and not yet written. */
 size_t conn_output_len(const struct conn *c);
 /* Backpressure from the target: stop / restart reading from the client. */
@@ -116,13 +121,5 @@ void conn_frames_read(struct conn *c);
 void conn_read_update(struct conn *c);
 uint64_t conn_now_ms(void);
 void conn_timer_arm(struct conn *c, uint64_t ms);
-
-/* Queues a complete frame by reference, not by copy (a broadcast framed once per worker for
- * every subscriber): release(frame, len, arg) runs on this worker's loop once the bytes are
- * written or dropped. Returns 0, or -1 when not OPEN or on ENOMEM (release is then not called:
- * the caller still owns its reference). */
-int conn_send_shared(struct conn *c, const uint8_t *frame, size_t len,
-    void (*release)(const void *frame, size_t len, void *arg), void *arg)
-    __attribute__((warn_unused_result));
 
 #endif

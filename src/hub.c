@@ -9,7 +9,7 @@
 #include "broker.h"
 #include "conn.h"
 #include "log.h"
-#include "siphash.h"
+#include "hash.h"
 #include "utf8.h"
 #include "ws_frame.h"
 
@@ -41,7 +41,7 @@ struct hub {
 static uint64_t
 hub_hash(const char *s, size_t n)
 {
-	return siphash(s, n);
+	return hash_siphash(s, n);
 }
 
 struct hub *

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
+
 /* One address (IPv4, or an IPv6 /64: one subscriber's usual allocation). A slot is free when
  * nothing is open and its accept window has run out. */
 struct limit_entry {
@@ -21,69 +23,10 @@ struct limit_table {
 	pthread_mutex_t mu; /* workers accept on their own threads */
 	struct limit_entry *slots;
 	size_t nslots;     /* power of two */
-	uint64_t k0, k1;   /* SipHash key */
+	uint8_t key[16];   /* SipHash key of the address hash */
 	uint64_t open;     /* admitted connections open now */
 	uint64_t refusing; /* refused connections still writing their reply */
 };
-
-/* ---- SipHash-2-4 of a 16-byte address ---- */
-
-#define LIMIT_ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-
-static uint64_t
-limit_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static void
-limit_sipround(uint64_t v[4])
-{
-	v[0] += v[1];
-	v[1] = LIMIT_ROTL(v[1], 13);
-	v[1] ^= v[0];
-	v[0] = LIMIT_ROTL(v[0], 32);
-	v[2] += v[3];
-	v[3] = LIMIT_ROTL(v[3], 16);
-	v[3] ^= v[2];
-	v[0] += v[3];
-	v[3] = LIMIT_ROTL(v[3], 21);
-	v[3] ^= v[0];
-	v[2] += v[1];
-	v[1] = LIMIT_ROTL(v[1], 17);
-	v[1] ^= v[2];
-	v[2] = LIMIT_ROTL(v[2], 32);
-}
-
-static uint64_t
-limit_hash(const struct limit_table *l, const uint8_t addr[16])
-{
-	uint64_t v[4] = {
-	    l->k0 ^ 0x736f6d6570736575ull,
-	    l->k1 ^ 0x646f72616e646f6dull,
-	    l->k0 ^ 0x6c7967656e657261ull,
-	    l->k1 ^ 0x7465646279746573ull,
-	};
-	uint64_t m;
-	int i, r;
-
-	for (i = 0; i < 3; i++) {
-		/* two message words, then the final word carrying the length (16) */
-		m = i < 2 ? limit_le64(addr + 8 * i) : (uint64_t)16 << 56;
-		v[3] ^= m;
-		for (r = 0; r < 2; r++)
-			limit_sipround(v);
-		v[0] ^= m;
-	}
-	v[2] ^= 0xff;
-	for (r = 0; r < 4; r++)
-		limit_sipround(v);
-	return v[0] ^ v[1] ^ v[2] ^ v[3];
-}
 
 /* ---- the table ---- */
 
@@ -107,8 +50,7 @@ limit_new(size_t nslots, const uint8_t seed[16])
 		return NULL;
 	}
 	l->nslots = n;
-	l->k0 = limit_le64(seed);
-	l->k1 = limit_le64(seed + 8);
+	memcpy(l->key, seed, sizeof(l->key));
 	if (pthread_mutex_init(&l->mu, NULL) != 0) {
 		free(l->slots);
 		free(l);
@@ -168,7 +110,7 @@ limit_slot_free(const struct limit_entry *e, uint64_t now_ms)
 static int32_t
 limit_lookup(struct limit_table *l, const uint8_t key[16], uint64_t now_ms)
 {
-	size_t mask = l->nslots - 1, h = (size_t)limit_hash(l, key) & mask, i, idx;
+	size_t mask = l->nslots - 1, h = (size_t)hash_siphash_key(l->key, key, 16) & mask, i, idx;
 	int32_t free_slot = -1;
 
 	for (i = 0; i < LIMIT_PROBE; i++) {

@@ -208,7 +208,8 @@ metrics_backends(struct evbuffer *out, const struct gateway *gw)
 	}
 }
 
-static void
+/* Returns the brokers' internal errors, for the one wsgate_internal_errors_total. */
+static uint64_t
 metrics_redis(struct evbuffer *out, const struct gateway *gw)
 {
 	struct broker_redis_stats sum, rs;
@@ -252,15 +253,11 @@ metrics_redis(struct evbuffer *out, const struct gateway *gw)
 	    "Messages from Redis over [redis] max_message_size, dropped.");
 	evbuffer_add_printf(out, "wsgate_redis_oversized_total %llu\n",
 	    (unsigned long long)sum.oversized);
-	/* The Redis broker's share; merge with the other modules' when they count theirs. */
-	metrics_head(out, "wsgate_internal_errors_total", "counter",
-	    "Impossible states met at run time and survived (the object was rebuilt or closed).");
-	evbuffer_add_printf(out, "wsgate_internal_errors_total %llu\n",
-	    (unsigned long long)sum.internal_errors);
 	metrics_head(out, "wsgate_redis_publish_queue_bytes", "gauge",
 	    "Client publishes waiting for the Redis link.");
 	evbuffer_add_printf(out, "wsgate_redis_publish_queue_bytes %llu\n",
 	    (unsigned long long)sum.queue_bytes);
+	return sum.internal_errors;
 }
 
 static void
@@ -295,6 +292,7 @@ metrics_render(const struct gateway *gw, struct evbuffer *out)
 {
 	const struct config *cfg = gw->cfg;
 	uint64_t cum = 0, nconns = 0, upgraded_open = 0;
+	uint64_t internal = METRICS_SUM(gw, internal_errors);
 
 	metrics_head(out, "wsgate_up", "gauge", "1 while the process runs.");
 	evbuffer_add_printf(out, "wsgate_up 1\n");
@@ -359,10 +357,6 @@ metrics_render(const struct gateway *gw, struct evbuffer *out)
 	    (unsigned long long)METRICS_SUM(gw, idle_timeouts));
 	evbuffer_add_printf(out, "wsgate_closes_total{reason=\"slow_consumer\"} %llu\n",
 	    (unsigned long long)METRICS_SUM(gw, slow_closed));
-	metrics_head(out, "wsgate_internal_errors_total", "counter",
-	    "Broken invariants reached at run time (each closed one connection).");
-	evbuffer_add_printf(out, "wsgate_internal_errors_total %llu\n",
-	    (unsigned long long)METRICS_SUM(gw, internal_errors));
 	metrics_head(out, "wsgate_dropped_messages_total", "counter",
 	    "Messages dropped for slow consumers, by policy.");
 	evbuffer_add_printf(out, "wsgate_dropped_messages_total{policy=\"drop_oldest\"} %llu\n",
@@ -394,5 +388,9 @@ metrics_render(const struct gateway *gw, struct evbuffer *out)
 
 	metrics_backends(out, gw);
 	if (cfg->redis.enabled)
-		metrics_redis(out, gw);
+		internal += metrics_redis(out, gw);
+	metrics_head(out, "wsgate_internal_errors_total", "counter",
+	    "Broken invariants reached at run time and survived (a connection closed, or a Redis "
+	    "link rebuilt).");
+	evbuffer_add_printf(out, "wsgate_internal_errors_total %llu\n", (unsigned long long)internal);
 }

@@ -11,7 +11,7 @@
 #include "hub.h"
 #include "log.h"
 #include "mailbox.h"
-#include "siphash.h"
+#include "hash.h"
 #include "worker.h"
 
 #define ROUTER_LOG_MS 1000 /* refusals are logged at most this often */
@@ -37,7 +37,7 @@ struct router {
 static uint64_t
 router_hash(const char *s, size_t len)
 {
-	return siphash(s, len);
+	return hash_siphash(s, len);
 }
 
 struct router *
