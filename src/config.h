@@ -55,6 +55,10 @@ struct config_route {
 	char *publish;           /* channel template for client messages; NULL: clients may not publish */
 	enum envelope_kind envelope;
 	enum message_type message_type;
+	char **allow;            /* "NAME:[SET]": what placeholder NAME may hold (default [A-Za-z0-9_.-]) */
+	size_t nallow;
+	int server_only;         /* channels fed by the server side only: client messages refused */
+	int shared_namespace;    /* no auth, yet may reach channels an auth route binds: deliberate */
 	int announce_id;         /* send {"type":"welcome","id":...} after the upgrade */
 	uint64_t max_queue;      /* outbound bytes queued per connection before slow_consumer applies */
 	enum slow_policy slow_consumer;

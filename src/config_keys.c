@@ -6,6 +6,7 @@
 
 #include "config_keys.h"
 #include "config_value.h"
+#include "route.h"
 #include "utf8.h"
 
 #define SEC_MS 1000ull
@@ -144,7 +145,14 @@ const struct config_key config_keys[] = {
 	{ CFG_SEC_ROUTE, "subscribe", CFG_T_TEMPLATE_LIST, R(subscribe), RN(nsubscribe), NULL,
 	    0, 32, RLD | PUB, NULL, "channel templates clients receive: chat, room:{room}" },
 	{ CFG_SEC_ROUTE, "publish", CFG_T_TEMPLATE, R(publish), 0, NULL,
-	    0, 0, RLD | PUB, NULL, "channel template client messages go to; empty = read-only" },
+	    0, 0, RLD | PUB, NULL, "channel template client messages go to; none = read-only" },
+	{ CFG_SEC_ROUTE, "allow", CFG_T_ALLOW_LIST, R(allow), RN(nallow), NULL,
+	    0, ROUTE_MAX_PARAMS * 3, REP | RLD | PUB, NULL,
+	    "NAME:[SET] widens what a placeholder accepts, e.g. ch:[a-z0-9:]" },
+	{ CFG_SEC_ROUTE, "server_only", CFG_T_BOOL, R(server_only), 0, "no",
+	    0, 0, RLD | PUB, NULL, "only the server side publishes here; client messages: 1008" },
+	{ CFG_SEC_ROUTE, "shared_namespace", CFG_T_BOOL, R(shared_namespace), 0, "no",
+	    0, 0, RLD | PUB, NULL, "deliberately reach channels an auth route binds to identities" },
 	{ CFG_SEC_ROUTE, "envelope", CFG_T_ENUM, R(envelope), 0, "raw",
 	    0, 0, RLD | PUB, envelope_names, "raw payloads, or json objects with metadata" },
 	{ CFG_SEC_ROUTE, "message_type", CFG_T_ENUM, R(message_type), 0, "auto",
@@ -317,6 +325,7 @@ config_type_size(enum config_type t)
 	case CFG_T_LIST:
 	case CFG_T_TEMPLATE_LIST:
 	case CFG_T_ORIGIN_LIST:
+	case CFG_T_ALLOW_LIST:
 		return sizeof(char **);
 	case CFG_T_ENUM_LIST:
 		return sizeof(int *);
@@ -464,6 +473,17 @@ cfg_list_item(struct cfg_list *l, const char *s, size_t n, const char **why)
 	case CFG_T_ORIGIN_LIST:
 		r = config_parse_origin(s, n, why);
 		break;
+	case CFG_T_ALLOW_LIST: {
+		struct route_charset cs;
+		const char *nm;
+		size_t nn;
+
+		r = route_allow_parse(s, n, &nm, &nn, &cs, why);
+		for (size_t j = 0; r == 0 && j < *l->count; j++)
+			if (strncmp(((char **)arr)[j], s, nn + 1) == 0)
+				return config_key_fail(why, "allow: a placeholder is listed twice");
+		break;
+	}
 	case CFG_T_ENUM_LIST:
 		if ((i = cfg_names_find(l->k->names, s, n)) < 0)
 			return config_key_fail(why, "unknown word in the list");
@@ -631,6 +651,7 @@ config_key_store(const struct config_key *k, void *base, const char *v, int line
 	case CFG_T_ORIGIN_LIST:
 	case CFG_T_ENUM_LIST:
 	case CFG_T_BACKEND_LIST:
+	case CFG_T_ALLOW_LIST:
 		return cfg_store_list(k, base, v, why, whysz);
 	case CFG_T_LISTEN:
 	case CFG_T_ADMIN_LISTEN: {
@@ -695,6 +716,7 @@ config_key_free(const struct config_key *k, void *base)
 	case CFG_T_ORIGIN_LIST:
 	case CFG_T_ENUM_LIST:
 	case CFG_T_BACKEND_LIST:
+	case CFG_T_ALLOW_LIST:
 		cfg_list_undo(&l);
 		break;
 	case CFG_T_REDIS_URL: {

@@ -60,6 +60,7 @@ struct conn {
 	unsigned peer_closed : 1;         /* we received the peer's close frame */
 	unsigned upgraded : 1;            /* a 101 was sent (logging: HTTP-only connections are quiet) */
 	char peer[56];                    /* "addr:port" for logs */
+	char pub_id[33];                  /* random public id (gateway_conn_public_id), "" until used */
 	struct limit_ticket limit;       /* admission counted at accept, given back in conn_free */
 	struct limit_bucket msg_rate;    /* the route's max_messages_per_second */
 	LIST_ENTRY(conn) entry;           /* worker's live list, then its dead list */

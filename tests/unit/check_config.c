@@ -1124,6 +1124,34 @@ static const struct err_row {
 	    "subscribe = user:{jwt.sub}\npublish = {jwt.sub}\n",
 	    { "t.ini:3: subscribe template 'user:{jwt.sub}' uses {jwt.sub} but auth is not jwt",
 	      "t.ini:4: publish template '{jwt.sub}' uses {jwt.sub} but auth is not jwt" } },
+	/* the channel map (route_map_check) */
+	{ "unauthenticated route reaching identity channels",
+	    "[route /me]\ntype = pubsub\nauth = jwt\njwt_secret = s\nsubscribe = user:{jwt.sub}\n"
+	    "[route /raw/{ch}]\ntype = pubsub\nsubscribe = {ch}\nallow = ch:[a-z:]\n",
+	    { "t.ini:8: route /raw/{ch} (no auth) subscribe '{ch}' can reach channel subscribe "
+	      "'user:{jwt.sub}' of route /me (auth jwt, bound to an identity, line 1); set "
+	      "shared_namespace = yes on /raw/{ch} if that is deliberate" } },
+	{ "same namespace by literal prefix",
+	    "[route /me]\ntype = pubsub\nauth = jwt\njwt_secret = s\nsubscribe = user:{jwt.sub}\n"
+	    "[route /u/{name}]\ntype = pubsub\npublish = user:{name}\n",
+	    { "t.ini:8: route /u/{name} (no auth) publish 'user:{name}' can reach channel "
+	      "subscribe 'user:{jwt.sub}' of route /me (auth jwt, bound to an identity, line 1); "
+	      "set shared_namespace = yes on /u/{name} if that is deliberate" } },
+	{ "publishing into a server_only channel",
+	    "[route /news]\ntype = pubsub\nsubscribe = news\nserver_only = yes\n"
+	    "[route /w/{t}]\ntype = pubsub\nsubscribe = a\npublish = {t}\n",
+	    { "t.ini:8: route /w/{t} (no auth) publish '{t}' can reach channel subscribe 'news' "
+	      "of route /news (server_only, line 1); set shared_namespace = yes on /w/{t} if "
+	      "that is deliberate" } },
+	{ "reserved namespace and unused allow",
+	    "[route /x]\ntype = pubsub\nsubscribe = wsgate:conn:1\nallow = nope:[a]\n",
+	    { "t.ini:3: subscribe template 'wsgate:conn:1' is in wsgate's reserved namespace "
+	      "wsgate:*",
+	      "t.ini:4: allow names {nope}, which no template or the path of route /x uses" } },
+	{ "server_only with a publish template",
+	    "[route /x]\ntype = pubsub\nsubscribe = a\npublish = a\nserver_only = yes\n",
+	    { "t.ini:5: server_only = yes and a publish template: clients of a server_only "
+	      "route cannot publish" } },
 	/* security */
 	{ "auth = jwt without a key", "[route /a]\ntype = echo\nauth = jwt\n",
 	    { "t.ini:3: auth = jwt needs jwt_secret or jwt_public_key" } },
@@ -1262,6 +1290,12 @@ static const struct good_row {
 	{ CFG_SEC_ROUTE, PUBONLY, "subscribe", "room:{room}, all", 0 },
 	{ CFG_SEC_ROUTE, "type = pubsub", "publish", "room:{room}", 0 },
 	{ CFG_SEC_ROUTE, PS, "publish", "", 0 },
+	{ CFG_SEC_ROUTE, PS, "publish", "none", 0 },
+	{ CFG_SEC_ROUTE, PS, "allow", "room:[a-z0-9:]", 0 },
+	{ CFG_SEC_ROUTE, "type = pubsub\nsubscribe = {query.ch}", "allow", "query.ch:[-a-z_.]",
+	    0 },
+	{ CFG_SEC_ROUTE, PS, "server_only", "yes", 1 },
+	{ CFG_SEC_ROUTE, PS, "shared_namespace", "yes", 1 },
 	{ CFG_SEC_ROUTE, PS, "envelope", "json", ENVELOPE_JSON },
 	{ CFG_SEC_ROUTE, PS, "message_type", "binary", MSGTYPE_BINARY },
 	{ CFG_SEC_ROUTE, PS, "announce_id", "on", 1 },
@@ -1426,6 +1460,15 @@ static const struct bad_row {
 	{ CFG_SEC_ROUTE, PS, "publish", "a, b",
 	    "channel names use only [A-Za-z0-9_.:-] and {placeholders}" },
 	{ CFG_SEC_ROUTE, PS, "envelope", "xml", "expected one of: raw json" },
+	{ CFG_SEC_ROUTE, PS, "allow", "room", "allow is NAME:[SET], e.g. ch:[A-Za-z0-9_.:-]" },
+	{ CFG_SEC_ROUTE, PS, "allow", "room:a-z",
+	    "allow: SET is a bracket expression such as [a-z0-9:]" },
+	{ CFG_SEC_ROUTE, PS, "allow", "room:[a/b]",
+	    "allow: SET holds channel characters [A-Za-z0-9_.:-] and ranges" },
+	{ CFG_SEC_ROUTE, PS, "allow", "room:[a], room:[b]",
+	    "allow: a placeholder is listed twice" },
+	{ CFG_SEC_ROUTE, PS, "server_only", "maybe", "expected yes or no" },
+	{ CFG_SEC_ROUTE, PS, "shared_namespace", "maybe", "expected yes or no" },
 	{ CFG_SEC_ROUTE, PS, "message_type", "utf8", "expected one of: auto text binary" },
 	{ CFG_SEC_ROUTE, PS, "announce_id", "maybe", "expected yes or no" },
 	{ CFG_SEC_ROUTE, PS, "max_queue", "512", "must be between 1KiB and 1GiB" },
@@ -2103,7 +2146,8 @@ START_TEST(test_key_table)
 		    k->type == CFG_T_LISTEN || k->type == CFG_T_ADMIN_LISTEN ||
 		    k->type == CFG_T_TEMPLATE_LIST ||
 		    k->type == CFG_T_ORIGIN_LIST || k->type == CFG_T_ENUM_LIST ||
-		    k->type == CFG_T_BACKEND_LIST), "%s: count field", k->name);
+		    k->type == CFG_T_BACKEND_LIST || k->type == CFG_T_ALLOW_LIST),
+		    "%s: count field", k->name);
 		ck_assert_msg(k->type != CFG_T_ENUM_LIST || k->names != NULL, "%s: no words",
 		    k->name);
 		ck_assert_msg(!(k->flags & (CFG_F_PUBSUB | CFG_F_PROXY)) ||
