@@ -776,6 +776,12 @@ cfg_validate(struct cfg_ctx *c)
 			    "[tls] section with cert and key",
 			    config_listen_fmt(q, sizeof(q), &cfg->listens[i]));
 	}
+	for (size_t i = 0; i < cfg->nlistens && cfg->ntrusted_proxies == 0; i++) {
+		if (cfg->listens[i].proxy_protocol)
+			cfg_error(c, cfg->listens[i].line, "listener %s takes proxy_protocol but "
+			    "trusted_proxies is empty: no peer may send it",
+			    config_listen_fmt(q, sizeof(q), &cfg->listens[i]));
+	}
 	cfg->redis.enabled = c->sec_line[CFG_SEC_REDIS] > 0 ||
 	    cfg_env_find(c, config_key_find(CFG_SEC_REDIS, "url")) >= 0;
 	cfg->app_message_len = cfg->app_message != NULL ? strlen(cfg->app_message) : 0;

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cidr.h"
 #include "log.h"
 
 enum route_type { ROUTE_ECHO = 0, ROUTE_PUBSUB, ROUTE_PROXY };
@@ -32,6 +33,7 @@ struct config_listen {
 	char host[64];   /* numeric address or name; "" never (validated) */
 	char port[8];
 	int tls;         /* "tls" flag after the address */
+	int proxy_protocol; /* "proxy_protocol" flag: a PROXY v1/v2 header from a trusted peer first */
 	int line;
 };
 
@@ -118,6 +120,8 @@ struct config {
 	struct config_listen *admin_listens; /* /healthz /readyz /metrics /status; none when absent */
 	size_t nadmin_listens;
 	uint64_t drain_window_ms;        /* SIGTERM: client closes spread over this window */
+	struct cidr *trusted_proxies;    /* peers whose X-Forwarded-*, Forwarded and PROXY are believed */
+	size_t ntrusted_proxies;
 	/* [heartbeat] */
 	uint64_t ping_interval_ms;      /* 0 = off */
 	uint64_t pong_timeout_ms;

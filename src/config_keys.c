@@ -87,6 +87,9 @@ const struct config_key config_keys[] = {
 	    "plain HTTP address of /healthz /readyz /metrics /status; absent = none" },
 	{ CFG_SEC_GATEWAY, "drain_window", CFG_T_DURATION, G(drain_window_ms), 0, "10s",
 	    0, HOUR_MS, RLD, NULL, "on SIGTERM, client closes are spread over this window" },
+	{ CFG_SEC_GATEWAY, "trusted_proxies", CFG_T_CIDR_LIST, G(trusted_proxies),
+	    GN(ntrusted_proxies), NULL, 0, 256, REP | RLD, NULL,
+	    "balancers whose X-Forwarded-For/Forwarded/PROXY are believed: 10.0.0.0/8, ::1" },
 
 	{ CFG_SEC_HEARTBEAT, "ping_interval", CFG_T_DURATION, G(ping_interval_ms), 0, "25s",
 	    0, DAY_MS, RLD, NULL, "send a ping after this much silence; 0 = off" },
@@ -334,6 +337,8 @@ config_type_size(enum config_type t)
 		return sizeof(struct config_listen *);
 	case CFG_T_BACKEND_LIST:
 		return sizeof(struct config_backend *);
+	case CFG_T_CIDR_LIST:
+		return sizeof(struct cidr *);
 	case CFG_T_REDIS_URL:
 		return sizeof(struct config_redis);
 	case CFG_T_LOGLEVEL:
@@ -459,8 +464,10 @@ cfg_list_item(struct cfg_list *l, const char *s, size_t n, const char **why)
 {
 	void *arr = *(void **)l->field;
 	size_t elsz = l->k->type == CFG_T_BACKEND_LIST ? sizeof(struct config_backend)
-	    : l->k->type == CFG_T_ENUM_LIST ? sizeof(int) : sizeof(char *);
+	    : l->k->type == CFG_T_ENUM_LIST ? sizeof(int)
+	    : l->k->type == CFG_T_CIDR_LIST ? sizeof(struct cidr) : sizeof(char *);
 	struct config_backend be;
+	struct cidr cidr;
 	int i = 0, r = 0;
 
 	switch (l->k->type) {
@@ -472,6 +479,9 @@ cfg_list_item(struct cfg_list *l, const char *s, size_t n, const char **why)
 		break;
 	case CFG_T_ORIGIN_LIST:
 		r = config_parse_origin(s, n, why);
+		break;
+	case CFG_T_CIDR_LIST:
+		r = cidr_parse(s, n, &cidr, why);
 		break;
 	case CFG_T_ALLOW_LIST: {
 		struct route_charset cs;
@@ -510,6 +520,8 @@ cfg_list_item(struct cfg_list *l, const char *s, size_t n, const char **why)
 		((struct config_backend *)arr)[*l->count] = be;
 	else if (l->k->type == CFG_T_ENUM_LIST)
 		((int *)arr)[*l->count] = i;
+	else if (l->k->type == CFG_T_CIDR_LIST)
+		((struct cidr *)arr)[*l->count] = cidr;
 	else if ((((char **)arr)[*l->count] = config_value_strndup(s, n)) == NULL)
 		return -2;
 	(*l->count)++;
@@ -525,7 +537,7 @@ cfg_list_undo(struct cfg_list *l)
 	for (; *l->count > l->before; (*l->count)--) {
 		if (l->k->type == CFG_T_BACKEND_LIST)
 			config_backend_clear(&((struct config_backend *)arr)[*l->count - 1]);
-		else if (l->k->type != CFG_T_ENUM_LIST)
+		else if (l->k->type != CFG_T_ENUM_LIST && l->k->type != CFG_T_CIDR_LIST)
 			free(((char **)arr)[*l->count - 1]);
 	}
 }
@@ -652,12 +664,14 @@ config_key_store(const struct config_key *k, void *base, const char *v, int line
 	case CFG_T_ENUM_LIST:
 	case CFG_T_BACKEND_LIST:
 	case CFG_T_ALLOW_LIST:
+	case CFG_T_CIDR_LIST:
 		return cfg_store_list(k, base, v, why, whysz);
 	case CFG_T_LISTEN:
 	case CFG_T_ADMIN_LISTEN: {
 		struct config_listen l, *arr;
 
-		if (config_parse_listen(v, &l) < 0 || (k->type == CFG_T_ADMIN_LISTEN && l.tls)) {
+		if (config_parse_listen(v, &l) < 0 ||
+		    (k->type == CFG_T_ADMIN_LISTEN && (l.tls || l.proxy_protocol))) {
 			snprintf(why, whysz, "expected host:port, [v6]:port or :port%s",
 			    k->type == CFG_T_LISTEN ? ", optionally followed by tls"
 			    : " (the admin listener has no tls)");
@@ -717,6 +731,7 @@ config_key_free(const struct config_key *k, void *base)
 	case CFG_T_ENUM_LIST:
 	case CFG_T_BACKEND_LIST:
 	case CFG_T_ALLOW_LIST:
+	case CFG_T_CIDR_LIST:
 		cfg_list_undo(&l);
 		break;
 	case CFG_T_REDIS_URL: {

@@ -89,8 +89,9 @@ void conn_pause_read(struct conn *c);
 void conn_resume_read(struct conn *c);
 /* Ask for one target->drained call when the output falls under the low watermark. */
 void conn_want_drained(struct conn *c);
-/* TARGET_PENDING finished: send the 101 (with protocol, or none) and open the session. */
-void conn_upgrade_finish(struct conn *c, const char *protocol);
+/* TARGET_PENDING finished: send the 101 (with protocol, or none, and extra header lines
+ * "Name: value\r\n" when not NULL) and open the session. */
+void conn_upgrade_finish(struct conn *c, const char *protocol, const char *extra);
 /* Starts the close handshake (OPEN -> CLOSING), or answers the peer's close. */
 void conn_send_close(struct conn *c, unsigned code, const char *reason);
 

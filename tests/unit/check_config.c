@@ -1258,6 +1258,7 @@ static const struct good_row {
 	{ CFG_SEC_GATEWAY, "", "admin_listen", "127.0.0.1:9090", 0 },
 	{ CFG_SEC_GATEWAY, "", "drain_window", "0", 0 },
 	{ CFG_SEC_GATEWAY, "", "drain_window", "1m", 60000 },
+	{ CFG_SEC_GATEWAY, "", "trusted_proxies", "10.0.0.0/8, 127.0.0.1, ::1, 2001:db8::/32", 0 },
 	{ CFG_SEC_HEARTBEAT, "", "ping_interval", "24h", 86400000 },
 	{ CFG_SEC_HEARTBEAT, "", "pong_timeout", "2.5s", 2500 },
 	{ CFG_SEC_HEARTBEAT, "", "idle_timeout", "5m", 300000 },
@@ -1386,6 +1387,10 @@ static const struct bad_row {
 	{ CFG_SEC_GATEWAY, "", "admin_listen", "9o9o",
 	    "expected host:port, [v6]:port or :port (the admin listener has no tls)" },
 	{ CFG_SEC_GATEWAY, "", "drain_window", "2h", "must be at most 1h" },
+	{ CFG_SEC_GATEWAY, "", "trusted_proxies", "10.0.0.0/33",
+	    "prefix length too long for the address family" },
+	{ CFG_SEC_GATEWAY, "", "trusted_proxies", "lb.example",
+	    "expected an address or address/bits, e.g. 10.0.0.0/8 or 2001:db8::/32" },
 	{ CFG_SEC_HEARTBEAT, "", "ping_interval", "25h", "must be at most 24h" },
 	{ CFG_SEC_HEARTBEAT, "ping_interval = 0", "pong_timeout", "-1s",
 	    "expected a duration such as 200ms, 10s, 1m" },
@@ -2146,7 +2151,8 @@ START_TEST(test_key_table)
 		    k->type == CFG_T_LISTEN || k->type == CFG_T_ADMIN_LISTEN ||
 		    k->type == CFG_T_TEMPLATE_LIST ||
 		    k->type == CFG_T_ORIGIN_LIST || k->type == CFG_T_ENUM_LIST ||
-		    k->type == CFG_T_BACKEND_LIST || k->type == CFG_T_ALLOW_LIST),
+		    k->type == CFG_T_BACKEND_LIST || k->type == CFG_T_ALLOW_LIST ||
+		    k->type == CFG_T_CIDR_LIST),
 		    "%s: count field", k->name);
 		ck_assert_msg(k->type != CFG_T_ENUM_LIST || k->names != NULL, "%s: no words",
 		    k->name);
