@@ -21,7 +21,8 @@ from wsharness import (DEFAULT_TIMEOUT, OP_BINARY, OP_CLOSE, OP_TEXT, HarnessErr
 # ---------------------------------------------------------------------------------------------
 # helpers shared with test_pubsub_redis.py
 
-ID_RE = re.compile(r"^([0-9a-f]+)-([0-9]+)$")
+# "<instance>-<128 random bits in hex>": unguessable, not a counter (issue 17).
+ID_RE = re.compile(r"^([0-9a-f]+)-([0-9a-f]{32})$")
 
 
 def numbered(i, opcode):
