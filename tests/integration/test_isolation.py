@@ -12,13 +12,16 @@ import hashlib
 import hmac
 import json
 import re
+import socket
 import time
 
 import pytest
 
 from test_pubsub_local import welcome_id  # checks the random id format
-from wsharness import (OP_TEXT, NodeWsBackend, RawBackend, WSClient, http_request, proxy_route,
-                       raw_upgrade, run_wsgate, start_gateway, upgrade_request, ws_accept)
+from wsharness import (OP_TEXT, Gateway, NodeWsBackend, RawBackend, WSClient, build_frame,
+                       free_port, http_request, parse_frame, proxy_route, raw_upgrade,
+                       read_http_response, run_wsgate, start_gateway, upgrade_request,
+                       wait_closed, ws_accept)
 
 SECRET = "isolation secret"
 
@@ -298,3 +301,80 @@ def test_bare_line_endings_400_at_once(gw, eol):
     resp = http_request(gw.port, raw, timeout=3, close_timeout=0)
     assert resp.status == 400, resp
     assert time.monotonic() - t0 < 2
+
+
+# ---- PROXY protocol (listen = ... proxy_protocol) ----
+
+
+V2SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def pp_v2(src, sport):
+    a = bytes(int(x) for x in src.split("."))
+    return (V2SIG + b"\x21\x11\x00\x0c" + a + bytes([127, 0, 0, 1]) +
+            sport.to_bytes(2, "big") + (80).to_bytes(2, "big"))
+
+
+@pytest.fixture
+def ppgw(tmp_path_factory, node):
+    """A gateway with a plain listener (for readiness) and a proxy_protocol one."""
+    pp_port = free_port()
+    g = Gateway(workdir=str(tmp_path_factory.mktemp("pp")),
+                gateway={"trusted_proxies": "127.0.0.1", "max_connections_per_ip": "1"},
+                routes={"/app": proxy_route(node.url("/s"))})
+    g.config_text = g.config_text.replace(
+        "[gateway]\n", f"[gateway]\nlisten = 127.0.0.1:{pp_port} proxy_protocol\n", 1)
+    with open(g.config_path, "w", encoding="utf-8") as f:
+        f.write(g.config_text)
+    g.start()
+    g.pp_port = pp_port
+    yield g
+    g.stop()
+
+
+def pp_session(port, header, path="/app"):
+    """Sends header then an upgrade; returns (socket, response)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(header + upgrade_request(port, path).encode())
+    resp, rest = read_http_response(s, time.monotonic() + 5)
+    return s, resp, rest
+
+
+def pp_headers(s, rest):
+    s.sendall(build_frame(OP_TEXT, b"headers?"))
+    buf = bytearray(rest)
+    while True:
+        f, used = parse_frame(buf)
+        if f is not None:
+            return json.loads(f.payload)["headers"]
+        buf += s.recv(65536)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_proxy_protocol_names_the_client(ppgw, version):
+    hdr = (b"PROXY TCP4 203.0.113.7 127.0.0.1 5555 80\r\n" if version == "v1"
+           else pp_v2("203.0.113.7", 5555))
+    s, resp, rest = pp_session(ppgw.pp_port, hdr)
+    with s:
+        assert resp.status == 101, resp
+        h = pp_headers(s, rest)
+        assert h["x-real-ip"] == "203.0.113.7", h
+        assert h["x-forwarded-for"] == "203.0.113.7", h
+        # max_connections_per_ip = 1 counts the client named by the header, not the balancer
+        s2, resp2, _ = pp_session(ppgw.pp_port, b"PROXY TCP4 203.0.113.7 127.0.0.1 1 80\r\n")
+        s2.close()
+        assert resp2.status == 503, resp2
+        s3, resp3, _ = pp_session(ppgw.pp_port, b"PROXY TCP4 203.0.113.8 127.0.0.1 1 80\r\n")
+        s3.close()
+        assert resp3.status == 101, resp3
+
+
+@pytest.mark.parametrize("first", [b"GET /app HTTP/1.1\r\n", b"PROXY TCP4 1.2.3.4\r\n",
+                                   b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n"],
+                         ids=["no-header", "short", "bare-lf"])
+def test_proxy_protocol_required_and_strict(ppgw, first):
+    with socket.create_connection(("127.0.0.1", ppgw.pp_port), timeout=5) as s:
+        s.sendall(first + b"Host: x\r\n\r\n")
+        closed, _ = wait_closed(s, 3)
+        assert closed
+    assert "malformed PROXY header" in ppgw.stderr()
