@@ -21,10 +21,10 @@ struct upstream_req {
 /* Where the client came from, for the forwarding headers. */
 struct upstream_req_client {
 	const char *ip;      /* the client's address (upstream_req_client_ip): X-Real-IP */
-	const char *peer_ip; /* the socket's (or PROXY header's) peer, the hop wsgate saw; NULL: ip */
-	int peer_trusted;    /* peer_ip is in trusted_proxies: its forwarding chain is kept */
 	int tls;             /* the client speaks TLS: proto "wss", else "ws" */
 	int forward;         /* add X-Forwarded-For/-Proto/-Host, X-Real-IP and Forwarded */
+	const char *peer_ip; /* the socket's (or PROXY header's) peer, the hop wsgate saw; NULL: ip */
+	int peer_trusted;    /* peer_ip is in trusted_proxies: its forwarding chain is kept */
 };
 
 /* Copies Origin, every Cookie line (joined with "; ", RFC 6265 5.4), Authorization and the
