@@ -80,7 +80,7 @@ cidr_in(const struct cidr *c, const uint8_t *addr)
 int
 cidr_match(const struct cidr *set, size_t nset, int family, const uint8_t *addr)
 {
-	static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 	if (family == 6 && memcmp(addr, mapped, 12) == 0) {
 		family = 4;

@@ -1,13 +1,14 @@
-/* proxy_proto.c - pure PROXY protocol v1/v2 parser (haproxy.org/download/2.8/doc/proxy-protocol.txt).
- * Strict: v1 addresses must be canonical dotted quads or RFC 4291 text, ports decimal without
- * leading zeros, single spaces, CRLF; v2 lengths are checked against the address family. */
+/* proxy_proto.c - pure PROXY protocol v1/v2 parser
+ * (haproxy.org/download/2.8/doc/proxy-protocol.txt). Strict: v1 addresses must be canonical dotted
+ * quads or RFC 4291 text, ports decimal without leading zeros, single spaces, CRLF; v2 lengths are
+ * checked against the address family. */
 #include <arpa/inet.h>
 #include <string.h>
 
 #include "proxy_proto.h"
 
-static const uint8_t proxy_proto_sig2[12] = { 0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
-	                                      0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a };
+static const uint8_t proxy_proto_sig2[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
+                                             0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
 
 /* One space-separated field of a v1 line into out (NUL-terminated); -1 when empty or long. */
 static int
@@ -148,7 +149,8 @@ proxy_proto_parse(const uint8_t *buf, size_t n, struct proxy_proto_result *r)
 	/* Which version: decided as soon as the bytes differ from both signatures. */
 	k = n < sizeof(proxy_proto_sig2) ? n : sizeof(proxy_proto_sig2);
 	if (memcmp(buf, proxy_proto_sig2, k) == 0)
-		return k < sizeof(proxy_proto_sig2) ? PROXY_PROTO_NEED_MORE : proxy_proto_v2(buf, n, r);
+		return k < sizeof(proxy_proto_sig2) ? PROXY_PROTO_NEED_MORE
+		                                    : proxy_proto_v2(buf, n, r);
 	k = n < 6 ? n : 6;
 	if (memcmp(buf, "PROXY ", k) == 0)
 		return k < 6 ? PROXY_PROTO_NEED_MORE : proxy_proto_v1(buf, n, r);

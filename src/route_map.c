@@ -248,15 +248,20 @@ route_map_check(const struct config *cfg, int (*line_of)(void *, size_t, const c
 		for (size_t k = 0; k <= r->nsubscribe; k++)
 			if ((t = route_map_tmpl(r, k, &key)) != NULL &&
 			    route_reserved(t, strlen(t))) {
-				snprintf(msg, sizeof(msg), "%s template '%s' is in wsgate's reserved "
-				    "namespace %s*", key, t, ROUTE_RESERVED_PREFIX);
+				snprintf(msg, sizeof(msg),
+				         "%s template '%s' is in wsgate's reserved "
+				         "namespace %s*",
+				         key, t, ROUTE_RESERVED_PREFIX);
 				report(arg, line_of(arg, i, key), msg);
 			}
 		for (size_t k = 0; k < r->nallow; k++)
 			if (route_allow_parse(r->allow[k], strlen(r->allow[k]), &nm, &nn, &cs,
-			    &why) == 0 && !route_map_allow_used(r, nm, nn)) {
-				snprintf(msg, sizeof(msg), "allow names {%.*s}, which no template or "
-				    "the path of route %s uses", (int)nn, nm, r->path);
+			                      &why) == 0 &&
+			    !route_map_allow_used(r, nm, nn)) {
+				snprintf(msg, sizeof(msg),
+				         "allow names {%.*s}, which no template or "
+				         "the path of route %s uses",
+				         (int)nn, nm, r->path);
 				report(arg, line_of(arg, i, "allow"), msg);
 			}
 	}
@@ -285,16 +290,19 @@ route_map_check(const struct config *cfg, int (*line_of)(void *, size_t, const c
 					/* Identity channels: any template of a; server_only: what a
 					 * publishes against what b subscribes. */
 					if (!bound && !(b->server_only && ka == a->nsubscribe &&
-					    kb < b->nsubscribe))
+					                kb < b->nsubscribe))
 						continue;
 					if (route_map_overlap(a, ta, b, tb) != 1)
 						continue;
-					snprintf(msg, sizeof(msg), "route %s (%s) %s '%s' can reach "
+					snprintf(
+					    msg, sizeof(msg),
+					    "route %s (%s) %s '%s' can reach "
 					    "channel %s '%s' of route %s (%s, line %d); set "
 					    "shared_namespace = yes on %s if that is deliberate",
 					    a->path, a->auth == AUTH_JWT ? "auth jwt" : "no auth",
 					    keya, ta, keyb, tb, b->path,
-					    bound ? "auth jwt, bound to an identity" : "server_only",
+					    bound ? "auth jwt, bound to an identity"
+					          : "server_only",
 					    b->line, a->path);
 					report(arg, line_of(arg, i, keya), msg);
 					goto next_pair; /* one error per pair of routes */
