@@ -106,11 +106,28 @@ listener_dropped(struct listener *l)
 	}
 }
 
-/* Admission limits, then the connection, for a client at sa (the socket's peer, or the
- * address a PROXY header named). Takes ownership of fd. */
-static void
-listener_admit(struct listener *l, evutil_socket_t fd, const struct sockaddr *sa, socklen_t salen)
+/* 1 when sa is in trusted_proxies. */
+static int
+listener_is_trusted(const struct config *cfg, const struct sockaddr *sa)
 {
+	if (cfg->ntrusted_proxies == 0)
+		return 0;
+	if (sa->sa_family == AF_INET)
+		return cidr_match(cfg->trusted_proxies, cfg->ntrusted_proxies, 4,
+		                  (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr);
+	if (sa->sa_family == AF_INET6)
+		return cidr_match(cfg->trusted_proxies, cfg->ntrusted_proxies, 6,
+		                  (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr);
+	return 0;
+}
+
+/* Admission limits, then the connection, for a client at sa: the socket's peer, or (named)
+ * the address a PROXY header gave. Takes ownership of fd. */
+static void
+listener_admit(struct listener *l, evutil_socket_t fd, const struct sockaddr *sa, socklen_t salen,
+               int named)
+{
+	const struct sockaddr unspec = { .sa_family = AF_UNSPEC };
 	struct gateway *gw = l->w->gw;
 	struct limit_ticket ticket;
 	enum limit_verdict v;
@@ -118,7 +135,10 @@ listener_admit(struct listener *l, evutil_socket_t fd, const struct sockaddr *sa
 	struct conn *c;
 	int one = 1;
 
-	v = limit_admit(gw->limits, l->w->cfg, sa, conn_now_ms(), &ticket);
+	/* A trusted proxy's address is many clients: it is not counted per IP here; the client
+	 * it names in X-Forwarded-For is, at the handshake (conn_handshake.c). */
+	v = limit_admit(gw->limits, l->w->cfg, listener_is_trusted(l->w->cfg, sa) && !named
+	                ? &unspec : sa, conn_now_ms(), &ticket);
 	if (v == LIMIT_DROP) {
 		listener_dropped(l);
 		close(fd);
@@ -236,7 +256,7 @@ listener_pp_read(evutil_socket_t fd, short what, void *arg)
 		sslen = pp->peerlen;
 	}
 	pp->fd = -1; /* ownership moves on */
-	listener_admit(pp->l, fd, (struct sockaddr *)&ss, sslen);
+	listener_admit(pp->l, fd, (struct sockaddr *)&ss, sslen, r.family != 0);
 	listener_pp_free(pp, NULL);
 }
 
@@ -248,12 +268,9 @@ listener_pp_start(struct listener *l, evutil_socket_t fd, const struct sockaddr 
 	uint64_t ms = cfg->handshake_timeout_ms;
 	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
 	struct listener_pp *pp;
-	int fam = sa->sa_family == AF_INET ? 4 : sa->sa_family == AF_INET6 ? 6 : 0;
-	const uint8_t *a = fam == 4 ? (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr
-	    : fam == 6 ? (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr : NULL;
 
 	/* Only a trusted balancer may say who the client is. */
-	if (a == NULL || !cidr_match(cfg->trusted_proxies, cfg->ntrusted_proxies, fam, a)) {
+	if (!listener_is_trusted(cfg, sa)) {
 		security_count(l->w->gw->sec, SEC_PROXY_HEADER);
 		log_info("listener %s: connection from a peer not in trusted_proxies closed",
 		         l->name);
@@ -286,7 +303,7 @@ listener_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
 	if (l->proxy_protocol)
 		listener_pp_start(l, fd, sa, (socklen_t)salen);
 	else
-		listener_admit(l, fd, sa, (socklen_t)salen);
+		listener_admit(l, fd, sa, (socklen_t)salen, 0);
 }
 
 static void

@@ -72,6 +72,10 @@ proxy_attempt(struct proxy_session *s)
 		s->backend = b;
 		conn_log(s->c, LOG_LVL_DEBUG, "proxy: trying backend %s (attempt %u)", b->cfg->url,
 		         s->attempts);
+		/* What an earlier backend answered is not this one's to pass on. */
+		free(s->pass);
+		s->pass = NULL;
+		s->pass_status = 0;
 		s->up = upstream_conn_new(b, s->c->id, &s->req, &proxy_up_ops, s, &why);
 		if (s->up != NULL)
 			return TARGET_PENDING;

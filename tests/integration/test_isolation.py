@@ -378,3 +378,18 @@ def test_proxy_protocol_required_and_strict(ppgw, first):
         closed, _ = wait_closed(s, 3)
         assert closed
     assert "malformed PROXY header" in ppgw.stderr()
+
+
+def test_per_ip_limits_follow_the_forwarded_client(gateway_factory):
+    """Behind a trusted proxy max_connections_per_ip counts the client it names, not itself."""
+    g = gateway_factory(gateway={"trusted_proxies": "127.0.0.1", "max_connections_per_ip": "1"})
+    a = WSClient(g.port, "/echo", headers=[("X-Forwarded-For", "198.51.100.1")])
+    b = WSClient(g.port, "/echo", headers=[("X-Forwarded-For", "198.51.100.2")])
+    try:
+        same = upgrade_request(g.port, "/echo", extra=[("X-Forwarded-For", "198.51.100.1")])
+        assert http_request(g.port, same, close_timeout=0).status == 503
+        assert a.roundtrip(OP_TEXT, b"a") == (OP_TEXT, b"a")
+        assert b.roundtrip(OP_TEXT, b"b") == (OP_TEXT, b"b")
+    finally:
+        a.close()
+        b.close()
