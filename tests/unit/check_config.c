@@ -1813,11 +1813,13 @@ START_TEST(test_shipped_examples)
 	}
 	fclose(f);
 	cfg = load_ok(text);
-	ck_assert_uint_eq(cfg->nroutes, 4);
+	ck_assert_uint_eq(cfg->nroutes, 5); /* with the server_only /news example (issue 17) */
 	ck_assert_int_eq(cfg->redis.enabled, 1);
 	ck_assert_uint_eq(cfg->ntls_certs, 2);
 	ck_assert_uint_eq(cfg->nadmin_listens, 1);
-	ck_assert_uint_eq(cfg->routes[3].nbackends, 3);
+	ck_assert_int_eq(cfg->routes[3].server_only, 1);
+	ck_assert_uint_eq(cfg->ntrusted_proxies, 2);
+	ck_assert_uint_eq(cfg->routes[4].nbackends, 3);
 	config_free(cfg);
 	free(text);
 }
