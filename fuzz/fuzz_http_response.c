@@ -66,11 +66,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if ((ok == 0) != (why == NULL) || (ok != 0 && ok != -1))
 			abort();
 		if (ok == 0) {
-			if (r.status != 101)
+			if (r.status != 101 || r.version_minor != 1)
 				abort();
 			if (proto.p != NULL && !http_str_eq(proto, "chat") &&
 			    !http_str_eq(proto, "v2.proto"))
 				abort();
+		}
+		/* What passes back to the client: whole "Name: value" lines, no CR or LF inside. */
+		{
+			char pass[512];
+			size_t pn = http_response_passthrough(&r, pass, sizeof(pass));
+
+			if (pn >= sizeof(pass) || strlen(pass) != pn ||
+			    (pn > 0 && (pn < 4 || memcmp(pass + pn - 2, "\r\n", 2) != 0)))
+				abort();
+			for (size_t i = 0; i + 1 < pn; i++)
+				if ((pass[i] == '\r') != (pass[i + 1] == '\n') && pass[i] == '\r')
+					abort();
 		}
 		/* Offering nothing, any chosen subprotocol is refused. */
 		if (http_response_check_upgrade(&r, FUZZ_ACCEPT, NULL, 0, &proto, &why) == 0 &&

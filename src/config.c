@@ -11,6 +11,7 @@
 #include "config_keys.h"
 #include "config_value.h"
 #include "route.h"
+#include "route_map.h"
 
 #define CFG_MAX_ERRORS 100            /* a garbage file should not yield a megabyte of errors */
 #define CFG_MAX_FILE (1024 * 1024)    /* a config file larger than this is a mistake */
@@ -678,6 +679,15 @@ cfg_check_route(struct cfg_ctx *c, size_t i)
 			cfg_error(c, seen[j], "key '%s' is not valid for a route of type %s",
 			    k->name, config_route_type_name(r->type));
 	}
+	if (r->publish != NULL && strcmp(r->publish, "none") == 0) {
+		/* "publish = none": read-only, said explicitly. */
+		free(r->publish);
+		c->cfg->routes[i].publish = NULL;
+	}
+	if (r->server_only && r->publish != NULL)
+		cfg_error(c, cfg_seen_line(seen, CFG_SEC_ROUTE, "server_only"),
+		    "server_only = yes and a publish template: clients of a server_only route "
+		    "cannot publish");
 	if (r->type == ROUTE_PUBSUB && r->nsubscribe == 0 && r->publish == NULL)
 		cfg_error(c, r->line, "route %s (pubsub) needs subscribe or publish", r->path);
 	if (r->type == ROUTE_PROXY && r->nbackends == 0)
@@ -708,6 +718,21 @@ cfg_check_route(struct cfg_ctx *c, size_t i)
 	if (r->publish != NULL)
 		cfg_check_template(c, r, "publish", r->publish,
 		    cfg_seen_line(seen, CFG_SEC_ROUTE, "publish"));
+}
+
+static int
+cfg_map_line(void *arg, size_t route, const char *key)
+{
+	struct cfg_ctx *c = arg;
+	int line = cfg_seen_line(c->seen[CFG_BASE_ROUTE][route], CFG_SEC_ROUTE, key);
+
+	return line != 0 ? line : c->cfg->routes[route].line;
+}
+
+static void
+cfg_map_report(void *arg, int line, const char *msg)
+{
+	cfg_error(arg, line, "%s", msg);
 }
 
 /* Reports each address of a[] that an earlier one of a[] or any of b[] already has. */
@@ -759,6 +784,7 @@ cfg_validate(struct cfg_ctx *c)
 		cfg_check_files(c, CFG_BASE_ROUTE, r, c->seen[CFG_BASE_ROUTE][i]);
 		cfg_check_route(c, i);
 	}
+	route_map_check(cfg, cfg_map_line, cfg_map_report, c);
 	if (c->route_headers == 0)
 		cfg_error(c, 0, "no [route] section: nothing to serve");
 	if (cfg->ping_interval_ms > 0 && cfg->pong_timeout_ms == 0)
@@ -771,6 +797,12 @@ cfg_validate(struct cfg_ctx *c)
 		if (cfg->listens[i].tls)
 			cfg_error(c, cfg->listens[i].line, "listener %s uses tls but there is no "
 			    "[tls] section with cert and key",
+			    config_listen_fmt(q, sizeof(q), &cfg->listens[i]));
+	}
+	for (size_t i = 0; i < cfg->nlistens && cfg->ntrusted_proxies == 0; i++) {
+		if (cfg->listens[i].proxy_protocol)
+			cfg_error(c, cfg->listens[i].line, "listener %s takes proxy_protocol but "
+			    "trusted_proxies is empty: no peer may send it",
 			    config_listen_fmt(q, sizeof(q), &cfg->listens[i]));
 	}
 	cfg->redis.enabled = c->sec_line[CFG_SEC_REDIS] > 0 ||

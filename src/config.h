@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cidr.h"
 #include "log.h"
 
 enum route_type { ROUTE_ECHO = 0, ROUTE_PUBSUB, ROUTE_PROXY };
@@ -32,6 +33,7 @@ struct config_listen {
 	char host[64];   /* numeric address or name; "" never (validated) */
 	char port[8];
 	int tls;         /* "tls" flag after the address */
+	int proxy_protocol; /* "proxy_protocol" flag: a PROXY v1/v2 header from a trusted peer first */
 	int line;
 };
 
@@ -55,6 +57,10 @@ struct config_route {
 	char *publish;           /* channel template for client messages; NULL: clients may not publish */
 	enum envelope_kind envelope;
 	enum message_type message_type;
+	char **allow;            /* "NAME:[SET]": what placeholder NAME may hold (default [A-Za-z0-9_.-]) */
+	size_t nallow;
+	int server_only;         /* channels fed by the server side only: client messages refused */
+	int shared_namespace;    /* no auth, yet may reach channels an auth route binds: deliberate */
 	int announce_id;         /* send {"type":"welcome","id":...} after the upgrade */
 	uint64_t max_queue;      /* outbound bytes queued per connection before slow_consumer applies */
 	enum slow_policy slow_consumer;
@@ -119,6 +125,8 @@ struct config {
 	uint64_t admin_timeout_ms;       /* a whole admin request, from accept to last byte out */
 	uint64_t admin_max_connections;  /* admin connections open at once; beyond, 503 and close */
 	uint64_t drain_window_ms;        /* SIGTERM: client closes spread over this window */
+	struct cidr *trusted_proxies;    /* peers whose X-Forwarded-*, Forwarded and PROXY are believed */
+	size_t ntrusted_proxies;
 	/* [heartbeat] */
 	uint64_t ping_interval_ms;      /* 0 = off */
 	uint64_t pong_timeout_ms;

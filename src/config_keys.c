@@ -6,6 +6,7 @@
 
 #include "config_keys.h"
 #include "config_value.h"
+#include "route.h"
 #include "utf8.h"
 
 #define SEC_MS 1000ull
@@ -90,6 +91,9 @@ const struct config_key config_keys[] = {
 	    "64", 1, 100000, RLD, NULL, "admin connections open at once; beyond, 503 and close" },
 	{ CFG_SEC_GATEWAY, "drain_window", CFG_T_DURATION, G(drain_window_ms), 0, "10s",
 	    0, HOUR_MS, RLD, NULL, "on SIGTERM, client closes are spread over this window" },
+	{ CFG_SEC_GATEWAY, "trusted_proxies", CFG_T_CIDR_LIST, G(trusted_proxies),
+	    GN(ntrusted_proxies), NULL, 0, 256, REP | RLD, NULL,
+	    "balancers whose X-Forwarded-For/Forwarded/PROXY are believed: 10.0.0.0/8, ::1" },
 
 	{ CFG_SEC_HEARTBEAT, "ping_interval", CFG_T_DURATION, G(ping_interval_ms), 0, "25s",
 	    0, DAY_MS, RLD, NULL, "send a ping after this much silence; 0 = off" },
@@ -150,7 +154,14 @@ const struct config_key config_keys[] = {
 	{ CFG_SEC_ROUTE, "subscribe", CFG_T_TEMPLATE_LIST, R(subscribe), RN(nsubscribe), NULL,
 	    0, 32, RLD | PUB, NULL, "channel templates clients receive: chat, room:{room}" },
 	{ CFG_SEC_ROUTE, "publish", CFG_T_TEMPLATE, R(publish), 0, NULL,
-	    0, 0, RLD | PUB, NULL, "channel template client messages go to; empty = read-only" },
+	    0, 0, RLD | PUB, NULL, "channel template client messages go to; none = read-only" },
+	{ CFG_SEC_ROUTE, "allow", CFG_T_ALLOW_LIST, R(allow), RN(nallow), NULL,
+	    0, ROUTE_MAX_PARAMS * 3, REP | RLD | PUB, NULL,
+	    "NAME:[SET] widens what a placeholder accepts, e.g. ch:[a-z0-9:]" },
+	{ CFG_SEC_ROUTE, "server_only", CFG_T_BOOL, R(server_only), 0, "no",
+	    0, 0, RLD | PUB, NULL, "only the server side publishes here; client messages: 1008" },
+	{ CFG_SEC_ROUTE, "shared_namespace", CFG_T_BOOL, R(shared_namespace), 0, "no",
+	    0, 0, RLD | PUB, NULL, "deliberately reach channels an auth route binds to identities" },
 	{ CFG_SEC_ROUTE, "envelope", CFG_T_ENUM, R(envelope), 0, "raw",
 	    0, 0, RLD | PUB, envelope_names, "raw payloads, or json objects with metadata" },
 	{ CFG_SEC_ROUTE, "message_type", CFG_T_ENUM, R(message_type), 0, "auto",
@@ -327,6 +338,7 @@ config_type_size(enum config_type t)
 	case CFG_T_LIST:
 	case CFG_T_TEMPLATE_LIST:
 	case CFG_T_ORIGIN_LIST:
+	case CFG_T_ALLOW_LIST:
 		return sizeof(char **);
 	case CFG_T_ENUM_LIST:
 		return sizeof(int *);
@@ -335,6 +347,8 @@ config_type_size(enum config_type t)
 		return sizeof(struct config_listen *);
 	case CFG_T_BACKEND_LIST:
 		return sizeof(struct config_backend *);
+	case CFG_T_CIDR_LIST:
+		return sizeof(struct cidr *);
 	case CFG_T_REDIS_URL:
 		return sizeof(struct config_redis);
 	case CFG_T_LOGLEVEL:
@@ -460,8 +474,10 @@ cfg_list_item(struct cfg_list *l, const char *s, size_t n, const char **why)
 {
 	void *arr = *(void **)l->field;
 	size_t elsz = l->k->type == CFG_T_BACKEND_LIST ? sizeof(struct config_backend)
-	    : l->k->type == CFG_T_ENUM_LIST ? sizeof(int) : sizeof(char *);
+	    : l->k->type == CFG_T_ENUM_LIST ? sizeof(int)
+	    : l->k->type == CFG_T_CIDR_LIST ? sizeof(struct cidr) : sizeof(char *);
 	struct config_backend be;
+	struct cidr cidr;
 	int i = 0, r = 0;
 
 	switch (l->k->type) {
@@ -474,6 +490,20 @@ cfg_list_item(struct cfg_list *l, const char *s, size_t n, const char **why)
 	case CFG_T_ORIGIN_LIST:
 		r = config_parse_origin(s, n, why);
 		break;
+	case CFG_T_CIDR_LIST:
+		r = cidr_parse(s, n, &cidr, why);
+		break;
+	case CFG_T_ALLOW_LIST: {
+		struct route_charset cs;
+		const char *nm;
+		size_t nn;
+
+		r = route_allow_parse(s, n, &nm, &nn, &cs, why);
+		for (size_t j = 0; r == 0 && j < *l->count; j++)
+			if (strncmp(((char **)arr)[j], s, nn + 1) == 0)
+				return config_key_fail(why, "allow: a placeholder is listed twice");
+		break;
+	}
 	case CFG_T_ENUM_LIST:
 		if ((i = cfg_names_find(l->k->names, s, n)) < 0)
 			return config_key_fail(why, "unknown word in the list");
@@ -500,6 +530,8 @@ cfg_list_item(struct cfg_list *l, const char *s, size_t n, const char **why)
 		((struct config_backend *)arr)[*l->count] = be;
 	else if (l->k->type == CFG_T_ENUM_LIST)
 		((int *)arr)[*l->count] = i;
+	else if (l->k->type == CFG_T_CIDR_LIST)
+		((struct cidr *)arr)[*l->count] = cidr;
 	else if ((((char **)arr)[*l->count] = config_value_strndup(s, n)) == NULL)
 		return -2;
 	(*l->count)++;
@@ -515,7 +547,7 @@ cfg_list_undo(struct cfg_list *l)
 	for (; *l->count > l->before; (*l->count)--) {
 		if (l->k->type == CFG_T_BACKEND_LIST)
 			config_backend_clear(&((struct config_backend *)arr)[*l->count - 1]);
-		else if (l->k->type != CFG_T_ENUM_LIST)
+		else if (l->k->type != CFG_T_ENUM_LIST && l->k->type != CFG_T_CIDR_LIST)
 			free(((char **)arr)[*l->count - 1]);
 	}
 }
@@ -641,12 +673,15 @@ config_key_store(const struct config_key *k, void *base, const char *v, int line
 	case CFG_T_ORIGIN_LIST:
 	case CFG_T_ENUM_LIST:
 	case CFG_T_BACKEND_LIST:
+	case CFG_T_ALLOW_LIST:
+	case CFG_T_CIDR_LIST:
 		return cfg_store_list(k, base, v, why, whysz);
 	case CFG_T_LISTEN:
 	case CFG_T_ADMIN_LISTEN: {
 		struct config_listen l, *arr;
 
-		if (config_parse_listen(v, &l) < 0 || (k->type == CFG_T_ADMIN_LISTEN && l.tls)) {
+		if (config_parse_listen(v, &l) < 0 ||
+		    (k->type == CFG_T_ADMIN_LISTEN && (l.tls || l.proxy_protocol))) {
 			snprintf(why, whysz, "expected host:port, [v6]:port or :port%s",
 			    k->type == CFG_T_LISTEN ? ", optionally followed by tls"
 			    : " (the admin listener has no tls)");
@@ -705,6 +740,8 @@ config_key_free(const struct config_key *k, void *base)
 	case CFG_T_ORIGIN_LIST:
 	case CFG_T_ENUM_LIST:
 	case CFG_T_BACKEND_LIST:
+	case CFG_T_ALLOW_LIST:
+	case CFG_T_CIDR_LIST:
 		cfg_list_undo(&l);
 		break;
 	case CFG_T_REDIS_URL: {

@@ -62,6 +62,8 @@ enum config_type {
 	CFG_T_ENUM_LIST,   /* int array + count: comma-separated words of key->names, no repeats */
 	CFG_T_BACKEND_LIST, /* struct config_backend * + count: comma list; lines accumulate */
 	CFG_T_REDIS_URL,   /* struct config_redis: fills url, host, port, db, password */
+	CFG_T_CIDR_LIST,   /* struct cidr * + count: comma-separated address blocks */
+	CFG_T_ALLOW_LIST,  /* char ** + count: comma-separated "NAME:[SET]" (route_allow_parse) */
 };
 
 #define CFG_F_REPEATABLE 0x01u /* may appear on several lines; each line adds values */

@@ -361,17 +361,22 @@ config_parse_listen(const char *s, struct config_listen *out)
 		return -1;
 	memcpy(addr, tok, toklen);
 	addr[toklen] = '\0';
-	/* the only word allowed after the address is "tls" */
-	while (config_value_is_space((unsigned char)*p))
-		p++;
-	if (*p != '\0') {
-		if (strncmp(p, "tls", 3) != 0)
-			return -1;
-		for (p += 3; config_value_is_space((unsigned char)*p); p++)
+	/* flags after the address, in any order, each once: "tls", "proxy_protocol" */
+	while (*p != '\0') {
+		while (config_value_is_space((unsigned char)*p))
+			p++;
+		if (*p == '\0')
+			break;
+		for (tok = p; *p != '\0' && !config_value_is_space((unsigned char)*p); p++)
 			;
-		if (*p != '\0')
+		toklen = (size_t)(p - tok);
+		if (toklen == 3 && strncmp(tok, "tls", 3) == 0 && !out->tls)
+			out->tls = 1;
+		else if (toklen == 14 && strncmp(tok, "proxy_protocol", 14) == 0 &&
+		    !out->proxy_protocol)
+			out->proxy_protocol = 1;
+		else
 			return -1;
-		out->tls = 1;
 	}
 
 	if (addr[0] == '[') {

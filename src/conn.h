@@ -61,6 +61,7 @@ struct conn {
 	unsigned peer_closed : 1;         /* we received the peer's close frame */
 	unsigned upgraded : 1;            /* a 101 was sent (logging: HTTP-only connections are quiet) */
 	char peer[56];                    /* "addr:port" for logs */
+	char pub_id[33];                  /* random public id (gateway_conn_public_id), "" until used */
 	struct limit_ticket limit;       /* admission counted at accept, given back in conn_free */
 	struct limit_bucket msg_rate;    /* the route's max_messages_per_second */
 	LIST_ENTRY(conn) entry;           /* worker's live list, then its dead list */
@@ -94,8 +95,9 @@ void conn_pause_read(struct conn *c);
 void conn_resume_read(struct conn *c);
 /* Ask for one target->drained call when the output falls under the low watermark. */
 void conn_want_drained(struct conn *c);
-/* TARGET_PENDING finished: send the 101 (with protocol, or none) and open the session. */
-void conn_upgrade_finish(struct conn *c, const char *protocol);
+/* TARGET_PENDING finished: send the 101 (with protocol, or none, and extra header lines
+ * "Name: value\r\n" when not NULL) and open the session. */
+void conn_upgrade_finish(struct conn *c, const char *protocol, const char *extra);
 /* Starts the close handshake (OPEN -> CLOSING), or answers the peer's close. */
 void conn_send_close(struct conn *c, unsigned code, const char *reason);
 

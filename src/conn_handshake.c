@@ -5,17 +5,22 @@
 #include <string.h>
 #include <time.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
 #include "conn.h"
 #include "gateway.h"
 #include "http.h"
+#include "limit.h"
 #include "log.h"
 #include "metrics.h"
 #include "route.h"
 #include "security.h"
 #include "target.h"
+#include "upstream_req.h"
 #include "worker.h"
 
 /* The first of the route's subprotocols (its preference order) that the client offered. */
@@ -69,8 +74,10 @@ struct conn_pending {
 };
 
 static void
-conn_send_101(struct conn *c, const char *accept, size_t header_len, const char *proto)
+conn_send_101(struct conn *c, const char *accept, size_t header_len, const char *proto,
+    const char *extra)
 {
+	struct evbuffer *out = bufferevent_get_output(c->bev);
 	char buf[512];
 	size_t n;
 
@@ -79,7 +86,14 @@ conn_send_101(struct conn *c, const char *accept, size_t header_len, const char 
 		conn_http_reply(c, 500, NULL, "101 reply does not fit");
 		return;
 	}
-	evbuffer_add(bufferevent_get_output(c->bev), buf, n);
+	if (extra != NULL && extra[0] != '\0') {
+		/* The head ends in the blank line's CRLF: the extra lines go before it. */
+		evbuffer_add(out, buf, n - 2);
+		evbuffer_add(out, extra, strlen(extra));
+		evbuffer_add(out, "\r\n", 2);
+	} else {
+		evbuffer_add(out, buf, n);
+	}
 	evbuffer_drain(bufferevent_get_input(c->bev), header_len);
 	c->upgraded = 1;
 	METRIC_ADD(c->w->stats.upgraded, 1);
@@ -100,15 +114,57 @@ conn_send_101(struct conn *c, const char *accept, size_t header_len, const char 
 }
 
 void
-conn_upgrade_finish(struct conn *c, const char *protocol)
+conn_upgrade_finish(struct conn *c, const char *protocol, const char *extra)
 {
 	struct conn_pending *p = c->pending;
 
 	if (c->state != CONN_HANDSHAKE || p == NULL)
 		return;
 	c->pending = NULL;
-	conn_send_101(c, p->accept, p->header_len, protocol);
+	conn_send_101(c, p->accept, p->header_len, protocol, extra);
 	free(p);
+}
+
+/* Behind a trusted proxy the client is who its X-Forwarded-For says (upstream_req_client_ip):
+ * logged, and counted again for the per-IP limits under that address. 0 to go on, or -1
+ * when the client's address is over a limit (answered here). */
+static int
+conn_client_behind_proxy(struct conn *c, const struct http_request *req)
+{
+	const struct config *cfg = c->cfg;
+	char peer[INET6_ADDRSTRLEN], ip[INET6_ADDRSTRLEN];
+	struct sockaddr_storage ss;
+	struct limit_ticket t;
+	enum limit_verdict v;
+
+	if (cfg->ntrusted_proxies == 0 || upstream_req_peer_ip(c->peer, peer, sizeof(peer)) < 0 ||
+	    upstream_req_client_ip(req->method.p, req->header_len, peer, cfg->trusted_proxies,
+	    cfg->ntrusted_proxies, ip, sizeof(ip)) < 0 || strcmp(ip, peer) == 0)
+		return 0;
+	conn_log(c, LOG_LVL_INFO, "client %s via trusted proxy %s", ip, peer);
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, ip, &((struct sockaddr_in *)&ss)->sin_addr) == 1)
+		ss.ss_family = AF_INET;
+	else if (inet_pton(AF_INET6, ip, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1)
+		ss.ss_family = AF_INET6;
+	else
+		return 0;
+	/* The balancer's address was counted at accept: the client's is counted instead. */
+	limit_release(c->w->gw->limits, &c->limit);
+	v = limit_admit(c->w->gw->limits, cfg, (struct sockaddr *)&ss, conn_now_ms(), &t);
+	if (v == LIMIT_DROP) {
+		conn_close(c, "over the limits, too many refusals in flight");
+		return -1;
+	}
+	c->limit = t;
+	if (v == LIMIT_OK)
+		return 0;
+	if (v == LIMIT_RATE)
+		conn_http_reply(c, 429, "Retry-After: 1\r\n", "accept_rate_per_ip exceeded");
+	else
+		conn_http_reply(c, 503, NULL, v == LIMIT_PER_IP ? "max_connections_per_ip reached"
+		    : "max_connections reached");
+	return -1;
 }
 
 static void
@@ -125,6 +181,8 @@ conn_upgrade(struct conn *c, const struct http_request *req, const struct route_
 		conn_http_reply(c, 500, NULL, "route type not built in");
 		return;
 	}
+	if (conn_client_behind_proxy(c, req) < 0)
+		return;
 	/* Origin and token before the target sees anything: 403 / 401 with WWW-Authenticate. */
 	r = security_check_handshake(c->w->gw->sec, m->route, req, (int64_t)time(NULL), &auth,
 	    &hdrs, &why);
@@ -158,7 +216,7 @@ conn_upgrade(struct conn *c, const struct http_request *req, const struct route_
 		conn_http_reply(c, r >= 400 && r <= 599 ? r : 500, NULL, "refused by the route");
 		return;
 	}
-	conn_send_101(c, accept, req->header_len, conn_pick_protocol(m->route, req));
+	conn_send_101(c, accept, req->header_len, conn_pick_protocol(m->route, req), NULL);
 }
 
 void
@@ -169,7 +227,7 @@ conn_handshake_read(struct conn *c)
 	struct http_request req;
 	struct route_match m;
 	const char *why = NULL;
-	const char *p;
+	const char *p, *end;
 	int status;
 
 	n = len < HTTP_MAX_HEADER ? len : HTTP_MAX_HEADER;
@@ -177,7 +235,14 @@ conn_handshake_read(struct conn *c)
 		return;
 	/* A slow sender must not make us rescan the whole head on every byte. */
 	from = c->hs_scanned > 3 ? c->hs_scanned - 3 : 0;
-	if (memmem(p + from, n - from, "\r\n\r\n", 4) == NULL && len < HTTP_MAX_HEADER) {
+	/* Only the head's bytes: frames sent right behind it may hold any byte. */
+	end = memmem(p + from, n - from, "\r\n\r\n", 4);
+	if (http_bad_line_ending(p, from, end != NULL ? (size_t)(end - p) + 4 : n)) {
+		/* Bare LF or CR: 400 now, not a 408 after handshake_timeout. */
+		conn_http_reply(c, 400, NULL, "line endings must be CRLF");
+		return;
+	}
+	if (end == NULL && len < HTTP_MAX_HEADER) {
 		c->hs_scanned = n;
 		return;
 	}

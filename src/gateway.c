@@ -257,9 +257,23 @@ gateway_security_init(struct gateway *gw)
 }
 
 const char *
-gateway_conn_public_id(const struct conn *c, char *buf, size_t bufsz)
+gateway_conn_public_id(struct conn *c, char *buf, size_t bufsz)
 {
-	snprintf(buf, bufsz, "%s-%llu", c->w->gw->instance_id, (unsigned long long)c->id);
+	static const char hex[] = "0123456789abcdef";
+	unsigned char r[16];
+
+	/* Not derived from c->id: a sequential id lets anyone who saw one guess the others
+	 * and read their direct channels. */
+	if (c->pub_id[0] == '\0') {
+		if (RAND_bytes(r, sizeof(r)) != 1)
+			return NULL;
+		for (size_t i = 0; i < sizeof(r); i++) {
+			c->pub_id[2 * i] = hex[r[i] >> 4];
+			c->pub_id[2 * i + 1] = hex[r[i] & 15];
+		}
+		c->pub_id[2 * sizeof(r)] = '\0';
+	}
+	snprintf(buf, bufsz, "%s-%s", c->w->gw->instance_id, c->pub_id);
 	return buf;
 }
 

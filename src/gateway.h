@@ -90,7 +90,10 @@ void gateway_reload_applied(struct gateway *gw, uint64_t gen);
 int gateway_ready(const struct gateway *gw);
 
 struct conn;
-/* "<instance>-<n>": a connection id unique across every gateway instance. Returns buf. */
-const char *gateway_conn_public_id(const struct conn *c, char *buf, size_t bufsz);
+/* "<instance>-<32 hex digits>": the connection's public id (its direct channel is
+ * "wsgate:conn:<id>"), unique across instances and unguessable: 128 bits from RAND_bytes,
+ * drawn on first use and kept for the connection's life. Returns buf, or NULL when the
+ * random generator fails (the caller refuses the connection). */
+const char *gateway_conn_public_id(struct conn *c, char *buf, size_t bufsz);
 
 #endif

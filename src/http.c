@@ -129,6 +129,18 @@ http_head_end(const char *buf, size_t lim)
 	return 0;
 }
 
+int
+http_bad_line_ending(const char *buf, size_t from, size_t n)
+{
+	for (size_t i = from; i < n; i++) {
+		if (buf[i] == '\n' && (i == 0 || buf[i - 1] != '\r'))
+			return 1;
+		if (buf[i] == '\r' && i + 1 < n && buf[i + 1] != '\n')
+			return 1;
+	}
+	return 0;
+}
+
 /* "METHOD SP origin-form SP HTTP/1.x", single spaces, nothing else. */
 static enum http_parse_status
 http_parse_request_line(const char *p, size_t n, struct http_request *req)
@@ -280,9 +292,14 @@ http_parse_header(const char *p, size_t n, struct http_request *req)
 	if (NAME_IS("Sec-WebSocket-Extensions"))
 		http_set_first(&req->extensions, v, vn);
 	else if (NAME_IS("Origin"))
-		http_set_first(&req->origin, v, vn);
-	else if (NAME_IS("Cookie"))
+		/* Two Origins: which one would the check see, and which the backend? Neither. */
+		return http_set_unique(&req->origin, v, vn);
+	else if (NAME_IS("Cookie")) {
+		/* Several lines are allowed (RFC 6265 5.4 says one, clients send more); the proxy
+		 * joins them all from the raw head. */
 		http_set_first(&req->cookie, v, vn);
+		req->ncookies++;
+	}
 	else if (NAME_IS("Authorization"))
 		http_set_first(&req->authorization, v, vn);
 	else if (NAME_IS("Content-Length")) {

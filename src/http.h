@@ -27,7 +27,8 @@ struct http_request {
 	struct http_str key;         /* Sec-WebSocket-Key */
 	struct http_str ws_version;  /* Sec-WebSocket-Version */
 	struct http_str origin;
-	struct http_str cookie;
+	struct http_str cookie;      /* the first Cookie line */
+	size_t ncookies;             /* Cookie lines in the head (upstream_req joins them) */
 	struct http_str authorization;
 	struct http_str extensions;  /* Sec-WebSocket-Extensions, joined if repeated: first only */
 	struct http_str protocols[HTTP_MAX_PROTOCOLS]; /* Sec-WebSocket-Protocol tokens, in order */
@@ -46,13 +47,18 @@ enum http_parse_status {
 };
 
 /* Parses a request head from buf[0..n). Header names are case-insensitive; duplicate
- * Host/Sec-WebSocket-Key/Sec-WebSocket-Version are BAD. Leading/trailing whitespace of values
+ * Host/Upgrade/Origin/Sec-WebSocket-Key/Sec-WebSocket-Version are BAD. Leading/trailing whitespace of values
  * is trimmed. Obsolete line folding is BAD. */
 enum http_parse_status http_parse_request(const char *buf, size_t n, struct http_request *req);
 
 /* End of an HTTP head (request or response) in buf[0..lim): the length through the blank line,
  * 0 when it is not there yet, -1 at the first bare LF or CR not followed by LF. */
 long http_head_end(const char *buf, size_t lim);
+
+/* 1 when buf[from..n) holds a bare LF or a CR followed by anything but LF (buf[from - 1] is
+ * looked at for the LF case; a CR as the last byte waits for the next). Lets a reader refuse
+ * such a head at once instead of waiting for a blank line that will never come. */
+int http_bad_line_ending(const char *buf, size_t from, size_t n);
 
 /* Checks the parsed request as a WebSocket upgrade. Returns 0 when it is one, else the HTTP
  * status to answer (505 for HTTP/1.0, 400, 405, 426) and sets *why to a static explanation. A 426 reply must

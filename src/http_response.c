@@ -166,6 +166,11 @@ http_response_check_upgrade(const struct http_response *resp, const char *accept
 		*why = "status is not 101";
 		return -1;
 	}
+	/* RFC 6455 4.1: the upgrade is HTTP/1.1; a 1.0 server cannot have switched protocols. */
+	if (resp->version_minor != 1) {
+		*why = "101 is not HTTP/1.1";
+		return -1;
+	}
 	if (!http_response_any_has(resp, "Upgrade", "websocket")) {
 		*why = "Upgrade header lacks websocket";
 		return -1;
@@ -203,4 +208,43 @@ http_response_check_upgrade(const struct http_response *resp, const char *accept
 ok:
 	*why = NULL;
 	return 0;
+}
+
+/* Which backend fields the client must see with a status: the application's cookies on the
+ * 101, its challenge on 401, its back-off on 429 and 503. Nothing else crosses. */
+static int
+http_response_passes(int status, struct http_str name)
+{
+	return (status == 101 && http_str_caseeq(name, "Set-Cookie")) ||
+	       (status == 401 && http_str_caseeq(name, "WWW-Authenticate")) ||
+	       ((status == 429 || status == 503) && http_str_caseeq(name, "Retry-After"));
+}
+
+size_t
+http_response_passthrough(const struct http_response *resp, char *out, size_t outsz)
+{
+	size_t o = 0;
+
+	if (outsz == 0)
+		return 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < resp->nfields; i++) {
+		const struct http_field *f = &resp->fields[i];
+		size_t need = f->name.n + 2 + f->value.n + 2;
+
+		if (!http_response_passes(resp->status, f->name) || f->value.n == 0)
+			continue;
+		if (o + need >= outsz)
+			break; /* whole lines only */
+		memcpy(out + o, f->name.p, f->name.n);
+		o += f->name.n;
+		memcpy(out + o, ": ", 2);
+		o += 2;
+		memcpy(out + o, f->value.p, f->value.n);
+		o += f->value.n;
+		memcpy(out + o, "\r\n", 2);
+		o += 2;
+	}
+	out[o] = '\0';
+	return o;
 }

@@ -42,12 +42,18 @@ enum http_response_status http_response_parse(const char *buf, size_t n,
 size_t http_response_field(const struct http_response *resp, const char *name,
                            struct http_str *first);
 
-/* RFC 6455 4.1: status 101, Upgrade has "websocket", Connection has "upgrade", exactly one
+/* RFC 6455 4.1: status 101 over HTTP/1.1, Upgrade has "websocket", Connection has "upgrade", exactly one
  * Sec-WebSocket-Accept equal to accept, no extension (none is ever offered), and at most one
  * subprotocol, which must be one of offered[0..noffered). Returns 0 and sets *protocol (p NULL
  * when the server chose none), or -1 with *why set to a static explanation. */
 int http_response_check_upgrade(const struct http_response *resp, const char *accept,
                                 const struct http_str *offered, size_t noffered,
                                 struct http_str *protocol, const char **why);
+
+/* The backend's header lines the client is given with resp->status: Set-Cookie on 101,
+ * WWW-Authenticate on 401, Retry-After on 429 and 503, each as "Name: value\r\n" (values
+ * were checked by the parser: no CR, LF or other control). Whole lines only, as many as fit
+ * in out (NUL-terminated). Returns the length, 0 when none. */
+size_t http_response_passthrough(const struct http_response *resp, char *out, size_t outsz);
 
 #endif

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/queue.h>
+
 #include <event2/event.h>
 #include <event2/listener.h>
 
@@ -19,8 +21,10 @@
 
 #include "conn.h"
 #include "gateway.h"
+#include "cidr.h"
 #include "limit.h"
 #include "log.h"
+#include "proxy_proto.h"
 #include "security.h"
 #include "transport.h"
 #include "worker.h"
@@ -29,11 +33,25 @@
 #define LISTENER_PAUSE_MS 100     /* accept pause after running out of descriptors */
 #define LISTENER_DROP_LOG_MS 1000 /* unanswered refusals are logged at most this often */
 
+/* A connection on a proxy_protocol listener whose PROXY header is still being read. */
+struct listener_pp {
+	struct listener *l;
+	int fd;
+	struct event *ev;             /* EV_READ with handshake_timeout */
+	struct sockaddr_storage peer; /* the trusted proxy */
+	socklen_t peerlen;
+	size_t len;                   /* header bytes already consumed into buf */
+	uint8_t buf[PROXY_PROTO_MAX];
+	LIST_ENTRY(listener_pp) entry;
+};
+
 struct listener {
 	struct worker *w;
 	struct evconnlistener *lev;
 	struct event *resume;   /* re-enables accepting after an EMFILE pause */
 	struct tls_server *tls; /* NULL for plain listeners; the gateway's, shared */
+	int proxy_protocol;     /* a PROXY header from a trusted peer comes first */
+	LIST_HEAD(, listener_pp) pps; /* headers being read */
 	uint64_t drops;         /* refusals closed unanswered since the last log line */
 	uint64_t drop_log_ms;
 	char name[80];
@@ -88,11 +106,28 @@ listener_dropped(struct listener *l)
 	}
 }
 
-static void
-listener_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                void *arg)
+/* 1 when sa is in trusted_proxies. */
+static int
+listener_is_trusted(const struct config *cfg, const struct sockaddr *sa)
 {
-	struct listener *l = arg;
+	if (cfg->ntrusted_proxies == 0)
+		return 0;
+	if (sa->sa_family == AF_INET)
+		return cidr_match(cfg->trusted_proxies, cfg->ntrusted_proxies, 4,
+		                  (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr);
+	if (sa->sa_family == AF_INET6)
+		return cidr_match(cfg->trusted_proxies, cfg->ntrusted_proxies, 6,
+		                  (const uint8_t *)&((const struct sockaddr_in6 *)sa)->sin6_addr);
+	return 0;
+}
+
+/* Admission limits, then the connection, for a client at sa: the socket's peer, or (named)
+ * the address a PROXY header gave. Takes ownership of fd. */
+static void
+listener_admit(struct listener *l, evutil_socket_t fd, const struct sockaddr *sa, socklen_t salen,
+               int named)
+{
+	const struct sockaddr unspec = { .sa_family = AF_UNSPEC };
 	struct gateway *gw = l->w->gw;
 	struct limit_ticket ticket;
 	enum limit_verdict v;
@@ -100,8 +135,10 @@ listener_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
 	struct conn *c;
 	int one = 1;
 
-	(void)lev;
-	v = limit_admit(gw->limits, l->w->cfg, sa, conn_now_ms(), &ticket);
+	/* A trusted proxy's address is many clients: it is not counted per IP here; the client
+	 * it names in X-Forwarded-For is, at the handshake (conn_handshake.c). */
+	v = limit_admit(gw->limits, l->w->cfg, listener_is_trusted(l->w->cfg, sa) && !named
+	                ? &unspec : sa, conn_now_ms(), &ticket);
 	if (v == LIMIT_DROP) {
 		listener_dropped(l);
 		close(fd);
@@ -113,7 +150,7 @@ listener_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
 		log_warn("TCP_NODELAY");
 	if ((bev = transport_server_new(l->w->base, fd, l->tls)) == NULL ||
-	    (c = conn_new(l->w, bev, sa, (socklen_t)salen)) == NULL) {
+	    (c = conn_new(l->w, bev, sa, salen)) == NULL) {
 		limit_release(gw->limits, &ticket);
 		return;
 	}
@@ -121,6 +158,152 @@ listener_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr 
 	c->limit = ticket;
 	if (v != LIMIT_OK)
 		listener_refuse(c, v, c->cfg);
+}
+
+/* ---- the PROXY protocol stage ---- */
+
+static void
+listener_pp_free(struct listener_pp *pp, const char *why)
+{
+	if (why != NULL) {
+		security_count(pp->l->w->gw->sec, SEC_PROXY_HEADER);
+		log_info("listener %s: connection closed: %s", pp->l->name, why);
+	}
+	LIST_REMOVE(pp, entry);
+	event_free(pp->ev);
+	if (pp->fd >= 0)
+		close(pp->fd);
+	free(pp);
+}
+
+/* The address a header named, as a socket address; 0, or -1 for a LOCAL/UNKNOWN header. */
+static int
+listener_pp_addr(const struct proxy_proto_result *r, struct sockaddr_storage *ss, socklen_t *len)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (r->family == 4) {
+		struct sockaddr_in *in = (struct sockaddr_in *)ss;
+
+		in->sin_family = AF_INET;
+		memcpy(&in->sin_addr, r->src, 4);
+		in->sin_port = htons(r->src_port);
+		*len = sizeof(*in);
+		return 0;
+	}
+	if (r->family == 6) {
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+		in6->sin6_family = AF_INET6;
+		memcpy(&in6->sin6_addr, r->src, 16);
+		in6->sin6_port = htons(r->src_port);
+		*len = sizeof(*in6);
+		return 0;
+	}
+	return -1;
+}
+
+/*
+ * Reads the header without taking a byte of what follows it (TLS or HTTP, which belong to the
+ * transport): bytes are peeked, and taken only when they are known to be header bytes - all
+ * of them while the parser wants more, exactly the rest of the header once it is complete.
+ */
+static void
+listener_pp_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct listener_pp *pp = arg;
+	struct proxy_proto_result r;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	ssize_t n;
+	size_t take;
+
+	if (what & EV_TIMEOUT) {
+		listener_pp_free(pp, "no complete PROXY header within handshake_timeout");
+		return;
+	}
+	n = recv(fd, pp->buf + pp->len, sizeof(pp->buf) - pp->len, MSG_PEEK);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (n <= 0) {
+		listener_pp_free(pp, n == 0 ? "EOF before the PROXY header" : strerror(errno));
+		return;
+	}
+	switch (proxy_proto_parse(pp->buf, pp->len + (size_t)n, &r)) {
+	case PROXY_PROTO_NEED_MORE:
+		take = (size_t)n;
+		break;
+	case PROXY_PROTO_OK:
+		take = r.len - pp->len;
+		break;
+	case PROXY_PROTO_BAD:
+	default:
+		listener_pp_free(pp, "malformed PROXY header");
+		return;
+	}
+	if (recv(fd, pp->buf + pp->len, take, 0) != (ssize_t)take) {
+		listener_pp_free(pp, "short read of a peeked PROXY header");
+		return;
+	}
+	pp->len += take;
+	if (pp->len < r.len || r.len == 0) {
+		if (pp->len == sizeof(pp->buf))
+			listener_pp_free(pp, "PROXY header too long");
+		return;
+	}
+	/* LOCAL (the balancer's own check) keeps the socket's addresses. */
+	if (listener_pp_addr(&r, &ss, &sslen) < 0) {
+		memcpy(&ss, &pp->peer, sizeof(ss));
+		sslen = pp->peerlen;
+	}
+	pp->fd = -1; /* ownership moves on */
+	listener_admit(pp->l, fd, (struct sockaddr *)&ss, sslen, r.family != 0);
+	listener_pp_free(pp, NULL);
+}
+
+static void
+listener_pp_start(struct listener *l, evutil_socket_t fd, const struct sockaddr *sa,
+                  socklen_t salen)
+{
+	const struct config *cfg = l->w->cfg;
+	uint64_t ms = cfg->handshake_timeout_ms;
+	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	struct listener_pp *pp;
+
+	/* Only a trusted balancer may say who the client is. */
+	if (!listener_is_trusted(cfg, sa)) {
+		security_count(l->w->gw->sec, SEC_PROXY_HEADER);
+		log_info("listener %s: connection from a peer not in trusted_proxies closed",
+		         l->name);
+		close(fd);
+		return;
+	}
+	if ((pp = calloc(1, sizeof(*pp))) == NULL ||
+	    (pp->ev = event_new(l->w->base, fd, EV_READ | EV_PERSIST, listener_pp_read, pp)) ==
+	        NULL) {
+		log_warn("listener %s: PROXY stage", l->name);
+		free(pp);
+		close(fd);
+		return;
+	}
+	pp->l = l;
+	pp->fd = fd;
+	memcpy(&pp->peer, sa, salen < (socklen_t)sizeof(pp->peer) ? salen : sizeof(pp->peer));
+	pp->peerlen = salen;
+	LIST_INSERT_HEAD(&l->pps, pp, entry);
+	event_add(pp->ev, &tv);
+}
+
+static void
+listener_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                void *arg)
+{
+	struct listener *l = arg;
+
+	(void)lev;
+	if (l->proxy_protocol)
+		listener_pp_start(l, fd, sa, (socklen_t)salen);
+	else
+		listener_admit(l, fd, sa, (socklen_t)salen, 0);
 }
 
 static void
@@ -210,6 +393,8 @@ listener_new(struct worker *w, const struct config_listen *cl, int reuseport)
 	if ((l = calloc(1, sizeof(*l))) == NULL)
 		return NULL;
 	l->w = w;
+	l->proxy_protocol = cl->proxy_protocol;
+	LIST_INIT(&l->pps);
 	if (cl->tls) {
 		if (w->gw->tls == NULL) {
 			log_warnx("listen %s:%s tls: no TLS certificates loaded", cl->host,
@@ -244,7 +429,8 @@ listener_new(struct worker *w, const struct config_listen *cl, int reuseport)
 		return NULL;
 	}
 	if (w->id == 0)
-		log_info("listening on %s%s", l->name, l->tls != NULL ? " (TLS)" : "");
+		log_info("listening on %s%s%s", l->name, l->tls != NULL ? " (TLS)" : "",
+		         l->proxy_protocol ? " (PROXY protocol)" : "");
 	return l;
 }
 
@@ -253,6 +439,8 @@ listener_free(struct listener *l)
 {
 	if (l == NULL)
 		return;
+	while (!LIST_EMPTY(&l->pps))
+		listener_pp_free(LIST_FIRST(&l->pps), NULL);
 	evconnlistener_free(l->lev);
 	event_free(l->resume);
 	free(l);

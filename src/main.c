@@ -7,6 +7,8 @@
 #include "config.h"
 #include "gateway.h"
 #include "log.h"
+#include "route.h"
+#include "route_map.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -22,6 +24,38 @@ usage(FILE *f)
 	    "  -t, --test         check the configuration, list every error as FILE:LINE, exit\n"
 	    "  -v, --version      print the version and exit\n"
 	    "  -h, --help         this text\n");
+}
+
+/* -t: what each route's clients can reach, as patterns, so an operator sees the whole map. */
+static void
+print_channel_map(const struct config *cfg)
+{
+	const char *prefix = cfg->redis.channel_prefix != NULL ? cfg->redis.channel_prefix : "";
+	char pat[1024];
+
+	printf("channel map (prefix '%s' before every name; %s* is wsgate's own):\n", prefix,
+	    ROUTE_RESERVED_PREFIX);
+	for (size_t i = 0; i < cfg->nroutes; i++) {
+		const struct config_route *r = &cfg->routes[i];
+
+		printf("  route %s (%s, %s%s%s)\n", r->path, config_route_type_name(r->type),
+		    r->auth == AUTH_JWT ? "auth jwt" : "no auth",
+		    r->server_only ? ", server_only" : "",
+		    r->shared_namespace ? ", shared_namespace" : "");
+		if (r->type != ROUTE_PUBSUB) {
+			printf("    no channels\n");
+			continue;
+		}
+		for (size_t j = 0; j < r->nsubscribe; j++)
+			printf("    subscribe %s -> %s\n", r->subscribe[j],
+			    route_map_pattern(r, r->subscribe[j], pat, sizeof(pat)));
+		if (r->publish != NULL)
+			printf("    publish   %s -> %s\n", r->publish,
+			    route_map_pattern(r, r->publish, pat, sizeof(pat)));
+		else
+			printf("    publish   none%s\n", r->server_only ? " (server_only)" : "");
+		printf("    direct    %sconn:<own id> (receive only)\n", ROUTE_RESERVED_PREFIX);
+	}
 }
 
 int
@@ -83,6 +117,7 @@ main(int argc, char **argv)
 	}
 	if (test) {
 		printf("%s: configuration OK (%zu route(s))\n", path, cfg->nroutes);
+		print_channel_map(cfg);
 		config_free(cfg);
 		return 0;
 	}

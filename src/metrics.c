@@ -367,6 +367,10 @@ metrics_render(const struct gateway *gw, struct evbuffer *out)
 	    "Client publishes refused by the broker (the client got close 1013).");
 	evbuffer_add_printf(out, "wsgate_publish_refused_total %llu\n",
 	    (unsigned long long)METRICS_SUM(gw, publish_refused));
+	metrics_head(out, "wsgate_publish_denied_total", "counter",
+	    "Client messages refused with close 1008: the route is read-only or server_only.");
+	evbuffer_add_printf(out, "wsgate_publish_denied_total %llu\n",
+	    (unsigned long long)METRICS_SUM(gw, publish_denied));
 	metrics_head(out, "wsgate_outbound_queue_bytes", "gauge",
 	    "Bytes queued towards clients (each worker samples its own every second).");
 	evbuffer_add_printf(out, "wsgate_outbound_queue_bytes %llu\n",

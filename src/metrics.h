@@ -48,6 +48,7 @@ struct worker_stats {
 	uint64_t slow_dropped[2];             /* [0] drop_oldest, [1] drop_newest: messages */
 	uint64_t publish_refused;             /* client publishes refused by the broker (1013) */
 	uint64_t broadcasts_refused;          /* messages refused for every worker (all or none) */
+	uint64_t publish_denied;              /* client messages on read-only/server_only routes (1008) */
 	uint64_t rtt_buckets[METRICS_RTT_NBUCKETS + 1];
 	uint64_t rtt_count;
 	uint64_t rtt_sum_us;

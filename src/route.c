@@ -57,20 +57,116 @@ route_literal_char(unsigned char c)
 	return c > 0x20 && c < 0x7f && c != '?' && c != '#' && c != '{' && c != '}';
 }
 
+void
+route_charset_default(struct route_charset *cs)
+{
+	memset(cs, 0, sizeof(*cs));
+	for (unsigned c = 0; c < 128; c++)
+		if (route_name_char((unsigned char)c) || c == '.' || c == '-')
+			cs->bits[c >> 3] |= (unsigned char)(1u << (c & 7));
+}
+
+int
+route_charset_has(const struct route_charset *cs, unsigned char c)
+{
+	return (cs->bits[c >> 3] >> (c & 7)) & 1;
+}
+
+/* The characters a channel name may hold at all, so a widened set stays inside them. */
+static int
+route_channel_char(unsigned char c)
+{
+	return route_name_char(c) || c == '.' || c == ':' || c == '-';
+}
+
+int
+route_allow_parse(const char *item, size_t n, const char **name, size_t *name_len,
+                  struct route_charset *cs, const char **why)
+{
+	const char *colon = memchr(item, ':', n), *set, *end = item + n, *nm;
+	size_t i, nn;
+
+	memset(cs, 0, sizeof(*cs));
+	if (colon == NULL || colon == item) {
+		*why = "allow is NAME:[SET], e.g. ch:[A-Za-z0-9_.:-]";
+		return -1;
+	}
+	nm = item;
+	nn = (size_t)(colon - item);
+	if (nn > 6 && memcmp(nm, "query.", 6) == 0)
+		nm += 6, nn -= 6;
+	else if (nn > 4 && memcmp(nm, "jwt.", 4) == 0)
+		nm += 4, nn -= 4;
+	for (i = 0; i < nn; i++)
+		if (!route_name_char((unsigned char)nm[i])) {
+			*why = "allow: NAME is a placeholder: room, query.name or jwt.name";
+			return -1;
+		}
+	set = colon + 1;
+	if (end - set < 3 || set[0] != '[' || end[-1] != ']') {
+		*why = "allow: SET is a bracket expression such as [a-z0-9:]";
+		return -1;
+	}
+	for (const char *p = set + 1; p < end - 1; p++) {
+		unsigned char lo = (unsigned char)*p, hi = lo;
+
+		/* "a-z" is a range; a '-' first or last in the brackets is itself. */
+		if (p + 2 < end - 1 && p[1] == '-') {
+			hi = (unsigned char)p[2];
+			p += 2;
+		}
+		if (!route_channel_char(lo) || !route_channel_char(hi) || hi < lo) {
+			*why = "allow: SET holds channel characters [A-Za-z0-9_.:-] and ranges";
+			return -1;
+		}
+		for (unsigned c = lo; c <= hi; c++)
+			if (route_channel_char((unsigned char)c))
+				cs->bits[c >> 3] |= (unsigned char)(1u << (c & 7));
+	}
+	*name = item;
+	*name_len = (size_t)(colon - item);
+	return 0;
+}
+
+void
+route_charset_for(const struct config_route *r, const char *name, size_t n,
+                  struct route_charset *cs)
+{
+	const char *nm, *why;
+	size_t nn;
+
+	for (size_t i = 0; r != NULL && i < r->nallow; i++)
+		if (route_allow_parse(r->allow[i], strlen(r->allow[i]), &nm, &nn, cs, &why) == 0 &&
+		    nn == n && memcmp(nm, name, n) == 0)
+			return;
+	route_charset_default(cs);
+}
+
+static int
+route_value_in(const struct route_charset *cs, const char *s, size_t n)
+{
+	if (s == NULL || n == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!route_charset_has(cs, (unsigned char)s[i]))
+			return 0;
+	return 1;
+}
+
 int
 route_value_safe(const char *s, size_t n)
 {
-	size_t i;
+	struct route_charset cs;
 
-	if (s == NULL || n == 0)
-		return 0;
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
+	route_charset_default(&cs);
+	return route_value_in(&cs, s, n);
+}
 
-		if (!route_name_char(c) && c != '.' && c != ':' && c != '-')
-			return 0;
-	}
-	return 1;
+int
+route_reserved(const char *channel, size_t n)
+{
+	return n >= ROUTE_RESERVED_PREFIX_LEN &&
+	       memcmp(channel, ROUTE_RESERVED_PREFIX, ROUTE_RESERVED_PREFIX_LEN) == 0;
 }
 
 static int
@@ -195,9 +291,13 @@ route_match(const struct config *cfg, const char *path, size_t path_len, const c
 	if (m->route == NULL)
 		return ROUTE_NOT_FOUND;
 	/* m stays filled on BAD_PARAM so the caller can log which route refused. */
-	for (i = 0; i < m->nparams; i++)
-		if (!route_value_safe(m->params[i].val, m->params[i].val_len))
+	for (i = 0; i < m->nparams; i++) {
+		struct route_charset cs;
+
+		route_charset_for(m->route, m->params[i].name, m->params[i].name_len, &cs);
+		if (!route_value_in(&cs, m->params[i].val, m->params[i].val_len))
 			return ROUTE_BAD_PARAM;
+	}
 	return ROUTE_OK;
 }
 
@@ -231,6 +331,7 @@ static enum route_status
 route_lookup(const char *name, size_t n, const struct route_match *m, const char **val,
              size_t *val_len)
 {
+	struct route_charset cs;
 	size_t i;
 
 	if (n == 0)
@@ -262,8 +363,10 @@ route_lookup(const char *name, size_t n, const struct route_match *m, const char
 		*val = m->params[i].val;
 		*val_len = m->params[i].val_len;
 	}
-	/* Values end up in Redis channel names and upstream URLs: nothing that could split them. */
-	return route_value_safe(*val, *val_len) ? ROUTE_OK : ROUTE_BAD_PARAM;
+	/* Values end up in Redis channel names: by default nothing that could split them or
+	 * change their namespace; a route widens a placeholder only with an "allow" item. */
+	route_charset_for(m != NULL ? m->route : NULL, name, n, &cs);
+	return route_value_in(&cs, *val, *val_len) ? ROUTE_OK : ROUTE_BAD_PARAM;
 }
 
 int
@@ -300,6 +403,9 @@ route_expand(const char *tmpl, const struct route_match *m, char *out, size_t ou
 			if (len + 1 < outsz)
 				out[len] = val[i];
 	}
+	/* Whatever a widened set let through, wsgate's own namespace stays out of reach. */
+	if (st == ROUTE_OK && len < outsz && route_reserved(out, len))
+		st = ROUTE_BAD_PARAM;
 	if (st == ROUTE_OK && (len >= outsz || len > INT_MAX))
 		st = -3;
 	if (st != ROUTE_OK) {

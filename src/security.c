@@ -41,7 +41,7 @@ struct security {
 static const char *const security_counter_names[SEC_NCOUNTERS] = {
     "origin_refused",   "token_missing",          "token_invalid",      "token_expired",
     "max_connections",  "max_connections_per_ip", "accept_rate_per_ip", "refusal_dropped",
-    "per_ip_untracked", "message_rate",
+    "per_ip_untracked", "message_rate", "proxy_header",
 };
 
 const char *

@@ -26,6 +26,7 @@ enum security_counter {
 	SEC_REFUSAL_DROPPED,    /* closed unanswered: too many refusals in flight */
 	SEC_PER_IP_UNTRACKED,   /* admitted without per-IP accounting: table full */
 	SEC_MESSAGE_RATE,       /* close 1008: max_messages_per_second */
+	SEC_PROXY_HEADER,       /* closed: PROXY header missing, malformed, late or from an untrusted peer */
 	SEC_NCOUNTERS
 };
 

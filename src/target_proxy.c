@@ -32,11 +32,14 @@ struct proxy_session {
 	struct upstream_conn *up;         /* NULL between attempts and once the backend is gone */
 	struct upstream_req req;          /* what must outlive the handshake hook */
 	char ip[INET6_ADDRSTRLEN];        /* the client's address, "" when unknown */
+	char peer_ip[INET6_ADDRSTRLEN];   /* the hop we saw (a trusted proxy speaks for ip) */
 	unsigned attempts;                /* backends tried */
 	unsigned client_paused : 1;       /* not reading the client: the backend's queue is full */
 	unsigned client_closed : 1;       /* the client's close went to the backend; we answer it
 	                                     once the backend has answered */
 	unsigned close_code;   /* client_closed: its code, used if the backend has none */
+	int pass_status;       /* the last backend answer's status, 0 when none */
+	char *pass;            /* its header lines the client gets (http_response_passthrough) */
 	unsigned char tried[]; /* per backend index */
 };
 
@@ -70,6 +73,10 @@ proxy_attempt(struct proxy_session *s)
 		s->backend = b;
 		conn_log(s->c, LOG_LVL_DEBUG, "proxy: trying backend %s (attempt %u)", b->cfg->url,
 		         s->attempts);
+		/* What an earlier backend answered is not this one's to pass on. */
+		free(s->pass);
+		s->pass = NULL;
+		s->pass_status = 0;
 		s->up = upstream_conn_new(b, s->c->id, &s->req, &proxy_up_ops, s, &why);
 		if (s->up != NULL)
 			return TARGET_PENDING;
@@ -83,13 +90,24 @@ proxy_attempt(struct proxy_session *s)
 static void
 proxy_reply(struct proxy_session *s, int status, const char *why)
 {
-	conn_http_reply(s->c, status, NULL, why);
+	/* The backend's own WWW-Authenticate / Retry-After go with its own status only, and
+	 * only when they fit the reply conn_http_reply builds (1 KiB): better none than no reply. */
+	int pass = status == s->pass_status && s->pass != NULL && strlen(s->pass) <= 640;
+
+	if (status == s->pass_status && s->pass != NULL && !pass)
+		conn_log(s->c, LOG_LVL_INFO, "proxy: backend header lines too long to pass on");
+	conn_http_reply(s->c, status, pass ? s->pass : NULL, why);
 	conn_resume_read(s->c);
 }
 
 static void
 proxy_refuse(struct proxy_session *s, int status)
 {
+	/* The last backend tried said 503 (with its Retry-After): the client hears the same. */
+	if (status == 502 && s->pass_status == 503) {
+		proxy_reply(s, 503, "the backend is unavailable");
+		return;
+	}
 	proxy_reply(s, status,
 	            status == 503 ? "every backend is marked down"
 	                          : "no backend accepted the upgrade");
@@ -121,7 +139,17 @@ proxy_up_ready(void *arg, const char *protocol)
 					break;
 				}
 	conn_log(s->c, LOG_LVL_DEBUG, "proxy: backend %s accepted", s->backend->cfg->url);
-	conn_upgrade_finish(s->c, protocol);
+	conn_upgrade_finish(s->c, protocol, s->pass_status == 101 ? s->pass : NULL);
+}
+
+static void
+proxy_up_headers(void *arg, int status, const char *lines)
+{
+	struct proxy_session *s = arg;
+
+	free(s->pass);
+	s->pass = lines[0] != '\0' ? strdup(lines) : NULL; /* ENOMEM: the lines are lost, no more */
+	s->pass_status = status;
 }
 
 static void
@@ -225,6 +253,7 @@ static const struct upstream_conn_ops proxy_up_ops = {
     .data = proxy_up_data,
     .gone = proxy_up_gone,
     .drained = proxy_up_drained,
+    .headers = proxy_up_headers,
 };
 
 /* ---- client events ---- */
@@ -233,7 +262,7 @@ static int
 proxy_handshake(struct conn *c, const struct http_request *req, const struct route_match *m)
 {
 	const struct config_route *r = m->route;
-	struct upstream_req_client cl;
+	struct upstream_req_client cl = {0};
 	struct upstream_registry *reg;
 	struct proxy_session *s;
 	int st;
@@ -248,9 +277,17 @@ proxy_handshake(struct conn *c, const struct http_request *req, const struct rou
 		return 500;
 	}
 	s->c = c;
-	if (upstream_req_peer_ip(c->peer, s->ip, sizeof(s->ip)) < 0)
-		s->ip[0] = '\0';
+	/* The hop we saw, then the client it speaks for when it is a trusted proxy. */
+	if (upstream_req_peer_ip(c->peer, s->peer_ip, sizeof(s->peer_ip)) < 0)
+		s->peer_ip[0] = '\0';
+	if (s->peer_ip[0] == '\0' || upstream_req_client_ip(req->method.p, req->header_len,
+	    s->peer_ip, c->cfg->trusted_proxies, c->cfg->ntrusted_proxies, s->ip,
+	    sizeof(s->ip)) < 0)
+		snprintf(s->ip, sizeof(s->ip), "%s", s->peer_ip);
 	cl.ip = s->ip[0] ? s->ip : NULL;
+	cl.peer_ip = s->peer_ip[0] ? s->peer_ip : NULL;
+	cl.peer_trusted = s->peer_ip[0] && cidr_match_text(c->cfg->trusted_proxies,
+	    c->cfg->ntrusted_proxies, s->peer_ip, strlen(s->peer_ip));
 	cl.tls = transport_is_tls(c->bev);
 	cl.forward = r->forward_headers;
 	/* The request lives only during this call: what the backend needs is copied. */
@@ -340,6 +377,7 @@ proxy_close(struct conn *c)
 		upstream_conn_send_close(s->up, WS_CLOSE_GOING_AWAY, "client gone", 11);
 	}
 	upstream_req_free(&s->req);
+	free(s->pass);
 	free(s);
 	c->tdata = NULL;
 }

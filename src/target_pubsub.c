@@ -105,8 +105,11 @@ ps_handshake(struct conn *c, const struct http_request *req, const struct route_
 		if (ps_add_channel(ps, full) < 0)
 			return 500;
 	}
-	/* The connection's own channel, for direct messages from application services. */
-	snprintf(exp, sizeof(exp), "conn:%s", gateway_conn_public_id(c, id, sizeof(id)));
+	/* The connection's own channel, for direct messages from application services: in the
+	 * reserved namespace, which no template expands into, under an unguessable id. */
+	if (gateway_conn_public_id(c, id, sizeof(id)) == NULL)
+		return 500;
+	snprintf(exp, sizeof(exp), ROUTE_RESERVED_PREFIX "conn:%s", id);
 	if (ps_channel_name(c, exp, full, sizeof(full)) < 0 || ps_add_channel(ps, full) < 0)
 		return 500;
 	if (r->publish != NULL) {
@@ -222,7 +225,13 @@ ps_message(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
 	size_t mlen = len;
 
 	if (ps->publish == NULL) {
-		conn_send_close(c, WS_CLOSE_POLICY, "publishing is not allowed on this route");
+		/* Read-only or server_only: the client learns it, and it is counted. */
+		METRIC_ADD(c->w->stats.publish_denied, 1);
+		conn_log(c, LOG_LVL_INFO, "client publish refused: %s", c->route->server_only
+		    ? "server_only route" : "route has no publish template");
+		conn_send_close(c, WS_CLOSE_POLICY, c->route->server_only
+		    ? "server-only channel: clients cannot publish"
+		    : "publishing is not allowed on this route");
 		return;
 	}
 	if (c->route->envelope == ENVELOPE_JSON &&

@@ -138,6 +138,9 @@ struct upstream_conn_ops {
 	void (*gone)(void *arg, unsigned code, const char *reason, size_t rlen);
 	/* The queue towards the backend fell to UPSTREAM_OUT_LOW after want_drained. */
 	void (*drained)(void *arg);
+	/* Optional, just before ready or failed on the backend's HTTP answer: the header lines
+	 * the client must be given with it (http_response_passthrough), "" when none. */
+	void (*headers)(void *arg, int status, const char *lines);
 };
 
 struct upstream_conn {

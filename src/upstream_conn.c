@@ -455,8 +455,9 @@ upstream_conn_read_upgrade(struct upstream_conn *u)
 	struct http_response resp;
 	struct http_str proto;
 	const char *p, *why;
-	char buf[160], protocol[HTTP_MAX_HEADER];
+	char buf[160], protocol[HTTP_MAX_HEADER], pass[2048];
 	const struct upstream_conn_ops *ops;
+	int checked;
 
 	n = len < HTTP_RESPONSE_MAX_HEADER ? len : HTTP_RESPONSE_MAX_HEADER;
 	if ((p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n)) == NULL)
@@ -473,7 +474,13 @@ upstream_conn_read_upgrade(struct upstream_conn *u)
 	case HTTP_RESPONSE_OK:
 		break;
 	}
-	if (http_response_check_upgrade(&resp, u->accept, offered, noffered, &proto, &why) < 0) {
+	checked = http_response_check_upgrade(&resp, u->accept, offered, noffered, &proto, &why);
+	/* What the client must see with the answer it will get (a bad 101 becomes a 502). */
+	if ((checked == 0 || resp.status != 101) && u->ops != NULL && u->ops->headers != NULL) {
+		(void)http_response_passthrough(&resp, pass, sizeof(pass));
+		u->ops->headers(u->arg, resp.status, pass);
+	}
+	if (checked < 0) {
 		if (resp.status != 101) {
 			u->status = resp.status;
 			snprintf(buf, sizeof(buf), "refused the upgrade: HTTP %d %.*s", resp.status,

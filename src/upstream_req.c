@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cidr.h"
 #include "upstream_req.h"
 
 /* A growing string; err sticks after the first failed allocation. */
@@ -88,6 +89,12 @@ upstream_req_caseeq(const char *a, size_t an, const char *b)
 char *
 upstream_req_head_field(const char *head, size_t n, const char *name)
 {
+	return upstream_req_head_field_sep(head, n, name, ", ");
+}
+
+char *
+upstream_req_head_field_sep(const char *head, size_t n, const char *name, const char *sep)
+{
 	struct upstream_sb sb = {0};
 	const char *line, *eol, *end = head + n, *colon, *v;
 	size_t vn;
@@ -112,7 +119,7 @@ upstream_req_head_field(const char *head, size_t n, const char *name)
 		if (vn == 0)
 			continue;
 		if (sb.len > 0)
-			upstream_sb_add(&sb, ", ", 2);
+			upstream_sb_str(&sb, sep);
 		upstream_sb_add(&sb, v, vn);
 	}
 	if (sb.len == 0 && !sb.err)
@@ -154,42 +161,104 @@ upstream_req_peer_ip(const char *peer, char *out, size_t outsz)
 	return 0;
 }
 
+/* "prev, node" when prev (a chain from a trusted peer) is not NULL, else "node". */
+static void
+upstream_req_chain(struct upstream_sb *sb, const char *name, char *prev, const char *node,
+                   size_t nn)
+{
+	upstream_sb_str(sb, name);
+	upstream_sb_add(sb, ": ", 2);
+	if (prev != NULL) {
+		upstream_sb_str(sb, prev);
+		upstream_sb_add(sb, ", ", 2);
+		free(prev);
+	}
+	upstream_sb_add(sb, node, nn);
+	upstream_sb_add(sb, "\r\n", 2);
+}
+
 static void
 upstream_req_forwarding(struct upstream_sb *sb, const struct http_request *req,
                         const struct upstream_req_client *cl)
 {
 	const char *head = req->method.p, *proto = cl->tls ? "wss" : "ws";
-	char node[64], *prev;
+	const char *hop = cl->peer_ip != NULL ? cl->peer_ip : cl->ip;
+	char node[80], *prev, fwd[96];
 	size_t n;
 
-	/* Appended to what earlier proxies wrote, as each hop does. */
-	prev = upstream_req_head_field(head, req->header_len, "X-Forwarded-For");
-	upstream_sb_str(sb, "X-Forwarded-For: ");
-	if (prev != NULL) {
-		upstream_sb_str(sb, prev);
-		upstream_sb_add(sb, ", ", 2);
-		free(prev);
-	}
-	upstream_sb_str(sb, cl->ip);
-	upstream_sb_add(sb, "\r\n", 2);
-	upstream_sb_field(sb, "X-Forwarded-Proto", proto, strlen(proto));
+	/* What a trusted balancer says is kept and extended with the hop we saw; what anyone
+	 * else says about itself is dropped: a client cannot choose its own address. */
+	prev = cl->peer_trusted ? upstream_req_head_field(head, req->header_len,
+	                                                  "X-Forwarded-For") : NULL;
+	upstream_req_chain(sb, "X-Forwarded-For", prev, hop, strlen(hop));
+	prev = cl->peer_trusted ? upstream_req_head_field(head, req->header_len,
+	                                                  "X-Forwarded-Proto") : NULL;
+	/* The balancer terminated the client's connection: its proto is the client's. */
+	upstream_sb_field(sb, "X-Forwarded-Proto", prev != NULL ? prev : proto,
+	                  strlen(prev != NULL ? prev : proto));
+	free(prev);
 	if (req->host.n > 0)
 		upstream_sb_field(sb, "X-Forwarded-Host", req->host.p, req->host.n);
 	upstream_sb_field(sb, "X-Real-IP", cl->ip, strlen(cl->ip));
 
-	n = upstream_req_forwarded_node(cl->ip, node, sizeof(node));
-	prev = upstream_req_head_field(head, req->header_len, "Forwarded");
-	upstream_sb_str(sb, "Forwarded: ");
-	if (prev != NULL) {
-		upstream_sb_str(sb, prev);
-		upstream_sb_add(sb, ", ", 2);
-		free(prev);
+	n = upstream_req_forwarded_node(hop, node, sizeof(node));
+	snprintf(fwd, sizeof(fwd), "for=%s;proto=%s", n > 0 ? node : "unknown", proto);
+	prev = cl->peer_trusted ? upstream_req_head_field(head, req->header_len, "Forwarded")
+	                        : NULL;
+	upstream_req_chain(sb, "Forwarded", prev, fwd, strlen(fwd));
+}
+
+/* Trims OWS around s[0..*n). */
+static const char *
+upstream_req_trim(const char *s, size_t *n)
+{
+	while (*n > 0 && (*s == ' ' || *s == '\t')) {
+		s++;
+		(*n)--;
 	}
-	upstream_sb_str(sb, "for=");
-	upstream_sb_add(sb, n > 0 ? node : "unknown", n > 0 ? n : 7);
-	upstream_sb_str(sb, ";proto=");
-	upstream_sb_str(sb, proto);
-	upstream_sb_add(sb, "\r\n", 2);
+	while (*n > 0 && (s[*n - 1] == ' ' || s[*n - 1] == '\t'))
+		(*n)--;
+	return s;
+}
+
+int
+upstream_req_client_ip(const char *head, size_t n, const char *peer_ip,
+                       const struct cidr *trusted, size_t ntrusted, char *out, size_t outsz)
+{
+	const char *best = peer_ip, *e, *why;
+	size_t bestn = strlen(peer_ip), en;
+	struct cidr probe;
+	char *xff = NULL;
+
+	if (cidr_match_text(trusted, ntrusted, peer_ip, strlen(peer_ip)) &&
+	    (xff = upstream_req_head_field(head, n, "X-Forwarded-For")) != NULL) {
+		/* Right to left: each trusted hop vouches for the one before it. */
+		size_t end = strlen(xff);
+
+		while (end > 0) {
+			size_t start = end;
+
+			while (start > 0 && xff[start - 1] != ',')
+				start--;
+			en = end - start;
+			e = upstream_req_trim(xff + start, &en);
+			if (en == 0 || memchr(e, '/', en) != NULL || cidr_parse(e, en, &probe, &why) < 0)
+				break; /* not an address: trust stops at the hop before it */
+			best = e;
+			bestn = en;
+			if (!cidr_match_text(trusted, ntrusted, e, en))
+				break;
+			end = start > 0 ? start - 1 : 0;
+		}
+	}
+	if (bestn >= outsz) {
+		free(xff);
+		return -1;
+	}
+	memcpy(out, best, bestn);
+	out[bestn] = '\0';
+	free(xff);
+	return 0;
 }
 
 int
@@ -207,8 +276,18 @@ upstream_req_copy(const struct http_request *req, const struct upstream_req_clie
 	/* The application's view of the client: who it says it is and where from. */
 	if (req->origin.p != NULL)
 		upstream_sb_field(&sb, "Origin", req->origin.p, req->origin.n);
-	if (req->cookie.p != NULL)
+	if (req->ncookies > 1) {
+		/* RFC 6265 5.4: one Cookie line, its pairs separated by "; ". */
+		char *all = upstream_req_head_field_sep(req->method.p, req->header_len, "Cookie",
+		                                        "; ");
+
+		/* NULL: every line was empty (or ENOMEM): no Cookie rather than a wrong one. */
+		if (all != NULL)
+			upstream_sb_field(&sb, "Cookie", all, strlen(all));
+		free(all);
+	} else if (req->cookie.p != NULL) {
 		upstream_sb_field(&sb, "Cookie", req->cookie.p, req->cookie.n);
+	}
 	if (req->authorization.p != NULL)
 		upstream_sb_field(&sb, "Authorization", req->authorization.p, req->authorization.n);
 	if (req->nprotocols > 0) {

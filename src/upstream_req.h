@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 
+#include "cidr.h"
 #include "http.h"
 
 /* What outlives the handshake hook (the request is valid only during it). */
@@ -19,13 +20,18 @@ struct upstream_req {
 
 /* Where the client came from, for the forwarding headers. */
 struct upstream_req_client {
-	const char *ip; /* address text without brackets or port ("192.0.2.1", "2001:db8::1") */
-	int tls;        /* the client speaks TLS: proto "wss", else "ws" */
-	int forward;    /* add X-Forwarded-For/-Proto/-Host, X-Real-IP and Forwarded */
+	const char *ip;      /* the client's address (upstream_req_client_ip): X-Real-IP */
+	int tls;             /* the client speaks TLS: proto "wss", else "ws" */
+	int forward;         /* add X-Forwarded-For/-Proto/-Host, X-Real-IP and Forwarded */
+	const char *peer_ip; /* the socket's (or PROXY header's) peer, the hop wsgate saw; NULL: ip */
+	int peer_trusted;    /* peer_ip is in trusted_proxies: its forwarding chain is kept */
 };
 
-/* Copies Origin, Cookie, Authorization and the offered subprotocols, and adds the forwarding
- * headers (appending to the client's X-Forwarded-For and Forwarded). 0, or -1 on ENOMEM. */
+/* Copies Origin, every Cookie line (joined with "; ", RFC 6265 5.4), Authorization and the
+ * offered subprotocols, and adds the forwarding headers: from a trusted peer its
+ * X-Forwarded-For and Forwarded chains are kept and extended with peer_ip and its
+ * X-Forwarded-Proto kept; from anyone else they are replaced by what wsgate saw.
+ * 0, or -1 on ENOMEM. */
 int upstream_req_copy(const struct http_request *req, const struct upstream_req_client *cl,
                       struct upstream_req *out) __attribute__((warn_unused_result));
 void upstream_req_free(struct upstream_req *r);
@@ -51,5 +57,15 @@ size_t upstream_req_forwarded_node(const char *ip, char *out, size_t outsz);
 /* Values of every header line named name in a raw request head (head[0..n), request line
  * first), joined with ", ". NULL when there is none or on ENOMEM. */
 char *upstream_req_head_field(const char *head, size_t n, const char *name);
+/* Same, joined with sep. */
+char *upstream_req_head_field_sep(const char *head, size_t n, const char *name,
+                                  const char *sep);
+
+/* The client's address: peer_ip itself unless the peer is in trusted[0..ntrusted); then the
+ * X-Forwarded-For chain of head[0..n) read from the right, skipping trusted hops, up to the
+ * first address that is not trusted (a malformed element stops the walk at the hop before
+ * it). Writes the address text into out; 0, or -1 when it does not fit. */
+int upstream_req_client_ip(const char *head, size_t n, const char *peer_ip,
+                           const struct cidr *trusted, size_t ntrusted, char *out, size_t outsz);
 
 #endif

@@ -160,7 +160,8 @@ def test_path_query_and_headers_forwarded(gwp):
     assert h["origin"] == "https://app.example"
     assert h["cookie"] == "sid=42; theme=dark"
     assert h["authorization"] == "Bearer abc.def"
-    assert h["x-forwarded-for"] == "10.9.8.7, 127.0.0.1"
+    # No trusted_proxies: the client's own X-Forwarded-For is not believed (issue 17).
+    assert h["x-forwarded-for"] == "127.0.0.1"
     assert h["x-real-ip"] == "127.0.0.1"
     assert h["x-forwarded-proto"] == "ws"
     assert h["forwarded"] == "for=127.0.0.1;proto=ws"

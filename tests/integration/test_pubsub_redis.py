@@ -1,7 +1,7 @@
 """test_pubsub_redis.py - pubsub routes bridged through a real redis-server (started here on a
 free loopback port, no persistence): three gateway instances on one Redis deliver every
 message to every client exactly once and in order, text and binary; app services publish with
-redis-cli; direct messages on conn:<id>; one SUBSCRIBE per channel per instance and an
+redis-cli; direct messages on wsgate:conn:<id>; one SUBSCRIBE per channel per instance and an
 UNSUBSCRIBE when the last client leaves; channel_prefix; placeholders, json envelope,
 publish-not-allowed and slow consumers through Redis; and the outage behaviour: Redis killed
 and restarted on the same port (clients stay, /readyz 503 then 200, resubscribe, queued
@@ -195,9 +195,9 @@ def test_direct_message_reaches_one_connection(gws, redis):
         assert len(set().union(*prefixes)) == 3, f"instance ids not distinct: {prefixes}"
         redis.wait_numsub("dm-all", 3)
         target = ids[1][1]
-        wait_until(lambda: redis.numsub(f"conn:{target}") == 1, 5,
-                   what=f"conn:{target} subscribed once")
-        assert redis.cli("PUBLISH", f"conn:{target}", "hi").strip() == b"1"
+        wait_until(lambda: redis.numsub(f"wsgate:conn:{target}") == 1, 5,
+                   what=f"wsgate:conn:{target} subscribed once")
+        assert redis.cli("PUBLISH", f"wsgate:conn:{target}", "hi").strip() == b"1"
         assert recv_messages(groups[1][1], 1) == [(OP_TEXT, b"hi")]
         for gi, grp in enumerate(groups):
             for k, c in enumerate(grp):
@@ -224,7 +224,7 @@ def test_one_subscribe_per_channel_per_instance(gws, redis):
         assert redis.numsub("chat") == 3
         assert redis.numsub("room:numsub") == 2
         did = welcome_id(dm[0])
-        assert redis.numsub(f"conn:{did}") == 1
+        assert redis.numsub(f"wsgate:conn:{did}") == 1
         # And each instance sent SUBSCRIBE for a channel once, not once per client.
         cmds = mon.read(0.2)
         subs = commands_naming(cmds, "SUBSCRIBE", "room:numsub")
@@ -239,7 +239,7 @@ def test_one_subscribe_per_channel_per_instance(gws, redis):
             c.close()
         redis.wait_numsub("chat", 2)
         dm[0].close()
-        redis.wait_numsub(f"conn:{did}", 0)
+        redis.wait_numsub(f"wsgate:conn:{did}", 0)
         close_all(chat)
         redis.wait_numsub("chat", 0)
         cmds = mon.read(0.3)
@@ -341,12 +341,12 @@ def test_channel_prefix(tmp_path_factory, redis):
         try:
             redis.wait_numsub("pfx:chat", 1)
             did = welcome_id(d)
-            assert redis.numsub(f"pfx:conn:{did}") == 1
-            assert redis.numsub(f"conn:{did}") == 0
+            assert redis.numsub(f"pfx:wsgate:conn:{did}") == 1
+            assert redis.numsub(f"wsgate:conn:{did}") == 0
             redis.cli("PUBLISH", "chat", "unprefixed")  # not ours
             redis.cli("PUBLISH", "pfx:chat", "prefixed")
             assert recv_messages(a, 1) == [(OP_TEXT, b"prefixed")]
-            redis.cli("PUBLISH", f"pfx:conn:{did}", "direct")
+            redis.cli("PUBLISH", f"pfx:wsgate:conn:{did}", "direct")
             assert recv_messages(d, 1) == [(OP_TEXT, b"direct")]
             with RespConn(redis.port) as app:
                 app.subscribe("pfx:chat", "chat")

@@ -119,7 +119,10 @@ def sgw(keys, tmp_path_factory):
                   "jwt_secret": SECRET},
         "/feed": {"type": "pubsub", "subscribe": "user:{jwt.sub}", "auth": "jwt",
                   "jwt_secret": SECRET},
-        "/to/{user}": {"type": "pubsub", "subscribe": "outbox", "publish": "user:{user}"},
+        # Unauthenticated senders into the identity-bound feeds: deliberate here, so said so
+        # (without it the configuration is refused at load, issue 17).
+        "/to/{user}": {"type": "pubsub", "subscribe": "outbox", "publish": "user:{user}",
+                       "shared_namespace": "yes"},
         "/echo": {"type": "echo"},
     }
     from wsharness import Gateway

@@ -1125,6 +1125,34 @@ static const struct err_row {
 	    "subscribe = user:{jwt.sub}\npublish = {jwt.sub}\n",
 	    { "t.ini:3: subscribe template 'user:{jwt.sub}' uses {jwt.sub} but auth is not jwt",
 	      "t.ini:4: publish template '{jwt.sub}' uses {jwt.sub} but auth is not jwt" } },
+	/* the channel map (route_map_check) */
+	{ "unauthenticated route reaching identity channels",
+	    "[route /me]\ntype = pubsub\nauth = jwt\njwt_secret = s\nsubscribe = user:{jwt.sub}\n"
+	    "[route /raw/{ch}]\ntype = pubsub\nsubscribe = {ch}\nallow = ch:[a-z:]\n",
+	    { "t.ini:8: route /raw/{ch} (no auth) subscribe '{ch}' can reach channel subscribe "
+	      "'user:{jwt.sub}' of route /me (auth jwt, bound to an identity, line 1); set "
+	      "shared_namespace = yes on /raw/{ch} if that is deliberate" } },
+	{ "same namespace by literal prefix",
+	    "[route /me]\ntype = pubsub\nauth = jwt\njwt_secret = s\nsubscribe = user:{jwt.sub}\n"
+	    "[route /u/{name}]\ntype = pubsub\npublish = user:{name}\n",
+	    { "t.ini:8: route /u/{name} (no auth) publish 'user:{name}' can reach channel "
+	      "subscribe 'user:{jwt.sub}' of route /me (auth jwt, bound to an identity, line 1); "
+	      "set shared_namespace = yes on /u/{name} if that is deliberate" } },
+	{ "publishing into a server_only channel",
+	    "[route /news]\ntype = pubsub\nsubscribe = news\nserver_only = yes\n"
+	    "[route /w/{t}]\ntype = pubsub\nsubscribe = a\npublish = {t}\n",
+	    { "t.ini:8: route /w/{t} (no auth) publish '{t}' can reach channel subscribe 'news' "
+	      "of route /news (server_only, line 1); set shared_namespace = yes on /w/{t} if "
+	      "that is deliberate" } },
+	{ "reserved namespace and unused allow",
+	    "[route /x]\ntype = pubsub\nsubscribe = wsgate:conn:1\nallow = nope:[a]\n",
+	    { "t.ini:3: subscribe template 'wsgate:conn:1' is in wsgate's reserved namespace "
+	      "wsgate:*",
+	      "t.ini:4: allow names {nope}, which no template or the path of route /x uses" } },
+	{ "server_only with a publish template",
+	    "[route /x]\ntype = pubsub\nsubscribe = a\npublish = a\nserver_only = yes\n",
+	    { "t.ini:5: server_only = yes and a publish template: clients of a server_only "
+	      "route cannot publish" } },
 	/* security */
 	{ "auth = jwt without a key", "[route /a]\ntype = echo\nauth = jwt\n",
 	    { "t.ini:3: auth = jwt needs jwt_secret or jwt_public_key" } },
@@ -1233,6 +1261,7 @@ static const struct good_row {
 	{ CFG_SEC_GATEWAY, "", "drain_window", "1m", 60000 },
 	{ CFG_SEC_GATEWAY, "", "admin_timeout", "500ms", 500 },
 	{ CFG_SEC_GATEWAY, "", "admin_max_connections", "1", 1 },
+	{ CFG_SEC_GATEWAY, "", "trusted_proxies", "10.0.0.0/8, 127.0.0.1, ::1, 2001:db8::/32", 0 },
 	{ CFG_SEC_HEARTBEAT, "", "ping_interval", "24h", 86400000 },
 	{ CFG_SEC_HEARTBEAT, "", "pong_timeout", "2.5s", 2500 },
 	{ CFG_SEC_HEARTBEAT, "", "idle_timeout", "5m", 300000 },
@@ -1266,6 +1295,12 @@ static const struct good_row {
 	{ CFG_SEC_ROUTE, PUBONLY, "subscribe", "room:{room}, all", 0 },
 	{ CFG_SEC_ROUTE, "type = pubsub", "publish", "room:{room}", 0 },
 	{ CFG_SEC_ROUTE, PS, "publish", "", 0 },
+	{ CFG_SEC_ROUTE, PS, "publish", "none", 0 },
+	{ CFG_SEC_ROUTE, PS, "allow", "room:[a-z0-9:]", 0 },
+	{ CFG_SEC_ROUTE, "type = pubsub\nsubscribe = {query.ch}", "allow", "query.ch:[-a-z_.]",
+	    0 },
+	{ CFG_SEC_ROUTE, PS, "server_only", "yes", 1 },
+	{ CFG_SEC_ROUTE, PS, "shared_namespace", "yes", 1 },
 	{ CFG_SEC_ROUTE, PS, "envelope", "json", ENVELOPE_JSON },
 	{ CFG_SEC_ROUTE, PS, "message_type", "binary", MSGTYPE_BINARY },
 	{ CFG_SEC_ROUTE, PS, "announce_id", "on", 1 },
@@ -1361,6 +1396,10 @@ static const struct bad_row {
 	{ CFG_SEC_GATEWAY, "", "drain_window", "2h", "must be at most 1h" },
 	{ CFG_SEC_GATEWAY, "", "admin_timeout", "0", "must be between 1ms and 1h" },
 	{ CFG_SEC_GATEWAY, "", "admin_max_connections", "0", "must be between 1 and 100000" },
+	{ CFG_SEC_GATEWAY, "", "trusted_proxies", "10.0.0.0/33",
+	    "prefix length too long for the address family" },
+	{ CFG_SEC_GATEWAY, "", "trusted_proxies", "lb.example",
+	    "expected an address or address/bits, e.g. 10.0.0.0/8 or 2001:db8::/32" },
 	{ CFG_SEC_HEARTBEAT, "", "ping_interval", "25h", "must be at most 24h" },
 	{ CFG_SEC_HEARTBEAT, "ping_interval = 0", "pong_timeout", "-1s",
 	    "expected a duration such as 200ms, 10s, 1m" },
@@ -1436,6 +1475,15 @@ static const struct bad_row {
 	{ CFG_SEC_ROUTE, PS, "publish", "a, b",
 	    "channel names use only [A-Za-z0-9_.:-] and {placeholders}" },
 	{ CFG_SEC_ROUTE, PS, "envelope", "xml", "expected one of: raw json" },
+	{ CFG_SEC_ROUTE, PS, "allow", "room", "allow is NAME:[SET], e.g. ch:[A-Za-z0-9_.:-]" },
+	{ CFG_SEC_ROUTE, PS, "allow", "room:a-z",
+	    "allow: SET is a bracket expression such as [a-z0-9:]" },
+	{ CFG_SEC_ROUTE, PS, "allow", "room:[a/b]",
+	    "allow: SET holds channel characters [A-Za-z0-9_.:-] and ranges" },
+	{ CFG_SEC_ROUTE, PS, "allow", "room:[a], room:[b]",
+	    "allow: a placeholder is listed twice" },
+	{ CFG_SEC_ROUTE, PS, "server_only", "maybe", "expected yes or no" },
+	{ CFG_SEC_ROUTE, PS, "shared_namespace", "maybe", "expected yes or no" },
 	{ CFG_SEC_ROUTE, PS, "message_type", "utf8", "expected one of: auto text binary" },
 	{ CFG_SEC_ROUTE, PS, "announce_id", "maybe", "expected yes or no" },
 	{ CFG_SEC_ROUTE, PS, "max_queue", "512", "must be between 1KiB and 1GiB" },
@@ -1777,11 +1825,13 @@ START_TEST(test_shipped_examples)
 	}
 	fclose(f);
 	cfg = load_ok(text);
-	ck_assert_uint_eq(cfg->nroutes, 4);
+	ck_assert_uint_eq(cfg->nroutes, 5); /* with the server_only /news example (issue 17) */
 	ck_assert_int_eq(cfg->redis.enabled, 1);
 	ck_assert_uint_eq(cfg->ntls_certs, 2);
 	ck_assert_uint_eq(cfg->nadmin_listens, 1);
-	ck_assert_uint_eq(cfg->routes[3].nbackends, 3);
+	ck_assert_int_eq(cfg->routes[3].server_only, 1);
+	ck_assert_uint_eq(cfg->ntrusted_proxies, 2);
+	ck_assert_uint_eq(cfg->routes[4].nbackends, 3);
 	config_free(cfg);
 	free(text);
 }
@@ -2115,7 +2165,9 @@ START_TEST(test_key_table)
 		    k->type == CFG_T_LISTEN || k->type == CFG_T_ADMIN_LISTEN ||
 		    k->type == CFG_T_TEMPLATE_LIST ||
 		    k->type == CFG_T_ORIGIN_LIST || k->type == CFG_T_ENUM_LIST ||
-		    k->type == CFG_T_BACKEND_LIST), "%s: count field", k->name);
+		    k->type == CFG_T_BACKEND_LIST || k->type == CFG_T_ALLOW_LIST ||
+		    k->type == CFG_T_CIDR_LIST),
+		    "%s: count field", k->name);
 		ck_assert_msg(k->type != CFG_T_ENUM_LIST || k->names != NULL, "%s: no words",
 		    k->name);
 		ck_assert_msg(!(k->flags & (CFG_F_PUBSUB | CFG_F_PROXY)) ||

@@ -110,6 +110,10 @@ static const struct parse_row {
 	{ "duplicate Sec-WebSocket-Version", NULL, "Sec-WebSocket-Version: 13", 0,
 	    HTTP_PARSE_BAD },
 	{ "duplicate Upgrade", NULL, "Upgrade: websocket", 0, HTTP_PARSE_BAD },
+	/* Two Origins: the allow list would see one and the backend another (issue 17). */
+	{ "duplicate Origin", NULL, "Origin: https://a.example" CRLF "origin: https://b.example",
+	    0, HTTP_PARSE_BAD },
+	{ "repeated Cookie", NULL, "Cookie: a=1" CRLF "Cookie: b=2", 0, HTTP_PARSE_OK },
 	{ "repeated Connection", NULL, "Connection: keep-alive", 0, HTTP_PARSE_OK },
 	{ "repeated Sec-WebSocket-Protocol", NULL,
 	    "Sec-WebSocket-Protocol: a, b" CRLF "Sec-WebSocket-Protocol: c", 0, HTTP_PARSE_OK },
@@ -549,6 +553,22 @@ END_TEST
 
 #define NROWS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
+/* Bare LF or CR is seen in the bytes read so far, so the reader can answer 400 at once. */
+START_TEST(test_bad_line_ending)
+{
+	const char *lf = "GET / HTTP/1.1\nHost: a", *cr = "GET / HTTP/1.1\rHost: a";
+	const char *good = "GET / HTTP/1.1\r\nHost: a\r";
+
+	ck_assert_int_eq(http_bad_line_ending(lf, 0, strlen(lf)), 1);
+	ck_assert_int_eq(http_bad_line_ending(cr, 0, strlen(cr)), 1);
+	ck_assert_int_eq(http_bad_line_ending(good, 0, strlen(good)), 0); /* CR last: wait */
+	ck_assert_int_eq(http_bad_line_ending("\n", 0, 1), 1);
+	/* from > 0 still sees the byte before from */
+	ck_assert_int_eq(http_bad_line_ending("a\r\nb", 2, 4), 0);
+	ck_assert_int_eq(http_bad_line_ending("ab\nc", 2, 4), 1);
+}
+END_TEST
+
 static Suite *
 http_suite(void)
 {
@@ -559,6 +579,7 @@ http_suite(void)
 	tcase_add_loop_test(tc, test_parse_table, 0, NROWS(parse_rows));
 	tcase_add_test(tc, test_parse_fields);
 	tcase_add_test(tc, test_parse_no_query);
+	tcase_add_test(tc, test_bad_line_ending);
 	tcase_add_test(tc, test_every_prefix_needs_more);
 	tcase_add_loop_test(tc, test_limit_table, 0, NROWS(limit_rows));
 	suite_add_tcase(s, tc);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "route.h"
+#include "route_map.h"
 
 /* A config built by hand: only routes[].path matters to route.c. */
 static struct config *
@@ -140,7 +141,9 @@ static const struct match_row {
 	{ "longer is not a match", "/echoo", ROUTE_NOT_FOUND, -1, 0, NULL, NULL },
 	{ "literal is byte-exact", "/ECHO", ROUTE_NOT_FOUND, -1, 0, NULL, NULL },
 	{ "placeholder", "/rooms/r1", ROUTE_OK, 1, 1, "room", "r1" },
-	{ "safe punctuation", "/rooms/a.b:c-d_e", ROUTE_OK, 1, 1, "room", "a.b:c-d_e" },
+	{ "safe punctuation", "/rooms/a.b-d_e", ROUTE_OK, 1, 1, "room", "a.b-d_e" },
+	/* ':' separates namespaces: a value cannot hold it unless the route allows it. */
+	{ "namespace separator refused", "/rooms/conn:x", ROUTE_BAD_PARAM, 1, 1, "room", "conn:x" },
 	{ "literal beats earlier placeholder", "/rooms/lobby", ROUTE_OK, 2, 0, NULL, NULL },
 	{ "empty placeholder value", "/rooms/", ROUTE_NOT_FOUND, -1, 0, NULL, NULL },
 	{ "segment count must match", "/rooms/a/b", ROUTE_NOT_FOUND, -1, 0, NULL, NULL },
@@ -287,7 +290,7 @@ static const struct safe_row {
 	const char *s;
 	int want;
 } safe_rows[] = {
-	{ "abcXYZ019", 1 }, { "a_b.c:d-e", 1 }, { "", 0 }, { "a b", 0 }, { "a/b", 0 },
+	{ "abcXYZ019", 1 }, { "a_b.c-e", 1 }, { "a_b.c:d-e", 0 }, { "conn:1", 0 }, { "", 0 }, { "a b", 0 }, { "a/b", 0 },
 	{ "a%20", 0 }, { "a*", 0 }, { "a{b}", 0 }, { "caf\xc3\xa9", 0 }, { "a\r\n", 0 },
 };
 /* clang-format on */
@@ -367,6 +370,135 @@ END_TEST
 
 #define NROWS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
+/* ---- allow sets, the reserved namespace, the channel map ---- */
+
+static struct config_route *
+make_route(const char *path, char **allow, size_t nallow)
+{
+	static struct config_route r;
+
+	memset(&r, 0, sizeof(r));
+	r.path = (char *)path;
+	r.allow = allow;
+	r.nallow = nallow;
+	r.type = ROUTE_PUBSUB;
+	return &r;
+}
+
+START_TEST(test_allow_parse)
+{
+	struct route_charset cs;
+	const char *nm, *why;
+	size_t nn;
+
+	ck_assert_int_eq(route_allow_parse("ch:[a-c:]", 9, &nm, &nn, &cs, &why), 0);
+	ck_assert_uint_eq(nn, 2);
+	ck_assert(route_charset_has(&cs, 'b') && route_charset_has(&cs, ':'));
+	ck_assert(!route_charset_has(&cs, 'd') && !route_charset_has(&cs, '-'));
+	ck_assert_int_eq(route_allow_parse("ch:[-a]", 7, &nm, &nn, &cs, &why), 0);
+	ck_assert(route_charset_has(&cs, '-') && route_charset_has(&cs, 'a'));
+	ck_assert_int_eq(route_allow_parse("query.ch:[x]", 12, &nm, &nn, &cs, &why), 0);
+	ck_assert_uint_eq(nn, 8);
+	ck_assert_int_eq(route_allow_parse("ch:[a/]", 7, &nm, &nn, &cs, &why), -1);
+	ck_assert_int_eq(route_allow_parse("ch:[z-a]", 8, &nm, &nn, &cs, &why), -1);
+	ck_assert_int_eq(route_allow_parse("ch:[]", 5, &nm, &nn, &cs, &why), -1);
+	ck_assert_int_eq(route_allow_parse(":[a]", 4, &nm, &nn, &cs, &why), -1);
+	ck_assert_int_eq(route_allow_parse("c h:[a]", 7, &nm, &nn, &cs, &why), -1);
+}
+END_TEST
+
+/* The attacks of issue 17 at the template level: a placeholder value cannot leave its
+ * namespace, and a widened one still cannot reach wsgate's own channels. */
+START_TEST(test_expand_namespaces)
+{
+	char *allow[] = { "ch:[a-z0-9:]" }, out[64];
+	struct route_match m;
+
+	memset(&m, 0, sizeof(m));
+	m.query = "ch=conn:1&room=user:alice&x=ok";
+	m.query_len = strlen(m.query);
+	m.route = make_route("/raw", NULL, 0);
+	ck_assert_int_eq(route_expand("{query.ch}", &m, out, sizeof(out)), ROUTE_BAD_PARAM);
+	ck_assert_int_eq(route_expand("room:{query.room}", &m, out, sizeof(out)),
+	    ROUTE_BAD_PARAM);
+	ck_assert_int_eq(route_expand("{query.x}", &m, out, sizeof(out)), 2);
+	/* widened explicitly: ':' now passes, the reserved prefix never does */
+	m.route = make_route("/raw", allow, 1);
+	m.query = "ch=a:b";
+	m.query_len = strlen(m.query);
+	ck_assert_int_eq(route_expand("{ch}", &m, out, sizeof(out)), ROUTE_NOT_FOUND);
+	ck_assert_int_eq(route_expand("{query.ch}", &m, out, sizeof(out)), ROUTE_BAD_PARAM);
+}
+END_TEST
+
+START_TEST(test_expand_reserved)
+{
+	char *allow[] = { "query.ch:[a-z0-9:]" }, out[64];
+	struct route_match m;
+
+	memset(&m, 0, sizeof(m));
+	m.route = make_route("/raw", allow, 1);
+	m.query = "ch=a:b";
+	m.query_len = strlen(m.query);
+	ck_assert_int_eq(route_expand("{query.ch}", &m, out, sizeof(out)), 3);
+	ck_assert_str_eq(out, "a:b");
+	m.query = "ch=wsgate:conn:1";
+	m.query_len = strlen(m.query);
+	ck_assert_int_eq(route_expand("{query.ch}", &m, out, sizeof(out)), ROUTE_BAD_PARAM);
+	ck_assert_str_eq(out, "");
+	ck_assert(route_reserved("wsgate:probe:x", 14));
+	ck_assert(!route_reserved("wsgate", 6));
+}
+END_TEST
+
+static const struct overlap_row {
+	const char *ta, *allow_a, *tb;
+	int want;
+} overlap_rows[] = {
+	{ "{ch}", NULL, "user:{jwt.sub}", 0 },       /* default set: no ':' */
+	{ "{ch}", "ch:[a-z:]", "user:{jwt.sub}", 1 },
+	{ "user:{name}", NULL, "user:{jwt.sub}", 1 },
+	{ "user-{name}", NULL, "user:{jwt.sub}", 0 },
+	{ "room:{r}", NULL, "user:{jwt.sub}", 0 },
+	{ "u{x}", NULL, "user:{jwt.sub}", 0 },
+	{ "u{x}", "x:[a-z:]", "user:{jwt.sub}", 1 },
+	{ "news", NULL, "news", 1 },
+	{ "news", NULL, "{t}", 1 },
+	{ "news2", NULL, "news", 0 },
+	{ "{a}.{b}", NULL, "x.y.z", 1 },
+	{ "{a}:x", NULL, "{b}:{c}", 1 },
+	{ "a{b}", NULL, "a", 0 },                     /* a placeholder takes one byte or more */
+};
+
+START_TEST(test_overlap)
+{
+	const struct overlap_row *r = &overlap_rows[_i];
+	char *allow[1] = { (char *)r->allow_a };
+	struct config_route a, b;
+
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	a.allow = allow;
+	a.nallow = r->allow_a != NULL;
+	ck_assert_msg(route_map_overlap(&a, r->ta, &b, r->tb) == r->want, "%s vs %s", r->ta,
+	    r->tb);
+	ck_assert_msg(route_map_overlap(&b, r->tb, &a, r->ta) == r->want, "%s vs %s (swapped)",
+	    r->tb, r->ta);
+}
+END_TEST
+
+START_TEST(test_pattern)
+{
+	char *allow[] = { "ch:[a-c:]" }, out[128];
+	struct config_route *r = make_route("/x/{ch}", allow, 1);
+
+	ck_assert_str_eq(route_map_pattern(r, "room:{room}", out, sizeof(out)),
+	    "room:[-.0-9A-Z_a-z]+");
+	ck_assert_str_eq(route_map_pattern(r, "{ch}", out, sizeof(out)), "[:a-c]+");
+	ck_assert_str_eq(route_map_pattern(r, "{ch}", out, 4), "");
+}
+END_TEST
+
 static Suite *
 route_suite(void)
 {
@@ -393,6 +525,14 @@ route_suite(void)
 	tc = tcase_create("expand");
 	tcase_add_loop_test(tc, test_expand_table, 0, NROWS(expand_rows));
 	tcase_add_test(tc, test_expand_without_match);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("namespaces");
+	tcase_add_test(tc, test_allow_parse);
+	tcase_add_test(tc, test_expand_namespaces);
+	tcase_add_test(tc, test_expand_reserved);
+	tcase_add_loop_test(tc, test_overlap, 0, NROWS(overlap_rows));
+	tcase_add_test(tc, test_pattern);
 	suite_add_tcase(s, tc);
 	return s;
 }

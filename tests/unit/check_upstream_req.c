@@ -3,6 +3,7 @@
  * the forwarding headers, and the request text. */
 
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,7 +117,7 @@ START_TEST(test_copy_plain)
 	    "GET /app?room=1 HTTP/1.1" CRLF "Host: gw.example" CRLF
 	    "Origin: https://app.example" CRLF "Cookie: sid=42" CRLF "Authorization: Bearer t" CRLF
 	    "Sec-WebSocket-Protocol: chat, superchat" CRLF "User-Agent: not-copied" CRLF CRLF;
-	struct upstream_req_client cl = {"192.0.2.7", 0, 0};
+	struct upstream_req_client cl = {"192.0.2.7", 0, 0, NULL, 0};
 	struct http_request req;
 	struct upstream_req r;
 
@@ -135,7 +136,7 @@ END_TEST
 
 START_TEST(test_copy_nothing)
 {
-	struct upstream_req_client cl = {NULL, 0, 1};
+	struct upstream_req_client cl = {NULL, 0, 1, NULL, 0};
 	struct http_request req;
 	struct upstream_req r;
 
@@ -150,7 +151,7 @@ END_TEST
 
 START_TEST(test_copy_forwarding_v4)
 {
-	struct upstream_req_client cl = {"192.0.2.7", 1, 1};
+	struct upstream_req_client cl = {"192.0.2.7", 1, 1, NULL, 0};
 	struct http_request req;
 	struct upstream_req r;
 
@@ -164,21 +165,116 @@ START_TEST(test_copy_forwarding_v4)
 }
 END_TEST
 
-START_TEST(test_copy_forwarding_appends)
+/* From a peer that is not a trusted proxy, what the client says about itself is dropped. */
+START_TEST(test_copy_forwarding_untrusted_replaced)
 {
 	const char *s = "GET /app HTTP/1.1" CRLF "Host: a" CRLF "X-Forwarded-For: 10.1.1.1" CRLF
-	                "Forwarded: for=10.1.1.1;proto=https" CRLF CRLF;
-	struct upstream_req_client cl = {"2001:db8::9", 0, 1};
+	                "X-Forwarded-Proto: https" CRLF "Forwarded: for=10.1.1.1;proto=https" CRLF
+	                CRLF;
+	struct upstream_req_client cl = {"2001:db8::9", 0, 1, NULL, 0};
+	struct http_request req;
+	struct upstream_req r;
+
+	parse(s, &req);
+	ck_assert_int_eq(upstream_req_copy(&req, &cl, &r), 0);
+	ck_assert_str_eq(r.headers, "X-Forwarded-For: 2001:db8::9" CRLF "X-Forwarded-Proto: ws" CRLF
+	                            "X-Forwarded-Host: a" CRLF "X-Real-IP: 2001:db8::9" CRLF
+	                            "Forwarded: for=\"[2001:db8::9]\";proto=ws" CRLF);
+	upstream_req_free(&r);
+}
+END_TEST
+
+/* From a trusted proxy the chain is kept and extended with the hop wsgate saw. */
+START_TEST(test_copy_forwarding_trusted_appends)
+{
+	const char *s = "GET /app HTTP/1.1" CRLF "Host: a" CRLF "X-Forwarded-For: 10.1.1.1" CRLF
+	                "X-Forwarded-Proto: https" CRLF "Forwarded: for=10.1.1.1;proto=https" CRLF
+	                CRLF;
+	struct upstream_req_client cl = {"10.1.1.1", 0, 1, "2001:db8::9", 1};
 	struct http_request req;
 	struct upstream_req r;
 
 	parse(s, &req);
 	ck_assert_int_eq(upstream_req_copy(&req, &cl, &r), 0);
 	ck_assert_str_eq(
-	    r.headers, "X-Forwarded-For: 10.1.1.1, 2001:db8::9" CRLF "X-Forwarded-Proto: ws" CRLF
-	               "X-Forwarded-Host: a" CRLF "X-Real-IP: 2001:db8::9" CRLF
+	    r.headers, "X-Forwarded-For: 10.1.1.1, 2001:db8::9" CRLF "X-Forwarded-Proto: https" CRLF
+	               "X-Forwarded-Host: a" CRLF "X-Real-IP: 10.1.1.1" CRLF
 	               "Forwarded: for=10.1.1.1;proto=https, for=\"[2001:db8::9]\";proto=ws" CRLF);
 	upstream_req_free(&r);
+}
+END_TEST
+
+/* RFC 6265 5.4: every Cookie line reaches the backend, as one line joined with "; ". */
+START_TEST(test_copy_cookies_joined)
+{
+	const char *s = "GET /app HTTP/1.1" CRLF "Host: a" CRLF "Cookie: a=1" CRLF
+	                "X-Other: x" CRLF "cookie:  b=2; c=3 " CRLF "Cookie:" CRLF CRLF;
+	struct upstream_req_client cl = {NULL, 0, 0, NULL, 0};
+	struct http_request req;
+	struct upstream_req r;
+
+	parse(s, &req);
+	ck_assert_uint_eq(req.ncookies, 3);
+	ck_assert_int_eq(upstream_req_copy(&req, &cl, &r), 0);
+	ck_assert_str_eq(r.headers, "Cookie: a=1; b=2; c=3" CRLF);
+	upstream_req_free(&r);
+}
+END_TEST
+
+/* clang-format off */
+static const struct client_ip_row {
+	const char *xff;   /* NULL: no header */
+	const char *peer;
+	const char *want;
+} client_ip_rows[] = {
+	{ "6.6.6.6", "192.0.2.1", "192.0.2.1" },            /* untrusted peer: its word is not taken */
+	{ NULL, "10.0.0.5", "10.0.0.5" },                   /* trusted, nothing said */
+	{ "203.0.113.7", "10.0.0.5", "203.0.113.7" },
+	{ "6.6.6.6, 203.0.113.7, 10.0.0.9", "10.0.0.5", "203.0.113.7" }, /* trusted hops skipped */
+	{ "10.0.0.8, 10.0.0.9", "10.0.0.5", "10.0.0.8" },   /* all trusted: the leftmost */
+	{ "junk, 203.0.113.7", "10.0.0.5", "203.0.113.7" },
+	{ "203.0.113.7, junk", "10.0.0.5", "10.0.0.5" },    /* unparsable: stop at the hop before */
+	{ "2001:db8::1", "10.0.0.5", "2001:db8::1" },
+	{ "::ffff:10.0.0.8, 198.51.100.1", "::ffff:10.0.0.5", "198.51.100.1" },
+};
+/* clang-format on */
+
+START_TEST(test_client_ip)
+{
+	const struct client_ip_row *row = &client_ip_rows[_i];
+	struct cidr t;
+	const char *why;
+	char head[256], out[64];
+
+	ck_assert_int_eq(cidr_parse("10.0.0.0/8", 10, &t, &why), 0);
+	snprintf(head, sizeof(head), "GET / HTTP/1.1" CRLF "%s%s%s" CRLF,
+	         row->xff ? "X-Forwarded-For: " : "", row->xff ? row->xff : "", row->xff ? CRLF : "");
+	ck_assert_int_eq(
+	    upstream_req_client_ip(head, strlen(head), row->peer, &t, 1, out, sizeof(out)), 0);
+	ck_assert_str_eq(out, row->want);
+}
+END_TEST
+
+START_TEST(test_cidr)
+{
+	struct cidr c[2];
+	const char *why;
+
+	ck_assert_int_eq(cidr_parse("10.1.2.3/8", 10, &c[0], &why), 0);
+	ck_assert_uint_eq(c[0].addr[1], 0); /* host bits cleared */
+	ck_assert_int_eq(cidr_parse("2001:db8::/33", 13, &c[1], &why), 0);
+	ck_assert(cidr_match_text(c, 2, "10.255.0.1", 10));
+	ck_assert(cidr_match_text(c, 2, "::ffff:10.0.0.1", 15));
+	ck_assert(!cidr_match_text(c, 2, "11.0.0.1", 8));
+	ck_assert(cidr_match_text(c, 2, "2001:db8:7fff::1", 16));
+	ck_assert(!cidr_match_text(c, 2, "2001:db8:8000::1", 16));
+	ck_assert(!cidr_match_text(c, 2, "not-an-ip", 9));
+	ck_assert_int_eq(cidr_parse("10.0.0.0/33", 11, &c[0], &why), -1);
+	ck_assert_int_eq(cidr_parse("10.0.0.0/", 9, &c[0], &why), -1);
+	ck_assert_int_eq(cidr_parse("10.0.0.0/8x", 11, &c[0], &why), -1);
+	ck_assert_int_eq(cidr_parse("host.example", 12, &c[0], &why), -1);
+	ck_assert_int_eq(cidr_parse("0.0.0.0/0", 9, &c[0], &why), 0);
+	ck_assert(cidr_match_text(c, 1, "198.51.100.1", 12));
 }
 END_TEST
 
@@ -186,7 +282,7 @@ START_TEST(test_copy_forwarding_off)
 {
 	const char *s =
 	    "GET /app HTTP/1.1" CRLF "Host: a" CRLF "X-Forwarded-For: 10.1.1.1" CRLF CRLF;
-	struct upstream_req_client cl = {"192.0.2.7", 0, 0};
+	struct upstream_req_client cl = {"192.0.2.7", 0, 0, NULL, 0};
 	struct http_request req;
 	struct upstream_req r;
 
@@ -223,7 +319,7 @@ START_TEST(test_format_parses)
 {
 	const char *s = "GET /app?x=y HTTP/1.1" CRLF "Host: a" CRLF "Origin: https://o" CRLF
 	                "Sec-WebSocket-Protocol: chat" CRLF CRLF;
-	struct upstream_req_client cl = {"192.0.2.7", 0, 1};
+	struct upstream_req_client cl = {"192.0.2.7", 0, 1, NULL, 0};
 	struct http_request req, back;
 	struct upstream_req r;
 	const char *why;
@@ -268,7 +364,11 @@ upstream_req_suite(void)
 	tcase_add_test(tc, test_copy_plain);
 	tcase_add_test(tc, test_copy_nothing);
 	tcase_add_test(tc, test_copy_forwarding_v4);
-	tcase_add_test(tc, test_copy_forwarding_appends);
+	tcase_add_test(tc, test_copy_forwarding_untrusted_replaced);
+	tcase_add_test(tc, test_copy_forwarding_trusted_appends);
+	tcase_add_test(tc, test_copy_cookies_joined);
+	tcase_add_loop_test(tc, test_client_ip, 0, NROWS(client_ip_rows));
+	tcase_add_test(tc, test_cidr);
 	tcase_add_test(tc, test_copy_forwarding_off);
 	tcase_add_test(tc, test_format);
 	tcase_add_test(tc, test_format_parses);
