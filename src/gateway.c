@@ -180,6 +180,9 @@ gateway_relay_subscription(struct gateway *gw, int worker, int on, const char *c
 static void
 gateway_notify_ready(struct gateway *gw, const char *status)
 {
+	/* Redis coming up for the first time while draining: STOPPING=1 was said already. */
+	if (gateway_state(gw) != GW_RUNNING)
+		return;
 	if (__atomic_exchange_n(&gw->notified_ready, 1, __ATOMIC_ACQ_REL) == 0)
 		service_notify_ready(status);
 }
@@ -187,6 +190,8 @@ gateway_notify_ready(struct gateway *gw, const char *status)
 void
 gateway_notify_reloaded(struct gateway *gw, const char *status)
 {
+	if (gateway_state(gw) != GW_RUNNING)
+		return;
 	if (__atomic_load_n(&gw->notified_ready, __ATOMIC_ACQUIRE))
 		service_notify_ready(status);
 	else

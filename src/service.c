@@ -24,12 +24,12 @@
 #include "config.h"
 #include "log.h"
 
-#define SERVICE_FDS_START 3   /* SD_LISTEN_FDS_START */
-#define SERVICE_MAX_FDS 64    /* more listen lines than anyone writes */
+#define SERVICE_FDS_START 3 /* SD_LISTEN_FDS_START */
+#define SERVICE_MAX_FDS 64  /* more listen lines than anyone writes */
 
 struct service_fd {
 	int fd;
-	int claimed;                 /* a listen line uses it */
+	int claimed;                  /* a listen line uses it */
 	struct sockaddr_storage addr; /* where it is bound (getsockname) */
 	socklen_t addrlen;
 };
@@ -61,7 +61,7 @@ service_listen_fds_env(void)
 	if (errno != 0 || *end != '\0' || p != (long)getpid())
 		goto out; /* meant for another process (our parent's) */
 	n = strtol(fds, &end, 10);
-	if (errno != 0 || *end != '\0' || n < 0 || n > SERVICE_MAX_FDS) {
+	if (errno != 0 || *end != '\0' || n < 0 || n > 4096) {
 		log_warnx("LISTEN_FDS=%s: not a count of descriptors", fds);
 		r = -1;
 		goto out;
@@ -77,40 +77,50 @@ out:
 #endif
 }
 
+/* 1 when sf->fd is a listening TCP socket (its address kept in sf), else 0 (logged). */
+static int
+service_fd_probe(struct service_fd *sf)
+{
+	int type = 0, listening = 0;
+	socklen_t tlen = sizeof(type), llen = sizeof(listening);
+
+	sf->addrlen = sizeof(sf->addr);
+	if (getsockopt(sf->fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0 ||
+	    getsockopt(sf->fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &llen) < 0 ||
+	    getsockname(sf->fd, (struct sockaddr *)&sf->addr, &sf->addrlen) < 0) {
+		log_warn("LISTEN_FDS: descriptor %d", sf->fd);
+		return 0;
+	}
+	if (type != SOCK_STREAM || !listening ||
+	    (sf->addr.ss_family != AF_INET && sf->addr.ss_family != AF_INET6)) {
+		log_warnx("LISTEN_FDS: descriptor %d is not a listening TCP socket; ignored",
+		          sf->fd);
+		return 0;
+	}
+	return 1;
+}
+
 int
 service_listen_fds_take(void)
 {
 	int n = service_listen_fds_env();
 
-	if (n <= 0)
-		return 0;
-	if (n > SERVICE_MAX_FDS) {
-		log_warnx("LISTEN_FDS: %d sockets passed, only the first %d used", n,
-		    SERVICE_MAX_FDS);
-		n = SERVICE_MAX_FDS;
-	}
 	for (int i = 0; i < n; i++) {
-		struct service_fd *sf = &service_fds[service_nfds];
-		int type = 0, listening = 0;
-		socklen_t len = sizeof(type);
+		int fd = SERVICE_FDS_START + i;
+		struct service_fd *sf;
 
-		sf->fd = SERVICE_FDS_START + i;
-		sf->addrlen = sizeof(sf->addr);
-		if (getsockopt(sf->fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
-		    (len = sizeof(listening),
-		    getsockopt(sf->fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len)) < 0 ||
-		    getsockname(sf->fd, (struct sockaddr *)&sf->addr, &sf->addrlen) < 0) {
-			log_warn("LISTEN_FDS: descriptor %d", sf->fd);
+		if (service_nfds == SERVICE_MAX_FDS) {
+			log_warnx("LISTEN_FDS: descriptor %d beyond the %d used; closed", fd,
+			          SERVICE_MAX_FDS);
+			close(fd);
 			continue;
 		}
-		if (type != SOCK_STREAM || !listening ||
-		    (sf->addr.ss_family != AF_INET && sf->addr.ss_family != AF_INET6)) {
-			log_warnx("LISTEN_FDS: descriptor %d is not a listening TCP socket; ignored",
-			    sf->fd);
-			close(sf->fd);
-			continue;
-		}
-		service_nfds++;
+		sf = &service_fds[service_nfds];
+		sf->fd = fd;
+		if (service_fd_probe(sf))
+			service_nfds++;
+		else
+			close(fd);
 	}
 	return service_nfds;
 }
@@ -129,7 +139,7 @@ service_addr_equal(const struct sockaddr *a, const struct sockaddr *b)
 		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
 
 		return x->sin6_port == y->sin6_port &&
-		    memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+		       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
 	}
 	return 0;
 }
@@ -151,7 +161,7 @@ service_listen_fd_match(const struct config_listen *cl)
 	for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next)
 		for (int i = 0; i < service_nfds; i++)
 			if (service_addr_equal(ai->ai_addr,
-			    (const struct sockaddr *)&service_fds[i].addr)) {
+			                       (const struct sockaddr *)&service_fds[i].addr)) {
 				service_fds[i].claimed = 1;
 				fd = service_fds[i].fd;
 				break;
@@ -169,11 +179,11 @@ service_listen_fds_unclaimed(void)
 
 		if (sf->claimed || sf->fd < 0)
 			continue;
-		if (getnameinfo((const struct sockaddr *)&sf->addr, sf->addrlen, host,
-		    sizeof(host), port, sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+		if (getnameinfo((const struct sockaddr *)&sf->addr, sf->addrlen, host, sizeof(host),
+		                port, sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV) != 0)
 			snprintf(host, sizeof(host), "?"), snprintf(port, sizeof(port), "?");
 		log_warnx("LISTEN_FDS: socket %s port %s matches no listen line; closed", host,
-		    port);
+		          port);
 		close(sf->fd);
 		sf->fd = -1;
 	}
@@ -241,7 +251,8 @@ service_notify_reloading(void)
 	/* MONOTONIC_USEC: what systemd >= 253's Type=notify-reload checks; older ones ignore it. */
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
-	    (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
+	         (unsigned long long)ts.tv_sec * 1000000ULL +
+	             (unsigned long long)ts.tv_nsec / 1000);
 	service_notify(msg);
 }
 

@@ -33,7 +33,7 @@ pid=$!
 ok=no
 for _ in $(seq 1 100); do
 	kill -0 "$pid" 2>/dev/null || break
-	if exec 3<>/dev/tcp/127.0.0.1/8080 2>/dev/null; then
+	if { exec 3<>/dev/tcp/127.0.0.1/8080; } 2>/dev/null; then
 		printf 'GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&3
 		IFS= read -r -t 2 status <&3 || status=""
 		exec 3<&-

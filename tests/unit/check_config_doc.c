@@ -45,13 +45,15 @@ doc_section(const char *line, int lineno)
 	if (open == NULL || close == NULL)
 		return NULL;
 	n = strcspn(open + 1, " ]");
-	ck_assert_msg(n > 0 && n < sizeof(name), "%s:%d: bad section heading: %s", doc_path,
-	    lineno, line);
+	ck_assert_msg(n > 0 && n < sizeof(name), "%s:%d: bad section heading: %s", doc_path, lineno,
+	              line);
 	memcpy(name, open + 1, n);
 	name[n] = '\0';
 	s = config_section_find(name, open[1 + n] == ' ', &known);
-	ck_assert_msg(s != NULL, "%s:%d: documents section %s, which src/config_keys.c's "
-	    "config_sections[] does not have", doc_path, lineno, line + 4);
+	ck_assert_msg(s != NULL,
+	              "%s:%d: documents section %s, which src/config_keys.c's "
+	              "config_sections[] does not have",
+	              doc_path, lineno, line + 4);
 	return s;
 }
 
@@ -80,8 +82,8 @@ doc_load(void)
 			size_t n = strcspn(k, " \"");
 
 			ck_assert_msg(ndoc < DOC_MAX, "more than %d keys in %s", DOC_MAX, doc_path);
-			ck_assert_msg(n > 0 && n < sizeof(d->name), "%s:%d: bad key entry", doc_path,
-			    lineno);
+			ck_assert_msg(n > 0 && n < sizeof(d->name), "%s:%d: bad key entry",
+			              doc_path, lineno);
 			memcpy(d->name, k, n);
 			d->name[n] = '\0';
 			d->sec = cur;
@@ -120,13 +122,17 @@ START_TEST(test_every_key_documented)
 		if (j < ndoc)
 			continue;
 		missing++;
-		fprintf(stderr, "%s: key \"%s\" of section %s is in src/config_keys.c's table but "
+		fprintf(
+		    stderr,
+		    "%s: key \"%s\" of section %s is in src/config_keys.c's table but "
 		    "not in wsgate.ini(5): add \".TP\" + \".B %s\" + its meaning and default under "
-		    "the .SS heading of %s\n", doc_path, k->name, section_label(s, label,
-		    sizeof(label)), k->name, label);
+		    "the .SS heading of %s\n",
+		    doc_path, k->name, section_label(s, label, sizeof(label)), k->name, label);
 	}
-	ck_assert_msg(missing == 0, "%zu key(s) of src/config_keys.c missing from %s (listed "
-	    "above)", missing, doc_path);
+	ck_assert_msg(missing == 0,
+	              "%zu key(s) of src/config_keys.c missing from %s (listed "
+	              "above)",
+	              missing, doc_path);
 }
 END_TEST
 
@@ -141,13 +147,15 @@ START_TEST(test_every_documented_key_exists)
 		if (config_key_find(doc[j].sec->kind, doc[j].name) != NULL)
 			continue;
 		extra++;
-		fprintf(stderr, "%s:%d: wsgate.ini(5) documents key \"%s\" of section %s, which "
+		fprintf(
+		    stderr,
+		    "%s:%d: wsgate.ini(5) documents key \"%s\" of section %s, which "
 		    "src/config_keys.c's table does not have: remove the entry or add the row\n",
-		    doc_path, doc[j].line, doc[j].name, section_label(doc[j].sec, label,
-		    sizeof(label)));
+		    doc_path, doc[j].line, doc[j].name,
+		    section_label(doc[j].sec, label, sizeof(label)));
 	}
 	ck_assert_msg(extra == 0, "%zu key(s) in %s unknown to src/config_keys.c (listed above)",
-	    extra, doc_path);
+	              extra, doc_path);
 }
 END_TEST
 
@@ -156,9 +164,10 @@ START_TEST(test_documented_once)
 	doc_load();
 	for (size_t i = 0; i < ndoc; i++)
 		for (size_t j = i + 1; j < ndoc; j++)
-			ck_assert_msg(doc[i].sec != doc[j].sec || strcmp(doc[i].name,
-			    doc[j].name) != 0, "%s:%d: key \"%s\" documented twice (also line %d)",
-			    doc_path, doc[j].line, doc[j].name, doc[i].line);
+			ck_assert_msg(doc[i].sec != doc[j].sec ||
+			                  strcmp(doc[i].name, doc[j].name) != 0,
+			              "%s:%d: key \"%s\" documented twice (also line %d)", doc_path,
+			              doc[j].line, doc[j].name, doc[i].line);
 }
 END_TEST
 
