@@ -112,8 +112,10 @@ log_write_json(enum log_level lvl, const struct log_ctx *ctx, const char *errstr
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", tm);
-	n = (size_t)snprintf(line, sizeof(line), "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\"", ts,
-	    (long)(tv->tv_usec / 1000), log_names[lvl]);
+	/* Under journald the priority prefix too (stripped by journald: the message stays one
+	 * JSON object), so journalctl -p works whatever the format. */
+	n = (size_t)snprintf(line, sizeof(line), "%s{\"time\":\"%s.%03ldZ\",\"level\":\"%s\"",
+	    log_journal ? log_prio[lvl] : "", ts, (long)(tv->tv_usec / 1000), log_names[lvl]);
 	if (ctx != NULL && ctx->conn != 0) {
 		n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"conn\":%llu",
 		    (unsigned long long)ctx->conn);

@@ -4,6 +4,7 @@ listening sockets passed with LISTEN_FDS/LISTEN_PID (served, kept across a resta
 refusing a client, unclaimed ones closed), and journald's log format when JOURNAL_STREAM names
 stderr."""
 
+import json
 import os
 import re
 import signal
@@ -280,3 +281,18 @@ def test_journal_stream_of_another_file_keeps_timestamps(gateways, tmp_path):
     g.stop()
     first = g.stderr().splitlines()[0]
     assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z info ", first), first
+
+
+def test_journal_stream_json_lines_get_the_prefix_too(gateways):
+    g = gateways(gateway={"log_format": "json"})
+    open(g.stderr_path, "wb").close()
+    st = os.stat(g.stderr_path)
+    launch(g, env={"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino}"})
+    g.stop()
+    lines = [ln for ln in g.stderr().splitlines() if ln]
+    assert lines
+    for ln in lines:
+        m = re.match(r"<([3467])>(\{.*\})$", ln)
+        assert m, ln
+        obj = json.loads(m.group(2))
+        assert {"3": "error", "4": "warn", "6": "info", "7": "debug"}[m.group(1)] == obj["level"]
