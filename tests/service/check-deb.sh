@@ -5,7 +5,10 @@
 #   2. lintian checks the .deb on this host: any E: fails, W: lines are printed;
 #   3. a second fresh container gets only the .deb installed, and tests/service/deb-checks.sh
 #      checks it without systemd: wsgate -t on the installed config, the user, the conffile,
-#      the enabled unit, /healthz when started as the wsgate user, remove, purge.
+#      the enabled unit, /healthz when started as the wsgate user, remove, purge;
+#   4. with podman, the same image booted by systemd (tests/service/deb-systemd-checks.sh):
+#      Type=notify readiness, the sandbox, reload, journald priorities, wsgate.socket, stop
+#      (WSGATE_DEB_SYSTEMD=0 skips it).
 # The engine and base image come from docker/engine.sh (podman set up for this host when no
 # Docker engine answers; needs root or sudo). Settings: WSGATE_DEB_KEEP=DIR copies the .debs
 # there; WSGATE_DOCKER_REF=HEAD builds the committed tree instead of the work tree's files.
@@ -32,7 +35,7 @@ container=""
 cleanup() {
 	rc=$?
 	[ -z "$container" ] || engine rm -f "$container" >/dev/null 2>&1 || true
-	engine rmi -f "$image" >/dev/null 2>&1 || true
+	engine rmi -f "$image" "$image-systemd" >/dev/null 2>&1 || true
 	rm -rf "$tmp"
 	if [ "$rc" -eq 0 ]; then phase "check-deb passed"; else phase "check-deb FAILED (exit $rc)"; fi
 	exit "$rc"
@@ -64,7 +67,8 @@ if [ "$ENGINE" = podman ]; then
 else
 	set --
 fi
-engine build "$@" -f "$ctx/tests/service/deb.Dockerfile" -t "$image" "$ctx" >"$tmp/build.log" 2>&1 ||
+engine build "$@" --target installed -f "$ctx/tests/service/deb.Dockerfile" -t "$image" "$ctx" \
+    >"$tmp/build.log" 2>&1 ||
     { tail -n 60 "$tmp/build.log" >&2; fail "image build (log above)"; }
 grep -E 'dpkg-deb: building package|Setting up wsgate' "$tmp/build.log" || true
 
@@ -87,3 +91,17 @@ fi
 phase "installed package checks (no systemd)"
 engine run --rm -v "$top/tests/service/deb-checks.sh:/deb-checks.sh:ro" "$image" \
     bash /deb-checks.sh || fail "installed package checks"
+
+# systemd as PID 1 needs podman's --systemd mode (Docker has none): the unit as it really runs.
+if [ "$ENGINE" != podman ] || [ "${WSGATE_DEB_SYSTEMD:-1}" = 0 ]; then
+	phase "under systemd: skipped (needs podman; WSGATE_DEB_SYSTEMD=${WSGATE_DEB_SYSTEMD:-1})"
+	exit 0
+fi
+phase "under systemd (podman --systemd=always): readiness, sandbox, reload, socket activation"
+engine build --format docker --pull=never --layers --target systemd \
+    -f "$ctx/tests/service/deb.Dockerfile" -t "$image-systemd" "$ctx" >"$tmp/build-systemd.log" 2>&1 ||
+    { tail -n 40 "$tmp/build-systemd.log" >&2; fail "systemd image build"; }
+container=$(engine run -d --systemd=always \
+    -v "$top/tests/service/deb-systemd-checks.sh:/deb-systemd-checks.sh:ro" "$image-systemd") ||
+    fail "cannot boot the systemd container"
+engine exec "$container" bash /deb-systemd-checks.sh || fail "checks under systemd"

@@ -22,6 +22,7 @@ step "unit enabled, socket not, man pages"
 [ -L /etc/systemd/system/multi-user.target.wants/wsgate.service ] || fail "wsgate.service not enabled"
 [ ! -e /etc/systemd/system/sockets.target.wants/wsgate.socket ] || fail "wsgate.socket enabled"
 grep -q '^Type=notify$' /lib/systemd/system/wsgate.service || fail "unit not Type=notify"
+[ -x /bin/kill ] || fail "no /bin/kill for the unit's ExecReload (Depends: procps)"
 [ -f /usr/share/man/man8/wsgate.8.gz ] && [ -f /usr/share/man/man5/wsgate.ini.5.gz ] ||
 	fail "man pages missing"
 [ -f /usr/share/wsgate/grafana/wsgate.json ] || fail "dashboard missing"
