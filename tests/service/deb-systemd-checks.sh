@@ -56,8 +56,10 @@ journalctl -u wsgate -p warning --no-pager | grep -q "rejected" ||
 cp /tmp/wsgate.ini.good /etc/wsgate/wsgate.ini
 
 step "socket activation: wsgate.socket"
+# The socket binds the service's address: the service must let it go first.
+systemctl stop wsgate || fail "stop before enabling the socket"
 systemctl enable --now wsgate.socket >/dev/null 2>&1 || fail "wsgate.socket"
-systemctl restart wsgate || fail "restart with the socket"
+systemctl start wsgate || fail "start with the socket"
 wait_for 30 active_serving || fail "not serving after the restart"
 journalctl -u wsgate --no-pager | grep -q "socket from the service manager" ||
 	fail "the socket was not taken from systemd"
