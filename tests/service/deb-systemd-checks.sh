@@ -12,7 +12,7 @@ fail() {
 	journalctl -u wsgate --no-pager | tail -n 30 >&2
 	exit 1
 }
-prop() { systemctl show wsgate -p "$1" --value; }
+prop() { systemctl show wsgate -p "$1" --value 2>/dev/null; } # quiet while systemd boots
 healthz() {
 	{ exec 3<>/dev/tcp/127.0.0.1/8080; } 2>/dev/null || return 1
 	printf 'GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&3
