@@ -25,6 +25,7 @@
 #include "mailbox.h"
 #include "router.h"
 #include "security.h"
+#include "service.h"
 #include "admin.h"
 #include "tls.h"
 #include "upstream_health.h"
@@ -110,6 +111,9 @@ gateway_shutdown(struct gateway *gw, const char *why)
 	}
 	log_info("%s: draining %zu connection(s) over %llu ms, waiting up to %llu ms", why,
 	    gateway_nconns(gw), (unsigned long long)window, (unsigned long long)ms);
+	/* The manager stops waiting for READY and starts its TimeoutStopSec (the unit's is
+	 * drain_window + shutdown_timeout with a margin). */
+	service_notify_stopping();
 	gateway_set_state(gw, GW_DRAINING);
 	tv.tv_sec = (time_t)(ms / 1000);
 	tv.tv_usec = (suseconds_t)((ms % 1000) * 1000);
@@ -173,6 +177,29 @@ gateway_relay_subscription(struct gateway *gw, int worker, int on, const char *c
 	}
 }
 
+/* READY=1 once (from the main loop or worker 0's, whichever is first); later READY=1 end a
+ * reload (gateway_notify_reloaded). */
+static void
+gateway_notify_ready(struct gateway *gw, const char *status)
+{
+	/* Redis coming up for the first time while draining: STOPPING=1 was said already. */
+	if (gateway_state(gw) != GW_RUNNING)
+		return;
+	if (__atomic_exchange_n(&gw->notified_ready, 1, __ATOMIC_ACQ_REL) == 0)
+		service_notify_ready(status);
+}
+
+void
+gateway_notify_reloaded(struct gateway *gw, const char *status)
+{
+	if (gateway_state(gw) != GW_RUNNING)
+		return;
+	if (__atomic_load_n(&gw->notified_ready, __ATOMIC_ACQUIRE))
+		service_notify_ready(status);
+	else
+		service_notify_status(status); /* READY=1 still waits for Redis */
+}
+
 /* The process's sub link is (re)synchronised: publishes the workers held can go. */
 static void
 gateway_redis_up(void *arg)
@@ -182,6 +209,9 @@ gateway_redis_up(void *arg)
 	for (size_t i = 0; i < gw->nworkers; i++)
 		if (worker_post(gw->workers[i], WORKER_MSG_REDIS_UP, NULL, 0, NULL, 0) < 0)
 			log_warnx("worker %zu: cannot post redis up", i);
+	/* With Redis the service is ready once the process's SUBSCRIBEs are in place: from
+	 * then on a publish reaches this instance's clients. Only the first time counts. */
+	gateway_notify_ready(gw, "serving; Redis subscribed");
 }
 
 void
@@ -297,7 +327,8 @@ gateway_workers_init(struct gateway *gw)
 
 	if (n > 1)
 		for (size_t i = 0; i < cfg->nlistens; i++)
-			if (listener_probe(&cfg->listens[i]) < 0)
+			if (service_listen_fd_match(&cfg->listens[i]) < 0 &&
+			    listener_probe(&cfg->listens[i]) < 0)
 				return -1;
 	if ((gw->workers = calloc(n, sizeof(*gw->workers))) == NULL)
 		return -1;
@@ -358,6 +389,7 @@ gateway_init(struct gateway *gw, struct config *cfg, const char *config_path)
 		return -1;
 	if (gateway_workers_init(gw) < 0)
 		return -1;
+	service_listen_fds_unclaimed();
 	if ((gw->admin = admin_new(gw)) == NULL)
 		return -1;
 	return 0;
@@ -378,6 +410,10 @@ gateway_run(struct gateway *gw)
 		log_info("wsgate %s started (instance %s, %zu worker(s), %zu route(s), pub/sub via "
 		    "%s)", WSGATE_VERSION, gw->instance_id, gw->nworkers, gw->cfg->nroutes,
 		    gw->cfg->redis.enabled ? "redis" : "in-process hub");
+		if (!gw->cfg->redis.enabled)
+			gateway_notify_ready(gw, "serving");
+		else
+			service_notify_status("listening; waiting for the Redis subscriptions");
 		if (event_base_dispatch(gw->base) < 0) {
 			log_warnx("event loop failed");
 			gateway_stop(gw);
@@ -450,6 +486,8 @@ gateway_free(struct gateway *gw)
 	gw->sec = NULL;
 	limit_free(gw->limits);
 	gw->limits = NULL;
+	/* Every listener closed its duplicate; the manager keeps its own copy. */
+	service_listen_fds_close();
 	gateway_signals_off(gw);
 	if (gw->shutdown_timer)
 		event_free(gw->shutdown_timer);

@@ -49,6 +49,7 @@ struct gateway {
 	struct admin *admin;         /* admin_listen endpoints */
 	uint64_t next_conn_id;
 	char instance_id[16];        /* random hex: makes connection ids unique across instances */
+	int notified_ready;          /* READY=1 sent to the service manager (atomic) */
 };
 
 /* Takes ownership of cfg. -1 (logged) on failure. */
@@ -85,6 +86,8 @@ int reload_check_ca_files(const struct config *cfg, struct config_errors *errs)
     __attribute__((warn_unused_result));
 /* A worker took the snapshot of reload gen (main loop, from the worker's report). */
 void gateway_reload_applied(struct gateway *gw, uint64_t gen);
+/* A reload ended (applied or refused): READY=1 again after RELOADING=1. */
+void gateway_notify_reloaded(struct gateway *gw, const char *status);
 
 /* 1 when serving and every worker's broker delivers (/readyz). */
 int gateway_ready(const struct gateway *gw);

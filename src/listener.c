@@ -4,6 +4,7 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #include "log.h"
 #include "proxy_proto.h"
 #include "security.h"
+#include "service.h"
 #include "transport.h"
 #include "worker.h"
 
@@ -389,6 +391,7 @@ listener_new(struct worker *w, const struct config_listen *cl, int reuseport)
 {
 	struct addrinfo *res = NULL;
 	struct listener *l;
+	int inherited, fd = -1;
 
 	if ((l = calloc(1, sizeof(*l))) == NULL)
 		return NULL;
@@ -405,18 +408,40 @@ listener_new(struct worker *w, const struct config_listen *cl, int reuseport)
 		l->tls = w->gw->tls;
 	}
 	listener_format_name(l->name, sizeof(l->name), cl);
-	if (listener_resolve(cl, l->name, &res) < 0) {
-		free(l);
-		return NULL;
+	if ((inherited = service_listen_fd_match(cl)) >= 0) {
+		/* Socket activation: the service manager bound the address and keeps its socket
+		 * across our restarts. Every worker accepts on a duplicate of that one socket (one
+		 * accept queue, woken together) instead of a SO_REUSEPORT socket each: the manager
+		 * passes one socket per address, and the kernel would queue nothing for sockets we
+		 * bound ourselves while we restart. */
+		if ((fd = fcntl(inherited, F_DUPFD_CLOEXEC, 0)) < 0 ||
+		    evutil_make_socket_nonblocking(fd) < 0) {
+			log_warn("listen %s: inherited socket %d", l->name, inherited);
+			if (fd >= 0)
+				close(fd);
+			free(l);
+			return NULL;
+		}
+		/* Backlog 0: already listening, libevent leaves it alone. */
+		l->lev = evconnlistener_new(w->base, listener_accept, l,
+		                            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+		if (l->lev == NULL)
+			close(fd);
+	} else {
+		if (listener_resolve(cl, l->name, &res) < 0) {
+			free(l);
+			return NULL;
+		}
+		/* With several workers each has its own socket on the address and the kernel
+		 * spreads new connections over them: no shared accept queue, no thundering herd. */
+		l->lev = evconnlistener_new_bind(w->base, listener_accept, l,
+		                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
+		                                     LEV_OPT_REUSEABLE |
+		                                     (reuseport ? LEV_OPT_REUSEABLE_PORT : 0),
+		                                 LISTENER_BACKLOG, res->ai_addr,
+		                                 (int)res->ai_addrlen);
+		freeaddrinfo(res);
 	}
-	/* With several workers each has its own socket on the address and the kernel spreads
-	 * new connections over them: no shared accept queue, no thundering herd. */
-	l->lev = evconnlistener_new_bind(w->base, listener_accept, l,
-	                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
-	                                     LEV_OPT_REUSEABLE |
-	                                     (reuseport ? LEV_OPT_REUSEABLE_PORT : 0),
-	                                 LISTENER_BACKLOG, res->ai_addr, (int)res->ai_addrlen);
-	freeaddrinfo(res);
 	if (l->lev == NULL) {
 		log_warn("listen %s", l->name);
 		free(l);
@@ -429,8 +454,9 @@ listener_new(struct worker *w, const struct config_listen *cl, int reuseport)
 		return NULL;
 	}
 	if (w->id == 0)
-		log_info("listening on %s%s%s", l->name, l->tls != NULL ? " (TLS)" : "",
-		         l->proxy_protocol ? " (PROXY protocol)" : "");
+		log_info("listening on %s%s%s%s", l->name, l->tls != NULL ? " (TLS)" : "",
+		         l->proxy_protocol ? " (PROXY protocol)" : "",
+		         inherited >= 0 ? " (socket from the service manager)" : "");
 	return l;
 }
 

@@ -1,5 +1,6 @@
 /* log.c - one line per event on stderr: UTC time, level, optional connection id, message.
- * Lines are written with a single write(2) so lines from threads never interleave. */
+ * Lines are written with a single write(2) so lines from threads never interleave. When stderr
+ * is journald's stream (JOURNAL_STREAM), text lines carry a syslog priority and no time. */
 #include "log.h"
 
 #include <errno.h>
@@ -7,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -14,6 +16,25 @@
 static enum log_level log_level_cur = LOG_LVL_INFO;
 static int log_json;
 static const char *const log_names[] = { "error", "warn", "info", "debug" };
+/* sd-daemon(3)'s "<N>" prefixes, journald's priority of each level (LOG_ERR ... LOG_DEBUG). */
+static const char *const log_prio[] = { "<3>", "<4>", "<6>", "<7>" };
+static int log_journal; /* set once at start-up, before any thread */
+
+int
+log_detect_journal(void)
+{
+	const char *e = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	char tail;
+
+	/* systemd.exec(5): "DEVICE:INODE" of the stream it connected; only when stderr is that
+	 * very stream (not redirected by a wrapper) does journald read the prefixes. */
+	log_journal = e != NULL && sscanf(e, "%llu:%llu%c", &dev, &ino, &tail) == 2 &&
+	    fstat(STDERR_FILENO, &st) == 0 && (unsigned long long)st.st_dev == dev &&
+	    (unsigned long long)st.st_ino == ino;
+	return log_journal;
+}
 
 /* Set by the main loop (start, reload), read by every worker: relaxed atomics. */
 void
@@ -91,8 +112,10 @@ log_write_json(enum log_level lvl, const struct log_ctx *ctx, const char *errstr
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", tm);
-	n = (size_t)snprintf(line, sizeof(line), "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\"", ts,
-	    (long)(tv->tv_usec / 1000), log_names[lvl]);
+	/* Under journald the priority prefix too (stripped by journald: the message stays one
+	 * JSON object), so journalctl -p works whatever the format. */
+	n = (size_t)snprintf(line, sizeof(line), "%s{\"time\":\"%s.%03ldZ\",\"level\":\"%s\"",
+	    log_journal ? log_prio[lvl] : "", ts, (long)(tv->tv_usec / 1000), log_names[lvl]);
 	if (ctx != NULL && ctx->conn != 0) {
 		n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"conn\":%llu",
 		    (unsigned long long)ctx->conn);
@@ -135,10 +158,16 @@ log_write(enum log_level lvl, const struct log_ctx *ctx, const char *errstr, con
 		log_write_json(lvl, ctx, errstr, &tv, &tm, fmt, ap);
 		return;
 	}
-	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s ", (long)(tv.tv_usec / 1000),
-	    log_names[lvl]);
-	n += (size_t)r;
+	if (log_journal) {
+		/* journald stamps the time itself and reads the priority from the prefix. */
+		r = snprintf(line, sizeof(line), "%s%-5s ", log_prio[lvl], log_names[lvl]);
+		n = (size_t)r;
+	} else {
+		n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+		r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s ", (long)(tv.tv_usec / 1000),
+		    log_names[lvl]);
+		n += (size_t)r;
+	}
 	if (ctx != NULL && ctx->conn != 0) {
 		r = snprintf(line + n, sizeof(line) - n, "[conn %llu] ", (unsigned long long)ctx->conn);
 		n += (size_t)r;

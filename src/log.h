@@ -17,6 +17,9 @@ enum log_level log_get_level(void);
 /* Parses "error|warn|info|debug"; returns -1 when unknown. */
 int log_level_parse(const char *s, enum log_level *out);
 int log_enabled(enum log_level lvl);
+/* Text lines become "<PRIO>level message" (no time) when stderr is the journal's stream
+ * (JOURNAL_STREAM names its device:inode). Call once at start-up; returns 1 when so. */
+int log_detect_journal(void);
 
 /* Who a connection-scoped line is about. */
 struct log_ctx {

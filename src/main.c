@@ -9,6 +9,7 @@
 #include "log.h"
 #include "route.h"
 #include "route_map.h"
+#include "service.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -72,11 +73,12 @@ main(int argc, char **argv)
 	struct config_errors errs = { NULL, 0 };
 	struct config *cfg = NULL;
 	struct gateway gw;
-	int ch, test = 0, status;
+	int ch, test = 0, status, nfds;
 
 	/* Until the gateway's own handler is in place a reload request is dropped, not fatal (the
 	 * default action of SIGHUP is to terminate). */
 	signal(SIGHUP, SIG_IGN);
+	(void)log_detect_journal();
 	while ((ch = getopt_long(argc, argv, "c:tvh", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -123,6 +125,9 @@ main(int argc, char **argv)
 	}
 	log_set_level(cfg->log_level);
 	log_set_json(cfg->log_format == LOG_FORMAT_JSON);
+	/* Before any thread: the sockets systemd passed (wsgate.socket), matched to listen lines. */
+	if ((nfds = service_listen_fds_take()) > 0)
+		log_info("socket activation: %d listening socket(s) passed", nfds);
 	if (gateway_init(&gw, cfg, path) < 0) {
 		gateway_free(&gw);
 		return 1;

@@ -12,6 +12,7 @@
 #include "gateway.h"
 #include "log.h"
 #include "security.h"
+#include "service.h"
 #include "tls.h"
 #include "upstream.h"
 #include "worker.h"
@@ -164,6 +165,7 @@ gateway_reload(struct gateway *gw)
 		return;
 	}
 	log_info("SIGHUP: reloading %s", gw->config_path);
+	service_notify_reloading();
 	if ((bad = reload_candidate_load(gw, &cand, &errs)) != 0) {
 		for (size_t i = 0; i < errs.n; i++)
 			log_warnx("reload: %s", errs.msgs[i]);
@@ -175,6 +177,7 @@ gateway_reload(struct gateway *gw)
 		log_warnx("reload: %s rejected (%zu error(s)); the running configuration stays "
 		    "whole (routes, certificates, keys, limits)", gw->config_path, errs.n);
 		config_errors_free(&errs);
+		gateway_notify_reloaded(gw, "serving; last reload rejected, see the log");
 		return;
 	}
 	config_errors_free(&errs);
@@ -215,4 +218,5 @@ gateway_reload_applied(struct gateway *gw, uint64_t gen)
 		return;
 	log_info("reload: %s in force for new connections (%zu route(s)%s)", gw->config_path,
 	    gw->cfg->nroutes, gw->reload_fixed ? "; some settings need a restart, see above" : "");
+	gateway_notify_reloaded(gw, "serving; reloaded");
 }

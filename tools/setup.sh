@@ -17,11 +17,12 @@ done
 
 # Build tools and libraries, then what the test suite talks to for real:
 # redis-server, python3-websockets (+pytest), Node.js for the `ws` client, Chromium for the browser test,
-# clang and its runtime for the fuzzers.
+# clang and its runtime for the fuzzers, Prometheus (promtool too) for the dashboard test.
 PKGS="build-essential autoconf automake pkg-config \
 libevent-dev libssl-dev libhiredis-dev libinih-dev check zlib1g-dev \
 redis-server haproxy python3 python3-websockets python3-pytest nodejs npm chromium \
-clang libclang-rt-14-dev openssl curl procps"
+clang libclang-rt-14-dev openssl curl procps \
+prometheus"
 
 if [ "$deps" = yes ]; then
 	SUDO=""
