@@ -16,7 +16,8 @@
 #                                against the signed indexes it fetches fresh, so a stale or
 #                                damaged file is fetched again, never installed)
 #   WSGATE_FRESH_OUT=DIR         keep the logs (first.log, second.log, test-suite.log...) there
-#   WSGATE_FRESH_SETUP_TIMEOUT=S how long the first command may take (default 1500 s)
+#   WSGATE_FRESH_SETUP_TIMEOUT=S how long the first command may take (default 2400 s)
+#   WSGATE_FRESH_UNSAFE_IO=0     let dpkg fsync in the throw-away container (default: not)
 # The harness, not the project, passes in this host's egress: when the host trusts local CAs
 # (/usr/local/share/ca-certificates/*.crt, e.g. a TLS-inspecting proxy to the registries), the
 # container gets them for npm (NODE_EXTRA_CA_CERTS) and nothing else; a real machine needs none.
@@ -89,7 +90,8 @@ rc=0
 tar -C "$tmp/repo" -cf - . |
     engine run -i --name "$name" $pull --shm-size=512m --user root \
     -e WSGATE_CMD1="$cmd1" -e WSGATE_CMD2="$cmd2" \
-    -e WSGATE_FRESH_SETUP_TIMEOUT="${WSGATE_FRESH_SETUP_TIMEOUT:-1500}" \
+    -e WSGATE_FRESH_SETUP_TIMEOUT="${WSGATE_FRESH_SETUP_TIMEOUT:-2400}" \
+    -e WSGATE_FRESH_UNSAFE_IO="${WSGATE_FRESH_UNSAFE_IO:-1}" \
     "$@" "$WSGATE_BASE_IMAGE" bash /harness/inside.sh || rc=$?
 if [ "$rc" -eq 0 ]; then
 	phase "fresh Debian 12: the README's two commands passed"
