@@ -63,17 +63,20 @@ apt_install() {
 if [ "$deps" = yes ]; then
 	command -v apt-get >/dev/null 2>&1 || die "apt-get not found: this script installs Debian 12 packages" \
 	    "(on another system install the packages it names, then run it with --no-deps)"
+	# shellcheck disable=SC2086 # one word per package
 	missing=$(missing_pkgs $BUILD_PKGS $TEST_PKGS)
 	if [ -n "$missing" ]; then
 		say "installing:$missing"
 		$SUDO apt-get update -q || die "apt-get update failed: check the network and /etc/apt/sources.list*"
 	fi
+	# shellcheck disable=SC2086
 	missing=$(missing_pkgs $BUILD_PKGS)
 	if [ -n "$missing" ]; then
 		# shellcheck disable=SC2086
 		apt_install $missing || die "cannot install the build dependencies:$missing" \
 		    "(fix apt, then run tools/setup.sh again)"
 	fi
+	# shellcheck disable=SC2086
 	missing=$(missing_pkgs $TEST_PKGS)
 	# shellcheck disable=SC2086
 	if [ -n "$missing" ] && ! apt_install $missing; then
@@ -113,6 +116,7 @@ fi
 # The modules in tests/node/node_modules: exit 2 when one is missing or refuses this node
 # (its "engines"), 1 when one differs from what package-lock.json pins.
 modules_check() {
+	# shellcheck disable=SC2016 # JavaScript, not shell
 	(cd "$top/tests/node" && node -e '
 		const l = require("./package-lock.json").packages;
 		const major = +process.versions.node.split(".")[0];

@@ -16,7 +16,7 @@ fail() {
 	exit 1
 }
 
-mkdir -p /root/wsgate && tar -C /root/wsgate -xf - || fail "cannot unpack the repository"
+{ mkdir -p /root/wsgate && tar -C /root/wsgate -xf -; } || fail "cannot unpack the repository"
 # The container is thrown away: dpkg need not fsync each of the ~660 packages the first
 # command installs (on a loaded host that is most of its time). A harness setting, not the
 # project's: the commands themselves run verbatim. WSGATE_FRESH_UNSAFE_IO=0 turns it off.

@@ -32,6 +32,7 @@ phase() { printf '==== [%4ss] %s\n' "$(($(date +%s) - t_start))" "$*"; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/wsgate-fresh.XXXXXX")
 name=wsgate-fresh-$$
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
 	rc=$?
 	trap - EXIT INT TERM
@@ -72,7 +73,7 @@ if [ -n "$cas" ]; then
 	# shellcheck disable=SC2086 # one word per file
 	cat $cas >"$tmp/harness/extra-ca.pem"
 	set -- "$@" -e NODE_EXTRA_CA_CERTS=/harness/extra-ca.pem
-	phase "harness: this host's local CAs passed to npm in the container: $(echo $cas)"
+	phase "harness: this host's local CAs passed to npm in the container: $(echo "$cas" | tr "\n" " ")"
 fi
 
 mkdir "$tmp/repo"
