@@ -26,18 +26,8 @@ trap 'exit 130' INT TERM
 ctx="$work/ctx"
 mkdir "$ctx"
 
-if [ -n "${WSGATE_DOCKER_REF:-}" ]; then
-	git -C "$top" archive --format=tar "$WSGATE_DOCKER_REF" | tar -C "$ctx" -xf -
-	rm -rf "$ctx/docker"
-	src="$(git -C "$top" rev-parse --short "$WSGATE_DOCKER_REF") ($WSGATE_DOCKER_REF)"
-else
-	# Files deleted in the work tree but still tracked are skipped.
-	# shellcheck disable=SC2016 # $f belongs to the inner sh
-	(cd "$top" && git ls-files -z --cached --others --exclude-standard -- . ':!docker' |
-	    xargs -0 sh -c 'for f; do if [ -e "$f" ]; then printf "%s\0" "$f"; fi; done' sh |
-	    tar --null -T - -cf -) | tar -C "$ctx" -xf -
-	src="work tree of $(git -C "$top" rev-parse --short HEAD)"
-fi
+src=$(engine_copy_tree "$top" "$ctx" "${WSGATE_DOCKER_REF:-}") || engine_die "cannot copy the source tree"
+rm -rf "$ctx/docker"
 mkdir -p "$ctx/docker"
 (cd "$top/docker" && tar -cf - .) | tar -C "$ctx/docker" -xf -
 engine_log "context: $src, $(du -sh "$ctx" | cut -f1)"

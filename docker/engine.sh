@@ -7,6 +7,10 @@
 #   - hard limits cannot be raised (20,000 open files), so podman's default ulimits fail:
 #     a containers.conf passed in CONTAINERS_CONF sets nofile/nproc within them;
 #   - the cgroup layout is hybrid v1, which crun refuses: the same file selects runc;
+#   - service names must resolve (HAProxy finds the replicas, they find Redis): only the
+#     netavark backend (with aardvark-dns) gives DNS; Debian's podman may have recorded CNI on
+#     first use, whose bridge has no DNS here, so compose would come up "healthy" and resolve
+#     nothing. The same file selects netavark, and engine_init checks podman took it;
 #   - no registry can be reached, so `FROM debian:bookworm-slim` must find a local image:
 #     engine_podman_base makes one with debootstrap once and caches its tarball.
 # Settings: WSGATE_ENGINE=docker|podman forces an engine; WSGATE_PODMAN_STATE (default
@@ -40,8 +44,9 @@ engine_apt_install() {
 	engine_log "installing:$missing"
 	engine_root apt-get update -q >&2 || return 1
 	# shellcheck disable=SC2086 # one word per package
-	engine_root env DEBIAN_FRONTEND=noninteractive \
-	    apt-get install -y -q --no-install-recommends $missing >&2
+	# Wait for another apt (a shared host) rather than fail at once on its lock.
+	engine_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
+	    install -y -q --no-install-recommends $missing >&2
 }
 
 engine() {
@@ -64,6 +69,11 @@ engine_podman_conf() {
 
 	[engine]
 	runtime = "runc"
+
+	# DNS by service name needs netavark + aardvark-dns; this overrides the CNI backend
+	# podman may have recorded on first use (no DNS plugin there).
+	[network]
+	network_backend = "netavark"
 	EOF
 	CONTAINERS_CONF="$dir/containers.conf"
 	export CONTAINERS_CONF
@@ -132,6 +142,24 @@ engine_podman_base() {
 	    podman tag localhost/debian:bookworm-slim "$WSGATE_BASE_IMAGE"
 }
 
+# Copy the repository's source files at $1 into the empty directory $2, never the work tree
+# itself (no build/ directories, node_modules or object files): git-tracked and new (not
+# ignored) files as they are in the work tree, or with a ref in $3 the committed tree of that
+# ref (`git archive`). Prints what was copied ("work tree of abc1234", "abc1234 (HEAD)").
+engine_copy_tree() {
+	if [ -n "${3:-}" ]; then
+		git -C "$1" archive --format=tar "$3" | tar -C "$2" -xf - || return 1
+		echo "$(git -C "$1" rev-parse --short "$3") ($3)"
+	else
+		# Files deleted in the work tree but still tracked are skipped.
+		# shellcheck disable=SC2016 # $f belongs to the inner sh
+		(cd "$1" && git ls-files -z --cached --others --exclude-standard -- . |
+		    xargs -0 sh -c 'for f; do if [ -e "$f" ]; then printf "%s\0" "$f"; fi; done' sh |
+		    tar --null -T - -cf -) | tar -C "$2" -xf - || return 1
+		echo "work tree of $(git -C "$1" rev-parse --short HEAD)"
+	fi
+}
+
 # Pick and prepare the engine. Docker wins when its daemon answers (`docker info`).
 engine_init() {
 	want=${WSGATE_ENGINE:-}
@@ -156,10 +184,16 @@ engine_init() {
 	podman)
 		ENGINE=podman
 		COMPOSE=podman-compose
-		# catatonit is podman's --init (compose "init: true"); netavark needs iptables.
-		engine_apt_install podman podman-compose runc catatonit netavark aardvark-dns iptables ||
-		    engine_die "cannot install podman and its helpers"
+		# catatonit is podman's --init (compose "init: true"); netavark needs iptables;
+		# aardvark-dns answers service names; slirp4netns is podman's rootless network.
+		engine_apt_install podman podman-compose runc catatonit netavark aardvark-dns \
+		    slirp4netns iptables || engine_die "cannot install podman and its helpers"
 		engine_podman_conf || engine_die "cannot write containers.conf"
+		backend=$(podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null) || backend=""
+		[ "$backend" = netavark ] || engine_die "podman uses the network backend" \
+		    "'${backend:-unknown}', not netavark, despite $CONTAINERS_CONF: service names" \
+		    "would not resolve (no DNS). Install netavark and aardvark-dns, or set" \
+		    "network_backend = \"netavark\" in /etc/containers/containers.conf"
 		engine_podman_base || engine_die "cannot make the base image $WSGATE_BASE_IMAGE"
 		;;
 	*)

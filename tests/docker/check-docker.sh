@@ -2,7 +2,8 @@
 # tests/docker/check-docker.sh - `make check-docker`: build the images, bring up the compose
 # topology of docker/docker-compose.yml (HAProxy, wsgate1..3, Redis) and check it from the host
 # with tests/docker/topology_test.py: health, /echo, cross-replica broadcast, redis-cli PUBLISH,
-# SIGTERM drain with reconnects, restart. The topology is torn down whatever happens.
+# SIGTERM drain with reconnects, restart, Redis down (every replica unhealthy and DOWN in HAProxy,
+# back UP with Redis). The topology is torn down whatever happens.
 #
 # Docker when `docker info` answers, otherwise podman set up for this host (docker/engine.sh:
 # installs podman, podman-compose, runc, debootstrap with apt-get when missing; makes the
@@ -10,7 +11,7 @@
 # Settings:
 #   WSGATE_DOCKER_REF=HEAD     build the committed tree instead of the work tree's files
 #   WSGATE_CHECK_NO_BUILD=1    use the images already built
-#   WSGATE_CHECKS=a,b          run only some checks (health,echo,broadcast,publish,drain,restart)
+#   WSGATE_CHECKS=a,b          run only some checks (health,echo,broadcast,publish,drain,restart,redis)
 #   WSGATE_CONFIG=/abs/x.ini   another wsgate config for the replicas
 #   WSGATE_CHECK_KEEP=1        leave the topology up afterwards (then: docker/compose.sh down)
 set -eu

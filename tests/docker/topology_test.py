@@ -15,6 +15,9 @@ Checks (--checks, comma separated, in this order):
              reconnect through HAProxy to the others and keep receiving broadcasts
   restart    the stopped replica, started again with a new address, is found by HAProxy's
              resolver and serves clients again
+  redis      readiness is real: with Redis stopped, every replica's container HEALTHCHECK
+             fails and HAProxy marks all three DOWN (no new client lands on a replica that
+             cannot deliver); with Redis back they come UP and a PUBLISH reaches all three
 Without broadcast/publish, drain and restart check with /echo instead of /chat.
 """
 
@@ -26,13 +29,14 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 
 import websockets
 
 REPLICAS = ("wsgate1", "wsgate2", "wsgate3")
-ALL_CHECKS = ("health", "echo", "broadcast", "publish", "drain", "restart")
+ALL_CHECKS = ("health", "echo", "broadcast", "publish", "drain", "restart", "redis")
 T0 = time.monotonic()
 
 
@@ -257,31 +261,40 @@ async def check_publish(topo, clients, label):
         f"{(time.monotonic() - t) * 1000:.0f} ms after exec returned")
 
 
-async def health_of(topo, service):
+async def healthcheck_run(name):
+    """Podman schedules health checks with systemd timers; without systemd, run one here.
+    Returns (passed, output)."""
+    p = await asyncio.create_subprocess_exec(
+        "podman", "healthcheck", "run", name,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await p.communicate()
+    return p.returncode == 0, out.decode().strip()
+
+
+async def health_of(topo, service, want="healthy", timeout=40):
+    """Wait until the container's HEALTHCHECK says `want` ("healthy" or "unhealthy")."""
     name = topo.container(service)
+    deadline = time.monotonic() + timeout
     if topo.engine == "podman":
-        # Podman schedules health checks with systemd timers; without systemd, run it here,
-        # retried like the engine would (exec is slow on a loaded host).
-        for attempt in range(3):
-            p = await asyncio.create_subprocess_exec(
-                "podman", "healthcheck", "run", name,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-            out, _ = await p.communicate()
-            if p.returncode == 0:
+        # Retried like the engine would (exec is slow on a loaded host; a replica is ready
+        # only once its Redis link delivers).
+        while True:
+            ok, out = await healthcheck_run(name)
+            if ok == (want == "healthy"):
                 return
+            if time.monotonic() > deadline:
+                fail(f"HEALTHCHECK of {name} is not {want} after {timeout}s: {out}")
             await asyncio.sleep(1)
-        fail(f"HEALTHCHECK of {name} failed 3 times: {out.decode().strip()}")
-    deadline = time.monotonic() + 40
-    while topo.inspect(name, "{{.State.Health.Status}}") != "healthy":
+    while topo.inspect(name, "{{.State.Health.Status}}") != want:
         if time.monotonic() > deadline:
-            fail(f"{name} is not healthy: {topo.inspect(name, '{{json .State.Health}}')}")
+            fail(f"{name} is not {want}: {topo.inspect(name, '{{json .State.Health}}')}")
         await asyncio.sleep(1)
 
 
 async def check_health(topo):
     t = time.monotonic()
     await asyncio.gather(*(health_of(topo, s) for s in REPLICAS + ("redis",)))
-    log(f"  container HEALTHCHECKs pass (wsgate1..3 GET /healthz, redis PING) in "
+    log(f"  container HEALTHCHECKs pass (wsgate1..3 GET /readyz, redis PING) in "
         f"{time.monotonic() - t:.1f}s")
     view = topo.wait_servers({s: "UP" for s in REPLICAS}, 60)
     log(f"  HAProxy: {view}")
@@ -406,6 +419,42 @@ async def check_restart(topo, path, use_chat, clients, victim="wsgate2"):
         await c.close()
 
 
+async def check_redis_down(topo, victim="redis"):
+    """Readiness reflects delivery: a replica that cannot reach Redis is unhealthy and DOWN."""
+    clients = await connect_spread(topo, "/chat", 6, "k")
+    await sync_chat(clients)
+    name = topo.container(victim)
+    t = time.monotonic()
+    await topo.arun("stop", name)
+    log(f"  {topo.engine} stop {name}: {time.monotonic() - t:.1f}s")
+    view = topo.wait_servers({s: "DOWN" for s in REPLICAS}, 30)
+    log(f"  HAProxy marks every replica DOWN {time.monotonic() - t:.1f}s after Redis stopped: "
+        f"{view}")
+    await asyncio.gather(*(health_of(topo, s, "unhealthy", 30) for s in REPLICAS))
+    log(f"  container HEALTHCHECKs (GET /readyz) fail on wsgate1..3 without Redis")
+    try:
+        with urllib.request.urlopen(topo.ws_base.replace("ws:", "http:") + "/healthz",
+                                    timeout=3) as r:
+            fail(f"GET /healthz through HAProxy answered {r.status} with every replica DOWN")
+    except urllib.error.HTTPError as e:
+        if e.code != 503:
+            fail(f"GET /healthz through HAProxy: {e.code}, not 503, with every replica DOWN")
+    log("  a new request through HAProxy gets 503: no replica that cannot deliver takes it")
+    for c in clients:
+        if c.closed.is_set():
+            fail(f"{c.name}@{c.server} was closed ({c.close_code}) while Redis was down")
+    t = time.monotonic()
+    await topo.arun("start", name)
+    view = topo.wait_servers({s: "UP" for s in REPLICAS}, 60)
+    log(f"  Redis started again: HAProxy has every replica UP after "
+        f"{time.monotonic() - t:.1f}s")
+    await asyncio.gather(*(health_of(topo, s) for s in REPLICAS))
+    await sync_chat(clients, timeout=20)
+    await check_publish(topo, clients, "after-redis")
+    for c in clients:
+        await c.close()
+
+
 async def run(args):
     topo = Topology(args)
     checks = [c for c in args.checks.split(",") if c]
@@ -471,6 +520,7 @@ async def run(args):
     await step("publish", publish)
     await step("drain", drain)
     await step("restart", restart)
+    await step("redis", lambda: check_redis_down(topo))
     log(f"passed: {', '.join(passed)}")
 
 

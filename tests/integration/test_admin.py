@@ -124,8 +124,6 @@ def test_status_page_in_chromium(quiet_gw, tmp_path):
     node = shutil.which("node")
     assert node and os.access(CHROMIUM, os.X_OK), "node and chromium are needed"
     missing = node_modules_missing("playwright-core")
-    if missing and os.environ.get("WSGATE_DISTCHECK") == "1":
-        pytest.skip("distcheck tree without node modules")
     assert not missing, f"node modules {missing} missing: run npm ci in tests/node"
     status, headers, body = get(gw.admin, "/status")
     assert status == 200 and headers["Content-Type"].startswith("text/html")

@@ -43,8 +43,6 @@ def browser_env():
     assert node, "node is not installed"
     assert os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} missing: apt-get install chromium"
     missing = node_modules_missing("playwright-core")
-    if missing and os.environ.get("WSGATE_DISTCHECK") == "1":
-        pytest.skip(f"distcheck tree without node modules ({node_modules_dir()})")
     assert not missing, (f"node modules {missing} not found in {node_modules_dir()}: run "
                          "`npm ci` in tests/node or set WSGATE_NODE_MODULES")
     env = node_env()
