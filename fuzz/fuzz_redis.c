@@ -46,7 +46,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 	} while (0)
 
 #define FZ_NCHAN 6
-#define FZ_MAX_BYTES (8u << 20) /* server output per input, all links */
+#define FZ_MAX_BYTES (4u << 20) /* server output per input, all links */
 
 static const char *const fz_chans[FZ_NCHAN] = {"c0", "room:1", "c2", "wsgate:probe:fz", "x",
                                                "never"};
@@ -99,7 +99,8 @@ fz_deliver(void *arg, const char *channel, size_t clen, const uint8_t *data, siz
 	(void)arg;
 	FZ_CHECK(!fz.freeing);
 	FZ_CHECK(k >= 0 && k != 3); /* the canary channel is never handed on */
-	FZ_CHECK(++fz.got[k] <= fz.sent[k]);
+	/* RAW bytes may carry messages of their own: counted only for what was built here. */
+	FZ_CHECK(++fz.got[k] <= fz.sent[k] || fz.raw);
 	/* The first bytes name the seed; the rest follow the pattern (ASan sees every byte). */
 	if (len > 0) {
 		uint8_t seed = (uint8_t)(data[0] - 'a');
@@ -355,7 +356,7 @@ fz_garbage(struct fz_link *l, uint8_t k)
 	fz_queue(l, s, k % 10 == 9 ? 3 : strlen(s));
 }
 
-/* ["message", channel, body] as Redis pushes it. len may be large (up to ~4 MiB). */
+/* ["message", channel, body] as Redis pushes it. len may be large (up to ~2 MiB). */
 static void
 fz_push_message(int k, size_t len, uint8_t seed)
 {
@@ -458,8 +459,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 0: /* a message, small */
 			fz_push_message(ch, y, x);
 			break;
-		case 1: /* a message, large: up to ~4 MiB */
-			fz_push_message(ch, (size_t)y << 14 | x, y);
+		case 1: /* a message, large: up to ~2 MiB (hiredis reads 16 KiB at a time) */
+			fz_push_message(ch, (size_t)y << 13 | x, y);
 			break;
 		case 2:
 			fz_push_confirm("subscribe", ch, y);

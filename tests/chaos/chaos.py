@@ -53,6 +53,10 @@ class Stats:
             self.c[key] += n
 
     def fail(self, kind, detail):
+        # UTC wall clock with ms, as wsgate's log lines, to find the gateway's side.
+        t = time.time()
+        detail = time.strftime("%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z " + \
+            detail
         with self.lock:
             self.c["fail:" + kind] += 1
             if len(self.failures) < 200:
@@ -101,7 +105,7 @@ def gateway_config(port, admin_port, redis_port, node_port, bad_port, broken=0):
     }
     gw = dict(H.BASE_GATEWAY)
     gw.update({"admin_listen": f"127.0.0.1:{admin_port}", "handshake_timeout": "1s",
-               "log_level": "warn", "shutdown_timeout": "5s"})
+               "log_level": "info", "shutdown_timeout": "5s"})
     hb = {"ping_interval": "2s", "pong_timeout": "4s", "idle_timeout": "0"}
     text = H.render_config([port], gw, hb, routes)
     text += f"\n[redis]\nurl = redis://127.0.0.1:{redis_port}/0\nprobe_interval = 1s\n" \
@@ -658,23 +662,38 @@ def main():
     threads = []
     figures = {}
     verdict = collections.OrderedDict()
+    # Set at the end of the run; an exception before leaves them failed.
+    verdict["gauges settle to live clients"] = False
+    verdict["RSS within 10% of warm-up (A)"] = False
     try:
         for i in insts:
             i.start(cfgs[i.name](0))
-        # warm-up: clients only, no faults, then RSS of A
+        # warm-up: clients only, no injected faults, then RSS of A (the watchdog runs from
+        # the start: a crash during warm-up is a crash too)
+        wd = threading.Thread(target=watchdog, args=(ctx,), daemon=True)
+        wd.start()
+        threads.append(wd)
         workers = [threading.Thread(target=client_loop, args=(ctx, k), daemon=True)
                    for k in range(args.clients)]
         for t in workers:
             t.start()
         warm = min(30.0, args.minutes * 60 * 0.15)
         time.sleep(warm)
-        figures["rss_warm_kib"] = insts[0].rss_kib()
-        warm_pid = insts[0].g.proc.pid
-        for t in (threading.Thread(target=injector, args=(ctx, cfgs, backend_restart, bad),
-                                   daemon=True),
-                  threading.Thread(target=watchdog, args=(ctx,), daemon=True)):
-            t.start()
-            threads.append(t)
+        figures["rss_warm_kib"], warm_pid = 0, None
+        for _ in range(60):
+            with insts[0].lock:
+                if insts[0].alive() and not insts[0].expected_down:
+                    try:
+                        figures["rss_warm_kib"] = insts[0].rss_kib()
+                        warm_pid = insts[0].g.proc.pid
+                        break
+                    except OSError:
+                        pass
+            time.sleep(0.5)
+        inj = threading.Thread(target=injector, args=(ctx, cfgs, backend_restart, bad),
+                               daemon=True)
+        inj.start()
+        threads.append(inj)
         deadline = time.monotonic() + args.minutes * 60 - warm
         while time.monotonic() < deadline:
             time.sleep(1)
@@ -718,8 +737,8 @@ def main():
             for c in cl:
                 c.close()
         time.sleep(1)
-        figures["rss_end_kib"] = insts[0].rss_kib() if insts[0].alive() else 0
         same = insts[0].alive() and insts[0].g.proc.pid == warm_pid
+        figures["rss_end_kib"] = insts[0].rss_kib() if same else 0
         rss_ok = same and figures["rss_end_kib"] <= figures["rss_warm_kib"] * 1.10
         verdict["RSS within 10% of warm-up (A)"] = rss_ok
         if not same:
@@ -728,6 +747,8 @@ def main():
         elif not rss_ok:
             stats.fail("rss", f"A: {figures['rss_warm_kib']} KiB after warm-up, "
                        f"{figures['rss_end_kib']} KiB at the end")
+    except Exception:  # noqa: BLE001  the figures below still print
+        stats.fail("harness", traceback.format_exc(limit=5))
     finally:
         ctx.stop.set()
         clean = True
