@@ -48,17 +48,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 #define FZ_NCHAN 6
 #define FZ_MAX_BYTES (4u << 20) /* server output per input, all links */
 
-static const char *const fz_chans[FZ_NCHAN] = {"c0", "room:1", "c2", "wsgate:probe:fz", "x",
-                                               "never"};
+static const char *const fz_chans[FZ_NCHAN] = {"c0", "room:1", "c2", "wsgate:probe:fz",
+                                               "x",  "never"};
 
 struct fz_link {
-	int fd;          /* server side, -1 when closed */
-	char *out;       /* bytes not yet written to the broker */
+	int fd;    /* server side, -1 when closed */
+	char *out; /* bytes not yet written to the broker */
 	size_t outlen, outcap;
-	char in[65536];  /* what the broker sent, for counting commands */
+	char in[65536]; /* what the broker sent, for counting commands */
 	size_t inlen;
-	int commands;    /* commands seen (each one reply owed) */
-	int answered;    /* replies sent */
+	int commands; /* commands seen (each one reply owed) */
+	int answered; /* replies sent */
 };
 
 static struct {
@@ -69,8 +69,8 @@ static struct {
 	int subscribed[FZ_NCHAN]; /* the sink's channel set */
 	uint64_t sent[FZ_NCHAN];  /* messages the server pushed per channel */
 	uint64_t delivered;
-	uint64_t got[FZ_NCHAN];   /* messages delivered per channel */
-	int freeing;              /* free() runs: nothing may be delivered any more */
+	uint64_t got[FZ_NCHAN]; /* messages delivered per channel */
+	int freeing;            /* free() runs: nothing may be delivered any more */
 	struct fz_link sub, pub;
 	size_t budget;
 } fz;
@@ -312,10 +312,10 @@ fz_drain_backlog(void)
 static void
 fz_pub_reply(uint8_t k, uint8_t v)
 {
-	static const char *const errs[] = {"-ERR wrong number of arguments\r\n",
-	                                   "-NOAUTH Authentication required.\r\n",
-	                                   "-LOADING Redis is loading the dataset in memory\r\n",
-	                                   "-READONLY You can't write against a read only replica.\r\n"};
+	static const char *const errs[] = {
+	    "-ERR wrong number of arguments\r\n", "-NOAUTH Authentication required.\r\n",
+	    "-LOADING Redis is loading the dataset in memory\r\n",
+	    "-READONLY You can't write against a read only replica.\r\n"};
 	char num[32];
 
 	switch (k % 6) {
@@ -348,9 +348,16 @@ static void
 fz_garbage(struct fz_link *l, uint8_t k)
 {
 	static const char *const bad[] = {
-	    "?what\r\n", "\r\n", "#t\r\n", "%1\r\n+a\r\n+b\r\n", ",1.5\r\n", ">3\r\n", "_\r\n",
+	    "?what\r\n",
+	    "\r\n",
+	    "#t\r\n",
+	    "%1\r\n+a\r\n+b\r\n",
+	    ",1.5\r\n",
+	    ">3\r\n",
+	    "_\r\n",
 	    "*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n",
-	    "$9999999999999999999999\r\n", "\x00\r\n"};
+	    "$9999999999999999999999\r\n",
+	    "\x00\r\n"};
 	const char *s = bad[k % 10];
 
 	fz_queue(l, s, k % 10 == 9 ? 3 : strlen(s));

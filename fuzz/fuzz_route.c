@@ -225,7 +225,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FZ_CHECK(m.params[i].name >= m.route->path &&
 		         m.params[i].name + m.params[i].name_len <=
 		             m.route->path + strlen(m.route->path));
-		FZ_CHECK(m.params[i].val >= path && m.params[i].val + m.params[i].val_len <= path + plen);
+		FZ_CHECK(m.params[i].val >= path &&
+		         m.params[i].val + m.params[i].val_len <= path + plen);
 		FZ_CHECK(m.params[i].val_len > 0);
 	}
 	if (st == ROUTE_OK) {
@@ -264,11 +265,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (i = 0; i < nclaims; i++) {
 		const char *qv = NULL;
 		size_t qvn = 0;
-		int got = route_query_get(query, qlen, claims[i].name, claims[i].name_len, &qv, &qvn);
+		int got =
+		    route_query_get(query, qlen, claims[i].name, claims[i].name_len, &qv, &qvn);
 
 		FZ_CHECK(got == fz_ref_query(query, qlen, claims[i].name, claims[i].name_len, &v));
 		if (got)
-			FZ_CHECK(qv == v.p && qvn == v.n && qv >= query && qv + qvn <= query + qlen);
+			FZ_CHECK(qv == v.p && qvn == v.n && qv >= query &&
+			         qv + qvn <= query + qlen);
 	}
 
 	for (j = npat + 2; j < nlines; j++)
