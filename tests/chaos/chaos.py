@@ -231,10 +231,19 @@ def connect(ctx, inst, path, timeout=5.0):
                              repr(e))
 
 
-def crashed(ctx, inst, t0):
-    """The instance crashed (a wsgate bug, counted once by the watchdog) since t0."""
-    return (not inst.alive() and not inst.expected_down) or \
-        ctx.faults.overlaps(("crash:" + inst.name,), t0, time.monotonic())
+def crashed(ctx, inst, t0, wait=2.5):
+    """The instance crashed (a wsgate bug, counted once by the watchdog) since t0. A client
+    can see the crash before the watchdog does (fatalx exits, but the sanitizer's leak check
+    keeps the process, and so the watchdog's poll, busy for a second): a loss is judged only
+    after waiting for the watchdog a little."""
+    end = time.monotonic() + wait
+    while True:
+        if (not inst.alive() and not inst.expected_down) or \
+                ctx.faults.overlaps(("crash:" + inst.name,), t0, time.monotonic()):
+            return True
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.25)
 
 
 def fault_or_fail(ctx, inst, parts, t0, kind, detail):
