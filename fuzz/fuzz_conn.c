@@ -65,6 +65,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	struct config *cfg = NULL;
 	struct config_errors errs = {0};
 	char text[2048];
+	int listen_port;
 
 	(void)argc;
 	(void)argv;
@@ -76,12 +77,28 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	    bind(fz.lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fz.lfd, 64) < 0 ||
 	    getsockname(fz.lfd, (struct sockaddr *)&sa, &sl) < 0) {
 		perror("fuzz_conn: listen");
-		return 1;
+		exit(1);
 	}
 	fcntl(fz.lfd, F_SETFL, fcntl(fz.lfd, F_GETFL) | O_NONBLOCK);
+	/* gateway_init binds the public listener (nothing connects to it): a free port of its
+	 * own, so that several fuzz_conn processes (-fork, -jobs) can run side by side. */
+	{
+		struct sockaddr_in la = sa;
+		socklen_t ll = sizeof(la);
+		int t = socket(AF_INET, SOCK_STREAM, 0);
+
+		la.sin_port = 0;
+		if (t < 0 || bind(t, (struct sockaddr *)&la, sizeof(la)) < 0 ||
+		    getsockname(t, (struct sockaddr *)&la, &ll) < 0) {
+			perror("fuzz_conn: free port");
+			exit(1);
+		}
+		listen_port = ntohs(la.sin_port);
+		close(t);
+	}
 	/* Real timers long enough never to fire within one input: the input fires them. */
 	snprintf(text, sizeof(text),
-	         "[gateway]\nlisten = 127.0.0.1:1\nworkers = 1\nlog_level = error\n"
+	         "[gateway]\nlisten = 127.0.0.1:%d\nworkers = 1\nlog_level = error\n"
 	         "handshake_timeout = 1h\nclose_timeout = 1h\nmax_message_size = 65536\n"
 	         "[heartbeat]\nping_interval = 1s\npong_timeout = 1h\nidle_timeout = 0\n"
 	         "[route /echo]\ntype = echo\n"
@@ -89,15 +106,19 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	         "publish = room:{room}\nmax_queue = 4096\n"
 	         "[route /p]\ntype = proxy\nbackend = ws://127.0.0.1:%d/b\nretries = 1\n"
 	         "connect_timeout = 1h\nfail_timeout = 1ms\n",
-	         ntohs(sa.sin_port));
+	         listen_port, ntohs(sa.sin_port));
 	if (config_load_string("fuzz_conn", text, &cfg, &errs) != 0) {
 		for (size_t i = 0; i < errs.n; i++)
 			fprintf(stderr, "fuzz_conn: %s\n", errs.msgs[i]);
-		return 1;
+		exit(1);
+	}
+	log_set_level(LOG_LVL_WARN); /* why gateway_init failed, if it does */
+	if (gateway_init(&fz.gw, cfg, "fuzz_conn") != 0 || fz.gw.nworkers != 1) {
+		/* libFuzzer ignores our return value: stop here rather than fuzz nothing. */
+		fprintf(stderr, "fuzz_conn: gateway_init failed\n");
+		exit(1);
 	}
 	log_set_level(LOG_LVL_ERROR);
-	if (gateway_init(&fz.gw, cfg, "fuzz_conn") != 0 || fz.gw.nworkers != 1)
-		return 1;
 	fz.w = fz.gw.workers[0];
 	return 0;
 }
@@ -275,8 +296,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if ((x & 7) == 0)
 				fz_client_gone();
 			break;
-		case 8:
-			fz_accept_backends();
+		case 8: /* the backend takes the connection the proxy is opening (if any: a
+		         * loopback connect completes within a few loop turns) */
+			for (int t = 0; t < 20 && fz.nb == 0; t++) {
+				struct pollfd pfd = {fz.lfd, POLLIN, 0};
+
+				fz_pump();
+				if (poll(&pfd, 1, 1) == 1)
+					fz_accept_backends();
+			}
 			break;
 		case 9:
 			if (fz.nb > 0 && fz.bfd[bi] >= 0)
