@@ -213,9 +213,11 @@ def connect(ctx, inst, path, timeout=5.0):
     try:
         return H.WSClient(inst.port, path=path, timeout=timeout)
     except ConnectionRefusedError:
-        if crashed(ctx, inst, time.monotonic() - 1):
+        t = time.monotonic()
+        down = inst.expected_down  # as it was when refused (crashed() waits)
+        if crashed(ctx, inst, t - 1):
             ctx.stats.add("lost_in_crash:connect")
-        elif inst.expected_down:
+        elif down or ctx.faults.overlaps((inst.name,), t - 1, time.monotonic()):
             ctx.stats.add("refused:tcp (instance down)")
         else:
             ctx.stats.fail("connect", f"{inst.name}: connection refused while running")
@@ -250,10 +252,11 @@ def fault_or_fail(ctx, inst, parts, t0, kind, detail):
     """A loss inside one of our fault windows (or on an instance we took down) is the fault's;
     one on an instance that crashed is the crash's (already a failure, not counted again)."""
     parts = tuple(parts) + (inst.name,)
+    down = inst.expected_down  # as it was at the loss (crashed() waits)
     if crashed(ctx, inst, t0):
         ctx.stats.add(f"lost_in_crash:{kind}")
         return None
-    if inst.expected_down or ctx.faults.overlaps(parts, t0, time.monotonic()):
+    if down or ctx.faults.overlaps(parts, t0, time.monotonic()):
         ctx.stats.add(f"lost_in_fault:{kind}")
         return None
     ctx.stats.fail(kind, f"{inst.name}: {detail}")
