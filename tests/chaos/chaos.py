@@ -516,8 +516,10 @@ def proxybad_client(ctx, inst):
 
 def client_loop(ctx, idx):
     rnd = random.Random(idx)
-    kinds = [(echo_good, 30), (pubsub_good, 25), (proxy_good, 20), (garbage_client, 12),
-             (proxybad_client, 8), (lambda c, i: echo_good(c, i, slow=True), 5)]
+    kinds = [(echo_good, 30, "echo"), (pubsub_good, 25, "pubsub"), (proxy_good, 20, "proxy"),
+             (garbage_client, 12, "garbage"), (proxybad_client, 8, "proxybad"),
+             (lambda c, i: echo_good(c, i, slow=True), 5, "echo_slow")]
+    kinds = [(fn, w) for fn, w, name in kinds if name not in ctx.args.skip]
     total = sum(w for _, w in kinds)
     while not ctx.stop.is_set():
         inst = rnd.choice(ctx.insts)
@@ -639,6 +641,9 @@ def main():
     ap.add_argument("--clients", type=int, default=10, help="concurrent client threads")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--skip", type=lambda v: set(v.split(",")), default=set(),
+                    help="client kinds left out, comma-separated (echo, pubsub, proxy, garbage, "
+                    "proxybad, echo_slow): to tell one finding from the others")
     args = ap.parse_args()
     seed = args.seed if args.seed is not None else int(time.time())
     random.seed(seed)
@@ -646,7 +651,8 @@ def main():
     workdir = tempfile.mkdtemp(prefix="wsgate-chaos-")
     stats, faults = Stats(), Faults()
     print(f"chaos: {args.minutes} min, {args.clients} client threads, seed {seed}, "
-          f"work dir {workdir}", flush=True)
+          f"work dir {workdir}" + (f", left out: {','.join(sorted(args.skip))}"
+                                   if args.skip else ""), flush=True)
 
     redis = H.RedisServer(os.path.join(workdir, "redis")).start()
     node = H.NodeWsBackend(quiet=True).start()
