@@ -206,6 +206,8 @@ class Ctx:
         # PR_SET_PDEATHSIG, which the kernel ties to the forking thread): the injector and
         # the watchdog wait for this before returning, set once everything is stopped.
         self.final = threading.Event()
+        self.unwatch = threading.Event()  # the final SIGTERMs: exits are asked for now
+        self.crash_sigs = collections.Counter()  # (exit status, wsgate's last error line)
 
 
 def connect(ctx, inst, path, timeout=5.0):
@@ -610,7 +612,7 @@ def drain_and_restart(ctx, inst, cfgs):
 def watchdog(ctx):
     """An instance that exits without being told is a crash: recorded, stderr kept, restarted
     so the run goes on."""
-    while not ctx.stop.wait(0.5):
+    while not ctx.unwatch.wait(0.5):
         for inst in ctx.insts:
             with inst.lock:
                 if inst.expected_down or inst.g is None or inst.g.running():
@@ -619,6 +621,11 @@ def watchdog(ctx):
                 inst.g.wait(1)
                 inst.collect_stderr()
                 tail = "\n".join(inst.stderr_all[-1].splitlines()[-15:])
+                errs = [ln.split(" ", 1)[-1] for ln in inst.stderr_all[-1].splitlines()
+                        if " error " in ln or "Sanitizer" in ln or "runtime error" in ln]
+                sig = errs[0] if errs else "(no error line)"
+                sig = sig.split(":", 1)[-1].strip() if sig.startswith("error conn") else sig
+                ctx.crash_sigs[(rc, sig[:120])] += 1
                 ctx.stats.fail("crash", f"{inst.name} exited {rc} unasked; stderr tail:\n{tail}")
                 ctx.stats.add("crashes")
                 ctx.faults.begin("crash:" + inst.name, back=1.0)
@@ -769,6 +776,7 @@ def main():
         stats.fail("harness", traceback.format_exc(limit=5))
     finally:
         ctx.stop.set()
+        ctx.unwatch.set()
         clean = True
         for i in insts:
             with i.lock:
@@ -828,6 +836,8 @@ def main():
     print(f"faults injected: {sum(faults_n.values())} {dict(sorted(faults_n.items()))}")
     print(f"instance runs: " + ", ".join(f"{i.name}={i.runs}" for i in insts) +
           f"; crashes {c['crashes']}")
+    for (rc, sig), n in sorted(ctx.crash_sigs.items(), key=lambda kv: -kv[1]):
+        print(f"crash: {n} x exit status {rc}, first error: {sig}")
     print(f"RSS of A: after warm-up {figures.get('rss_warm_kib', 0)} KiB, "
           f"at the end {figures.get('rss_end_kib', 0)} KiB")
     if stats.failures:
