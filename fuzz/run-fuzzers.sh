@@ -63,12 +63,16 @@ for t in $targets; do
 	fi
 	dict=""
 	[ -f "$top/fuzz/$t.dict" ] && dict="-dict=$top/fuzz/$t.dict"
+	# fuzz/<target>.options: extra libFuzzer flags, one line (later flags win), e.g. a longer
+	# -timeout for a target that talks to itself over loopback (fuzz_redis).
+	opts=""
+	[ -f "$top/fuzz/$t.options" ] && opts=$(cat "$top/fuzz/$t.options")
 	log="$work/$t.log"
 	printf 'fuzz_%s: %ss ... ' "$t" "$secs"
-	# shellcheck disable=SC2086 # $dict is empty or one word
+	# shellcheck disable=SC2086 # $dict is empty or one word, $opts is split on purpose
 	if "./fuzz/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
 	    -max_len=16384 -print_final_stats=1 -artifact_prefix="$work/artifacts-$t/" \
-	    $dict "$corpus" >"$log" 2>&1; then
+	    $dict $opts "$corpus" >"$log" 2>&1; then
 		runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
 		echo "ok (${runs:-?} runs, corpus $(ls "$corpus" | wc -l) inputs)"
 	else
