@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config_errors.h"
 #include "cidr.h"
 #include "log.h"
 
@@ -145,12 +146,6 @@ struct config {
 	size_t nroutes;
 };
 
-/* Collected errors, each "FILE:LINE: message" (or "FILE: message" when no line applies). */
-struct config_errors {
-	char **msgs;
-	size_t n;
-};
-
 /* Loads and validates; on success *out is a new snapshot and 0 is returned. On failure -1,
  * *out is NULL and errs holds every error found (not just the first). A variable
  * WSGATE_<SECTION>_<KEY> of environ (singleton sections) replaces that key's lines. */
@@ -167,11 +162,6 @@ void config_free(struct config *cfg);
 /* Reference counting across threads: the last config_release() frees. */
 const struct config *config_hold(const struct config *cfg);
 void config_release(const struct config *cfg);
-void config_errors_free(struct config_errors *errs);
-/* Appends one formatted message (loaders of certificates and keys report through this too);
- * silently drops it when out of memory. errs may be NULL. */
-void config_errors_add(struct config_errors *errs, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
 
 /* Value parsers shared with the key table; 0 on success, -1 on a bad value. */
 int config_parse_duration_ms(const char *s, uint64_t *out); /* "10s", "200ms", "1m", "2h", bare = s */

@@ -230,6 +230,11 @@ conn_handshake_read(struct conn *c)
 	const char *p, *end;
 	int status;
 
+	/* A target is deciding on the request already taken (TARGET_PENDING): bytes behind it (a
+	 * second request pipelined, early frames) wait for the 101 and are never a new handshake,
+	 * which would start a second session over the first. */
+	if (c->pending != NULL)
+		return;
 	n = len < HTTP_MAX_HEADER ? len : HTTP_MAX_HEADER;
 	if ((p = (const char *)evbuffer_pullup(in, (ssize_t)n)) == NULL)
 		return;
