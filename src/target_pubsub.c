@@ -1,8 +1,9 @@
 /* target_pubsub.c - the pubsub route: at the handshake the channel templates are filled from
  * the URL and the connection joins its channels (and its own conn:<id>) in the worker's hub;
  * with Redis the 101 waits (TARGET_PENDING) until every template channel is live, so a message
- * published once the client is open reaches it; client messages are published through the broker; deliveries are written at once while
- * the client keeps up and queued, up to max_queue, with the route's slow-consumer policy. */
+ * published once the client is open reaches it. Client messages are published through the
+ * broker; deliveries are written at once while the client keeps up and queued, up to
+ * max_queue, with the route's slow-consumer policy. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
