@@ -131,7 +131,7 @@ fz_nchannels(void *arg)
 	return n;
 }
 
-static const struct broker_sink fz_sink = {fz_deliver, fz_foreach, fz_nchannels};
+static const struct broker_sink fz_sink = {fz_deliver, fz_foreach, fz_nchannels, NULL};
 
 static void
 fz_on_up(void *arg)

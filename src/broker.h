@@ -45,6 +45,8 @@ struct broker_sink {
 	void (*foreach_channel)(void *arg, void (*fn)(void *fnarg, const char *name, size_t len),
 	    void *fnarg);
 	size_t (*nchannels)(void *arg);
+	/* Redis confirmed a SUBSCRIBE of channel (may be NULL). */
+	void (*confirmed)(void *arg, const char *channel, size_t len);
 };
 
 /* The in-process broker: publish delivers to self's hub directly and to every other worker's

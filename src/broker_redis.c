@@ -627,6 +627,10 @@ broker_redis_on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
 		/* The workers' publishers held their queues for this. */
 		if (b->on_sub_up != NULL)
 			b->on_sub_up(b->on_sub_up_arg);
+	} else if (strcmp(kind->str, "subscribe") == 0 && b->sink->confirmed != NULL &&
+	    !broker_redis_is_probe(b, chan->str, chan->len)) {
+		/* The process now receives this channel: its pending clients may open. */
+		b->sink->confirmed(b->sink_arg, chan->str, chan->len);
 	}
 }
 

@@ -98,6 +98,9 @@ void conn_want_drained(struct conn *c);
 /* TARGET_PENDING finished: send the 101 (with protocol, or none, and extra header lines
  * "Name: value\r\n" when not NULL) and open the session. */
 void conn_upgrade_finish(struct conn *c, const char *protocol, const char *extra);
+/* The first of the route's subprotocols (its preference order) that the client offered, or
+ * NULL; the string is the route's (it lives as long as the connection's snapshot). */
+const char *conn_pick_protocol(const struct config_route *r, const struct http_request *req);
 /* Starts the close handshake (OPEN -> CLOSING), or answers the peer's close. */
 void conn_send_close(struct conn *c, unsigned code, const char *reason);
 

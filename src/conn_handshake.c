@@ -23,8 +23,7 @@
 #include "upstream_req.h"
 #include "worker.h"
 
-/* The first of the route's subprotocols (its preference order) that the client offered. */
-static const char *
+const char *
 conn_pick_protocol(const struct config_route *r, const struct http_request *req)
 {
 	for (size_t i = 0; i < r->nsubprotocols; i++)

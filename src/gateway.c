@@ -160,19 +160,21 @@ gateway_message(void *arg, unsigned type, const void *a, size_t alen, const void
 
 void
 gateway_relay_subscription(struct gateway *gw, int worker, int on, const char *channel,
-    size_t len)
+    size_t len, uint64_t gen)
 {
+	struct worker_want want = { .worker = worker, .gen = gen };
+
 	if (gw->freeing)
 		return; /* the process's broker is gone already */
 	/* Worker 0 runs the router: its own changes go straight in, the others' through its
 	 * mailbox (never refused: losing one would leave a channel subscribed, or not, for good). */
 	if (worker == 0) {
 		if (on)
-			router_subscribe(gw->router, worker, channel, len);
+			router_subscribe_gen(gw->router, worker, channel, len, gen);
 		else
 			router_unsubscribe(gw->router, worker, channel, len);
 	} else if (worker_post(gw->workers[0], on ? WORKER_MSG_SUBSCRIBE :
-	    WORKER_MSG_UNSUBSCRIBE, &worker, sizeof(worker), channel, len) < 0) {
+	    WORKER_MSG_UNSUBSCRIBE, &want, sizeof(want), channel, len) < 0) {
 		log_warnx("worker %d: cannot relay a subscription change (out of memory)", worker);
 	}
 }

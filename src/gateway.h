@@ -64,7 +64,7 @@ void gateway_worker_idle(struct gateway *gw, struct worker *w);
 /* A worker's hub got its first subscriber of channel (on) or lost its last (from the
  * worker's thread): worker 0 keeps the process's subscriptions. */
 void gateway_relay_subscription(struct gateway *gw, int worker, int on, const char *channel,
-    size_t len);
+    size_t len, uint64_t gen);
 /* A worker took a reloaded snapshot (from its own thread). */
 void gateway_worker_config_taken(struct gateway *gw, uint64_t gen);
 /* gw->state, from any thread. */

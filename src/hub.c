@@ -21,6 +21,8 @@ struct hub_channel {
 	struct hub_channel *next;      /* bucket chain */
 	uint64_t hash;
 	size_t nsubs;
+	uint64_t gen;                  /* this incarnation of the name (a confirmation names it) */
+	uint8_t live;                  /* the broker confirmed it: a message published now arrives */
 	struct hub_sub_list subs;
 	size_t len;
 	char name[];                   /* NUL-terminated */
@@ -34,6 +36,9 @@ struct hub {
 	hub_deliver_fn deliver;
 	struct hub_frame *spare[2];    /* frames nobody kept, reused by the next delivery */
 	struct hub_channel *delivering; /* channel hub_deliver walks: freed by the walk if emptied */
+	hub_live_fn live;              /* non-NULL: channels wait for the broker's confirmation */
+	uint64_t gen_seq;              /* last channel incarnation handed out */
+	struct hub_channel *creating;  /* channel whose broker subscribe is on the stack */
 };
 
 /* Channel names come from clients' URLs: a keyed hash, so nobody can pick names that all land
@@ -66,6 +71,12 @@ hub_set_broker(struct hub *h, struct broker *b)
 	h->broker = b;
 }
 
+void
+hub_set_confirming(struct hub *h, hub_live_fn fn)
+{
+	h->live = fn;
+}
+
 struct broker *
 hub_broker(struct hub *h)
 {
@@ -91,6 +102,8 @@ hub_free(struct hub *h)
 	free(h->spare[1]);
 	free(h);
 }
+
+static void hub_unlink(struct hub *h, struct hub_channel *ch);
 
 static struct hub_channel *
 hub_find(const struct hub *h, const char *name, size_t len, uint64_t hash)
@@ -129,31 +142,83 @@ hub_subscribe(struct hub *h, struct hub_sub *s, struct conn *c, const char *name
 {
 	uint64_t hash = hub_hash(name, len);
 	struct hub_channel *ch = hub_find(h, name, len, hash);
+	int rc;
 
 	if (ch == NULL) {
 		if ((ch = malloc(sizeof(*ch) + len + 1)) == NULL)
 			return -1;
 		ch->hash = hash;
 		ch->nsubs = 0;
+		ch->gen = ++h->gen_seq;
+		ch->live = h->live == NULL; /* the in-process bus: live at once */
 		TAILQ_INIT(&ch->subs);
 		ch->len = len;
 		memcpy(ch->name, name, len);
 		ch->name[len] = '\0';
-		if (h->broker != NULL && h->broker->ops->subscribe(h->broker, ch->name, len) < 0) {
-			free(ch);
-			return -1;
-		}
 		if (h->nchannels >= h->nbuckets)
 			hub_grow(h);
+		/* Linked before the broker hears of it, so a confirmation it hands back at once
+		 * (hub_confirmed) finds the channel; the broker reads the incarnation meanwhile
+		 * through hub_creating_gen(). */
 		ch->next = h->buckets[hash & (h->nbuckets - 1)];
 		h->buckets[hash & (h->nbuckets - 1)] = ch;
 		h->nchannels++;
+		h->creating = ch;
+		rc = h->broker != NULL ? h->broker->ops->subscribe(h->broker, ch->name, len) : 0;
+		h->creating = NULL;
+		if (rc < 0) {
+			struct hub_channel **pp = &h->buckets[hash & (h->nbuckets - 1)];
+
+			while (*pp != ch)
+				pp = &(*pp)->next;
+			*pp = ch->next;
+			h->nchannels--;
+			free(ch);
+			return -1;
+		}
 	}
 	s->ch = ch;
 	s->c = c;
 	TAILQ_INSERT_TAIL(&ch->subs, s, entry);
 	ch->nsubs++;
 	return 0;
+}
+
+uint64_t
+hub_creating_gen(const struct hub *h)
+{
+	return h->creating != NULL ? h->creating->gen : 0;
+}
+
+int
+hub_sub_live(const struct hub_sub *s)
+{
+	return s->ch != NULL && s->ch->live;
+}
+
+/* The walk holds the channel as hub_deliver's does: a subscriber the callback closes leaves
+ * (its own entry only: one entry per connection and channel), the channel is freed after. */
+void
+hub_confirmed(struct hub *h, const char *name, size_t len, uint64_t gen)
+{
+	struct hub_channel *ch = hub_find(h, name, len, hub_hash(name, len));
+	struct hub_sub *s, *next;
+
+	/* Gone, or a later incarnation than the one confirmed (its subscribers all left and new
+	 * ones came: its own confirmation is still to come). */
+	if (ch == NULL || ch->live || (gen != 0 && ch->gen != gen))
+		return;
+	ch->live = 1;
+	if (h->live == NULL || h->delivering != NULL)
+		return;
+	h->delivering = ch;
+	for (s = TAILQ_FIRST(&ch->subs); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, entry);
+		h->live(s->c);
+	}
+	h->delivering = NULL;
+	if (ch->nsubs == 0)
+		hub_unlink(h, ch);
 }
 
 static void

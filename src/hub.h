@@ -41,7 +41,15 @@ void hub_frame_unref(struct hub_frame *f);
  * the frame beyond the call, take a reference. */
 typedef void (*hub_deliver_fn)(struct conn *c, struct hub_frame *f);
 
+/* A subscriber's channel became live (hub_confirmed): target_pubsub.c answers a pending
+ * handshake. The subscriber may close itself in the call. */
+typedef void (*hub_live_fn)(struct conn *c);
+
 struct hub *hub_new(hub_deliver_fn fn);
+/* With a broker that confirms subscriptions (Redis): a new channel is not live until
+ * hub_confirmed() names it, and fn is then called for each of its subscribers. Without (the
+ * default), a channel is live as soon as it exists. */
+void hub_set_confirming(struct hub *h, hub_live_fn fn);
 void hub_set_broker(struct hub *h, struct broker *b);
 struct broker *hub_broker(struct hub *h);
 /* Frees the registry; every subscription must be gone. */
@@ -50,6 +58,14 @@ void hub_free(struct hub *h);
 /* Adds c to channel name[0..len). The first subscriber subscribes the broker. -1 on failure. */
 int hub_subscribe(struct hub *h, struct hub_sub *s, struct conn *c, const char *name, size_t len)
     __attribute__((warn_unused_result));
+/* 1 when s's channel is live: a message published from now on reaches s. */
+int hub_sub_live(const struct hub_sub *s);
+/* The process is subscribed to channel name[0..len) (the broker's SUBSCRIBE confirmed), for
+ * the incarnation gen (hub_creating_gen() when it was made; 0: whichever exists). A channel
+ * no longer there, or made again since, is left alone. */
+void hub_confirmed(struct hub *h, const char *name, size_t len, uint64_t gen);
+/* Inside the broker's subscribe call for a new channel: that channel's incarnation, else 0. */
+uint64_t hub_creating_gen(const struct hub *h);
 /* Removes a subscription made by hub_subscribe (no-op when s->ch is NULL). */
 void hub_unsubscribe(struct hub *h, struct hub_sub *s);
 

@@ -18,7 +18,10 @@
 
 struct router_chan {
 	struct router_chan *next;
-	uint64_t mask;
+	uint64_t mask;           /* workers that want it; 0: left, its SUBSCRIBE still unanswered */
+	uint32_t outstanding;    /* SUBSCRIBEs sent on the current sub link and not confirmed */
+	uint8_t live;            /* the last SUBSCRIBE sent is confirmed: Redis delivers it to us */
+	uint64_t *gens;          /* while not live: each waiting worker's hub incarnation */
 	size_t len;
 	char name[];
 };
@@ -29,6 +32,7 @@ struct router {
 	struct router_chan **buckets;
 	size_t nbuckets; /* a power of two */
 	size_t n;
+	size_t nleft;            /* of which everyone left, kept for an unanswered SUBSCRIBE */
 	uint64_t refused;        /* messages refused for every worker since the last log line */
 	uint64_t refused_log_ms;
 };
@@ -72,6 +76,7 @@ router_free(struct router *r)
 
 		for (c = r->buckets[i]; c != NULL; c = next) {
 			next = c->next;
+			free(c->gens);
 			free(c);
 		}
 	}
@@ -115,8 +120,48 @@ router_grow(struct router *r)
 	r->nbuckets = n;
 }
 
+/* Tells worker w that the process is subscribed to c (its hub answers pending handshakes).
+ * Through the mailbox for worker 0 too: this runs inside its hub's subscribe call or a hiredis
+ * callback, where a client's 101 (and what opening it may do) must not run. Never refused: a
+ * lost one would leave clients waiting for the handshake timeout. */
+static void
+router_tell_live(struct router *r, int w, const struct router_chan *c, uint64_t gen)
+{
+	if ((size_t)w >= r->gw->nworkers || r->gw->freeing)
+		return;
+	if (worker_post(r->gw->workers[w], WORKER_MSG_LIVE, &gen, sizeof(gen), c->name, c->len) < 0)
+		log_warnx("router: cannot tell worker %d that %.*s is subscribed (out of memory)",
+		    w, (int)c->len, c->name);
+}
+
+/* Sends the process's one SUBSCRIBE (now, or when the link is back: the resubscription then
+ * counts it afresh in router_foreach). Not live until Redis answers the last one sent: an
+ * answer to an earlier one may predate an UNSUBSCRIBE. */
+static void
+router_send_subscribe(struct router *r, struct router_chan *c)
+{
+	if (r->broker == NULL) {
+		c->live = 1; /* no broker (tests): nothing to wait for */
+		return;
+	}
+	c->live = 0;
+	c->outstanding++;
+	(void)r->broker->ops->subscribe(r->broker, c->name, c->len);
+}
+
+static void
+router_chan_free(struct router *r, struct router_chan **pp)
+{
+	struct router_chan *c = *pp;
+
+	*pp = c->next;
+	r->n--;
+	free(c->gens);
+	free(c);
+}
+
 void
-router_subscribe(struct router *r, int w, const char *channel, size_t len)
+router_subscribe_gen(struct router *r, int w, const char *channel, size_t len, uint64_t gen)
 {
 	struct router_chan **pp = router_slot(r, channel, len), *c = *pp;
 
@@ -132,13 +177,27 @@ router_subscribe(struct router *r, int w, const char *channel, size_t len)
 		memcpy(c->name, channel, len);
 		*pp = c;
 		r->n++;
-		/* The process's one SUBSCRIBE (now, or when the link is back). */
-		if (r->broker != NULL)
-			(void)r->broker->ops->subscribe(r->broker, c->name, len);
+		router_send_subscribe(r, c);
 		if (r->n > r->nbuckets)
 			router_grow(r);
+	} else if (c->mask == 0) {
+		r->nleft--;
+		router_send_subscribe(r, c); /* left, UNSUBSCRIBEd, wanted again */
 	}
 	c->mask |= (uint64_t)1 << w;
+	if (c->live) {
+		router_tell_live(r, w, c, gen);
+		return;
+	}
+	if (c->gens == NULL && (c->gens = calloc(64, sizeof(*c->gens))) == NULL)
+		return; /* told with gen 0 (whichever incarnation) at the confirmation */
+	c->gens[w] = gen;
+}
+
+void
+router_subscribe(struct router *r, int w, const char *channel, size_t len)
+{
+	router_subscribe_gen(r, w, channel, len, 0);
 }
 
 void
@@ -146,16 +205,53 @@ router_unsubscribe(struct router *r, int w, const char *channel, size_t len)
 {
 	struct router_chan **pp = router_slot(r, channel, len), *c = *pp;
 
-	if (c == NULL || w < 0 || w > 63)
+	if (c == NULL || w < 0 || w > 63 || !(c->mask & ((uint64_t)1 << w)))
 		return;
 	c->mask &= ~((uint64_t)1 << w);
+	if (c->gens != NULL)
+		c->gens[w] = 0;
 	if (c->mask != 0)
 		return;
-	*pp = c->next;
-	r->n--;
 	if (r->broker != NULL)
 		r->broker->ops->unsubscribe(r->broker, c->name, c->len);
-	free(c);
+	c->live = 0;
+	/* Kept while a SUBSCRIBE is unanswered, so its answer is not taken for a later one's. */
+	if (c->outstanding == 0)
+		router_chan_free(r, pp);
+	else
+		r->nleft++;
+}
+
+/* Redis confirmed a SUBSCRIBE of channel on the current sub link. */
+static void
+router_confirmed(void *arg, const char *channel, size_t len)
+{
+	struct router *r = arg;
+	struct router_chan **pp = router_slot(r, channel, len), *c = *pp;
+
+	if (c == NULL || c->outstanding == 0)
+		return; /* not ours, or from before the last resubscription */
+	if (--c->outstanding > 0 || c->live)
+		return;
+	if (c->mask == 0) {
+		r->nleft--;
+		router_chan_free(r, pp); /* everyone left meanwhile (UNSUBSCRIBE sent) */
+		return;
+	}
+	c->live = 1;
+	for (int w = 0; w < 64; w++)
+		if (c->mask & ((uint64_t)1 << w))
+			router_tell_live(r, w, c, c->gens != NULL ? c->gens[w] : 0);
+	free(c->gens);
+	c->gens = NULL;
+}
+
+int
+router_live(const struct router *r, const char *channel, size_t len)
+{
+	struct router_chan *c = *router_slot(r, channel, len);
+
+	return c != NULL && c->mask != 0 && c->live;
 }
 
 uint64_t
@@ -213,11 +309,28 @@ router_deliver(void *arg, const char *channel, size_t clen, const uint8_t *data,
 	}
 }
 
+/* The sub link (re)synchronises: the broker SUBSCRIBEs every channel listed here on a new
+ * context, so each has exactly that one SUBSCRIBE outstanding; channels everyone left are
+ * dropped first (the new context never subscribed them). */
 static void
 router_foreach(void *arg, void (*fn)(void *, const char *, size_t), void *fnarg)
 {
 	struct router *r = arg;
 
+	for (size_t i = 0; i < r->nbuckets; i++) {
+		struct router_chan **pp = &r->buckets[i];
+
+		while (*pp != NULL) {
+			if ((*pp)->mask == 0) {
+				r->nleft--;
+				router_chan_free(r, pp);
+				continue;
+			}
+			(*pp)->outstanding = 1;
+			(*pp)->live = 0;
+			pp = &(*pp)->next;
+		}
+	}
 	for (size_t i = 0; i < r->nbuckets; i++)
 		for (struct router_chan *c = r->buckets[i]; c != NULL; c = c->next)
 			fn(fnarg, c->name, c->len);
@@ -226,11 +339,14 @@ router_foreach(void *arg, void (*fn)(void *, const char *, size_t), void *fnarg)
 static size_t
 router_count(void *arg)
 {
-	return ((struct router *)arg)->n;
+	const struct router *r = arg;
+
+	return r->n - r->nleft;
 }
 
 const struct broker_sink router_sink = {
 	.deliver = router_deliver,
 	.foreach_channel = router_foreach,
 	.nchannels = router_count,
+	.confirmed = router_confirmed,
 };

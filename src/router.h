@@ -19,7 +19,10 @@ struct router *router_new(struct gateway *gw);
 void router_set_broker(struct router *r, struct broker *b);
 void router_free(struct router *r);
 
-/* Worker w (0..63) wants channel, or no longer does. */
+/* Worker w (0..63) wants channel, or no longer does. Once the process's SUBSCRIBE of it is
+ * confirmed (at once when it already is), w's mailbox gets WORKER_MSG_LIVE naming the channel
+ * and gen, its hub's incarnation of it (hub_creating_gen; 0: whichever). */
+void router_subscribe_gen(struct router *r, int w, const char *channel, size_t len, uint64_t gen);
 void router_subscribe(struct router *r, int w, const char *channel, size_t len);
 void router_unsubscribe(struct router *r, int w, const char *channel, size_t len);
 
@@ -28,5 +31,7 @@ extern const struct broker_sink router_sink;
 
 /* For tests: the workers wanting channel, as a bit mask (0: none). */
 uint64_t router_mask(const struct router *r, const char *channel, size_t len);
+/* For tests: 1 when channel is wanted and its last SUBSCRIBE is confirmed. */
+int router_live(const struct router *r, const char *channel, size_t len);
 
 #endif

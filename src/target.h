@@ -49,6 +49,10 @@ struct hub_frame;
 /* The hub's delivery callback for pubsub connections (see hub.h). */
 void target_pubsub_deliver(struct conn *c, struct hub_frame *f);
 
+/* The hub's "channel live" callback for pubsub connections (hub_set_confirming): a handshake
+ * waiting for its channels' subscriptions answers its 101 once all are live. */
+void target_pubsub_live(struct conn *c);
+
 /* The ops of a route type, or NULL when the type is not built in. */
 const struct target_ops *target_for(enum route_type type);
 

@@ -1,7 +1,9 @@
 /* target_pubsub.c - the pubsub route: at the handshake the channel templates are filled from
- * the URL; once open the connection joins its channels (and its own conn:<id>) in the worker's
- * hub; client messages are published through the broker; deliveries are written at once while
- * the client keeps up and queued, up to max_queue, with the route's slow-consumer policy. */
+ * the URL and the connection joins its channels (and its own conn:<id>) in the worker's hub;
+ * with Redis the 101 waits (TARGET_PENDING) until every template channel is live, so a message
+ * published once the client is open reaches it. Client messages are published through the
+ * broker; deliveries are written at once while the client keeps up and queued, up to
+ * max_queue, with the route's slow-consumer policy. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,10 @@
 struct ps_conn {
 	struct hub_sub *subs;       /* route channels, then conn:<id> */
 	size_t nsubs;
+	size_t nwait;               /* subs[0..nwait): the template channels the 101 waits for */
+	const char *protocol;       /* the subprotocol for a 101 sent later (the route's string) */
+	uint64_t wait_since_ms;     /* TARGET_PENDING since (for the log) */
+	unsigned pending : 1;       /* the 101 waits for a channel's subscription */
 	char **channels;            /* full names (prefix included), parallel to subs */
 	char *publish;              /* full publish channel, NULL when not allowed */
 	struct hub_frame **q;       /* frames waiting while the client is slow (ring) */
@@ -78,6 +84,59 @@ ps_add_channel(struct ps_conn *ps, const char *name)
 	return 0;
 }
 
+/* 1 when a message published now on every template channel reaches this connection. */
+static int
+ps_all_live(const struct ps_conn *ps)
+{
+	for (size_t i = 0; i < ps->nwait; i++)
+		if (!hub_sub_live(&ps->subs[i]))
+			return 0;
+	return 1;
+}
+
+/* Joins the hub at the handshake, so the process's SUBSCRIBE is under way while we decide.
+ * The 101 goes now when every template channel is live (already subscribed in this process,
+ * or the in-process bus); otherwise it waits for the confirmations (target_pubsub_live), within
+ * handshake_timeout (conn.c then answers 408 and ps_close undoes this). With the Redis link down
+ * no confirmation can come soon: the 101 goes at once, as it always did (what is published
+ * during an outage is not delivered either way; see README, "Pub/sub"). */
+static int
+ps_join(struct conn *c, struct ps_conn *ps, const struct http_request *req)
+{
+	struct broker *b = hub_broker(ps_hub(c));
+
+	for (size_t i = 0; i < ps->nsubs; i++) {
+		if (hub_subscribe(ps_hub(c), &ps->subs[i], c, ps->channels[i],
+		    strlen(ps->channels[i])) < 0) {
+			conn_log(c, LOG_LVL_WARN, "cannot subscribe to %s", ps->channels[i]);
+			return 500;
+		}
+	}
+	if (ps_all_live(ps) || b == NULL || b->ops->ready == NULL || !b->ops->ready(b))
+		return TARGET_ACCEPT;
+	ps->protocol = conn_pick_protocol(c->route, req);
+	ps->pending = 1;
+	ps->wait_since_ms = conn_now_ms();
+	return TARGET_PENDING;
+}
+
+/* A channel of c became live: when it was the last one c waited for, the 101 goes. The
+ * connection may have moved on meanwhile (it closed: its subscriptions are gone and this is
+ * not called; the handshake timed out: ps_close ran). */
+void
+target_pubsub_live(struct conn *c)
+{
+	struct ps_conn *ps = c->tdata;
+
+	if (c->state != CONN_HANDSHAKE || c->target != &target_pubsub_ops || ps == NULL ||
+	    !ps->pending || !ps_all_live(ps))
+		return;
+	ps->pending = 0;
+	conn_log(c, LOG_LVL_DEBUG, "channels subscribed after %llu ms",
+	    (unsigned long long)(conn_now_ms() - ps->wait_since_ms));
+	conn_upgrade_finish(c, ps->protocol, NULL);
+}
+
 /* Fills the channel templates from the request; an HTTP status when they cannot be. */
 static int
 ps_handshake(struct conn *c, const struct http_request *req, const struct route_match *m)
@@ -87,7 +146,6 @@ ps_handshake(struct conn *c, const struct http_request *req, const struct route_
 	struct ps_conn *ps;
 	int n;
 
-	(void)req;
 	if ((ps = calloc(1, sizeof(*ps))) == NULL)
 		return 500;
 	c->tdata = ps;
@@ -105,6 +163,9 @@ ps_handshake(struct conn *c, const struct http_request *req, const struct route_
 		if (ps_add_channel(ps, full) < 0)
 			return 500;
 	}
+	/* Only the route's channels are waited for: conn:<id> is new for every connection (a wait
+	 * would cost every handshake a Redis round trip) and nobody knows the id before open. */
+	ps->nwait = ps->nsubs;
 	/* The connection's own channel, for direct messages from application services: in the
 	 * reserved namespace, which no template expands into, under an unguessable id. */
 	if (gateway_conn_public_id(c, id, sizeof(id)) == NULL)
@@ -122,23 +183,14 @@ ps_handshake(struct conn *c, const struct http_request *req, const struct route_
 		if ((ps->publish = strdup(full)) == NULL)
 			return 500;
 	}
-	return TARGET_ACCEPT;
+	return ps_join(c, ps, req);
 }
 
 static int
 ps_open(struct conn *c)
 {
-	struct ps_conn *ps = c->tdata;
 	char msg[128], id[64];
 
-	for (size_t i = 0; i < ps->nsubs; i++) {
-		if (hub_subscribe(ps_hub(c), &ps->subs[i], c, ps->channels[i],
-		    strlen(ps->channels[i])) < 0) {
-			conn_log(c, LOG_LVL_WARN, "cannot subscribe to %s", ps->channels[i]);
-			conn_send_close(c, WS_CLOSE_INTERNAL, "subscribe failed");
-			return -1;
-		}
-	}
 	if (c->route->announce_id) {
 		int n = snprintf(msg, sizeof(msg), "{\"type\":\"welcome\",\"id\":\"%s\"}",
 		    gateway_conn_public_id(c, id, sizeof(id)));

@@ -108,14 +108,22 @@ worker_message(void *arg, unsigned type, const void *a, size_t alen, const void 
 		break;
 	case WORKER_MSG_SUBSCRIBE:
 	case WORKER_MSG_UNSUBSCRIBE:
-		if (alen == sizeof(int) && w->gw->router != NULL) {
-			int id;
+		if (alen == sizeof(struct worker_want) && w->gw->router != NULL) {
+			struct worker_want want;
 
-			memcpy(&id, a, sizeof(id));
+			memcpy(&want, a, sizeof(want));
 			if (type == WORKER_MSG_SUBSCRIBE)
-				router_subscribe(w->gw->router, id, b, blen);
+				router_subscribe_gen(w->gw->router, want.worker, b, blen, want.gen);
 			else
-				router_unsubscribe(w->gw->router, id, b, blen);
+				router_unsubscribe(w->gw->router, want.worker, b, blen);
+		}
+		break;
+	case WORKER_MSG_LIVE:
+		if (alen == sizeof(uint64_t) && w->hub != NULL) {
+			uint64_t gen;
+
+			memcpy(&gen, a, sizeof(gen));
+			hub_confirmed(w->hub, b, blen, gen);
 		}
 		break;
 	}
@@ -312,7 +320,9 @@ worker_relay_subscription(void *arg, int on, const char *channel, size_t len)
 {
 	struct worker *w = arg;
 
-	gateway_relay_subscription(w->gw, w->id, on, channel, len);
+	/* A subscribe runs inside hub_subscribe: the hub names the channel's incarnation. */
+	gateway_relay_subscription(w->gw, w->id, on, channel, len,
+	    on ? hub_creating_gen(w->hub) : 0);
 }
 
 int
@@ -330,6 +340,10 @@ worker_pubsub_init(struct worker *w, struct broker *redis)
 	if (w->broker == NULL)
 		return -1;
 	hub_set_broker(w->hub, w->broker);
+	/* With Redis a channel is live once the process's SUBSCRIBE is confirmed (router.c):
+	 * a pubsub handshake waits for its channels to be (target_pubsub.c). */
+	if (cfg->redis.enabled)
+		hub_set_confirming(w->hub, target_pubsub_live);
 	return 0;
 }
 

@@ -33,8 +33,16 @@ enum worker_msg {
 	WORKER_MSG_STOP,       /* leave the loop */
 	WORKER_MSG_PUBLISH,    /* a: channel, b: data; from another worker's hub or from Redis */
 	WORKER_MSG_REDIS_UP,   /* the process's Redis sub link is up: send queued publishes */
-	WORKER_MSG_SUBSCRIBE,  /* worker 0 only: a: int worker, b: channel it now wants */
-	WORKER_MSG_UNSUBSCRIBE, /* worker 0 only: a: int worker, b: channel it no longer wants */
+	WORKER_MSG_SUBSCRIBE,  /* worker 0 only: a: struct worker_want, b: channel it now wants */
+	WORKER_MSG_UNSUBSCRIBE, /* worker 0 only: a: struct worker_want, b: channel it no longer wants */
+	WORKER_MSG_LIVE,       /* a: uint64_t hub incarnation, b: channel the process now receives */
+};
+
+/* Who wants a channel (WORKER_MSG_(UN)SUBSCRIBE): the worker and its hub's incarnation of the
+ * channel, handed back with WORKER_MSG_LIVE so a stale one is told from a current one. */
+struct worker_want {
+	int worker;
+	uint64_t gen;
 };
 
 struct worker {

@@ -13,6 +13,7 @@
 struct count_broker {
 	struct broker b;
 	int subs, unsubs;
+	uint64_t gen; /* the hub's incarnation of the channel last subscribed */
 	char last[64];
 };
 
@@ -22,6 +23,7 @@ cb_subscribe(struct broker *b, const char *ch, size_t len)
 	struct count_broker *cb = (struct count_broker *)b;
 
 	cb->subs++;
+	cb->gen = hub_creating_gen(b->hub);
 	memcpy(cb->last, ch, len < 63 ? len : 63);
 	cb->last[len < 63 ? len : 63] = '\0';
 	return 0;
@@ -193,6 +195,72 @@ START_TEST(kept_frame_survives_and_is_not_reused)
 }
 END_TEST
 
+/* The live callback: records who was told; the first one told leaves in the call (a client
+ * whose 101 fails closes), which the walk must survive. */
+static struct conn *told[8];
+static size_t ntold;
+static struct hub_sub *leave_in_call;
+
+static void
+live_cb(struct conn *c)
+{
+	ck_assert_uint_lt(ntold, 8);
+	told[ntold++] = c;
+	if (leave_in_call != NULL) {
+		hub_unsubscribe(hub, leave_in_call);
+		leave_in_call = NULL;
+	}
+}
+
+/* With a confirming broker (Redis) a channel is live only once its incarnation is confirmed;
+ * a confirmation for an earlier incarnation (everyone left, then came back) is ignored. */
+START_TEST(channel_live_after_its_own_confirmation)
+{
+	struct hub_sub a, b, c, d;
+	uint64_t g1;
+
+	ck_assert_int_eq(hub_subscribe(hub, &a, &conns[0], "local", 5), 0);
+	ck_assert_int_eq(hub_sub_live(&a), 1); /* the in-process bus: at once */
+	hub_unsubscribe(hub, &a);
+
+	ntold = 0;
+	hub_set_confirming(hub, live_cb);
+	ck_assert_int_eq(hub_subscribe(hub, &a, &conns[0], "x", 1), 0);
+	g1 = cbk.gen;
+	ck_assert_uint_ne(g1, 0);
+	ck_assert_int_eq(hub_subscribe(hub, &b, &conns[1], "x", 1), 0);
+	ck_assert_int_eq(hub_subscribe(hub, &c, &conns[2], "x", 1), 0);
+	ck_assert_uint_eq(hub_creating_gen(hub), 0); /* outside a subscribe call */
+	ck_assert_int_eq(hub_sub_live(&a), 0);
+	hub_confirmed(hub, "x", 1, g1 + 1); /* not this incarnation */
+	ck_assert_int_eq(hub_sub_live(&a), 0);
+	ck_assert_uint_eq(ntold, 0);
+	leave_in_call = &a;
+	hub_confirmed(hub, "x", 1, g1);
+	ck_assert_int_eq(hub_sub_live(&b), 1);
+	ck_assert_uint_eq(ntold, 3);
+	ck_assert_ptr_eq(told[0], &conns[0]);
+	ck_assert_ptr_eq(told[1], &conns[1]);
+	ck_assert_ptr_eq(told[2], &conns[2]);
+	hub_confirmed(hub, "x", 1, g1); /* again: nobody is told twice */
+	ck_assert_uint_eq(ntold, 3);
+
+	/* Everyone leaves, a new one comes: the old confirmation (still in a mailbox) is stale. */
+	hub_unsubscribe(hub, &b);
+	hub_unsubscribe(hub, &c);
+	ck_assert_int_eq(hub_subscribe(hub, &d, &conns[3], "x", 1), 0);
+	ck_assert_uint_ne(cbk.gen, g1);
+	hub_confirmed(hub, "x", 1, g1);
+	ck_assert_int_eq(hub_sub_live(&d), 0);
+	hub_confirmed(hub, "x", 1, cbk.gen);
+	ck_assert_int_eq(hub_sub_live(&d), 1);
+	ck_assert_uint_eq(ntold, 4);
+	hub_confirmed(hub, "gone", 4, 0); /* a channel this hub does not hold */
+	hub_unsubscribe(hub, &d);
+	ck_assert_uint_eq(hub_nchannels(hub), 0);
+}
+END_TEST
+
 START_TEST(many_channels_grow_table)
 {
 	struct hub_sub s[300];
@@ -230,6 +298,7 @@ main(void)
 	tcase_add_test(tc, other_channels_and_unknown_channel_untouched);
 	tcase_add_test(tc, kept_frame_survives_and_is_not_reused);
 	tcase_add_test(tc, many_channels_grow_table);
+	tcase_add_test(tc, channel_live_after_its_own_confirmation);
 	suite_add_tcase(su, tc);
 	sr = srunner_create(su);
 	srunner_run_all(sr, CK_ENV);

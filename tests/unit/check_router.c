@@ -118,6 +118,67 @@ START_TEST(channel_names_are_bytes)
 }
 END_TEST
 
+/* A channel is live once the last SUBSCRIBE sent for it is answered: an answer to one sent
+ * before everyone left (and its UNSUBSCRIBE) is not taken for the one sent when it was wanted
+ * again. The bug this guards: a client's 101 answered while Redis had not subscribed yet. */
+START_TEST(live_after_the_last_subscribe_is_confirmed)
+{
+	router_subscribe_gen(r, 1, "x", 1, 7);
+	ck_assert_int_eq(router_live(r, "x", 1), 0);
+	router_unsubscribe(r, 1, "x", 1); /* left before the answer: kept, not counted */
+	ck_assert_uint_eq(router_sink.nchannels(r), 0);
+	router_subscribe_gen(r, 2, "x", 1, 9);
+	ck_assert_int_eq(cbk.subs, 2);
+	ck_assert_uint_eq(router_sink.nchannels(r), 1);
+	router_sink.confirmed(r, "x", 1); /* the first SUBSCRIBE's answer */
+	ck_assert_int_eq(router_live(r, "x", 1), 0);
+	router_sink.confirmed(r, "x", 1);
+	ck_assert_int_eq(router_live(r, "x", 1), 1);
+	router_sink.confirmed(r, "x", 1); /* one too many (a stale context's): ignored */
+	ck_assert_int_eq(router_live(r, "x", 1), 1);
+	router_sink.confirmed(r, "unknown", 7);
+
+	/* Everyone leaves before the answer, which then frees the channel. */
+	router_subscribe(r, 0, "y", 1);
+	router_unsubscribe(r, 0, "y", 1);
+	ck_assert_uint_eq(router_mask(r, "y", 1), 0);
+	router_sink.confirmed(r, "y", 1);
+	ck_assert_int_eq(router_live(r, "y", 1), 0);
+	router_subscribe(r, 0, "y", 1); /* a fresh entry: its own SUBSCRIBE to wait for */
+	ck_assert_int_eq(router_live(r, "y", 1), 0);
+	router_sink.confirmed(r, "y", 1);
+	ck_assert_int_eq(router_live(r, "y", 1), 1);
+}
+END_TEST
+
+/* A reconnect resubscribes every wanted channel: none is live until its new answer, and those
+ * everyone left are dropped rather than subscribed on the new link. */
+static void
+ignore_name(void *arg, const char *name, size_t len)
+{
+	(void)name;
+	(void)len;
+	(*(int *)arg)++;
+}
+
+START_TEST(resubscription_waits_again)
+{
+	int walked = 0;
+
+	router_subscribe(r, 0, "a", 1);
+	router_sink.confirmed(r, "a", 1);
+	router_subscribe(r, 0, "gone", 4);
+	router_unsubscribe(r, 0, "gone", 4);
+	ck_assert_int_eq(router_live(r, "a", 1), 1);
+	router_sink.foreach_channel(r, ignore_name, &walked);
+	ck_assert_int_eq(walked, 1);
+	ck_assert_int_eq(router_live(r, "a", 1), 0);
+	router_sink.confirmed(r, "a", 1);
+	ck_assert_int_eq(router_live(r, "a", 1), 1);
+	ck_assert_uint_eq(router_sink.nchannels(r), 1);
+}
+END_TEST
+
 static void
 count_name(void *arg, const char *name, size_t len)
 {
@@ -169,6 +230,8 @@ main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, one_subscribe_per_channel_table);
 	tcase_add_test(tc, channel_names_are_bytes);
+	tcase_add_test(tc, live_after_the_last_subscribe_is_confirmed);
+	tcase_add_test(tc, resubscription_waits_again);
 	tcase_add_test(tc, many_channels_grow_and_walk_once);
 	suite_add_tcase(su, tc);
 	sr = srunner_create(su);
