@@ -292,9 +292,10 @@ broker_redis_on_subscribed(struct broker_redis *b, const char *chan, size_t len)
  * pushes, each [kind, channel, payload] -- "message" (payload a bulk string: a nil only when
  * we skipped an oversized one), "subscribe"/"unsubscribe" (payload the count of channels
  * still subscribed, an integer; the channel is nil for an UNSUBSCRIBE of nothing) -- and
- * ["pong", data] should a PING ever be sent. Anything else (short arrays, other types, error
- * replies, unknown kinds) is not Redis: returns -1 with why, and the link is rebuilt. The
- * checks are the ones hiredis 0.14 made with assert(). */
+ * ["pong", data] should a PING ever be sent. An error reply (a refused command) closes the link
+ * to start over. Anything else (short arrays, other types, unknown kinds) is not Redis: returns
+ * -1 with why, and the link logs it, counts it and is rebuilt. The checks are the ones hiredis
+ * 0.14 made with assert(). */
 static int
 broker_redis_on_sub_reply(struct redis_link *l, const redisReply *reply, char *why, size_t n)
 {
@@ -304,9 +305,14 @@ broker_redis_on_sub_reply(struct redis_link *l, const redisReply *reply, char *w
 	if (b->freeing)
 		return 0;
 	if (reply->type == REDIS_REPLY_ERROR) {
-		snprintf(why, n, "error on the subscribe link: %.*s",
+		/* Redis refused a command (NOAUTH, OOM, too many clients...): not malformed, but
+		 * the subscriptions are not what we asked for. Start over. */
+		char reason[256];
+
+		snprintf(reason, sizeof(reason), "Redis refused a command: %.*s",
 		    (int)(reply->len < 200 ? reply->len : 200), reply->str);
-		return -1;
+		redis_link_close(l, reason);
+		return 0;
 	}
 	if (reply->type != REDIS_REPLY_ARRAY) {
 		snprintf(why, n, "a reply of type %d where a push was due", reply->type);

@@ -37,12 +37,13 @@
 
 #define REDIS_BACKOFF_START_MS 100
 #define REDIS_REPLY_SLACK (64u << 10) /* a reply's framing and channel name beyond its payload */
-#define REDIS_READ_TURN (1u << 20)    /* bytes read per read event: a large message and the
-                                       * canary behind it do not take a loop turn per 16 KiB */
-#define REDIS_FEED_SLICE (64u << 10)  /* bytes fed to the reader before checking its bound */
+/* Bytes read per read event: a large message and the canary behind it do not take a loop turn
+ * per 16 KiB. */
+#define REDIS_READ_TURN (1u << 20)
+#define REDIS_FEED_SLICE (64u << 10) /* bytes fed to the reader before checking its bound */
 
-static const char *const redis_link_state_names[] = { "down", "connecting", "handshake",
-	"syncing", "up" };
+static const char *const redis_link_state_names[] = {"down", "connecting", "handshake", "syncing",
+                                                     "up"};
 
 struct redis_link_dns {
 	struct redis_link *l;
@@ -61,8 +62,8 @@ redis_link_now_ms(void)
 void
 redis_link_arm(struct event *ev, uint64_t ms)
 {
-	struct timeval tv = { .tv_sec = (time_t)(ms / 1000),
-		.tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+	struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+	                     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
 
 	event_add(ev, &tv);
 }
@@ -93,13 +94,15 @@ redis_link_set_state(struct redis_link *l, enum redis_link_state to)
 {
 	/* Forward one step at a time (without sync, HANDSHAKE -> UP); down from anywhere but
 	 * down. */
-	int ok = to == REDIS_LINK_DOWN ? l->state != REDIS_LINK_DOWN : to == l->state + 1 ||
-	    (l->state == REDIS_LINK_HANDSHAKE && to == REDIS_LINK_UP && !l->has_sync);
+	int ok = to == REDIS_LINK_DOWN
+	             ? l->state != REDIS_LINK_DOWN
+	             : to == l->state + 1 || (l->state == REDIS_LINK_HANDSHAKE &&
+	                                      to == REDIS_LINK_UP && !l->has_sync);
 	char what[128];
 
 	if (!ok) {
 		snprintf(what, sizeof(what), "illegal transition %s -> %s; rebuilding it",
-		    redis_link_state_names[l->state], redis_link_state_names[to]);
+		         redis_link_state_names[l->state], redis_link_state_names[to]);
 		redis_link_internal_error(l, what);
 		if (l->state != REDIS_LINK_DOWN)
 			redis_link_close(l, "internal error");
@@ -179,11 +182,11 @@ redis_link_close(struct redis_link *l, const char *reason)
 	redis_link_arm(l->timer, delay);
 	if (was == REDIS_LINK_UP)
 		log_warnx("redis %s link down: %s%s; retry in %llu ms", l->name, reason, extra,
-		    (unsigned long long)delay);
+		          (unsigned long long)delay);
 	else
 		log_warnx("redis %s link to %s:%d failed (%s): %s%s; retry in %llu ms", l->name,
-		    l->host, l->port, redis_link_state_names[was], reason, extra,
-		    (unsigned long long)delay);
+		          l->host, l->port, redis_link_state_names[was], reason, extra,
+		          (unsigned long long)delay);
 }
 
 void
@@ -341,7 +344,7 @@ redis_link_eventcb(struct bufferevent *bev, short what, void *arg)
 			return;
 		}
 		(void)setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one,
-		    sizeof(one));
+		                 sizeof(one));
 		if (redis_link_set_state(l, REDIS_LINK_HANDSHAKE) < 0)
 			return;
 		l->ops->connected(l);
@@ -371,7 +374,7 @@ redis_link_open(struct redis_link *l, const struct sockaddr *sa, int salen)
 		char reason[160];
 
 		snprintf(reason, sizeof(reason), "connect: %s",
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		         evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 		redis_link_close(l, reason);
 	}
 }
@@ -403,7 +406,7 @@ redis_link_dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
 		evutil_freeaddrinfo(ai);
 	if (salen == 0) {
 		snprintf(why, sizeof(why), "cannot resolve %s: %s", l->host,
-		    err != 0 ? evutil_gai_strerror(err) : "no address");
+		         err != 0 ? evutil_gai_strerror(err) : "no address");
 		redis_link_close(l, why);
 		return;
 	}
@@ -433,14 +436,15 @@ redis_link_connect(struct redis_link *l)
 		struct sockaddr_storage ss;
 		int salen = (int)ai->ai_addrlen;
 
-		memcpy(&ss, ai->ai_addr, ai->ai_addrlen <= sizeof(ss) ? ai->ai_addrlen : sizeof(ss));
+		memcpy(&ss, ai->ai_addr,
+		       ai->ai_addrlen <= sizeof(ss) ? ai->ai_addrlen : sizeof(ss));
 		evutil_freeaddrinfo(ai);
 		redis_link_open(l, (struct sockaddr *)&ss, salen);
 		return;
 	}
 	if (*l->dnsp == NULL &&
 	    (*l->dnsp = evdns_base_new(l->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-	    EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL) {
+	                                            EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL) {
 		redis_link_close(l, "cannot start the DNS resolver");
 		return;
 	}
@@ -469,7 +473,7 @@ redis_link_timer(evutil_socket_t fd, short what, void *arg)
 		redis_link_connect(l);
 	} else if (l->state != REDIS_LINK_UP) {
 		snprintf(reason, sizeof(reason), "no answer within connect_timeout (%llu ms)",
-		    (unsigned long long)l->connect_timeout_ms);
+		         (unsigned long long)l->connect_timeout_ms);
 		redis_link_close(l, reason);
 	}
 }
@@ -485,7 +489,7 @@ redis_link_free_cmd(const void *data, size_t len, void *arg)
 
 int
 redis_link_command(struct redis_link *l, int argc, const char **argv, const size_t *lens,
-    redis_link_reply_fn fn, void *arg)
+                   redis_link_reply_fn fn, void *arg)
 {
 	struct redis_link_cmd *c = NULL;
 	char *cmd;
@@ -501,7 +505,7 @@ redis_link_command(struct redis_link *l, int argc, const char **argv, const size
 	}
 	/* No copy: the output buffer frees the command once written. */
 	if (evbuffer_add_reference(bufferevent_get_output(l->bev), cmd, (size_t)n,
-	    redis_link_free_cmd, NULL) != 0) {
+	                           redis_link_free_cmd, NULL) != 0) {
 		redisFreeCommand(cmd);
 		free(c);
 		return -1;
@@ -518,9 +522,9 @@ redis_link_command(struct redis_link *l, int argc, const char **argv, const size
 
 int
 redis_link_init(struct redis_link *l, const char *name, int has_sync,
-    const struct redis_link_ops *ops, void *owner, struct event_base *base,
-    struct evdns_base **dnsp, const char *host, int port, uint64_t connect_timeout_ms,
-    uint64_t reconnect_max_ms, uint64_t max_reply)
+                const struct redis_link_ops *ops, void *owner, struct event_base *base,
+                struct evdns_base **dnsp, const char *host, int port, uint64_t connect_timeout_ms,
+                uint64_t reconnect_max_ms, uint64_t max_reply)
 {
 	memset(l, 0, sizeof(*l));
 	l->owner = owner;

@@ -60,8 +60,8 @@ struct redis_link_dns;
 struct redis_link {
 	void *owner;
 	const struct redis_link_ops *ops;
-	const char *name;        /* "sub" or "pub", for logs */
-	int has_sync;            /* goes HANDSHAKE -> SYNCING -> UP (sub); else HANDSHAKE -> UP */
+	const char *name; /* "sub" or "pub", for logs */
+	int has_sync;     /* goes HANDSHAKE -> SYNCING -> UP (sub); else HANDSHAKE -> UP */
 	enum redis_link_state state; /* read from other threads: atomic stores */
 	struct event_base *base;
 	struct evdns_base **dnsp; /* the owner's resolver, made on first use */
@@ -69,15 +69,15 @@ struct redis_link {
 	int port;
 	uint64_t connect_timeout_ms, reconnect_max_ms, max_reply;
 
-	struct bufferevent *bev; /* NULL while DOWN and while resolving */
-	redisReader *reader;     /* with bev */
-	uint64_t skip;           /* bytes of an oversized bulk still to discard */
+	struct bufferevent *bev;            /* NULL while DOWN and while resolving */
+	redisReader *reader;                /* with bev */
+	uint64_t skip;                      /* bytes of an oversized bulk still to discard */
 	STAILQ_HEAD(, redis_link_cmd) fifo; /* callbacks owed a reply, in send order */
-	uint64_t gen;            /* +1 per close: a loop over replies stops when it changes */
-	struct event *timer;     /* DOWN: retry; CONNECTING..SYNCING: connect deadline */
+	uint64_t gen;               /* +1 per close: a loop over replies stops when it changes */
+	struct event *timer;        /* DOWN: retry; CONNECTING..SYNCING: connect deadline */
 	struct redis_link_dns *dns; /* CONNECTING: the host name lookup in flight, if any */
-	uint64_t backoff_ms;     /* next retry delay, before jitter */
-	uint64_t partial_ms;     /* last read that advanced a reply still incomplete (progress) */
+	uint64_t backoff_ms;        /* next retry delay, before jitter */
+	uint64_t partial_ms; /* last read that advanced a reply still incomplete (progress) */
 
 	/* counters, read from the main loop (atomic) */
 	uint64_t reconnects;      /* retries scheduled */
@@ -87,9 +87,10 @@ struct redis_link {
 
 /* 0, or -1 (out of memory). host must outlive the link. */
 int redis_link_init(struct redis_link *l, const char *name, int has_sync,
-    const struct redis_link_ops *ops, void *owner, struct event_base *base,
-    struct evdns_base **dnsp, const char *host, int port, uint64_t connect_timeout_ms,
-    uint64_t reconnect_max_ms, uint64_t max_reply) __attribute__((warn_unused_result));
+                    const struct redis_link_ops *ops, void *owner, struct event_base *base,
+                    struct evdns_base **dnsp, const char *host, int port,
+                    uint64_t connect_timeout_ms, uint64_t reconnect_max_ms, uint64_t max_reply)
+    __attribute__((warn_unused_result));
 /* Releases everything; no hook runs. After the loop stopped, or from outside the link's
  * callbacks. */
 void redis_link_free(struct redis_link *l);
@@ -108,7 +109,7 @@ void redis_link_fail(struct redis_link *l, const char *why);
 /* Sends one command; fn (may be NULL: no reply is owed in the FIFO, as for SUBSCRIBE on a
  * subscribed link) gets its reply. Returns 0, or -1 (no connection, out of memory). */
 int redis_link_command(struct redis_link *l, int argc, const char **argv, const size_t *lens,
-    redis_link_reply_fn fn, void *arg);
+                       redis_link_reply_fn fn, void *arg);
 /* Something that cannot happen did: a debug build stops; a release build counts, logs and
  * rebuilds the link. */
 void redis_link_internal_error(struct redis_link *l, const char *what);
