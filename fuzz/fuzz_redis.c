@@ -171,6 +171,9 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	fz.cfg.redis.probe_interval_ms = 0; /* no canary timer: the input decides what arrives */
 	fz.cfg.redis.connect_timeout_ms = 0;
 	fz.cfg.redis.reconnect_max_ms = 60000;
+	/* Below the largest message the input builds (~2 MiB): both delivery and the skip of an
+	 * oversized message as it streams in are reached. */
+	fz.cfg.redis.max_message_size = 1u << 20;
 	return 0;
 }
 

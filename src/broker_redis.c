@@ -453,7 +453,7 @@ broker_redis_unsubscribe(struct broker *base, const char *channel, size_t len)
 
 /* ---- the pub link: PUBLISH, the FIFO, in-flight bounds ---- */
 
-/* Up, and not so far behind that hiredis' output buffer or Redis' replies pile up. The
+/* Up, and not so far behind that the link's output buffer or Redis' replies pile up. The
  * subscribe link must be up too: a message published while this instance is not subscribed
  * would never reach its own clients, so it waits in the queue until both links are back. */
 static int

@@ -278,9 +278,11 @@ redis_link_bound_reader(struct redis_link *l)
 			return redis_link_dispatch(l);
 		}
 		/* A large message that is allowed: room for all of it at once. sds would grow
-		 * by 1 MiB per step, copying the whole buffer each time (quadratic). */
+		 * by 1 MiB per step, copying the whole buffer each time (quadratic). Only for a
+		 * complete header within the bound: the length is the peer's word. */
 		total = (i + 2) + m + 2;
-		if (i > start && i + 1 < pending && p[i] == '\r' && total > REDIS_REPLY_SLACK &&
+		if (i > start && i + 1 < pending && p[i] == '\r' && p[i + 1] == '\n' &&
+		    m <= l->max_reply && total > REDIS_REPLY_SLACK &&
 		    sdsavail(r->buf) < total - pending) {
 			sds grown = sdsMakeRoomFor(r->buf, total - pending);
 
