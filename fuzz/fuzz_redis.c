@@ -1,20 +1,21 @@
-/* fuzz_redis.c - libFuzzer target for the Redis broker (broker_redis.c) as Redis talks to it:
- * the real broker, with hiredis' async contexts and redisReader as broker_redis.c sets them up,
- * connects over loopback to a server played by this file, which answers from the fuzz input:
- * pushes and replies as Redis sends them (huge, split at any byte, out of order, for channels
- * never subscribed, errors, EOF), malformed RESP, and the broker's own calls (publish,
- * subscribe, unsubscribe) interleaved. Checks: nothing crashes or leaks, every delivered
- * message is one the server sent on a channel the broker subscribed, byte for byte, no more
- * often than sent, and nothing is delivered once the broker is being freed.
+/* fuzz_redis.c - libFuzzer target for the Redis broker (broker_redis.c, redis_link.c) as Redis
+ * talks to it: the real broker, with its own connections and hiredis' redisReader as
+ * redis_link.c sets them up, connects over loopback to a server played by this file, which
+ * answers from the fuzz input: pushes and replies as Redis sends them (huge, split at any byte,
+ * out of order, for channels never subscribed, errors, EOF), malformed RESP, and the broker's
+ * own calls (publish, subscribe, unsubscribe) interleaved. Checks: nothing crashes or leaks,
+ * every delivered message is one the server sent on a channel the broker subscribed, byte for
+ * byte, no more often than sent, and nothing is delivered once the broker is being freed.
  *
- * The bytes go through a real socket because hiredis 0.14 reaches its reply dispatch
- * (redisProcessCallbacks) only from redisAsyncHandleRead on the context's fd; a seam in
- * broker_redis.c is not needed.
+ * The bytes go through a real socket, so the broker's read path (bufferevent, reader, the
+ * max_message_size skip) is the one that runs in production; no seam in the broker is needed.
  *
- * By default the server sends only what Redis can send (well-formed RESP shaped as Redis
- * shapes pushes and replies) plus byte-level garbage hiredis' reader must refuse. With
- * WSGATE_FUZZ_REDIS_RAW=1 the input may also write any bytes to either link: that finds
- * hiredis 0.14's own assert()s on structurally odd replies (see fuzz/crashes-found/). */
+ * By default the input may also write any bytes to either link (RAW): replies Redis never
+ * sends, shaped oddly. That once reached hiredis 0.14's async-layer assert()s (the redis-*
+ * seeds in fuzz/corpus/redis/); now they are protocol errors that rebuild the link. With
+ * WSGATE_FUZZ_REDIS_RAW=0 the server sends only what Redis can send (well-formed RESP shaped as
+ * Redis shapes pushes and replies) plus byte-level garbage the reader must refuse, and the
+ * delivery count is checked exactly. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -148,8 +149,9 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	(void)argc;
 	(void)argv;
 	log_set_level(LOG_LVL_ERROR);
-	signal(SIGPIPE, SIG_IGN); /* hiredis writes to a socket the server may have reset */
-	fz.raw = getenv("WSGATE_FUZZ_REDIS_RAW") != NULL;
+	signal(SIGPIPE, SIG_IGN); /* the broker writes to a socket the server may have reset */
+	fz.raw = getenv("WSGATE_FUZZ_REDIS_RAW") == NULL ||
+	         strcmp(getenv("WSGATE_FUZZ_REDIS_RAW"), "0") != 0;
 	if ((fz.base = event_base_new()) == NULL)
 		return 1;
 	memset(&sa, 0, sizeof(sa));
@@ -169,10 +171,13 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	fz.cfg.redis.probe_interval_ms = 0; /* no canary timer: the input decides what arrives */
 	fz.cfg.redis.connect_timeout_ms = 0;
 	fz.cfg.redis.reconnect_max_ms = 60000;
+	/* Below the largest message the input builds (~2 MiB): both delivery and the skip of an
+	 * oversized message as it streams in are reached. */
+	fz.cfg.redis.max_message_size = 1u << 20;
 	return 0;
 }
 
-/* Runs the loop until nothing is pending (hiredis writes, reads, callbacks). */
+/* Runs the loop until nothing is pending (the broker's writes, reads, callbacks). */
 static void
 fz_pump(void)
 {
@@ -180,7 +185,7 @@ fz_pump(void)
 		event_base_loop(fz.base, EVLOOP_NONBLOCK);
 }
 
-/* Reads what the broker sent on l and counts its commands (hiredis sends each as a RESP array
+/* Reads what the broker sent on l and counts its commands (it sends each as a RESP array
  * of bulk strings; message bodies here never contain '*' at a line start). */
 static void
 fz_read(struct fz_link *l)
@@ -282,7 +287,7 @@ fz_accept(void)
 	struct pollfd pfd = {fz.lfd, POLLIN, 0};
 	int fd, tries;
 
-	/* The connect is non-blocking: libevent must run for hiredis to finish it. */
+	/* The connect is non-blocking: libevent must run for the broker to finish it. */
 	for (tries = 0; tries < 200; tries++) {
 		fz_pump();
 		if (poll(&pfd, 1, 5) == 1)
@@ -466,7 +471,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 0: /* a message, small */
 			fz_push_message(ch, y, x);
 			break;
-		case 1: /* a message, large: up to ~2 MiB (hiredis reads 16 KiB at a time) */
+		case 1: /* a message, large: up to ~2 MiB (read in slices, skipped or not) */
 			fz_push_message(ch, (size_t)y << 13 | x, y);
 			break;
 		case 2:

@@ -53,7 +53,7 @@ struct broker_sink {
  * through its mailbox. self may be NULL (a lone hub, for tests). */
 struct broker *broker_local_new(struct hub *hub, struct worker *self);
 
-/* The process's Redis broker (hiredis async on worker 0's base): separate subscribe and
+/* The process's Redis broker (its own connections on worker 0's base): separate subscribe and
  * publish connections, reconnect with exponential backoff and jitter, resubscribe, and a
  * liveness canary (on <prefix>wsgate:probe:<instance_id>). Messages go to sink; on_sub_up runs
  * each time the sub link is (re)synchronised. One SUBSCRIBE per channel for the process. */

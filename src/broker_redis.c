@@ -1,78 +1,37 @@
-/* broker_redis.c - the Redis broker: one hiredis async link in subscribed mode (sub) and one for
- * PUBLISH (pub), each reconnecting on its own with backoff, plus a canary that proves delivery.
- * Two kinds: the process's broker (on worker 0's loop) holds the one sub link of the process
- * and hands messages to its sink (router.c); each worker's publisher has only a pub link,
- * relays its hub's subscriptions to the process's broker and holds its publishes until that
- * broker's sub link is up.
+/* broker_redis.c - the Redis broker: one link in subscribed mode (sub) and one for PUBLISH
+ * (pub), each a redis_link (redis_link.c: the connection, reader, FIFO, reconnect with backoff)
+ * reconnecting on its own, plus a canary that proves delivery. Two kinds: the process's broker
+ * (on worker 0's loop) holds the one sub link of the process and hands messages to its sink
+ * (router.c); each worker's publisher has only a pub link, relays its hub's subscriptions to
+ * the process's broker and holds its publishes until that broker's sub link is up.
  *
- * hiredis 0.14 ownership: hiredis frees a context itself after a failed connect and after the
- * disconnect callback; there we only clear our pointer. We never free one from code that may
- * run inside a hiredis callback (our ops are reachable from hub_deliver()): a context we give up
- * is parked in link->dead and freed by the link's reap event on the next loop turn, or by free()
- * after the loop stopped. It may still call us meanwhile (replies, then NULL replies), so every
- * callback first checks that its context is the link's current one. A reply lives only during
- * its callback: nothing here keeps a pointer into one. */
+ * Ownership: each link owns its connection and frees it in redis_link_close(), which is safe
+ * from inside the link's callbacks (see redis_link.c). A reply lives only during its callback:
+ * nothing here keeps a pointer into one. Every reply is checked for the shape Redis gives it;
+ * anything else is a protocol error: logged, counted (wsgate_redis_protocol_errors_total) and
+ * the link rebuilt, never an abort (hiredis 0.14's async layer asserted on such replies). */
 #include "broker_redis.h"
 
 #include <sys/queue.h>
-#include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
+#include <strings.h>
 
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <event2/util.h>
 #include <hiredis/hiredis.h>
-#include <hiredis/async.h>
 #include <openssl/rand.h>
 
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
-#include "redis_adapter.h"
+#include "redis_link.h"
 
-#define REDIS_BACKOFF_START_MS 100
 #define REDIS_SUB_BATCH 256          /* channels per SUBSCRIBE when resubscribing */
 #define REDIS_PUB_MAX_INFLIGHT 10000 /* PUBLISHes awaiting a reply before we queue instead */
 #define REDIS_PUB_MIN_INFLIGHT_BYTES (1u << 20) /* in-flight byte bound if publish_queue is 0 */
 #define REDIS_LOG_MS 1000             /* oversized messages are logged at most this often */
-
-enum redis_link_state {
-	REDIS_LINK_DOWN = 0,   /* no context; the timer is the retry backoff */
-	REDIS_LINK_CONNECTING, /* redisAsyncConnect issued, TCP not up; timer = connect deadline */
-	REDIS_LINK_HANDSHAKE,  /* TCP up; AUTH (and SELECT on pub) sent, unanswered; deadline on */
-	REDIS_LINK_SYNCING,    /* sub only: SUBSCRIBE batches sent, the canary channel (sent last)
-	                        * not confirmed yet; deadline on; subscribe() sends at once */
-	REDIS_LINK_UP,         /* pub: PUBLISH goes out; sub: every resubscription confirmed */
-};
-
-static const char *const redis_link_state_names[] = { "down", "connecting", "handshake",
-	"syncing", "up" };
-
-struct broker_redis;
-
-struct redis_link {
-	struct broker_redis *b;
-	const char *name;        /* "sub" or "pub", for logs */
-	enum redis_link_state state;
-	redisAsyncContext *ac;   /* current context; NULL while DOWN */
-	redisAsyncContext *dead; /* context we gave up, freed by reap on the next loop turn */
-	struct event *timer;     /* DOWN: retry; CONNECTING..SYNCING: connect deadline */
-	struct event *reap;      /* frees dead outside any hiredis callback */
-	uint64_t backoff_ms;     /* next retry delay, before jitter */
-	struct redis_dns *dns;   /* CONNECTING: the host name lookup in flight, if any */
-	uint64_t partial_ms;     /* last read that advanced a reply still incomplete (progress) */
-};
-
-/* A lookup in flight; l is cleared when the link gives it up (the answer may still come). */
-struct redis_dns {
-	struct redis_link *l;
-	struct evdns_getaddrinfo_request *req;
-};
 
 /* A publish held while the pub link is down or too far behind. */
 struct redis_pending {
@@ -93,7 +52,6 @@ struct broker_redis {
 	uint64_t connect_timeout_ms, probe_interval_ms, probe_timeout_ms, publish_queue,
 	    reconnect_max_ms, max_message_size;
 	struct evdns_base *dns; /* made on first use: a host name, not an address, is configured */
-	struct redis_adapter_hooks hooks; /* max_reply is max_message_size */
 	uint64_t oversized;     /* oversized messages since the last log line */
 	uint64_t oversized_log_ms;
 
@@ -112,10 +70,10 @@ struct broker_redis {
 	struct event *probe_timer;    /* every probe_interval */
 	struct event *probe_deadline; /* probe_timeout after a send */
 
-	/* publish FIFO and in-flight accounting of the current pub context */
+	/* publish FIFO and in-flight accounting of the current pub connection */
 	STAILQ_HEAD(, redis_pending) queue;
 	int queue_full;            /* "queue full" logged, not yet drained */
-	uint64_t inflight;         /* PUBLISHes sent on pub.ac and not answered */
+	uint64_t inflight;         /* PUBLISHes sent on pub and not answered */
 	uint64_t inflight_bytes;
 
 	struct broker_redis_stats st; /* counters and FIFO gauges; the getter adds link states */
@@ -133,31 +91,9 @@ struct broker_redis {
 
 static const struct broker_ops broker_redis_ops;
 
-static void redis_link_teardown(struct redis_link *, const char *);
-static void redis_link_cancel_dns(struct redis_link *);
-static void redis_link_on_connect(const redisAsyncContext *, int);
-static void redis_link_on_disconnect(const redisAsyncContext *, int);
 static void broker_redis_resubscribe(struct broker_redis *);
 static void broker_redis_flush(struct broker_redis *);
 static int broker_redis_pub_writable(const struct broker_redis *);
-
-static uint64_t
-broker_redis_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-static void
-broker_redis_arm(struct event *ev, uint64_t ms)
-{
-	struct timeval tv = { .tv_sec = (time_t)(ms / 1000),
-		.tv_usec = (suseconds_t)(ms % 1000) * 1000 };
-
-	event_add(ev, &tv);
-}
 
 static int
 broker_redis_is_probe(const struct broker_redis *b, const char *name, size_t len)
@@ -165,65 +101,14 @@ broker_redis_is_probe(const struct broker_redis *b, const char *name, size_t len
 	return len == b->probe_len && memcmp(name, b->probe_chan, len) == 0;
 }
 
-/* ---- one link: state, connect, teardown ---- */
-
-/* 80% to 120% of ms: instances that lost Redis together must not come back in lockstep. */
-static uint64_t
-redis_link_jitter(uint64_t ms)
-{
-	uint32_t r;
-
-	if (RAND_bytes((unsigned char *)&r, sizeof(r)) != 1)
-		return ms;
-	return ms * (800 + r % 401) / 1000;
-}
-
-/* Something that cannot happen did: a debug build stops there; a release build counts it
- * (wsgate_internal_errors_total), logs it and goes on with the link rebuilt. */
+/* The link is up (sub: every resubscription confirmed). */
 static void
-redis_internal_error(struct broker_redis *b, const char *what)
+broker_redis_link_up(struct redis_link *l)
 {
-#ifdef WSGATE_DEBUG
-	fatalx("redis: %s", what);
-#endif
-	METRIC_ADD(b->st.internal_errors, 1);
-	log_warnx("redis: internal error: %s", what);
-}
+	struct broker_redis *b = l->owner;
 
-/* Returns 0, or -1 after an illegal move: the link was then rebuilt (torn down, its retry
- * armed) and the caller must stop what it was doing with it. */
-static int
-redis_link_set_state(struct redis_link *l, enum redis_link_state to)
-{
-	/* Forward one step at a time (pub skips SYNCING); down from anywhere but down. */
-	int ok = to == REDIS_LINK_DOWN ? l->state != REDIS_LINK_DOWN : to == l->state + 1 ||
-	    (l->state == REDIS_LINK_HANDSHAKE && to == REDIS_LINK_UP && l != &l->b->sub);
-	char what[128];
-
-	if (!ok) {
-		snprintf(what, sizeof(what), "%s link: illegal transition %s -> %s; rebuilding it",
-		    l->name, redis_link_state_names[l->state], redis_link_state_names[to]);
-		redis_internal_error(l->b, what);
-		if (l->state != REDIS_LINK_DOWN)
-			redis_link_teardown(l, "internal error");
-		else if (!evtimer_pending(l->timer, NULL))
-			broker_redis_arm(l->timer, REDIS_BACKOFF_START_MS);
-		return -1;
-	}
-	/* Atomic: ready() and the metrics read it from the main loop. */
-	__atomic_store_n(&l->state, to, __ATOMIC_RELAXED);
-	return 0;
-}
-
-static void
-redis_link_up(struct redis_link *l)
-{
-	struct broker_redis *b = l->b;
-
-	if (redis_link_set_state(l, REDIS_LINK_UP) < 0)
+	if (redis_link_up(l) < 0)
 		return;
-	event_del(l->timer); /* the connect deadline */
-	l->backoff_ms = REDIS_BACKOFF_START_MS;
 	if (l == &b->sub)
 		log_info("redis sub link up (%zu channels)", b->sink->nchannels(b->sink_arg));
 	else
@@ -235,34 +120,19 @@ redis_link_up(struct redis_link *l)
 	broker_redis_flush(b);
 }
 
-/* The one way down: gives up the context (freed next loop turn: hiredis may be on the stack),
- * resets what depended on it, schedules the retry and logs the reason once. */
-static void
-redis_link_teardown(struct redis_link *l, const char *reason)
-{
-	struct broker_redis *b = l->b;
-	enum redis_link_state was = l->state;
-	uint64_t delay, cap;
-	char extra[64] = "";
+/* ---- the links' hooks (redis_link.h) ---- */
 
-	if (was == REDIS_LINK_DOWN || b->freeing)
+/* What depended on the connection that went away. */
+static void
+broker_redis_link_down(struct redis_link *l, enum redis_link_state was, char *extra, size_t n)
+{
+	struct broker_redis *b = l->owner;
+
+	(void)was;
+	if (b->freeing)
 		return;
-	redis_link_cancel_dns(l);
-	l->partial_ms = 0;
-	if (l->ac != NULL) {
-		if (l->dead != NULL) {
-			/* Reap runs before any reconnect, so never two; should it happen, the
-			 * older one is not on the stack (its callbacks return at once). */
-			redis_internal_error(b, "two contexts to reap");
-			redisAsyncFree(l->dead);
-		}
-		l->dead = l->ac;
-		l->ac = NULL;
-		event_active(l->reap, EV_TIMEOUT, 1);
-	}
-	redis_link_set_state(l, REDIS_LINK_DOWN);
-	/* A canary in flight proves nothing once the sub context, or the pub context before
-	 * answering its PUBLISH, is gone. */
+	/* A canary in flight proves nothing once the sub connection, or the pub connection
+	 * before answering its PUBLISH, is gone. */
 	if (l == &b->sub || !b->probe_answered) {
 		METRIC_SET(b->probe_outstanding, 0);
 		event_del(b->probe_deadline);
@@ -270,121 +140,20 @@ redis_link_teardown(struct redis_link *l, const char *reason)
 	if (l == &b->pub) {
 		/* Unanswered PUBLISHes may or may not have been run: counted, not resent. */
 		if (b->inflight > 0)
-			snprintf(extra, sizeof(extra), " (%llu PUBLISH unconfirmed)",
+			snprintf(extra, n, " (%llu PUBLISH unconfirmed)",
 			    (unsigned long long)b->inflight);
 		METRIC_ADD(b->st.unconfirmed, b->inflight);
 		b->inflight = 0;
 		b->inflight_bytes = 0;
 	}
-
-	cap = b->reconnect_max_ms > 0 ? b->reconnect_max_ms : REDIS_BACKOFF_START_MS;
-	delay = redis_link_jitter(l->backoff_ms < cap ? l->backoff_ms : cap);
-	l->backoff_ms = l->backoff_ms * 2 < cap ? l->backoff_ms * 2 : cap;
-	METRIC_ADD(b->st.reconnects, 1);
-	broker_redis_arm(l->timer, delay);
-	if (was == REDIS_LINK_UP)
-		log_warnx("redis %s link down: %s%s; retry in %llu ms", l->name, reason, extra,
-		    (unsigned long long)delay);
-	else
-		log_warnx("redis %s link to %s:%d failed (%s): %s; retry in %llu ms", l->name,
-		    b->host, b->port, redis_link_state_names[was], reason, (unsigned long long)delay);
 }
-
-static void
-redis_link_reap(evutil_socket_t fd, short what, void *arg)
-{
-	struct redis_link *l = arg;
-	redisAsyncContext *ac = l->dead;
-
-	(void)fd, (void)what;
-	if (ac == NULL)
-		return; /* hiredis dropped it first */
-	l->dead = NULL;
-	/* An event callback, outside hiredis: the reply callbacks it runs with NULL and the
-	 * disconnect callback find that ac is no longer current. */
-	redisAsyncFree(ac);
-}
-
-/* hiredis frees ac when we return (failed connect, or disconnect): forget it, and when it was
- * the current context, the link is down. */
-static void
-redis_link_gone(struct redis_link *l, const redisAsyncContext *ac, const char *why)
-{
-	if (ac == l->dead) { /* free() clears both pointers first: nothing matches then */
-		l->dead = NULL;
-	} else if (ac == l->ac) {
-		l->ac = NULL;
-		redis_link_teardown(l, why);
-	}
-}
-
-/* AUTH and SELECT replies. privdata is the command name, for the log. */
-static void
-redis_link_on_handshake(redisAsyncContext *ac, void *r, void *privdata)
-{
-	redisReply *reply = r;
-	struct redis_link *l = ac->data;
-	struct broker_redis *b = l->b;
-	const char *step = privdata;
-	char reason[256];
-
-	if (b->freeing || reply == NULL || ac != l->ac || l->state != REDIS_LINK_HANDSHAKE)
-		return;
-	if (reply->type == REDIS_REPLY_ERROR) {
-		snprintf(reason, sizeof(reason), "%s refused: %s", step, reply->str);
-		redis_link_teardown(l, reason);
-	} else if (l == &b->sub) {
-		broker_redis_resubscribe(b); /* AUTH was its whole handshake */
-	} else if (strcmp(step, "SELECT") == 0) {
-		redis_link_up(l);
-	}
-}
-
-/* TCP is up. hiredis marked the context connected before calling us, so commands may be queued:
- * AUTH when configured, and SELECT on pub (pub/sub ignores the db, but anything else sent on
- * that link must hit the configured one). The sub link without AUTH resubscribes at once. */
-static void
-redis_link_on_connect(const redisAsyncContext *cac, int status)
-{
-	redisAsyncContext *ac = (redisAsyncContext *)cac; /* hiredis passes it const */
-	struct redis_link *l = ac->data;
-	struct broker_redis *b = l->b;
-	int rc = REDIS_OK;
-
-	if (status != REDIS_OK) {
-		redis_link_gone(l, ac, ac->errstr != NULL ? ac->errstr : "connect failed");
-		return;
-	}
-	if (b->freeing || ac != l->ac || l->state != REDIS_LINK_CONNECTING)
-		return;
-	if (redis_link_set_state(l, REDIS_LINK_HANDSHAKE) < 0)
-		return;
-	if (b->password != NULL)
-		rc = redisAsyncCommand(ac, redis_link_on_handshake, "AUTH", "AUTH %s", b->password);
-	if (rc == REDIS_OK && l == &b->pub)
-		rc = redisAsyncCommand(ac, redis_link_on_handshake, "SELECT", "SELECT %d", b->db);
-	if (rc != REDIS_OK)
-		redis_link_teardown(l, "handshake could not be queued");
-	else if (l == &b->sub && b->password == NULL)
-		broker_redis_resubscribe(b);
-}
-
-static void
-redis_link_on_disconnect(const redisAsyncContext *ac, int status)
-{
-	(void)status;
-	redis_link_gone(ac->data, ac, ac->errstr != NULL && ac->errstr[0] != '\0' ? ac->errstr :
-	    "connection closed");
-}
-
-/* ---- the adapter's hooks (redis_adapter.c): arg is the link ---- */
 
 /* A message larger than max_message_size is on its way: counted, logged at most once a
  * second. */
 static void
 broker_redis_oversized(struct broker_redis *b, const char *link, uint64_t len)
 {
-	uint64_t now = broker_redis_now_ms();
+	uint64_t now = redis_link_now_ms();
 
 	METRIC_ADD(b->st.oversized, 1);
 	b->oversized++;
@@ -397,241 +166,201 @@ broker_redis_oversized(struct broker_redis *b, const char *link, uint64_t len)
 	}
 }
 
-static int
-redis_link_is_current(void *arg, const redisAsyncContext *ac)
+static void
+broker_redis_link_oversized(struct redis_link *l, uint64_t len)
 {
-	struct redis_link *l = arg;
-
-	return ac == l->ac && !l->b->freeing;
+	broker_redis_oversized(l->owner, l->name, len);
 }
 
+/* AUTH and SELECT replies. arg is the command name, for the log. Redis answers both with +OK
+ * or an error; anything else is not Redis. */
 static void
-redis_link_oversized(void *arg, uint64_t len)
+broker_redis_on_handshake(struct redis_link *l, const redisReply *reply, void *arg)
 {
-	struct redis_link *l = arg;
+	struct broker_redis *b = l->owner;
+	const char *step = arg;
+	char reason[256];
 
-	broker_redis_oversized(l->b, l->name, len);
+	if (b->freeing || l->state != REDIS_LINK_HANDSHAKE)
+		return;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		snprintf(reason, sizeof(reason), "%s refused: %.*s", step, (int)reply->len,
+		    reply->str);
+		redis_link_close(l, reason);
+	} else if (reply->type != REDIS_REPLY_STATUS) {
+		snprintf(reason, sizeof(reason), "%s answered with reply type %d", step, reply->type);
+		redis_link_fail(l, reason);
+	} else if (l == &b->sub) {
+		broker_redis_resubscribe(b); /* AUTH was its whole handshake */
+	} else if (strcmp(step, "SELECT") == 0) {
+		broker_redis_link_up(l);
+	}
 }
 
+/* TCP is up: AUTH when configured, and SELECT on pub (pub/sub ignores the db, but anything
+ * else sent on that link must hit the configured one). The sub link without AUTH resubscribes
+ * at once. */
 static void
-redis_link_progress(void *arg)
+broker_redis_link_connected(struct redis_link *l)
 {
-	((struct redis_link *)arg)->partial_ms = broker_redis_now_ms();
-}
+	struct broker_redis *b = l->owner;
+	const char *argv[2];
+	size_t lens[2];
+	char db[16];
+	int rc = 0;
 
-static void
-redis_link_failed(void *arg, const char *why)
-{
-	redis_link_teardown(arg, why);
-}
-
-/* ---- connecting: resolve without blocking, then hiredis to the address ---- */
-
-/* hiredis connects to addr (numeric: its getaddrinfo does not block). */
-static void
-redis_link_open(struct redis_link *l, const char *addr)
-{
-	struct broker_redis *b = l->b;
-	redisAsyncContext *ac;
-	char err[256];
-
-	if ((ac = redisAsyncConnect(addr, b->port)) == NULL) {
-		redis_link_teardown(l, "out of memory");
+	if (b->freeing)
 		return;
+	if (b->password != NULL) {
+		argv[0] = "AUTH", lens[0] = 4;
+		argv[1] = b->password, lens[1] = strlen(b->password);
+		rc = redis_link_command(l, 2, argv, lens, broker_redis_on_handshake, "AUTH");
 	}
-	if (ac->err != 0) {
-		snprintf(err, sizeof(err), "%s", ac->errstr);
-		redisAsyncFree(ac); /* nothing attached, no callbacks: freed at once */
-		redis_link_teardown(l, err);
-		return;
+	if (rc == 0 && l == &b->pub) {
+		argv[0] = "SELECT", lens[0] = 6;
+		lens[1] = (size_t)snprintf(db, sizeof(db), "%d", b->db);
+		argv[1] = db;
+		rc = redis_link_command(l, 2, argv, lens, broker_redis_on_handshake, "SELECT");
 	}
-	if (redis_adapter_attach(ac, b->evbase, &b->hooks, l) < 0) {
-		redisAsyncFree(ac);
-		redis_link_teardown(l, "out of memory");
-		return;
-	}
-	ac->data = l;
-	redisAsyncSetConnectCallback(ac, redis_link_on_connect);
-	redisAsyncSetDisconnectCallback(ac, redis_link_on_disconnect);
-	l->ac = ac;
-}
-
-static void
-redis_link_cancel_dns(struct redis_link *l)
-{
-	struct redis_dns *d = l->dns;
-
-	if (d == NULL)
-		return;
-	l->dns = NULL;
-	d->l = NULL; /* the callback, now or later, only frees d */
-	if (d->req != NULL)
-		evdns_getaddrinfo_cancel(d->req);
-}
-
-/* The lookup's answer. d->l is NULL when the link gave it up (EVUTIL_EAI_CANCEL, or an answer
- * after a teardown); the link must still be CONNECTING with no context, as it was armed. */
-static void
-redis_link_dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
-{
-	struct redis_dns *d = arg;
-	struct redis_link *l = d->l;
-	char addr[INET6_ADDRSTRLEN] = "", why[320];
-	const void *in = NULL;
-
-	free(d);
-	if (l == NULL || l->b->freeing || l->state != REDIS_LINK_CONNECTING || l->ac != NULL) {
-		if (ai != NULL)
-			evutil_freeaddrinfo(ai);
-		return;
-	}
-	l->dns = NULL;
-	if (err == 0 && ai != NULL) {
-		if (ai->ai_family == AF_INET)
-			in = &((struct sockaddr_in *)(void *)ai->ai_addr)->sin_addr;
-		else if (ai->ai_family == AF_INET6)
-			in = &((struct sockaddr_in6 *)(void *)ai->ai_addr)->sin6_addr;
-		if (in != NULL)
-			(void)evutil_inet_ntop(ai->ai_family, in, addr, sizeof(addr));
-	}
-	if (ai != NULL)
-		evutil_freeaddrinfo(ai);
-	if (addr[0] == '\0') {
-		snprintf(why, sizeof(why), "cannot resolve %s: %s", l->b->host,
-		    err != 0 ? evutil_gai_strerror(err) : "no address");
-		redis_link_teardown(l, why);
-		return;
-	}
-	redis_link_open(l, addr);
-}
-
-/* Runs from a timer or from new(), never inside a hiredis callback. The host name is looked up
- * again for every attempt (evdns: the loop never blocks), so a Redis that moved is found. */
-static void
-redis_link_connect(struct redis_link *l)
-{
-	struct broker_redis *b = l->b;
-	struct evutil_addrinfo hints, *ai = NULL;
-	struct evdns_getaddrinfo_request *req;
-	struct redis_dns *d;
-	redisAsyncContext *ac;
-	char port[16];
-
-	if ((ac = l->dead) != NULL) { /* normally reaped already */
-		l->dead = NULL;
-		redisAsyncFree(ac);
-	}
-	if (redis_link_set_state(l, REDIS_LINK_CONNECTING) < 0)
-		return;
-	/* hiredis 0.14 has no connect timeout. Ours runs until the link is up, so a lookup or a
-	 * server that accepts but never answers (stopped, overloaded) is given up as well. */
-	if (b->connect_timeout_ms > 0)
-		broker_redis_arm(l->timer, b->connect_timeout_ms);
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV;
-	snprintf(port, sizeof(port), "%d", b->port);
-	if (evutil_getaddrinfo(b->host, port, &hints, &ai) == 0) {
-		evutil_freeaddrinfo(ai);
-		redis_link_open(l, b->host);
-		return;
-	}
-	if (b->dns == NULL &&
-	    (b->dns = evdns_base_new(b->evbase, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-	    EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL) {
-		redis_link_teardown(l, "cannot start the DNS resolver");
-		return;
-	}
-	if ((d = calloc(1, sizeof(*d))) == NULL) {
-		redis_link_teardown(l, "out of memory");
-		return;
-	}
-	d->l = l;
-	l->dns = d;
-	hints.ai_flags = EVUTIL_AI_NUMERICSERV | EVUTIL_AI_ADDRCONFIG;
-	req = evdns_getaddrinfo(b->dns, b->host, port, &hints, redis_link_dns_cb, d);
-	/* NULL: answered inside the call (/etc/hosts, or a failure); d is freed already. */
-	if (req != NULL && l->dns == d)
-		d->req = req;
-}
-
-/* DOWN: time to retry. CONNECTING..SYNCING: the connect deadline passed. */
-static void
-redis_link_timer(evutil_socket_t fd, short what, void *arg)
-{
-	struct redis_link *l = arg;
-	char reason[96];
-
-	(void)fd, (void)what;
-	if (l->state == REDIS_LINK_DOWN) {
-		redis_link_connect(l);
-	} else if (l->state != REDIS_LINK_UP) {
-		snprintf(reason, sizeof(reason), "no answer within connect_timeout (%llu ms)",
-		    (unsigned long long)l->b->connect_timeout_ms);
-		redis_link_teardown(l, reason);
-	}
+	if (rc != 0)
+		redis_link_close(l, "handshake could not be queued");
+	else if (l == &b->sub && b->password == NULL)
+		broker_redis_resubscribe(b);
 }
 
 /* ---- the sub link: subscriptions, messages, the canary coming back ---- */
 
-/* The one callback of every SUBSCRIBE: hiredis 0.14 keeps it per channel and hands it every
- * reply for that channel: "subscribe", "unsubscribe" and each "message". When a channel's entry
- * is gone (unsubscribed), hiredis reuses the last callback it ran, which is this one too. */
-static void
-broker_redis_on_sub_reply(redisAsyncContext *ac, void *r, void *privdata)
+static int
+broker_redis_is_str(const redisReply *r)
 {
-	redisReply *reply = r, *kind, *chan, *data;
-	struct broker_redis *b = ((struct redis_link *)ac->data)->b;
+	return r->type == REDIS_REPLY_STRING;
+}
 
-	(void)privdata;
-	/* NULL: the context is going away (hiredis calls each channel's callback then). */
-	if (b->freeing || reply == NULL || ac != b->sub.ac ||
-	    (b->sub.state != REDIS_LINK_SYNCING && b->sub.state != REDIS_LINK_UP))
-		return;
-	if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
-		return;
-	kind = reply->element[0];
-	chan = reply->element[1];
-	data = reply->element[2];
-	if (kind->type != REDIS_REPLY_STRING || chan->type != REDIS_REPLY_STRING)
-		return;
-	if (strcmp(kind->str, "message") == 0 && data->type == REDIS_REPLY_STRING) {
-		if (broker_redis_is_probe(b, chan->str, chan->len)) {
-			/* Ours when it is the payload we sent last (the workers of one instance
-			 * share the channel, and their canaries are ignored). */
-			char want[64];
-			int n = snprintf(want, sizeof(want), "%016llx:%llu",
-			    (unsigned long long)b->probe_nonce, (unsigned long long)b->probe_seq);
+static int
+broker_redis_kind_is(const redisReply *kind, const char *s)
+{
+	size_t n = strlen(s);
 
-			if (b->probe_outstanding && data->len == (size_t)n &&
-			    memcmp(data->str, want, data->len) == 0) {
-				METRIC_SET(b->probe_outstanding, 0);
-				event_del(b->probe_deadline);
-			}
-			return;
+	return kind->len == n && strncasecmp(kind->str, s, n) == 0;
+}
+
+/* A "message" push for channel chan: the canary coming back, or one for the sink. data NULL:
+ * skipped as it streamed in (over max_message_size, already counted). */
+static void
+broker_redis_on_message(struct broker_redis *b, const redisReply *chan, const redisReply *data)
+{
+	if (broker_redis_is_probe(b, chan->str, chan->len)) {
+		/* Ours when it is the payload we sent last (the workers of one instance share
+		 * the channel, and their canaries are ignored). */
+		char want[64];
+		int n = snprintf(want, sizeof(want), "%016llx:%llu",
+		    (unsigned long long)b->probe_nonce, (unsigned long long)b->probe_seq);
+
+		if (data != NULL && b->probe_outstanding && data->len == (size_t)n &&
+		    memcmp(data->str, want, data->len) == 0) {
+			METRIC_SET(b->probe_outstanding, 0);
+			event_del(b->probe_deadline);
 		}
-		/* Normally skipped as it streamed in (a nil here); this catches one that came
-		 * whole within a single read. */
-		if (data->len > b->max_message_size) {
-			broker_redis_oversized(b, "sub (whole)", data->len);
-			return;
-		}
-		METRIC_ADD(b->st.delivered, 1);
-		b->sink->deliver(b->sink_arg, chan->str, chan->len, (const uint8_t *)data->str,
-		    data->len);
-	} else if (strcmp(kind->str, "subscribe") == 0 && b->sub.state == REDIS_LINK_SYNCING &&
-	    broker_redis_is_probe(b, chan->str, chan->len)) {
-		/* Redis answers in order and the canary channel went last. */
-		redis_link_up(&b->sub);
+		return;
+	}
+	if (data == NULL)
+		return;
+	/* Normally skipped as it streamed in (a nil then); this catches one that came whole
+	 * within a single read. */
+	if (data->len > b->max_message_size) {
+		broker_redis_oversized(b, "sub (whole)", data->len);
+		return;
+	}
+	METRIC_ADD(b->st.delivered, 1);
+	b->sink->deliver(b->sink_arg, chan->str, chan->len, (const uint8_t *)data->str, data->len);
+}
+
+/* Redis confirmed a SUBSCRIBE of chan. Redis answers in order and the canary channel goes last
+ * in every resubscription: its confirmation means every channel is subscribed. */
+static void
+broker_redis_on_subscribed(struct broker_redis *b, const char *chan, size_t len)
+{
+	if (b->sub.state == REDIS_LINK_SYNCING && broker_redis_is_probe(b, chan, len)) {
+		broker_redis_link_up(&b->sub);
 		/* The workers' publishers held their queues for this. */
-		if (b->on_sub_up != NULL)
+		if (b->on_sub_up != NULL && b->sub.state == REDIS_LINK_UP)
 			b->on_sub_up(b->on_sub_up_arg);
 	} else if (strcmp(kind->str, "subscribe") == 0 && b->sink->confirmed != NULL &&
 	    !broker_redis_is_probe(b, chan->str, chan->len)) {
 		/* The process now receives this channel: its pending clients may open. */
 		b->sink->confirmed(b->sink_arg, chan->str, chan->len);
 	}
+}
+
+/* Every reply on the sub link once AUTH is answered: Redis sends nothing there but these
+ * pushes, each [kind, channel, payload] -- "message" (payload a bulk string: a nil only when
+ * we skipped an oversized one), "subscribe"/"unsubscribe" (payload the count of channels
+ * still subscribed, an integer; the channel is nil for an UNSUBSCRIBE of nothing) -- and
+ * ["pong", data] should a PING ever be sent. An error reply (a refused command) closes the link
+ * to start over. Anything else (short arrays, other types, unknown kinds) is not Redis: returns
+ * -1 with why, and the link logs it, counts it and is rebuilt. The checks are the ones hiredis
+ * 0.14 made with assert(). */
+static int
+broker_redis_on_sub_reply(struct redis_link *l, const redisReply *reply, char *why, size_t n)
+{
+	struct broker_redis *b = l->owner;
+	const redisReply *kind, *chan, *data;
+
+	if (b->freeing)
+		return 0;
+	if (reply->type == REDIS_REPLY_ERROR) {
+		/* Redis refused a command (NOAUTH, OOM, too many clients...): not malformed, but
+		 * the subscriptions are not what we asked for. Start over. */
+		char reason[256];
+
+		snprintf(reason, sizeof(reason), "Redis refused a command: %.*s",
+		    (int)(reply->len < 200 ? reply->len : 200), reply->str);
+		redis_link_close(l, reason);
+		return 0;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY) {
+		snprintf(why, n, "a reply of type %d where a push was due", reply->type);
+		return -1;
+	}
+	if (reply->elements < 1 || !broker_redis_is_str(reply->element[0])) {
+		snprintf(why, n, "a push of %zu elements without a kind", reply->elements);
+		return -1;
+	}
+	kind = reply->element[0];
+	if (broker_redis_kind_is(kind, "pong") && reply->elements <= 2)
+		return 0;
+	if (reply->elements != 3) {
+		snprintf(why, n, "a push of %zu elements", reply->elements);
+		return -1;
+	}
+	chan = reply->element[1];
+	data = reply->element[2];
+	if (broker_redis_kind_is(kind, "message")) {
+		if (!broker_redis_is_str(chan) ||
+		    (!broker_redis_is_str(data) && data->type != REDIS_REPLY_NIL)) {
+			snprintf(why, n, "a message push with a channel or payload not a string");
+			return -1;
+		}
+		if (b->sub.state == REDIS_LINK_SYNCING || b->sub.state == REDIS_LINK_UP)
+			broker_redis_on_message(b, chan, data->type == REDIS_REPLY_NIL ? NULL : data);
+		return 0;
+	}
+	if (broker_redis_kind_is(kind, "subscribe") || broker_redis_kind_is(kind, "unsubscribe")) {
+		int sub = broker_redis_kind_is(kind, "subscribe");
+
+		if (data->type != REDIS_REPLY_INTEGER || (!broker_redis_is_str(chan) &&
+		    (sub || chan->type != REDIS_REPLY_NIL))) {
+			snprintf(why, n, "a %s confirmation with a channel or count of the wrong "
+			    "type", sub ? "subscribe" : "unsubscribe");
+			return -1;
+		}
+		if (sub)
+			broker_redis_on_subscribed(b, chan->str, chan->len);
+		return 0;
+	}
+	snprintf(why, n, "a push of unknown kind \"%.*s\"", (int)(kind->len < 32 ? kind->len : 32),
+	    kind->str);
+	return -1;
 }
 
 struct broker_redis_batch {
@@ -642,18 +371,18 @@ struct broker_redis_batch {
 	size_t lens[1 + REDIS_SUB_BATCH];
 };
 
+/* Confirmations come back as pushes (broker_redis_on_sub_reply), not through the FIFO. */
 static void
 broker_redis_batch_send(struct broker_redis_batch *bt)
 {
 	if (bt->n > 0 && !bt->failed &&
-	    redisAsyncCommandArgv(bt->b->sub.ac, broker_redis_on_sub_reply, NULL, bt->n + 1,
-	    bt->argv, bt->lens) != REDIS_OK)
+	    redis_link_command(&bt->b->sub, bt->n + 1, bt->argv, bt->lens, NULL, NULL) != 0)
 		bt->failed = 1;
 	bt->n = 0;
 }
 
 /* The names stay valid until their batch is sent: the sink's channels do not change while it
- * iterates, and hiredis copies them into its output buffer. */
+ * iterates, and the command is encoded at once. */
 static void
 broker_redis_batch_add(void *arg, const char *name, size_t len)
 {
@@ -681,16 +410,14 @@ broker_redis_resubscribe(struct broker_redis *b)
 	bt.n++;
 	broker_redis_batch_send(&bt);
 	if (bt.failed)
-		redis_link_teardown(&b->sub, "SUBSCRIBE could not be queued");
+		redis_link_close(&b->sub, "SUBSCRIBE could not be queued");
 	else
 		(void)redis_link_set_state(&b->sub, REDIS_LINK_SYNCING);
 }
 
 /* One (UN)SUBSCRIBE while the link is subscribing; before that the resubscription reads the
- * sink. The canary channel is ours alone: never sent here, so never unsubscribed, so the context
- * never leaves subscribed mode (hiredis 0.14 asserts on a pushed message outside it).
- * hiredis 0.14 counts SUBSCRIBEs per channel (pending_subs): an UNSUBSCRIBE quickly followed by
- * a SUBSCRIBE keeps the channel's callback. */
+ * sink. The canary channel is ours alone: never sent here, so never unsubscribed, so the link
+ * never leaves subscribed mode (where a reply could answer a command again). */
 static void
 broker_redis_sub_command(struct broker_redis *b, const char *cmd, const char *channel, size_t len)
 {
@@ -701,9 +428,8 @@ broker_redis_sub_command(struct broker_redis *b, const char *cmd, const char *ch
 		return;
 	if (broker_redis_is_probe(b, channel, len))
 		return;
-	if (redisAsyncCommandArgv(b->sub.ac, broker_redis_on_sub_reply, NULL, 2, argv, lens) !=
-	    REDIS_OK)
-		redis_link_teardown(&b->sub, "(UN)SUBSCRIBE could not be queued");
+	if (redis_link_command(&b->sub, 2, argv, lens, NULL, NULL) != 0)
+		redis_link_close(&b->sub, "(UN)SUBSCRIBE could not be queued");
 }
 
 static int
@@ -731,7 +457,7 @@ broker_redis_unsubscribe(struct broker *base, const char *channel, size_t len)
 
 /* ---- the pub link: PUBLISH, the FIFO, in-flight bounds ---- */
 
-/* Up, and not so far behind that hiredis' output buffer or Redis' replies pile up. The
+/* Up, and not so far behind that the link's output buffer or Redis' replies pile up. The
  * subscribe link must be up too: a message published while this instance is not subscribed
  * would never reach its own clients, so it waits in the queue until both links are back. */
 static int
@@ -748,26 +474,28 @@ broker_redis_pub_writable(const struct broker_redis *b)
 	    b->inflight_bytes < cap;
 }
 
-/* privdata is the message's byte count (channel + data). */
+/* arg is the message's byte count (channel + data). Redis answers PUBLISH with the number of
+ * receivers (an integer) or an error; anything else is not Redis. */
 static void
-broker_redis_on_publish_reply(redisAsyncContext *ac, void *r, void *privdata)
+broker_redis_on_publish_reply(struct redis_link *l, const redisReply *reply, void *arg)
 {
-	redisReply *reply = r;
-	struct broker_redis *b = ((struct redis_link *)ac->data)->b;
+	struct broker_redis *b = l->owner;
 
-	/* Not current: a context we gave up. NULL: hiredis is dropping the context and the
-	 * teardown from its disconnect callback counts what is still in flight. */
-	if (b->freeing || ac != b->pub.ac || reply == NULL)
+	if (b->freeing)
 		return;
 	b->inflight--;
-	b->inflight_bytes -= (uint64_t)(uintptr_t)privdata;
-	if (reply->type != REDIS_REPLY_ERROR) {
+	b->inflight_bytes -= (uint64_t)(uintptr_t)arg;
+	if (reply->type == REDIS_REPLY_INTEGER) {
 		METRIC_ADD(b->st.published, 1);
-	} else {
+	} else if (reply->type == REDIS_REPLY_ERROR) {
 		METRIC_ADD(b->st.publish_errors, 1);
 		if (b->st.publish_errors % 1000 == 1)
-			log_warnx("redis PUBLISH failed: %s (%llu errors so far)", reply->str,
+			log_warnx("redis PUBLISH failed: %.*s (%llu errors so far)",
+			    (int)(reply->len < 200 ? reply->len : 200), reply->str,
 			    (unsigned long long)b->st.publish_errors);
+	} else {
+		redis_link_fail(l, "PUBLISH answered with neither an integer nor an error");
+		return;
 	}
 	broker_redis_flush(b);
 }
@@ -777,9 +505,11 @@ broker_redis_send(struct broker_redis *b, const char *channel, size_t clen, cons
     size_t len)
 {
 	size_t bytes = clen + len;
+	const char *argv[3] = { "PUBLISH", channel, (const char *)data };
+	size_t lens[3] = { 7, clen, len };
 
-	if (redisAsyncCommand(b->pub.ac, broker_redis_on_publish_reply, (void *)(uintptr_t)bytes,
-	    "PUBLISH %b %b", channel, clen, data, len) != REDIS_OK)
+	if (redis_link_command(&b->pub, 3, argv, lens, broker_redis_on_publish_reply,
+	    (void *)(uintptr_t)bytes) != 0)
 		return -1;
 	b->inflight++;
 	b->inflight_bytes += bytes;
@@ -853,16 +583,19 @@ broker_redis_publish(struct broker *base, const char *channel, size_t clen, cons
 
 /* ---- the canary going out ---- */
 
-/* privdata is the canary's sequence number. */
+/* arg is the canary's sequence number. */
 static void
-broker_redis_on_probe_reply(redisAsyncContext *ac, void *r, void *privdata)
+broker_redis_on_probe_reply(struct redis_link *l, const redisReply *reply, void *arg)
 {
-	redisReply *reply = r;
-	struct broker_redis *b = ((struct redis_link *)ac->data)->b;
+	struct broker_redis *b = l->owner;
 
-	if (b->freeing || reply == NULL || ac != b->pub.ac)
+	if (b->freeing)
 		return;
-	if ((uint64_t)(uintptr_t)privdata == b->probe_seq && b->probe_outstanding)
+	if (reply->type != REDIS_REPLY_INTEGER && reply->type != REDIS_REPLY_ERROR) {
+		redis_link_fail(l, "PUBLISH answered with neither an integer nor an error");
+		return;
+	}
+	if ((uint64_t)(uintptr_t)arg == b->probe_seq && b->probe_outstanding)
 		b->probe_answered = 1;
 }
 
@@ -872,6 +605,8 @@ broker_redis_probe_tick(evutil_socket_t fd, short what, void *arg)
 	struct broker_redis *b = arg;
 	uint64_t seq = b->probe_seq + 1;
 	char payload[64];
+	const char *argv[3] = { "PUBLISH" };
+	size_t lens[3] = { 7 };
 	int n;
 
 	(void)fd, (void)what;
@@ -880,15 +615,17 @@ broker_redis_probe_tick(evutil_socket_t fd, short what, void *arg)
 		return;
 	n = snprintf(payload, sizeof(payload), "%016llx:%llu", (unsigned long long)b->probe_nonce,
 	    (unsigned long long)seq);
-	/* Straight to hiredis, around the FIFO: it is a health check, not data. */
-	if (redisAsyncCommand(b->pub.ac, broker_redis_on_probe_reply, (void *)(uintptr_t)seq,
-	    "PUBLISH %b %b", b->probe_chan, b->probe_len, payload, (size_t)n) != REDIS_OK)
+	/* Straight to the link, around the publish queue: it is a health check, not data. */
+	argv[1] = b->probe_chan, lens[1] = b->probe_len;
+	argv[2] = payload, lens[2] = (size_t)n;
+	if (redis_link_command(&b->pub, 3, argv, lens, broker_redis_on_probe_reply,
+	    (void *)(uintptr_t)seq) != 0)
 		return;
 	b->probe_seq = seq;
 	METRIC_SET(b->probe_outstanding, 1);
 	b->probe_answered = 0;
-	METRIC_SET(b->probe_sent_ms, broker_redis_now_ms());
-	broker_redis_arm(b->probe_deadline, b->probe_timeout_ms);
+	METRIC_SET(b->probe_sent_ms, redis_link_now_ms());
+	redis_link_arm(b->probe_deadline, b->probe_timeout_ms);
 }
 
 /* The known silent failure: the sub link looks fine but nothing arrives. Rebuild it; when even
@@ -907,18 +644,18 @@ broker_redis_probe_overdue(evutil_socket_t fd, short what, void *arg)
 	 * last probe_timeout), the link is alive: judge the canary a probe_timeout later. A link
 	 * where nothing moves is still given up after probe_timeout. */
 	if (b->sub.partial_ms != 0 &&
-	    broker_redis_now_ms() - b->sub.partial_ms < b->probe_timeout_ms) {
-		METRIC_SET(b->probe_sent_ms, broker_redis_now_ms()); /* ready() agrees */
-		broker_redis_arm(b->probe_deadline, b->probe_timeout_ms);
+	    redis_link_now_ms() - b->sub.partial_ms < b->probe_timeout_ms) {
+		METRIC_SET(b->probe_sent_ms, redis_link_now_ms()); /* ready() agrees */
+		redis_link_arm(b->probe_deadline, b->probe_timeout_ms);
 		return;
 	}
 	METRIC_SET(b->probe_outstanding, 0);
 	METRIC_ADD(b->st.probes_lost, 1);
 	log_warnx("redis sub link: canary not delivered within %llu ms; rebuilding",
 	    (unsigned long long)b->probe_timeout_ms);
-	redis_link_teardown(&b->sub, "canary lost");
+	redis_link_close(&b->sub, "canary lost");
 	if (!answered)
-		redis_link_teardown(&b->pub, "canary PUBLISH not answered within probe_timeout");
+		redis_link_close(&b->pub, "canary PUBLISH not answered within probe_timeout");
 }
 
 /* ---- the broker ---- */
@@ -933,29 +670,7 @@ broker_redis_ready(struct broker *base)
 	/* The deadline event tears the link down; the time check covers a loop running late. */
 	/* Called from any thread: the fields it reads are written with atomic stores. */
 	return METRIC_GET(b->sub.state) == REDIS_LINK_UP && !(METRIC_GET(b->probe_outstanding) &&
-	    broker_redis_now_ms() - METRIC_GET(b->probe_sent_ms) > b->probe_timeout_ms);
-}
-
-/* free() runs after the loop stopped: redisAsyncFree here is outside every hiredis callback,
- * and the callbacks it runs synchronously see freeing and do nothing. */
-static void
-redis_link_free(struct redis_link *l)
-{
-	redisAsyncContext *ac;
-
-	redis_link_cancel_dns(l);
-	if ((ac = l->dead) != NULL) {
-		l->dead = NULL;
-		redisAsyncFree(ac);
-	}
-	if ((ac = l->ac) != NULL) {
-		l->ac = NULL;
-		redisAsyncFree(ac);
-	}
-	if (l->timer != NULL)
-		event_free(l->timer);
-	if (l->reap != NULL)
-		event_free(l->reap);
+	    redis_link_now_ms() - METRIC_GET(b->probe_sent_ms) > b->probe_timeout_ms);
 }
 
 static void
@@ -986,6 +701,21 @@ broker_redis_free(struct broker *base)
 	free(b);
 }
 
+static const struct redis_link_ops broker_redis_sub_ops = {
+	.connected = broker_redis_link_connected,
+	.push = broker_redis_on_sub_reply,
+	.down = broker_redis_link_down,
+	.oversized = broker_redis_link_oversized,
+};
+
+/* The pub link is never in subscribed mode: every reply answers a command (push NULL). */
+static const struct redis_link_ops broker_redis_pub_ops = {
+	.connected = broker_redis_link_connected,
+	.push = NULL,
+	.down = broker_redis_link_down,
+	.oversized = broker_redis_link_oversized,
+};
+
 /* What both kinds share: settings, the FIFO, the two links' events. */
 static struct broker_redis *
 broker_redis_alloc(struct event_base *base, const struct config *cfg)
@@ -1006,21 +736,15 @@ broker_redis_alloc(struct event_base *base, const struct config *cfg)
 	b->publish_queue = rc->publish_queue;
 	b->reconnect_max_ms = rc->reconnect_max_ms;
 	b->max_message_size = rc->max_message_size;
-	b->hooks = (struct redis_adapter_hooks){ .max_reply = rc->max_message_size,
-		.current = redis_link_is_current, .oversized = redis_link_oversized,
-		.progress = redis_link_progress, .failed = redis_link_failed };
-	b->sub = (struct redis_link){ .b = b, .name = "sub", .backoff_ms = REDIS_BACKOFF_START_MS,
-		.timer = evtimer_new(base, redis_link_timer, &b->sub),
-		.reap = event_new(base, -1, 0, redis_link_reap, &b->sub) };
-	b->pub = (struct redis_link){ .b = b, .name = "pub", .backoff_ms = REDIS_BACKOFF_START_MS,
-		.timer = evtimer_new(base, redis_link_timer, &b->pub),
-		.reap = event_new(base, -1, 0, redis_link_reap, &b->pub) };
 	b->probe_timer = event_new(base, -1, EV_PERSIST, broker_redis_probe_tick, b);
 	b->probe_deadline = evtimer_new(base, broker_redis_probe_overdue, b);
 	if ((b->host = strdup(rc->host)) == NULL ||
 	    (rc->password != NULL && (b->password = strdup(rc->password)) == NULL) ||
-	    b->sub.timer == NULL || b->sub.reap == NULL || b->pub.timer == NULL ||
-	    b->pub.reap == NULL || b->probe_timer == NULL || b->probe_deadline == NULL) {
+	    redis_link_init(&b->sub, "sub", 1, &broker_redis_sub_ops, b, base, &b->dns, b->host,
+	    b->port, b->connect_timeout_ms, b->reconnect_max_ms, b->max_message_size) < 0 ||
+	    redis_link_init(&b->pub, "pub", 0, &broker_redis_pub_ops, b, base, &b->dns, b->host,
+	    b->port, b->connect_timeout_ms, b->reconnect_max_ms, b->max_message_size) < 0 ||
+	    b->probe_timer == NULL || b->probe_deadline == NULL) {
 		log_warnx("redis broker: out of memory");
 		broker_redis_free(&b->base);
 		return NULL;
@@ -1050,12 +774,12 @@ broker_redis_new(const struct broker_sink *sink, void *sink_arg, struct event_ba
 	}
 	b->probe_len = (size_t)snprintf(b->probe_chan, n, "%swsgate:probe:%s", prefix, instance_id);
 	if (RAND_bytes((unsigned char *)&b->probe_nonce, sizeof(b->probe_nonce)) != 1)
-		b->probe_nonce = (uint64_t)(uintptr_t)b ^ broker_redis_now_ms();
+		b->probe_nonce = (uint64_t)(uintptr_t)b ^ redis_link_now_ms();
 	if (b->probe_interval_ms > 0 && b->probe_timeout_ms > 0)
-		broker_redis_arm(b->probe_timer, b->probe_interval_ms);
+		redis_link_arm(b->probe_timer, b->probe_interval_ms);
 	log_info("redis broker: %s:%d db %d, canary on %s every %llu ms", b->host, b->port, b->db,
 	    b->probe_chan, (unsigned long long)b->probe_interval_ms);
-	/* First attempts right away (we are not in any hiredis callback); retries from timers. */
+	/* First attempts right away; retries from timers. */
 	redis_link_connect(&b->sub);
 	redis_link_connect(&b->pub);
 	return &b->base;
@@ -1101,7 +825,7 @@ broker_redis_stats(struct broker *base, struct broker_redis_stats *out)
 	if (base == NULL || base->ops != &broker_redis_ops)
 		return;
 	/* Read from the main loop while the worker runs: field by field, atomically. */
-	out->reconnects = METRIC_GET(b->st.reconnects);
+	out->reconnects = METRIC_GET(b->sub.reconnects) + METRIC_GET(b->pub.reconnects);
 	out->published = METRIC_GET(b->st.published);
 	out->queued = METRIC_GET(b->st.queued);
 	out->refused = METRIC_GET(b->st.refused);
@@ -1110,7 +834,10 @@ broker_redis_stats(struct broker *base, struct broker_redis_stats *out)
 	out->unconfirmed = METRIC_GET(b->st.unconfirmed);
 	out->publish_errors = METRIC_GET(b->st.publish_errors);
 	out->oversized = METRIC_GET(b->st.oversized);
-	out->internal_errors = METRIC_GET(b->st.internal_errors);
+	out->internal_errors = METRIC_GET(b->sub.internal_errors) +
+	    METRIC_GET(b->pub.internal_errors);
+	out->protocol_errors = METRIC_GET(b->sub.protocol_errors) +
+	    METRIC_GET(b->pub.protocol_errors);
 	out->queue_bytes = METRIC_GET(b->st.queue_bytes);
 	out->queue_len = METRIC_GET(b->st.queue_len);
 	out->sub_up = METRIC_GET(b->sub.state) == REDIS_LINK_UP;

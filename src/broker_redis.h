@@ -19,6 +19,8 @@ struct broker_redis_stats {
 	uint64_t publish_errors; /* PUBLISHes Redis answered with an error */
 	uint64_t oversized;    /* messages over [redis] max_message_size, dropped */
 	uint64_t internal_errors; /* impossible states met (release build: link rebuilt) */
+	uint64_t protocol_errors; /* replies Redis does not send (malformed, unexpected): link
+	                           * rebuilt */
 	uint64_t queue_bytes;  /* now: bytes (channel + data) waiting in the FIFO */
 	uint64_t queue_len;    /* now: messages waiting in the FIFO */
 	int sub_up;            /* now: the subscribe link is up (ready() may still say 0) */

@@ -228,6 +228,7 @@ metrics_redis(struct evbuffer *out, const struct gateway *gw)
 		sum.probes_lost += rs.probes_lost;
 		sum.oversized += rs.oversized;
 		sum.internal_errors += rs.internal_errors;
+		sum.protocol_errors += rs.protocol_errors;
 		sum.queue_bytes += rs.queue_bytes;
 		pub_up &= rs.pub_up;
 	}
@@ -253,6 +254,10 @@ metrics_redis(struct evbuffer *out, const struct gateway *gw)
 	    "Messages from Redis over [redis] max_message_size, dropped.");
 	evbuffer_add_printf(out, "wsgate_redis_oversized_total %llu\n",
 	    (unsigned long long)sum.oversized);
+	metrics_head(out, "wsgate_redis_protocol_errors_total", "counter",
+	    "Replies from Redis that Redis does not send (malformed, unexpected): link rebuilt.");
+	evbuffer_add_printf(out, "wsgate_redis_protocol_errors_total %llu\n",
+	    (unsigned long long)sum.protocol_errors);
 	metrics_head(out, "wsgate_redis_publish_queue_bytes", "gauge",
 	    "Client publishes waiting for the Redis link.");
 	evbuffer_add_printf(out, "wsgate_redis_publish_queue_bytes %llu\n",

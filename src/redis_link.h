@@ -1,0 +1,120 @@
+/* redis_link.h - one connection to Redis that wsgate owns: a libevent socket bufferevent,
+ * non-blocking DNS (evdns), a connect deadline, reconnect with backoff and jitter, hiredis used
+ * only as a codec (redisReader for replies, redisFormatCommandArgv for commands), a FIFO of the
+ * callbacks owed a reply, and a bound on the size of one reply (a larger bulk is skipped as it
+ * streams in, never buffered). The owner (broker_redis.c) drives the handshake and decides what
+ * a reply no command waits for (a push) means. Nothing a peer sends can abort: a reply that is
+ * not what Redis sends closes the link, logged and counted, and the link is rebuilt. */
+#ifndef WSGATE_REDIS_LINK_H
+#define WSGATE_REDIS_LINK_H
+
+#include <sys/queue.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hiredis/hiredis.h>
+
+struct event_base;
+struct evdns_base;
+struct bufferevent;
+struct event;
+
+enum redis_link_state {
+	REDIS_LINK_DOWN = 0,   /* no connection; the timer is the retry backoff */
+	REDIS_LINK_CONNECTING, /* lookup or TCP connect under way; timer = connect deadline */
+	REDIS_LINK_HANDSHAKE,  /* TCP up; AUTH (and SELECT on pub) sent, unanswered; deadline on */
+	REDIS_LINK_SYNCING,    /* sub only: SUBSCRIBE batches sent, the canary channel (sent last)
+	                        * not confirmed yet; deadline on; subscribe() sends at once */
+	REDIS_LINK_UP,         /* pub: PUBLISH goes out; sub: every resubscription confirmed */
+};
+
+struct redis_link;
+
+/* The reply to one command. r lives only during the call. The callback may close the link. */
+typedef void (*redis_link_reply_fn)(struct redis_link *l, const redisReply *r, void *arg);
+
+/* What the owner does for the link. Every hook may close the link (redis_link_close/fail). */
+struct redis_link_ops {
+	/* TCP is up, state HANDSHAKE: queue the handshake (AUTH, SELECT, SUBSCRIBE...). */
+	void (*connected)(struct redis_link *l);
+	/* A reply no command waits for (the sub link's pushes). Returns 0, or -1 with why filled
+	 * when it is not something Redis sends: the link then logs, counts and rebuilds. NULL: any
+	 * such reply is a protocol error (the pub link). */
+	int (*push)(struct redis_link *l, const redisReply *r, char *why, size_t n);
+	/* The link went down from state was: reset what depended on the connection; extra may
+	 * get a few words for the log line. */
+	void (*down)(struct redis_link *l, enum redis_link_state was, char *extra, size_t n);
+	/* A bulk of len bytes over max_reply is being skipped. */
+	void (*oversized)(struct redis_link *l, uint64_t len);
+};
+
+struct redis_link_cmd {
+	STAILQ_ENTRY(redis_link_cmd) entry;
+	redis_link_reply_fn fn;
+	void *arg;
+};
+
+/* A lookup in flight; l is cleared when the link gives it up (the answer may still come). */
+struct redis_link_dns;
+
+struct redis_link {
+	void *owner;
+	const struct redis_link_ops *ops;
+	const char *name; /* "sub" or "pub", for logs */
+	int has_sync;     /* goes HANDSHAKE -> SYNCING -> UP (sub); else HANDSHAKE -> UP */
+	enum redis_link_state state; /* read from other threads: atomic stores */
+	struct event_base *base;
+	struct evdns_base **dnsp; /* the owner's resolver, made on first use */
+	const char *host;         /* the owner's, outlives the link */
+	int port;
+	uint64_t connect_timeout_ms, reconnect_max_ms, max_reply;
+
+	struct bufferevent *bev;            /* NULL while DOWN and while resolving */
+	redisReader *reader;                /* with bev */
+	uint64_t skip;                      /* bytes of an oversized bulk still to discard */
+	STAILQ_HEAD(, redis_link_cmd) fifo; /* callbacks owed a reply, in send order */
+	uint64_t gen;               /* +1 per close: a loop over replies stops when it changes */
+	struct event *timer;        /* DOWN: retry; CONNECTING..SYNCING: connect deadline */
+	struct redis_link_dns *dns; /* CONNECTING: the host name lookup in flight, if any */
+	uint64_t backoff_ms;        /* next retry delay, before jitter */
+	uint64_t partial_ms; /* last read that advanced a reply still incomplete (progress) */
+
+	/* counters, read from the main loop (atomic) */
+	uint64_t reconnects;      /* retries scheduled */
+	uint64_t protocol_errors; /* replies that are not what Redis sends: link rebuilt */
+	uint64_t internal_errors; /* impossible states met: link rebuilt */
+};
+
+/* 0, or -1 (out of memory). host must outlive the link. */
+int redis_link_init(struct redis_link *l, const char *name, int has_sync,
+                    const struct redis_link_ops *ops, void *owner, struct event_base *base,
+                    struct evdns_base **dnsp, const char *host, int port,
+                    uint64_t connect_timeout_ms, uint64_t reconnect_max_ms, uint64_t max_reply)
+    __attribute__((warn_unused_result));
+/* Releases everything; no hook runs. After the loop stopped, or from outside the link's
+ * callbacks. */
+void redis_link_free(struct redis_link *l);
+/* From DOWN: look the host up (again: a Redis that moved is found) and connect. */
+void redis_link_connect(struct redis_link *l);
+/* Forward one step (or down). Returns 0, or -1 after an illegal move: the link was rebuilt and
+ * the caller must stop what it was doing with it. */
+int redis_link_set_state(struct redis_link *l, enum redis_link_state to);
+/* HANDSHAKE or SYNCING -> UP: the deadline stops, the backoff restarts. 0 or -1 as above. */
+int redis_link_up(struct redis_link *l);
+/* The one way down: drops the connection and the FIFO (unanswered callbacks are not called:
+ * the down hook accounts for them), schedules the retry, logs reason once. */
+void redis_link_close(struct redis_link *l, const char *reason);
+/* The peer sent something Redis does not: logged, counted, closed. */
+void redis_link_fail(struct redis_link *l, const char *why);
+/* Sends one command; fn (may be NULL: no reply is owed in the FIFO, as for SUBSCRIBE on a
+ * subscribed link) gets its reply. Returns 0, or -1 (no connection, out of memory). */
+int redis_link_command(struct redis_link *l, int argc, const char **argv, const size_t *lens,
+                       redis_link_reply_fn fn, void *arg);
+/* Something that cannot happen did: a debug build stops; a release build counts, logs and
+ * rebuilds the link. */
+void redis_link_internal_error(struct redis_link *l, const char *what);
+
+uint64_t redis_link_now_ms(void);
+void redis_link_arm(struct event *ev, uint64_t ms);
+
+#endif
