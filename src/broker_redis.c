@@ -285,10 +285,9 @@ broker_redis_on_subscribed(struct broker_redis *b, const char *chan, size_t len)
 		/* The workers' publishers held their queues for this. */
 		if (b->on_sub_up != NULL && b->sub.state == REDIS_LINK_UP)
 			b->on_sub_up(b->on_sub_up_arg);
-	} else if (strcmp(kind->str, "subscribe") == 0 && b->sink->confirmed != NULL &&
-	    !broker_redis_is_probe(b, chan->str, chan->len)) {
+	} else if (b->sink->confirmed != NULL && !broker_redis_is_probe(b, chan, len)) {
 		/* The process now receives this channel: its pending clients may open. */
-		b->sink->confirmed(b->sink_arg, chan->str, chan->len);
+		b->sink->confirmed(b->sink_arg, chan, len);
 	}
 }
 
