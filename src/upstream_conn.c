@@ -40,6 +40,7 @@ static const char *const upstream_conn_state_names[] = {
 
 static void upstream_conn_connect(struct upstream_conn *u);
 static void upstream_conn_read_cb(struct bufferevent *bev, void *arg);
+static void upstream_conn_read_raw(struct upstream_conn *u);
 
 const char *
 upstream_conn_state_name(enum upstream_conn_state st)
@@ -515,6 +516,10 @@ upstream_conn_connected(struct upstream_conn *u)
 		upstream_conn_set_state(u, UPC_OPEN);
 		if (u->ops != NULL && u->ops->ready != NULL)
 			u->ops->ready(u->arg, NULL);
+		/* A backend that speaks first (a banner) may have been read before this connect
+		 * event was dispatched, while we were not OPEN yet: relay it now, in order. */
+		if (u->state == UPC_OPEN && evbuffer_get_length(bufferevent_get_input(u->bev)) > 0)
+			upstream_conn_read_raw(u);
 		return;
 	}
 	evbuffer_add(bufferevent_get_output(u->bev), u->request, u->request_len);
@@ -727,12 +732,18 @@ upstream_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
-	if ((what & BEV_EVENT_EOF) && !upstream_conn_reading(u) &&
-	    (u->state == UPC_OPEN || u->state == UPC_CLOSING) &&
+	if ((what & BEV_EVENT_EOF) && (u->state == UPC_OPEN || u->state == UPC_CLOSING) &&
 	    evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
-		/* What came before the EOF (a close frame, maybe) goes first: see resume_read. */
-		u->eof = 1;
-		return;
+		/* What came before the EOF (a close frame, maybe) goes first: relayed now when we
+		 * are reading, else once reading resumes (see resume_read). */
+		if (upstream_conn_reading(u))
+			upstream_conn_read_cb(bev, u);
+		if (u->state != UPC_OPEN && u->state != UPC_CLOSING)
+			return;
+		if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+			u->eof = 1;
+			return;
+		}
 	}
 	if ((what & BEV_EVENT_ERROR) && u->backend->cfg->scheme == BACKEND_WSS &&
 	    upstream_tls_error(bev, why, sizeof(why)))
