@@ -3,13 +3,12 @@ as fast as it can while the other reads slowly; the gateway's resident memory (V
 stay under RSS_BOUND the whole time, and every byte must arrive, in order."""
 
 import os
-import threading
 import time
 
 import pytest
 
 from wsharness import (OP_BINARY, OP_CLOSE, RawBackend, WSClient, build_frame, close_payload,
-                       parse_frame, proxy_route, raw_upgrade, vm_rss_kib, wait_until)
+                       parse_frame, proxy_route, raw_upgrade, RssPeak, wait_until)
 
 MIB = 1024 * 1024
 TOTAL = 200 * MIB
@@ -32,31 +31,8 @@ def sanitized(pid):
         return any(lib in f.read() for lib in ("libasan", "libubsan", "libtsan"))
 
 
-class RssWatch:
-    """Samples a process's VmRSS every 10 ms in a thread; .peak in KiB."""
-
-    def __init__(self, pid):
-        self.pid = pid
-        self.base = vm_rss_kib(pid)
-        self.peak = self.base
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, vm_rss_kib(self.pid))
-            except (OSError, AssertionError):
-                return
-            time.sleep(0.01)
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
+class RssWatch(RssPeak):
+    """RssPeak with the flood tests' bound."""
 
     def check(self):
         grown = self.peak - self.base

@@ -7,7 +7,6 @@ worker, counted and logged, never delivered to half; and a large message does no
 long enough for the liveness canary to rebuild the subscribe link."""
 
 import subprocess
-import threading
 import time
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 from test_admin import m, metrics
 from test_pubsub_local import recv_messages
 from test_workers import close_all, open_clients, worker_conns, workers_gateway
-from wsharness import (RedisServer, WSClient, add_config_sections, http_status, vm_rss_kib,
+from wsharness import (RedisServer, RssPeak, WSClient, add_config_sections, http_status,
                        wait_until)
 
 MIB = 1 << 20
@@ -55,36 +54,6 @@ def publish(redis, channel, payload):
     p = subprocess.run(["redis-cli", "-p", str(redis.port), "-x", "PUBLISH", channel],
                        input=payload, capture_output=True, timeout=120, check=True)
     return int(p.stdout.strip())
-
-
-class RssPeak:
-    """Samples VmRSS every 10 ms in a thread; .grown_kib once stopped."""
-
-    def __init__(self, pid):
-        self.pid, self.base = pid, vm_rss_kib(pid)
-        self.peak = self.base
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                self.peak = max(self.peak, vm_rss_kib(self.pid))
-            except (OSError, AssertionError):
-                return
-            time.sleep(0.01)
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-
-    @property
-    def grown_mib(self):
-        return (self.peak - self.base) / 1024
 
 
 def counter(g, name, **labels):

@@ -12,6 +12,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -974,6 +975,37 @@ def vm_rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise HarnessError(f"no VmRSS for pid {pid}")
+
+
+class RssPeak:
+    """Samples a process's VmRSS every 10 ms in a thread while in a `with` block: .base and
+    .peak in KiB, .grown_mib."""
+
+    def __init__(self, pid):
+        self.pid, self.base = pid, vm_rss_kib(pid)
+        self.peak = self.base
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, vm_rss_kib(self.pid))
+            except (OSError, HarnessError):
+                return
+            time.sleep(0.01)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+    @property
+    def grown_mib(self):
+        return (self.peak - self.base) / 1024
 
 
 class RespError(HarnessError):
