@@ -141,6 +141,11 @@ fz_expand(const char *tmpl, const struct route_match *m, size_t small)
 		FZ_CHECK(tiny[small] == 'x'); /* nothing written past outsz */
 	} else if (r >= 0) {
 		FZ_CHECK(r2 == r && memcmp(tiny, big, (size_t)r + 1) == 0);
+	} else if (r == ROUTE_BAD_PARAM) {
+		/* The reserved-namespace check looks at the whole result, so a short buffer may
+		 * report "too small" first; it writes nothing past outsz either way. */
+		FZ_CHECK(r2 == r || r2 == -3);
+		FZ_CHECK(tiny[small] == 'x');
 	} else {
 		FZ_CHECK(r2 == r);
 	}
