@@ -444,11 +444,16 @@ redis_link_connect(struct redis_link *l)
 		redis_link_open(l, (struct sockaddr *)&ss, salen);
 		return;
 	}
-	if (*l->dnsp == NULL &&
-	    (*l->dnsp = evdns_base_new(l->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-	                                            EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL) {
-		redis_link_close(l, "cannot start the DNS resolver");
-		return;
+	if (*l->dnsp == NULL) {
+		if ((*l->dnsp = evdns_base_new(l->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+		                                            EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL) {
+			redis_link_close(l, "cannot start the DNS resolver");
+			return;
+		}
+		/* libevent randomizes the case of each query name and drops answers that do not
+		 * echo it; container resolvers (podman's aardvark-dns) answer in lower case, so
+		 * every service name would fail to resolve. */
+		(void)evdns_base_set_option(*l->dnsp, "randomize-case:", "0");
 	}
 	if ((d = calloc(1, sizeof(*d))) == NULL) {
 		redis_link_close(l, "out of memory");

@@ -127,6 +127,8 @@ upstream_registry_dns(struct upstream_registry *reg)
 		                                         EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 		if (reg->dns == NULL)
 			log_warnx("cannot start the DNS resolver for backends");
+		else /* see redis_link.c: case-randomized queries fail on container resolvers */
+			(void)evdns_base_set_option(reg->dns, "randomize-case:", "0");
 	}
 	return reg->dns;
 }
