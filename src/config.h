@@ -62,6 +62,8 @@ struct config_route {
 	size_t nallow;
 	int server_only;         /* channels fed by the server side only: client messages refused */
 	int shared_namespace;    /* no auth, yet may reach channels an auth route binds: deliberate */
+	char **read_only;        /* subscribe templates, as written, clients may not publish into */
+	size_t nread_only;
 	int announce_id;         /* send {"type":"welcome","id":...} after the upgrade */
 	uint64_t max_queue;      /* outbound bytes queued per connection before slow_consumer applies */
 	enum slow_policy slow_consumer;

@@ -48,11 +48,13 @@ print_channel_map(const struct config *cfg)
 			continue;
 		}
 		for (size_t j = 0; j < r->nsubscribe; j++)
-			printf("    subscribe %s -> %s\n", r->subscribe[j],
-			    route_map_pattern(r, r->subscribe[j], pat, sizeof(pat)));
+			printf("    subscribe %s -> %s (%s)\n", r->subscribe[j],
+			    route_map_pattern(r, r->subscribe[j], pat, sizeof(pat)),
+			    route_map_access(r, r->subscribe[j]));
 		if (r->publish != NULL)
-			printf("    publish   %s -> %s\n", r->publish,
-			    route_map_pattern(r, r->publish, pat, sizeof(pat)));
+			printf("    publish   %s -> %s%s\n", r->publish,
+			    route_map_pattern(r, r->publish, pat, sizeof(pat)),
+			    r->nread_only > 0 ? " except its read_only channels" : "");
 		else
 			printf("    publish   none%s\n", r->server_only ? " (server_only)" : "");
 		printf("    direct    %sconn:<own id> (receive only)\n", ROUTE_RESERVED_PREFIX);

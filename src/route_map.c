@@ -135,6 +135,73 @@ out:
 }
 
 int
+route_map_matches(const struct config_route *r, const char *tmpl, const char *name, size_t n)
+{
+	struct route_map_nfa *a = malloc(sizeof(*a));
+	unsigned char cur[ROUTE_MAP_MAX + 1], next[ROUTE_MAP_MAX + 1];
+	int any = 1, r_ok;
+
+	if (a == NULL || tmpl == NULL || route_map_compile(r, tmpl, a) < 0) {
+		free(a);
+		return -1;
+	}
+	/* The set of states the automaton can be in after each byte of name. */
+	memset(cur, 0, sizeof(cur));
+	cur[0] = 1;
+	for (size_t i = 0; i < n && any; i++) {
+		unsigned char c = (unsigned char)name[i];
+
+		memset(next, 0, sizeof(next));
+		any = 0;
+		for (size_t k = 0; k <= a->n; k++) {
+			if (!cur[k])
+				continue;
+			if (route_map_step_reads(a, k, c))
+				next[k + 1] = 1, any = 1;
+			if (route_map_loops(a, k, c))
+				next[k] = 1, any = 1;
+		}
+		memcpy(cur, next, sizeof(cur));
+	}
+	r_ok = any && cur[a->n];
+	free(a);
+	return r_ok;
+}
+
+const char *
+route_map_read_only(const struct config_route *r, const char *channel, size_t n)
+{
+	for (size_t i = 0; i < r->nread_only; i++)
+		if (route_map_matches(r, r->read_only[i], channel, n) != 0)
+			return r->read_only[i];
+	return NULL;
+}
+
+/* 1 when tmpl is, as written, one of r's read_only templates. */
+static int
+route_map_is_read_only(const struct config_route *r, const char *tmpl)
+{
+	for (size_t i = 0; i < r->nread_only; i++)
+		if (strcmp(r->read_only[i], tmpl) == 0)
+			return 1;
+	return 0;
+}
+
+const char *
+route_map_access(const struct config_route *r, const char *tmpl)
+{
+	if (r->server_only)
+		return "read-only: server_only";
+	if (r->publish == NULL)
+		return "read-only: publish = none";
+	if (route_map_is_read_only(r, tmpl))
+		return "read-only: read_only";
+	if (route_map_overlap(r, r->publish, r, tmpl) != 1)
+		return "read-only: publish cannot reach it";
+	return "writable";
+}
+
+int
 route_map_identity_bound(const char *tmpl)
 {
 	return tmpl != NULL && strstr(tmpl, "{jwt.") != NULL;
@@ -254,6 +321,33 @@ route_map_check(const struct config *cfg, int (*line_of)(void *, size_t, const c
 				         key, t, ROUTE_RESERVED_PREFIX);
 				report(arg, line_of(arg, i, key), msg);
 			}
+		for (size_t k = 0; k < r->nread_only; k++) {
+			const char *ro = r->read_only[k];
+			size_t j;
+
+			for (j = 0; j < r->nsubscribe && strcmp(r->subscribe[j], ro) != 0; j++)
+				;
+			if (j == r->nsubscribe)
+				snprintf(msg, sizeof(msg),
+				         "read_only '%s' is not one of route %s's subscribe "
+				         "templates (write it exactly as in subscribe)",
+				         ro, r->path);
+			else if (r->publish == NULL)
+				snprintf(msg, sizeof(msg),
+				         "read_only on route %s, whose clients cannot publish "
+				         "at all (publish = none or server_only)",
+				         r->path);
+			else if (strcmp(r->publish, ro) == 0)
+				snprintf(msg, sizeof(msg),
+				         "the publish template '%s' of route %s is read_only: "
+				         "every client message would be refused; say "
+				         "publish = none",
+				         ro, r->path);
+			else
+				continue;
+			report(arg, line_of(arg, i, "read_only"), msg);
+			break; /* one error per route */
+		}
 		for (size_t k = 0; k < r->nallow; k++)
 			if (route_allow_parse(r->allow[k], strlen(r->allow[k]), &nm, &nn, &cs,
 			                      &why) == 0 &&
@@ -274,7 +368,8 @@ route_map_check(const struct config *cfg, int (*line_of)(void *, size_t, const c
 			const struct config_route *b = &cfg->routes[j];
 			int id_rule = a->auth == AUTH_NONE && b->auth == AUTH_JWT;
 
-			if (i == j || b->type != ROUTE_PUBSUB || (!id_rule && !b->server_only))
+			if (i == j || b->type != ROUTE_PUBSUB ||
+			    (!id_rule && !b->server_only && b->nread_only == 0))
 				continue;
 			for (size_t ka = 0; ka <= a->nsubscribe; ka++) {
 				const char *keya, *keyb, *ta = route_map_tmpl(a, ka, &keya), *tb;
@@ -282,14 +377,16 @@ route_map_check(const struct config *cfg, int (*line_of)(void *, size_t, const c
 				if (ta == NULL)
 					continue;
 				for (size_t kb = 0; kb <= b->nsubscribe; kb++) {
-					int bound;
+					int bound, ro;
 
 					if ((tb = route_map_tmpl(b, kb, &keyb)) == NULL)
 						continue;
 					bound = id_rule && route_map_identity_bound(tb);
-					/* Identity channels: any template of a; server_only: what a
-					 * publishes against what b subscribes. */
-					if (!bound && !(b->server_only && ka == a->nsubscribe &&
+					ro = kb < b->nsubscribe && !b->server_only &&
+					     route_map_is_read_only(b, tb);
+					/* Identity channels: any template of a; server_only and
+					 * read_only: what a publishes against what b subscribes. */
+					if (!bound && !((b->server_only || ro) && ka == a->nsubscribe &&
 					                kb < b->nsubscribe))
 						continue;
 					if (route_map_overlap(a, ta, b, tb) != 1)
@@ -302,6 +399,7 @@ route_map_check(const struct config *cfg, int (*line_of)(void *, size_t, const c
 					    a->path, a->auth == AUTH_JWT ? "auth jwt" : "no auth",
 					    keya, ta, keyb, tb, b->path,
 					    bound ? "auth jwt, bound to an identity"
+					    : ro  ? "read_only"
 					          : "server_only",
 					    b->line, a->path);
 					report(arg, line_of(arg, i, keya), msg);

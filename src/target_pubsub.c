@@ -16,6 +16,7 @@
 #include "hub.h"
 #include "log.h"
 #include "route.h"
+#include "route_map.h"
 #include "target.h"
 #include "worker.h"
 #include "ws_frame.h"
@@ -31,6 +32,7 @@ struct ps_conn {
 	unsigned pending : 1;       /* the 101 waits for a channel's subscription */
 	char **channels;            /* full names (prefix included), parallel to subs */
 	char *publish;              /* full publish channel, NULL when not allowed */
+	const char *read_only;      /* the route's read_only template publish falls in, or NULL */
 	struct hub_frame **q;       /* frames waiting while the client is slow (ring) */
 	size_t qhead, qlen, qcap;
 	size_t qbytes;
@@ -182,6 +184,8 @@ ps_handshake(struct conn *c, const struct http_request *req, const struct route_
 		}
 		if ((ps->publish = strdup(full)) == NULL)
 			return 500;
+		/* Decided once: the channel cannot change, every message is refused alike. */
+		ps->read_only = route_map_read_only(r, exp, (size_t)n);
 	}
 	return ps_join(c, ps, req);
 }
@@ -284,6 +288,14 @@ ps_message(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
 		conn_send_close(c, WS_CLOSE_POLICY, c->route->server_only
 		    ? "server-only channel: clients cannot publish"
 		    : "publishing is not allowed on this route");
+		return;
+	}
+	if (ps->read_only != NULL) {
+		/* The client named a channel its route keeps server-push only (read_only). */
+		METRIC_ADD(c->w->stats.publish_denied, 1);
+		conn_log(c, LOG_LVL_INFO, "client publish to %s refused: read_only %s",
+		    ps->publish, ps->read_only);
+		conn_send_close(c, WS_CLOSE_POLICY, "read-only channel: clients cannot publish");
 		return;
 	}
 	if (c->route->envelope == ENVELOPE_JSON &&

@@ -17,6 +17,7 @@ import time
 
 import pytest
 
+from test_admin import m, metrics
 from test_pubsub_local import welcome_id  # checks the random id format
 from wsharness import (OP_TEXT, Gateway, NodeWsBackend, RawBackend, WSClient, build_frame,
                        free_port, http_request, parse_frame, proxy_route, raw_upgrade,
@@ -176,6 +177,102 @@ def test_unauthenticated_route_reaching_identity_channels_refused_at_load(tmp_pa
     assert "subscribe {ch} -> [:a-z]+" in r.stdout, r.stdout
     assert "route /raw/{ch} (pubsub, no auth, shared_namespace)" in r.stdout, r.stdout
 
+
+
+# ---- read-only channels inside a writable route (read_only) ----
+
+# A jwt route whose clients pick the channel they publish to (?to=...): the room stays
+# writable, every user:<sub> channel is server-push only.
+RO_ROUTES = {
+    "/chat/{room}": {"type": "pubsub", "auth": "jwt", "jwt_secret": SECRET, "jwt_from": "query",
+                     "subscribe": "room:{room}, user:{jwt.sub}", "publish": "{query.to}",
+                     "allow": "query.to:[a-z0-9:]", "read_only": "user:{jwt.sub}"},
+}
+
+
+@pytest.fixture(scope="module")
+def rogw(tmp_path_factory):
+    admin = free_port()
+    g = start_gateway(tmp_path_factory, name="isolation-ro", routes=RO_ROUTES,
+                      gateway={"admin_listen": f"127.0.0.1:{admin}"})
+    g.admin = admin
+    yield g
+    g.stop()
+
+
+def denied(g):
+    return m(metrics(g.admin), "wsgate_publish_denied_total")
+
+
+def chat(g, sub, to, room="lobby"):
+    return WSClient(g.port, f"/chat/{room}?to={to}&token={hs256({'sub': sub})}")
+
+
+def test_read_only_channel_refuses_client_publish(rogw):
+    with chat(rogw, "bob", "room:lobby") as bob:
+        before = denied(rogw)
+        # Into another user's channel, and into one's own: both server-push only.
+        for sub, to in (("mallory", "user:bob"), ("bob", "user:bob")):
+            with chat(rogw, sub, to) as c:
+                c.send_text(f"forged by {sub}")
+                res = c.expect_close()
+                assert res.code == 1008 and b"read-only" in res.reason, res
+        assert denied(rogw) == before + 2
+        # The room stays writable on the same route; bob gets that and nothing forged.
+        with chat(rogw, "alice", "room:lobby") as alice:
+            alice.send_text("hello room")
+            # Whatever had been forged was published before this and would be first.
+            assert bob.recv_message() == (OP_TEXT, b"hello room")
+        frames, eof = bob.pump(0.2)
+        assert not eof and not [f for f in frames if f.opcode == OP_TEXT], frames
+    assert "refused: read_only user:{jwt.sub}" in rogw.stderr()
+
+
+RO_BASE = """[gateway]
+listen = 127.0.0.1:1
+
+[route /chat/{room}]
+type = pubsub
+auth = jwt
+jwt_secret = s
+subscribe = room:{room}, user:{jwt.sub}
+publish = {query.to}
+allow = query.to:[a-z0-9:]
+"""
+
+
+@pytest.mark.parametrize("extra,line,msg", [
+    ("read_only = user:{jwt.name}\n", 11,
+     "read_only 'user:{jwt.name}' is not one of route /chat/{room}'s subscribe templates"),
+    ("read_only = room:{room}\n[route /ro]\ntype = pubsub\nsubscribe = ro\nread_only = ro\n"
+     "publish = none\n", 15, "read_only on route /ro, whose clients cannot publish at all"),
+    ("read_only = user:{jwt.sub}\n[route /w]\ntype = pubsub\nsubscribe = w\n"
+     "read_only = w\npublish = w\n", 15,
+     "the publish template 'w' of route /w is read_only: every client message would be "
+     "refused"),
+    ("read_only = user:{jwt.sub}\n[route /w/{t}]\ntype = pubsub\nauth = jwt\njwt_secret = s\n"
+     "subscribe = w\npublish = user:{t}\n", 17,
+     "route /w/{t} (auth jwt) publish 'user:{t}' can reach channel subscribe "
+     "'user:{jwt.sub}' of route /chat/{room} (read_only, line 4)"),
+])
+def test_read_only_inconsistent_config_refused_at_load(tmp_path, extra, line, msg):
+    path = write_ini(tmp_path, RO_BASE + extra)
+    r = run_wsgate(["-t", "-c", path])
+    assert r.returncode == 1, r
+    assert f"{path}:{line}: {msg}" in r.stderr, r.stderr
+
+
+def test_channel_map_shows_read_only_and_writable(tmp_path):
+    path = write_ini(tmp_path, RO_BASE + "read_only = user:{jwt.sub}\n[route /news]\n"
+                     "type = pubsub\nsubscribe = news, other\npublish = news\n")
+    r = run_wsgate(["-t", "-c", path])
+    assert r.returncode == 0, r.stderr
+    for want in ("subscribe room:{room} -> room:[-.0-9A-Z_a-z]+ (writable)",
+                 "subscribe user:{jwt.sub} -> user:[-.0-9A-Z_a-z]+ (read-only: read_only)",
+                 "publish   {query.to} -> [0-:a-z]+ except its read_only channels",
+                 "subscribe news -> news (writable)",
+                 "subscribe other -> other (read-only: publish cannot reach it)"):
+        assert want in r.stdout, (want, r.stdout)
 
 # ---- the proxy ----
 

@@ -1144,6 +1144,17 @@ static const struct err_row {
 	    { "t.ini:8: route /w/{t} (no auth) publish '{t}' can reach channel subscribe 'news' "
 	      "of route /news (server_only, line 1); set shared_namespace = yes on /w/{t} if "
 	      "that is deliberate" } },
+	{ "publishing into another route's read_only channel",
+	    "[route /me]\ntype = pubsub\nauth = jwt\njwt_secret = s\n"
+	    "subscribe = room, user:{jwt.sub}\npublish = room\nread_only = user:{jwt.sub}\n"
+	    "[route /w/{t}]\ntype = pubsub\nauth = jwt\njwt_secret = s\npublish = user:{t}\n",
+	    { "t.ini:12: route /w/{t} (auth jwt) publish 'user:{t}' can reach channel subscribe "
+	      "'user:{jwt.sub}' of route /me (read_only, line 1); set shared_namespace = yes on "
+	      "/w/{t} if that is deliberate" } },
+	{ "read_only that is no subscribe template",
+	    "[route /a]\ntype = pubsub\nsubscribe = a\npublish = a\nread_only = b\n",
+	    { "t.ini:5: read_only 'b' is not one of route /a's subscribe templates (write it "
+	      "exactly as in subscribe)" } },
 	{ "reserved namespace and unused allow",
 	    "[route /x]\ntype = pubsub\nsubscribe = wsgate:conn:1\nallow = nope:[a]\n",
 	    { "t.ini:3: subscribe template 'wsgate:conn:1' is in wsgate's reserved namespace "
@@ -1301,6 +1312,8 @@ static const struct good_row {
 	    0 },
 	{ CFG_SEC_ROUTE, PS, "server_only", "yes", 1 },
 	{ CFG_SEC_ROUTE, PS, "shared_namespace", "yes", 1 },
+	{ CFG_SEC_ROUTE, "type = pubsub\nsubscribe = a, b\npublish = {query.c}\n"
+	    "allow = query.c:[a-z]", "read_only", "b", 0 },
 	{ CFG_SEC_ROUTE, PS, "envelope", "json", ENVELOPE_JSON },
 	{ CFG_SEC_ROUTE, PS, "message_type", "binary", MSGTYPE_BINARY },
 	{ CFG_SEC_ROUTE, PS, "announce_id", "on", 1 },
@@ -1484,6 +1497,7 @@ static const struct bad_row {
 	    "allow: a placeholder is listed twice" },
 	{ CFG_SEC_ROUTE, PS, "server_only", "maybe", "expected yes or no" },
 	{ CFG_SEC_ROUTE, PS, "shared_namespace", "maybe", "expected yes or no" },
+	{ CFG_SEC_ROUTE, PS, "read_only", "a, room:{room", "'{' without '}'" },
 	{ CFG_SEC_ROUTE, PS, "message_type", "utf8", "expected one of: auto text binary" },
 	{ CFG_SEC_ROUTE, PS, "announce_id", "maybe", "expected yes or no" },
 	{ CFG_SEC_ROUTE, PS, "max_queue", "512", "must be between 1KiB and 1GiB" },

@@ -499,6 +499,37 @@ START_TEST(test_pattern)
 }
 END_TEST
 
+START_TEST(test_read_only)
+{
+	char *allow[] = { "query.to:[a-z0-9:]" }, *sub[] = { "room:{room}", "user:{jwt.sub}" };
+	char *ro[] = { "user:{jwt.sub}" };
+	struct config_route *r = make_route("/chat/{room}", allow, 1);
+
+	r->subscribe = sub;
+	r->nsubscribe = 2;
+	r->publish = "{query.to}";
+	r->read_only = ro;
+	r->nread_only = 1;
+	ck_assert_int_eq(route_map_matches(r, "user:{jwt.sub}", "user:bob", 8), 1);
+	ck_assert_int_eq(route_map_matches(r, "user:{jwt.sub}", "user:", 5), 0);
+	ck_assert_int_eq(route_map_matches(r, "user:{jwt.sub}", "user:b:c", 8), 0);
+	ck_assert_int_eq(route_map_matches(r, "user:{jwt.sub}", "usex:bob", 8), 0);
+	ck_assert_int_eq(route_map_matches(r, "a{room}b", "axxb", 4), 1);
+	ck_assert_int_eq(route_map_matches(r, "a{room}b", "ab", 2), 0);
+	ck_assert_int_eq(route_map_matches(r, "{room", "x", 1), -1);
+	ck_assert_str_eq(route_map_read_only(r, "user:bob", 8), "user:{jwt.sub}");
+	ck_assert_ptr_null(route_map_read_only(r, "room:lobby", 10));
+	ck_assert_str_eq(route_map_access(r, "room:{room}"), "writable");
+	ck_assert_str_eq(route_map_access(r, "user:{jwt.sub}"), "read-only: read_only");
+	r->publish = "room:x";
+	ck_assert_str_eq(route_map_access(r, "user:{jwt.sub}"), "read-only: read_only");
+	r->publish = "other";
+	ck_assert_str_eq(route_map_access(r, "room:{room}"), "read-only: publish cannot reach it");
+	r->publish = NULL;
+	ck_assert_str_eq(route_map_access(r, "room:{room}"), "read-only: publish = none");
+}
+END_TEST
+
 static Suite *
 route_suite(void)
 {
@@ -533,6 +564,7 @@ route_suite(void)
 	tcase_add_test(tc, test_expand_reserved);
 	tcase_add_loop_test(tc, test_overlap, 0, NROWS(overlap_rows));
 	tcase_add_test(tc, test_pattern);
+	tcase_add_test(tc, test_read_only);
 	suite_add_tcase(s, tc);
 	return s;
 }
