@@ -27,6 +27,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "redis_link.h"
+#include "redis_sentinel.h"
 
 #define REDIS_SUB_BATCH 256          /* channels per SUBSCRIBE when resubscribing */
 #define REDIS_PUB_MAX_INFLIGHT 10000 /* PUBLISHes awaiting a reply before we queue instead */
@@ -57,6 +58,7 @@ struct broker_redis {
 
 	struct redis_link sub;
 	struct redis_link pub;
+	struct redis_endpoint *ep; /* where both connect: one Redis or Sentinel's master; TLS */
 	int freeing; /* free() is tearing down: callbacks do nothing */
 
 	/* canary: PUBLISHed on pub, must come back on sub */
@@ -681,6 +683,7 @@ broker_redis_free(struct broker *base)
 	b->freeing = 1;
 	redis_link_free(&b->sub);
 	redis_link_free(&b->pub);
+	redis_endpoint_free(b->ep); /* after its links */
 	if (b->probe_timer != NULL)
 		event_free(b->probe_timer);
 	if (b->probe_deadline != NULL)
@@ -721,6 +724,7 @@ broker_redis_alloc(struct event_base *base, const struct config *cfg)
 {
 	const struct config_redis *rc = &cfg->redis;
 	struct broker_redis *b;
+	char err[256];
 
 	if ((b = calloc(1, sizeof(*b))) == NULL)
 		return NULL;
@@ -748,6 +752,11 @@ broker_redis_alloc(struct event_base *base, const struct config *cfg)
 		broker_redis_free(&b->base);
 		return NULL;
 	}
+	if ((b->ep = redis_endpoint_new(base, &b->dns, rc, err, sizeof(err))) == NULL) {
+		log_warnx("redis broker: %s", err);
+		broker_redis_free(&b->base);
+		return NULL;
+	}
 	return b;
 }
 
@@ -757,6 +766,7 @@ broker_redis_new(const struct broker_sink *sink, void *sink_arg, struct event_ba
 {
 	const char *prefix = cfg->redis.channel_prefix != NULL ? cfg->redis.channel_prefix : "";
 	struct broker_redis *b;
+	char err[300];
 	size_t n;
 
 	if ((b = broker_redis_alloc(base, cfg)) == NULL)
@@ -776,9 +786,12 @@ broker_redis_new(const struct broker_sink *sink, void *sink_arg, struct event_ba
 		b->probe_nonce = (uint64_t)(uintptr_t)b ^ redis_link_now_ms();
 	if (b->probe_interval_ms > 0 && b->probe_timeout_ms > 0)
 		redis_link_arm(b->probe_timer, b->probe_interval_ms);
-	log_info("redis broker: %s:%d db %d, canary on %s every %llu ms", b->host, b->port, b->db,
-	    b->probe_chan, (unsigned long long)b->probe_interval_ms);
+	log_info("redis broker: %s db %d, canary on %s every %llu ms",
+	    redis_endpoint_describe(b->ep, err, sizeof(err)), b->db, b->probe_chan,
+	    (unsigned long long)b->probe_interval_ms);
 	/* First attempts right away; retries from timers. */
+	redis_endpoint_attach(b->ep, &b->sub);
+	redis_endpoint_attach(b->ep, &b->pub);
 	redis_link_connect(&b->sub);
 	redis_link_connect(&b->pub);
 	return &b->base;
@@ -798,6 +811,7 @@ broker_redis_new_publisher(struct hub *hub, struct event_base *base, const struc
 	b->owner = (struct broker_redis *)owner;
 	b->relay = relay;
 	b->relay_arg = relay_arg;
+	redis_endpoint_attach(b->ep, &b->pub); /* only pub: the sub link stays unused */
 	redis_link_connect(&b->pub); /* no sub link, no canary: the owner has them */
 	return &b->base;
 }

@@ -685,6 +685,61 @@ cfg_check_route(struct cfg_ctx *c, size_t i)
 		    cfg_seen_line(seen, CFG_SEC_ROUTE, "publish"));
 }
 
+/* [redis]: Sentinel and TLS keys that only make sense together. */
+static void
+cfg_check_redis(struct cfg_ctx *c, struct config_redis *r)
+{
+	int sl = cfg_seen_line(c->cfg_seen, CFG_SEC_REDIS, "sentinels");
+	int ml = cfg_seen_line(c->cfg_seen, CFG_SEC_REDIS, "master_name");
+	const char *why, *p, *e;
+	char host[256];
+	int port, n = 0;
+
+	if (r->sentinels != NULL) {
+		for (p = r->sentinels; *p != '\0'; p = *e != '\0' ? e + 1 : e) {
+			e = strchr(p, ',');
+			e = e != NULL ? e : p + strlen(p);
+			while (p < e && config_value_is_space((unsigned char)*p))
+				p++;
+			size_t len = (size_t)(e - p);
+
+			while (len > 0 && config_value_is_space((unsigned char)p[len - 1]))
+				len--;
+			if (config_parse_hostport(p, len, host, sizeof(host), &port, &why) < 0) {
+				cfg_error(c, sl, "sentinels: '%.*s': %s", (int)len, p, why);
+				return;
+			}
+			n++;
+		}
+		if (n == 0 || n > REDIS_MAX_SENTINELS)
+			cfg_error(c, sl, "sentinels: 1 to %d host:port items", REDIS_MAX_SENTINELS);
+		if (r->master_name == NULL && ml == 0)
+			cfg_error(c, sl, "sentinels needs master_name (the name the sentinels "
+			    "monitor)");
+	} else if (r->master_name != NULL && sl == 0) {
+		cfg_error(c, ml, "master_name is set but sentinels is not");
+	}
+	/* A key that failed to parse was reported already: only one never given is missing. */
+	if ((cfg_seen_line(c->cfg_seen, CFG_SEC_REDIS, "cert") == 0) !=
+	    (cfg_seen_line(c->cfg_seen, CFG_SEC_REDIS, "key") == 0))
+		cfg_error(c, cfg_seen_line(c->cfg_seen, CFG_SEC_REDIS, "cert") +
+		    cfg_seen_line(c->cfg_seen, CFG_SEC_REDIS, "key"),
+		    "[redis] cert and key go together");
+	if (!r->tls && !r->url_tls) {
+		static const char *const tlskeys[] = { "ca_file", "cert", "key",
+			"tls_server_name" };
+
+		for (size_t i = 0; i < 4; i++) {
+			int line = cfg_seen_line(c->cfg_seen, CFG_SEC_REDIS, tlskeys[i]);
+
+			if (line != 0)
+				cfg_error(c, line, "[redis] %s is set but TLS is off (tls = yes or a "
+				    "rediss:// url)", tlskeys[i]);
+		}
+	}
+	r->tls = r->tls || r->url_tls;
+}
+
 static int
 cfg_map_line(void *arg, size_t route, const char *key)
 {
@@ -772,6 +827,7 @@ cfg_validate(struct cfg_ctx *c)
 	}
 	cfg->redis.enabled = c->sec_line[CFG_SEC_REDIS] > 0 ||
 	    cfg_env_find(c, config_key_find(CFG_SEC_REDIS, "url")) >= 0;
+	cfg_check_redis(c, &cfg->redis);
 	cfg->app_message_len = cfg->app_message != NULL ? strlen(cfg->app_message) : 0;
 	if (cfg->app_message_len > cfg->max_message_size)
 		cfg_error(c, cfg_seen_line(c->cfg_seen, CFG_SEC_HEARTBEAT, "app_message"),

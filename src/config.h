@@ -82,6 +82,8 @@ struct config_route {
 	int line;                /* line of the [route ...] section header */
 };
 
+#define REDIS_MAX_SENTINELS 16
+
 /* [redis]: present means pub/sub goes through Redis; absent means the in-process hub. */
 struct config_redis {
 	int enabled;             /* a [redis] section (or WSGATE_REDIS_URL) was given */
@@ -97,6 +99,16 @@ struct config_redis {
 	uint64_t publish_queue;      /* bytes of client publishes held while Redis is down */
 	uint64_t reconnect_max_ms;   /* cap of the exponential backoff */
 	uint64_t max_message_size;   /* larger messages from Redis are skipped, never buffered */
+	/* Sentinel: the master is asked of these (host:port, comma list) by master_name */
+	char *sentinels;             /* NULL: url's host and port are the one Redis */
+	char *master_name;
+	/* TLS to Redis (and to the sentinels): tls = yes or a rediss:// url */
+	int tls;
+	int url_tls;                 /* the url said rediss:// */
+	char *ca_file;               /* CA bundle verifying the server; NULL: system store */
+	char *cert;                  /* client certificate (Redis' tls-auth-clients) */
+	char *key;
+	char *tls_server_name;       /* name the certificate must carry; NULL: the host */
 };
 
 /* [tls] (name NULL: the default certificate) and [tls NAME] (chosen by SNI). */

@@ -447,8 +447,12 @@ config_parse_redis_url(const char *s, struct config_redis *out, const char **why
 	char host[sizeof(out->host)], port[sizeof(out->port)], *url, *password = NULL;
 	uint64_t db = 0;
 
-	if (strncmp(s, "redis://", 8) != 0)
-		return cfg_fail(why, "expected redis://[:password@]host[:port][/db]");
+	int tls = strncmp(s, "rediss://", 9) == 0;
+
+	if (tls)
+		p++;
+	else if (strncmp(s, "redis://", 8) != 0)
+		return cfg_fail(why, "expected redis://[:password@]host[:port][/db] (or rediss://)");
 	if (!cfg_printable(s, strlen(s)))
 		return cfg_fail(why, "spaces and control characters are not allowed");
 	/* a host never holds '@', a password may: the last '@' ends the password */
@@ -470,7 +474,8 @@ config_parse_redis_url(const char *s, struct config_redis *out, const char **why
 	}
 	if ((url = config_value_strndup(s, strlen(s))) == NULL)
 		return -2;
-	if (at != NULL && (password = config_value_strndup(s + 9, (size_t)(at - s - 9))) == NULL) {
+	if (at != NULL && (password = config_value_strndup(s + 9 + tls,
+	    (size_t)(at - s - 9 - tls))) == NULL) {
 		free(url);
 		return -2;
 	}
@@ -481,6 +486,21 @@ config_parse_redis_url(const char *s, struct config_redis *out, const char **why
 	memcpy(out->host, host, sizeof(host));
 	snprintf(out->port, sizeof(out->port), "%s", port[0] != '\0' ? port : "6379");
 	out->db = (int)db;
+	out->url_tls = tls;
+	return 0;
+}
+
+int
+config_parse_hostport(const char *s, size_t n, char *host, size_t hostsz, int *port,
+                      const char **why)
+{
+	char p[8];
+
+	if (cfg_authority(s, n, host, hostsz, p, why) < 0)
+		return -1;
+	if (p[0] == '\0')
+		return cfg_fail(why, "a port is required: host:port");
+	*port = atoi(p);
 	return 0;
 }
 

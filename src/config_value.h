@@ -25,6 +25,9 @@ int config_parse_redis_url(const char *s, struct config_redis *out, const char *
     __attribute__((warn_unused_result));
 /* "ws://host[:port][/path[?query]]", "wss://..." or "tcp://host:port" into out (path and url
  * allocated: free with config_backend_clear). -2 when out of memory. */
+/* "host:port" or "[v6]:port" (n bytes; the port is required) into host and *port. */
+int config_parse_hostport(const char *s, size_t n, char *host, size_t hostsz, int *port,
+                          const char **why) __attribute__((warn_unused_result));
 int config_parse_backend(const char *s, size_t n, struct config_backend *out, const char **why)
     __attribute__((warn_unused_result));
 void config_backend_clear(struct config_backend *b);

@@ -25,6 +25,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
@@ -34,6 +35,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "upstream.h" /* upstream_tls_*: the one client-side TLS code */
 
 #define REDIS_BACKOFF_START_MS 100
 #define REDIS_REPLY_SLACK (64u << 10) /* a reply's framing and channel name beyond its payload */
@@ -174,6 +176,8 @@ redis_link_close(struct redis_link *l, const char *reason)
 	redis_link_drop(l);
 	redis_link_set_state(l, REDIS_LINK_DOWN);
 	l->ops->down(l, was, extra, sizeof(extra));
+	if (l->loc != NULL && l->loc->lost != NULL)
+		l->loc->lost(l->loc_arg, l, reason);
 
 	cap = l->reconnect_max_ms > 0 ? l->reconnect_max_ms : REDIS_BACKOFF_START_MS;
 	delay = redis_link_jitter(l->backoff_ms < cap ? l->backoff_ms : cap);
@@ -328,6 +332,66 @@ redis_link_readcb(struct bufferevent *bev, void *arg)
 	}
 }
 
+/* ---- Sentinel mode: a node is a master before anything is written to it ---- */
+
+static void
+redis_link_on_role(struct redis_link *l, const redisReply *r, void *arg)
+{
+	char reason[160];
+
+	(void)arg;
+	if (l->state != REDIS_LINK_HANDSHAKE)
+		return;
+	if (r->type == REDIS_REPLY_ERROR) {
+		snprintf(reason, sizeof(reason), "ROLE refused: %.*s", (int)r->len, r->str);
+		redis_link_close(l, reason);
+	} else if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+	           (r->element[0]->type != REDIS_REPLY_STRING &&
+	            r->element[0]->type != REDIS_REPLY_STATUS)) {
+		redis_link_fail(l, "ROLE answered with something that is not a role");
+	} else if (r->element[0]->len != 6 || memcmp(r->element[0]->str, "master", 6) != 0) {
+		/* A replica (or a demoted master) would take PUBLISH and tell only its own
+		 * subscribers: never write there. */
+		snprintf(reason, sizeof(reason), "%s:%d is not a master (role %.*s)", l->host,
+		         l->port, (int)(r->element[0]->len < 32 ? r->element[0]->len : 32),
+		         r->element[0]->str);
+		redis_link_close(l, reason);
+	} else {
+		l->ops->connected(l);
+	}
+}
+
+static void
+redis_link_on_role_auth(struct redis_link *l, const redisReply *r, void *arg)
+{
+	char reason[160];
+
+	(void)arg;
+	if (l->state != REDIS_LINK_HANDSHAKE || r->type != REDIS_REPLY_ERROR)
+		return; /* +OK: ROLE's answer follows */
+	snprintf(reason, sizeof(reason), "AUTH refused: %.*s", (int)r->len, r->str);
+	redis_link_close(l, reason);
+}
+
+/* AUTH (ROLE needs it when Redis has a password) and ROLE, pipelined; the owner's handshake
+ * starts once ROLE says master. */
+static void
+redis_link_check_role(struct redis_link *l)
+{
+	const char *argv[2];
+	size_t lens[2];
+	int rc = 0;
+
+	if (l->password != NULL) {
+		argv[0] = "AUTH", lens[0] = 4;
+		argv[1] = l->password, lens[1] = strlen(l->password);
+		rc = redis_link_command(l, 2, argv, lens, redis_link_on_role_auth, NULL);
+	}
+	argv[0] = "ROLE", lens[0] = 4;
+	if (rc != 0 || redis_link_command(l, 1, argv, lens, redis_link_on_role, NULL) != 0)
+		redis_link_close(l, "ROLE could not be queued");
+}
+
 static void
 redis_link_eventcb(struct bufferevent *bev, short what, void *arg)
 {
@@ -349,10 +413,15 @@ redis_link_eventcb(struct bufferevent *bev, short what, void *arg)
 		                 sizeof(one));
 		if (redis_link_set_state(l, REDIS_LINK_HANDSHAKE) < 0)
 			return;
-		l->ops->connected(l);
+		if (l->verify_role)
+			redis_link_check_role(l);
+		else
+			l->ops->connected(l);
 		return;
 	}
-	if (what & BEV_EVENT_EOF)
+	if (l->tls != NULL && upstream_tls_error(bev, reason, sizeof(reason)))
+		;
+	else if (what & BEV_EVENT_EOF)
 		snprintf(reason, sizeof(reason), "connection closed");
 	else
 		snprintf(reason, sizeof(reason), "%s", evutil_socket_error_to_string(err));
@@ -365,8 +434,11 @@ static void
 redis_link_open(struct redis_link *l, const struct sockaddr *sa, int salen)
 {
 	if ((l->reader = redisReaderCreate()) == NULL ||
-	    (l->bev = bufferevent_socket_new(l->base, -1, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
-		redis_link_close(l, "out of memory");
+	    (l->bev = l->tls != NULL
+	                  ? upstream_tls_bev_new(l->base, l->tls,
+	                                         l->tls_name != NULL ? l->tls_name : l->host)
+	                  : bufferevent_socket_new(l->base, -1, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		redis_link_close(l, l->tls != NULL ? "cannot start TLS" : "out of memory");
 		return;
 	}
 	bufferevent_setcb(l->bev, redis_link_readcb, NULL, redis_link_eventcb, l);
@@ -423,6 +495,21 @@ redis_link_connect(struct redis_link *l)
 	struct redis_link_dns *d;
 	char port[16];
 
+	if (l->loc != NULL) {
+		const char *h;
+		int p;
+
+		if (l->state != REDIS_LINK_DOWN) {
+			redis_link_internal_error(l, "connect while not down");
+			return;
+		}
+		/* Nothing known yet: wait DOWN, without a timer, for redis_link_kick(). */
+		if (l->loc->locate(l->loc_arg, l, &h, &p) < 0)
+			return;
+		snprintf(l->loc_host, sizeof(l->loc_host), "%s", h);
+		l->host = l->loc_host;
+		l->port = p;
+	}
 	if (redis_link_set_state(l, REDIS_LINK_CONNECTING) < 0)
 		return;
 	/* Ours runs until the link is up, so a lookup or a server that accepts but never answers
@@ -526,6 +613,29 @@ redis_link_command(struct redis_link *l, int argc, const char **argv, const size
 }
 
 /* ---- life ---- */
+
+void
+redis_link_locate(struct redis_link *l, const struct redis_link_locator *loc, void *arg)
+{
+	l->loc = loc;
+	l->loc_arg = arg;
+	l->loc_host[0] = '\0';
+	l->host = l->loc_host;
+}
+
+void
+redis_link_kick(struct redis_link *l, int now)
+{
+	if (l->state != REDIS_LINK_DOWN)
+		return;
+	if (now) {
+		event_del(l->timer);
+		l->backoff_ms = REDIS_BACKOFF_START_MS;
+		redis_link_arm(l->timer, 0);
+	} else if (!evtimer_pending(l->timer, NULL)) {
+		redis_link_arm(l->timer, redis_link_jitter(l->backoff_ms));
+	}
+}
 
 int
 redis_link_init(struct redis_link *l, const char *name, int has_sync,

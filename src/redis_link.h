@@ -57,6 +57,19 @@ struct redis_link_cmd {
 /* A lookup in flight; l is cleared when the link gives it up (the answer may still come). */
 struct redis_link_dns;
 
+/* Where a link connects when that is decided per attempt (Sentinel: the master it names; the
+ * sentinel links themselves: the next sentinel in turn). Set by redis_link_locate(). */
+struct redis_link_locator {
+	/* 0 with host (valid until the next call) and port, or -1: nothing known yet; the link
+	 * stays DOWN until redis_link_kick(). */
+	int (*locate)(void *arg, struct redis_link *l, const char **host, int *port);
+	/* The located node failed (connection lost, refused, not a master): ask again. NULL: no
+	 * such interest. Runs inside redis_link_close(); may kick or close other links. */
+	void (*lost)(void *arg, struct redis_link *l, const char *why);
+};
+
+struct ssl_ctx_st;
+
 struct redis_link {
 	void *owner;
 	const struct redis_link_ops *ops;
@@ -78,6 +91,15 @@ struct redis_link {
 	struct redis_link_dns *dns; /* CONNECTING: the host name lookup in flight, if any */
 	uint64_t backoff_ms;        /* next retry delay, before jitter */
 	uint64_t partial_ms; /* last read that advanced a reply still incomplete (progress) */
+
+	/* optional: per-attempt address, TLS, and ROLE checked before the owner's handshake */
+	const struct redis_link_locator *loc;
+	void *loc_arg;
+	char loc_host[256];     /* the address of this attempt when located (l->host points here) */
+	struct ssl_ctx_st *tls; /* NULL: plain TCP; else the endpoint's, outlives the link */
+	const char *tls_name;   /* name the certificate must carry (NULL: the host) */
+	int verify_role;        /* ROLE must say master before connected() runs (Sentinel) */
+	const char *password;   /* AUTH before ROLE; the endpoint's */
 
 	/* counters, read from the main loop (atomic) */
 	uint64_t reconnects;      /* retries scheduled */
@@ -113,6 +135,12 @@ int redis_link_command(struct redis_link *l, int argc, const char **argv, const 
 /* Something that cannot happen did: a debug build stops; a release build counts, logs and
  * rebuilds the link. */
 void redis_link_internal_error(struct redis_link *l, const char *what);
+
+/* Per-attempt addresses from loc (arg its argument), before the first connect. */
+void redis_link_locate(struct redis_link *l, const struct redis_link_locator *loc, void *arg);
+/* A DOWN link waiting for an address tries again: at once when now (a new address), else
+ * after its backoff (the same address that just failed). */
+void redis_link_kick(struct redis_link *l, int now);
 
 uint64_t redis_link_now_ms(void);
 void redis_link_arm(struct event *ev, uint64_t ms);
