@@ -24,10 +24,11 @@ done
 BUILD_PKGS="build-essential autoconf automake pkg-config \
 libevent-dev libssl-dev libhiredis-dev libinih-dev check zlib1g-dev"
 # What the test suite talks to for real: redis-server, HAProxy, python3-websockets (+pytest),
+# redis-sentinel for the failover tests (they fall back to `redis-server --sentinel`),
 # Node.js for the `ws` client, Chromium for the browser tests, the openssl CLI for test
 # certificates, clang and its runtime for the fuzzers, Prometheus (promtool too) for the
 # dashboard test.
-TEST_PKGS="redis-server haproxy python3 python3-websockets python3-pytest nodejs npm chromium \
+TEST_PKGS="redis-server redis-sentinel haproxy python3 python3-websockets python3-pytest nodejs npm chromium \
 clang libclang-rt-14-dev openssl curl procps prometheus"
 
 say() { echo "setup: $*"; }

@@ -1152,6 +1152,17 @@ static const struct err_row {
 	    { "t.ini:12: route /w/{t} (auth jwt) publish 'user:{t}' can reach channel subscribe "
 	      "'user:{jwt.sub}' of route /me (read_only, line 1); set shared_namespace = yes on "
 	      "/w/{t} if that is deliberate" } },
+	/* [redis]: Sentinel and TLS keys that go together */
+	{ "sentinels without master_name", "[route /e]\ntype = echo\n[redis]\nsentinels = a:1\n",
+	    { "t.ini:4: sentinels needs master_name (the name the sentinels monitor)" } },
+	{ "sentinel without a port", "[route /e]\ntype = echo\n[redis]\nmaster_name = m\n"
+	    "sentinels = a:1, b\n",
+	    { "t.ini:5: sentinels: 'b': a port is required: host:port" } },
+	{ "TLS keys with TLS off", "[route /e]\ntype = echo\n[redis]\nca_file = /dev/null\n"
+	    "cert = /dev/null\n",
+	    { "t.ini:4: [redis] ca_file is set but TLS is off (tls = yes or a rediss:// url)",
+	      "t.ini:5: [redis] cert and key go together",
+	      "t.ini:5: [redis] cert is set but TLS is off (tls = yes or a rediss:// url)" } },
 	{ "read_only that is no subscribe template",
 	    "[route /a]\ntype = pubsub\nsubscribe = a\npublish = a\nread_only = b\n",
 	    { "t.ini:5: read_only 'b' is not one of route /a's subscribe templates (write it "
