@@ -29,10 +29,10 @@
 
 struct redis_endpoint {
 	struct event_base *base;
-	SSL_CTX *tls;       /* NULL: plain TCP */
-	char *tls_name;     /* tls_server_name, or NULL */
-	char *password;     /* for ROLE's AUTH, or NULL */
-	char *host;         /* single Redis mode */
+	SSL_CTX *tls;   /* NULL: plain TCP */
+	char *tls_name; /* tls_server_name, or NULL */
+	char *password; /* for ROLE's AUTH, or NULL */
+	char *host;     /* single Redis mode */
 	int port;
 
 	/* Sentinel mode (nsent > 0) */
@@ -43,8 +43,8 @@ struct redis_endpoint {
 	char master[256]; /* the master last answered, when known */
 	int master_port;
 	int known;
-	int asking;            /* an ask is owed: sent when sentinel-q is up */
-	int in_flight;         /* sent, unanswered */
+	int asking;             /* an ask is owed: sent when sentinel-q is up */
+	int in_flight;          /* sent, unanswered */
 	struct redis_link q, w; /* ask; watch +switch-master */
 	struct redis_link *users[REDIS_SENTINEL_MAX_USERS];
 	size_t nusers;
@@ -238,8 +238,8 @@ redis_sentinel_on_master(struct redis_link *l, const redisReply *r, void *arg)
 static void
 redis_sentinel_ask(struct redis_endpoint *ep)
 {
-	const char *argv[3] = { "SENTINEL", "get-master-addr-by-name", ep->name };
-	size_t lens[3] = { 8, 23, strlen(ep->name) };
+	const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", ep->name};
+	size_t lens[3] = {8, 23, strlen(ep->name)};
 
 	ep->asking = 1;
 	if (ep->in_flight || ep->q.state != REDIS_LINK_UP)
@@ -268,8 +268,8 @@ redis_sentinel_q_connected(struct redis_link *l)
 static void
 redis_sentinel_w_connected(struct redis_link *l)
 {
-	const char *argv[2] = { "SUBSCRIBE", "+switch-master" };
-	size_t lens[2] = { 9, 14 };
+	const char *argv[2] = {"SUBSCRIBE", "+switch-master"};
+	size_t lens[2] = {9, 14};
 
 	if (((struct redis_endpoint *)l->owner)->freeing)
 		return;
@@ -340,17 +340,17 @@ redis_sentinel_oversized(struct redis_link *l, uint64_t len)
 }
 
 static const struct redis_link_ops redis_sentinel_q_ops = {
-	.connected = redis_sentinel_q_connected,
-	.push = NULL,
-	.down = redis_sentinel_down,
-	.oversized = redis_sentinel_oversized,
+    .connected = redis_sentinel_q_connected,
+    .push = NULL,
+    .down = redis_sentinel_down,
+    .oversized = redis_sentinel_oversized,
 };
 
 static const struct redis_link_ops redis_sentinel_w_ops = {
-	.connected = redis_sentinel_w_connected,
-	.push = redis_sentinel_w_push,
-	.down = redis_sentinel_down,
-	.oversized = redis_sentinel_oversized,
+    .connected = redis_sentinel_w_connected,
+    .push = redis_sentinel_w_push,
+    .down = redis_sentinel_down,
+    .oversized = redis_sentinel_oversized,
 };
 
 /* ---- locators ---- */
@@ -369,8 +369,8 @@ redis_sentinel_locate_sentinel(void *arg, struct redis_link *l, const char **hos
 }
 
 static const struct redis_link_locator redis_sentinel_rotate = {
-	.locate = redis_sentinel_locate_sentinel,
-	.lost = NULL,
+    .locate = redis_sentinel_locate_sentinel,
+    .lost = NULL,
 };
 
 /* An attached link: the master last answered, or wait for an answer. */
@@ -403,8 +403,8 @@ redis_sentinel_lost(void *arg, struct redis_link *l, const char *why)
 }
 
 static const struct redis_link_locator redis_sentinel_master = {
-	.locate = redis_sentinel_locate_master,
-	.lost = redis_sentinel_lost,
+    .locate = redis_sentinel_locate_master,
+    .lost = redis_sentinel_lost,
 };
 
 /* Single Redis: the configured address every time. */
@@ -420,8 +420,8 @@ redis_sentinel_locate_single(void *arg, struct redis_link *l, const char **host,
 }
 
 static const struct redis_link_locator redis_sentinel_single = {
-	.locate = redis_sentinel_locate_single,
-	.lost = NULL,
+    .locate = redis_sentinel_locate_single,
+    .lost = NULL,
 };
 
 /* ---- the endpoint ---- */
@@ -456,8 +456,8 @@ redis_endpoint_link_tls(struct redis_endpoint *ep, struct redis_link *l)
 }
 
 struct redis_endpoint *
-redis_endpoint_new(struct event_base *base, struct evdns_base **dnsp,
-                   const struct config_redis *rc, char *err, size_t errsz)
+redis_endpoint_new(struct event_base *base, struct evdns_base **dnsp, const struct config_redis *rc,
+                   char *err, size_t errsz)
 {
 	struct redis_endpoint *ep = calloc(1, sizeof(*ep));
 	const char *why = NULL;
@@ -481,17 +481,17 @@ redis_endpoint_new(struct event_base *base, struct evdns_base **dnsp,
 	    (ep->hosts = calloc(REDIS_MAX_SENTINELS, sizeof(*ep->hosts))) == NULL ||
 	    (ep->ports = calloc(REDIS_MAX_SENTINELS, sizeof(*ep->ports))) == NULL)
 		goto oom;
-	if ((n = redis_sentinel_parse_list(rc->sentinels, ep->hosts, ep->ports,
-	                                   REDIS_MAX_SENTINELS, &why)) < 0) {
+	if ((n = redis_sentinel_parse_list(rc->sentinels, ep->hosts, ep->ports, REDIS_MAX_SENTINELS,
+	                                   &why)) < 0) {
 		snprintf(err, errsz, "[redis] sentinels: %s", why);
 		goto fail;
 	}
 	ep->nsent = (size_t)n;
-	if (redis_link_init(&ep->q, "sentinel-q", 0, &redis_sentinel_q_ops, ep, base, dnsp, "",
-	                    0, rc->connect_timeout_ms, rc->reconnect_max_ms,
+	if (redis_link_init(&ep->q, "sentinel-q", 0, &redis_sentinel_q_ops, ep, base, dnsp, "", 0,
+	                    rc->connect_timeout_ms, rc->reconnect_max_ms,
 	                    REDIS_SENTINEL_MAX_REPLY) < 0 ||
-	    redis_link_init(&ep->w, "sentinel-w", 0, &redis_sentinel_w_ops, ep, base, dnsp, "",
-	                    0, rc->connect_timeout_ms, rc->reconnect_max_ms,
+	    redis_link_init(&ep->w, "sentinel-w", 0, &redis_sentinel_w_ops, ep, base, dnsp, "", 0,
+	                    rc->connect_timeout_ms, rc->reconnect_max_ms,
 	                    REDIS_SENTINEL_MAX_REPLY) < 0)
 		goto oom;
 	/* sentinel-w goes UP on its subscription's confirmation, never through SYNCING. */

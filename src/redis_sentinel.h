@@ -25,8 +25,8 @@ int redis_sentinel_master_reply(const redisReply *r, char *host, size_t hostsz, 
 
 /* A +switch-master message, "<name> <old-ip> <old-port> <new-ip> <new-port>": 1 with the new
  * address when it is about name, 0 when about another master, -1 when malformed. */
-int redis_sentinel_switch(const char *msg, size_t n, const char *name, char *host,
-                          size_t hostsz, int *port);
+int redis_sentinel_switch(const char *msg, size_t n, const char *name, char *host, size_t hostsz,
+                          int *port);
 
 /* Splits "host:port, host:port" into hosts[i] (each hostsz bytes) and ports. Returns the count,
  * or -1 (*why) on a bad item or more than max. */
@@ -39,8 +39,7 @@ int redis_sentinel_parse_list(const char *s, char (*hosts)[256], int *ports, siz
  * links of one event loop. NULL with err filled on a failure (bad CA, cert or key). The
  * config is copied. */
 struct redis_endpoint *redis_endpoint_new(struct event_base *base, struct evdns_base **dnsp,
-                                          const struct config_redis *rc, char *err,
-                                          size_t errsz);
+                                          const struct config_redis *rc, char *err, size_t errsz);
 /* l connects where the endpoint says (before its first connect). */
 void redis_endpoint_attach(struct redis_endpoint *ep, struct redis_link *l);
 /* After the attached links were freed. */

@@ -27,19 +27,19 @@ static const struct {
 	int want, port;
 	const char *host;
 } master_rows[] = {
-	{ "*2\r\n$9\r\n127.0.0.1\r\n$4\r\n6380\r\n", 1, 6380, "127.0.0.1" },
-	{ "*2\r\n$3\r\n::1\r\n$5\r\n65535\r\n", 1, 65535, "::1" },
-	{ "*-1\r\n", 0, 0, NULL },
-	{ "$-1\r\n", 0, 0, NULL },
-	{ "-IDONTKNOW\r\n", -1, 0, NULL },
-	{ "*1\r\n$9\r\n127.0.0.1\r\n", -1, 0, NULL },
-	{ "*3\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\n2\r\n", -1, 0, NULL },
-	{ "*2\r\n$9\r\n127.0.0.1\r\n:6380\r\n", -1, 0, NULL },
-	{ "*2\r\n$9\r\n127.0.0.1\r\n$5\r\n65536\r\n", -1, 0, NULL },
-	{ "*2\r\n$9\r\n127.0.0.1\r\n$1\r\n0\r\n", -1, 0, NULL },
-	{ "*2\r\n$9\r\n127.0.0.1\r\n$3\r\n-12\r\n", -1, 0, NULL },
-	{ "*2\r\n$0\r\n\r\n$2\r\n12\r\n", -1, 0, NULL },
-	{ ":1\r\n", -1, 0, NULL },
+    {"*2\r\n$9\r\n127.0.0.1\r\n$4\r\n6380\r\n", 1, 6380, "127.0.0.1"},
+    {"*2\r\n$3\r\n::1\r\n$5\r\n65535\r\n", 1, 65535, "::1"},
+    {"*-1\r\n", 0, 0, NULL},
+    {"$-1\r\n", 0, 0, NULL},
+    {"-IDONTKNOW\r\n", -1, 0, NULL},
+    {"*1\r\n$9\r\n127.0.0.1\r\n", -1, 0, NULL},
+    {"*3\r\n$1\r\na\r\n$1\r\n1\r\n$1\r\n2\r\n", -1, 0, NULL},
+    {"*2\r\n$9\r\n127.0.0.1\r\n:6380\r\n", -1, 0, NULL},
+    {"*2\r\n$9\r\n127.0.0.1\r\n$5\r\n65536\r\n", -1, 0, NULL},
+    {"*2\r\n$9\r\n127.0.0.1\r\n$1\r\n0\r\n", -1, 0, NULL},
+    {"*2\r\n$9\r\n127.0.0.1\r\n$3\r\n-12\r\n", -1, 0, NULL},
+    {"*2\r\n$0\r\n\r\n$2\r\n12\r\n", -1, 0, NULL},
+    {":1\r\n", -1, 0, NULL},
 };
 
 START_TEST(test_master_reply)
@@ -78,18 +78,18 @@ static const struct {
 	int want, port;
 	const char *host;
 } switch_rows[] = {
-	{ "mymaster 127.0.0.1 6379 127.0.0.1 6380", 1, 6380, "127.0.0.1" },
-	{ "mymaster ::1 6379 ::1 7000", 1, 7000, "::1" },
-	{ "other 127.0.0.1 6379 127.0.0.1 6380", 0, 0, NULL },
-	{ "mymasterx 127.0.0.1 6379 127.0.0.1 6380", 0, 0, NULL },
-	{ "mymaster 127.0.0.1 6379 127.0.0.1", -1, 0, NULL },
-	{ "mymaster 127.0.0.1 6379 127.0.0.1 6380 x", -1, 0, NULL },
-	{ "mymaster 127.0.0.1 6379 127.0.0.1 6380 ", -1, 0, NULL },
-	{ "mymaster  127.0.0.1 6379 127.0.0.1 6380", -1, 0, NULL },
-	{ "mymaster 127.0.0.1 6379 127.0.0.1 0", -1, 0, NULL },
-	{ "mymaster 127.0.0.1 6379 127.0.0.1 99999", -1, 0, NULL },
-	{ "mymaster 127.0.0.1 6379 127.0.0.1 6x", -1, 0, NULL },
-	{ "", -1, 0, NULL },
+    {"mymaster 127.0.0.1 6379 127.0.0.1 6380", 1, 6380, "127.0.0.1"},
+    {"mymaster ::1 6379 ::1 7000", 1, 7000, "::1"},
+    {"other 127.0.0.1 6379 127.0.0.1 6380", 0, 0, NULL},
+    {"mymasterx 127.0.0.1 6379 127.0.0.1 6380", 0, 0, NULL},
+    {"mymaster 127.0.0.1 6379 127.0.0.1", -1, 0, NULL},
+    {"mymaster 127.0.0.1 6379 127.0.0.1 6380 x", -1, 0, NULL},
+    {"mymaster 127.0.0.1 6379 127.0.0.1 6380 ", -1, 0, NULL},
+    {"mymaster  127.0.0.1 6379 127.0.0.1 6380", -1, 0, NULL},
+    {"mymaster 127.0.0.1 6379 127.0.0.1 0", -1, 0, NULL},
+    {"mymaster 127.0.0.1 6379 127.0.0.1 99999", -1, 0, NULL},
+    {"mymaster 127.0.0.1 6379 127.0.0.1 6x", -1, 0, NULL},
+    {"", -1, 0, NULL},
 };
 
 START_TEST(test_switch)
@@ -114,9 +114,9 @@ START_TEST(test_list)
 	int ports[4];
 	const char *why = NULL;
 
-	ck_assert_int_eq(redis_sentinel_parse_list("127.0.0.1:26379, s2:1 ,[::1]:26380", hosts,
-	                                           ports, 4, &why),
-	                 3);
+	ck_assert_int_eq(
+	    redis_sentinel_parse_list("127.0.0.1:26379, s2:1 ,[::1]:26380", hosts, ports, 4, &why),
+	    3);
 	ck_assert_str_eq(hosts[0], "127.0.0.1");
 	ck_assert_int_eq(ports[0], 26379);
 	ck_assert_str_eq(hosts[1], "s2");
