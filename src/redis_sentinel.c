@@ -550,6 +550,19 @@ redis_endpoint_free(struct redis_endpoint *ep)
 	free(ep);
 }
 
+int
+redis_endpoint_check_tls(const struct config_redis *rc, char *err, size_t errsz)
+{
+	SSL_CTX *ctx;
+
+	if (!rc->enabled || !rc->tls)
+		return 0;
+	if ((ctx = redis_endpoint_tls(rc, err, errsz)) == NULL)
+		return -1;
+	SSL_CTX_free(ctx);
+	return 0;
+}
+
 const char *
 redis_endpoint_describe(const struct redis_endpoint *ep, char *buf, size_t n)
 {

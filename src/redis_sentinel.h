@@ -44,6 +44,8 @@ struct redis_endpoint *redis_endpoint_new(struct event_base *base, struct evdns_
 void redis_endpoint_attach(struct redis_endpoint *ep, struct redis_link *l);
 /* After the attached links were freed. */
 void redis_endpoint_free(struct redis_endpoint *ep);
+/* Loads the TLS files of rc (tls on) as a start would: 0, or -1 with err filled. */
+int redis_endpoint_check_tls(const struct config_redis *rc, char *err, size_t errsz);
 /* For the log line: "host:port" or "sentinel master NAME". */
 const char *redis_endpoint_describe(const struct redis_endpoint *ep, char *buf, size_t n);
 

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "gateway.h"
 #include "log.h"
+#include "redis_sentinel.h"
 #include "security.h"
 #include "service.h"
 #include "tls.h"
@@ -64,7 +65,13 @@ reload_report_fixed(const struct config *old, const struct config *new)
 	}
 	if (old->redis.enabled != new->redis.enabled || !reload_str_equal(old->redis.url,
 	    new->redis.url) || !reload_str_equal(old->redis.channel_prefix,
-	    new->redis.channel_prefix)) {
+	    new->redis.channel_prefix) || !reload_str_equal(old->redis.sentinels,
+	    new->redis.sentinels) || !reload_str_equal(old->redis.master_name,
+	    new->redis.master_name) || old->redis.tls != new->redis.tls ||
+	    !reload_str_equal(old->redis.ca_file, new->redis.ca_file) ||
+	    !reload_str_equal(old->redis.cert, new->redis.cert) ||
+	    !reload_str_equal(old->redis.key, new->redis.key) ||
+	    !reload_str_equal(old->redis.tls_server_name, new->redis.tls_server_name)) {
 		log_warnx("reload: [redis] changed; the running Redis links keep the old settings "
 		    "until a restart");
 		n++;
@@ -100,6 +107,7 @@ reload_check_ca_files(const struct config *cfg, struct config_errors *errs)
 int
 reload_check_files(const struct config *cfg, struct config_errors *errs)
 {
+	char err[512];
 	int r = 0;
 
 	/* Each check runs even after one failed: every broken file is reported at once. */
@@ -109,6 +117,10 @@ reload_check_files(const struct config *cfg, struct config_errors *errs)
 		r = -1;
 	if (reload_check_ca_files(cfg, errs) < 0)
 		r = -1;
+	if (redis_endpoint_check_tls(&cfg->redis, err, sizeof(err)) < 0) {
+		config_errors_add(errs, "%s: [redis]: %s", cfg->file, err);
+		r = -1;
+	}
 	return r;
 }
 

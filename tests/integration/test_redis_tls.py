@@ -107,3 +107,16 @@ def test_unverified_redis_certificate_refused(tls_redis, tmp_path, case):
         assert http_status(g.port, "/readyz") == 503
     finally:
         g.stop()
+
+
+def test_config_test_loads_redis_tls_files(tmp_path):
+    """`wsgate -t` loads the [redis] CA bundle as a start would (a PEM with no certificate)."""
+    from wsharness import run_wsgate
+    bad = tmp_path / "not-a-ca.pem"
+    bad.write_text("not a certificate\n")
+    ini = tmp_path / "w.ini"
+    ini.write_text("[gateway]\nlisten = 127.0.0.1:1\n[route /chat]\ntype = pubsub\n"
+                   f"subscribe = chat\n[redis]\nurl = rediss://127.0.0.1:1\nca_file = {bad}\n")
+    r = run_wsgate(["-t", "-c", str(ini)])
+    assert r.returncode == 1, r
+    assert f"{ini}: [redis]: cannot load ca_file {bad}" in r.stderr, r.stderr
