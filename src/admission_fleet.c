@@ -367,6 +367,9 @@ admission_tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	/* Jittered period: instances ticking in a fixed phase would let the one just after the
+	 * bucket's refill take every token while the other always finds a fraction. */
+	redis_link_arm(a->tick, ADMISSION_TICK_MS / 2 + admission_rand() % ADMISSION_TICK_MS);
 	for (size_t i = 0; i < a->npools; i++)
 		admission_pool_tick(a, &a->pools[i], now, f);
 	if (now - a->second_ms < 1000)
@@ -417,7 +420,6 @@ admission_new(struct event_base *base, const struct config *cfg, const char *ins
 	unsigned char md[SHA_DIGEST_LENGTH];
 	struct admission *a;
 	size_t n = cfg->admission_rate > 0 ? 1 : 0;
-	struct timeval tv = { 0, ADMISSION_TICK_MS * 1000 };
 
 	*failed = 0;
 	for (size_t i = 0; i < cfg->nroutes; i++)
@@ -451,7 +453,7 @@ admission_new(struct event_base *base, const struct config *cfg, const char *ins
 	if ((a->live_key = malloc(strlen(prefix) + 32)) == NULL)
 		goto oom;
 	sprintf(a->live_key, "%swsgate:admission:live", prefix);
-	if ((a->tick = event_new(base, -1, EV_PERSIST, admission_tick, a)) == NULL)
+	if ((a->tick = evtimer_new(base, admission_tick, a)) == NULL)
 		goto oom;
 	if (cfg->redis.enabled) {
 		if ((a->host = strdup(cfg->redis.host)) == NULL ||
@@ -464,8 +466,7 @@ admission_new(struct event_base *base, const struct config *cfg, const char *ins
 		a->has_redis = 1;
 		redis_link_connect(&a->link);
 	}
-	event_add(a->tick, &tv);
-	admission_tick(-1, 0, a); /* the first tokens of the ramp now */
+	admission_tick(-1, 0, a); /* the first tokens of the ramp now; arms the timer */
 	log_info("admission: %llu new sessions/s for the fleet, %zu route budget(s), ramp %llu ms, %s",
 	    (unsigned long long)cfg->admission_rate, a->npools - (a->fleet != NULL),
 	    (unsigned long long)a->ramp_ms, a->has_redis ? "shared through Redis" : "this instance alone");
