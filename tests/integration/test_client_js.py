@@ -79,3 +79,46 @@ def test_drain_hint_then_reconnect(node, tmp_path):
             b.stop()
         if a.running():
             a.kill_quietly()
+
+
+def test_chromium_loads_the_module(node, tmp_path):
+    """The module in Chromium with its own WebSocket: 4 clients at once on a 2/s budget; the
+    refused ones (a browser sees only a failure before open) back off and all open and echo;
+    the app heartbeat is never shown to the application."""
+    import functools
+    import http.server
+    import os
+    import threading
+
+    from wsharness import free_port, srcdir
+
+    chromium = os.environ.get("WSGATE_CHROMIUM", "/usr/bin/chromium")
+    assert os.access(chromium, os.X_OK), f"{chromium} missing: apt-get install chromium"
+    assert not node_modules_missing("playwright-core"), "run `npm ci` in tests/node"
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, fmt, *args):
+            pass
+
+        def end_headers(self):
+            self.send_header("Cache-Control", "no-store")
+            super().end_headers()
+
+    Quiet.extensions_map = dict(Quiet.extensions_map, **{".js": "text/javascript"})
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()),
+                                          functools.partial(Quiet, directory=srcdir()))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    env = dict(node_env(), TMPDIR=str(tmp_path), WSGATE_CHROMIUM=chromium)
+    try:
+        with Gateway(workdir=str(tmp_path), gateway={"admission_rate": "2", "admission_ramp": "0"},
+                     heartbeat={"ping_interval": "300ms", "app_message": "hb"}) as g:
+            time.sleep(0.3)
+            page = f"http://127.0.0.1:{srv.server_address[1]}/tests/node/client_page.html"
+            r = subprocess.run([node, node_script("client_browser_test.js"), page,
+                                g.url("/echo"), "4", "hb"], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0, f"client_browser_test.js failed:\n{r.stdout}\n{r.stderr}"
+            assert "ok: browser client module" in r.stdout
+    finally:
+        srv.shutdown()
+        srv.server_close()
