@@ -78,19 +78,14 @@ admission_share(uint64_t rate, uint64_t configured_share, uint64_t live)
 }
 
 uint64_t
-admission_window_ms(uint64_t refused_last_s, uint64_t rate, int spare, uint64_t max_ms)
+admission_slot(uint64_t now, uint64_t next, uint64_t share, uint64_t max_ms, uint64_t *after)
 {
-	uint64_t w;
+	uint64_t step = 1000 / (share > 0 ? share : 1), slot = next > now ? next : now;
 
-	if (spare || rate == 0)
-		w = ADMISSION_MIN_WINDOW_MS;
-	else
-		w = refused_last_s * 1000 / rate;
-	if (w < ADMISSION_MIN_WINDOW_MS)
-		w = ADMISSION_MIN_WINDOW_MS;
-	if (max_ms >= ADMISSION_MIN_WINDOW_MS && w > max_ms)
-		w = max_ms;
-	return w;
+	if (slot - now > max_ms) /* the queue is longer than anyone is told to wait */
+		slot = now + max_ms;
+	*after = slot + (step > 0 ? step : 1);
+	return slot;
 }
 
 uint64_t

@@ -39,10 +39,11 @@ uint64_t admission_batch(uint64_t rate, double factor);
 /* Rate a second this instance may admit alone (Redis down): the configured share, else the
  * budget divided by the instances seen alive (at least 1 instance, at least 1 a second). */
 uint64_t admission_share(uint64_t rate, uint64_t configured_share, uint64_t live);
-/* The window returning clients should be spread over: the refusals of the last second take
- * refused / rate seconds to admit; at least ADMISSION_MIN_WINDOW_MS, at most max_ms; back to
- * the minimum when the fleet's bucket is more than half full (budget to spare). */
-uint64_t admission_window_ms(uint64_t refused_last_s, uint64_t rate, int spare, uint64_t max_ms);
+/* The virtual queue of refused clients: the slot (absolute ms) given to one refused at now
+ * when the next free slot is next, at share returns a second; no slot further than max_ms
+ * away. *after is the next free slot after this one. */
+uint64_t admission_slot(uint64_t now, uint64_t next, uint64_t share, uint64_t max_ms,
+    uint64_t *after);
 /* A retry delay drawn with full jitter from the window: rnd uniform in [0, 2^32). At least
  * 100 ms so a client never hammers. */
 uint64_t admission_jitter_ms(uint64_t window_ms, uint32_t rnd);

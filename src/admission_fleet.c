@@ -53,9 +53,8 @@ struct admission_pool {
 	uint64_t sent_ms; /* main loop: last script call */
 	struct admission_bucket local; /* Redis down: this instance's share */
 	uint64_t admitted, refused;    /* atomic */
-	uint64_t refused_mark;         /* main loop: refused at the last second boundary */
-	int spare;                     /* main loop: the fleet bucket was over half full */
-	uint64_t window_ms;            /* atomic: current retry window */
+	uint64_t share;                /* atomic: this instance's rate a second (last tick) */
+	uint64_t next_slot_ms;         /* atomic: the next free return slot (virtual queue) */
 };
 
 struct admission {
@@ -72,7 +71,6 @@ struct admission {
 	int db;
 	char instance[64];
 	char sha[41];       /* hex SHA-1 of the script: EVALSHA's argument */
-	uint64_t second_ms; /* main loop: start of the current second (windows) */
 	uint64_t err_log_ms;
 	struct event *tick;
 	struct evdns_base *dns;
@@ -81,6 +79,10 @@ struct admission {
 };
 
 /* ---- taking tokens (any thread) ---- */
+
+/* Several workers and the main loop write the same counters: a real read-modify-write, not
+ * metrics.h's single-writer METRIC_ADD. Returns the new value. */
+#define ADM_ADD(x, n) __atomic_add_fetch(&(x), (n), __ATOMIC_RELAXED)
 
 static int
 admission_pool_take(struct admission_pool *p)
@@ -108,6 +110,25 @@ admission_rand(void)
 	return (uint32_t)(s >> 32);
 }
 
+/* A refused client's turn: the pool hands out return slots at this instance's share of the
+ * rate, one after the other (a virtual queue), so a herd refused in the same instant comes
+ * back spread at the rate the budget admits, not together; the hint is the slot plus jitter
+ * within one slot. When nobody waits, the queue is empty and the hint is short. */
+static uint64_t
+admission_pool_slot(struct admission_pool *p)
+{
+	uint64_t now = redis_link_now_ms(), share = METRIC_GET(p->share);
+	uint64_t next = METRIC_GET(p->next_slot_ms), after, slot, step;
+
+	do
+		slot = admission_slot(now, next, share, p->a->retry_max_ms, &after);
+	while (!__atomic_compare_exchange_n(&p->next_slot_ms, &next, after, 0, __ATOMIC_RELAXED,
+	    __ATOMIC_RELAXED));
+	step = after - slot;
+	slot = slot - now + admission_jitter_ms(step > 100 ? step : 100, admission_rand());
+	return slot < p->a->retry_max_ms ? slot : p->a->retry_max_ms;
+}
+
 static struct admission_pool *
 admission_route_pool(struct admission *a, const char *path)
 {
@@ -129,19 +150,29 @@ admission_admit(struct admission *a, const char *route_path, uint64_t *retry_ms)
 		refuser = a->fleet;
 	else if (r != NULL && !admission_pool_take(r)) {
 		if (a->fleet != NULL) /* not used: back to the fleet pool */
-			METRIC_ADD(a->fleet->tokens, 1);
+			ADM_ADD(a->fleet->tokens, 1);
 		refuser = r;
 	}
 	if (refuser != NULL) {
-		METRIC_ADD(refuser->refused, 1);
-		*retry_ms = admission_jitter_ms(METRIC_GET(refuser->window_ms), admission_rand());
+		ADM_ADD(refuser->refused, 1);
+		*retry_ms = admission_pool_slot(refuser);
 		return -1;
 	}
 	if (a->fleet != NULL)
-		METRIC_ADD(a->fleet->admitted, 1);
+		ADM_ADD(a->fleet->admitted, 1);
 	if (r != NULL)
-		METRIC_ADD(r->admitted, 1);
+		ADM_ADD(r->admitted, 1);
 	return 0;
+}
+
+/* The window returning clients are spread over: what the virtual queue already holds, at
+ * least the minimum; a drain spreads its own closes over drain_window on top. */
+static uint64_t
+admission_window_now(const struct admission_pool *p)
+{
+	uint64_t now = redis_link_now_ms(), next = METRIC_GET(p->next_slot_ms);
+
+	return next > now + ADMISSION_MIN_WINDOW_MS ? next - now : ADMISSION_MIN_WINDOW_MS;
 }
 
 uint64_t
@@ -150,7 +181,7 @@ admission_hint_ms(struct admission *a)
 	uint64_t w = ADMISSION_MIN_WINDOW_MS;
 
 	if (a != NULL && a->fleet != NULL)
-		w = METRIC_GET(a->fleet->window_ms);
+		w = admission_window_now(a->fleet);
 	return admission_jitter_ms(w, admission_rand());
 }
 
@@ -168,7 +199,7 @@ admission_stats(const struct admission *a, struct admission_stats *out)
 		/* With a fleet pool every admission passes it: its count is the session count. */
 		out->admitted = METRIC_GET(a->fleet->admitted);
 		out->pool = (uint64_t)METRIC_GET(a->fleet->tokens);
-		out->window_ms = METRIC_GET(a->fleet->window_ms);
+		out->window_ms = admission_window_now(a->fleet);
 	}
 	out->live = METRIC_GET(a->live);
 	out->redis_up = (uint64_t)METRIC_GET(a->redis_up);
@@ -208,10 +239,9 @@ admission_on_reply(struct redis_link *l, const redisReply *r, void *arg)
 		redis_link_fail(l, "admission script answered with an unexpected shape");
 		return;
 	}
-	METRIC_ADD(p->tokens, r->element[0]->integer);
+	ADM_ADD(p->tokens, r->element[0]->integer);
 	if (p == a->fleet || a->fleet == NULL)
 		METRIC_SET(a->live, (uint64_t)(r->element[1]->integer > 0 ? r->element[1]->integer : 1));
-	p->spare = (double)r->element[2]->integer >= admission_burst(p->rate) * 500.0;
 }
 
 /* One script call for pool p asking want tokens; eval: send the script's body (after
@@ -353,7 +383,7 @@ admission_pool_tick(struct admission *a, struct admission_pool *p, uint64_t now,
 	p->local.rate = (double)share * f;
 	p->local.burst = admission_burst(share);
 	if (have < want)
-		METRIC_ADD(p->tokens, (int64_t)admission_bucket_take(&p->local, want - have, now));
+		ADM_ADD(p->tokens, (int64_t)admission_bucket_take(&p->local, want - have, now));
 	else
 		(void)admission_bucket_take(&p->local, 0, now); /* refill the clock only */
 }
@@ -370,20 +400,13 @@ admission_tick(evutil_socket_t fd, short what, void *arg)
 	/* Jittered period: instances ticking in a fixed phase would let the one just after the
 	 * bucket's refill take every token while the other always finds a fraction. */
 	redis_link_arm(a->tick, ADMISSION_TICK_MS / 2 + admission_rand() % ADMISSION_TICK_MS);
-	for (size_t i = 0; i < a->npools; i++)
-		admission_pool_tick(a, &a->pools[i], now, f);
-	if (now - a->second_ms < 1000)
-		return;
-	a->second_ms = now;
 	for (size_t i = 0; i < a->npools; i++) {
 		struct admission_pool *p = &a->pools[i];
-		uint64_t refused = METRIC_GET(p->refused);
-		uint64_t share = admission_share(p->rate, a->share_cfg, METRIC_GET(a->live));
+		/* The pace of the return slots: what this instance admits now, on the ramp. */
+		double share = (double)admission_share(p->rate, a->share_cfg, METRIC_GET(a->live)) * f;
 
-		METRIC_SET(p->window_ms, admission_window_ms(refused - p->refused_mark, share,
-		    METRIC_GET(a->redis_up) ? p->spare : refused == p->refused_mark,
-		    a->retry_max_ms));
-		p->refused_mark = refused;
+		METRIC_SET(p->share, share < 1 ? 1 : (uint64_t)share);
+		admission_pool_tick(a, p, now, f);
 	}
 }
 
@@ -397,8 +420,7 @@ admission_pool_init(struct admission *a, struct admission_pool *p, const char *p
 
 	p->a = a;
 	p->rate = rate;
-	p->window_ms = ADMISSION_MIN_WINDOW_MS;
-	p->spare = 1;
+	p->share = rate;
 	admission_bucket_init(&p->local, 1, 1, now);
 	p->local.tokens = 0; /* the ramp starts from nothing */
 	n = strlen(prefix) + strlen("wsgate:admission:route:") + (path ? strlen(path) : 5) + 1;
@@ -433,7 +455,6 @@ admission_new(struct event_base *base, const struct config *cfg, const char *ins
 	a->share_cfg = cfg->admission_share;
 	a->retry_max_ms = cfg->admission_retry_max_ms;
 	a->ready_ms = now;
-	a->second_ms = now;
 	a->live = 1;
 	a->db = cfg->redis.db;
 	snprintf(a->instance, sizeof(a->instance), "%s", instance_id);

@@ -120,8 +120,10 @@ export class WsgateClient {
     if (typeof ws.on === 'function') {
       // Node's "ws" shows the refusal a browser cannot see: 503 + Retry-After is a hint.
       ws.on('unexpected-response', (req, res) => {
+        // Whole seconds: "not before"; up to a second of jitter on top, or every client
+        // told "1" would come back in the same instant.
         const ra = Number(res.headers['retry-after']);
-        if (Number.isFinite(ra) && ra >= 0) refusedHint = ra * 1000;
+        if (Number.isFinite(ra) && ra >= 0) refusedHint = ra * 1000 + this.o.random() * 1000;
         req.destroy(new Error(`Unexpected server response: ${res.statusCode}`));
       });
     }

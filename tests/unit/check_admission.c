@@ -1,5 +1,5 @@
 /* check_admission.c - unit tests for admission.c: the token bucket (refill, cap, a clock that
- * goes back), the ramp, batch sizes, the share when Redis is down, the retry window and its
+ * goes back), the ramp, batch sizes, the share when Redis is down, the return slots and their
  * jitter, and the close reason's format. */
 #include <check.h>
 #include <string.h>
@@ -71,12 +71,28 @@ START_TEST(share_divides_by_live_or_is_configured)
 }
 END_TEST
 
-START_TEST(window_grows_with_refusals_and_shrinks_when_spare)
+START_TEST(slots_queue_refused_clients_at_the_share)
 {
-	ck_assert_uint_eq(admission_window_ms(0, 100, 0, 30000), 1000);
-	ck_assert_uint_eq(admission_window_ms(500, 100, 0, 30000), 5000);
-	ck_assert_uint_eq(admission_window_ms(500, 100, 1, 30000), 1000);
-	ck_assert_uint_eq(admission_window_ms(100000, 100, 0, 30000), 30000);
+	uint64_t next = 0, slot;
+
+	/* 50 a second: one slot every 20 ms, from now on. */
+	slot = admission_slot(1000, next, 50, 30000, &next);
+	ck_assert_uint_eq(slot, 1000);
+	ck_assert_uint_eq(next, 1020);
+	slot = admission_slot(1000, next, 50, 30000, &next);
+	ck_assert_uint_eq(slot, 1020);
+	for (int i = 0; i < 98; i++)
+		slot = admission_slot(1005, next, 50, 30000, &next);
+	ck_assert_uint_eq(slot, 1000 + 99 * 20); /* the 100th refused returns ~2 s later */
+	/* An idle queue: the next refusal's slot is now again (spare budget, short hint). */
+	slot = admission_slot(9000, next, 50, 30000, &next);
+	ck_assert_uint_eq(slot, 9000);
+	/* Never further than max. */
+	next = 100000;
+	ck_assert_uint_eq(admission_slot(1000, next, 50, 5000, &next), 6000);
+	/* Rates above 1000/s still advance. */
+	admission_slot(0, 0, 5000, 5000, &next);
+	ck_assert_uint_eq(next, 1);
 }
 END_TEST
 
@@ -116,7 +132,7 @@ main(void)
 	tcase_add_test(tc, ramp_is_linear_with_a_floor);
 	tcase_add_test(tc, batch_is_one_tick_worth);
 	tcase_add_test(tc, share_divides_by_live_or_is_configured);
-	tcase_add_test(tc, window_grows_with_refusals_and_shrinks_when_spare);
+	tcase_add_test(tc, slots_queue_refused_clients_at_the_share);
 	tcase_add_test(tc, jitter_spans_the_window);
 	tcase_add_test(tc, retry_reason_format);
 	suite_add_tcase(s, tc);
