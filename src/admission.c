@@ -108,7 +108,7 @@ size_t
 admission_format_retry(char *buf, size_t n, uint64_t ms)
 {
 	int len = snprintf(buf, n, "retry=%llu.%llu", (unsigned long long)(ms / 1000),
-	    (unsigned long long)(ms % 1000 / 100));
+	                   (unsigned long long)(ms % 1000 / 100));
 
 	return len < 0 ? 0 : (size_t)len < n ? (size_t)len : n - 1;
 }

@@ -9,8 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ADMISSION_TICK_MS 50       /* how often the pools are topped up */
-#define ADMISSION_LIVE_MS 5000     /* an instance that has not asked for this long is gone */
+#define ADMISSION_TICK_MS 50         /* how often the pools are topped up */
+#define ADMISSION_LIVE_MS 5000       /* an instance that has not asked for this long is gone */
 #define ADMISSION_MIN_WINDOW_MS 1000 /* the retry window when the fleet has budget to spare */
 
 /* ---- pure arithmetic ---- */
@@ -24,8 +24,7 @@ struct admission_bucket {
 	uint64_t ts_ms;
 };
 
-void admission_bucket_init(struct admission_bucket *b, double rate, double burst,
-    uint64_t now_ms);
+void admission_bucket_init(struct admission_bucket *b, double rate, double burst, uint64_t now_ms);
 /* Refills for the time since the last call, then takes up to want whole tokens: how many. */
 uint64_t admission_bucket_take(struct admission_bucket *b, uint64_t want, uint64_t now_ms);
 /* The bucket's capacity for a budget of rate a second: a tenth of a second's worth (at least
@@ -43,7 +42,7 @@ uint64_t admission_share(uint64_t rate, uint64_t configured_share, uint64_t live
  * when the next free slot is next, at share returns a second; no slot further than max_ms
  * away. *after is the next free slot after this one. */
 uint64_t admission_slot(uint64_t now, uint64_t next, uint64_t share, uint64_t max_ms,
-    uint64_t *after);
+                        uint64_t *after);
 /* A retry delay drawn with full jitter from the window: rnd uniform in [0, 2^32). At least
  * 100 ms so a client never hammers. */
 uint64_t admission_jitter_ms(uint64_t window_ms, uint32_t rnd);
@@ -62,7 +61,7 @@ struct config;
 /* NULL when no route and no [gateway] admission_rate asks for a budget (admission off), or on
  * out of memory (logged; *failed set). Runs on the main loop base. */
 struct admission *admission_new(struct event_base *base, const struct config *cfg,
-    const char *instance_id, int *failed);
+                                const char *instance_id, int *failed);
 void admission_free(struct admission *a);
 /* From any worker thread, before the route's auth and target work: 0 admitted, or -1 over
  * budget with *retry_ms the jittered hint for the refusal. route_path NULL: fleet only. */

@@ -45,12 +45,12 @@ static const char admission_script[] =
 
 struct admission_pool {
 	struct admission *a;
-	char *path;       /* the route's pattern; NULL for the fleet pool */
-	char *key;        /* its bucket in Redis */
-	uint64_t rate;    /* budget, sessions a second, whole fleet */
-	int64_t tokens;   /* atomic: workers take, the tick adds */
-	int inflight;     /* main loop: a script call is unanswered */
-	uint64_t sent_ms; /* main loop: last script call */
+	char *path;                    /* the route's pattern; NULL for the fleet pool */
+	char *key;                     /* its bucket in Redis */
+	uint64_t rate;                 /* budget, sessions a second, whole fleet */
+	int64_t tokens;                /* atomic: workers take, the tick adds */
+	int inflight;                  /* main loop: a script call is unanswered */
+	uint64_t sent_ms;              /* main loop: last script call */
 	struct admission_bucket local; /* Redis down: this instance's share */
 	uint64_t admitted, refused;    /* atomic */
 	uint64_t share;                /* atomic: this instance's rate a second (last tick) */
@@ -63,14 +63,14 @@ struct admission {
 	size_t npools;
 	struct admission_pool *fleet; /* NULL: no fleet-wide budget, routes only */
 	uint64_t ramp_ms, share_cfg, retry_max_ms;
-	uint64_t ready_ms;  /* main loop: start, or Redis back: the ramp starts again */
-	uint64_t live;      /* atomic: instances seen alive in Redis' set (this one included) */
-	int redis_up;       /* atomic */
+	uint64_t ready_ms; /* main loop: start, or Redis back: the ramp starts again */
+	uint64_t live;     /* atomic: instances seen alive in Redis' set (this one included) */
+	int redis_up;      /* atomic */
 	int has_redis;
 	char *host, *password, *live_key;
 	int db;
 	char instance[64];
-	char sha[41];       /* hex SHA-1 of the script: EVALSHA's argument */
+	char sha[41]; /* hex SHA-1 of the script: EVALSHA's argument */
 	uint64_t err_log_ms;
 	struct event *tick;
 	struct evdns_base *dns;
@@ -91,7 +91,7 @@ admission_pool_take(struct admission_pool *p)
 
 	while (n > 0)
 		if (__atomic_compare_exchange_n(&p->tokens, &n, n - 1, 0, __ATOMIC_RELAXED,
-		    __ATOMIC_RELAXED))
+		                                __ATOMIC_RELAXED))
 			return 1;
 	return 0;
 }
@@ -123,7 +123,7 @@ admission_pool_slot(struct admission_pool *p)
 	do
 		slot = admission_slot(now, next, share, p->a->retry_max_ms, &after);
 	while (!__atomic_compare_exchange_n(&p->next_slot_ms, &next, after, 0, __ATOMIC_RELAXED,
-	    __ATOMIC_RELAXED));
+	                                    __ATOMIC_RELAXED));
 	step = after - slot;
 	slot = slot - now + admission_jitter_ms(step > 100 ? step : 100, admission_rand());
 	return slot < p->a->retry_max_ms ? slot : p->a->retry_max_ms;
@@ -228,12 +228,13 @@ admission_on_reply(struct redis_link *l, const redisReply *r, void *arg)
 		if (now - a->err_log_ms >= 10000) {
 			a->err_log_ms = now;
 			log_warnx("admission: Redis refused the budget script: %.*s", (int)r->len,
-			    r->str);
+			          r->str);
 		}
 		return;
 	}
 	if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-	    r->element[0]->type != REDIS_REPLY_INTEGER || r->element[1]->type != REDIS_REPLY_INTEGER ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER ||
+	    r->element[1]->type != REDIS_REPLY_INTEGER ||
 	    r->element[2]->type != REDIS_REPLY_INTEGER || r->element[0]->integer < 0 ||
 	    (uint64_t)r->element[0]->integer > p->rate + 1) {
 		redis_link_fail(l, "admission script answered with an unexpected shape");
@@ -241,7 +242,8 @@ admission_on_reply(struct redis_link *l, const redisReply *r, void *arg)
 	}
 	ADM_ADD(p->tokens, r->element[0]->integer);
 	if (p == a->fleet || a->fleet == NULL)
-		METRIC_SET(a->live, (uint64_t)(r->element[1]->integer > 0 ? r->element[1]->integer : 1));
+		METRIC_SET(a->live,
+		           (uint64_t)(r->element[1]->integer > 0 ? r->element[1]->integer : 1));
 }
 
 /* One script call for pool p asking want tokens; eval: send the script's body (after
@@ -295,7 +297,7 @@ admission_on_handshake(struct redis_link *l, const redisReply *r, void *arg)
 		redis_link_fail(l, reason);
 	} else if (strcmp(step, "SELECT") == 0 && redis_link_up(l) == 0) {
 		log_info("admission: Redis link up; ramping over %llu ms",
-		    (unsigned long long)a->ramp_ms);
+		         (unsigned long long)a->ramp_ms);
 		METRIC_SET(a->redis_up, 1);
 		a->ready_ms = redis_link_now_ms(); /* ready again: ramp again */
 	}
@@ -352,10 +354,10 @@ admission_link_oversized(struct redis_link *l, uint64_t len)
 }
 
 static const struct redis_link_ops admission_link_ops = {
-	.connected = admission_link_connected,
-	.push = NULL, /* every reply answers a command */
-	.down = admission_link_down,
-	.oversized = admission_link_oversized,
+    .connected = admission_link_connected,
+    .push = NULL, /* every reply answers a command */
+    .down = admission_link_down,
+    .oversized = admission_link_oversized,
 };
 
 /* ---- the tick (main loop) ---- */
@@ -403,7 +405,8 @@ admission_tick(evutil_socket_t fd, short what, void *arg)
 	for (size_t i = 0; i < a->npools; i++) {
 		struct admission_pool *p = &a->pools[i];
 		/* The pace of the return slots: what this instance admits now, on the ramp. */
-		double share = (double)admission_share(p->rate, a->share_cfg, METRIC_GET(a->live)) * f;
+		double share =
+		    (double)admission_share(p->rate, a->share_cfg, METRIC_GET(a->live)) * f;
 
 		METRIC_SET(p->share, share < 1 ? 1 : (uint64_t)share);
 		admission_pool_tick(a, p, now, f);
@@ -413,8 +416,8 @@ admission_tick(evutil_socket_t fd, short what, void *arg)
 /* ---- life ---- */
 
 static int
-admission_pool_init(struct admission *a, struct admission_pool *p, const char *path,
-    uint64_t rate, const char *prefix, uint64_t now)
+admission_pool_init(struct admission *a, struct admission_pool *p, const char *path, uint64_t rate,
+                    const char *prefix, uint64_t now)
 {
 	size_t n;
 
@@ -435,7 +438,7 @@ admission_pool_init(struct admission *a, struct admission_pool *p, const char *p
 
 struct admission *
 admission_new(struct event_base *base, const struct config *cfg, const char *instance_id,
-    int *failed)
+              int *failed)
 {
 	const char *prefix = cfg->redis.channel_prefix != NULL ? cfg->redis.channel_prefix : "";
 	uint64_t now = redis_link_now_ms();
@@ -448,7 +451,8 @@ admission_new(struct event_base *base, const struct config *cfg, const char *ins
 		n += cfg->routes[i].admission_rate > 0;
 	if (n == 0)
 		return NULL;
-	if ((a = calloc(1, sizeof(*a))) == NULL || (a->pools = calloc(n, sizeof(*a->pools))) == NULL)
+	if ((a = calloc(1, sizeof(*a))) == NULL ||
+	    (a->pools = calloc(n, sizeof(*a->pools))) == NULL)
 		goto oom;
 	a->base = base;
 	a->ramp_ms = cfg->admission_ramp_ms;
@@ -466,7 +470,7 @@ admission_new(struct event_base *base, const struct config *cfg, const char *ins
 	for (size_t i = 0; i < cfg->nroutes; i++)
 		if (cfg->routes[i].admission_rate > 0 &&
 		    admission_pool_init(a, &a->pools[a->npools++], cfg->routes[i].path,
-		    cfg->routes[i].admission_rate, prefix, now) < 0)
+		                        cfg->routes[i].admission_rate, prefix, now) < 0)
 			goto oom;
 	SHA1((const unsigned char *)admission_script, strlen(admission_script), md);
 	for (size_t i = 0; i < sizeof(md); i++)
@@ -479,18 +483,20 @@ admission_new(struct event_base *base, const struct config *cfg, const char *ins
 	if (cfg->redis.enabled) {
 		if ((a->host = strdup(cfg->redis.host)) == NULL ||
 		    (cfg->redis.password != NULL &&
-		    (a->password = strdup(cfg->redis.password)) == NULL) ||
+		     (a->password = strdup(cfg->redis.password)) == NULL) ||
 		    redis_link_init(&a->link, "admission", 0, &admission_link_ops, a, base, &a->dns,
-		    a->host, atoi(cfg->redis.port), cfg->redis.connect_timeout_ms,
-		    cfg->redis.reconnect_max_ms, 4096) < 0)
+		                    a->host, atoi(cfg->redis.port), cfg->redis.connect_timeout_ms,
+		                    cfg->redis.reconnect_max_ms, 4096) < 0)
 			goto oom;
 		a->has_redis = 1;
 		redis_link_connect(&a->link);
 	}
 	admission_tick(-1, 0, a); /* the first tokens of the ramp now; arms the timer */
-	log_info("admission: %llu new sessions/s for the fleet, %zu route budget(s), ramp %llu ms, %s",
+	log_info(
+	    "admission: %llu new sessions/s for the fleet, %zu route budget(s), ramp %llu ms, %s",
 	    (unsigned long long)cfg->admission_rate, a->npools - (a->fleet != NULL),
-	    (unsigned long long)a->ramp_ms, a->has_redis ? "shared through Redis" : "this instance alone");
+	    (unsigned long long)a->ramp_ms,
+	    a->has_redis ? "shared through Redis" : "this instance alone");
 	return a;
 oom:
 	log_warnx("admission: out of memory");

@@ -13,9 +13,9 @@ START_TEST(bucket_refills_at_rate_and_caps_at_burst)
 	admission_bucket_init(&b, 100, 10, 1000);
 	ck_assert_uint_eq(admission_bucket_take(&b, 50, 1000), 10); /* starts full */
 	ck_assert_uint_eq(admission_bucket_take(&b, 50, 1000), 0);
-	ck_assert_uint_eq(admission_bucket_take(&b, 50, 1050), 5); /* 50 ms at 100/s */
+	ck_assert_uint_eq(admission_bucket_take(&b, 50, 1050), 5);   /* 50 ms at 100/s */
 	ck_assert_uint_eq(admission_bucket_take(&b, 50, 61050), 10); /* a minute: burst only */
-	ck_assert_uint_eq(admission_bucket_take(&b, 3, 62050), 3);  /* want caps it */
+	ck_assert_uint_eq(admission_bucket_take(&b, 3, 62050), 3);   /* want caps it */
 	ck_assert_uint_eq(admission_bucket_take(&b, 50, 62050), 7);
 }
 END_TEST
