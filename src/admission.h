@@ -9,8 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ADMISSION_TICK_MS 50         /* how often the pools are topped up */
-#define ADMISSION_LIVE_MS 2500 /* an instance that has not asked for this long is gone (each asks every second) */
+#define ADMISSION_TICK_MS 50 /* how often the pools are topped up */
+#define ADMISSION_LIVE_MS                                                                          \
+	2500 /* an instance that has not asked for this long is gone (each asks every second) */
 #define ADMISSION_MIN_WINDOW_MS 1000 /* the retry window when the fleet has budget to spare */
 
 /* ---- pure arithmetic ---- */
