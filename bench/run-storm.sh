@@ -35,11 +35,11 @@ for adm in 1 0; do
 	    "$SRC/tests/integration/run-integration.sh" -k test_storm -s -p no:cacheprovider \
 	    >"$RAW.log.$adm" 2>&1 || { echo "run-storm: admission=$adm failed, see $RAW.log.$adm"; tail -20 "$RAW.log.$adm"; }
 done
-python3 - "$RAW" "$OUT" "$CLIENTS" "$RATE" <<'PY'
+SRC=$SRC python3 - "$RAW" "$OUT" "$CLIENTS" "$RATE" <<'PY'
 import json, os, subprocess, sys, time
 raw, out, clients, rate = sys.argv[1:5]
 rows = [json.loads(l) for l in open(raw) if l.strip()]
-rev = subprocess.run(["git", "-C", os.path.dirname(out), "rev-parse", "--short", "HEAD"],
+rev = subprocess.run(["git", "-C", os.environ["SRC"], "rev-parse", "--short", "HEAD"],
                      capture_output=True, text=True).stdout.strip()
 lines = [f"# Reconnect storm: accepts per second with and without admission control",
          "", f"`CLIENTS={clients} RATE={rate} bench/run-storm.sh` at {rev}, "

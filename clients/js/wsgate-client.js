@@ -150,8 +150,9 @@ export class WsgateClient {
         this.positions[ch] = hint.since;
       }
       // A refusal before open (503 over budget, server down) is invisible to a browser:
-      // it counts as a failure and backs off.
-      if (!opened) this.attempt++;
+      // it counts as a failure and backs off. A refusal that said when to come back (Node:
+      // Retry-After) is pacing, not failure: it does not lengthen later backoffs.
+      if (!opened && hint.retry === undefined) this.attempt++;
       const delay = this._schedule(hint.retry !== undefined ? hint.retry * 1000 : null);
       this._emit(this.onclose, ev, delay);
     };
