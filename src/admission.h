@@ -71,6 +71,9 @@ int admission_admit(struct admission *a, const char *route_path, uint64_t *retry
  * the current window; works with a NULL a (admission off: the minimum window). */
 uint64_t admission_hint_ms(struct admission *a);
 
+/* 1 when the admission keys of two snapshots differ (a reload: they need a restart). */
+int admission_config_differs(const struct config *a, const struct config *b);
+
 struct admission_stats {
 	uint64_t admitted, refused, pool, live, redis_up, window_ms;
 };

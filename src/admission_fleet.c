@@ -415,6 +415,34 @@ admission_tick(evutil_socket_t fd, short what, void *arg)
 
 /* ---- life ---- */
 
+int
+admission_config_differs(const struct config *a, const struct config *b)
+{
+	size_t na = 0, nb = 0;
+
+	if (a->admission_rate != b->admission_rate ||
+	    a->admission_ramp_ms != b->admission_ramp_ms ||
+	    a->admission_share != b->admission_share ||
+	    a->admission_retry_max_ms != b->admission_retry_max_ms)
+		return 1;
+	/* The same routes with the same budgets, by path. */
+	for (size_t i = 0; i < a->nroutes; i++) {
+		int same = 0;
+
+		if (a->routes[i].admission_rate == 0)
+			continue;
+		na++;
+		for (size_t j = 0; j < b->nroutes && !same; j++)
+			same = strcmp(a->routes[i].path, b->routes[j].path) == 0 &&
+			       b->routes[j].admission_rate == a->routes[i].admission_rate;
+		if (!same)
+			return 1;
+	}
+	for (size_t j = 0; j < b->nroutes; j++)
+		nb += b->routes[j].admission_rate > 0;
+	return na != nb;
+}
+
 static int
 admission_pool_init(struct admission *a, struct admission_pool *p, const char *path, uint64_t rate,
                     const char *prefix, uint64_t now)

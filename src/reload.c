@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "admission.h"
 #include "gateway.h"
 #include "log.h"
 #include "security.h"
@@ -67,6 +68,11 @@ reload_report_fixed(const struct config *old, const struct config *new)
 	    new->redis.channel_prefix)) {
 		log_warnx("reload: [redis] changed; the running Redis links keep the old settings "
 		    "until a restart");
+		n++;
+	}
+	if (admission_config_differs(old, new)) {
+		log_warnx("reload: admission settings changed; the budget keeps the old ones until "
+		    "a restart");
 		n++;
 	}
 	return n;

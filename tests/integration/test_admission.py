@@ -192,3 +192,24 @@ def test_drain_close_carries_a_retry_hint(tmp_path_factory):
     m = RETRY_RE.match(res.reason.decode())
     assert m, res.reason
     assert 0.1 <= int(m.group(1)) + int(m.group(2)) / 10 <= 1.0, res.reason
+
+
+def test_reload_reports_admission_changes_need_a_restart(tmp_path_factory):
+    """The budget is built at start: a SIGHUP that changes it (here a route's own
+    admission_rate) says it needs a restart, and the running budget stays."""
+    routes = {"/echo": {"type": "echo"}, "/costly": {"type": "echo", "admission_rate": "5"}}
+    g = gateway(tmp_path_factory, "reload", {"admission_rate": "1000", "admission_ramp": "0"},
+                routes=routes)
+    try:
+        text = g.config_text.replace("admission_rate = 5", "admission_rate = 500")
+        assert text != g.config_text
+        with open(g.config_path, "w", encoding="utf-8") as f:
+            f.write(text)
+        g.send_signal(signal.SIGHUP)
+        wait_until(lambda: "admission settings changed; the budget keeps the old ones" in
+                   g.stderr(), 5, what="admission change reported")
+        time.sleep(0.3)
+        res = hammer(g.port, 1.0, "/costly")
+        assert sum(1 for r in res if r[0] == 101) <= 5 + 4, "the old budget no longer applies"
+    finally:
+        g.stop()
