@@ -52,6 +52,7 @@ struct config_route {
 	enum jwt_source *jwt_from; /* where to look for the token, in order; default header, query, cookie */
 	size_t njwt_from;
 	uint64_t max_messages_per_second; /* per connection; 0 = unlimited; beyond: close 1008 */
+	uint64_t admission_rate; /* new sessions a second on this route, whole fleet; 0 = none */
 	/* pubsub */
 	char **subscribe;        /* channel templates: "chat", "room:{room}", "user:{jwt.sub}" */
 	size_t nsubscribe;
@@ -140,6 +141,10 @@ struct config {
 	uint64_t admin_timeout_ms;       /* a whole admin request, from accept to last byte out */
 	uint64_t admin_max_connections;  /* admin connections open at once; beyond, 503 and close */
 	uint64_t drain_window_ms;        /* SIGTERM: client closes spread over this window */
+	uint64_t admission_rate;         /* new sessions a second, whole fleet; 0 = no budget */
+	uint64_t admission_ramp_ms;      /* after start / Redis back: intake ramps up over this */
+	uint64_t admission_share;        /* Redis down: this instance's rate; 0 = rate / live */
+	uint64_t admission_retry_max_ms; /* retry hints are drawn from a window at most this long */
 	struct cidr *trusted_proxies;    /* peers whose X-Forwarded-*, Forwarded and PROXY are believed */
 	size_t ntrusted_proxies;
 	/* [heartbeat] */

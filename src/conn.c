@@ -17,6 +17,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "admission.h"
 #include "heartbeat.h"
 #include "http.h"
 #include "log.h"
@@ -467,6 +468,17 @@ conn_send_close(struct conn *c, unsigned code, const char *reason)
 	conn_log(c, LOG_LVL_DEBUG, "sent close %u", code);
 	/* Having both closes, only the flush and the TCP close remain. */
 	conn_set_state(c, c->peer_closed ? CONN_FLUSHING : CONN_CLOSING);
+}
+
+void
+conn_send_close_retry(struct conn *c, unsigned code)
+{
+	char reason[32];
+
+	/* The contract's reason: key=value tokens, "retry=3.2" seconds, drawn with jitter from
+	 * the window the fleet's admission budget needs for the returning clients. */
+	(void)admission_format_retry(reason, sizeof(reason), admission_hint_ms(c->w->gw->adm));
+	conn_send_close(c, code, reason);
 }
 
 void

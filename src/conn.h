@@ -105,6 +105,9 @@ const char *conn_pick_protocol(const struct config_route *r, const struct http_r
 void conn_send_close(struct conn *c, unsigned code, const char *reason);
 
 /* Queues an HTTP reply and flushes then closes (HANDSHAKE -> FLUSHING). */
+/* A close the client should recover from (drain 1001, restart 1012, try again 1013): the
+ * reason carries the retry hint, "retry=S.s". */
+void conn_send_close_retry(struct conn *c, unsigned code);
 void conn_http_reply(struct conn *c, int status, const char *extra_headers, const char *why);
 
 /* Connection-scoped logging: "[conn N] ...". */

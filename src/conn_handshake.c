@@ -1,6 +1,7 @@
 /* conn_handshake.c - the HTTP stage of a connection: read the request head (bounded), answer
  * /healthz, match a route, check the upgrade, pick a subprotocol and send 101 or a precise
  * 4xx. Bytes after the head (frames sent without waiting for the 101) are kept. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -11,6 +12,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "admission.h"
 #include "conn.h"
 #include "gateway.h"
 #include "http.h"
@@ -166,6 +168,24 @@ conn_client_behind_proxy(struct conn *c, const struct http_request *req)
 	return -1;
 }
 
+/* The fleet's admission budget (admission.h), before the token is verified and before the
+ * target connects a backend or subscribes: a refused session costs the request's parse only
+ * (and the TLS handshake on a tls listener, which must finish for the 503 to be read). 0 to go
+ * on, or -1 when answered 503 with a jittered Retry-After. */
+static int
+conn_admit(struct conn *c, const struct config_route *r)
+{
+	char hdr[48];
+	uint64_t retry_ms;
+
+	if (admission_admit(c->w->gw->adm, r->path, &retry_ms) == 0)
+		return 0;
+	snprintf(hdr, sizeof(hdr), "Retry-After: %llu\r\n",
+	    (unsigned long long)admission_retry_after_s(retry_ms));
+	conn_http_reply(c, 503, hdr, "admission budget exceeded");
+	return -1;
+}
+
 static void
 conn_upgrade(struct conn *c, const struct http_request *req, const struct route_match *m)
 {
@@ -181,6 +201,8 @@ conn_upgrade(struct conn *c, const struct http_request *req, const struct route_
 		return;
 	}
 	if (conn_client_behind_proxy(c, req) < 0)
+		return;
+	if (conn_admit(c, m->route) < 0)
 		return;
 	/* Origin and token before the target sees anything: 403 / 401 with WWW-Authenticate. */
 	r = security_check_handshake(c->w->gw->sec, m->route, req, (int64_t)time(NULL), &auth,

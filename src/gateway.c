@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <openssl/rand.h>
 
+#include "admission.h"
 #include "conn.h"
 #include "hash.h"
 
@@ -363,6 +364,8 @@ gateway_workers_init(struct gateway *gw)
 int
 gateway_init(struct gateway *gw, struct config *cfg, const char *config_path)
 {
+	int failed;
+
 	memset(gw, 0, sizeof(*gw));
 	gw->cfg = cfg;
 	gw->config_path = config_path;
@@ -388,6 +391,9 @@ gateway_init(struct gateway *gw, struct config *cfg, const char *config_path)
 	if (gateway_make_instance_id(gw) < 0)
 		return -1;
 	if (gateway_security_init(gw) < 0)
+		return -1;
+	if ((gw->adm = admission_new(gw->base, gw->cfg, gw->instance_id, &failed)) == NULL &&
+	    failed)
 		return -1;
 	if (gateway_workers_init(gw) < 0)
 		return -1;
@@ -488,6 +494,8 @@ gateway_free(struct gateway *gw)
 	gw->sec = NULL;
 	limit_free(gw->limits);
 	gw->limits = NULL;
+	admission_free(gw->adm); /* on the main base: before it goes */
+	gw->adm = NULL;
 	/* Every listener closed its duplicate; the manager keeps its own copy. */
 	service_listen_fds_close();
 	gateway_signals_off(gw);

@@ -59,7 +59,7 @@ heartbeat_fire(struct conn *c)
 	uint8_t payload[8];
 
 	if (c->drain_at_ms != 0 && now >= c->drain_at_ms) {
-		conn_send_close(c, WS_CLOSE_GOING_AWAY, "going away");
+		conn_send_close_retry(c, WS_CLOSE_GOING_AWAY);
 		return;
 	}
 	if (cfg->idle_timeout_ms > 0 && now - c->last_msg_ms >= cfg->idle_timeout_ms) {
@@ -97,7 +97,7 @@ heartbeat_drain_at(struct conn *c, uint64_t at_ms)
 
 	c->drain_at_ms = at_ms > now ? at_ms : now;
 	if (c->drain_at_ms <= now) {
-		conn_send_close(c, WS_CLOSE_GOING_AWAY, "going away");
+		conn_send_close_retry(c, WS_CLOSE_GOING_AWAY);
 		return;
 	}
 	heartbeat_schedule(c, now);

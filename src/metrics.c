@@ -8,6 +8,7 @@
 
 #include <event2/buffer.h>
 
+#include "admission.h"
 #include "broker.h"
 #include "broker_redis.h"
 #include "config.h"
@@ -292,6 +293,37 @@ metrics_workers(struct evbuffer *out, const struct gateway *gw)
 	    (unsigned long long)refused);
 }
 
+/* The admission budget (admission.h): what this instance admitted and refused. */
+static void
+metrics_admission(struct evbuffer *out, const struct gateway *gw)
+{
+	struct admission_stats st;
+
+	admission_stats(gw->adm, &st);
+	metrics_head(out, "wsgate_admission_admitted_total", "counter",
+	    "New sessions the admission budget let through on this instance.");
+	evbuffer_add_printf(out, "wsgate_admission_admitted_total %llu\n",
+	    (unsigned long long)st.admitted);
+	metrics_head(out, "wsgate_admission_refused_total", "counter",
+	    "New sessions refused with 503 + Retry-After by the admission budget.");
+	evbuffer_add_printf(out, "wsgate_admission_refused_total %llu\n",
+	    (unsigned long long)st.refused);
+	metrics_head(out, "wsgate_admission_tokens", "gauge",
+	    "Fleet tokens this instance holds (taken from Redis in batches).");
+	evbuffer_add_printf(out, "wsgate_admission_tokens %llu\n", (unsigned long long)st.pool);
+	metrics_head(out, "wsgate_admission_instances", "gauge",
+	    "Instances seen alive in the fleet's admission set.");
+	evbuffer_add_printf(out, "wsgate_admission_instances %llu\n", (unsigned long long)st.live);
+	metrics_head(out, "wsgate_admission_redis_up", "gauge",
+	    "1 while the admission budget is shared through Redis (else this instance's share).");
+	evbuffer_add_printf(out, "wsgate_admission_redis_up %llu\n",
+	    (unsigned long long)st.redis_up);
+	metrics_head(out, "wsgate_admission_retry_window_seconds", "gauge",
+	    "Window retry hints are currently drawn from.");
+	evbuffer_add_printf(out, "wsgate_admission_retry_window_seconds %.3f\n",
+	    (double)st.window_ms / 1000.0);
+}
+
 void
 metrics_render(const struct gateway *gw, struct evbuffer *out)
 {
@@ -306,6 +338,7 @@ metrics_render(const struct gateway *gw, struct evbuffer *out)
 	metrics_head(out, "wsgate_draining", "gauge", "1 while shutting down.");
 	evbuffer_add_printf(out, "wsgate_draining %d\n", gateway_state(gw) != GW_RUNNING);
 	metrics_workers(out, gw);
+	metrics_admission(out, gw);
 
 	metrics_head(out, "wsgate_connections_open", "gauge",
 	    "Open WebSocket connections by route (plus handshakes in progress).");

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "admission.h"
 #include "gateway.h"
 #include "log.h"
 #include "redis_sentinel.h"
@@ -74,6 +75,11 @@ reload_report_fixed(const struct config *old, const struct config *new)
 	    !reload_str_equal(old->redis.tls_server_name, new->redis.tls_server_name)) {
 		log_warnx("reload: [redis] changed; the running Redis links keep the old settings "
 		    "until a restart");
+		n++;
+	}
+	if (admission_config_differs(old, new)) {
+		log_warnx("reload: admission settings changed; the budget keeps the old ones until "
+		    "a restart");
 		n++;
 	}
 	return n;

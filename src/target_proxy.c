@@ -219,7 +219,7 @@ proxy_up_gone(void *arg, unsigned code, const char *reason, size_t rlen)
 		conn_log(c, LOG_LVL_INFO, "proxy: backend %s gone: %.*s", s->backend->cfg->url,
 		         (int)rlen, reason);
 		if (c->w->draining)
-			conn_send_close(c, WS_CLOSE_RESTART, "gateway restarting");
+			conn_send_close_retry(c, WS_CLOSE_RESTART);
 		else
 			conn_send_close(c, WS_CLOSE_INTERNAL, "backend gone");
 	} else {

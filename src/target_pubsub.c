@@ -308,7 +308,7 @@ ps_message(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
 		conn_log(c, LOG_LVL_WARN, "publish to %s refused by the %s broker", ps->publish,
 		    b->ops->name);
 		METRIC_ADD(c->w->stats.publish_refused, 1);
-		conn_send_close(c, WS_CLOSE_TRY_AGAIN, "message broker unavailable, try again later");
+		conn_send_close_retry(c, WS_CLOSE_TRY_AGAIN);
 	}
 }
 
