@@ -33,7 +33,9 @@
 #include "broker.h"
 #include "broker_redis.h"
 #include "config.h"
+#include "hub.h"
 #include "log.h"
+#include "ws_frame.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -132,7 +134,21 @@ fz_nchannels(void *arg)
 	return n;
 }
 
-static const struct broker_sink fz_sink = {fz_deliver, fz_foreach, fz_nchannels, NULL};
+/* A large message the broker framed as it streamed in: the same checks on its payload, and
+ * the frame around it is whole. */
+static void
+fz_deliver_frame(void *arg, const char *channel, size_t clen, struct hub_frame *f, int is_text)
+{
+	struct ws_frame_hdr h;
+
+	FZ_CHECK(ws_frame_decode(f->data, f->len, 0, 0, &h) == WS_FRAME_OK);
+	FZ_CHECK(h.hdr_len + h.len == f->len && h.len == f->plen);
+	FZ_CHECK(h.opcode == (is_text ? WS_OP_TEXT : WS_OP_BINARY));
+	fz_deliver(arg, channel, clen, f->data + h.hdr_len, f->plen);
+}
+
+static const struct broker_sink fz_sink = {fz_deliver, fz_foreach, fz_nchannels, NULL,
+                                           fz_deliver_frame};
 
 static void
 fz_on_up(void *arg)

@@ -10,6 +10,7 @@
 
 struct broker;
 struct hub;
+struct hub_frame;
 struct event_base;
 struct config;
 struct worker;
@@ -47,6 +48,11 @@ struct broker_sink {
 	size_t (*nchannels)(void *arg);
 	/* Redis confirmed a SUBSCRIBE of channel (may be NULL). */
 	void (*confirmed)(void *arg, const char *channel, size_t len);
+	/* The same for a large message the broker framed as it streamed in (hub_deliver_frame;
+	 * the sink takes references to keep it). May be NULL: such messages are then buffered
+	 * whole and go through deliver. */
+	void (*deliver_frame)(void *arg, const char *channel, size_t clen, struct hub_frame *f,
+	    int is_text);
 };
 
 /* The in-process broker: publish delivers to self's hub directly and to every other worker's

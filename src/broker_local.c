@@ -1,18 +1,24 @@
 /* broker_local.c - the embedded broker used without [redis]: the process is the whole world.
  * Subscribing is bookkeeping each worker's hub already does; publishing delivers to this
  * worker's hub at once and posts one copy of the message into every other worker's mailbox,
- * where that worker's hub frames it once for its own subscribers. Workers never touch each
- * other's hubs. */
+ * where that worker's hub frames it once for its own subscribers; a large message is framed
+ * once and shared by reference instead. Workers never touch each other's hubs. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "broker.h"
 #include "gateway.h"
 #include "hub.h"
 #include "log.h"
 #include "mailbox.h"
+#include "utf8.h"
 #include "worker.h"
+#include "ws_frame.h"
 
 #define BROKER_LOCAL_LOG_MS 1000 /* refused broadcasts are logged at most this often */
+/* From this size a message is framed once for all workers (broker_local_share); below, a
+ * copy per mailbox costs less than the sharing and keeps the hubs' frame reuse. */
+#define BROKER_LOCAL_SHARE_MIN (256u << 10)
 
 struct broker_local {
 	struct broker base;
@@ -36,6 +42,42 @@ broker_local_unsubscribe(struct broker *b, const char *channel, size_t len)
 	(void)b;
 	(void)channel;
 	(void)len;
+}
+
+/* A large message is framed once, here, and every worker's subscribers share that frame (each
+ * other worker gets a reference through its mailbox, into the room reserved for a copy): one
+ * copy and one UTF-8 pass in all, instead of a copy into each mailbox and a frame and a scan
+ * per worker. Returns -1 (nothing done; the reservations stand) when the frame cannot be made. */
+static int
+broker_local_share(struct broker_local *b, const char *channel, size_t clen, const uint8_t *data,
+    size_t len)
+{
+	struct gateway *gw = b->self->gw;
+	struct hub_frame *f;
+	uint8_t *at;
+	int is_text;
+
+	if ((f = hub_frame_new(len, &at)) == NULL)
+		return -1;
+	memcpy(at, data, len);
+	is_text = utf8_valid(data, len);
+	hub_frame_seal(f, is_text ? WS_OP_TEXT : WS_OP_BINARY);
+	for (size_t i = 0; i < gw->nworkers; i++) {
+		struct worker_frame_msg fm = { f, is_text };
+
+		if (gw->workers[i] == b->self)
+			continue;
+		hub_frame_ref(f); /* the record's, dropped by that worker */
+		if (mailbox_post_held(gw->workers[i]->mbox, WORKER_MSG_PUBLISH_FRAME, channel, clen,
+		    &fm, sizeof(fm), len) < 0) {
+			hub_frame_unref(f);
+			log_warnx("in-process hub: out of memory posting a %zu-byte message to "
+			    "worker %zu", len, i);
+		}
+	}
+	hub_deliver_frame(b->base.hub, channel, clen, f, is_text);
+	hub_frame_unref(f);
+	return 0;
 }
 
 /* All or none: room in every other worker's mailbox is reserved before anyone, this worker's
@@ -75,6 +117,8 @@ broker_local_publish(struct broker *base, const char *channel, size_t clen, cons
 		}
 		return -1;
 	}
+	if (len >= BROKER_LOCAL_SHARE_MIN && broker_local_share(b, channel, clen, data, len) == 0)
+		return 0;
 	hub_deliver(base->hub, channel, clen, data, len);
 	for (i = 0; i < gw->nworkers; i++)
 		if (gw->workers[i] != b->self &&

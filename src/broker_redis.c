@@ -24,10 +24,13 @@
 #include <openssl/rand.h>
 
 #include "config.h"
+#include "hub.h"
 #include "log.h"
 #include "metrics.h"
 #include "redis_link.h"
 #include "redis_sentinel.h"
+#include "utf8.h"
+#include "ws_frame.h"
 
 #define REDIS_SUB_BATCH 256          /* channels per SUBSCRIBE when resubscribing */
 #define REDIS_PUB_MAX_INFLIGHT 10000 /* PUBLISHes awaiting a reply before we queue instead */
@@ -60,6 +63,12 @@ struct broker_redis {
 	struct redis_link pub;
 	struct redis_endpoint *ep; /* where both connect: one Redis or Sentinel's master; TLS */
 	int freeing; /* free() is tearing down: callbacks do nothing */
+
+	/* a large message streaming in on sub, straight into the frame its subscribers share */
+	struct hub_frame *stream; /* NULL: none */
+	uint8_t *stream_at;       /* its payload */
+	size_t stream_have;       /* bytes of it arrived */
+	uint32_t stream_utf8;     /* utf8_feed state over them: text or binary */
 
 	/* canary: PUBLISHed on pub, must come back on sub */
 	char *probe_chan;      /* <prefix>wsgate:probe:<instance_id> */
@@ -124,6 +133,64 @@ broker_redis_link_up(struct redis_link *l)
 
 /* ---- the links' hooks (redis_link.h) ---- */
 
+static void
+broker_redis_stream_drop(struct broker_redis *b)
+{
+	if (b->stream != NULL)
+		hub_frame_unref(b->stream);
+	b->stream = NULL;
+}
+
+/* A large bulk on the sub link (a message payload, normally): framed as it arrives, a read (at
+ * most 1 MiB) per loop turn, UTF-8 checked on the way, so no turn copies or scans it whole and
+ * every worker's subscribers share this one copy (router_deliver_frame). */
+static int
+broker_redis_stream_begin(struct redis_link *l, uint64_t len)
+{
+	struct broker_redis *b = l->owner;
+
+	broker_redis_stream_drop(b);
+	if (b->freeing || l != &b->sub || b->sink == NULL || b->sink->deliver_frame == NULL ||
+	    len > SIZE_MAX || (b->stream = hub_frame_new((size_t)len, &b->stream_at)) == NULL)
+		return -1; /* buffered by the reader, as before */
+	b->stream_have = 0;
+	b->stream_utf8 = UTF8_ACCEPT;
+	return 0;
+}
+
+static void
+broker_redis_stream_data(struct redis_link *l, const uint8_t *p, size_t n)
+{
+	struct broker_redis *b = l->owner;
+
+	if (b->stream == NULL || n > b->stream->plen - b->stream_have)
+		return; /* cannot happen: the link hands exactly the announced length */
+	memcpy(b->stream_at + b->stream_have, p, n);
+	b->stream_have += n;
+	b->stream_utf8 = utf8_feed(b->stream_utf8, p, n);
+}
+
+/* The message push whose payload was streamed: hand the frame on, whole. */
+static void
+broker_redis_stream_deliver(struct broker_redis *b, const redisReply *chan)
+{
+	struct hub_frame *f = b->stream;
+	int is_text;
+
+	b->stream = NULL;
+	if (f == NULL || b->stream_have != f->plen) {
+		if (f != NULL)
+			hub_frame_unref(f);
+		redis_link_internal_error(&b->sub, "a streamed message ended short");
+		return;
+	}
+	is_text = b->stream_utf8 == UTF8_ACCEPT;
+	hub_frame_seal(f, is_text ? WS_OP_TEXT : WS_OP_BINARY);
+	METRIC_ADD(b->st.delivered, 1);
+	b->sink->deliver_frame(b->sink_arg, chan->str, chan->len, f, is_text);
+	hub_frame_unref(f);
+}
+
 /* What depended on the connection that went away. */
 static void
 broker_redis_link_down(struct redis_link *l, enum redis_link_state was, char *extra, size_t n)
@@ -131,6 +198,8 @@ broker_redis_link_down(struct redis_link *l, enum redis_link_state was, char *ex
 	struct broker_redis *b = l->owner;
 
 	(void)was;
+	if (l == &b->sub)
+		broker_redis_stream_drop(b); /* the rest of it will never come */
 	if (b->freeing)
 		return;
 	/* A canary in flight proves nothing once the sub connection, or the pub connection
@@ -265,8 +334,11 @@ broker_redis_on_message(struct broker_redis *b, const redisReply *chan, const re
 		}
 		return;
 	}
-	if (data == NULL)
+	if (data == NULL) {
+		if (b->sub.streamed)
+			broker_redis_stream_deliver(b, chan);
 		return;
+	}
 	/* Normally skipped as it streamed in (a nil then); this catches one that came whole
 	 * within a single read. */
 	if (data->len > b->max_message_size) {
@@ -681,6 +753,7 @@ broker_redis_free(struct broker *base)
 	struct redis_pending *p;
 
 	b->freeing = 1;
+	broker_redis_stream_drop(b);
 	redis_link_free(&b->sub);
 	redis_link_free(&b->pub);
 	redis_endpoint_free(b->ep); /* after its links */
@@ -708,6 +781,8 @@ static const struct redis_link_ops broker_redis_sub_ops = {
 	.push = broker_redis_on_sub_reply,
 	.down = broker_redis_link_down,
 	.oversized = broker_redis_link_oversized,
+	.stream_begin = broker_redis_stream_begin,
+	.stream_data = broker_redis_stream_data,
 };
 
 /* The pub link is never in subscribed mode: every reply answers a command (push NULL). */

@@ -252,14 +252,48 @@ hub_unsubscribe(struct hub *h, struct hub_sub *s)
 void
 hub_frame_ref(struct hub_frame *f)
 {
-	f->refs++;
+	__atomic_add_fetch(&f->refs, 1, __ATOMIC_RELAXED);
 }
 
 void
 hub_frame_unref(struct hub_frame *f)
 {
-	if (--f->refs == 0)
+	/* Release/acquire: the thread that frees sees every other thread's last use. */
+	if (__atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) == 0)
 		free(f);
+}
+
+/* Header bytes ws_frame_encode writes for a server frame of plen bytes (opcode-independent). */
+static size_t
+hub_frame_hlen(size_t plen)
+{
+	uint8_t hdr[WS_FRAME_HDR_MAX];
+
+	return ws_frame_encode(hdr, 1, 0, WS_OP_BINARY, plen, NULL);
+}
+
+struct hub_frame *
+hub_frame_new(size_t plen, uint8_t **payload)
+{
+	struct hub_frame *f;
+	size_t hlen = hub_frame_hlen(plen);
+
+	if (plen > UINT32_MAX - WS_FRAME_HDR_MAX)
+		return NULL;
+	if ((f = malloc(sizeof(*f) + hlen + plen)) == NULL)
+		return NULL;
+	f->refs = 1;
+	f->cap = (uint32_t)(hlen + plen);
+	f->len = hlen + plen;
+	f->plen = plen;
+	*payload = f->data + hlen;
+	return f;
+}
+
+void
+hub_frame_seal(struct hub_frame *f, unsigned opcode)
+{
+	(void)ws_frame_encode(f->data, 1, 0, opcode, f->plen, NULL);
 }
 
 /* A frame of the given opcode around data: the spare one when it is big enough and unshared. */
@@ -297,16 +331,14 @@ hub_frame_done(struct hub *h, int slot, struct hub_frame *f)
 	hub_frame_unref(f);
 }
 
-void
-hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *data, size_t len)
+/* Hands every subscriber of ch the frame its route wants: frames[0] text, [1] binary, each
+ * made from data[0..len) on first need when the caller gave none. is_text: -1 unknown yet. */
+static void
+hub_fanout(struct hub *h, struct hub_channel *ch, struct hub_frame *frames[2],
+    const uint8_t *data, size_t len, int is_text)
 {
-	struct hub_channel *ch = hub_find(h, channel, clen, hub_hash(channel, clen));
-	struct hub_frame *frames[2] = { NULL, NULL }; /* [0] text, [1] binary */
 	struct hub_sub *s, *next;
-	int is_text = -1;
 
-	if (ch == NULL || len > UINT32_MAX - WS_FRAME_HDR_MAX)
-		return;
 	h->delivering = ch;
 	for (s = TAILQ_FIRST(&ch->subs); s != NULL; s = next) {
 		const struct config_route *r = s->c->route;
@@ -335,8 +367,38 @@ hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *data
 		h->deliver(s->c, frames[slot]);
 	}
 	h->delivering = NULL;
+}
+
+void
+hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *data, size_t len)
+{
+	struct hub_channel *ch = hub_find(h, channel, clen, hub_hash(channel, clen));
+	struct hub_frame *frames[2] = { NULL, NULL }; /* [0] text, [1] binary */
+
+	if (ch == NULL || len > UINT32_MAX - WS_FRAME_HDR_MAX)
+		return;
+	hub_fanout(h, ch, frames, data, len, -1);
 	hub_frame_done(h, 0, frames[0]);
 	hub_frame_done(h, 1, frames[1]);
+	if (ch->nsubs == 0)
+		hub_unlink(h, ch);
+}
+
+void
+hub_deliver_frame(struct hub *h, const char *channel, size_t clen, struct hub_frame *f,
+    int is_text)
+{
+	struct hub_channel *ch = hub_find(h, channel, clen, hub_hash(channel, clen));
+	struct hub_frame *frames[2] = { NULL, NULL };
+	int slot = is_text ? 0 : 1;
+
+	if (ch == NULL)
+		return;
+	hub_frame_ref(f); /* held by frames[slot] for the walk */
+	frames[slot] = f;
+	hub_fanout(h, ch, frames, f->data + (f->len - f->plen), f->plen, is_text ? 1 : 0);
+	hub_frame_unref(f);
+	hub_frame_done(h, !slot, frames[!slot]);
 	if (ch->nsubs == 0)
 		hub_unlink(h, ch);
 }

@@ -23,8 +23,10 @@ struct hub_sub {
 
 /* A complete server frame (header + payload), shared by every subscriber it is queued to or
  * written to (conn_send_shared: the socket's buffer holds a reference, not a copy). The hub
- * reuses a frame nobody kept, so a steady stream of broadcasts allocates nothing. Reference
- * counted without atomics: a frame never leaves the worker that made it. */
+ * reuses a frame nobody kept, so a steady stream of broadcasts allocates nothing. The count is
+ * atomic: a large message is framed once on the loop that received it and the same frame is
+ * handed to every worker (hub_deliver_frame), so references are taken and dropped on several
+ * threads. */
 struct hub_frame {
 	uint32_t refs;
 	uint32_t cap;      /* bytes allocated for data */
@@ -35,6 +37,12 @@ struct hub_frame {
 
 void hub_frame_ref(struct hub_frame *f);
 void hub_frame_unref(struct hub_frame *f);
+/* A frame (one reference, the caller's) for a payload of plen bytes that arrives in pieces:
+ * the caller writes them at *payload, then hub_frame_seal() writes the header. So a large
+ * message is copied once, a slice per loop turn, straight into the frame every subscriber
+ * shares. NULL on ENOMEM or when plen cannot be framed. */
+struct hub_frame *hub_frame_new(size_t plen, uint8_t **payload);
+void hub_frame_seal(struct hub_frame *f, unsigned opcode);
 
 /* Delivery sink, called for each subscriber with the frame in the opcode its route wants
  * (target_pubsub.c implements it: write now, queue, or apply the slow-consumer policy). To keep
@@ -72,6 +80,13 @@ void hub_unsubscribe(struct hub *h, struct hub_sub *s);
 /* A message arrived on channel: frame it once per opcode needed and give it to every local
  * subscriber. Each subscriber's route says text, binary or auto (text when valid UTF-8). */
 void hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *data, size_t len);
+
+/* The same for a message already framed (hub_frame_new/seal): f's opcode is text when is_text
+ * (the payload is valid UTF-8), else binary. Subscribers whose route wants that opcode share f
+ * itself; only the rare other kind (a binary route beside text ones) costs a copy. The caller
+ * keeps its reference. */
+void hub_deliver_frame(struct hub *h, const char *channel, size_t clen, struct hub_frame *f,
+    int is_text);
 
 /* Number of channels with at least one subscriber (for tests and metrics). */
 size_t hub_nchannels(const struct hub *h);

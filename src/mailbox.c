@@ -20,6 +20,7 @@ struct mailbox_rec {
 	uint32_t type;
 	uint32_t alen;
 	uint64_t blen;
+	uint64_t held;      /* shared bytes the record keeps alive (mailbox_post_held) */
 	/* a, then b, then padding to 8 bytes */
 };
 
@@ -31,6 +32,7 @@ struct mailbox {
 	size_t spare_cap;
 	size_t limit;
 	size_t reserved;    /* bytes set aside by mailbox_reserve and not posted yet, under mu */
+	size_t held;        /* shared bytes waiting records keep alive (counted), under mu */
 	uint64_t refused;   /* under mu */
 	int efd;
 	struct event *ev;
@@ -116,23 +118,28 @@ enum mailbox_mode {
 
 static int
 mailbox_put(struct mailbox *mb, unsigned type, const void *a, size_t alen, const void *b,
-    size_t blen, enum mailbox_mode mode)
+    size_t blen, enum mailbox_mode mode, size_t held)
 {
 	size_t need = mailbox_need(alen, blen);
-	struct mailbox_rec rec = { (uint32_t)type, (uint32_t)alen, (uint64_t)blen };
+	struct mailbox_rec rec = { (uint32_t)type, (uint32_t)alen, (uint64_t)blen, held };
 	uint64_t one = 1;
 	int wake;
 
 	if (alen > UINT32_MAX)
 		return -1;
 	pthread_mutex_lock(&mb->mu);
-	if (mode == MAILBOX_BOUNDED && mb->len + mb->reserved + need > mb->limit) {
+	if (mode == MAILBOX_BOUNDED && mb->len + mb->reserved + mb->held + need > mb->limit) {
 		mb->refused++;
 		pthread_mutex_unlock(&mb->mu);
 		return -1;
 	}
-	if (mode == MAILBOX_RESERVED)
-		mb->reserved -= need < mb->reserved ? need : mb->reserved;
+	if (mode == MAILBOX_RESERVED) {
+		/* What mailbox_reserve set aside: for a held record, the shared bytes. */
+		size_t r = held > 0 ? mailbox_need(alen, held) : need;
+
+		mb->reserved -= r < mb->reserved ? r : mb->reserved;
+		mb->held += held;
+	}
 	if (mb->len + need > mb->cap) {
 		size_t cap = mb->cap ? mb->cap : 4096;
 		uint8_t *p;
@@ -165,7 +172,7 @@ mailbox_post(struct mailbox *mb, unsigned type, const void *a, size_t alen, cons
     size_t blen, int bounded)
 {
 	return mailbox_put(mb, type, a, alen, b, blen,
-	    bounded ? MAILBOX_BOUNDED : MAILBOX_CONTROL);
+	    bounded ? MAILBOX_BOUNDED : MAILBOX_CONTROL, 0);
 }
 
 int
@@ -177,7 +184,7 @@ mailbox_reserve(struct mailbox *mb, size_t alen, size_t blen)
 	if (alen > UINT32_MAX)
 		return -1;
 	pthread_mutex_lock(&mb->mu);
-	if (mb->len + mb->reserved + need > mb->limit) {
+	if (mb->len + mb->reserved + mb->held + need > mb->limit) {
 		mb->refused++;
 		rc = -1;
 	} else {
@@ -201,14 +208,21 @@ int
 mailbox_post_reserved(struct mailbox *mb, unsigned type, const void *a, size_t alen,
     const void *b, size_t blen)
 {
-	return mailbox_put(mb, type, a, alen, b, blen, MAILBOX_RESERVED);
+	return mailbox_put(mb, type, a, alen, b, blen, MAILBOX_RESERVED, 0);
+}
+
+int
+mailbox_post_held(struct mailbox *mb, unsigned type, const void *a, size_t alen, const void *b,
+    size_t blen, size_t held)
+{
+	return mailbox_put(mb, type, a, alen, b, blen, MAILBOX_RESERVED, held);
 }
 
 void
 mailbox_drain(struct mailbox *mb)
 {
 	uint8_t *p;
-	size_t len, cap;
+	size_t len, cap, held = 0;
 
 	pthread_mutex_lock(&mb->mu);
 	p = mb->buf;
@@ -225,6 +239,13 @@ mailbox_drain(struct mailbox *mb)
 		off += sizeof(rec);
 		mb->fn(mb->arg, rec.type, p + off, rec.alen, p + off + rec.alen, (size_t)rec.blen);
 		off += MAILBOX_ALIGN(rec.alen + (size_t)rec.blen);
+		held += (size_t)rec.held;
+	}
+	if (held > 0) {
+		/* Handled: the owner dropped or passed on its references to the shared bytes. */
+		pthread_mutex_lock(&mb->mu);
+		mb->held -= held < mb->held ? held : mb->held;
+		pthread_mutex_unlock(&mb->mu);
 	}
 	/* The handled buffer becomes the spare for the next swap, unless a burst made it big:
 	 * then it goes, so a quiet worker does not keep megabytes for nothing. */
@@ -242,7 +263,7 @@ mailbox_counts(struct mailbox *mb, size_t *pending, uint64_t *refused)
 {
 	pthread_mutex_lock(&mb->mu);
 	if (pending != NULL)
-		*pending = mb->len;
+		*pending = mb->len + mb->held;
 	if (refused != NULL)
 		*refused = mb->refused;
 	pthread_mutex_unlock(&mb->mu);

@@ -35,6 +35,12 @@ int mailbox_reserve(struct mailbox *mb, size_t alen, size_t blen)
 void mailbox_unreserve(struct mailbox *mb, size_t alen, size_t blen);
 int mailbox_post_reserved(struct mailbox *mb, unsigned type, const void *a, size_t alen,
     const void *b, size_t blen) __attribute__((warn_unused_result));
+/* Posts, into a reservation made with mailbox_reserve(mb, alen, held), a small record that
+ * keeps alive held bytes shared with other boxes (a reference to one frame every worker
+ * delivers): those bytes count against the limit until the owner has handled the record, as a
+ * copy would, without being copied. -1 only on ENOMEM (the reservation is consumed). */
+int mailbox_post_held(struct mailbox *mb, unsigned type, const void *a, size_t alen, const void *b,
+    size_t blen, size_t held) __attribute__((warn_unused_result));
 /* Handles whatever is queued now, on the calling thread (tests; the loop does it itself). */
 void mailbox_drain(struct mailbox *mb);
 

@@ -22,6 +22,11 @@ const unsigned metrics_rtt_bounds_ms[METRICS_RTT_NBUCKETS] = {
 	1, 2, 5, 10, 25, 50, 100, 250, 500, 1000,
 };
 
+/* Down to a few milliseconds: a loop late by more than that delays every client on it. */
+const unsigned metrics_lag_bounds_us[METRICS_LAG_NBUCKETS] = {
+	1000, 5000, 10000, 25000, 50000, 100000, 250000, 1000000, 5000000,
+};
+
 const int metrics_statuses[METRICS_NSTATUS] = {
 	400, 401, 403, 404, 405, 408, 426, 429, 431, 500, 502, 503, 505, 0,
 };
@@ -48,6 +53,27 @@ metrics_rtt(struct worker_stats *st, uint64_t us)
 	METRIC_ADD(st->rtt_buckets[i], 1);
 	METRIC_ADD(st->rtt_count, 1);
 	METRIC_ADD(st->rtt_sum_us, us);
+}
+
+static size_t
+metrics_lag_bucket(uint64_t us)
+{
+	size_t i;
+
+	for (i = 0; i < METRICS_LAG_NBUCKETS; i++)
+		if (us <= metrics_lag_bounds_us[i])
+			break;
+	return i;
+}
+
+void
+metrics_lag(struct worker_stats *st, uint64_t lag_us, uint64_t busy_us)
+{
+	METRIC_ADD(st->lag_buckets[metrics_lag_bucket(lag_us)], 1);
+	METRIC_ADD(st->busy_buckets[metrics_lag_bucket(busy_us)], 1);
+	METRIC_ADD(st->lag_count, 1);
+	METRIC_ADD(st->lag_sum_us, lag_us);
+	METRIC_ADD(st->busy_sum_us, busy_us);
 }
 
 struct route_stats *
@@ -266,6 +292,33 @@ metrics_redis(struct evbuffer *out, const struct gateway *gw)
 	return sum.internal_errors;
 }
 
+/* A per-worker histogram over the loop-lag bounds: buckets at boff, the sum (us) at soff. */
+static void
+metrics_worker_hist(struct evbuffer *out, const struct gateway *gw, const char *name,
+    const char *help, size_t boff, size_t soff)
+{
+	metrics_head(out, name, "histogram", help);
+	for (size_t i = 0; i < gw->nworkers; i++) {
+		const uint8_t *st = (const uint8_t *)&gw->workers[i]->stats;
+		const uint64_t *b = (const uint64_t *)(const void *)(st + boff);
+		uint64_t cum = 0;
+
+		for (size_t k = 0; k <= METRICS_LAG_NBUCKETS; k++) {
+			cum += METRIC_GET(b[k]);
+			if (k < METRICS_LAG_NBUCKETS)
+				evbuffer_add_printf(out, "%s_bucket{worker=\"%zu\",le=\"%g\"} %llu\n",
+				    name, i, metrics_lag_bounds_us[k] / 1e6, (unsigned long long)cum);
+			else
+				evbuffer_add_printf(out, "%s_bucket{worker=\"%zu\",le=\"+Inf\"} %llu\n",
+				    name, i, (unsigned long long)cum);
+		}
+		evbuffer_add_printf(out, "%s_sum{worker=\"%zu\"} %.6f\n%s_count{worker=\"%zu\"} "
+		    "%llu\n", name, i,
+		    METRIC_GET(*(const uint64_t *)(const void *)(st + soff)) / 1e6, name, i,
+		    (unsigned long long)METRIC_GET(gw->workers[i]->stats.lag_count));
+	}
+}
+
 static void
 metrics_workers(struct evbuffer *out, const struct gateway *gw)
 {
@@ -281,6 +334,20 @@ metrics_workers(struct evbuffer *out, const struct gateway *gw)
 		mailbox_counts(gw->workers[i]->mbox, NULL, &n);
 		refused += n;
 	}
+	metrics_worker_hist(out, gw, "wsgate_loop_lag_seconds",
+	    "How late each worker's loop ran a timer due every 50 ms: how long one loop turn "
+	    "kept that worker's clients waiting, for whatever reason.",
+	    offsetof(struct worker_stats, lag_buckets), offsetof(struct worker_stats, lag_sum_us));
+	metrics_worker_hist(out, gw, "wsgate_loop_busy_seconds",
+	    "The part of each loop lag the worker's own work explains (its CPU time beyond the "
+	    "interval): a long turn of its own, not a machine short of CPU.",
+	    offsetof(struct worker_stats, busy_buckets), offsetof(struct worker_stats, busy_sum_us));
+	metrics_head(out, "wsgate_worker_scratch_bytes", "gauge",
+	    "Bytes held by each worker's message scratch buffer (grows with the largest JSON "
+	    "envelope built, given back within a second).");
+	for (size_t i = 0; i < gw->nworkers; i++)
+		evbuffer_add_printf(out, "wsgate_worker_scratch_bytes{worker=\"%zu\"} %llu\n", i,
+		    (unsigned long long)METRIC_GET(gw->workers[i]->stats.scratch_bytes));
 	metrics_head(out, "wsgate_bus_refused_total", "counter",
 	    "In-process hub messages a worker too far behind could not take.");
 	evbuffer_add_printf(out, "wsgate_bus_refused_total %llu\n", (unsigned long long)refused);

@@ -23,6 +23,10 @@ struct gateway;
 #define METRICS_RTT_NBUCKETS 10
 extern const unsigned metrics_rtt_bounds_ms[METRICS_RTT_NBUCKETS];
 
+/* Upper bounds of the event-loop lag histogram, in microseconds (+Inf is implied). */
+#define METRICS_LAG_NBUCKETS 9
+extern const unsigned metrics_lag_bounds_us[METRICS_LAG_NBUCKETS];
+
 /* Counters of one route; looked up by path so they survive a config reload. */
 struct route_stats {
 	char *path;
@@ -53,12 +57,19 @@ struct worker_stats {
 	uint64_t rtt_count;
 	uint64_t rtt_sum_us;
 	uint64_t queued;                      /* gauge, sampled each second: bytes queued to clients */
+	uint64_t lag_buckets[METRICS_LAG_NBUCKETS + 1]; /* loop lag: how late a timer ran */
+	uint64_t lag_count;
+	uint64_t lag_sum_us;
+	uint64_t busy_buckets[METRICS_LAG_NBUCKETS + 1]; /* the part of it the loop's own work explains */
+	uint64_t busy_sum_us;
+	uint64_t scratch_bytes;               /* gauge: the worker's scratch buffer capacity */
 	struct route_stats *routes;           /* allocated once, never moves */
 	size_t nroutes;                       /* published with a release store after the slot */
 };
 
 void metrics_reject(struct worker_stats *st, int status);
 void metrics_rtt(struct worker_stats *st, uint64_t us);
+void metrics_lag(struct worker_stats *st, uint64_t lag_us, uint64_t busy_us);
 /* The stats slot of a route path (created on first use); NULL only on ENOMEM. */
 struct route_stats *metrics_route(struct worker_stats *st, const char *path);
 void metrics_free(struct worker_stats *st);

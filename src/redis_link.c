@@ -160,6 +160,8 @@ redis_link_drop(struct redis_link *l)
 		free(c);
 	}
 	l->skip = 0;
+	l->stream_left = l->stream_data = 0;
+	l->streamed = 0;
 	l->partial_ms = 0;
 }
 
@@ -281,6 +283,27 @@ redis_link_bound_reader(struct redis_link *l)
 			/* The nil may complete a reply (the message push): hand it on. */
 			return redis_link_dispatch(l);
 		}
+		/* A large bulk that is allowed: the owner may take it as it streams in (see
+		 * stream_begin), so no single loop turn copies it whole. What the reader holds of
+		 * it is handed on now and the reader forgets it; the nil goes in when the last
+		 * byte came (redis_link_stream). */
+		total = (i + 2) + m + 2;
+		if (i > start && i + 1 < pending && p[i] == '\r' && p[i + 1] == '\n' &&
+		    m <= l->max_reply && m >= REDIS_LINK_STREAM_MIN && pending < total &&
+		    l->ops->stream_begin != NULL && l->ops->stream_begin(l, m) == 0) {
+			size_t have = pending - (i + 2);
+
+			if (have > m)
+				have = (size_t)m; /* the CRLF's first byte */
+			if (have > 0)
+				l->ops->stream_data(l, (const uint8_t *)p + i + 2, have);
+			l->stream_data = m - have;
+			l->stream_left = total - pending;
+			l->stream_typed = !start;
+			sdsIncrLen(r->buf, -(int)pending);
+			r->len = r->pos;
+			return 0;
+		}
 		/* A large message that is allowed: room for all of it at once. sds would grow
 		 * by 1 MiB per step, copying the whole buffer each time (quadratic). Only for a
 		 * complete header within the bound: the length is the peer's word. */
@@ -301,6 +324,39 @@ redis_link_bound_reader(struct redis_link *l)
 	return 0;
 }
 
+/* Takes the next bytes of a streamed bulk from in (one contiguous piece); when the last came,
+ * the reader gets the nil in its place and the reply is handed on with l->streamed set.
+ * Returns 0, 1 when in had nothing to take, or -1 when the link was closed meanwhile. */
+static int
+redis_link_stream(struct redis_link *l, struct evbuffer *in)
+{
+	struct evbuffer_iovec v;
+	size_t n, d;
+	int rc;
+
+	if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)
+		return 1;
+	n = v.iov_len < l->stream_left ? v.iov_len : (size_t)l->stream_left;
+	d = n < l->stream_data ? n : (size_t)l->stream_data;
+	if (d > 0)
+		l->ops->stream_data(l, v.iov_base, d);
+	l->stream_data -= d;
+	l->stream_left -= n;
+	evbuffer_drain(in, n);
+	l->partial_ms = redis_link_now_ms();
+	if (l->stream_left > 0)
+		return 0;
+	if (redisReaderFeed(l->reader, l->stream_typed ? "-1\r\n" : "$-1\r\n",
+	    l->stream_typed ? 4 : 5) != REDIS_OK) {
+		redis_link_close(l, "out of memory");
+		return -1;
+	}
+	l->streamed = 1;
+	rc = redis_link_dispatch(l);
+	l->streamed = 0;
+	return rc;
+}
+
 static void
 redis_link_readcb(struct bufferevent *bev, void *arg)
 {
@@ -317,6 +373,15 @@ redis_link_readcb(struct bufferevent *bev, void *arg)
 			evbuffer_drain(in, n);
 			l->skip -= n;
 			l->partial_ms = redis_link_now_ms();
+			continue;
+		}
+		if (l->stream_left > 0) {
+			int rc = redis_link_stream(l, in);
+
+			if (rc < 0)
+				return;
+			if (rc > 0)
+				break;
 			continue;
 		}
 		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1 || v.iov_len == 0)

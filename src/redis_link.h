@@ -46,7 +46,19 @@ struct redis_link_ops {
 	void (*down)(struct redis_link *l, enum redis_link_state was, char *extra, size_t n);
 	/* A bulk of len bytes over max_reply is being skipped. */
 	void (*oversized)(struct redis_link *l, uint64_t len);
+	/* A bulk of len bytes (within max_reply, at least REDIS_LINK_STREAM_MIN) is on its way:
+	 * return 0 to take its bytes as they arrive, through stream_data, a read's worth per loop
+	 * turn, instead of the reader buffering it and copying it whole into a reply in one go.
+	 * The reader then sees a nil in its place; the reply carrying that nil is handed to push
+	 * (or its command) with l->streamed set, after the last byte. -1: buffer it as usual.
+	 * NULL: never streamed. A link that goes down meanwhile calls down; no more data comes. */
+	int (*stream_begin)(struct redis_link *l, uint64_t len);
+	void (*stream_data)(struct redis_link *l, const uint8_t *p, size_t n);
 };
+
+/* Bulks from this size on may be streamed (stream_begin): below it, the reader's one copy is
+ * cheaper than the bookkeeping and costs the loop well under a millisecond. */
+#define REDIS_LINK_STREAM_MIN (256u << 10)
 
 struct redis_link_cmd {
 	STAILQ_ENTRY(redis_link_cmd) entry;
@@ -85,6 +97,10 @@ struct redis_link {
 	struct bufferevent *bev;            /* NULL while DOWN and while resolving */
 	redisReader *reader;                /* with bev */
 	uint64_t skip;                      /* bytes of an oversized bulk still to discard */
+	uint64_t stream_left;   /* bytes of a streamed bulk still to come (payload, then CRLF) */
+	uint64_t stream_data;   /* of which payload, handed to stream_data */
+	int stream_typed;       /* the reader had taken the bulk's '$' already */
+	int streamed;           /* set while the reply with a streamed bulk's nil is handed on */
 	STAILQ_HEAD(, redis_link_cmd) fifo; /* callbacks owed a reply, in send order */
 	uint64_t gen;               /* +1 per close: a loop over replies stops when it changes */
 	struct event *timer;        /* DOWN: retry; CONNECTING..SYNCING: connect deadline */

@@ -262,6 +262,41 @@ router_mask(const struct router *r, const char *channel, size_t len)
 	return c != NULL ? c->mask : 0;
 }
 
+/* Reserves room for a message of len bytes in the mailbox of every other worker in mask; when
+ * one is too far behind, gives every reservation back, counts and logs the refusal, -1. */
+static int
+router_reserve(struct router *r, const char *channel, size_t clen, size_t len, uint64_t mask,
+    uint64_t *reserved)
+{
+	size_t nw = r->gw->nworkers < 64 ? r->gw->nworkers : 64;
+	uint64_t now;
+	size_t i;
+
+	*reserved = 0;
+	for (i = 1; i < nw; i++) {
+		if (!(mask & ((uint64_t)1 << i)))
+			continue;
+		if (mailbox_reserve(r->gw->workers[i]->mbox, clen, len) < 0)
+			break;
+		*reserved |= (uint64_t)1 << i;
+	}
+	if (i == nw)
+		return 0;
+	for (size_t j = 1; j < nw; j++)
+		if (*reserved & ((uint64_t)1 << j))
+			mailbox_unreserve(r->gw->workers[j]->mbox, clen, len);
+	METRIC_ADD(r->gw->workers[0]->stats.broadcasts_refused, 1);
+	r->refused++;
+	if ((now = conn_now_ms()) - r->refused_log_ms >= ROUTER_LOG_MS) {
+		log_warnx("redis: a %zu-byte message on %.*s refused for every worker: "
+		    "worker %zu is too far behind (%llu refused since the last report)", len,
+		    (int)clen, channel, i, (unsigned long long)r->refused);
+		r->refused = 0;
+		r->refused_log_ms = now;
+	}
+	return -1;
+}
+
 /* A message from Redis, all or none: room for it is reserved in the mailbox of every other
  * worker that wants it before any client anywhere gets it. One worker too far behind (its
  * mailbox holds WORKER_BUS_LIMIT bytes) refuses it for the whole process, and that is counted
@@ -271,42 +306,52 @@ router_deliver(void *arg, const char *channel, size_t clen, const uint8_t *data,
 {
 	struct router *r = arg;
 	struct router_chan *c = *router_slot(r, channel, clen);
-	uint64_t mask = c != NULL ? c->mask : 0, reserved = 0, now;
+	uint64_t mask = c != NULL ? c->mask : 0, reserved;
 	size_t nw = r->gw->nworkers < 64 ? r->gw->nworkers : 64;
-	size_t i;
 
-	for (i = 1; i < nw; i++) {
-		if (!(mask & ((uint64_t)1 << i)))
-			continue;
-		if (mailbox_reserve(r->gw->workers[i]->mbox, clen, len) < 0)
-			break;
-		reserved |= (uint64_t)1 << i;
-	}
-	if (i < nw) {
-		for (size_t j = 1; j < nw; j++)
-			if (reserved & ((uint64_t)1 << j))
-				mailbox_unreserve(r->gw->workers[j]->mbox, clen, len);
-		METRIC_ADD(r->gw->workers[0]->stats.broadcasts_refused, 1);
-		r->refused++;
-		if ((now = conn_now_ms()) - r->refused_log_ms >= ROUTER_LOG_MS) {
-			log_warnx("redis: a %zu-byte message on %.*s refused for every worker: "
-			    "worker %zu is too far behind (%llu refused since the last report)", len,
-			    (int)clen, channel, i, (unsigned long long)r->refused);
-			r->refused = 0;
-			r->refused_log_ms = now;
-		}
+	if (router_reserve(r, channel, clen, len, mask, &reserved) < 0)
 		return;
-	}
 	/* The router runs on worker 0's loop: its clients need no hop. */
 	if (mask & 1)
 		hub_deliver(r->gw->workers[0]->hub, channel, clen, data, len);
-	for (i = 1; i < nw; i++) {
+	for (size_t i = 1; i < nw; i++) {
 		if ((reserved & ((uint64_t)1 << i)) &&
 		    mailbox_post_reserved(r->gw->workers[i]->mbox, WORKER_MSG_PUBLISH, channel, clen,
 		    data, len) < 0)
 			log_warnx("redis: out of memory posting a %zu-byte message to worker %zu",
 			    len, i);
 	}
+}
+
+/* A large message the broker framed as it streamed in: the same all or none, but the workers
+ * share the one frame (a reference each through their mailbox, its size counted against the
+ * mailbox's limit as a copy would be), so no loop copies it whole. */
+static void
+router_deliver_frame(void *arg, const char *channel, size_t clen, struct hub_frame *f,
+    int is_text)
+{
+	struct router *r = arg;
+	struct router_chan *c = *router_slot(r, channel, clen);
+	uint64_t mask = c != NULL ? c->mask : 0, reserved;
+	size_t nw = r->gw->nworkers < 64 ? r->gw->nworkers : 64;
+
+	if (router_reserve(r, channel, clen, f->plen, mask, &reserved) < 0)
+		return;
+	for (size_t i = 1; i < nw; i++) {
+		struct worker_frame_msg fm = { f, is_text };
+
+		if (!(reserved & ((uint64_t)1 << i)))
+			continue;
+		hub_frame_ref(f); /* the record's, dropped by that worker */
+		if (mailbox_post_held(r->gw->workers[i]->mbox, WORKER_MSG_PUBLISH_FRAME, channel,
+		    clen, &fm, sizeof(fm), f->plen) < 0) {
+			hub_frame_unref(f);
+			log_warnx("redis: out of memory posting a %zu-byte message to worker %zu",
+			    f->plen, i);
+		}
+	}
+	if (mask & 1)
+		hub_deliver_frame(r->gw->workers[0]->hub, channel, clen, f, is_text);
 }
 
 /* The sub link (re)synchronises: the broker SUBSCRIBEs every channel listed here on a new
@@ -346,6 +391,7 @@ router_count(void *arg)
 
 const struct broker_sink router_sink = {
 	.deliver = router_deliver,
+	.deliver_frame = router_deliver_frame,
 	.foreach_channel = router_foreach,
 	.nchannels = router_count,
 	.confirmed = router_confirmed,

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -63,12 +64,59 @@ worker_sample(evutil_socket_t fd, short what, void *arg)
 		queued += conn_output_len(c);
 	METRIC_SET(w->stats.queued, queued);
 	/* The scratch buffer grows to the largest message ever built in it: a large one is given
-	 * back here, between loop turns, where no caller holds it. */
-	if (w->scratch_cap > WORKER_SCRATCH_KEEP) {
+	 * back here, between loop turns, where no caller holds it, once a whole sampling period
+	 * went by without it being asked for (a steady stream of large envelopes keeps it). */
+	if (w->scratch_cap > WORKER_SCRATCH_KEEP && !w->scratch_used) {
 		free(w->scratch);
 		w->scratch = NULL;
 		w->scratch_cap = 0;
 	}
+	w->scratch_used = 0;
+	METRIC_SET(w->stats.scratch_bytes, w->scratch_cap);
+}
+
+/* Loop lag: a timer due every WORKER_LAG_MS notes how late it ran. A loop turn that takes long
+ * (a large message handled at once, say) delays every client of this worker by as much. */
+#define WORKER_LAG_MS 50
+
+/* CLOCK_MONOTONIC for the lag; CLOCK_THREAD_CPUTIME_ID for the loop's own work since the last
+ * tick (preemption by other processes does not count, page faults and copies do). */
+static uint64_t
+worker_clock_us(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void
+worker_lag_arm(struct worker *w)
+{
+	struct timeval tv = { 0, WORKER_LAG_MS * 1000 };
+
+	w->lag_due_us = worker_clock_us(CLOCK_MONOTONIC) + WORKER_LAG_MS * 1000u;
+	event_add(w->lagger, &tv);
+}
+
+static void
+worker_lag(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	uint64_t now = worker_clock_us(CLOCK_MONOTONIC);
+	uint64_t cpu = worker_clock_us(CLOCK_THREAD_CPUTIME_ID);
+	uint64_t lag = now > w->lag_due_us ? now - w->lag_due_us : 0, busy = 0;
+
+	(void)fd;
+	(void)what;
+	/* Of the lag, what this loop's own work explains: CPU used since the last tick beyond
+	 * the interval (a long turn of our own), never more than the lag. A loop that was only
+	 * waiting for a CPU (a busy machine) is late without being busy. */
+	if (w->lag_cpu_us != 0 && cpu - w->lag_cpu_us > WORKER_LAG_MS * 1000u)
+		busy = cpu - w->lag_cpu_us - WORKER_LAG_MS * 1000u;
+	metrics_lag(&w->stats, lag, busy < lag ? busy : lag);
+	w->lag_cpu_us = cpu;
+	worker_lag_arm(w);
 }
 
 static void
@@ -78,6 +126,17 @@ worker_message(void *arg, unsigned type, const void *a, size_t alen, const void 
 	const struct config *cfg;
 	uint64_t ms;
 
+	if (type == WORKER_MSG_PUBLISH_FRAME) {
+		struct worker_frame_msg fm;
+
+		if (blen != sizeof(fm))
+			return;
+		memcpy(&fm, b, sizeof(fm));
+		if (!w->freeing && w->hub != NULL)
+			hub_deliver_frame(w->hub, a, alen, fm.f, fm.is_text);
+		hub_frame_unref(fm.f);
+		return;
+	}
 	if (w->freeing && type != WORKER_MSG_CONFIG)
 		return; /* only references to give back */
 	switch ((enum worker_msg)type) {
@@ -103,6 +162,8 @@ worker_message(void *arg, unsigned type, const void *a, size_t alen, const void 
 		if (w->hub != NULL)
 			hub_deliver(w->hub, a, alen, b, blen);
 		break;
+	case WORKER_MSG_PUBLISH_FRAME:
+		break; /* handled above */
 	case WORKER_MSG_REDIS_UP:
 		broker_redis_kick(w->broker);
 		break;
@@ -162,12 +223,14 @@ worker_new(struct gateway *gw, int id, const struct config *cfg)
 	if ((w->base = worker_base_new()) == NULL ||
 	    (w->reaper = event_new(w->base, -1, 0, worker_reap, w)) == NULL ||
 	    (w->sampler = event_new(w->base, -1, EV_PERSIST, worker_sample, w)) == NULL ||
+	    (w->lagger = evtimer_new(w->base, worker_lag, w)) == NULL ||
 	    (w->mbox = mailbox_new(w->base, worker_message, w, WORKER_BUS_LIMIT)) == NULL) {
 		log_warnx("worker %d: cannot set up its event loop", id);
 		worker_free(w);
 		return NULL;
 	}
 	event_add(w->sampler, &tv);
+	worker_lag_arm(w);
 	return w;
 }
 
@@ -309,6 +372,8 @@ worker_free(struct worker *w)
 		event_free(w->reaper);
 	if (w->sampler != NULL)
 		event_free(w->sampler);
+	if (w->lagger != NULL)
+		event_free(w->lagger);
 	if (w->base != NULL)
 		event_base_free(w->base);
 	free(w);
@@ -356,7 +421,9 @@ worker_scratch(struct worker *w, size_t n)
 			return NULL;
 		w->scratch = p;
 		w->scratch_cap = n;
+		METRIC_SET(w->stats.scratch_bytes, n);
 	}
+	w->scratch_used = 1;
 	return w->scratch;
 }
 

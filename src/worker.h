@@ -36,6 +36,14 @@ enum worker_msg {
 	WORKER_MSG_SUBSCRIBE,  /* worker 0 only: a: struct worker_want, b: channel it now wants */
 	WORKER_MSG_UNSUBSCRIBE, /* worker 0 only: a: struct worker_want, b: channel it no longer wants */
 	WORKER_MSG_LIVE,       /* a: uint64_t hub incarnation, b: channel the process now receives */
+	WORKER_MSG_PUBLISH_FRAME, /* a: channel, b: struct worker_frame_msg (a reference to a
+	                           * frame shared by every worker: a large message from Redis) */
+};
+
+/* WORKER_MSG_PUBLISH_FRAME: the record carries the reference; the worker drops it. */
+struct worker_frame_msg {
+	struct hub_frame *f;
+	int is_text;
 };
 
 /* Who wants a channel (WORKER_MSG_(UN)SUBSCRIBE): the worker and its hub's incarnation of the
@@ -60,6 +68,9 @@ struct worker {
 	struct conn_list dead;      /* CLOSED, waiting for the reaper */
 	struct event *reaper;       /* frees the dead list outside any callback */
 	struct event *sampler;      /* once a second: gauges that need a walk of conns */
+	struct event *lagger;       /* every WORKER_LAG_MS: how late the loop runs (metrics) */
+	uint64_t lag_due_us;        /* when lagger should run, monotonic */
+	uint64_t lag_cpu_us;        /* this thread's CPU time at the last tick; 0: none yet */
 	uint8_t draining;           /* no new connections; report idle when conns is empty */
 	uint8_t idle_reported;
 	uint8_t freeing;            /* worker_free: messages left are only handled for their refs */
@@ -68,6 +79,7 @@ struct worker {
 	struct upstream_registry *upstreams; /* proxy routes' backend pools; made on first use */
 	char *scratch;              /* reusable buffer for building one message (JSON envelopes) */
 	size_t scratch_cap;
+	int scratch_used;           /* asked for since the sampler last looked */
 	struct worker_stats stats;  /* this worker's counters, summed by metrics_render() */
 };
 

@@ -144,6 +144,46 @@ START_TEST(fanout_frames_once_per_opcode)
 }
 END_TEST
 
+/* A frame built piecewise (as a large Redis message streams in) goes to every text and auto
+ * subscriber as that very frame; only the binary route gets a copy; references balance. */
+START_TEST(prebuilt_frame_shared_not_copied)
+{
+	struct hub_sub s[4];
+	uint8_t *at;
+	struct hub_frame *f = hub_frame_new(5, &at);
+	struct ws_frame_hdr h;
+
+	ck_assert_ptr_nonnull(f);
+	memcpy(at, "he", 2);
+	memcpy(at + 2, "llo", 3);
+	hub_frame_seal(f, WS_OP_TEXT);
+	ck_assert_int_eq(ws_frame_decode(f->data, f->len, 0, 0, &h), WS_FRAME_OK);
+	ck_assert_uint_eq(h.hdr_len + 5, f->len);
+	ck_assert_int_eq(memcmp(f->data + h.hdr_len, "hello", 5), 0);
+	memset(s, 0, sizeof(s));
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(hub_subscribe(hub, &s[i], &conns[i], "big", 3), 0);
+	keep_frames = 1;
+	hub_deliver_frame(hub, "big", 3, f, 1);
+	ck_assert_uint_eq(nseen, 4);
+	ck_assert_ptr_eq(seen[0].f, f);
+	ck_assert_ptr_eq(seen[1].f, f);
+	ck_assert_ptr_eq(seen[3].f, f);
+	ck_assert_ptr_ne(seen[2].f, f);
+	ck_assert_int_eq(seen[2].opcode, WS_OP_BINARY);
+	ck_assert_uint_eq(seen[2].payload_len, 5);
+	ck_assert_int_eq(memcmp(seen[2].f->data + seen[2].f->len - 5, "hello", 5), 0);
+	/* ours + three subscribers' */
+	ck_assert_uint_eq(f->refs, 4);
+	for (int i = 0; i < 4; i++)
+		hub_frame_unref(seen[i].f);
+	ck_assert_uint_eq(f->refs, 1);
+	hub_frame_unref(f);
+	for (int i = 0; i < 4; i++)
+		hub_unsubscribe(hub, &s[i]);
+}
+END_TEST
+
 START_TEST(auto_type_binary_when_not_utf8)
 {
 	struct hub_sub s;
@@ -295,6 +335,7 @@ main(void)
 	tcase_add_test(tc, one_broker_subscription_per_channel);
 	tcase_add_test(tc, fanout_frames_once_per_opcode);
 	tcase_add_test(tc, auto_type_binary_when_not_utf8);
+	tcase_add_test(tc, prebuilt_frame_shared_not_copied);
 	tcase_add_test(tc, other_channels_and_unknown_channel_untouched);
 	tcase_add_test(tc, kept_frame_survives_and_is_not_reused);
 	tcase_add_test(tc, many_channels_grow_table);

@@ -161,6 +161,32 @@ START_TEST(reservations_hold_room_until_posted_or_given_back)
 }
 END_TEST
 
+/* A record holding shared bytes (a reference to a frame every worker delivers) counts them
+ * against the limit, in the room reserved for a copy, until the owner handled it. */
+START_TEST(held_bytes_count_until_handled)
+{
+	struct seen s = { 0 };
+	struct mailbox *mb = mailbox_new(NULL, record, &s, 512);
+	void *ref = &s;
+
+	ck_assert_ptr_nonnull(mb);
+	ck_assert_int_eq(mailbox_reserve(mb, 1, 300), 0);
+	ck_assert_int_eq(mailbox_post_held(mb, 7, "c", 1, &ref, sizeof(ref), 300), 0);
+	/* The record itself is small, but 300 held bytes stay counted: no room for 300 more. */
+	ck_assert_uint_ge(pending(mb), 300);
+	ck_assert_int_eq(mailbox_reserve(mb, 1, 300), -1);
+	mailbox_drain(mb);
+	ck_assert_uint_eq(s.n, 1);
+	ck_assert_uint_eq(s.type[0], 7);
+	ck_assert_uint_eq(s.blen[0], sizeof(ref));
+	/* Handled: the held bytes are given back. */
+	ck_assert_uint_eq(pending(mb), 0);
+	ck_assert_int_eq(mailbox_reserve(mb, 1, 300), 0);
+	mailbox_unreserve(mb, 1, 300);
+	mailbox_free(mb);
+}
+END_TEST
+
 struct producer {
 	struct mailbox *mb;
 	unsigned id;
@@ -280,6 +306,7 @@ main(void)
 	tcase_add_test(tc, records_in_order_with_their_bytes);
 	tcase_add_test(tc, bounded_posts_refused_past_the_limit);
 	tcase_add_test(tc, reservations_hold_room_until_posted_or_given_back);
+	tcase_add_test(tc, held_bytes_count_until_handled);
 	tcase_add_test(tc, threads_lose_nothing_and_keep_order);
 	tcase_add_test(tc, post_wakes_the_owning_loop);
 	suite_add_tcase(su, tc);
