@@ -10,10 +10,12 @@
 #include "conn.h"
 #include "log.h"
 #include "hash.h"
+#include "history.h"
 #include "utf8.h"
 #include "ws_frame.h"
 
 #define HUB_BUCKETS_MIN 64
+#define HUB_SLOTS 3 /* frames per message: raw text, raw binary, JSON message object */
 
 TAILQ_HEAD(hub_sub_list, hub_sub);
 
@@ -34,7 +36,7 @@ struct hub {
 	size_t nchannels;
 	struct broker *broker;
 	hub_deliver_fn deliver;
-	struct hub_frame *spare[2];    /* frames nobody kept, reused by the next delivery */
+	struct hub_frame *spare[HUB_SLOTS]; /* frames nobody kept, reused by the next delivery */
 	struct hub_channel *delivering; /* channel hub_deliver walks: freed by the walk if emptied */
 	hub_live_fn live;              /* non-NULL: channels wait for the broker's confirmation */
 	uint64_t gen_seq;              /* last channel incarnation handed out */
@@ -98,8 +100,8 @@ hub_free(struct hub *h)
 		}
 	}
 	free(h->buckets);
-	free(h->spare[0]);
-	free(h->spare[1]);
+	for (int i = 0; i < HUB_SLOTS; i++)
+		free(h->spare[i]);
 	free(h);
 }
 
@@ -179,6 +181,7 @@ hub_subscribe(struct hub *h, struct hub_sub *s, struct conn *c, const char *name
 	}
 	s->ch = ch;
 	s->c = c;
+	s->skip_to = 0;
 	TAILQ_INSERT_TAIL(&ch->subs, s, entry);
 	ch->nsubs++;
 	return 0;
@@ -262,14 +265,18 @@ hub_frame_unref(struct hub_frame *f)
 		free(f);
 }
 
-/* A frame of the given opcode around data: the spare one when it is big enough and unshared. */
+/* A frame with room for a payload of need bytes: the spare one of slot when it is big enough
+ * and unshared (slot -1: a fresh one). The payload is filled by the caller (hub_frame_fill). */
 static struct hub_frame *
-hub_frame_make(struct hub *h, int slot, unsigned opcode, const uint8_t *data, size_t len)
+hub_frame_alloc(struct hub *h, int slot, size_t need)
 {
-	struct hub_frame *f = h->spare[slot];
-	size_t need = WS_FRAME_HDR_MAX + len, hlen;
+	struct hub_frame *f = NULL;
 
-	h->spare[slot] = NULL;
+	need += WS_FRAME_HDR_MAX;
+	if (slot >= 0) {
+		f = h->spare[slot];
+		h->spare[slot] = NULL;
+	}
 	if (f == NULL || f->cap < need) {
 		free(f);
 		if ((f = malloc(sizeof(*f) + need)) == NULL)
@@ -277,10 +284,84 @@ hub_frame_make(struct hub *h, int slot, unsigned opcode, const uint8_t *data, si
 		f->cap = (uint32_t)need;
 	}
 	f->refs = 1; /* the hub's own, dropped after the fan-out */
-	hlen = ws_frame_encode(f->data, 1, 0, opcode, len, NULL);
-	memcpy(f->data + hlen, data, len);
-	f->len = hlen + len;
-	f->plen = len;
+	f->pos.off = 0;
+	return f;
+}
+
+/* The channel's name as clients know it: without the channel_prefix. */
+static void
+hub_client_channel(const struct conn *c, const char **channel, size_t *clen)
+{
+	const char *prefix = c->cfg->redis.channel_prefix;
+	size_t pl = prefix != NULL ? strlen(prefix) : 0;
+
+	if (pl > 0 && *clen >= pl && memcmp(*channel, prefix, pl) == 0) {
+		*channel += pl;
+		*clen -= pl;
+	}
+}
+
+/* Frames the message into f: the payload as is (slot 0 text, 1 binary) or the JSON message
+ * object of an envelope = json route (slot 2, a text frame). The payload is built after room
+ * for the longest header, then the header written just before it. */
+static void
+hub_frame_fill(struct hub_frame *f, int slot, const struct conn *c, const char *channel,
+    size_t clen, const struct history_pos *pos, const uint8_t *data, size_t len, int is_text)
+{
+	uint8_t *payload = f->data + WS_FRAME_HDR_MAX, hdr[WS_FRAME_HDR_MAX];
+	size_t plen, hlen;
+
+	if (slot == 2) {
+		hub_client_channel(c, &channel, &clen);
+		plen = history_json_message((char *)payload, channel, clen, pos, data, len,
+		    is_text);
+	} else {
+		memcpy(payload, data, len);
+		plen = len;
+	}
+	hlen = ws_frame_encode(hdr, 1, 0, slot == 1 ? WS_OP_BINARY : WS_OP_TEXT, plen, NULL);
+	memmove(f->data + hlen, payload, plen);
+	memcpy(f->data, hdr, hlen);
+	f->len = hlen + plen;
+	f->plen = plen;
+	if (pos != NULL)
+		f->pos = *pos;
+}
+
+/* Payload room slot needs for this message. */
+static size_t
+hub_slot_need(int slot, size_t clen, size_t len)
+{
+	return slot == 2 ? history_json_message_max(clen, len) : len;
+}
+
+/* Which frame a subscriber gets: by its route's message_type and envelope. */
+static int
+hub_slot(const struct conn *c, const struct history_pos *pos, int is_text)
+{
+	const struct config_route *r = c->route;
+
+	if (pos != NULL && r->envelope == ENVELOPE_JSON)
+		return 2;
+	if (r->message_type == MSGTYPE_BINARY)
+		return 1;
+	/* auto picks by content; text is what the route asked for, but a text frame cannot carry
+	 * invalid UTF-8 (the client would fail the connection), so such a payload goes as binary
+	 * rather than being lost. */
+	return is_text ? 0 : 1;
+}
+
+struct hub_frame *
+hub_frame_for(const struct conn *c, const char *channel, size_t clen,
+    const struct history_pos *pos, const uint8_t *data, size_t len)
+{
+	int is_text = utf8_valid(data, len), slot = hub_slot(c, pos, is_text);
+	size_t need = hub_slot_need(slot, clen, len);
+	struct hub_frame *f;
+
+	if (need > UINT32_MAX - WS_FRAME_HDR_MAX || (f = hub_frame_alloc(NULL, -1, need)) == NULL)
+		return NULL;
+	hub_frame_fill(f, slot, c, channel, clen, pos, data, len, is_text);
 	return f;
 }
 
@@ -298,45 +379,54 @@ hub_frame_done(struct hub *h, int slot, struct hub_frame *f)
 }
 
 void
-hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *data, size_t len)
+hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *msg, size_t mlen)
 {
 	struct hub_channel *ch = hub_find(h, channel, clen, hub_hash(channel, clen));
-	struct hub_frame *frames[2] = { NULL, NULL }; /* [0] text, [1] binary */
+	struct hub_frame *frames[HUB_SLOTS] = { NULL, NULL, NULL };
+	struct history_pos posbuf, *pos = &posbuf;
 	struct hub_sub *s, *next;
-	int is_text = -1;
+	const uint8_t *data;
+	size_t len;
+	int is_text = -1, rc;
 
-	if (ch == NULL || len > UINT32_MAX - WS_FRAME_HDR_MAX)
+	if (ch == NULL)
 		return;
+	if ((rc = history_wire_decode(msg, mlen, &posbuf, &data, &len)) < 0) {
+		log_warnx("hub: a message on %s has a malformed position header: dropped",
+		    ch->name);
+		return;
+	}
+	if (rc == 0)
+		pos = NULL;
+	if (history_json_message_max(clen, len) > UINT32_MAX - WS_FRAME_HDR_MAX)
+		return; /* no frame can hold it (the largest kind built from it is the JSON one) */
 	h->delivering = ch;
 	for (s = TAILQ_FIRST(&ch->subs); s != NULL; s = next) {
-		const struct config_route *r = s->c->route;
 		int slot;
 
 		next = TAILQ_NEXT(s, entry);
-		if (r->message_type == MSGTYPE_BINARY) {
-			slot = 1;
-		} else {
-			/* auto picks by content; text is what the route asked for, but a text frame
-			 * cannot carry invalid UTF-8 (the client would fail the connection), so such
-			 * a payload goes as binary rather than being lost. */
-			if (is_text < 0)
-				is_text = utf8_valid(data, len);
-			slot = is_text ? 0 : 1;
-		}
+		/* Replayed already (the client resumed with since=, and this was in the history
+		 * it got): the replay and the live stream meet without a duplicate. */
+		if (pos != NULL && pos->off <= s->skip_to)
+			continue;
+		if (is_text < 0)
+			is_text = utf8_valid(data, len);
+		slot = hub_slot(s->c, pos, is_text);
 		if (frames[slot] == NULL) {
-			frames[slot] = hub_frame_make(h, slot, slot == 0 ? WS_OP_TEXT : WS_OP_BINARY,
-			    data, len);
+			frames[slot] = hub_frame_alloc(h, slot, hub_slot_need(slot, clen, len));
 			if (frames[slot] == NULL) {
 				log_warnx("hub: out of memory framing a %zu-byte message on %s", len,
 				    ch->name);
 				break;
 			}
+			hub_frame_fill(frames[slot], slot, s->c, channel, clen, pos, data, len,
+			    is_text);
 		}
 		h->deliver(s->c, frames[slot]);
 	}
 	h->delivering = NULL;
-	hub_frame_done(h, 0, frames[0]);
-	hub_frame_done(h, 1, frames[1]);
+	for (int i = 0; i < HUB_SLOTS; i++)
+		hub_frame_done(h, i, frames[i]);
 	if (ch->nsubs == 0)
 		hub_unlink(h, ch);
 }

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "history.h"
+
 struct broker;
 struct conn;
 struct hub;
@@ -18,6 +20,7 @@ struct hub_channel;
 struct hub_sub {
 	struct hub_channel *ch;
 	struct conn *c;
+	uint64_t skip_to;  /* positioned messages up to this offset were replayed: not again */
 	TAILQ_ENTRY(hub_sub) entry;
 };
 
@@ -30,6 +33,7 @@ struct hub_frame {
 	uint32_t cap;      /* bytes allocated for data */
 	size_t len;        /* bytes of data in use */
 	size_t plen;       /* of which payload: the message's size, what max_queue is about */
+	struct history_pos pos; /* the message's position; off 0: none (no history) */
 	uint8_t data[];
 };
 
@@ -70,8 +74,17 @@ uint64_t hub_creating_gen(const struct hub *h);
 void hub_unsubscribe(struct hub *h, struct hub_sub *s);
 
 /* A message arrived on channel: frame it once per opcode needed and give it to every local
- * subscriber. Each subscriber's route says text, binary or auto (text when valid UTF-8). */
+ * subscriber. Each subscriber's route says text, binary or auto (text when valid UTF-8).
+ * A message with a position (history.h's wire prefix) is framed without the prefix, with its
+ * position in the frame, as a JSON message object for envelope = json routes, and skipped for
+ * a subscriber that was replayed up to it already. */
 void hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *data, size_t len);
+
+/* One frame of data (positioned by pos, or not when pos is NULL) for a single subscriber, as
+ * hub_deliver would frame it for c's route; a replay uses it. NULL when out of memory. The
+ * caller holds the one reference. */
+struct hub_frame *hub_frame_for(const struct conn *c, const char *channel, size_t clen,
+    const struct history_pos *pos, const uint8_t *data, size_t len);
 
 /* Number of channels with at least one subscriber (for tests and metrics). */
 size_t hub_nchannels(const struct hub *h);
