@@ -65,6 +65,8 @@ struct config_route {
 	int announce_id;         /* send {"type":"welcome","id":...} after the upgrade */
 	uint64_t max_queue;      /* outbound bytes queued per connection before slow_consumer applies */
 	enum slow_policy slow_consumer;
+	uint64_t history_size;   /* messages kept per channel for since= and gap recovery; 0 = off */
+	uint64_t history_ttl_ms; /* none kept longer than this; 0 = no age limit */
 	/* proxy */
 	struct config_backend *backends;
 	size_t nbackends;

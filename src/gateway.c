@@ -16,6 +16,7 @@
 
 #include "conn.h"
 #include "hash.h"
+#include "history_store.h"
 
 #include "broker.h"
 #include "config.h"
@@ -389,6 +390,10 @@ gateway_init(struct gateway *gw, struct config *cfg, const char *config_path)
 		return -1;
 	if (gateway_security_init(gw) < 0)
 		return -1;
+	/* Without Redis the process is the whole world: its history lives here (with Redis, in
+	 * Redis streams). Channels get one when a route with history_size uses them. */
+	if (!gw->cfg->redis.enabled && (gw->history = history_store_new(gw->instance_id)) == NULL)
+		return -1;
 	if (gateway_workers_init(gw) < 0)
 		return -1;
 	service_listen_fds_unclaimed();
@@ -488,6 +493,8 @@ gateway_free(struct gateway *gw)
 	gw->sec = NULL;
 	limit_free(gw->limits);
 	gw->limits = NULL;
+	history_store_free(gw->history);
+	gw->history = NULL;
 	/* Every listener closed its duplicate; the manager keeps its own copy. */
 	service_listen_fds_close();
 	gateway_signals_off(gw);

@@ -19,6 +19,7 @@ struct limit_table;
 struct mailbox;
 struct broker;
 struct router;
+struct history_store;
 
 enum gateway_state {
 	GW_RUNNING = 0, /* accepting and serving */
@@ -44,6 +45,7 @@ struct gateway {
 	struct tls_server *tls;      /* certificates of the tls listeners; NULL when none */
 	struct security *sec;        /* route keys (JWT) and refusal counters */
 	struct limit_table *limits;  /* admission counters, shared by every worker */
+	struct history_store *history; /* without [redis]: channel histories, shared by workers */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *shutdown_timer;
 	struct admin *admin;         /* admin_listen endpoints */

@@ -155,19 +155,28 @@ history_chan_append(struct history_chan *hc, const uint8_t *data, size_t len, ui
 }
 
 void
-history_chan_replay(struct history_chan *hc, const struct history_pos *since, uint64_t now_ms,
-    struct history_plan *pl, struct history_pos *cur,
+history_chan_plan(struct history_chan *hc, const struct history_pos *since, uint64_t now_ms,
+    struct history_plan *pl, struct history_pos *cur)
+{
+	history_ring_expire(hc->ring, now_ms);
+	history_chan_current(hc, cur);
+	if (since == NULL) {
+		history_plan(hc->epoch, 1, 0, cur, pl); /* nothing to resend: live from cur */
+		return;
+	}
+	history_plan(hc->epoch, history_ring_first(hc->ring), history_ring_last(hc->ring), since,
+	    pl);
+}
+
+void
+history_chan_each(struct history_chan *hc, uint64_t from, uint64_t to,
     void (*fn)(void *arg, const struct history_pos *pos, const uint8_t *data, size_t len),
     void *arg)
 {
 	struct history_pos p;
 
-	history_ring_expire(hc->ring, now_ms);
-	history_plan(hc->epoch, history_ring_first(hc->ring), history_ring_last(hc->ring), since,
-	    pl);
-	history_chan_current(hc, cur);
 	memcpy(p.epoch, hc->epoch, sizeof(p.epoch));
-	for (p.off = pl->from; p.off <= pl->to && p.off != 0; p.off++) {
+	for (p.off = from; p.off <= to && p.off != 0; p.off++) {
 		const uint8_t *d;
 		size_t l;
 		if (history_ring_get(hc->ring, p.off, &d, &l) == 0)

@@ -35,10 +35,12 @@ void history_chan_next(const struct history_chan *hc, struct history_pos *pos);
 /* Appends; 0 (pos set), -1 out of memory. */
 int history_chan_append(struct history_chan *hc, const uint8_t *data, size_t len,
     uint64_t now_ms, struct history_pos *pos) __attribute__((warn_unused_result));
-/* Plans since's replay (ttl applied first) and calls fn for each message to resend, in order.
- * *cur is the channel's newest position (what live delivery continues after). */
-void history_chan_replay(struct history_chan *hc, const struct history_pos *since,
-    uint64_t now_ms, struct history_plan *pl, struct history_pos *cur,
+/* Plans since's replay (ttl applied first; since NULL: none); *cur is the channel's newest position (what live
+ * delivery continues after). */
+void history_chan_plan(struct history_chan *hc, const struct history_pos *since, uint64_t now_ms,
+    struct history_plan *pl, struct history_pos *cur);
+/* Calls fn for each kept message from..to, in order. */
+void history_chan_each(struct history_chan *hc, uint64_t from, uint64_t to,
     void (*fn)(void *arg, const struct history_pos *pos, const uint8_t *data, size_t len),
     void *arg);
 /* The newest position given on the channel (off 0: none yet). */

@@ -15,7 +15,9 @@
 #include "ws_frame.h"
 
 #define HUB_BUCKETS_MIN 64
-#define HUB_SLOTS 3 /* frames per message: raw text, raw binary, JSON message object */
+/* Frames per message: raw text, raw binary, JSON message object, and for wsgate.meta clients
+ * a position frame followed by the raw text or binary one. */
+#define HUB_SLOTS 5
 
 TAILQ_HEAD(hub_sub_list, hub_sub);
 
@@ -182,6 +184,7 @@ hub_subscribe(struct hub *h, struct hub_sub *s, struct conn *c, const char *name
 	s->ch = ch;
 	s->c = c;
 	s->skip_to = 0;
+	s->meta = 0;
 	TAILQ_INSERT_TAIL(&ch->subs, s, entry);
 	ch->nsubs++;
 	return 0;
@@ -285,6 +288,7 @@ hub_frame_alloc(struct hub *h, int slot, size_t need)
 	}
 	f->refs = 1; /* the hub's own, dropped after the fan-out */
 	f->pos.off = 0;
+	f->notice = 0;
 	return f;
 }
 
@@ -301,17 +305,49 @@ hub_client_channel(const struct conn *c, const char **channel, size_t *clen)
 	}
 }
 
-/* Frames the message into f: the payload as is (slot 0 text, 1 binary) or the JSON message
- * object of an envelope = json route (slot 2, a text frame). The payload is built after room
- * for the longest header, then the header written just before it. */
+/* The text frame {"type":"pos","channel":C,"pos":"E:O"} that goes before a positioned message
+ * to a wsgate.meta client, into out (HUB_META_MAX(clen)); returns its length. */
+#define HUB_META_MAX(clen) (WS_FRAME_HDR_MAX + 48 + 6 * (clen) + HISTORY_POS_MAX)
+static size_t
+hub_meta_frame(uint8_t *out, const char *channel, size_t clen, const struct history_pos *pos)
+{
+	char body[HUB_META_MAX(0) + 6 * 256], *p = body;
+	size_t n, hl;
+
+	if (clen > 256)
+		clen = 256; /* channel names are at most 255 bytes */
+	memcpy(p, "{\"type\":\"pos\",\"channel\":\"", 25);
+	n = 25;
+	n += history_json_escape((const uint8_t *)channel, clen, p + n);
+	memcpy(p + n, "\",\"pos\":\"", 9);
+	n += 9;
+	n += history_pos_format(pos, p + n, HISTORY_POS_MAX);
+	memcpy(p + n, "\"}", 2);
+	n += 2;
+	hl = ws_frame_encode(out, 1, 0, WS_OP_TEXT, n, NULL);
+	memcpy(out + hl, body, n);
+	return hl + n;
+}
+
+/* Frames the message into f: the payload as is (slot 0 text, 1 binary), the JSON message
+ * object of an envelope = json route (slot 2, a text frame), or a position frame and the
+ * payload (3 text, 4 binary). The payload is built after room for the longest header, then the
+ * header written just before it. */
 static void
 hub_frame_fill(struct hub_frame *f, int slot, const struct conn *c, const char *channel,
     size_t clen, const struct history_pos *pos, const uint8_t *data, size_t len, int is_text)
 {
 	uint8_t *payload = f->data + WS_FRAME_HDR_MAX, hdr[WS_FRAME_HDR_MAX];
-	size_t plen, hlen;
+	size_t plen, hlen, ml = 0;
 
-	if (slot == 2) {
+	f->pos.off = 0;
+	if (slot >= 3) {
+		hub_client_channel(c, &channel, &clen);
+		ml = hub_meta_frame(f->data, channel, clen, pos);
+		payload = f->data + ml + WS_FRAME_HDR_MAX;
+		memcpy(payload, data, len);
+		plen = len;
+	} else if (slot == 2) {
 		hub_client_channel(c, &channel, &clen);
 		plen = history_json_message((char *)payload, channel, clen, pos, data, len,
 		    is_text);
@@ -319,10 +355,11 @@ hub_frame_fill(struct hub_frame *f, int slot, const struct conn *c, const char *
 		memcpy(payload, data, len);
 		plen = len;
 	}
-	hlen = ws_frame_encode(hdr, 1, 0, slot == 1 ? WS_OP_BINARY : WS_OP_TEXT, plen, NULL);
-	memmove(f->data + hlen, payload, plen);
-	memcpy(f->data, hdr, hlen);
-	f->len = hlen + plen;
+	hlen = ws_frame_encode(hdr, 1, 0, slot == 1 || slot == 4 ? WS_OP_BINARY : WS_OP_TEXT, plen,
+	    NULL);
+	memmove(f->data + ml + hlen, payload, plen);
+	memcpy(f->data + ml, hdr, hlen);
+	f->len = ml + hlen + plen;
 	f->plen = plen;
 	if (pos != NULL)
 		f->pos = *pos;
@@ -332,36 +369,59 @@ hub_frame_fill(struct hub_frame *f, int slot, const struct conn *c, const char *
 static size_t
 hub_slot_need(int slot, size_t clen, size_t len)
 {
-	return slot == 2 ? history_json_message_max(clen, len) : len;
+	if (slot == 2)
+		return history_json_message_max(clen, len);
+	return slot >= 3 ? HUB_META_MAX(clen) + len : len;
 }
 
 /* Which frame a subscriber gets: by its route's message_type and envelope. */
 static int
-hub_slot(const struct conn *c, const struct history_pos *pos, int is_text)
+hub_slot(const struct hub_sub *s, const struct history_pos *pos, int is_text)
 {
-	const struct config_route *r = c->route;
+	const struct config_route *r = s->c->route;
+	int raw;
 
 	if (pos != NULL && r->envelope == ENVELOPE_JSON)
 		return 2;
 	if (r->message_type == MSGTYPE_BINARY)
-		return 1;
-	/* auto picks by content; text is what the route asked for, but a text frame cannot carry
-	 * invalid UTF-8 (the client would fail the connection), so such a payload goes as binary
-	 * rather than being lost. */
-	return is_text ? 0 : 1;
+		raw = 1;
+	else
+		/* auto picks by content; text is what the route asked for, but a text frame
+		 * cannot carry invalid UTF-8 (the client would fail the connection), so such a
+		 * payload goes as binary rather than being lost. */
+		raw = is_text ? 0 : 1;
+	return pos != NULL && s->meta ? 3 + raw : raw;
 }
 
 struct hub_frame *
-hub_frame_for(const struct conn *c, const char *channel, size_t clen,
-    const struct history_pos *pos, const uint8_t *data, size_t len)
+hub_frame_for(const struct conn *c, const struct hub_sub *s, const struct history_pos *pos,
+    const uint8_t *data, size_t len)
 {
-	int is_text = utf8_valid(data, len), slot = hub_slot(c, pos, is_text);
-	size_t need = hub_slot_need(slot, clen, len);
+	int is_text = utf8_valid(data, len), slot = hub_slot(s, pos, is_text);
+	size_t need = hub_slot_need(slot, s->ch->len, len);
 	struct hub_frame *f;
 
 	if (need > UINT32_MAX - WS_FRAME_HDR_MAX || (f = hub_frame_alloc(NULL, -1, need)) == NULL)
 		return NULL;
-	hub_frame_fill(f, slot, c, channel, clen, pos, data, len, is_text);
+	hub_frame_fill(f, slot, c, s->ch->name, s->ch->len, pos, data, len, is_text);
+	f->ch = s->ch;
+	return f;
+}
+
+struct hub_frame *
+hub_frame_text(const uint8_t *data, size_t len)
+{
+	struct hub_frame *f = hub_frame_alloc(NULL, -1, len);
+	size_t hl;
+
+	if (f == NULL)
+		return NULL;
+	hl = ws_frame_encode(f->data, 1, 0, WS_OP_TEXT, len, NULL);
+	memcpy(f->data + hl, data, len);
+	f->len = hl + len;
+	f->plen = len;
+	f->ch = NULL;
+	f->notice = 1;
 	return f;
 }
 
@@ -382,7 +442,7 @@ void
 hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *msg, size_t mlen)
 {
 	struct hub_channel *ch = hub_find(h, channel, clen, hub_hash(channel, clen));
-	struct hub_frame *frames[HUB_SLOTS] = { NULL, NULL, NULL };
+	struct hub_frame *frames[HUB_SLOTS] = { NULL };
 	struct history_pos posbuf, *pos = &posbuf;
 	struct hub_sub *s, *next;
 	const uint8_t *data;
@@ -411,7 +471,7 @@ hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *msg,
 			continue;
 		if (is_text < 0)
 			is_text = utf8_valid(data, len);
-		slot = hub_slot(s->c, pos, is_text);
+		slot = hub_slot(s, pos, is_text);
 		if (frames[slot] == NULL) {
 			frames[slot] = hub_frame_alloc(h, slot, hub_slot_need(slot, clen, len));
 			if (frames[slot] == NULL) {
@@ -421,6 +481,7 @@ hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *msg,
 			}
 			hub_frame_fill(frames[slot], slot, s->c, channel, clen, pos, data, len,
 			    is_text);
+			frames[slot]->ch = ch;
 		}
 		h->deliver(s->c, frames[slot]);
 	}

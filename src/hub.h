@@ -21,6 +21,7 @@ struct hub_sub {
 	struct hub_channel *ch;
 	struct conn *c;
 	uint64_t skip_to;  /* positioned messages up to this offset were replayed: not again */
+	unsigned meta : 1; /* raw route, client negotiated wsgate.meta: positions as text frames */
 	TAILQ_ENTRY(hub_sub) entry;
 };
 
@@ -34,6 +35,8 @@ struct hub_frame {
 	size_t len;        /* bytes of data in use */
 	size_t plen;       /* of which payload: the message's size, what max_queue is about */
 	struct history_pos pos; /* the message's position; off 0: none (no history) */
+	const struct hub_channel *ch; /* its channel (identity only, while delivering) */
+	uint8_t notice;    /* a gap notice, not a message: never dropped by a slow-consumer policy */
 	uint8_t data[];
 };
 
@@ -80,11 +83,14 @@ void hub_unsubscribe(struct hub *h, struct hub_sub *s);
  * a subscriber that was replayed up to it already. */
 void hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *data, size_t len);
 
-/* One frame of data (positioned by pos, or not when pos is NULL) for a single subscriber, as
+/* One frame of data (positioned by pos, or not when pos is NULL) for subscriber s of c, as
  * hub_deliver would frame it for c's route; a replay uses it. NULL when out of memory. The
  * caller holds the one reference. */
-struct hub_frame *hub_frame_for(const struct conn *c, const char *channel, size_t clen,
+struct hub_frame *hub_frame_for(const struct conn *c, const struct hub_sub *s,
     const struct history_pos *pos, const uint8_t *data, size_t len);
+
+/* A text frame of data on its own (a notice), one reference held by the caller. */
+struct hub_frame *hub_frame_text(const uint8_t *data, size_t len);
 
 /* Number of channels with at least one subscriber (for tests and metrics). */
 size_t hub_nchannels(const struct hub *h);

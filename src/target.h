@@ -53,6 +53,12 @@ void target_pubsub_deliver(struct conn *c, struct hub_frame *f);
  * waiting for its channels' subscriptions answers its 101 once all are live. */
 void target_pubsub_live(struct conn *c);
 
+/* The reason of a close a client should recover from (1001, 1012, 1013) on a pubsub
+ * connection: reason plus " since=E:O" when it has one history channel (or reason, after a
+ * {"type":"resume",...} message when it has several). buf holds the result. */
+const char *target_pubsub_close_reason(struct conn *c, const char *reason, char *buf,
+    size_t bufsz);
+
 /* The ops of a route type, or NULL when the type is not built in. */
 const struct target_ops *target_for(enum route_type type);
 

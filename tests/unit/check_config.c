@@ -1307,6 +1307,8 @@ static const struct good_row {
 	{ CFG_SEC_ROUTE, PS, "max_queue", "1KiB", 1024 },
 	{ CFG_SEC_ROUTE, PS, "max_queue", "1GiB", 1ull << 30 },
 	{ CFG_SEC_ROUTE, PS, "slow_consumer", "drop_newest", SLOW_DROP_NEWEST },
+	{ CFG_SEC_ROUTE, PS, "history_size", "1000", 1000 },
+	{ CFG_SEC_ROUTE, PS, "history_ttl", "1h", 3600000 },
 	{ CFG_SEC_ROUTE, "type = proxy", "backend", "tcp://[::1]:7", 0 },
 	{ CFG_SEC_ROUTE, PX, "balance", "ip_hash", BALANCE_IP_HASH },
 	{ CFG_SEC_ROUTE, PX, "connect_timeout", "250ms", 250 },
@@ -1490,6 +1492,8 @@ static const struct bad_row {
 	{ CFG_SEC_ROUTE, PS, "max_queue", "2GiB", "must be between 1KiB and 1GiB" },
 	{ CFG_SEC_ROUTE, PS, "slow_consumer", "wait", "expected one of: close drop_oldest "
 	    "drop_newest" },
+	{ CFG_SEC_ROUTE, PS, "history_size", "1000001", "must be at most 1000000" },
+	{ CFG_SEC_ROUTE, PS, "history_ttl", "1y", "expected a duration such as 200ms, 10s, 1m" },
 	{ CFG_SEC_ROUTE, PX, "backend", "http://app",
 	    "expected ws://host[:port][/path], wss://... or tcp://host:port" },
 	{ CFG_SEC_ROUTE, PX, "backend", "tcp://db", "a tcp:// backend needs a port" },
