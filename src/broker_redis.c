@@ -23,7 +23,9 @@
 #include <hiredis/hiredis.h>
 #include <openssl/rand.h>
 
+#include "broker_redis_history.h"
 #include "config.h"
+#include "history_store.h"
 #include "log.h"
 #include "metrics.h"
 #include "redis_link.h"
@@ -87,6 +89,9 @@ struct broker_redis {
 	struct broker_redis *owner;
 	void (*relay)(void *arg, int on, const char *channel, size_t len);
 	void *relay_arg;
+	/* channel history (broker_redis_history.c): which channels keep one, fetches in flight */
+	struct history_store *hstore;
+	struct broker_redis_history *hist;
 };
 
 static const struct broker_ops broker_redis_ops;
@@ -145,6 +150,7 @@ broker_redis_link_down(struct redis_link *l, enum redis_link_state was, char *ex
 		METRIC_ADD(b->st.unconfirmed, b->inflight);
 		b->inflight = 0;
 		b->inflight_bytes = 0;
+		broker_redis_history_link_down(b->hist);
 	}
 }
 
@@ -221,6 +227,9 @@ broker_redis_link_connected(struct redis_link *l)
 		lens[1] = (size_t)snprintf(db, sizeof(db), "%d", b->db);
 		argv[1] = db;
 		rc = redis_link_command(l, 2, argv, lens, broker_redis_on_handshake, "SELECT");
+		/* The history functions, before any publish can use them (same FIFO). */
+		if (rc == 0)
+			rc = broker_redis_history_load(b->hist, l);
 	}
 	if (rc != 0)
 		redis_link_close(l, "handshake could not be queued");
@@ -484,7 +493,8 @@ broker_redis_on_publish_reply(struct redis_link *l, const redisReply *reply, voi
 		return;
 	b->inflight--;
 	b->inflight_bytes -= (uint64_t)(uintptr_t)arg;
-	if (reply->type == REDIS_REPLY_INTEGER) {
+	/* PUBLISH answers an integer, FCALL wsgate_publish the position (a string). */
+	if (reply->type == REDIS_REPLY_INTEGER || reply->type == REDIS_REPLY_STRING) {
 		METRIC_ADD(b->st.published, 1);
 	} else if (reply->type == REDIS_REPLY_ERROR) {
 		METRIC_ADD(b->st.publish_errors, 1);
@@ -503,11 +513,18 @@ static int
 broker_redis_send(struct broker_redis *b, const char *channel, size_t clen, const uint8_t *data,
     size_t len)
 {
-	size_t bytes = clen + len;
+	size_t bytes = clen + len, cap;
 	const char *argv[3] = { "PUBLISH", channel, (const char *)data };
 	size_t lens[3] = { 7, clen, len };
+	uint64_t ttl;
 
-	if (redis_link_command(&b->pub, 3, argv, lens, broker_redis_on_publish_reply,
+	/* A channel with history goes through the function: appended and published with its
+	 * position in one step. */
+	if (b->hstore != NULL && history_store_bounds(b->hstore, channel, clen, &cap, &ttl)) {
+		if (broker_redis_history_publish(&b->pub, channel, clen, data, len, cap, ttl,
+		    broker_redis_on_publish_reply, (void *)(uintptr_t)bytes) != 0)
+			return -1;
+	} else if (redis_link_command(&b->pub, 3, argv, lens, broker_redis_on_publish_reply,
 	    (void *)(uintptr_t)bytes) != 0)
 		return -1;
 	b->inflight++;
@@ -694,6 +711,7 @@ broker_redis_free(struct broker *base)
 		STAILQ_REMOVE_HEAD(&b->queue, entry);
 		free(p);
 	}
+	broker_redis_history_free(b->hist);
 	free(b->host);
 	free(b->password);
 	free(b->probe_chan);
@@ -737,7 +755,8 @@ broker_redis_alloc(struct event_base *base, const struct config *cfg)
 	b->max_message_size = rc->max_message_size;
 	b->probe_timer = event_new(base, -1, EV_PERSIST, broker_redis_probe_tick, b);
 	b->probe_deadline = evtimer_new(base, broker_redis_probe_overdue, b);
-	if ((b->host = strdup(rc->host)) == NULL ||
+	if ((b->hist = broker_redis_history_new()) == NULL ||
+	    (b->host = strdup(rc->host)) == NULL ||
 	    (rc->password != NULL && (b->password = strdup(rc->password)) == NULL) ||
 	    redis_link_init(&b->sub, "sub", 1, &broker_redis_sub_ops, b, base, &b->dns, b->host,
 	    b->port, b->connect_timeout_ms, b->reconnect_max_ms, b->max_message_size) < 0 ||
@@ -800,6 +819,25 @@ broker_redis_new_publisher(struct hub *hub, struct event_base *base, const struc
 	b->relay_arg = relay_arg;
 	redis_link_connect(&b->pub); /* no sub link, no canary: the owner has them */
 	return &b->base;
+}
+
+void
+broker_redis_set_history(struct broker *base, struct history_store *st)
+{
+	if (base != NULL && base->ops == &broker_redis_ops)
+		((struct broker_redis *)base)->hstore = st;
+}
+
+struct broker_redis_fetch *
+broker_redis_fetch(struct broker *base, const char *channel, size_t clen, uint64_t from,
+    uint64_t count, const char *epoch, broker_redis_fetch_fn fn, void *arg)
+{
+	struct broker_redis *b = (struct broker_redis *)base;
+
+	if (base == NULL || base->ops != &broker_redis_ops)
+		return NULL;
+	return broker_redis_history_fetch(b->hist, &b->pub, channel, clen, from, count, epoch, fn,
+	    arg);
 }
 
 void

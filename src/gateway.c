@@ -390,9 +390,10 @@ gateway_init(struct gateway *gw, struct config *cfg, const char *config_path)
 		return -1;
 	if (gateway_security_init(gw) < 0)
 		return -1;
-	/* Without Redis the process is the whole world: its history lives here (with Redis, in
-	 * Redis streams). Channels get one when a route with history_size uses them. */
-	if (!gw->cfg->redis.enabled && (gw->history = history_store_new(gw->instance_id)) == NULL)
+	/* Which channels keep history, with what bounds: channels get one when a route with
+	 * history_size uses them. Without Redis the messages are kept here too; with Redis they
+	 * live in Redis streams. */
+	if ((gw->history = history_store_new(gw->instance_id)) == NULL)
 		return -1;
 	if (gateway_workers_init(gw) < 0)
 		return -1;

@@ -328,10 +328,8 @@ history_ring_new(size_t cap, uint64_t ttl_ms)
 
 	if (cap == 0 || (r = calloc(1, sizeof(*r))) == NULL)
 		return NULL;
-	if ((r->e = calloc(cap, sizeof(*r->e))) == NULL) {
-		free(r);
-		return NULL;
-	}
+	/* The entries are allocated by the first append: a channel whose history lives
+	 * elsewhere (Redis) costs only this. */
 	r->cap = cap;
 	r->first = 1;
 	r->ttl_ms = ttl_ms;
@@ -359,6 +357,10 @@ history_ring_widen(struct history_ring *r, size_t cap, uint64_t ttl_ms)
 		r->ttl_ms = ttl_ms;
 	if (cap <= r->cap)
 		return 0;
+	if (r->e == NULL) {
+		r->cap = cap;
+		return 0;
+	}
 	if ((ne = calloc(cap, sizeof(*ne))) == NULL)
 		return -1;
 	for (size_t i = 0; i < r->n; i++)
@@ -388,6 +390,10 @@ history_ring_append(struct history_ring *r, const uint8_t *data, size_t len, uin
 
 	if (copy == NULL)
 		return 0;
+	if (r->e == NULL && (r->e = calloc(r->cap, sizeof(*r->e))) == NULL) {
+		free(copy);
+		return 0;
+	}
 	memcpy(copy, data, len);
 	if (r->n == r->cap)
 		history_ring_drop_oldest(r);
@@ -412,6 +418,18 @@ uint64_t
 history_ring_first(const struct history_ring *r)
 {
 	return r->first;
+}
+
+size_t
+history_ring_cap(const struct history_ring *r)
+{
+	return r->cap;
+}
+
+uint64_t
+history_ring_ttl(const struct history_ring *r)
+{
+	return r->ttl_ms;
 }
 
 uint64_t

@@ -91,6 +91,8 @@ uint64_t history_ring_append(struct history_ring *r, const uint8_t *data, size_t
 /* Forgets entries older than the ttl. */
 void history_ring_expire(struct history_ring *r, uint64_t now_ms);
 uint64_t history_ring_first(const struct history_ring *r); /* oldest kept; last + 1 when empty */
+size_t history_ring_cap(const struct history_ring *r);
+uint64_t history_ring_ttl(const struct history_ring *r);
 uint64_t history_ring_last(const struct history_ring *r);  /* newest ever appended; 0 none */
 /* The entry at off (first <= off <= last), or -1. */
 int history_ring_get(const struct history_ring *r, uint64_t off, const uint8_t **data,

@@ -126,6 +126,21 @@ out:
 	return rc;
 }
 
+int
+history_store_bounds(struct history_store *st, const char *channel, size_t clen, size_t *cap,
+    uint64_t *ttl_ms)
+{
+	struct history_chan *hc;
+
+	history_store_lock(st);
+	if ((hc = history_store_find(st, channel, clen)) != NULL) {
+		*cap = history_ring_cap(hc->ring);
+		*ttl_ms = history_ring_ttl(hc->ring);
+	}
+	history_store_unlock(st);
+	return hc != NULL;
+}
+
 void
 history_chan_next(const struct history_chan *hc, struct history_pos *pos)
 {

@@ -24,6 +24,10 @@ void history_store_free(struct history_store *st);
 int history_store_enable(struct history_store *st, const char *channel, size_t clen, size_t cap,
     uint64_t ttl_ms) __attribute__((warn_unused_result));
 
+/* 1 and the channel's bounds when it keeps history, else 0. Takes the lock itself. */
+int history_store_bounds(struct history_store *st, const char *channel, size_t clen,
+    size_t *cap, uint64_t *ttl_ms);
+
 /* The rest is called between lock and unlock, and must not call back into the store. */
 void history_store_lock(struct history_store *st);
 void history_store_unlock(struct history_store *st);

@@ -27,6 +27,7 @@ struct hub_channel {
 	size_t nsubs;
 	uint64_t gen;                  /* this incarnation of the name (a confirmation names it) */
 	uint8_t live;                  /* the broker confirmed it: a message published now arrives */
+	struct history_pos last;       /* newest position delivered here (epoch "": none yet) */
 	struct hub_sub_list subs;
 	size_t len;
 	char name[];                   /* NUL-terminated */
@@ -41,6 +42,7 @@ struct hub {
 	struct hub_frame *spare[HUB_SLOTS]; /* frames nobody kept, reused by the next delivery */
 	struct hub_channel *delivering; /* channel hub_deliver walks: freed by the walk if emptied */
 	hub_live_fn live;              /* non-NULL: channels wait for the broker's confirmation */
+	hub_gap_fn gap;                /* told of positions that will never come */
 	uint64_t gen_seq;              /* last channel incarnation handed out */
 	struct hub_channel *creating;  /* channel whose broker subscribe is on the stack */
 };
@@ -73,6 +75,12 @@ void
 hub_set_broker(struct hub *h, struct broker *b)
 {
 	h->broker = b;
+}
+
+void
+hub_set_gap(struct hub *h, hub_gap_fn fn)
+{
+	h->gap = fn;
 }
 
 void
@@ -155,6 +163,8 @@ hub_subscribe(struct hub *h, struct hub_sub *s, struct conn *c, const char *name
 		ch->nsubs = 0;
 		ch->gen = ++h->gen_seq;
 		ch->live = h->live == NULL; /* the in-process bus: live at once */
+		ch->last.epoch[0] = '\0';
+		ch->last.off = 0;
 		TAILQ_INIT(&ch->subs);
 		ch->len = len;
 		memcpy(ch->name, name, len);
@@ -184,10 +194,17 @@ hub_subscribe(struct hub *h, struct hub_sub *s, struct conn *c, const char *name
 	s->ch = ch;
 	s->c = c;
 	s->skip_to = 0;
+	s->skip_epoch = 0;
 	s->meta = 0;
 	TAILQ_INSERT_TAIL(&ch->subs, s, entry);
 	ch->nsubs++;
 	return 0;
+}
+
+uint32_t
+hub_epoch_tag(const char *epoch)
+{
+	return (uint32_t)hash_siphash(epoch, strlen(epoch));
 }
 
 uint64_t
@@ -438,6 +455,37 @@ hub_frame_done(struct hub *h, int slot, struct hub_frame *f)
 	hub_frame_unref(f);
 }
 
+/* A positioned message against the channel's last one: the next (0), one delivered already
+ * (-1: dropped), or after a jump: the subscribers are told what they will not get (a new
+ * epoch also resets what their replays skip: offsets start again). */
+static int
+hub_check_order(struct hub *h, struct hub_channel *ch, const struct history_pos *pos)
+{
+	struct hub_sub *s, *next;
+	int newepoch = ch->last.epoch[0] != '\0' && strcmp(ch->last.epoch, pos->epoch) != 0;
+
+	if (!newepoch && pos->off <= ch->last.off)
+		return -1;
+	if (h->gap != NULL && (newepoch || (ch->last.off != 0 && pos->off > ch->last.off + 1))) {
+		h->delivering = ch;
+		for (s = TAILQ_FIRST(&ch->subs); s != NULL; s = next) {
+			uint64_t from = newepoch ? 1 : ch->last.off + 1;
+
+			next = TAILQ_NEXT(s, entry);
+			if (newepoch && s->skip_epoch != hub_epoch_tag(pos->epoch))
+				s->skip_to = 0;
+			if (from <= s->skip_to)
+				from = s->skip_to + 1;
+			if (newepoch || from < pos->off)
+				h->gap(s->c, s, pos->epoch, from, pos->off - 1, newepoch ?
+				    HISTORY_GAP_EPOCH_CHANGED : HISTORY_GAP_DROPPED);
+		}
+		h->delivering = NULL;
+	}
+	ch->last = *pos;
+	return 0;
+}
+
 void
 hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *msg, size_t mlen)
 {
@@ -458,6 +506,8 @@ hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *msg,
 	}
 	if (rc == 0)
 		pos = NULL;
+	else if (hub_check_order(h, ch, pos) < 0)
+		return; /* delivered here already */
 	if (history_json_message_max(clen, len) > UINT32_MAX - WS_FRAME_HDR_MAX)
 		return; /* no frame can hold it (the largest kind built from it is the JSON one) */
 	h->delivering = ch;

@@ -21,6 +21,7 @@ struct hub_sub {
 	struct hub_channel *ch;
 	struct conn *c;
 	uint64_t skip_to;  /* positioned messages up to this offset were replayed: not again */
+	uint32_t skip_epoch; /* of the epoch hub_epoch_tag() names (a new one resets skip_to) */
 	unsigned meta : 1; /* raw route, client negotiated wsgate.meta: positions as text frames */
 	TAILQ_ENTRY(hub_sub) entry;
 };
@@ -52,7 +53,13 @@ typedef void (*hub_deliver_fn)(struct conn *c, struct hub_frame *f);
  * handshake. The subscriber may close itself in the call. */
 typedef void (*hub_live_fn)(struct conn *c);
 
+/* Positions from..to of epoch on s's channel will never reach s (the instance did not get them,
+ * or the epoch changed): target_pubsub.c tells the client, before the next message. */
+typedef void (*hub_gap_fn)(struct conn *c, const struct hub_sub *s, const char *epoch,
+    uint64_t from, uint64_t to, enum history_gap reason);
+
 struct hub *hub_new(hub_deliver_fn fn);
+void hub_set_gap(struct hub *h, hub_gap_fn fn);
 /* With a broker that confirms subscriptions (Redis): a new channel is not live until
  * hub_confirmed() names it, and fn is then called for each of its subscribers. Without (the
  * default), a channel is live as soon as it exists. */
@@ -73,6 +80,8 @@ int hub_sub_live(const struct hub_sub *s);
 void hub_confirmed(struct hub *h, const char *name, size_t len, uint64_t gen);
 /* Inside the broker's subscribe call for a new channel: that channel's incarnation, else 0. */
 uint64_t hub_creating_gen(const struct hub *h);
+/* A short tag of an epoch, for hub_sub.skip_epoch. */
+uint32_t hub_epoch_tag(const char *epoch);
 /* Removes a subscription made by hub_subscribe (no-op when s->ch is NULL). */
 void hub_unsubscribe(struct hub *h, struct hub_sub *s);
 

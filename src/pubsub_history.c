@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "broker_redis.h"
 #include "conn.h"
 #include "gateway.h"
 #include "history_store.h"
@@ -13,7 +14,10 @@
 #include "hub.h"
 #include "route.h"
 #include "worker.h"
+#include "target.h"
 #include "ws_frame.h"
+
+#define PH_PAGE 512 /* messages per Redis range read: a reply stays far below max_reply */
 
 /* The channel as clients name it: without the channel_prefix. */
 static const char *
@@ -118,12 +122,141 @@ ph_replay_one(void *arg, const struct history_pos *pos, const uint8_t *data, siz
 	rp->sent++;
 }
 
+static void ph_fetch_reply(void *arg, const redisReply *r);
+
+/* Reads the next page of h's replay from Redis; -1 when it cannot be sent. */
+static int
+ph_fetch(struct ps_hist *h, uint64_t from, const char *epoch)
+{
+	struct conn *c = h->c;
+
+	h->fetch = broker_redis_fetch(c->w->broker, h->channel, strlen(h->channel), from, PH_PAGE,
+	    epoch, ph_fetch_reply, h);
+	return h->fetch != NULL ? 0 : -1;
+}
+
+/* The replay of h's channel is over: live delivery resumes after what it sent. */
+static void
+ph_replay_done(struct ps_hist *h, const char *epoch, uint64_t upto)
+{
+	h->fetch = NULL;
+	h->sub->skip_to = upto;
+	h->sub->skip_epoch = hub_epoch_tag(epoch);
+	if (h->replayed > 0)
+		conn_log(h->c, LOG_LVL_DEBUG, "replayed %llu message(s) of %s from Redis",
+		    (unsigned long long)h->replayed, h->channel);
+	target_pubsub_replayed(h->c, epoch, upto, h->sub);
+}
+
+/* One page of a Redis replay: the gap notice first (first page), the messages, then the next
+ * page or the end. A failed read closes with 1013 and the position to come back with. */
+static void
+ph_fetch_reply(void *arg, const redisReply *r)
+{
+	struct ps_hist *h = arg;
+	struct conn *c = h->c;
+	struct ph_replay rp = { c, h->sub, h, 0 };
+	struct broker_redis_range rg;
+	struct history_pos pos;
+	int first_page = !h->paged;
+
+	h->fetch = NULL;
+	if (c->state != CONN_OPEN)
+		return;
+	if (r == NULL || r->type == REDIS_REPLY_ERROR ||
+	    broker_redis_history_range_parse(r, &rg) < 0) {
+		conn_log(c, LOG_LVL_WARN, "history of %s could not be read from Redis%s%.*s",
+		    h->channel, r != NULL && r->type == REDIS_REPLY_ERROR ? ": " : "",
+		    r != NULL && r->type == REDIS_REPLY_ERROR ? (int)r->len : 0,
+		    r != NULL && r->type == REDIS_REPLY_ERROR ? r->str : "");
+		conn_send_close(c, WS_CLOSE_TRY_AGAIN, "history unavailable, try again");
+		return;
+	}
+	if (rg.epoch[0] == '\0') {
+		/* No history in Redis at all (never published with one, or lost with a Redis
+		 * that kept nothing): what followed since is gone. */
+		pubsub_history_send_gap(c, h->channel, "", 1, 0, HISTORY_GAP_EPOCH_CHANGED);
+		h->last.epoch[0] = '\0';
+		h->last.off = 0;
+		ph_replay_done(h, "", 0);
+		return;
+	}
+	if (first_page) {
+		struct history_plan pl;
+
+		h->paged = 1;
+		history_plan(rg.epoch, rg.first, rg.last, &h->since, &pl);
+		if (pl.gap != HISTORY_GAP_NONE)
+			pubsub_history_send_gap(c, h->channel, rg.epoch, pl.gap_from, pl.gap_to,
+			    pl.gap);
+		if (strcmp(rg.epoch, h->since.epoch) != 0) {
+			memcpy(h->last.epoch, rg.epoch, sizeof(h->last.epoch));
+			h->last.off = 0;
+		}
+	}
+	memcpy(pos.epoch, rg.epoch, sizeof(pos.epoch));
+	for (size_t i = 0; i < rg.n && c->state == CONN_OPEN; i++) {
+		const uint8_t *d;
+		size_t l;
+
+		broker_redis_history_range_get(&rg, i, &pos.off, &d, &l);
+		if (pos.off <= h->last.off)
+			continue;
+		ph_replay_one(&rp, &pos, d, l);
+	}
+	h->replayed += rp.sent;
+	if (c->state != CONN_OPEN)
+		return;
+	if (rg.n == PH_PAGE && h->last.off < rg.last) {
+		if (ph_fetch(h, h->last.off + 1, rg.epoch) < 0)
+			conn_send_close(c, WS_CLOSE_TRY_AGAIN, "history unavailable, try again");
+		return;
+	}
+	ph_replay_done(h, rg.epoch, h->last.off);
+}
+
+/* With Redis: each channel with since= is read back from Redis; live messages wait in the
+ * connection's queue meanwhile (target_pubsub_replaying). */
+static void
+ph_open_redis(struct conn *c, struct hub_sub *subs, char **channels, size_t n,
+    struct ps_hist *h)
+{
+	for (size_t i = 0; i < n && c->state == CONN_OPEN; i++) {
+		h[i].c = c;
+		h[i].sub = &subs[i];
+		h[i].channel = channels[i];
+		if (!h[i].history || !h[i].has_since)
+			continue;
+		h[i].last = h[i].since;
+		target_pubsub_replaying(c);
+		if (ph_fetch(&h[i], h[i].since.off + 1, h[i].since.epoch) < 0) {
+			conn_log(c, LOG_LVL_INFO, "history of %s cannot be read now (Redis link "
+			    "down)", channels[i]);
+			conn_send_close(c, WS_CLOSE_TRY_AGAIN, "history unavailable, try again");
+			return;
+		}
+	}
+}
+
+void
+pubsub_history_close(struct ps_hist *h, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		broker_redis_history_cancel(h[i].fetch);
+		h[i].fetch = NULL;
+	}
+}
+
 void
 pubsub_history_open(struct conn *c, struct hub_sub *subs, char **channels, size_t n,
     struct ps_hist *h)
 {
 	struct history_store *st = c->w->gw->history;
 
+	if (c->cfg->redis.enabled) {
+		ph_open_redis(c, subs, channels, n, h);
+		return;
+	}
 	for (size_t i = 0; i < n && c->state == CONN_OPEN; i++) {
 		struct ph_replay rp = { c, &subs[i], &h[i], 0 };
 		struct history_chan *hc;
@@ -144,6 +277,7 @@ pubsub_history_open(struct conn *c, struct hub_sub *subs, char **channels, size_
 				    pl.gap_to, pl.gap);
 			history_chan_each(hc, pl.from, pl.to, ph_replay_one, &rp);
 			subs[i].skip_to = cur.off;
+			subs[i].skip_epoch = hub_epoch_tag(cur.epoch);
 			if (h[i].last.off == 0)
 				h[i].last = h[i].has_since && strcmp(cur.epoch, h[i].since.epoch) == 0 &&
 				    h[i].since.off < cur.off ? h[i].since : cur;

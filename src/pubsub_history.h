@@ -14,6 +14,7 @@ struct conn;
 struct http_request;
 struct hub_sub;
 struct hub_frame;
+struct broker_redis_fetch;
 
 /* Per channel of a connection (parallel to its subscriptions). */
 struct ps_hist {
@@ -21,6 +22,12 @@ struct ps_hist {
 	struct history_pos last;    /* newest position handed to the socket (off 0: none) */
 	struct history_pos drop;    /* dropped, not reported yet: drop.off..drop_to (off 0: none) */
 	uint64_t drop_to;
+	struct conn *c;             /* owner, for a Redis range reply */
+	struct hub_sub *sub;        /* the channel's subscription */
+	const char *channel;        /* its full name (the connection's copy) */
+	struct broker_redis_fetch *fetch; /* a Redis range read in flight (since=), or NULL */
+	uint64_t replayed;          /* messages replayed so far */
+	unsigned paged : 1;         /* the first page of the Redis replay came */
 	unsigned drop_at_head : 1;  /* the drops are older than everything queued (drop_oldest) */
 	unsigned has_since : 1;
 	unsigned history : 1;       /* a template channel of a route with history_size */
@@ -37,6 +44,8 @@ int pubsub_history_notices(const struct conn *c, int meta, const struct ps_hist 
  * first, and marks the subscription so live delivery resumes after the replay. */
 void pubsub_history_open(struct conn *c, struct hub_sub *subs, char **channels, size_t n,
     struct ps_hist *h);
+/* The connection closes: Redis reads in flight are forgotten. */
+void pubsub_history_close(struct ps_hist *h, size_t n);
 /* A text notice {"type":"gap",...} for channel (full name) now. */
 void pubsub_history_send_gap(struct conn *c, const char *channel, const char *epoch,
     uint64_t from, uint64_t to, enum history_gap reason);

@@ -59,6 +59,18 @@ void target_pubsub_live(struct conn *c);
 const char *target_pubsub_close_reason(struct conn *c, const char *reason, char *buf,
     size_t bufsz);
 
+struct hub_sub;
+enum history_gap;
+/* The hub's gap callback (hub.h, hub_gap_fn). */
+void target_pubsub_gap(struct conn *c, const struct hub_sub *s, const char *epoch,
+    uint64_t from, uint64_t to, enum history_gap reason);
+/* A replay from Redis begins: live messages wait in the queue until it is over. */
+void target_pubsub_replaying(struct conn *c);
+/* It is over for s's channel: queued messages of epoch up to upto were replayed (dropped from
+ * the queue); the queue moves again when no replay is left. */
+void target_pubsub_replayed(struct conn *c, const char *epoch, uint64_t upto,
+    const struct hub_sub *s);
+
 /* The ops of a route type, or NULL when the type is not built in. */
 const struct target_ops *target_for(enum route_type type);
 

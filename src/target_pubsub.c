@@ -39,6 +39,7 @@ struct ps_conn {
 	struct ps_hist *hist;       /* per channel, parallel to subs (history routes) */
 	unsigned meta : 1;          /* raw route, wsgate.meta negotiated: positions shown */
 	unsigned notices : 1;       /* the client can be sent gap notices (pubsub_history.h) */
+	unsigned replaying;         /* Redis replays in flight: live messages wait in q */
 };
 
 #define PS_META_PROTOCOL "wsgate.meta"
@@ -228,6 +229,7 @@ ps_close(struct conn *c)
 
 	if (ps == NULL)
 		return;
+	pubsub_history_close(ps->hist, ps->nwait);
 	for (size_t i = 0; i < ps->nsubs; i++)
 		hub_unsubscribe(ps_hub(c), &ps->subs[i]);
 	if (ps->drops > 0)
@@ -557,7 +559,76 @@ ps_pump(struct conn *c)
 static void
 ps_drained(struct conn *c)
 {
-	if (c->state == CONN_OPEN && c->tdata != NULL)
+	struct ps_conn *ps = c->tdata;
+
+	if (c->state == CONN_OPEN && ps != NULL && !ps->replaying)
+		ps_pump(c);
+}
+
+void
+target_pubsub_gap(struct conn *c, const struct hub_sub *s, const char *epoch, uint64_t from,
+    uint64_t to, enum history_gap reason)
+{
+	struct ps_conn *ps = c->tdata;
+	const char *prefix = c->cfg->redis.channel_prefix, *name;
+	size_t pl = prefix != NULL ? strlen(prefix) : 0, n, i;
+	struct hub_frame *g;
+	char *buf;
+
+	if (c->state != CONN_OPEN || c->target != &target_pubsub_ops || ps == NULL ||
+	    !ps->notices || s < ps->subs || s >= ps->subs + ps->nwait)
+		return;
+	i = (size_t)(s - ps->subs);
+	name = ps->channels[i];
+	if (pl > 0 && strncmp(name, prefix, pl) == 0)
+		name += pl;
+	if ((buf = worker_scratch(c->w, HISTORY_JSON_GAP_MAX(strlen(name)))) == NULL)
+		return;
+	n = history_json_gap(buf, name, strlen(name), epoch, from, to, reason);
+	conn_log(c, LOG_LVL_INFO, "gap notice: %s %s:%llu..%llu (%s)", name, epoch,
+	    (unsigned long long)from, (unsigned long long)to, history_gap_name(reason));
+	if ((g = hub_frame_text((const uint8_t *)buf, n)) == NULL)
+		return;
+	/* Before the message that revealed it: behind what is queued, or now. */
+	if ((ps->qlen == 0 && !ps->replaying) || ps_q_push(ps, g) < 0)
+		ps_write(c, g);
+	hub_frame_unref(g);
+}
+
+void
+target_pubsub_replaying(struct conn *c)
+{
+	struct ps_conn *ps = c->tdata;
+
+	if (ps != NULL)
+		ps->replaying++;
+}
+
+void
+target_pubsub_replayed(struct conn *c, const char *epoch, uint64_t upto, const struct hub_sub *s)
+{
+	struct ps_conn *ps = c->tdata;
+	size_t n, kept = 0;
+
+	if (ps == NULL || ps->replaying == 0)
+		return;
+	/* Live messages the replay sent already leave the queue (same order otherwise). */
+	n = ps->qlen;
+	for (size_t k = 0; k < n; k++) {
+		struct hub_frame *f = ps_q_pop(ps);
+
+		if (f->ch == s->ch && f->pos.off != 0 && f->pos.off <= upto &&
+		    strcmp(f->pos.epoch, epoch) == 0) {
+			hub_frame_unref(f);
+			continue;
+		}
+		if (ps_q_push(ps, f) < 0)
+			ps_drop_counted(c, ps, f);
+		hub_frame_unref(f);
+		kept++;
+	}
+	(void)kept;
+	if (--ps->replaying == 0 && c->state == CONN_OPEN)
 		ps_pump(c);
 }
 
@@ -575,7 +646,7 @@ target_pubsub_deliver(struct conn *c, struct hub_frame *f)
 		return;
 	out = conn_output_len(c);
 	max = c->route->max_queue;
-	if (ps->qlen == 0 && out < ps_socket_share(c) && out + f->plen <= max) {
+	if (ps->qlen == 0 && !ps->replaying && out < ps_socket_share(c) && out + f->plen <= max) {
 		int i = ps_frame_chan(ps, f);
 		struct hub_frame *g = i >= 0 ? ps_gap_frame(c, ps, (size_t)i) : NULL;
 
