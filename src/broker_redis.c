@@ -23,6 +23,7 @@
 #include <hiredis/hiredis.h>
 #include <openssl/rand.h>
 
+#include "broker_redis_fill.h"
 #include "broker_redis_history.h"
 #include "config.h"
 #include "history_store.h"
@@ -92,6 +93,7 @@ struct broker_redis {
 	/* channel history (broker_redis_history.c): which channels keep one, fetches in flight */
 	struct history_store *hstore;
 	struct broker_redis_history *hist;
+	struct broker_redis_fill *fill; /* the process's: gaps between instances filled */
 };
 
 static const struct broker_ops broker_redis_ops;
@@ -118,6 +120,8 @@ broker_redis_link_up(struct redis_link *l)
 		log_info("redis sub link up (%zu channels)", b->sink->nchannels(b->sink_arg));
 	else
 		log_info("redis pub link up");
+	if (l == &b->pub && b->fill != NULL)
+		broker_redis_fill_resync(b->fill, 0);
 	/* Whichever of the two links comes back last lets the queue go. */
 	if (b->st.queue_len > 0 && broker_redis_pub_writable(b))
 		log_info("redis links up; flushing %llu queued publish(es)",
@@ -281,7 +285,12 @@ broker_redis_on_message(struct broker_redis *b, const redisReply *chan, const re
 		return;
 	}
 	METRIC_ADD(b->st.delivered, 1);
-	b->sink->deliver(b->sink_arg, chan->str, chan->len, (const uint8_t *)data->str, data->len);
+	if (b->fill != NULL)
+		broker_redis_fill_incoming(b->fill, chan->str, chan->len,
+		    (const uint8_t *)data->str, data->len);
+	else
+		b->sink->deliver(b->sink_arg, chan->str, chan->len, (const uint8_t *)data->str,
+		    data->len);
 }
 
 /* Redis confirmed a SUBSCRIBE of chan. Redis answers in order and the canary channel goes last
@@ -291,9 +300,18 @@ broker_redis_on_subscribed(struct broker_redis *b, const char *chan, size_t len)
 {
 	if (b->sub.state == REDIS_LINK_SYNCING && broker_redis_is_probe(b, chan, len)) {
 		broker_redis_link_up(&b->sub);
+		/* What was published while we were not subscribed: read back before newer. */
+		if (b->sub.state == REDIS_LINK_UP && b->fill != NULL)
+			broker_redis_fill_resync(b->fill, 1);
 		/* The workers' publishers held their queues for this. */
 		if (b->on_sub_up != NULL && b->sub.state == REDIS_LINK_UP)
 			b->on_sub_up(b->on_sub_up_arg);
+	} else if (!broker_redis_is_probe(b, chan, len) && b->sub.state == REDIS_LINK_UP &&
+	    b->fill != NULL) {
+		/* A new subscription (not a resubscription): nothing before it is owed. */
+		broker_redis_fill_forget(b->fill, chan, len);
+		if (b->sink->confirmed != NULL)
+			b->sink->confirmed(b->sink_arg, chan, len);
 	} else if (b->sink->confirmed != NULL && !broker_redis_is_probe(b, chan, len)) {
 		/* The process now receives this channel: its pending clients may open. */
 		b->sink->confirmed(b->sink_arg, chan, len);
@@ -459,8 +477,11 @@ broker_redis_unsubscribe(struct broker *base, const char *channel, size_t len)
 
 	if (b->relay != NULL)
 		b->relay(b->relay_arg, 0, channel, len);
-	else
+	else {
 		broker_redis_sub_command(b, "UNSUBSCRIBE", channel, len);
+		if (b->fill != NULL)
+			broker_redis_fill_forget(b->fill, channel, len);
+	}
 }
 
 /* ---- the pub link: PUBLISH, the FIFO, in-flight bounds ---- */
@@ -685,8 +706,10 @@ broker_redis_ready(struct broker *base)
 		return broker_redis_ready(&b->owner->base);
 	/* The deadline event tears the link down; the time check covers a loop running late. */
 	/* Called from any thread: the fields it reads are written with atomic stores. */
+	/* And every channel caught up with what it missed (broker_redis_fill.c). */
 	return METRIC_GET(b->sub.state) == REDIS_LINK_UP && !(METRIC_GET(b->probe_outstanding) &&
-	    redis_link_now_ms() - METRIC_GET(b->probe_sent_ms) > b->probe_timeout_ms);
+	    redis_link_now_ms() - METRIC_GET(b->probe_sent_ms) > b->probe_timeout_ms) &&
+	    broker_redis_fill_pending(b->fill) == 0;
 }
 
 static void
@@ -711,6 +734,7 @@ broker_redis_free(struct broker *base)
 		STAILQ_REMOVE_HEAD(&b->queue, entry);
 		free(p);
 	}
+	broker_redis_fill_free(b->fill);
 	broker_redis_history_free(b->hist);
 	free(b->host);
 	free(b->password);
@@ -770,6 +794,16 @@ broker_redis_alloc(struct event_base *base, const struct config *cfg)
 	return b;
 }
 
+/* The fill's deliveries go where the sub link's would have. */
+static void
+broker_redis_fill_deliver(void *arg, const char *channel, size_t clen, const uint8_t *msg,
+    size_t len)
+{
+	struct broker_redis *b = arg;
+
+	b->sink->deliver(b->sink_arg, channel, clen, msg, len);
+}
+
 struct broker *
 broker_redis_new(const struct broker_sink *sink, void *sink_arg, struct event_base *base,
     const struct config *cfg, const char *instance_id, void (*on_sub_up)(void *), void *arg)
@@ -782,6 +816,12 @@ broker_redis_new(const struct broker_sink *sink, void *sink_arg, struct event_ba
 		return NULL;
 	b->sink = sink;
 	b->sink_arg = sink_arg;
+	if ((b->fill = broker_redis_fill_new(broker_redis_fill_deliver, b, b->hist, &b->pub)) ==
+	    NULL) {
+		log_warnx("redis broker: out of memory");
+		broker_redis_free(&b->base);
+		return NULL;
+	}
 	b->on_sub_up = on_sub_up;
 	b->on_sub_up_arg = arg;
 	n = strlen(prefix) + strlen("wsgate:probe:") + strlen(instance_id) + 1;
