@@ -257,6 +257,86 @@ history_json_escape(const uint8_t *s, size_t n, char *out)
 	return o;
 }
 
+/* Index just past the JSON string starting at s[i] == '"', or n when unterminated. */
+static size_t
+history_json_skip_string(const uint8_t *s, size_t n, size_t i)
+{
+	for (i++; i < n; i++) {
+		if (s[i] == '\\')
+			i++;
+		else if (s[i] == '"')
+			return i + 1;
+	}
+	return n;
+}
+
+int
+history_json_field(const uint8_t *s, size_t n, const char *name, const uint8_t **v,
+    size_t *vlen)
+{
+	size_t i = 0, nl = strlen(name);
+	int depth = 0, want_key = 0;
+
+	while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
+		i++;
+	if (i >= n || s[i] != '{')
+		return 0;
+	depth = 1;
+	want_key = 1;
+	for (i++; i < n && depth > 0;) {
+		uint8_t ch = s[i];
+		if (ch == '"') {
+			size_t end = history_json_skip_string(s, n, i);
+			if (depth == 1 && want_key) {
+				size_t k = end, vs;
+				int match = end - i - 2 == nl && memcmp(s + i + 1, name, nl) == 0;
+				while (k < n && s[k] != ':')
+					k++;
+				want_key = 0;
+				i = k + 1;
+				if (!match || k >= n)
+					continue;
+				while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' ||
+				    s[i] == '\r'))
+					i++;
+				vs = i;
+				/* The value ends at the ',' or '}' of this level. */
+				for (int d = 0; i < n; ) {
+					if (s[i] == '"') {
+						i = history_json_skip_string(s, n, i);
+						continue;
+					}
+					if (s[i] == '{' || s[i] == '[')
+						d++;
+					else if (s[i] == '}' || s[i] == ']') {
+						if (d == 0)
+							break;
+						d--;
+					} else if (s[i] == ',' && d == 0)
+						break;
+					i++;
+				}
+				while (i > vs && (s[i - 1] == ' ' || s[i - 1] == '\t' ||
+				    s[i - 1] == '\n' || s[i - 1] == '\r'))
+					i--;
+				*v = s + vs;
+				*vlen = i - vs;
+				return i > vs;
+			}
+			i = end;
+			continue;
+		}
+		if (ch == '{' || ch == '[')
+			depth++;
+		else if (ch == '}' || ch == ']')
+			depth--;
+		else if (ch == ',' && depth == 1)
+			want_key = 1;
+		i++;
+	}
+	return 0;
+}
+
 size_t
 history_json_message_max(size_t clen, size_t len)
 {

@@ -74,6 +74,11 @@ size_t history_json_message(char *out, const char *channel, size_t clen,
 #define HISTORY_JSON_GAP_MAX(clen) (192 + 6 * (clen))
 size_t history_json_gap(char *out, const char *channel, size_t clen, const char *epoch,
     uint64_t from, uint64_t to, enum history_gap reason);
+/* The raw value of top-level field name of the JSON object s[0..n) (a string with its quotes,
+ * a number, an object...): 1 found (*v, *vlen), 0 absent or not an object. Not a validator: it
+ * only tracks strings and nesting, enough to find a key of a well-formed object. */
+int history_json_field(const uint8_t *s, size_t n, const char *name, const uint8_t **v,
+    size_t *vlen);
 /* JSON string body of s (escaped, no quotes); out holds 6 * n bytes. Returns the length. */
 size_t history_json_escape(const uint8_t *s, size_t n, char *out);
 

@@ -365,6 +365,8 @@ hub_frame_fill(struct hub_frame *f, int slot, const struct conn *c, const char *
 		memcpy(payload, data, len);
 		plen = len;
 	} else if (slot == 2) {
+		/* The message itself after the JSON object, for conflate_key. */
+		memcpy(f->data + WS_FRAME_HDR_MAX + history_json_message_max(clen, len), data, len);
 		hub_client_channel(c, &channel, &clen);
 		plen = history_json_message((char *)payload, channel, clen, pos, data, len,
 		    is_text);
@@ -378,6 +380,14 @@ hub_frame_fill(struct hub_frame *f, int slot, const struct conn *c, const char *
 	memcpy(f->data + ml, hdr, hlen);
 	f->len = ml + hlen + plen;
 	f->plen = plen;
+	f->raw_len = (uint32_t)len;
+	if (slot == 2) {
+		memmove(f->data + f->len, f->data + WS_FRAME_HDR_MAX +
+		    history_json_message_max(clen, len), len);
+		f->raw_off = (uint32_t)f->len;
+	} else {
+		f->raw_off = (uint32_t)(ml + hlen);
+	}
 	if (pos != NULL)
 		f->pos = *pos;
 }
@@ -387,7 +397,7 @@ static size_t
 hub_slot_need(int slot, size_t clen, size_t len)
 {
 	if (slot == 2)
-		return history_json_message_max(clen, len);
+		return history_json_message_max(clen, len) + len;
 	return slot >= 3 ? HUB_META_MAX(clen) + len : len;
 }
 
@@ -437,6 +447,8 @@ hub_frame_text(const uint8_t *data, size_t len)
 	memcpy(f->data + hl, data, len);
 	f->len = hl + len;
 	f->plen = len;
+	f->raw_off = (uint32_t)hl;
+	f->raw_len = (uint32_t)len;
 	f->ch = NULL;
 	f->notice = 1;
 	return f;
@@ -508,7 +520,7 @@ hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *msg,
 		pos = NULL;
 	else if (hub_check_order(h, ch, pos) < 0)
 		return; /* delivered here already */
-	if (history_json_message_max(clen, len) > UINT32_MAX - WS_FRAME_HDR_MAX)
+	if (history_json_message_max(clen, len) + len > UINT32_MAX - WS_FRAME_HDR_MAX)
 		return; /* no frame can hold it (the largest kind built from it is the JSON one) */
 	h->delivering = ch;
 	for (s = TAILQ_FIRST(&ch->subs); s != NULL; s = next) {

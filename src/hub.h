@@ -38,6 +38,8 @@ struct hub_frame {
 	struct history_pos pos; /* the message's position; off 0: none (no history) */
 	const struct hub_channel *ch; /* its channel (identity only, while delivering) */
 	uint8_t notice;    /* a gap notice, not a message: never dropped by a slow-consumer policy */
+	uint32_t raw_off;  /* the message's own bytes at data + raw_off (conflate_key reads them): */
+	uint32_t raw_len;  /* inside the frame, or after len for the JSON object (not sent) */
 	uint8_t data[];
 };
 

@@ -13,6 +13,8 @@
 #include "broker.h"
 #include "conn.h"
 #include "gateway.h"
+#include "hash.h"
+#include "history.h"
 #include "hub.h"
 #include "log.h"
 #include "pubsub_history.h"
@@ -420,11 +422,13 @@ static void
 ps_drop_counted(struct conn *c, struct ps_conn *ps, const struct hub_frame *f)
 {
 	ps_drop_note(c, ps, f);
-	METRIC_ADD(c->w->stats.slow_dropped[c->route->slow_consumer == SLOW_DROP_OLDEST ? 0 : 1], 1);
+	static const char *const names[] = { "close", "drop_oldest", "drop_newest", "conflate" };
+	enum slow_policy p = c->route->slow_consumer;
+
+	METRIC_ADD(c->w->stats.slow_dropped[p == SLOW_DROP_NEWEST ? 1 : 0], 1);
 	if (ps->drops++ == 0)
 		conn_log(c, LOG_LVL_WARN, "slow consumer: dropping messages (%s, max_queue %llu)",
-		    c->route->slow_consumer == SLOW_DROP_OLDEST ? "drop_oldest" : "drop_newest",
-		    (unsigned long long)c->route->max_queue);
+		    names[p], (unsigned long long)c->route->max_queue);
 }
 
 static struct hub_frame *
@@ -481,6 +485,49 @@ ps_flush_head_gaps(struct conn *c, struct ps_conn *ps)
 		ps_write(c, g);
 		hub_frame_unref(g);
 	}
+}
+
+/* conflate: the key of a message (its channel, or a top-level JSON field as well); 0 when it
+ * has none (such a message is never replaced). */
+static uint64_t
+ps_conflate_key(const struct conn *c, const struct hub_frame *f)
+{
+	const char *k = c->route->conflate_key;
+	uint64_t ch = hash_siphash((const char *)&f->ch, sizeof(f->ch));
+	const uint8_t *v;
+	size_t vl;
+
+	if (f->notice)
+		return 0;
+	if (k == NULL || strncmp(k, "json:", 5) != 0)
+		return ch | 1;
+	if (!history_json_field(f->data + f->raw_off, f->raw_len, k + 5, &v, &vl))
+		return 0;
+	return (hash_siphash((const char *)v, vl) ^ ch) | 1;
+}
+
+/* conflate: a queued message with f's key leaves the queue (f, newer, is queued after). 1 when
+ * one did. The replaced message's position is superseded, not lost: no notice. */
+static int
+ps_conflate(struct conn *c, struct ps_conn *ps, const struct hub_frame *f)
+{
+	uint64_t key = ps_conflate_key(c, f);
+	size_t n = ps->qlen, found = 0;
+
+	if (key == 0)
+		return 0;
+	for (size_t k = 0; k < n; k++) {
+		struct hub_frame *q = ps_q_pop(ps);
+
+		if (!found && q->ch == f->ch && ps_conflate_key(c, q) == key) {
+			found = 1;
+			METRIC_ADD(c->w->stats.slow_dropped[0], 1);
+		} else if (ps_q_push(ps, q) < 0) {
+			ps_drop_counted(c, ps, q);
+		}
+		hub_frame_unref(q);
+	}
+	return (int)found;
 }
 
 /* drop_oldest: the head goes. A gap notice is not dropped but written: everything older than
@@ -670,6 +717,11 @@ target_pubsub_deliver(struct conn *c, struct hub_frame *f)
 		case SLOW_DROP_NEWEST:
 			ps_drop_counted(c, ps, f);
 			return;
+		case SLOW_CONFLATE:
+			/* The same key's older message gives its place; without one, or still
+			 * too full, the oldest go as with drop_oldest. */
+			(void)ps_conflate(c, ps, f);
+			/* FALLTHROUGH */
 		case SLOW_DROP_OLDEST:
 			while (ps->qlen > 0 && out + ps->qbytes + f->plen > max)
 				ps_drop_head(c, ps);

@@ -36,6 +36,9 @@ ROUTES = {
                   "history_size": "100000", "max_queue": "64KiB",
                   "slow_consumer": "drop_oldest"},
     "/flood-pub": {"type": "pubsub", "subscribe": "sink", "publish": "flood"},
+    "/ticker": {"type": "pubsub", "subscribe": "tick", "max_queue": "64KiB",
+                "slow_consumer": "conflate", "conflate_key": "json:sym"},
+    "/tick-pub": {"type": "pubsub", "subscribe": "sink", "publish": "tick"},
 }
 
 GATEWAY_SETTINGS = {"routes": ROUTES}
@@ -277,3 +280,30 @@ def test_drain_close_carries_since(tmp_path):
     finally:
         if g.running():
             g.kill_quietly()
+
+
+def test_conflate_keeps_the_newest_per_key(gw):
+    """A client that does not read while 2,000 ~1 KiB quotes for 5 symbols go by with
+    slow_consumer = conflate, conflate_key = json:sym: afterwards it has, per symbol, quotes
+    in publishing order ending with the newest one of each symbol."""
+    n, syms = 2000, ["A", "B", "C", "D", "E"]
+    c = SmallRcvbufClient(gw.port, "/ticker")
+    try:
+        with WSClient(gw.port, "/tick-pub") as p:
+            for i in range(n):
+                p.send_text(json.dumps({"sym": syms[i % 5], "seq": i, "pad": "x" * 1000}))
+            p.send_text(json.dumps({"sym": "END", "seq": n}))
+        got = []
+        while True:
+            op, payload = c.recv_message(10)
+            m = json.loads(payload)
+            if m["sym"] == "END":
+                break
+            got.append(m)
+        assert len(got) < n, "nothing was conflated: the test did not make the client lag"
+        for k, sym in enumerate(syms):
+            seqs = [m["seq"] for m in got if m["sym"] == sym]
+            assert seqs == sorted(seqs), (sym, seqs[:10])
+            assert seqs[-1] == n - 5 + k, (sym, seqs[-3:])
+    finally:
+        c.close()

@@ -189,6 +189,26 @@ START_TEST(plan_boundaries)
 }
 END_TEST
 
+START_TEST(json_field_top_level_only)
+{
+	const char *j = "{\"a\":{\"id\":1},\"s\":\"x,\\\"}\",\"id\" : \"AAPL\" , \"n\":[1,{\"id\":2}]}";
+	const uint8_t *v;
+	size_t l;
+
+	ck_assert_int_eq(history_json_field((const uint8_t *)j, strlen(j), "id", &v, &l), 1);
+	ck_assert_uint_eq(l, 6);
+	ck_assert_mem_eq(v, "\"AAPL\"", 6);
+	ck_assert_int_eq(history_json_field((const uint8_t *)j, strlen(j), "n", &v, &l), 1);
+	ck_assert_mem_eq(v, "[1,{\"id\":2}]", l);
+	ck_assert_int_eq(history_json_field((const uint8_t *)j, strlen(j), "s", &v, &l), 1);
+	ck_assert_uint_eq(l, 7);
+	ck_assert_int_eq(history_json_field((const uint8_t *)j, strlen(j), "x", &v, &l), 0);
+	ck_assert_int_eq(history_json_field((const uint8_t *)"[1]", 3, "id", &v, &l), 0);
+	ck_assert_int_eq(history_json_field((const uint8_t *)"{\"id\"", 5, "id", &v, &l), 0);
+	ck_assert_int_eq(history_json_field((const uint8_t *)"{\"id\":", 6, "id", &v, &l), 0);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -202,6 +222,7 @@ main(void)
 	tcase_add_test(tc, since_single_and_list);
 	tcase_add_test(tc, ring_bounds_and_ttl);
 	tcase_add_test(tc, plan_boundaries);
+	tcase_add_test(tc, json_field_top_level_only);
 	suite_add_tcase(su, tc);
 	sr = srunner_create(su);
 	srunner_run_all(sr, CK_ENV);
