@@ -154,6 +154,16 @@ fill_start(struct fill_chan *c, uint64_t from, const char *epoch)
 	return 0;
 }
 
+/* The range cannot be read now: retried by broker_redis_fill_resync when the pub link is up. */
+static void
+fill_stale(struct fill_chan *c)
+{
+	if (!c->stale) {
+		c->stale = 1;
+		METRIC_ADD(c->f->filling, 1);
+	}
+}
+
 static void
 fill_hold(struct fill_chan *c, const uint8_t *msg, size_t len)
 {
@@ -179,7 +189,7 @@ fill_one(struct broker_redis_fill *f, struct fill_chan *c, const uint8_t *msg, s
 	size_t dlen;
 	int same;
 
-	if (c->fetch != NULL) {
+	if (c->fetch != NULL || c->stale) {
 		fill_hold(c, msg, len);
 		return;
 	}
@@ -195,10 +205,11 @@ fill_one(struct broker_redis_fill *f, struct fill_chan *c, const uint8_t *msg, s
 	}
 	if (same && pos.off <= c->last.off)
 		return; /* delivered already (by a fill) */
-	/* A jump or a new epoch: what is missing first. */
+	/* A jump or a new epoch: what is missing first (once the pub link is back, if it is
+	 * not: the message waits with the others, readiness red). */
 	if (fill_start(c, same ? c->last.off + 1 : 1, pos.epoch) < 0) {
-		c->last = pos;
-		f->deliver(f->arg, c->name, c->len, msg, len);
+		fill_stale(c);
+		fill_hold(c, msg, len);
 		return;
 	}
 	log_info("redis: %s jumped from %s:%llu to %s:%llu; reading the missing range", c->name,
@@ -251,7 +262,12 @@ fill_reply(void *arg, const redisReply *r)
 
 	c->fetch = NULL;
 	METRIC_SUB(f->filling, 1);
-	if (r == NULL || broker_redis_history_range_parse(r, &rg) < 0 || rg.epoch[0] == '\0') {
+	if (r == NULL) {
+		/* The pub link went down: read again once it is back, the held ones wait. */
+		fill_stale(c);
+		return;
+	}
+	if (broker_redis_history_range_parse(r, &rg) < 0 || rg.epoch[0] == '\0') {
 		log_warnx("redis: the missing range of %s could not be read; delivering what "
 		    "follows (clients are told of the gap)", c->name);
 		c->last.epoch[0] = '\0';
@@ -297,8 +313,17 @@ broker_redis_fill_resync(struct broker_redis_fill *f, int all)
 {
 	for (size_t i = 0; i < FILL_BUCKETS; i++) {
 		for (struct fill_chan *c = f->buckets[i]; c != NULL; c = c->next) {
-			if (c->fetch != NULL || c->last.epoch[0] == '\0' || (!all && !c->stale))
+			if (c->fetch != NULL || (!all && !c->stale))
 				continue;
+			if (c->last.epoch[0] == '\0') {
+				/* Nothing delivered yet: nothing owed; what waits goes. */
+				if (c->stale) {
+					c->stale = 0;
+					METRIC_SUB(f->filling, 1);
+					fill_release(f, c);
+				}
+				continue;
+			}
 			if (fill_start(c, c->last.off + 1, c->last.epoch) == 0) {
 				if (c->stale) {
 					c->stale = 0;
