@@ -26,13 +26,13 @@ struct fill_held {
 STAILQ_HEAD(fill_held_list, fill_held);
 
 struct fill_chan {
-	struct fill_chan *next;     /* bucket chain */
+	struct fill_chan *next; /* bucket chain */
 	uint64_t hash;
 	struct broker_redis_fill *f;
-	struct history_pos last;    /* newest delivered (epoch "": none yet) */
+	struct history_pos last;                /* newest delivered (epoch "": none yet) */
 	char want_epoch[HISTORY_EPOCH_MAX + 1]; /* the epoch the read is about */
-	struct broker_redis_fetch *fetch; /* range read in flight, or NULL */
-	int stale;                  /* to be caught up once the pub link is back (counted) */
+	struct broker_redis_fetch *fetch;       /* range read in flight, or NULL */
+	int stale; /* to be caught up once the pub link is back (counted) */
 	struct fill_held_list held;
 	size_t len;
 	char name[];
@@ -44,13 +44,13 @@ struct broker_redis_fill {
 	void *arg;
 	struct broker_redis_history *h;
 	struct redis_link *link;
-	uint64_t filling;           /* channels with a read in flight or stale (atomic: /readyz) */
+	uint64_t filling; /* channels with a read in flight or stale (atomic: /readyz) */
 	size_t held_bytes;
 };
 
 struct broker_redis_fill *
 broker_redis_fill_new(broker_redis_fill_deliver_fn fn, void *arg, struct broker_redis_history *h,
-    struct redis_link *l)
+                      struct redis_link *l)
 {
 	struct broker_redis_fill *f = calloc(1, sizeof(*f));
 
@@ -147,7 +147,7 @@ static int
 fill_start(struct fill_chan *c, uint64_t from, const char *epoch)
 {
 	if ((c->fetch = broker_redis_history_fetch(c->f->h, c->f->link, c->name, c->len, from,
-	    FILL_PAGE, epoch, fill_reply, c)) == NULL)
+	                                           FILL_PAGE, epoch, fill_reply, c)) == NULL)
 		return -1;
 	memcpy(c->want_epoch, epoch, sizeof(c->want_epoch));
 	METRIC_ADD(c->f->filling, 1);
@@ -213,14 +213,14 @@ fill_one(struct broker_redis_fill *f, struct fill_chan *c, const uint8_t *msg, s
 		return;
 	}
 	log_info("redis: %s jumped from %s:%llu to %s:%llu; reading the missing range", c->name,
-	    c->last.epoch, (unsigned long long)c->last.off, pos.epoch,
-	    (unsigned long long)pos.off);
+	         c->last.epoch, (unsigned long long)c->last.off, pos.epoch,
+	         (unsigned long long)pos.off);
 	fill_hold(c, msg, len);
 }
 
 void
 broker_redis_fill_incoming(struct broker_redis_fill *f, const char *channel, size_t clen,
-    const uint8_t *msg, size_t len)
+                           const uint8_t *msg, size_t len)
 {
 	struct fill_chan *c;
 
@@ -269,7 +269,8 @@ fill_reply(void *arg, const redisReply *r)
 	}
 	if (broker_redis_history_range_parse(r, &rg) < 0 || rg.epoch[0] == '\0') {
 		log_warnx("redis: the missing range of %s could not be read; delivering what "
-		    "follows (clients are told of the gap)", c->name);
+		          "follows (clients are told of the gap)",
+		          c->name);
 		c->last.epoch[0] = '\0';
 		fill_release(f, c);
 		return;

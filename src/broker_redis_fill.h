@@ -13,16 +13,17 @@ struct broker_redis_history;
 struct redis_link;
 
 typedef void (*broker_redis_fill_deliver_fn)(void *arg, const char *channel, size_t clen,
-    const uint8_t *msg, size_t len);
+                                             const uint8_t *msg, size_t len);
 
 /* Deliveries go to fn; range reads to h over link l (the owner's pub link). */
 struct broker_redis_fill *broker_redis_fill_new(broker_redis_fill_deliver_fn fn, void *arg,
-    struct broker_redis_history *h, struct redis_link *l);
+                                                struct broker_redis_history *h,
+                                                struct redis_link *l);
 void broker_redis_fill_free(struct broker_redis_fill *f);
 /* A message from the sub link (wire-prefixed when positioned): delivered now, held behind a
  * range read in flight, or dropped as already delivered. */
 void broker_redis_fill_incoming(struct broker_redis_fill *f, const char *channel, size_t clen,
-    const uint8_t *msg, size_t len);
+                                const uint8_t *msg, size_t len);
 /* all: the sub link is synchronised again: every channel with a known position is read from
  * it on, before the live messages that arrive meanwhile (a channel whose read cannot be sent
  * yet stays stale, and readiness red). !all: the pub link is up: the stale ones are read. */

@@ -27,14 +27,17 @@ int broker_redis_history_load(struct broker_redis_history *h, struct redis_link 
     __attribute__((warn_unused_result));
 /* FCALL wsgate_publish 1 channel data cap ttl_ms on l; fn gets the reply ("E:O" or an error). */
 int broker_redis_history_publish(struct redis_link *l, const char *channel, size_t clen,
-    const uint8_t *data, size_t len, size_t cap, uint64_t ttl_ms, redis_link_reply_fn fn,
-    void *arg) __attribute__((warn_unused_result));
+                                 const uint8_t *data, size_t len, size_t cap, uint64_t ttl_ms,
+                                 redis_link_reply_fn fn, void *arg)
+    __attribute__((warn_unused_result));
 /* FCALL_RO wsgate_range: at most count messages from offset from on (from the oldest kept
  * when epoch, the reader's, is not the channel's; NULL: no epoch check). NULL when it cannot be
  * sent (link not up, no memory); otherwise fn runs exactly once unless cancelled. */
 struct broker_redis_fetch *broker_redis_history_fetch(struct broker_redis_history *h,
-    struct redis_link *l, const char *channel, size_t clen, uint64_t from, uint64_t count,
-    const char *epoch, broker_redis_fetch_fn fn, void *arg);
+                                                      struct redis_link *l, const char *channel,
+                                                      size_t clen, uint64_t from, uint64_t count,
+                                                      const char *epoch, broker_redis_fetch_fn fn,
+                                                      void *arg);
 /* The owner is going away: fn will not be called. */
 void broker_redis_history_cancel(struct broker_redis_fetch *f);
 
@@ -48,7 +51,7 @@ struct broker_redis_range {
 /* 0, or -1 when r is not what wsgate_range returns. */
 int broker_redis_history_range_parse(const redisReply *r, struct broker_redis_range *out)
     __attribute__((warn_unused_result));
-void broker_redis_history_range_get(const struct broker_redis_range *rg, size_t i,
-    uint64_t *off, const uint8_t **data, size_t *len);
+void broker_redis_history_range_get(const struct broker_redis_range *rg, size_t i, uint64_t *off,
+                                    const uint8_t **data, size_t *len);
 
 #endif

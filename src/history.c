@@ -16,7 +16,7 @@ history_epoch_valid(const char *s, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		char ch = s[i];
 		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		    (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
+		      (ch >= '0' && ch <= '9') || ch == '_' || ch == '-'))
 			return 0;
 	}
 	return 1;
@@ -84,12 +84,12 @@ int
 history_wire_needs_escape(const uint8_t *data, size_t len)
 {
 	return len >= HISTORY_WIRE_MAGIC_LEN &&
-	    memcmp(data, HISTORY_WIRE_MAGIC, HISTORY_WIRE_MAGIC_LEN) == 0;
+	       memcmp(data, HISTORY_WIRE_MAGIC, HISTORY_WIRE_MAGIC_LEN) == 0;
 }
 
 int
-history_wire_decode(const uint8_t *msg, size_t len, struct history_pos *pos,
-    const uint8_t **data, size_t *dlen)
+history_wire_decode(const uint8_t *msg, size_t len, struct history_pos *pos, const uint8_t **data,
+                    size_t *dlen)
 {
 	const uint8_t *nl;
 	size_t hl;
@@ -103,8 +103,8 @@ history_wire_decode(const uint8_t *msg, size_t len, struct history_pos *pos,
 		return -1;
 	/* The header is short: look for its end only within the longest one there can be. */
 	hl = len < HISTORY_WIRE_HDR_MAX ? len : HISTORY_WIRE_HDR_MAX;
-	if ((nl = memchr(msg + HISTORY_WIRE_MAGIC_LEN + 1, '\n', hl - HISTORY_WIRE_MAGIC_LEN - 1))
-	    == NULL)
+	if ((nl = memchr(msg + HISTORY_WIRE_MAGIC_LEN + 1, '\n',
+	                 hl - HISTORY_WIRE_MAGIC_LEN - 1)) == NULL)
 		return -1;
 	*data = nl + 1;
 	*dlen = len - (size_t)(nl + 1 - msg);
@@ -113,7 +113,8 @@ history_wire_decode(const uint8_t *msg, size_t len, struct history_pos *pos,
 		return nl == msg + HISTORY_WIRE_MAGIC_LEN + 1 ? 0 : -1;
 	case 'p':
 		if (history_pos_parse((const char *)msg + HISTORY_WIRE_MAGIC_LEN + 1,
-		    (size_t)(nl - msg) - HISTORY_WIRE_MAGIC_LEN - 1, pos) < 0 || pos->off == 0)
+		                      (size_t)(nl - msg) - HISTORY_WIRE_MAGIC_LEN - 1, pos) < 0 ||
+		    pos->off == 0)
 			return -1;
 		return 1;
 	default:
@@ -186,7 +187,7 @@ history_since_find(const char *since, size_t len, const char *name, struct histo
 
 void
 history_plan(const char *epoch, uint64_t first, uint64_t last, const struct history_pos *since,
-    struct history_plan *pl)
+             struct history_plan *pl)
 {
 	memset(pl, 0, sizeof(*pl));
 	pl->from = 1;
@@ -271,8 +272,7 @@ history_json_skip_string(const uint8_t *s, size_t n, size_t i)
 }
 
 int
-history_json_field(const uint8_t *s, size_t n, const char *name, const uint8_t **v,
-    size_t *vlen)
+history_json_field(const uint8_t *s, size_t n, const char *name, const uint8_t **v, size_t *vlen)
 {
 	size_t i = 0, nl = strlen(name);
 	int depth = 0, want_key = 0;
@@ -297,11 +297,11 @@ history_json_field(const uint8_t *s, size_t n, const char *name, const uint8_t *
 				if (!match || k >= n)
 					continue;
 				while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' ||
-				    s[i] == '\r'))
+				                 s[i] == '\r'))
 					i++;
 				vs = i;
 				/* The value ends at the ',' or '}' of this level. */
-				for (int d = 0; i < n; ) {
+				for (int d = 0; i < n;) {
 					if (s[i] == '"') {
 						i = history_json_skip_string(s, n, i);
 						continue;
@@ -317,7 +317,7 @@ history_json_field(const uint8_t *s, size_t n, const char *name, const uint8_t *
 					i++;
 				}
 				while (i > vs && (s[i - 1] == ' ' || s[i - 1] == '\t' ||
-				    s[i - 1] == '\n' || s[i - 1] == '\r'))
+				                  s[i - 1] == '\n' || s[i - 1] == '\r'))
 					i--;
 				*v = s + vs;
 				*vlen = i - vs;
@@ -345,7 +345,7 @@ history_json_message_max(size_t clen, size_t len)
 
 size_t
 history_json_message(char *out, const char *channel, size_t clen, const struct history_pos *pos,
-    const uint8_t *data, size_t len, int is_text)
+                     const uint8_t *data, size_t len, int is_text)
 {
 	size_t o = 0;
 
@@ -373,16 +373,16 @@ history_json_message(char *out, const char *channel, size_t clen, const struct h
 
 size_t
 history_json_gap(char *out, const char *channel, size_t clen, const char *epoch, uint64_t from,
-    uint64_t to, enum history_gap reason)
+                 uint64_t to, enum history_gap reason)
 {
 	size_t o;
 
 	memcpy(out, "{\"type\":\"gap\",\"channel\":\"", 25);
 	o = 25;
 	o += history_json_escape((const uint8_t *)channel, clen, out + o);
-	o += (size_t)snprintf(out + o, 192 - 25,
-	    "\",\"epoch\":\"%s\",\"from\":%llu,\"to\":%llu,\"reason\":\"%s\"}", epoch,
-	    (unsigned long long)from, (unsigned long long)to, history_gap_name(reason));
+	o += (size_t)snprintf(
+	    out + o, 192 - 25, "\",\"epoch\":\"%s\",\"from\":%llu,\"to\":%llu,\"reason\":\"%s\"}",
+	    epoch, (unsigned long long)from, (unsigned long long)to, history_gap_name(reason));
 	return o;
 }
 
@@ -394,10 +394,10 @@ struct history_entry {
 
 struct history_ring {
 	struct history_entry *e;
-	size_t cap;          /* entries allocated: the most kept */
-	size_t head;         /* index of the oldest */
-	size_t n;            /* entries kept */
-	uint64_t first;      /* offset of e[head] */
+	size_t cap;     /* entries allocated: the most kept */
+	size_t head;    /* index of the oldest */
+	size_t n;       /* entries kept */
+	uint64_t first; /* offset of e[head] */
 	uint64_t ttl_ms;
 };
 

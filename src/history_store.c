@@ -13,7 +13,7 @@
 #define HISTORY_STORE_BUCKETS 1024
 
 struct history_chan {
-	struct history_chan *next;    /* bucket chain */
+	struct history_chan *next; /* bucket chain */
 	uint64_t hash;
 	struct history_ring *ring;
 	char epoch[HISTORY_EPOCH_MAX + 1];
@@ -25,7 +25,7 @@ struct history_store {
 	pthread_mutex_t mu;
 	struct history_chan *buckets[HISTORY_STORE_BUCKETS];
 	size_t nchannels;
-	uint64_t seq;                 /* channels made: part of each epoch */
+	uint64_t seq; /* channels made: part of each epoch */
 	char prefix[24];
 };
 
@@ -84,7 +84,7 @@ history_store_find(struct history_store *st, const char *channel, size_t clen)
 	uint64_t h = hash_siphash(channel, clen);
 
 	for (struct history_chan *hc = st->buckets[h % HISTORY_STORE_BUCKETS]; hc != NULL;
-	    hc = hc->next)
+	     hc = hc->next)
 		if (hc->hash == h && hc->len == clen && memcmp(hc->name, channel, clen) == 0)
 			return hc;
 	return NULL;
@@ -92,7 +92,7 @@ history_store_find(struct history_store *st, const char *channel, size_t clen)
 
 int
 history_store_enable(struct history_store *st, const char *channel, size_t clen, size_t cap,
-    uint64_t ttl_ms)
+                     uint64_t ttl_ms)
 {
 	struct history_chan *hc;
 	int rc = 0;
@@ -116,7 +116,7 @@ history_store_enable(struct history_store *st, const char *channel, size_t clen,
 	/* Never reused within the process (the channel is never forgotten either), and a new
 	 * process has a new prefix: a position of another epoch is never taken for one of it. */
 	snprintf(hc->epoch, sizeof(hc->epoch), "%s-%llu", st->prefix,
-	    (unsigned long long)++st->seq);
+	         (unsigned long long)++st->seq);
 	hc->next = st->buckets[hc->hash % HISTORY_STORE_BUCKETS];
 	st->buckets[hc->hash % HISTORY_STORE_BUCKETS] = hc;
 	st->nchannels++;
@@ -128,7 +128,7 @@ out:
 
 int
 history_store_bounds(struct history_store *st, const char *channel, size_t clen, size_t *cap,
-    uint64_t *ttl_ms)
+                     uint64_t *ttl_ms)
 {
 	struct history_chan *hc;
 
@@ -157,7 +157,7 @@ history_chan_current(const struct history_chan *hc, struct history_pos *cur)
 
 int
 history_chan_append(struct history_chan *hc, const uint8_t *data, size_t len, uint64_t now_ms,
-    struct history_pos *pos)
+                    struct history_pos *pos)
 {
 	uint64_t off;
 
@@ -171,7 +171,7 @@ history_chan_append(struct history_chan *hc, const uint8_t *data, size_t len, ui
 
 void
 history_chan_plan(struct history_chan *hc, const struct history_pos *since, uint64_t now_ms,
-    struct history_plan *pl, struct history_pos *cur)
+                  struct history_plan *pl, struct history_pos *cur)
 {
 	history_ring_expire(hc->ring, now_ms);
 	history_chan_current(hc, cur);
@@ -180,13 +180,14 @@ history_chan_plan(struct history_chan *hc, const struct history_pos *since, uint
 		return;
 	}
 	history_plan(hc->epoch, history_ring_first(hc->ring), history_ring_last(hc->ring), since,
-	    pl);
+	             pl);
 }
 
 void
 history_chan_each(struct history_chan *hc, uint64_t from, uint64_t to,
-    void (*fn)(void *arg, const struct history_pos *pos, const uint8_t *data, size_t len),
-    void *arg)
+                  void (*fn)(void *arg, const struct history_pos *pos, const uint8_t *data,
+                             size_t len),
+                  void *arg)
 {
 	struct history_pos p;
 

@@ -30,8 +30,8 @@ ph_client_name(const struct conn *c, const char *channel)
 }
 
 int
-pubsub_history_handshake(struct conn *c, const struct http_request *req, char **channels,
-    size_t n, struct ps_hist *h)
+pubsub_history_handshake(struct conn *c, const struct http_request *req, char **channels, size_t n,
+                         struct ps_hist *h)
 {
 	const struct config_route *r = c->route;
 	struct history_store *st = c->w->gw->history;
@@ -43,10 +43,13 @@ pubsub_history_handshake(struct conn *c, const struct http_request *req, char **
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		h[i].history = 1;
-		if (st != NULL && history_store_enable(st, channels[i], strlen(channels[i]),
-		    (size_t)r->history_size, r->history_ttl_ms) < 0) {
-			conn_log(c, LOG_LVL_WARN, "no history for %s (out of memory, or more than "
-			    "%d channels keep one)", channels[i], HISTORY_STORE_MAX_CHANNELS);
+		if (st != NULL &&
+		    history_store_enable(st, channels[i], strlen(channels[i]),
+		                         (size_t)r->history_size, r->history_ttl_ms) < 0) {
+			conn_log(c, LOG_LVL_WARN,
+			         "no history for %s (out of memory, or more than "
+			         "%d channels keep one)",
+			         channels[i], HISTORY_STORE_MAX_CHANNELS);
 			h[i].history = 0;
 		}
 	}
@@ -57,10 +60,10 @@ pubsub_history_handshake(struct conn *c, const struct http_request *req, char **
 		/* The single form "E:O" is for a route with one channel; with several, each is
 		 * named ("chan@E:O,..."). */
 		rc = history_since_find(since, slen, n == 1 ? NULL : ph_client_name(c, channels[i]),
-		    &h[i].since);
+		                        &h[i].since);
 		if (rc < 0 && n == 1)
 			rc = history_since_find(since, slen, ph_client_name(c, channels[i]),
-			    &h[i].since);
+			                        &h[i].since);
 		if (rc < 0) {
 			conn_log(c, LOG_LVL_INFO, "malformed since= parameter");
 			return 400;
@@ -72,7 +75,7 @@ pubsub_history_handshake(struct conn *c, const struct http_request *req, char **
 
 void
 pubsub_history_send_gap(struct conn *c, const char *channel, const char *epoch, uint64_t from,
-    uint64_t to, enum history_gap reason)
+                        uint64_t to, enum history_gap reason)
 {
 	const char *name = ph_client_name(c, channel);
 	size_t clen = strlen(name), n;
@@ -82,7 +85,7 @@ pubsub_history_send_gap(struct conn *c, const char *channel, const char *epoch, 
 		return;
 	n = history_json_gap(buf, name, clen, epoch, from, to, reason);
 	conn_log(c, LOG_LVL_INFO, "gap notice: %s %s:%llu..%llu (%s)", name, epoch,
-	    (unsigned long long)from, (unsigned long long)to, history_gap_name(reason));
+	         (unsigned long long)from, (unsigned long long)to, history_gap_name(reason));
 	(void)conn_send(c, WS_OP_TEXT, (const uint8_t *)buf, n);
 }
 
@@ -131,7 +134,7 @@ ph_fetch(struct ps_hist *h, uint64_t from, const char *epoch)
 	struct conn *c = h->c;
 
 	h->fetch = broker_redis_fetch(c->w->broker, h->channel, strlen(h->channel), from, PH_PAGE,
-	    epoch, ph_fetch_reply, h);
+	                              epoch, ph_fetch_reply, h);
 	return h->fetch != NULL ? 0 : -1;
 }
 
@@ -144,7 +147,7 @@ ph_replay_done(struct ps_hist *h, const char *epoch, uint64_t upto)
 	h->sub->skip_epoch = hub_epoch_tag(epoch);
 	if (h->replayed > 0)
 		conn_log(h->c, LOG_LVL_DEBUG, "replayed %llu message(s) of %s from Redis",
-		    (unsigned long long)h->replayed, h->channel);
+		         (unsigned long long)h->replayed, h->channel);
 	target_pubsub_replayed(h->c, epoch, upto, h->sub);
 }
 
@@ -155,7 +158,7 @@ ph_fetch_reply(void *arg, const redisReply *r)
 {
 	struct ps_hist *h = arg;
 	struct conn *c = h->c;
-	struct ph_replay rp = { c, h->sub, h, 0 };
+	struct ph_replay rp = {c, h->sub, h, 0};
 	struct broker_redis_range rg;
 	struct history_pos pos;
 	int first_page = !h->paged;
@@ -166,9 +169,9 @@ ph_fetch_reply(void *arg, const redisReply *r)
 	if (r == NULL || r->type == REDIS_REPLY_ERROR ||
 	    broker_redis_history_range_parse(r, &rg) < 0) {
 		conn_log(c, LOG_LVL_WARN, "history of %s could not be read from Redis%s%.*s",
-		    h->channel, r != NULL && r->type == REDIS_REPLY_ERROR ? ": " : "",
-		    r != NULL && r->type == REDIS_REPLY_ERROR ? (int)r->len : 0,
-		    r != NULL && r->type == REDIS_REPLY_ERROR ? r->str : "");
+		         h->channel, r != NULL && r->type == REDIS_REPLY_ERROR ? ": " : "",
+		         r != NULL && r->type == REDIS_REPLY_ERROR ? (int)r->len : 0,
+		         r != NULL && r->type == REDIS_REPLY_ERROR ? r->str : "");
 		conn_send_close(c, WS_CLOSE_TRY_AGAIN, "history unavailable, try again");
 		return;
 	}
@@ -188,7 +191,7 @@ ph_fetch_reply(void *arg, const redisReply *r)
 		history_plan(rg.epoch, rg.first, rg.last, &h->since, &pl);
 		if (pl.gap != HISTORY_GAP_NONE)
 			pubsub_history_send_gap(c, h->channel, rg.epoch, pl.gap_from, pl.gap_to,
-			    pl.gap);
+			                        pl.gap);
 		if (strcmp(rg.epoch, h->since.epoch) != 0) {
 			memcpy(h->last.epoch, rg.epoch, sizeof(h->last.epoch));
 			h->last.off = 0;
@@ -218,8 +221,7 @@ ph_fetch_reply(void *arg, const redisReply *r)
 /* With Redis: each channel with since= is read back from Redis; live messages wait in the
  * connection's queue meanwhile (target_pubsub_replaying). */
 static void
-ph_open_redis(struct conn *c, struct hub_sub *subs, char **channels, size_t n,
-    struct ps_hist *h)
+ph_open_redis(struct conn *c, struct hub_sub *subs, char **channels, size_t n, struct ps_hist *h)
 {
 	for (size_t i = 0; i < n && c->state == CONN_OPEN; i++) {
 		h[i].c = c;
@@ -230,8 +232,10 @@ ph_open_redis(struct conn *c, struct hub_sub *subs, char **channels, size_t n,
 		h[i].last = h[i].since;
 		target_pubsub_replaying(c);
 		if (ph_fetch(&h[i], h[i].since.off + 1, h[i].since.epoch) < 0) {
-			conn_log(c, LOG_LVL_INFO, "history of %s cannot be read now (Redis link "
-			    "down)", channels[i]);
+			conn_log(c, LOG_LVL_INFO,
+			         "history of %s cannot be read now (Redis link "
+			         "down)",
+			         channels[i]);
 			conn_send_close(c, WS_CLOSE_TRY_AGAIN, "history unavailable, try again");
 			return;
 		}
@@ -249,7 +253,7 @@ pubsub_history_close(struct ps_hist *h, size_t n)
 
 void
 pubsub_history_open(struct conn *c, struct hub_sub *subs, char **channels, size_t n,
-    struct ps_hist *h)
+                    struct ps_hist *h)
 {
 	struct history_store *st = c->w->gw->history;
 
@@ -258,7 +262,7 @@ pubsub_history_open(struct conn *c, struct hub_sub *subs, char **channels, size_
 		return;
 	}
 	for (size_t i = 0; i < n && c->state == CONN_OPEN; i++) {
-		struct ph_replay rp = { c, &subs[i], &h[i], 0 };
+		struct ph_replay rp = {c, &subs[i], &h[i], 0};
 		struct history_chan *hc;
 		struct history_plan pl;
 		struct history_pos cur;
@@ -271,21 +275,24 @@ pubsub_history_open(struct conn *c, struct hub_sub *subs, char **channels, size_
 		history_store_lock(st);
 		if ((hc = history_store_find(st, channels[i], strlen(channels[i]))) != NULL) {
 			history_chan_plan(hc, h[i].has_since ? &h[i].since : NULL, conn_now_ms(),
-			    &pl, &cur);
+			                  &pl, &cur);
 			if (pl.gap != HISTORY_GAP_NONE)
 				pubsub_history_send_gap(c, channels[i], cur.epoch, pl.gap_from,
-				    pl.gap_to, pl.gap);
+				                        pl.gap_to, pl.gap);
 			history_chan_each(hc, pl.from, pl.to, ph_replay_one, &rp);
 			subs[i].skip_to = cur.off;
 			subs[i].skip_epoch = hub_epoch_tag(cur.epoch);
 			if (h[i].last.off == 0)
-				h[i].last = h[i].has_since && strcmp(cur.epoch, h[i].since.epoch) == 0 &&
-				    h[i].since.off < cur.off ? h[i].since : cur;
+				h[i].last = h[i].has_since &&
+				                    strcmp(cur.epoch, h[i].since.epoch) == 0 &&
+				                    h[i].since.off < cur.off
+				                ? h[i].since
+				                : cur;
 		}
 		history_store_unlock(st);
 		if (rp.sent > 0)
 			conn_log(c, LOG_LVL_DEBUG, "replayed %llu message(s) of %s",
-			    (unsigned long long)rp.sent, channels[i]);
+			         (unsigned long long)rp.sent, channels[i]);
 	}
 }
 
@@ -302,7 +309,7 @@ pubsub_history_notices(const struct conn *c, int meta, const struct ps_hist *h, 
 
 const char *
 pubsub_history_close_reason(struct conn *c, char **channels, size_t n, const struct ps_hist *h,
-    const char *reason, char *buf, size_t bufsz)
+                            const char *reason, char *buf, size_t bufsz)
 {
 	char pos[HISTORY_POS_MAX];
 	size_t nh = 0, one = 0;

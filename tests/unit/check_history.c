@@ -27,14 +27,16 @@ START_TEST(pos_parse_and_format)
 	ck_assert_int_eq(history_pos_parse("e:+1", 4, &p), -1);
 	ck_assert_int_eq(history_pos_parse("e:1:2", 5, &p), -1);
 	/* 41 characters of epoch: one too many */
-	ck_assert_int_eq(history_pos_parse("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:1", 43, &p), -1);
-	ck_assert_int_eq(history_pos_parse("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:1", 42, &p), 0);
+	ck_assert_int_eq(history_pos_parse("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:1", 43, &p),
+	                 -1);
+	ck_assert_int_eq(history_pos_parse("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa:1", 42, &p),
+	                 0);
 }
 END_TEST
 
 START_TEST(wire_roundtrip_plain_escape_malformed)
 {
-	struct history_pos p = { "E1", 7 }, q;
+	struct history_pos p = {"E1", 7}, q;
 	uint8_t buf[HISTORY_WIRE_HDR_MAX + 16];
 	const uint8_t *d;
 	size_t hl = history_wire_header(&p, buf), dl;
@@ -53,8 +55,8 @@ START_TEST(wire_roundtrip_plain_escape_malformed)
 	ck_assert_int_eq(history_wire_decode((const uint8_t *)"", 0, &q, &d, &dl), 0);
 	/* escaped plain message that starts with the magic itself */
 	ck_assert(history_wire_needs_escape((const uint8_t *)"\0WSGp1:1\nx", 10));
-	ck_assert_int_eq(history_wire_decode((const uint8_t *)"\0WSGr\n\0WSGp1:1\nx", 16, &q, &d,
-	    &dl), 0);
+	ck_assert_int_eq(
+	    history_wire_decode((const uint8_t *)"\0WSGr\n\0WSGp1:1\nx", 16, &q, &d, &dl), 0);
 	ck_assert_uint_eq(dl, 10);
 	ck_assert_mem_eq(d, "\0WSGp1:1\nx", 10);
 	/* malformed: no newline, bad kind, offset 0, bad position, r with junk */
@@ -145,7 +147,7 @@ END_TEST
 START_TEST(plan_boundaries)
 {
 	struct history_plan pl;
-	struct history_pos s = { "E", 5 };
+	struct history_pos s = {"E", 5};
 
 	/* up to date */
 	history_plan("E", 3, 5, &s, &pl);
@@ -191,7 +193,8 @@ END_TEST
 
 START_TEST(json_field_top_level_only)
 {
-	const char *j = "{\"a\":{\"id\":1},\"s\":\"x,\\\"}\",\"id\" : \"AAPL\" , \"n\":[1,{\"id\":2}]}";
+	const char *j =
+	    "{\"a\":{\"id\":1},\"s\":\"x,\\\"}\",\"id\" : \"AAPL\" , \"n\":[1,{\"id\":2}]}";
 	const uint8_t *v;
 	size_t l;
 
