@@ -101,6 +101,8 @@ static const struct broker_ops broker_redis_ops;
 static void broker_redis_resubscribe(struct broker_redis *);
 static void broker_redis_flush(struct broker_redis *);
 static int broker_redis_pub_writable(const struct broker_redis *);
+static void broker_redis_fill_deliver(void *arg, const char *channel, size_t clen,
+    const uint8_t *msg, size_t len);
 
 static int
 broker_redis_is_probe(const struct broker_redis *b, const char *name, size_t len)
@@ -284,12 +286,11 @@ broker_redis_on_message(struct broker_redis *b, const redisReply *chan, const re
 		broker_redis_oversized(b, "sub (whole)", data->len);
 		return;
 	}
-	METRIC_ADD(b->st.delivered, 1);
 	if (b->fill != NULL)
 		broker_redis_fill_incoming(b->fill, chan->str, chan->len,
 		    (const uint8_t *)data->str, data->len);
 	else
-		b->sink->deliver(b->sink_arg, chan->str, chan->len, (const uint8_t *)data->str,
+		broker_redis_fill_deliver(b, chan->str, chan->len, (const uint8_t *)data->str,
 		    data->len);
 }
 
@@ -801,6 +802,7 @@ broker_redis_fill_deliver(void *arg, const char *channel, size_t clen, const uin
 {
 	struct broker_redis *b = arg;
 
+	METRIC_ADD(b->st.delivered, 1);
 	b->sink->deliver(b->sink_arg, channel, clen, msg, len);
 }
 
