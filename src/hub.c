@@ -43,6 +43,8 @@ struct hub {
 	struct hub_channel *delivering; /* channel hub_deliver walks: freed by the walk if emptied */
 	hub_live_fn live;              /* non-NULL: channels wait for the broker's confirmation */
 	hub_gap_fn gap;                /* told of positions that will never come */
+	uint64_t malformed;            /* messages with a bad position header, since the last log */
+	uint64_t malformed_log_ms;
 	uint64_t gen_seq;              /* last channel incarnation handed out */
 	struct hub_channel *creating;  /* channel whose broker subscribe is on the stack */
 };
@@ -512,8 +514,18 @@ hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *msg,
 	if (ch == NULL)
 		return;
 	if ((rc = history_wire_decode(msg, mlen, &posbuf, &data, &len)) < 0) {
-		log_warnx("hub: a message on %s has a malformed position header: dropped",
-		    ch->name);
+		/* Not ours (wsgate_publish writes them): an application's PUBLISH that starts
+		 * with the reserved prefix. Logged at most once a second. */
+		uint64_t now = conn_now_ms();
+
+		h->malformed++;
+		if (now - h->malformed_log_ms >= 1000) {
+			log_warnx("hub: %llu message(s) with a malformed position header dropped "
+			    "(last on %s; payloads must not start with \"\\0WSG\")",
+			    (unsigned long long)h->malformed, ch->name);
+			h->malformed = 0;
+			h->malformed_log_ms = now;
+		}
 		return;
 	}
 	if (rc == 0)

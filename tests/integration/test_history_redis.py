@@ -267,3 +267,14 @@ def test_no_gap_when_subscribers_are_cut_off(redis, pair):
             t.join()
     for g in pair:
         wait_until(lambda: http_status(g.port, "/readyz") == 200, 10, what="ready")
+
+
+def test_malformed_position_header_dropped_and_logged(redis, pair):
+    a, _ = pair
+    with WSClient(a.port, "/plain") as c:
+        for _ in range(50):
+            redis.command("PUBLISH", "p", b"\x00WSGpnot a position\nx")
+        redis.command("PUBLISH", "p", "after")
+        assert c.recv_message() == (OP_TEXT, b"after")
+    wait_until(lambda: "malformed position header" in a.stderr(), 5, what="logged")
+    assert a.stderr().count("malformed position header") <= 2, "not rate limited"
