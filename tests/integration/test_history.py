@@ -283,15 +283,16 @@ def test_drain_close_carries_since(tmp_path):
 
 
 def test_conflate_keeps_the_newest_per_key(gw):
-    """A client that does not read while 2,000 ~1 KiB quotes for 5 symbols go by with
+    """A client that does not read while 3,000 ~3 KiB quotes for 5 symbols go by (more than
+    the kernel's socket buffers hold, so it lags whatever the speeds) with
     slow_consumer = conflate, conflate_key = json:sym: afterwards it has, per symbol, quotes
     in publishing order ending with the newest one of each symbol."""
-    n, syms = 2000, ["A", "B", "C", "D", "E"]
+    n, syms = 3000, ["A", "B", "C", "D", "E"]
     c = SmallRcvbufClient(gw.port, "/ticker")
     try:
         with WSClient(gw.port, "/tick-pub") as p:
             for i in range(n):
-                p.send_text(json.dumps({"sym": syms[i % 5], "seq": i, "pad": "x" * 1000}))
+                p.send_text(json.dumps({"sym": syms[i % 5], "seq": i, "pad": "x" * 3000}))
             p.send_text(json.dumps({"sym": "END", "seq": n}))
         got = []
         while True:
