@@ -8,6 +8,7 @@
 
 #include "broker.h"
 #include "gateway.h"
+#include "history_store.h"
 #include "hub.h"
 #include "log.h"
 #include "mailbox.h"
@@ -80,6 +81,69 @@ broker_local_share(struct broker_local *b, const char *channel, size_t clen, con
 	return 0;
 }
 
+/* A channel with history: the message is appended and given its position under the store's
+ * lock, and posted to the other workers under it too, so every mailbox receives the channel's
+ * messages in offset order; this worker delivers its own copy after (nothing of its mailbox
+ * runs before that). The position travels as the wire prefix, as it does through Redis. Returns
+ * what broker_local_publish returns; 1 when the channel has no history (publish it plainly). */
+static int
+broker_local_publish_history(struct broker_local *b, const char *channel, size_t clen,
+    const uint8_t *data, size_t len)
+{
+	struct gateway *gw = b->self->gw;
+	struct history_chan *hc;
+	struct history_pos pos;
+	uint8_t hdr[HISTORY_WIRE_HDR_MAX], *msg;
+	size_t hl, i;
+
+	if (gw->history == NULL)
+		return 1;
+	history_store_lock(gw->history);
+	if ((hc = history_store_find(gw->history, channel, clen)) == NULL) {
+		history_store_unlock(gw->history);
+		return 1;
+	}
+	history_chan_next(hc, &pos);
+	hl = history_wire_header(&pos, hdr);
+	if ((msg = malloc(hl + len)) == NULL)
+		goto refused;
+	memcpy(msg, hdr, hl);
+	memcpy(msg + hl, data, len);
+	for (i = 0; i < gw->nworkers; i++)
+		if (gw->workers[i] != b->self && mailbox_reserve(gw->workers[i]->mbox, clen,
+		    hl + len) < 0)
+			break;
+	if (i < gw->nworkers) {
+		while (i-- > 0)
+			if (gw->workers[i] != b->self)
+				mailbox_unreserve(gw->workers[i]->mbox, clen, hl + len);
+		goto refused;
+	}
+	if (history_chan_append(hc, data, len, conn_now_ms(), &pos) < 0) {
+		for (i = 0; i < gw->nworkers; i++)
+			if (gw->workers[i] != b->self)
+				mailbox_unreserve(gw->workers[i]->mbox, clen, hl + len);
+		goto refused;
+	}
+	for (i = 0; i < gw->nworkers; i++)
+		if (gw->workers[i] != b->self &&
+		    mailbox_post_reserved(gw->workers[i]->mbox, WORKER_MSG_PUBLISH, channel, clen,
+		    msg, hl + len) < 0)
+			log_warnx("in-process hub: out of memory posting a %zu-byte message to "
+			    "worker %zu", len, i);
+	history_store_unlock(gw->history);
+	hub_deliver(b->base.hub, channel, clen, msg, hl + len);
+	free(msg);
+	return 0;
+refused:
+	history_store_unlock(gw->history);
+	free(msg);
+	METRIC_ADD(b->self->stats.broadcasts_refused, 1);
+	log_warnx("in-process hub: a %zu-byte message on %.*s with history refused (a worker is "
+	    "too far behind, or out of memory)", len, (int)clen, channel);
+	return -1;
+}
+
 /* All or none: room in every other worker's mailbox is reserved before anyone, this worker's
  * own clients included, gets the message. A worker too far behind (its mailbox holds
  * WORKER_BUS_LIMIT bytes) refuses it for all: counted, logged, and the publisher is told (-1). */
@@ -91,11 +155,14 @@ broker_local_publish(struct broker *base, const char *channel, size_t clen, cons
 	struct gateway *gw;
 	uint64_t now;
 	size_t i, refuser;
+	int rc;
 
 	if (b->self == NULL) {
 		hub_deliver(base->hub, channel, clen, data, len);
 		return 0;
 	}
+	if ((rc = broker_local_publish_history(b, channel, clen, data, len)) <= 0)
+		return rc;
 	gw = b->self->gw;
 	for (i = 0; i < gw->nworkers; i++)
 		if (gw->workers[i] != b->self && mailbox_reserve(gw->workers[i]->mbox, clen, len) < 0)

@@ -23,8 +23,11 @@
 #include <hiredis/hiredis.h>
 #include <openssl/rand.h>
 
+#include "broker_redis_fill.h"
+#include "broker_redis_history.h"
 #include "config.h"
 #include "hub.h"
+#include "history_store.h"
 #include "log.h"
 #include "metrics.h"
 #include "redis_link.h"
@@ -98,6 +101,10 @@ struct broker_redis {
 	struct broker_redis *owner;
 	void (*relay)(void *arg, int on, const char *channel, size_t len);
 	void *relay_arg;
+	/* channel history (broker_redis_history.c): which channels keep one, fetches in flight */
+	struct history_store *hstore;
+	struct broker_redis_history *hist;
+	struct broker_redis_fill *fill; /* the process's: gaps between instances filled */
 };
 
 static const struct broker_ops broker_redis_ops;
@@ -105,6 +112,8 @@ static const struct broker_ops broker_redis_ops;
 static void broker_redis_resubscribe(struct broker_redis *);
 static void broker_redis_flush(struct broker_redis *);
 static int broker_redis_pub_writable(const struct broker_redis *);
+static void broker_redis_fill_deliver(void *arg, const char *channel, size_t clen,
+    const uint8_t *msg, size_t len);
 
 static int
 broker_redis_is_probe(const struct broker_redis *b, const char *name, size_t len)
@@ -124,6 +133,8 @@ broker_redis_link_up(struct redis_link *l)
 		log_info("redis sub link up (%zu channels)", b->sink->nchannels(b->sink_arg));
 	else
 		log_info("redis pub link up");
+	if (l == &b->pub && b->fill != NULL)
+		broker_redis_fill_resync(b->fill, 0);
 	/* Whichever of the two links comes back last lets the queue go. */
 	if (b->st.queue_len > 0 && broker_redis_pub_writable(b))
 		log_info("redis links up; flushing %llu queued publish(es)",
@@ -216,6 +227,7 @@ broker_redis_link_down(struct redis_link *l, enum redis_link_state was, char *ex
 		METRIC_ADD(b->st.unconfirmed, b->inflight);
 		b->inflight = 0;
 		b->inflight_bytes = 0;
+		broker_redis_history_link_down(b->hist);
 	}
 }
 
@@ -292,6 +304,9 @@ broker_redis_link_connected(struct redis_link *l)
 		lens[1] = (size_t)snprintf(db, sizeof(db), "%d", b->db);
 		argv[1] = db;
 		rc = redis_link_command(l, 2, argv, lens, broker_redis_on_handshake, "SELECT");
+		/* The history functions, before any publish can use them (same FIFO). */
+		if (rc == 0)
+			rc = broker_redis_history_load(b->hist, l);
 	}
 	if (rc != 0)
 		redis_link_close(l, "handshake could not be queued");
@@ -345,8 +360,12 @@ broker_redis_on_message(struct broker_redis *b, const redisReply *chan, const re
 		broker_redis_oversized(b, "sub (whole)", data->len);
 		return;
 	}
-	METRIC_ADD(b->st.delivered, 1);
-	b->sink->deliver(b->sink_arg, chan->str, chan->len, (const uint8_t *)data->str, data->len);
+	if (b->fill != NULL)
+		broker_redis_fill_incoming(b->fill, chan->str, chan->len,
+		    (const uint8_t *)data->str, data->len);
+	else
+		broker_redis_fill_deliver(b, chan->str, chan->len, (const uint8_t *)data->str,
+		    data->len);
 }
 
 /* Redis confirmed a SUBSCRIBE of chan. Redis answers in order and the canary channel goes last
@@ -356,9 +375,18 @@ broker_redis_on_subscribed(struct broker_redis *b, const char *chan, size_t len)
 {
 	if (b->sub.state == REDIS_LINK_SYNCING && broker_redis_is_probe(b, chan, len)) {
 		broker_redis_link_up(&b->sub);
+		/* What was published while we were not subscribed: read back before newer. */
+		if (b->sub.state == REDIS_LINK_UP && b->fill != NULL)
+			broker_redis_fill_resync(b->fill, 1);
 		/* The workers' publishers held their queues for this. */
 		if (b->on_sub_up != NULL && b->sub.state == REDIS_LINK_UP)
 			b->on_sub_up(b->on_sub_up_arg);
+	} else if (!broker_redis_is_probe(b, chan, len) && b->sub.state == REDIS_LINK_UP &&
+	    b->fill != NULL) {
+		/* A new subscription (not a resubscription): nothing before it is owed. */
+		broker_redis_fill_forget(b->fill, chan, len);
+		if (b->sink->confirmed != NULL)
+			b->sink->confirmed(b->sink_arg, chan, len);
 	} else if (b->sink->confirmed != NULL && !broker_redis_is_probe(b, chan, len)) {
 		/* The process now receives this channel: its pending clients may open. */
 		b->sink->confirmed(b->sink_arg, chan, len);
@@ -524,8 +552,11 @@ broker_redis_unsubscribe(struct broker *base, const char *channel, size_t len)
 
 	if (b->relay != NULL)
 		b->relay(b->relay_arg, 0, channel, len);
-	else
+	else {
 		broker_redis_sub_command(b, "UNSUBSCRIBE", channel, len);
+		if (b->fill != NULL)
+			broker_redis_fill_forget(b->fill, channel, len);
+	}
 }
 
 /* ---- the pub link: PUBLISH, the FIFO, in-flight bounds ---- */
@@ -558,7 +589,8 @@ broker_redis_on_publish_reply(struct redis_link *l, const redisReply *reply, voi
 		return;
 	b->inflight--;
 	b->inflight_bytes -= (uint64_t)(uintptr_t)arg;
-	if (reply->type == REDIS_REPLY_INTEGER) {
+	/* PUBLISH answers an integer, FCALL wsgate_publish the position (a string). */
+	if (reply->type == REDIS_REPLY_INTEGER || reply->type == REDIS_REPLY_STRING) {
 		METRIC_ADD(b->st.published, 1);
 	} else if (reply->type == REDIS_REPLY_ERROR) {
 		METRIC_ADD(b->st.publish_errors, 1);
@@ -577,11 +609,18 @@ static int
 broker_redis_send(struct broker_redis *b, const char *channel, size_t clen, const uint8_t *data,
     size_t len)
 {
-	size_t bytes = clen + len;
+	size_t bytes = clen + len, cap;
 	const char *argv[3] = { "PUBLISH", channel, (const char *)data };
 	size_t lens[3] = { 7, clen, len };
+	uint64_t ttl;
 
-	if (redis_link_command(&b->pub, 3, argv, lens, broker_redis_on_publish_reply,
+	/* A channel with history goes through the function: appended and published with its
+	 * position in one step. */
+	if (b->hstore != NULL && history_store_bounds(b->hstore, channel, clen, &cap, &ttl)) {
+		if (broker_redis_history_publish(&b->pub, channel, clen, data, len, cap, ttl,
+		    broker_redis_on_publish_reply, (void *)(uintptr_t)bytes) != 0)
+			return -1;
+	} else if (redis_link_command(&b->pub, 3, argv, lens, broker_redis_on_publish_reply,
 	    (void *)(uintptr_t)bytes) != 0)
 		return -1;
 	b->inflight++;
@@ -742,8 +781,10 @@ broker_redis_ready(struct broker *base)
 		return broker_redis_ready(&b->owner->base);
 	/* The deadline event tears the link down; the time check covers a loop running late. */
 	/* Called from any thread: the fields it reads are written with atomic stores. */
+	/* And every channel caught up with what it missed (broker_redis_fill.c). */
 	return METRIC_GET(b->sub.state) == REDIS_LINK_UP && !(METRIC_GET(b->probe_outstanding) &&
-	    redis_link_now_ms() - METRIC_GET(b->probe_sent_ms) > b->probe_timeout_ms);
+	    redis_link_now_ms() - METRIC_GET(b->probe_sent_ms) > b->probe_timeout_ms) &&
+	    broker_redis_fill_pending(b->fill) == 0;
 }
 
 static void
@@ -770,6 +811,8 @@ broker_redis_free(struct broker *base)
 		STAILQ_REMOVE_HEAD(&b->queue, entry);
 		free(p);
 	}
+	broker_redis_fill_free(b->fill);
+	broker_redis_history_free(b->hist);
 	free(b->host);
 	free(b->password);
 	free(b->probe_chan);
@@ -816,7 +859,8 @@ broker_redis_alloc(struct event_base *base, const struct config *cfg)
 	b->max_message_size = rc->max_message_size;
 	b->probe_timer = event_new(base, -1, EV_PERSIST, broker_redis_probe_tick, b);
 	b->probe_deadline = evtimer_new(base, broker_redis_probe_overdue, b);
-	if ((b->host = strdup(rc->host)) == NULL ||
+	if ((b->hist = broker_redis_history_new()) == NULL ||
+	    (b->host = strdup(rc->host)) == NULL ||
 	    (rc->password != NULL && (b->password = strdup(rc->password)) == NULL) ||
 	    redis_link_init(&b->sub, "sub", 1, &broker_redis_sub_ops, b, base, &b->dns, b->host,
 	    b->port, b->connect_timeout_ms, b->reconnect_max_ms, b->max_message_size) < 0 ||
@@ -835,6 +879,17 @@ broker_redis_alloc(struct event_base *base, const struct config *cfg)
 	return b;
 }
 
+/* The fill's deliveries go where the sub link's would have. */
+static void
+broker_redis_fill_deliver(void *arg, const char *channel, size_t clen, const uint8_t *msg,
+    size_t len)
+{
+	struct broker_redis *b = arg;
+
+	METRIC_ADD(b->st.delivered, 1);
+	b->sink->deliver(b->sink_arg, channel, clen, msg, len);
+}
+
 struct broker *
 broker_redis_new(const struct broker_sink *sink, void *sink_arg, struct event_base *base,
     const struct config *cfg, const char *instance_id, void (*on_sub_up)(void *), void *arg)
@@ -848,6 +903,12 @@ broker_redis_new(const struct broker_sink *sink, void *sink_arg, struct event_ba
 		return NULL;
 	b->sink = sink;
 	b->sink_arg = sink_arg;
+	if ((b->fill = broker_redis_fill_new(broker_redis_fill_deliver, b, b->hist, &b->pub)) ==
+	    NULL) {
+		log_warnx("redis broker: out of memory");
+		broker_redis_free(&b->base);
+		return NULL;
+	}
 	b->on_sub_up = on_sub_up;
 	b->on_sub_up_arg = arg;
 	n = strlen(prefix) + strlen("wsgate:probe:") + strlen(instance_id) + 1;
@@ -889,6 +950,25 @@ broker_redis_new_publisher(struct hub *hub, struct event_base *base, const struc
 	redis_endpoint_attach(b->ep, &b->pub); /* only pub: the sub link stays unused */
 	redis_link_connect(&b->pub); /* no sub link, no canary: the owner has them */
 	return &b->base;
+}
+
+void
+broker_redis_set_history(struct broker *base, struct history_store *st)
+{
+	if (base != NULL && base->ops == &broker_redis_ops)
+		((struct broker_redis *)base)->hstore = st;
+}
+
+struct broker_redis_fetch *
+broker_redis_fetch(struct broker *base, const char *channel, size_t clen, uint64_t from,
+    uint64_t count, const char *epoch, broker_redis_fetch_fn fn, void *arg)
+{
+	struct broker_redis *b = (struct broker_redis *)base;
+
+	if (base == NULL || base->ops != &broker_redis_ops)
+		return NULL;
+	return broker_redis_history_fetch(b->hist, &b->pub, channel, clen, from, count, epoch, fn,
+	    arg);
 }
 
 void

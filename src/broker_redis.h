@@ -7,6 +7,9 @@
 #include <stdint.h>
 
 #include "broker.h"
+#include "broker_redis_history.h"
+
+struct history_store;
 
 struct broker_redis_stats {
 	uint64_t reconnects;   /* retries scheduled, both links (each failed attempt counts) */
@@ -29,5 +32,13 @@ struct broker_redis_stats {
 
 /* Fills *out; all zero when b is not a Redis broker. */
 void broker_redis_stats(struct broker *b, struct broker_redis_stats *out);
+
+/* Channels listed in st publish through the history function (FCALL wsgate_publish). */
+void broker_redis_set_history(struct broker *b, struct history_store *st);
+/* Reads count messages of channel's history from offset from on, over b's pub link (see
+ * broker_redis_history_fetch). NULL when it cannot be sent now. */
+struct broker_redis_fetch *broker_redis_fetch(struct broker *b, const char *channel,
+    size_t clen, uint64_t from, uint64_t count, const char *epoch, broker_redis_fetch_fn fn,
+    void *arg);
 
 #endif

@@ -657,6 +657,10 @@ cfg_check_route(struct cfg_ctx *c, size_t i)
 		cfg_error(c, r->line, "route %s (pubsub) needs subscribe or publish", r->path);
 	if (r->type == ROUTE_PROXY && r->nbackends == 0)
 		cfg_error(c, r->line, "route %s (proxy) needs at least one backend", r->path);
+	if (r->conflate_key != NULL && strcmp(r->conflate_key, "channel") != 0 &&
+	    (strncmp(r->conflate_key, "json:", 5) != 0 || r->conflate_key[5] == '\0'))
+		cfg_error(c, cfg_seen_line(seen, CFG_SEC_ROUTE, "conflate_key"),
+		    "conflate_key must be channel or json:FIELD");
 	if (r->auth == AUTH_JWT && r->jwt_secret == NULL && r->jwt_public_key == NULL)
 		cfg_error(c, auth, "auth = jwt needs jwt_secret or jwt_public_key");
 	if (r->auth == AUTH_JWT && r->jwt_secret != NULL && r->jwt_public_key != NULL)

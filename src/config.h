@@ -13,7 +13,7 @@
 enum route_type { ROUTE_ECHO = 0, ROUTE_PUBSUB, ROUTE_PROXY };
 enum envelope_kind { ENVELOPE_RAW = 0, ENVELOPE_JSON };
 enum message_type { MSGTYPE_AUTO = 0, MSGTYPE_TEXT, MSGTYPE_BINARY };
-enum slow_policy { SLOW_CLOSE = 0, SLOW_DROP_OLDEST, SLOW_DROP_NEWEST };
+enum slow_policy { SLOW_CLOSE = 0, SLOW_DROP_OLDEST, SLOW_DROP_NEWEST, SLOW_CONFLATE };
 enum balance_policy { BALANCE_ROUND_ROBIN = 0, BALANCE_LEAST_CONN, BALANCE_IP_HASH };
 enum auth_kind { AUTH_NONE = 0, AUTH_JWT };
 enum jwt_source { JWT_FROM_HEADER = 0, JWT_FROM_QUERY, JWT_FROM_COOKIE };
@@ -68,6 +68,9 @@ struct config_route {
 	int announce_id;         /* send {"type":"welcome","id":...} after the upgrade */
 	uint64_t max_queue;      /* outbound bytes queued per connection before slow_consumer applies */
 	enum slow_policy slow_consumer;
+	uint64_t history_size;   /* messages kept per channel for since= and gap recovery; 0 = off */
+	uint64_t history_ttl_ms; /* none kept longer than this; 0 = no age limit */
+	char *conflate_key;      /* slow_consumer = conflate: "channel" or "json:FIELD" */
 	/* proxy */
 	struct config_backend *backends;
 	size_t nbackends;

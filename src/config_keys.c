@@ -55,7 +55,8 @@ static const char *const auth_names[] = { "none", "jwt", NULL };
 static const char *const jwt_from_names[] = { "header", "query", "cookie", NULL };
 static const char *const envelope_names[] = { "raw", "json", NULL };
 static const char *const message_type_names[] = { "auto", "text", "binary", NULL };
-static const char *const slow_names[] = { "close", "drop_oldest", "drop_newest", NULL };
+static const char *const slow_names[] = { "close", "drop_oldest", "drop_newest", "conflate",
+	NULL };
 static const char *const balance_names[] = { "round_robin", "least_conn", "ip_hash", NULL };
 
 /* section, name, type, field, count field, default, min, max, flags, enum words, help */
@@ -198,7 +199,14 @@ const struct config_key config_keys[] = {
 	{ CFG_SEC_ROUTE, "max_queue", CFG_T_SIZE, R(max_queue), 0, "1MiB",
 	    KIB, GIB, RLD | PUB, NULL, "outbound bytes queued per connection" },
 	{ CFG_SEC_ROUTE, "slow_consumer", CFG_T_ENUM, R(slow_consumer), 0, "close",
-	    0, 0, RLD | PUB, slow_names, "max_queue reached: close, drop_oldest or drop_newest" },
+	    0, 0, RLD | PUB, slow_names,
+	    "max_queue reached: close, drop_oldest, drop_newest or conflate" },
+	{ CFG_SEC_ROUTE, "conflate_key", CFG_T_STRING, R(conflate_key), 0, "channel",
+	    1, 128, RLD | PUB, NULL, "conflate keeps the newest per: channel, or json:FIELD" },
+	{ CFG_SEC_ROUTE, "history_size", CFG_T_UINT, R(history_size), 0, "0",
+	    0, 1000000, RLD | PUB, NULL, "messages kept per channel for resuming (since=); 0 = off" },
+	{ CFG_SEC_ROUTE, "history_ttl", CFG_T_DURATION, R(history_ttl_ms), 0, "0",
+	    0, 30 * DAY_MS, RLD | PUB, NULL, "history older than this is forgotten; 0 = no age limit" },
 	{ CFG_SEC_ROUTE, "backend", CFG_T_BACKEND_LIST, R(backends), RN(nbackends), NULL,
 	    0, 64, REP | RLD | PRX, NULL, "ws://host[:port][/path], wss://... or tcp://host:port" },
 	{ CFG_SEC_ROUTE, "balance", CFG_T_ENUM, R(balance), 0, "round_robin",

@@ -450,12 +450,18 @@ void
 conn_send_close(struct conn *c, unsigned code, const char *reason)
 {
 	uint8_t payload[WS_CONTROL_MAX];
-	size_t rlen = reason != NULL ? strlen(reason) : 0, plen = 0;
+	char rbuf[WS_CONTROL_MAX];
+	size_t rlen, plen = 0;
 
 	if (c->state != CONN_OPEN && c->state != CONN_CLOSING)
 		return;
 	if (c->state == CONN_CLOSING && !c->peer_closed)
 		return; /* our close is already out; wait for theirs */
+	/* A close the client should come back from tells it where to resume (CONTRACT.md). */
+	if (c->state == CONN_OPEN && reason != NULL && (code == WS_CLOSE_GOING_AWAY ||
+	    code == WS_CLOSE_RESTART || code == WS_CLOSE_TRY_AGAIN))
+		reason = target_pubsub_close_reason(c, reason, rbuf, sizeof(rbuf));
+	rlen = reason != NULL ? strlen(reason) : 0;
 	if (code != WS_CLOSE_NO_STATUS) {
 		if (rlen > WS_CONTROL_MAX - 2)
 			rlen = WS_CONTROL_MAX - 2;

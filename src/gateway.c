@@ -17,6 +17,7 @@
 #include "admission.h"
 #include "conn.h"
 #include "hash.h"
+#include "history_store.h"
 
 #include "broker.h"
 #include "config.h"
@@ -394,6 +395,10 @@ gateway_init(struct gateway *gw, struct config *cfg, const char *config_path)
 		return -1;
 	if ((gw->adm = admission_new(gw->base, gw->cfg, gw->instance_id, &failed)) == NULL &&
 	    failed)
+	/* Which channels keep history, with what bounds: channels get one when a route with
+	 * history_size uses them. Without Redis the messages are kept here too; with Redis they
+	 * live in Redis streams. */
+	if ((gw->history = history_store_new(gw->instance_id)) == NULL)
 		return -1;
 	if (gateway_workers_init(gw) < 0)
 		return -1;
@@ -496,6 +501,8 @@ gateway_free(struct gateway *gw)
 	gw->limits = NULL;
 	admission_free(gw->adm); /* on the main base: before it goes */
 	gw->adm = NULL;
+	history_store_free(gw->history);
+	gw->history = NULL;
 	/* Every listener closed its duplicate; the manager keeps its own copy. */
 	service_listen_fds_close();
 	gateway_signals_off(gw);

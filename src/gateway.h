@@ -20,6 +20,7 @@ struct mailbox;
 struct broker;
 struct router;
 struct admission;
+struct history_store;
 
 enum gateway_state {
 	GW_RUNNING = 0, /* accepting and serving */
@@ -46,6 +47,7 @@ struct gateway {
 	struct security *sec;        /* route keys (JWT) and refusal counters */
 	struct limit_table *limits;  /* admission counters, shared by every worker */
 	struct admission *adm;       /* fleet admission budget (main loop); NULL when off */
+	struct history_store *history; /* without [redis]: channel histories, shared by workers */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *shutdown_timer;
 	struct admin *admin;         /* admin_listen endpoints */

@@ -53,6 +53,24 @@ void target_pubsub_deliver(struct conn *c, struct hub_frame *f);
  * waiting for its channels' subscriptions answers its 101 once all are live. */
 void target_pubsub_live(struct conn *c);
 
+/* The reason of a close a client should recover from (1001, 1012, 1013) on a pubsub
+ * connection: reason plus " since=E:O" when it has one history channel (or reason, after a
+ * {"type":"resume",...} message when it has several). buf holds the result. */
+const char *target_pubsub_close_reason(struct conn *c, const char *reason, char *buf,
+    size_t bufsz);
+
+struct hub_sub;
+enum history_gap;
+/* The hub's gap callback (hub.h, hub_gap_fn). */
+void target_pubsub_gap(struct conn *c, const struct hub_sub *s, const char *epoch,
+    uint64_t from, uint64_t to, enum history_gap reason);
+/* A replay from Redis begins: live messages wait in the queue until it is over. */
+void target_pubsub_replaying(struct conn *c);
+/* It is over for s's channel: queued messages of epoch up to upto were replayed (dropped from
+ * the queue); the queue moves again when no replay is left. */
+void target_pubsub_replayed(struct conn *c, const char *epoch, uint64_t upto,
+    const struct hub_sub *s);
+
 /* The ops of a route type, or NULL when the type is not built in. */
 const struct target_ops *target_for(enum route_type type);
 

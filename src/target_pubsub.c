@@ -13,8 +13,11 @@
 #include "broker.h"
 #include "conn.h"
 #include "gateway.h"
+#include "hash.h"
+#include "history.h"
 #include "hub.h"
 #include "log.h"
+#include "pubsub_history.h"
 #include "route.h"
 #include "route_map.h"
 #include "target.h"
@@ -37,7 +40,13 @@ struct ps_conn {
 	size_t qhead, qlen, qcap;
 	size_t qbytes;
 	uint64_t drops;
+	struct ps_hist *hist;       /* per channel, parallel to subs (history routes) */
+	unsigned meta : 1;          /* raw route, wsgate.meta negotiated: positions shown */
+	unsigned notices : 1;       /* the client can be sent gap notices (pubsub_history.h) */
+	unsigned replaying;         /* Redis replays in flight: live messages wait in q */
 };
+
+#define PS_META_PROTOCOL "wsgate.meta"
 
 static struct hub *
 ps_hub(struct conn *c)
@@ -68,6 +77,7 @@ ps_free(struct ps_conn *ps)
 		ps->qlen--;
 	}
 	free(ps->q);
+	free(ps->hist);
 	free(ps->channels);
 	free(ps->subs);
 	free(ps->publish);
@@ -153,7 +163,8 @@ ps_handshake(struct conn *c, const struct http_request *req, const struct route_
 	c->tdata = ps;
 	ps->subs = calloc(r->nsubscribe + 1, sizeof(*ps->subs));
 	ps->channels = calloc(r->nsubscribe + 1, sizeof(*ps->channels));
-	if (ps->subs == NULL || ps->channels == NULL)
+	ps->hist = calloc(r->nsubscribe + 1, sizeof(*ps->hist));
+	if (ps->subs == NULL || ps->channels == NULL || ps->hist == NULL)
 		return 500;
 	for (size_t i = 0; i < r->nsubscribe; i++) {
 		if ((n = route_expand(r->subscribe[i], m, exp, sizeof(exp))) < 0 ||
@@ -168,6 +179,15 @@ ps_handshake(struct conn *c, const struct http_request *req, const struct route_
 	/* Only the route's channels are waited for: conn:<id> is new for every connection (a wait
 	 * would cost every handshake a Redis round trip) and nobody knows the id before open. */
 	ps->nwait = ps->nsubs;
+	if ((n = pubsub_history_handshake(c, req, ps->channels, ps->nwait, ps->hist)) != 0)
+		return n;
+	{
+		const char *proto = conn_pick_protocol(r, req);
+
+		ps->meta = r->envelope == ENVELOPE_RAW && proto != NULL &&
+		    strcmp(proto, PS_META_PROTOCOL) == 0;
+	}
+	ps->notices = pubsub_history_notices(c, ps->meta, ps->hist, ps->nwait) != 0;
 	/* The connection's own channel, for direct messages from application services: in the
 	 * reserved namespace, which no template expands into, under an unguessable id. */
 	if (gateway_conn_public_id(c, id, sizeof(id)) == NULL)
@@ -187,12 +207,16 @@ ps_handshake(struct conn *c, const struct http_request *req, const struct route_
 		/* Decided once: the channel cannot change, every message is refused alike. */
 		ps->read_only = route_map_read_only(r, exp, (size_t)n);
 	}
-	return ps_join(c, ps, req);
+	n = ps_join(c, ps, req);
+	for (size_t i = 0; i < ps->nwait; i++)
+		ps->subs[i].meta = ps->meta && ps->hist[i].history;
+	return n;
 }
 
 static int
 ps_open(struct conn *c)
 {
+	struct ps_conn *ps = c->tdata;
 	char msg[128], id[64];
 
 	if (c->route->announce_id) {
@@ -200,6 +224,7 @@ ps_open(struct conn *c)
 		    gateway_conn_public_id(c, id, sizeof(id)));
 		(void)conn_send(c, WS_OP_TEXT, (const uint8_t *)msg, (size_t)n);
 	}
+	pubsub_history_open(c, ps->subs, ps->channels, ps->nwait, ps->hist);
 	return 0;
 }
 
@@ -210,6 +235,7 @@ ps_close(struct conn *c)
 
 	if (ps == NULL)
 		return;
+	pubsub_history_close(ps->hist, ps->nwait);
 	for (size_t i = 0; i < ps->nsubs; i++)
 		hub_unsubscribe(ps_hub(c), &ps->subs[i]);
 	if (ps->drops > 0)
@@ -303,6 +329,20 @@ ps_message(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
 		conn_send_close(c, WS_CLOSE_INTERNAL, "out of memory");
 		return;
 	}
+	/* A raw payload that starts like a position header would be taken for one by every
+	 * receiving hub (a client forging positions): it goes escaped, and arrives unchanged. */
+	if (history_wire_needs_escape(msg, mlen)) {
+		uint8_t *e;
+
+		if ((e = (uint8_t *)worker_scratch(c->w, mlen + HISTORY_WIRE_MAGIC_LEN + 2)) == NULL) {
+			conn_send_close(c, WS_CLOSE_INTERNAL, "out of memory");
+			return;
+		}
+		memcpy(e, HISTORY_WIRE_MAGIC "r\n", HISTORY_WIRE_MAGIC_LEN + 2);
+		memcpy(e + HISTORY_WIRE_MAGIC_LEN + 2, msg, mlen);
+		msg = e;
+		mlen += HISTORY_WIRE_MAGIC_LEN + 2;
+	}
 	if (b->ops->publish(b, ps->publish, strlen(ps->publish), msg, mlen) < 0) {
 		/* Never a silent drop: the client learns its message was not taken. */
 		conn_log(c, LOG_LVL_WARN, "publish to %s refused by the %s broker", ps->publish,
@@ -312,14 +352,95 @@ ps_message(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
 	}
 }
 
-static void
-ps_drop_counted(struct conn *c, struct ps_conn *ps)
+/* The channel index of a positioned frame, or -1. */
+static int
+ps_frame_chan(const struct ps_conn *ps, const struct hub_frame *f)
 {
-	METRIC_ADD(c->w->stats.slow_dropped[c->route->slow_consumer == SLOW_DROP_OLDEST ? 0 : 1], 1);
+	if (f->pos.off == 0 || f->ch == NULL)
+		return -1;
+	for (size_t i = 0; i < ps->nwait; i++)
+		if (ps->subs[i].ch == f->ch)
+			return ps->hist[i].history ? (int)i : -1;
+	return -1;
+}
+
+/* The gap notice for channel i's unreported drops, as a frame (NULL when none or no memory). */
+static struct hub_frame *
+ps_gap_frame(struct conn *c, struct ps_conn *ps, size_t i)
+{
+	struct ps_hist *h = &ps->hist[i];
+	const char *prefix = c->cfg->redis.channel_prefix, *name = ps->channels[i];
+	size_t pl = prefix != NULL ? strlen(prefix) : 0, n;
+	struct hub_frame *f;
+	char *buf;
+
+	if (h->drop.off == 0)
+		return NULL;
+	if (pl > 0 && strncmp(name, prefix, pl) == 0)
+		name += pl;
+	if ((buf = worker_scratch(c->w, HISTORY_JSON_GAP_MAX(strlen(name)))) == NULL)
+		return NULL;
+	n = history_json_gap(buf, name, strlen(name), h->drop.epoch, h->drop.off, h->drop_to,
+	    HISTORY_GAP_DROPPED);
+	conn_log(c, LOG_LVL_INFO, "gap notice: %s %s:%llu..%llu dropped", name, h->drop.epoch,
+	    (unsigned long long)h->drop.off, (unsigned long long)h->drop_to);
+	h->drop.off = 0;
+	h->drop_at_head = 0;
+	f = hub_frame_text((const uint8_t *)buf, n);
+	return f;
+}
+
+static void ps_write(struct conn *c, struct hub_frame *f);
+
+/* Sends every unreported drop notice now (nothing older is still queued). */
+static void
+ps_flush_gaps(struct conn *c, struct ps_conn *ps)
+{
+	for (size_t i = 0; i < ps->nwait; i++) {
+		struct hub_frame *g = ps_gap_frame(c, ps, i);
+		if (g != NULL) {
+			ps_write(c, g);
+			hub_frame_unref(g);
+		}
+	}
+}
+
+/* A positioned message was dropped: remembered, so the client is told before the next
+ * message of its channel (or once its queue is empty). */
+static void
+ps_drop_note(struct conn *c, struct ps_conn *ps, const struct hub_frame *f)
+{
+	int i = ps_frame_chan(ps, f);
+	struct ps_hist *h;
+
+	if (i < 0 || !ps->notices)
+		return;
+	h = &ps->hist[i];
+	if (h->drop.off != 0 && (strcmp(h->drop.epoch, f->pos.epoch) != 0 ||
+	    f->pos.off != h->drop_to + 1)) {
+		/* Not contiguous: the earlier range cannot wait for a later message. */
+		ps_flush_gaps(c, ps);
+	}
+	if (h->drop.off == 0) {
+		h->drop = f->pos;
+		h->drop_to = f->pos.off;
+	} else {
+		h->drop_to = f->pos.off;
+	}
+	conn_want_drained(c);
+}
+
+static void
+ps_drop_counted(struct conn *c, struct ps_conn *ps, const struct hub_frame *f)
+{
+	ps_drop_note(c, ps, f);
+	static const char *const names[] = { "close", "drop_oldest", "drop_newest", "conflate" };
+	enum slow_policy p = c->route->slow_consumer;
+
+	METRIC_ADD(c->w->stats.slow_dropped[p == SLOW_DROP_NEWEST ? 1 : 0], 1);
 	if (ps->drops++ == 0)
 		conn_log(c, LOG_LVL_WARN, "slow consumer: dropping messages (%s, max_queue %llu)",
-		    c->route->slow_consumer == SLOW_DROP_OLDEST ? "drop_oldest" : "drop_newest",
-		    (unsigned long long)c->route->max_queue);
+		    names[p], (unsigned long long)c->route->max_queue);
 }
 
 static struct hub_frame *
@@ -355,6 +476,87 @@ ps_q_push(struct ps_conn *ps, struct hub_frame *f)
 	return 0;
 }
 
+/* drop_oldest took messages from the head: their notices belong before everything queued,
+ * and are sent when the queue moves again (further drops from the head extend them). */
+static void
+ps_gaps_at_head(struct ps_conn *ps)
+{
+	for (size_t i = 0; i < ps->nwait; i++)
+		if (ps->hist[i].drop.off != 0)
+			ps->hist[i].drop_at_head = 1;
+}
+
+/* The notices of drops from the head, before the queue moves. */
+static void
+ps_flush_head_gaps(struct conn *c, struct ps_conn *ps)
+{
+	for (size_t i = 0; i < ps->nwait; i++) {
+		struct hub_frame *g;
+		if (!ps->hist[i].drop_at_head || (g = ps_gap_frame(c, ps, i)) == NULL)
+			continue;
+		ps_write(c, g);
+		hub_frame_unref(g);
+	}
+}
+
+/* conflate: the key of a message (its channel, or a top-level JSON field as well); 0 when it
+ * has none (such a message is never replaced). */
+static uint64_t
+ps_conflate_key(const struct conn *c, const struct hub_frame *f)
+{
+	const char *k = c->route->conflate_key;
+	uint64_t ch = hash_siphash((const char *)&f->ch, sizeof(f->ch));
+	const uint8_t *v;
+	size_t vl;
+
+	if (f->notice)
+		return 0;
+	if (k == NULL || strncmp(k, "json:", 5) != 0)
+		return ch | 1;
+	if (!history_json_field(f->data + f->raw_off, f->raw_len, k + 5, &v, &vl))
+		return 0;
+	return (hash_siphash((const char *)v, vl) ^ ch) | 1;
+}
+
+/* conflate: a queued message with f's key leaves the queue (f, newer, is queued after). 1 when
+ * one did. The replaced message's position is superseded, not lost: no notice. */
+static int
+ps_conflate(struct conn *c, struct ps_conn *ps, const struct hub_frame *f)
+{
+	uint64_t key = ps_conflate_key(c, f);
+	size_t n = ps->qlen, found = 0;
+
+	if (key == 0)
+		return 0;
+	for (size_t k = 0; k < n; k++) {
+		struct hub_frame *q = ps_q_pop(ps);
+
+		if (!found && q->ch == f->ch && ps_conflate_key(c, q) == key) {
+			found = 1;
+			METRIC_ADD(c->w->stats.slow_dropped[0], 1);
+		} else if (ps_q_push(ps, q) < 0) {
+			ps_drop_counted(c, ps, q);
+		}
+		hub_frame_unref(q);
+	}
+	return (int)found;
+}
+
+/* drop_oldest: the head goes. A gap notice is not dropped but written: everything older than
+ * it has left the queue, so the socket is its place in the order. */
+static void
+ps_drop_head(struct conn *c, struct ps_conn *ps)
+{
+	struct hub_frame *f = ps_q_pop(ps);
+
+	if (f->notice) {
+		ps_flush_head_gaps(c, ps); /* what went from the head before it */
+		ps_write(c, f);
+	} else
+		ps_drop_counted(c, ps, f);
+	hub_frame_unref(f);
+}
+
 /* How much of max_queue may sit in the socket's buffer (where frames can no longer be
  * dropped whole); the rest is our queue, where drop_oldest can make room. */
 static size_t
@@ -379,6 +581,11 @@ ps_frame_release(const void *data, size_t len, void *arg)
 static void
 ps_write(struct conn *c, struct hub_frame *f)
 {
+	struct ps_conn *ps = c->tdata;
+	int i = ps_frame_chan(ps, f);
+
+	if (i >= 0)
+		ps->hist[i].last = f->pos;
 	hub_frame_ref(f);
 	if (conn_send_shared(c, f->data, f->len, ps_frame_release, f) < 0)
 		hub_frame_unref(f);
@@ -390,11 +597,15 @@ ps_pump(struct conn *c)
 {
 	struct ps_conn *ps = c->tdata;
 
+	if (ps->qlen > 0 && conn_output_len(c) < ps_socket_share(c))
+		ps_flush_head_gaps(c, ps);
 	while (ps->qlen > 0 && conn_output_len(c) < ps_socket_share(c)) {
 		struct hub_frame *f = ps_q_pop(ps);
 		ps_write(c, f);
 		hub_frame_unref(f);
 	}
+	if (ps->qlen == 0)
+		ps_flush_gaps(c, ps);
 	if (ps->qlen > 0)
 		conn_want_drained(c);
 	else if (ps->qcap > 64) {
@@ -407,7 +618,76 @@ ps_pump(struct conn *c)
 static void
 ps_drained(struct conn *c)
 {
-	if (c->state == CONN_OPEN && c->tdata != NULL)
+	struct ps_conn *ps = c->tdata;
+
+	if (c->state == CONN_OPEN && ps != NULL && !ps->replaying)
+		ps_pump(c);
+}
+
+void
+target_pubsub_gap(struct conn *c, const struct hub_sub *s, const char *epoch, uint64_t from,
+    uint64_t to, enum history_gap reason)
+{
+	struct ps_conn *ps = c->tdata;
+	const char *prefix = c->cfg->redis.channel_prefix, *name;
+	size_t pl = prefix != NULL ? strlen(prefix) : 0, n, i;
+	struct hub_frame *g;
+	char *buf;
+
+	if (c->state != CONN_OPEN || c->target != &target_pubsub_ops || ps == NULL ||
+	    !ps->notices || s < ps->subs || s >= ps->subs + ps->nwait)
+		return;
+	i = (size_t)(s - ps->subs);
+	name = ps->channels[i];
+	if (pl > 0 && strncmp(name, prefix, pl) == 0)
+		name += pl;
+	if ((buf = worker_scratch(c->w, HISTORY_JSON_GAP_MAX(strlen(name)))) == NULL)
+		return;
+	n = history_json_gap(buf, name, strlen(name), epoch, from, to, reason);
+	conn_log(c, LOG_LVL_INFO, "gap notice: %s %s:%llu..%llu (%s)", name, epoch,
+	    (unsigned long long)from, (unsigned long long)to, history_gap_name(reason));
+	if ((g = hub_frame_text((const uint8_t *)buf, n)) == NULL)
+		return;
+	/* Before the message that revealed it: behind what is queued, or now. */
+	if ((ps->qlen == 0 && !ps->replaying) || ps_q_push(ps, g) < 0)
+		ps_write(c, g);
+	hub_frame_unref(g);
+}
+
+void
+target_pubsub_replaying(struct conn *c)
+{
+	struct ps_conn *ps = c->tdata;
+
+	if (ps != NULL)
+		ps->replaying++;
+}
+
+void
+target_pubsub_replayed(struct conn *c, const char *epoch, uint64_t upto, const struct hub_sub *s)
+{
+	struct ps_conn *ps = c->tdata;
+	size_t n, kept = 0;
+
+	if (ps == NULL || ps->replaying == 0)
+		return;
+	/* Live messages the replay sent already leave the queue (same order otherwise). */
+	n = ps->qlen;
+	for (size_t k = 0; k < n; k++) {
+		struct hub_frame *f = ps_q_pop(ps);
+
+		if (f->ch == s->ch && f->pos.off != 0 && f->pos.off <= upto &&
+		    strcmp(f->pos.epoch, epoch) == 0) {
+			hub_frame_unref(f);
+			continue;
+		}
+		if (ps_q_push(ps, f) < 0)
+			ps_drop_counted(c, ps, f);
+		hub_frame_unref(f);
+		kept++;
+	}
+	(void)kept;
+	if (--ps->replaying == 0 && c->state == CONN_OPEN)
 		ps_pump(c);
 }
 
@@ -425,7 +705,14 @@ target_pubsub_deliver(struct conn *c, struct hub_frame *f)
 		return;
 	out = conn_output_len(c);
 	max = c->route->max_queue;
-	if (ps->qlen == 0 && out < ps_socket_share(c) && out + f->plen <= max) {
+	if (ps->qlen == 0 && !ps->replaying && out < ps_socket_share(c) && out + f->plen <= max) {
+		int i = ps_frame_chan(ps, f);
+		struct hub_frame *g = i >= 0 ? ps_gap_frame(c, ps, (size_t)i) : NULL;
+
+		if (g != NULL) { /* what was dropped before this message, first */
+			ps_write(c, g);
+			hub_frame_unref(g);
+		}
 		ps_write(c, f);
 		return;
 	}
@@ -440,27 +727,57 @@ target_pubsub_deliver(struct conn *c, struct hub_frame *f)
 			conn_send_close(c, WS_CLOSE_POLICY, "slow consumer");
 			return;
 		case SLOW_DROP_NEWEST:
-			ps_drop_counted(c, ps);
+			ps_drop_counted(c, ps, f);
 			return;
+		case SLOW_CONFLATE:
+			/* The same key's older message gives its place; without one, or still
+			 * too full, the oldest go as with drop_oldest. */
+			(void)ps_conflate(c, ps, f);
+			/* FALLTHROUGH */
 		case SLOW_DROP_OLDEST:
-			while (ps->qlen > 0 && out + ps->qbytes + f->plen > max) {
-				hub_frame_unref(ps_q_pop(ps));
-				ps_drop_counted(c, ps);
-			}
+			while (ps->qlen > 0 && out + ps->qbytes + f->plen > max)
+				ps_drop_head(c, ps);
+			/* What went from the head is older than what stays queued. */
+			if (ps->qlen > 0)
+				ps_gaps_at_head(ps);
 			/* The queue is empty and it still does not fit (the socket holds too much,
 			 * or the message alone is larger than max_queue): it is the one dropped. */
 			if (out + ps->qbytes + f->plen > max) {
-				ps_drop_counted(c, ps);
+				ps_drop_counted(c, ps, f);
 				return;
 			}
 			break;
 		}
 	}
+	/* The drops reported before this message of their channel (those at the head are sent
+	 * when the queue moves). */
+	{
+		int i = ps_frame_chan(ps, f);
+		struct hub_frame *g = i >= 0 && !ps->hist[i].drop_at_head ?
+		    ps_gap_frame(c, ps, (size_t)i) : NULL;
+
+		if (g != NULL) {
+			if (ps_q_push(ps, g) < 0)
+				ps_write(c, g);
+			hub_frame_unref(g);
+		}
+	}
 	if (ps_q_push(ps, f) < 0) {
-		ps_drop_counted(c, ps);
+		ps_drop_counted(c, ps, f);
 		return;
 	}
 	conn_want_drained(c);
+}
+
+const char *
+target_pubsub_close_reason(struct conn *c, const char *reason, char *buf, size_t bufsz)
+{
+	struct ps_conn *ps = c->tdata;
+
+	if (c->target != &target_pubsub_ops || ps == NULL || ps->hist == NULL)
+		return reason;
+	return pubsub_history_close_reason(c, ps->channels, ps->nwait, ps->hist, reason, buf,
+	    bufsz);
 }
 
 const struct target_ops target_pubsub_ops = {

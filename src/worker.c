@@ -404,11 +404,13 @@ worker_pubsub_init(struct worker *w, struct broker *redis)
 		w->broker = broker_local_new(w->hub, w);
 	if (w->broker == NULL)
 		return -1;
+	broker_redis_set_history(w->broker, w->gw->history);
 	hub_set_broker(w->hub, w->broker);
 	/* With Redis a channel is live once the process's SUBSCRIBE is confirmed (router.c):
 	 * a pubsub handshake waits for its channels to be (target_pubsub.c). */
 	if (cfg->redis.enabled)
 		hub_set_confirming(w->hub, target_pubsub_live);
+	hub_set_gap(w->hub, target_pubsub_gap);
 	return 0;
 }
 

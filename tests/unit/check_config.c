@@ -1172,6 +1172,9 @@ static const struct err_row {
 	    { "t.ini:3: subscribe template 'wsgate:conn:1' is in wsgate's reserved namespace "
 	      "wsgate:*",
 	      "t.ini:4: allow names {nope}, which no template or the path of route /x uses" } },
+	{ "conflate_key neither channel nor json:FIELD",
+	    "[route /x]\ntype = pubsub\nsubscribe = a\nconflate_key = json:\n",
+	    { "t.ini:4: conflate_key must be channel or json:FIELD" } },
 	{ "server_only with a publish template",
 	    "[route /x]\ntype = pubsub\nsubscribe = a\npublish = a\nserver_only = yes\n",
 	    { "t.ini:5: server_only = yes and a publish template: clients of a server_only "
@@ -1345,6 +1348,9 @@ static const struct good_row {
 	{ CFG_SEC_ROUTE, PS, "max_queue", "1KiB", 1024 },
 	{ CFG_SEC_ROUTE, PS, "max_queue", "1GiB", 1ull << 30 },
 	{ CFG_SEC_ROUTE, PS, "slow_consumer", "drop_newest", SLOW_DROP_NEWEST },
+	{ CFG_SEC_ROUTE, PS, "history_size", "1000", 1000 },
+	{ CFG_SEC_ROUTE, PS, "conflate_key", "json:symbol", 0 },
+	{ CFG_SEC_ROUTE, PS, "history_ttl", "1h", 3600000 },
 	{ CFG_SEC_ROUTE, "type = proxy", "backend", "tcp://[::1]:7", 0 },
 	{ CFG_SEC_ROUTE, PX, "balance", "ip_hash", BALANCE_IP_HASH },
 	{ CFG_SEC_ROUTE, PX, "connect_timeout", "250ms", 250 },
@@ -1540,7 +1546,12 @@ static const struct bad_row {
 	{ CFG_SEC_ROUTE, PS, "max_queue", "512", "must be between 1KiB and 1GiB" },
 	{ CFG_SEC_ROUTE, PS, "max_queue", "2GiB", "must be between 1KiB and 1GiB" },
 	{ CFG_SEC_ROUTE, PS, "slow_consumer", "wait", "expected one of: close drop_oldest "
-	    "drop_newest" },
+	    "drop_newest conflate" },
+	{ CFG_SEC_ROUTE, PS, "history_size", "1000001", "must be at most 1000000" },
+	{ CFG_SEC_ROUTE, PS, "conflate_key", "json:" "0123456789012345678901234567890123456789"
+	    "0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567",
+	    "must be between 1 and 128 bytes" },
+	{ CFG_SEC_ROUTE, PS, "history_ttl", "1y", "expected a duration such as 200ms, 10s, 1m" },
 	{ CFG_SEC_ROUTE, PX, "backend", "http://app",
 	    "expected ws://host[:port][/path], wss://... or tcp://host:port" },
 	{ CFG_SEC_ROUTE, PX, "backend", "tcp://db", "a tcp:// backend needs a port" },
