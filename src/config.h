@@ -52,6 +52,12 @@ struct config_route {
 	enum jwt_source *jwt_from; /* where to look for the token, in order; default header, query, cookie */
 	size_t njwt_from;
 	uint64_t max_messages_per_second; /* per connection; 0 = unlimited; beyond: close 1008 */
+	/* permessage-deflate (RFC 7692), every route type */
+	int compression;                  /* negotiate it when a client offers it */
+	uint64_t compression_min_size;    /* smaller messages go uncompressed */
+	uint64_t compression_level;       /* zlib level 1..9 */
+	uint64_t compression_server_window_bits; /* largest window wsgate compresses with, 9..15 */
+	uint64_t compression_client_window_bits; /* largest window accepted from clients, 8..15 */
 	/* pubsub */
 	char **subscribe;        /* channel templates: "chat", "room:{room}", "user:{jwt.sub}" */
 	size_t nsubscribe;
@@ -127,6 +133,7 @@ struct config {
 	uint64_t admin_max_connections;  /* admin connections open at once; beyond, 503 and close */
 	uint64_t drain_window_ms;        /* SIGTERM: client closes spread over this window */
 	struct cidr *trusted_proxies;    /* peers whose X-Forwarded-*, Forwarded and PROXY are believed */
+	uint64_t compression_memory;     /* kept inflate contexts (client context takeover), all workers */
 	size_t ntrusted_proxies;
 	/* [heartbeat] */
 	uint64_t ping_interval_ms;      /* 0 = off */

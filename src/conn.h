@@ -23,6 +23,7 @@
 
 struct worker;
 struct conn_pending;
+struct conn_pmd;
 struct bufferevent;
 struct target_ops;
 struct http_request;
@@ -55,6 +56,7 @@ struct conn {
 	uint64_t next_ping_ms;
 	uint64_t drain_at_ms;             /* shutting down: send close 1001 at this time (0: not set) */
 	struct conn_pending *pending;     /* handshake data kept while a target decides (TARGET_PENDING) */
+	struct conn_pmd *pmd;             /* permessage-deflate when negotiated (conn_deflate.c) */
 	unsigned paused_output : 1;       /* our output is above the high watermark: not reading */
 	unsigned paused_target : 1;       /* the target asked us to stop reading (its peer is slow) */
 	unsigned want_drained : 1;        /* call target->drained when output falls low */

@@ -258,8 +258,11 @@ hub_frame_ref(struct hub_frame *f)
 void
 hub_frame_unref(struct hub_frame *f)
 {
-	if (--f->refs == 0)
+	if (--f->refs == 0) {
+		if (f->zvar != NULL)
+			hub_frame_unref(f->zvar);
 		free(f);
+	}
 }
 
 /* A frame of the given opcode around data: the spare one when it is big enough and unshared. */
@@ -275,6 +278,11 @@ hub_frame_make(struct hub *h, int slot, unsigned opcode, const uint8_t *data, si
 		if ((f = malloc(sizeof(*f) + need)) == NULL)
 			return NULL;
 		f->cap = (uint32_t)need;
+		f->zvar = NULL;
+	}
+	if (f->zvar != NULL) { /* the last message's compressed variants */
+		hub_frame_unref(f->zvar);
+		f->zvar = NULL;
 	}
 	f->refs = 1; /* the hub's own, dropped after the fan-out */
 	hlen = ws_frame_encode(f->data, 1, 0, opcode, len, NULL);

@@ -30,6 +30,8 @@ struct hub_frame {
 	uint32_t cap;      /* bytes allocated for data */
 	size_t len;        /* bytes of data in use */
 	size_t plen;       /* of which payload: the message's size, what max_queue is about */
+	struct hub_frame *zvar; /* its permessage-deflate variants, a chain (conn_deflate.c) */
+	uint32_t zkey;     /* a variant's parameters (level, window) */
 	uint8_t data[];
 };
 

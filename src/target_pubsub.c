@@ -12,6 +12,7 @@
 
 #include "broker.h"
 #include "conn.h"
+#include "conn_deflate.h"
 #include "gateway.h"
 #include "hub.h"
 #include "log.h"
@@ -411,6 +412,7 @@ target_pubsub_deliver(struct conn *c, struct hub_frame *f)
 
 	if (c->state != CONN_OPEN || ps == NULL)
 		return;
+	f = conn_deflate_hub_frame(c, f); /* compressed once per worker when negotiated */
 	out = conn_output_len(c);
 	max = c->route->max_queue;
 	if (ps->qlen == 0 && out < ps_socket_share(c) && out + f->plen <= max) {

@@ -1,0 +1,205 @@
+/* conn_deflate.c - permessage-deflate on a client connection (RFC 7692): negotiation under the
+ * route's settings and the compression_memory budget, inflate on receive, compression on send
+ * without context takeover so a broadcast is compressed once per worker. */
+#include "conn_deflate.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "conn.h"
+#include "http.h"
+#include "hub.h"
+#include "metrics.h"
+#include "worker.h"
+#include "ws_deflate.h"
+#include "ws_deflate_ext.h"
+#include "ws_frame.h"
+
+/* A connection's share of permessage-deflate; exists only when negotiated. */
+struct conn_pmd {
+	struct ws_pmd_params params;
+	struct ws_inflater in;
+	size_t budget; /* bytes counted in compression_memory (a kept inflate stream), else 0 */
+};
+
+int
+conn_deflate_negotiate(struct conn *c, const struct http_request *req)
+{
+	const struct config_route *r = c->route;
+	struct ws_pmd_policy pol;
+	struct ws_pmd_params p;
+	enum ws_pmd_status st;
+	size_t cost = 0;
+
+	if (r == NULL || !r->compression || c->pmd != NULL)
+		return 0;
+	pol.server_max_bits = (unsigned)r->compression_server_window_bits;
+	pol.client_max_bits = (unsigned)r->compression_client_window_bits;
+	pol.allow_client_takeover = 1;
+	st = ws_pmd_negotiate(req->method.p, req->header_len, &pol, &p);
+	if (st == WS_PMD_BAD)
+		return -1;
+	if (st == WS_PMD_ACCEPT && !p.client_no_takeover) {
+		/* The client keeps its context: so must we, for as long as the connection lives.
+		 * Over the budget, only an offer that does without it is taken. */
+		cost = ws_inflate_cost(p.client_bits);
+		if (!ws_deflate_budget_take(c->cfg->compression_memory, cost)) {
+			conn_log(c, LOG_LVL_DEBUG, "compression_memory full: no context takeover");
+			cost = 0;
+			pol.allow_client_takeover = 0;
+			st = ws_pmd_negotiate(req->method.p, req->header_len, &pol, &p);
+		}
+	}
+	if (st != WS_PMD_ACCEPT)
+		return 0;
+	if ((c->pmd = calloc(1, sizeof(*c->pmd))) == NULL) {
+		if (cost > 0)
+			ws_deflate_budget_give(cost);
+		return 0; /* no compression rather than no connection */
+	}
+	c->pmd->params = p;
+	c->pmd->budget = cost;
+	c->pmd->in.bits = p.client_bits;
+	c->pmd->in.takeover = !p.client_no_takeover;
+	c->parser.rsv_allowed |= WS_RSV1;
+	return 0;
+}
+
+void
+conn_deflate_101(struct conn *c, struct evbuffer *out)
+{
+	char v[WS_PMD_RESPONSE_MAX];
+
+	if (c->pmd == NULL)
+		return;
+	ws_pmd_response(&c->pmd->params, v);
+	evbuffer_add_printf(out, "Sec-WebSocket-Extensions: %s\r\n", v);
+	conn_log(c, LOG_LVL_DEBUG, "permessage-deflate: %s", v);
+}
+
+int
+conn_deflate_rx(struct conn *c, const struct ws_event *ev, struct ws_event *out, uint16_t *code,
+    const char **why)
+{
+	enum ws_inflate_status st;
+
+	if (c->pmd == NULL) {
+		/* The parser allows RSV1 only once negotiated: unreachable by a peer. */
+		*code = WS_CLOSE_PROTOCOL;
+		*why = "compressed data without permessage-deflate";
+		return -1;
+	}
+	st = ws_inflate_feed(&c->pmd->in, ev->data, ev->len, ev->first, ev->last,
+	    ev->opcode == WS_OP_TEXT, c->cfg->max_message_size, code, why);
+	if (st == WS_INFLATE_ERROR) {
+		ws_inflate_done(&c->pmd->in);
+		return -1;
+	}
+	if (st == WS_INFLATE_MORE)
+		return 0;
+	memset(out, 0, sizeof(*out));
+	out->type = WS_EV_DATA;
+	out->opcode = ev->opcode;
+	out->first = 1;
+	out->last = 1;
+	out->data = c->pmd->in.buf != NULL ? c->pmd->in.buf : (const uint8_t *)"";
+	out->len = c->pmd->in.len;
+	return 1;
+}
+
+void
+conn_deflate_rx_done(struct conn *c)
+{
+	if (c->pmd != NULL)
+		ws_inflate_done(&c->pmd->in);
+}
+
+/* Compresses a whole message for c's route and terms; NULL when it goes plain (too small, or
+ * out of memory). */
+static const uint8_t *
+conn_deflate_payload(struct conn *c, const uint8_t *data, size_t len, size_t *zlen)
+{
+	const struct config_route *r = c->route;
+
+	if (c->pmd == NULL || r == NULL || len == 0 || len < r->compression_min_size)
+		return NULL;
+	return ws_deflate_message((int)r->compression_level, c->pmd->params.server_bits, data,
+	    len, zlen);
+}
+
+int
+conn_deflate_send(struct conn *c, int fin, unsigned opcode, const uint8_t *data, size_t len)
+{
+	uint8_t hdr[WS_FRAME_HDR_MAX];
+	const uint8_t *z;
+	size_t zlen, hlen;
+	struct evbuffer *out;
+
+	if (!fin || (opcode != WS_OP_TEXT && opcode != WS_OP_BINARY))
+		return 0;
+	if ((z = conn_deflate_payload(c, data, len, &zlen)) == NULL)
+		return 0;
+	out = ws_outq_data(&c->outq);
+	hlen = ws_frame_encode(hdr, 1, WS_RSV1, opcode, zlen, NULL);
+	evbuffer_add(out, hdr, hlen);
+	evbuffer_add(out, z, zlen);
+	if (c->rstats != NULL) {
+		METRIC_ADD(c->rstats->msgs_out, 1);
+		METRIC_ADD(c->rstats->bytes_out, hlen + zlen);
+	}
+	return 1;
+}
+
+/* Parameters that make a different compressed frame: the level and the window. */
+static uint32_t
+conn_deflate_key(const struct conn *c)
+{
+	return (uint32_t)c->route->compression_level << 8 | c->pmd->params.server_bits;
+}
+
+struct hub_frame *
+conn_deflate_hub_frame(struct conn *c, struct hub_frame *f)
+{
+	const uint8_t *payload, *z;
+	struct hub_frame *v, **slot;
+	uint32_t key;
+	size_t zlen, hlen;
+
+	if (c->pmd == NULL || c->route == NULL || f->plen == 0 ||
+	    f->plen < c->route->compression_min_size || f->len < f->plen)
+		return f;
+	key = conn_deflate_key(c);
+	/* Variants hang off the plain frame, one per parameter set, made once per broadcast. */
+	for (slot = &f->zvar; *slot != NULL; slot = &(*slot)->zvar)
+		if ((*slot)->zkey == key)
+			return *slot;
+	payload = f->data + (f->len - f->plen);
+	if ((z = conn_deflate_payload(c, payload, f->plen, &zlen)) == NULL)
+		return f;
+	if ((v = malloc(sizeof(*v) + WS_FRAME_HDR_MAX + zlen)) == NULL)
+		return f;
+	hlen = ws_frame_encode(v->data, 1, WS_RSV1, f->data[0] & 0x0f, zlen, NULL);
+	memcpy(v->data + hlen, z, zlen);
+	v->refs = 1; /* the plain frame's, dropped with it */
+	v->cap = (uint32_t)(WS_FRAME_HDR_MAX + zlen);
+	v->len = hlen + zlen;
+	v->plen = zlen;
+	v->zvar = NULL;
+	v->zkey = key;
+	*slot = v;
+	return v;
+}
+
+void
+conn_deflate_free(struct conn *c)
+{
+	if (c->pmd == NULL)
+		return;
+	ws_inflater_free(&c->pmd->in);
+	if (c->pmd->budget > 0)
+		ws_deflate_budget_give(c->pmd->budget);
+	free(c->pmd);
+	c->pmd = NULL;
+}
