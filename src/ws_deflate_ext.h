@@ -31,7 +31,7 @@ enum ws_pmd_status {
 };
 
 /* Longest response value ws_pmd_negotiate writes (plus NUL). */
-#define WS_PMD_RESPONSE_MAX 128
+#define WS_PMD_RESPONSE_MAX 192
 
 /* Looks at every Sec-WebSocket-Extensions line of the request head head[0..len) (request line
  * and header lines, CRLF-separated, as http_parse_request accepted it). On WS_PMD_ACCEPT *out
