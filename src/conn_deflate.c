@@ -116,17 +116,19 @@ conn_deflate_rx_done(struct conn *c)
 		ws_inflate_done(&c->pmd->in);
 }
 
-/* Compresses a whole message for c's route and terms; NULL when it goes plain (too small, or
- * out of memory). */
+/* Compresses a whole message for c's route and terms; NULL when it goes plain (too small,
+ * incompressible, or out of memory). */
 static const uint8_t *
 conn_deflate_payload(struct conn *c, const uint8_t *data, size_t len, size_t *zlen)
 {
 	const struct config_route *r = c->route;
+	const uint8_t *z;
 
 	if (c->pmd == NULL || r == NULL || len == 0 || len < r->compression_min_size)
 		return NULL;
-	return ws_deflate_message((int)r->compression_level, c->pmd->params.server_bits, data,
-	    len, zlen);
+	z = ws_deflate_message((int)r->compression_level, c->pmd->params.server_bits, data, len,
+	    zlen);
+	return z != NULL && *zlen < len ? z : NULL;
 }
 
 int
@@ -174,22 +176,24 @@ conn_deflate_hub_frame(struct conn *c, struct hub_frame *f)
 	/* Variants hang off the plain frame, one per parameter set, made once per broadcast. */
 	for (slot = &f->zvar; *slot != NULL; slot = &(*slot)->zvar)
 		if ((*slot)->zkey == key)
-			return *slot;
+			return (*slot)->len > 0 ? *slot : f;
 	payload = f->data + (f->len - f->plen);
+	/* Incompressible: an empty variant remembers it, so the next subscriber does not try. */
 	if ((z = conn_deflate_payload(c, payload, f->plen, &zlen)) == NULL)
+		zlen = 0;
+	if ((v = malloc(sizeof(*v) + (z != NULL ? WS_FRAME_HDR_MAX + zlen : 0))) == NULL)
 		return f;
-	if ((v = malloc(sizeof(*v) + WS_FRAME_HDR_MAX + zlen)) == NULL)
-		return f;
-	hlen = ws_frame_encode(v->data, 1, WS_RSV1, f->data[0] & 0x0f, zlen, NULL);
-	memcpy(v->data + hlen, z, zlen);
+	hlen = z != NULL ? ws_frame_encode(v->data, 1, WS_RSV1, f->data[0] & 0x0f, zlen, NULL) : 0;
+	if (z != NULL)
+		memcpy(v->data + hlen, z, zlen);
 	v->refs = 1; /* the plain frame's, dropped with it */
-	v->cap = (uint32_t)(WS_FRAME_HDR_MAX + zlen);
+	v->cap = (uint32_t)(z != NULL ? WS_FRAME_HDR_MAX + zlen : 0);
 	v->len = hlen + zlen;
 	v->plen = zlen;
 	v->zvar = NULL;
 	v->zkey = key;
 	*slot = v;
-	return v;
+	return v->len > 0 ? v : f;
 }
 
 void
