@@ -4,22 +4,30 @@ every parameter combination, directly, over wss and through a proxy route (whose
 negotiated nothing); the negotiation answers and the 400; RSV1 where it is not allowed (1002),
 bad compressed data and bad UTF-8 after inflation (1007), a compression bomb (1009 once
 max_message_size bytes are inflated); a pubsub broadcast reaching compressing and plain
-subscribers; the compression_memory budget; python3-websockets with its default compression."""
+subscribers; the compression_memory budget; real clients that compress: python3-websockets
+(default settings), Node ws with perMessageDeflate (direct and through the proxy), and Chromium
+on a pubsub route with the gateway's frames checked on the wire (RSV1 through a relay)."""
 
 import asyncio
+import functools
+import http.server
 import json
 import os
 import shutil
+import socket
 import ssl
+import struct
 import subprocess
+import threading
+import time
 import zlib
 
 import pytest
 
 from wsharness import (OP_BINARY, OP_CLOSE, OP_PING, OP_TEXT, Gateway, PyWsBackend,
-                       WSClient, build_frame, free_port, read_http_response, render_config,
-                       wait_until)
-import time
+                       WSClient, build_frame, free_port, node_env, node_modules_dir,
+                       node_modules_missing, node_script, read_http_response, render_config,
+                       srcdir, wait_until)
 
 MAX_MESSAGE = 1 << 20
 
@@ -424,3 +432,161 @@ def test_python_websockets_default_compression(zgw):
                 assert await ws.recv() == b
 
     asyncio.run(run())
+
+
+# ---------------------------------------------------------------------------------------------
+# real clients that compress: Node ws, Chromium (its frames checked on the wire)
+
+class WireTap:
+    """A TCP relay in front of the gateway that parses what the gateway writes (after the
+    101's head) into frames: [(rsv, opcode, payload length)] per connection."""
+
+    def __init__(self, port):
+        self.port = port
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(8)
+        self.listen_port = self.srv.getsockname()[1]
+        self.frames = []
+        self.threads = []
+        self.stop = False
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+
+    def _accept(self):
+        while not self.stop:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.port))
+            seen = []
+            self.frames.append(seen)
+            for a, b, tap in ((c, u, None), (u, c, seen)):
+                t = threading.Thread(target=self._pipe, args=(a, b, tap), daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    @staticmethod
+    def _pipe(a, b, tap):
+        buf = b""
+        head_done = False
+        while True:
+            try:
+                d = a.recv(65536)
+            except OSError:
+                d = b""
+            if not d:
+                try:
+                    b.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                return
+            try:
+                b.sendall(d)
+            except OSError:
+                return
+            if tap is None:
+                continue
+            buf += d
+            if not head_done:
+                if b"\r\n\r\n" not in buf:
+                    continue
+                buf = buf.split(b"\r\n\r\n", 1)[1]
+                head_done = True
+            while len(buf) >= 2:
+                n = buf[1] & 0x7F
+                off = 2
+                if n == 126:
+                    if len(buf) < 4:
+                        break
+                    n, off = struct.unpack("!H", buf[2:4])[0], 4
+                elif n == 127:
+                    if len(buf) < 10:
+                        break
+                    n, off = struct.unpack("!Q", buf[2:10])[0], 10
+                if len(buf) < off + n:
+                    break
+                tap.append(((buf[0] >> 4) & 7, buf[0] & 0xF, n))
+                buf = buf[off + n:]
+
+    def close(self):
+        self.stop = True
+        self.srv.close()
+
+
+@pytest.fixture(scope="module")
+def node_exe():
+    exe = shutil.which("node")
+    assert exe, "node is not installed"
+    missing = node_modules_missing("ws")
+    assert not missing, f"node modules {missing} not found in {node_modules_dir()}"
+    return exe
+
+
+NODE_OPTIONS = ["{}", '{"clientNoContextTakeover":true}',
+                '{"serverMaxWindowBits":10,"clientMaxWindowBits":9}',
+                '{"serverNoContextTakeover":true,"clientNoContextTakeover":true,'
+                '"serverMaxWindowBits":9,"clientMaxWindowBits":9}']
+
+
+@pytest.mark.parametrize("opts", NODE_OPTIONS)
+@pytest.mark.parametrize("path", ["/z", "/zproxy"])
+def test_node_ws_per_message_deflate(zgw, node_exe, tmp_path, opts, path):
+    r = subprocess.run([node_exe, node_script("ws_deflate.js"), f"ws://127.0.0.1:{zgw.port}{path}",
+                        opts], cwd=tmp_path, env=node_env(), capture_output=True, text=True,
+                       timeout=90)
+    assert r.returncode == 0, f"ws_deflate.js failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+    assert "ok: 10 round trips, extensions: permessage-deflate" in r.stdout, r.stdout
+
+
+def test_node_ws_deflate_can_fail(zgw, node_exe, tmp_path):
+    # A route without compression: the script must see that nothing was negotiated.
+    r = subprocess.run([node_exe, node_script("ws_deflate.js"), f"ws://127.0.0.1:{zgw.port}/plain"],
+                       cwd=tmp_path, env=node_env(), capture_output=True, text=True, timeout=90)
+    assert r.returncode == 1 and "not negotiated" in r.stderr, f"{r.stdout}\n{r.stderr}"
+
+
+CHROMIUM = os.environ.get("WSGATE_CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def page_url():
+    directory = os.path.join(srcdir(), "tests", "node")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, fmt, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                          functools.partial(Quiet, directory=directory))
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/deflate_page.html"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_chromium_pubsub_receives_compressed_frames(zgw, node_exe, page_url, tmp_path):
+    """Chromium on a compression = on pubsub route: it publishes 3 JSON messages (compressed by
+    the browser) and receives them through the broadcast; on the wire, the gateway's frames of
+    the 2000- and 5000-byte messages carry RSV1 and are smaller, the 10-byte one (under
+    compression_min_size) is plain."""
+    assert os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} missing: apt-get install chromium"
+    assert not node_modules_missing("playwright-core")
+    tap = WireTap(zgw.port)
+    try:
+        env = dict(node_env(), WSGATE_CHROMIUM=CHROMIUM, TMPDIR=str(tmp_path))
+        r = subprocess.run([node_exe, node_script("browser_deflate.js"), page_url,
+                            f"ws://127.0.0.1:{tap.listen_port}/zps", "[2000, 10, 5000]"],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, f"browser_deflate.js failed:\n{r.stdout}\n{r.stderr}"
+        wait_until(lambda: tap.frames and any(op == OP_CLOSE for _, op, _ in tap.frames[0]), 5,
+                   what="the gateway's close frame on the wire")
+        data = [(rsv, n) for rsv, op, n in tap.frames[0] if op == OP_TEXT]
+        assert len(data) == 3, tap.frames
+        assert data[0][0] == 4 and data[0][1] < 2000 // 2, data
+        assert data[1] == (0, 10), data
+        assert data[2][0] == 4 and data[2][1] < 5000 // 2, data
+    finally:
+        tap.close()
