@@ -96,7 +96,7 @@ const struct config_key config_keys[] = {
 	    "balancers whose X-Forwarded-For/Forwarded/PROXY are believed: 10.0.0.0/8, ::1" },
 	{ CFG_SEC_GATEWAY, "compression_memory", CFG_T_SIZE, G(compression_memory), 0, "64MiB",
 	    0, 64 * GIB, RLD, NULL,
-	    "memory for clients' kept compression contexts; beyond, no compression offered" },
+	    "memory for clients' kept compression contexts; beyond, client_no_context_takeover" },
 
 	{ CFG_SEC_HEARTBEAT, "ping_interval", CFG_T_DURATION, G(ping_interval_ms), 0, "25s",
 	    0, DAY_MS, RLD, NULL, "send a ping after this much silence; 0 = off" },

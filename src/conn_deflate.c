@@ -43,10 +43,12 @@ conn_deflate_negotiate(struct conn *c, const struct http_request *req)
 		return -1;
 	if (st == WS_PMD_ACCEPT && !p.client_no_takeover) {
 		/* The client keeps its context: so must we, for as long as the connection lives.
-		 * Over the budget, only an offer that does without it is taken. */
+		 * Over the budget the client is told to compress each message on its own
+		 * (client_no_context_takeover): the connection still compresses, and holds no
+		 * zlib state while idle. */
 		cost = ws_inflate_cost(p.client_bits);
 		if (!ws_deflate_budget_take(c->cfg->compression_memory, cost)) {
-			conn_log(c, LOG_LVL_DEBUG, "compression_memory full: no context takeover");
+			conn_log(c, LOG_LVL_DEBUG, "compression_memory full: client_no_context_takeover");
 			cost = 0;
 			pol.allow_client_takeover = 0;
 			st = ws_pmd_negotiate(req->method.p, req->header_len, &pol, &p);

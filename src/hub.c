@@ -280,10 +280,6 @@ hub_frame_make(struct hub *h, int slot, unsigned opcode, const uint8_t *data, si
 		f->cap = (uint32_t)need;
 		f->zvar = NULL;
 	}
-	if (f->zvar != NULL) { /* the last message's compressed variants */
-		hub_frame_unref(f->zvar);
-		f->zvar = NULL;
-	}
 	f->refs = 1; /* the hub's own, dropped after the fan-out */
 	hlen = ws_frame_encode(f->data, 1, 0, opcode, len, NULL);
 	memcpy(f->data + hlen, data, len);
@@ -299,6 +295,10 @@ hub_frame_done(struct hub *h, int slot, struct hub_frame *f)
 	if (f == NULL)
 		return;
 	if (f->refs == 1 && f->cap <= 64 * 1024 && h->spare[slot] == NULL) {
+		if (f->zvar != NULL) { /* a spare keeps no compressed variant */
+			hub_frame_unref(f->zvar);
+			f->zvar = NULL;
+		}
 		h->spare[slot] = f;
 		return;
 	}

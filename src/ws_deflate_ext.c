@@ -160,9 +160,7 @@ pmd_offer(const struct pmd_param *ps, size_t np, const struct ws_pmd_policy *pol
 	cbits = cmwb < pol->client_max_bits ? cmwb : pol->client_max_bits;
 	if (!seen_cmwb && cbits < 15)
 		return 0;
-	if (!seen_cnt && !pol->allow_client_takeover)
-		return 0;
-	out->client_no_takeover = seen_cnt != 0;
+	out->client_no_takeover = seen_cnt != 0 || !pol->allow_client_takeover;
 	out->server_bits = (uint8_t)sbits;
 	out->client_bits = (uint8_t)cbits;
 	out->say_server_bits = seen_smwb != 0;

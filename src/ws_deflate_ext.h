@@ -11,7 +11,8 @@
 struct ws_pmd_policy {
 	unsigned server_max_bits;  /* largest window wsgate compresses with, 9..15 */
 	unsigned client_max_bits;  /* largest window a client may compress with, 8..15 */
-	int allow_client_takeover; /* 0: only offers with client_no_context_takeover (no budget) */
+	int allow_client_takeover; /* 0: answer client_no_context_takeover to every offer (RFC 7692
+	                            * 7.1.1.2 lets a server add it): no context kept for the client */
 };
 
 /* What was agreed. wsgate always answers server_no_context_takeover: a message it sends is
