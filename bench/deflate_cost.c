@@ -54,9 +54,12 @@ json_message(char *out, size_t size, int i)
 	size_t n = 0;
 
 	for (int k = 0; n < size; k++)
-		n += (size_t)snprintf(out + n, size + 256 - n,
-		    "%s{\"seq\": %d, \"k\": %d, \"symbol\": \"ABC%d\", \"bid\": %.2f, \"ask\": %.2f, "
-		    "\"ts\": %lld}", k ? "," : "", i, k, (i + k) % 50, 100 + ((i * 7 + k) % 300) / 7.0,
+		n += (size_t)snprintf(
+		    out + n, size + 256 - n,
+		    "%s{\"seq\": %d, \"k\": %d, \"symbol\": \"ABC%d\", \"bid\": %.2f, \"ask\": "
+		    "%.2f, "
+		    "\"ts\": %lld}",
+		    k ? "," : "", i, k, (i + k) % 50, 100 + ((i * 7 + k) % 300) / 7.0,
 		    100.5 + ((i * 3 + k) % 300) / 7.0, 1764650000000LL + i * 10 + k);
 	return size;
 }
@@ -89,8 +92,8 @@ main(int argc, char **argv)
 	}
 	t1 = now_ns();
 	printf("RESULT way=shared ns_per_compression=%.0f bytes_per_msg=%.1f "
-	    "ns_per_delivery_at_%d_subs=%.1f context_bytes_per_conn=0\n", (t1 - t0) / msgs,
-	    (double)bytes / msgs, subs, (t1 - t0) / msgs / subs);
+	       "ns_per_delivery_at_%d_subs=%.1f context_bytes_per_conn=0\n",
+	       (t1 - t0) / msgs, (double)bytes / msgs, subs, (t1 - t0) / msgs / subs);
 
 	/* 2. per subscriber, no context takeover: the same compression, subs times. */
 	bytes = 0;
@@ -106,8 +109,8 @@ main(int argc, char **argv)
 	}
 	t1 = now_ns();
 	printf("RESULT way=per_subscriber ns_per_compression=%.0f bytes_per_msg=%.1f "
-	    "ns_per_delivery_at_%d_subs=%.1f context_bytes_per_conn=0\n",
-	    (t1 - t0) / msgs / subs, (double)bytes / msgs / subs, subs, (t1 - t0) / msgs / subs);
+	       "ns_per_delivery_at_%d_subs=%.1f context_bytes_per_conn=0\n",
+	       (t1 - t0) / msgs / subs, (double)bytes / msgs / subs, subs, (t1 - t0) / msgs / subs);
 
 	/* 3. per subscriber with a kept context (server context takeover). */
 	for (int s = 0; s < subs; s++) {
@@ -132,9 +135,9 @@ main(int argc, char **argv)
 	}
 	t1 = now_ns();
 	printf("RESULT way=per_subscriber_takeover ns_per_compression=%.0f bytes_per_msg=%.1f "
-	    "ns_per_delivery_at_%d_subs=%.1f context_bytes_per_conn=%zu\n",
-	    (t1 - t0) / msgs / subs, (double)bytes / msgs / subs, subs, (t1 - t0) / msgs / subs,
-	    zmem / (size_t)subs);
+	       "ns_per_delivery_at_%d_subs=%.1f context_bytes_per_conn=%zu\n",
+	       (t1 - t0) / msgs / subs, (double)bytes / msgs / subs, subs, (t1 - t0) / msgs / subs,
+	       zmem / (size_t)subs);
 	for (int s = 0; s < subs; s++)
 		deflateEnd(&zs[s]);
 	ws_deflate_thread_free();

@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct ws_pmd_policy pol = { 15, 15, 1 };
+	struct ws_pmd_policy pol = {15, 15, 1};
 	struct ws_pmd_params p, q;
 	char resp[WS_PMD_RESPONSE_MAX];
 	enum ws_pmd_status st;
@@ -30,13 +30,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (st != WS_PMD_ACCEPT)
 		return 0;
 	if (p.server_bits < 9 || p.server_bits > pol.server_max_bits || p.client_bits < 8 ||
-	    p.client_bits > pol.client_max_bits || (!pol.allow_client_takeover &&
-	    !p.client_no_takeover))
+	    p.client_bits > pol.client_max_bits ||
+	    (!pol.allow_client_takeover && !p.client_no_takeover))
 		abort();
 	ws_pmd_response(&p, resp);
 	{
 		int found = 0;
-		struct ws_pmd_policy all = { 15, 15, 1 };
+		struct ws_pmd_policy all = {15, 15, 1};
 		if (ws_pmd_negotiate_value(resp, strlen(resp), &all, &q, &found) != WS_PMD_ACCEPT)
 			abort();
 		if (q.client_no_takeover != p.client_no_takeover)

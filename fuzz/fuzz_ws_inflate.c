@@ -13,7 +13,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct ws_inflater in = { 0 };
+	struct ws_inflater in = {0};
 	uint64_t max;
 	size_t off = 0;
 	int text, first = 1;

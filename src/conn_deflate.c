@@ -48,7 +48,8 @@ conn_deflate_negotiate(struct conn *c, const struct http_request *req)
 		 * zlib state while idle. */
 		cost = ws_inflate_cost(p.client_bits);
 		if (!ws_deflate_budget_take(c->cfg->compression_memory, cost)) {
-			conn_log(c, LOG_LVL_DEBUG, "compression_memory full: client_no_context_takeover");
+			conn_log(c, LOG_LVL_DEBUG,
+			         "compression_memory full: client_no_context_takeover");
 			cost = 0;
 			pol.allow_client_takeover = 0;
 			st = ws_pmd_negotiate(req->method.p, req->header_len, &pol, &p);
@@ -83,7 +84,7 @@ conn_deflate_101(struct conn *c, struct evbuffer *out)
 
 int
 conn_deflate_rx(struct conn *c, const struct ws_event *ev, struct ws_event *out, uint16_t *code,
-    const char **why)
+                const char **why)
 {
 	enum ws_inflate_status st;
 
@@ -94,7 +95,7 @@ conn_deflate_rx(struct conn *c, const struct ws_event *ev, struct ws_event *out,
 		return -1;
 	}
 	st = ws_inflate_feed(&c->pmd->in, ev->data, ev->len, ev->first, ev->last,
-	    ev->opcode == WS_OP_TEXT, c->cfg->max_message_size, code, why);
+	                     ev->opcode == WS_OP_TEXT, c->cfg->max_message_size, code, why);
 	if (st == WS_INFLATE_ERROR) {
 		ws_inflate_done(&c->pmd->in);
 		return -1;
@@ -129,7 +130,7 @@ conn_deflate_payload(struct conn *c, const uint8_t *data, size_t len, size_t *zl
 	if (c->pmd == NULL || r == NULL || len == 0 || len < r->compression_min_size)
 		return NULL;
 	z = ws_deflate_message((int)r->compression_level, c->pmd->params.server_bits, data, len,
-	    zlen);
+	                       zlen);
 	return z != NULL && *zlen < len ? z : NULL;
 }
 

@@ -25,8 +25,8 @@ void conn_deflate_101(struct conn *c, struct evbuffer *out);
 /* A compressed data chunk from the client. Returns 0 when the message goes on, 1 when *out is
  * the whole message inflated (deliver it, then call conn_deflate_rx_done), or -1 to fail the
  * connection with *code / *why. */
-int conn_deflate_rx(struct conn *c, const struct ws_event *ev, struct ws_event *out,
-    uint16_t *code, const char **why) __attribute__((warn_unused_result));
+int conn_deflate_rx(struct conn *c, const struct ws_event *ev, struct ws_event *out, uint16_t *code,
+                    const char **why) __attribute__((warn_unused_result));
 void conn_deflate_rx_done(struct conn *c);
 
 /* Sending one frame: when it is a whole data message the route compresses, queues it

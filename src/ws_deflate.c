@@ -13,7 +13,7 @@
 
 /* RFC 7692 7.2.2: the sender removes this tail of its Z_SYNC_FLUSH output, the receiver puts
  * it back before inflating. */
-static const uint8_t ws_deflate_tail[4] = { 0x00, 0x00, 0xff, 0xff };
+static const uint8_t ws_deflate_tail[4] = {0x00, 0x00, 0xff, 0xff};
 
 /* zlib 1.2.13's struct inflate_state is 7,160 bytes on LP64; rounded up. */
 #define WS_INFLATE_STATE_COST 7424
@@ -116,7 +116,7 @@ ws_inflate_grow(struct ws_inflater *in, uint64_t max)
  * Returns 0, or -1 with *code and *why set. */
 static int
 ws_inflate_run(struct ws_inflater *in, z_stream *zs, const uint8_t *p, size_t n, uint64_t max,
-    uint16_t *code, const char **why)
+               uint16_t *code, const char **why)
 {
 	zs->next_in = (Bytef *)(uintptr_t)p;
 	zs->avail_in = (uInt)n;
@@ -154,8 +154,8 @@ ws_inflate_run(struct ws_inflater *in, z_stream *zs, const uint8_t *p, size_t n,
 		}
 		in->len += got;
 		if (r == Z_STREAM_END) {
-			/* A final block (BFINAL) ends the deflate stream; what follows (at least the
-			 * tail we append) starts a new one. */
+			/* A final block (BFINAL) ends the deflate stream; what follows (at least
+			 * the tail we append) starts a new one. */
 			if (inflateReset(zs) != Z_OK)
 				break;
 			continue;
@@ -174,7 +174,7 @@ ws_inflate_run(struct ws_inflater *in, z_stream *zs, const uint8_t *p, size_t n,
 
 enum ws_inflate_status
 ws_inflate_feed(struct ws_inflater *in, const uint8_t *p, size_t n, int first, int last, int text,
-    uint64_t max, uint16_t *code, const char **why)
+                uint64_t max, uint16_t *code, const char **why)
 {
 	z_stream *zs;
 	int scratch = 0;
@@ -202,7 +202,7 @@ ws_inflate_feed(struct ws_inflater *in, const uint8_t *p, size_t n, int first, i
 	}
 	if (ws_inflate_run(in, zs, p, n, max, code, why) < 0 ||
 	    (last && ws_inflate_run(in, zs, ws_deflate_tail, sizeof(ws_deflate_tail), max, code,
-	    why) < 0)) {
+	                            why) < 0)) {
 		if (scratch)
 			(void)inflateReset(zs);
 		return WS_INFLATE_ERROR;

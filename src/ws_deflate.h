@@ -15,13 +15,13 @@
 
 /* The receive side of one connection. Zeroed = ready; ws_inflater_free releases. */
 struct ws_inflater {
-	void *zs;          /* z_stream: NULL between messages unless takeover */
-	uint8_t bits;      /* the client's window (8..15) */
-	uint8_t takeover;  /* the client keeps its context: zs lives between messages */
-	uint8_t text;      /* the message in progress is text: UTF-8 checked as it inflates */
-	uint8_t *buf;      /* the inflated message so far; freed after delivery */
+	void *zs;         /* z_stream: NULL between messages unless takeover */
+	uint8_t bits;     /* the client's window (8..15) */
+	uint8_t takeover; /* the client keeps its context: zs lives between messages */
+	uint8_t text;     /* the message in progress is text: UTF-8 checked as it inflates */
+	uint8_t *buf;     /* the inflated message so far; freed after delivery */
 	size_t len, cap;
-	uint32_t utf8;     /* UTF-8 state of buf */
+	uint32_t utf8; /* UTF-8 state of buf */
 };
 
 enum ws_inflate_status {
@@ -34,7 +34,8 @@ enum ws_inflate_status {
  * the message ends here). max: largest inflated message, 0 = none. Output never grows past
  * max: the chunk that would make it is refused with 1009. */
 enum ws_inflate_status ws_inflate_feed(struct ws_inflater *in, const uint8_t *p, size_t n,
-    int first, int last, int text, uint64_t max, uint16_t *code, const char **why);
+                                       int first, int last, int text, uint64_t max, uint16_t *code,
+                                       const char **why);
 /* After a DONE message was delivered: drops buf, and zs unless takeover. */
 void ws_inflate_done(struct ws_inflater *in);
 void ws_inflater_free(struct ws_inflater *in);
@@ -45,7 +46,7 @@ size_t ws_inflate_cost(unsigned bits);
  * bits (9..15). Returns the payload to send with RSV1 (the trailing 00 00 ff ff removed) in a
  * per-thread buffer valid until the next call on this thread, or NULL (out of memory). */
 const uint8_t *ws_deflate_message(int level, unsigned bits, const uint8_t *data, size_t len,
-    size_t *outlen);
+                                  size_t *outlen);
 /* Frees this thread's compressors and buffer (a worker exiting; tests). */
 void ws_deflate_thread_free(void);
 

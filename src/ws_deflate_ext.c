@@ -128,7 +128,7 @@ pmd_bits(const struct pmd_param *p)
  * cannot do). */
 static int
 pmd_offer(const struct pmd_param *ps, size_t np, const struct ws_pmd_policy *pol,
-    struct ws_pmd_params *out)
+          struct ws_pmd_params *out)
 {
 	int seen_snt = 0, seen_cnt = 0, seen_smwb = 0, seen_cmwb = 0;
 	unsigned smwb = 15, cmwb = 15, sbits, cbits;
@@ -174,18 +174,18 @@ ws_pmd_response(const struct ws_pmd_params *p, char *resp)
 	int n;
 
 	n = snprintf(resp, WS_PMD_RESPONSE_MAX, PMD_NAME "; server_no_context_takeover%s",
-	    p->client_no_takeover ? "; client_no_context_takeover" : "");
+	             p->client_no_takeover ? "; client_no_context_takeover" : "");
 	if (p->say_server_bits)
 		n += snprintf(resp + n, WS_PMD_RESPONSE_MAX - (size_t)n,
-		    "; server_max_window_bits=%u", p->server_bits);
+		              "; server_max_window_bits=%u", p->server_bits);
 	if (p->say_client_bits)
 		snprintf(resp + n, WS_PMD_RESPONSE_MAX - (size_t)n, "; client_max_window_bits=%u",
-		    p->client_bits);
+		         p->client_bits);
 }
 
 enum ws_pmd_status
 ws_pmd_negotiate_value(const char *v, size_t n, const struct ws_pmd_policy *pol,
-    struct ws_pmd_params *out, int *found)
+                       struct ws_pmd_params *out, int *found)
 {
 	struct pmd_param ps[PMD_MAX_PARAMS];
 	size_t i = 0;
@@ -241,7 +241,7 @@ ws_pmd_negotiate_value(const char *v, size_t n, const struct ws_pmd_policy *pol,
 
 enum ws_pmd_status
 ws_pmd_negotiate(const char *head, size_t len, const struct ws_pmd_policy *pol,
-    struct ws_pmd_params *out)
+                 struct ws_pmd_params *out)
 {
 	static const char hname[] = "Sec-WebSocket-Extensions";
 	size_t hn = sizeof(hname) - 1, pos = 0;
@@ -255,7 +255,8 @@ ws_pmd_negotiate(const char *head, size_t len, const struct ws_pmd_policy *pol,
 		pos += llen + (eol != NULL);
 		if (llen > 0 && line[llen - 1] == '\r')
 			llen--;
-		if (llen <= hn || line[hn] != ':' || !pmd_caseeq(line, hn, "sec-websocket-extensions"))
+		if (llen <= hn || line[hn] != ':' ||
+		    !pmd_caseeq(line, hn, "sec-websocket-extensions"))
 			continue;
 		vs = hn + 1;
 		ve = llen;
@@ -263,8 +264,7 @@ ws_pmd_negotiate(const char *head, size_t len, const struct ws_pmd_policy *pol,
 			vs++;
 		while (ve > vs && (line[ve - 1] == ' ' || line[ve - 1] == '\t'))
 			ve--;
-		if (ws_pmd_negotiate_value(line + vs, ve - vs, pol, out, &found) ==
-		    WS_PMD_BAD)
+		if (ws_pmd_negotiate_value(line + vs, ve - vs, pol, out, &found) == WS_PMD_BAD)
 			return WS_PMD_BAD;
 	}
 	return found ? WS_PMD_ACCEPT : WS_PMD_NONE;

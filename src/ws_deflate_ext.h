@@ -12,7 +12,8 @@ struct ws_pmd_policy {
 	unsigned server_max_bits;  /* largest window wsgate compresses with, 9..15 */
 	unsigned client_max_bits;  /* largest window a client may compress with, 8..15 */
 	int allow_client_takeover; /* 0: answer client_no_context_takeover to every offer (RFC 7692
-	                            * 7.1.1.2 lets a server add it): no context kept for the client */
+	                            * 7.1.1.2 lets a server add it): no context kept for the client
+	                            */
 };
 
 /* What was agreed. wsgate always answers server_no_context_takeover: a message it sends is
@@ -26,9 +27,9 @@ struct ws_pmd_params {
 };
 
 enum ws_pmd_status {
-	WS_PMD_NONE = 0,    /* no offer, or none acceptable: no extension in the 101 */
-	WS_PMD_ACCEPT = 1,  /* *out and the response are filled */
-	WS_PMD_BAD = -1,    /* a header line is not a valid extension list: 400 */
+	WS_PMD_NONE = 0,   /* no offer, or none acceptable: no extension in the 101 */
+	WS_PMD_ACCEPT = 1, /* *out and the response are filled */
+	WS_PMD_BAD = -1,   /* a header line is not a valid extension list: 400 */
 };
 
 /* Longest response value ws_pmd_negotiate writes (plus NUL). */
@@ -38,12 +39,12 @@ enum ws_pmd_status {
  * and header lines, CRLF-separated, as http_parse_request accepted it). On WS_PMD_ACCEPT *out
  * holds the first acceptable offer's terms. */
 enum ws_pmd_status ws_pmd_negotiate(const char *head, size_t len, const struct ws_pmd_policy *pol,
-    struct ws_pmd_params *out);
+                                    struct ws_pmd_params *out);
 
 /* The same for one header value (tests, fuzzing); *found is set once an offer was taken (by
  * this line or an earlier one, which is then kept). */
 enum ws_pmd_status ws_pmd_negotiate_value(const char *v, size_t n, const struct ws_pmd_policy *pol,
-    struct ws_pmd_params *out, int *found);
+                                          struct ws_pmd_params *out, int *found);
 
 /* The Sec-WebSocket-Extensions value answering p, NUL-terminated, in resp[WS_PMD_RESPONSE_MAX]. */
 void ws_pmd_response(const struct ws_pmd_params *p, char *resp);

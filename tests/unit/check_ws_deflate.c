@@ -57,8 +57,8 @@ fill(uint8_t *b, size_t n, int text)
 /* Compress with ws_deflate_message, inflate with ws_inflate_feed in chunks of `chunk`. */
 START_TEST(test_round_trip)
 {
-	static const size_t sizes[] = { 1, 2, 100, 1000, 4096, 4097, 65535, 65536, 131072, 300000 };
-	static const unsigned bits[] = { 9, 10, 12, 15 };
+	static const size_t sizes[] = {1, 2, 100, 1000, 4096, 4097, 65535, 65536, 131072, 300000};
+	static const unsigned bits[] = {9, 10, 12, 15};
 	uint8_t *msg = malloc(300000);
 
 	for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++)
@@ -67,7 +67,7 @@ START_TEST(test_round_trip)
 				size_t n = sizes[si], zlen, chunk = 1 + n / 7, off;
 				const uint8_t *z;
 				uint8_t *zc;
-				struct ws_inflater in = { .bits = (uint8_t)bits[bi] };
+				struct ws_inflater in = {.bits = (uint8_t)bits[bi]};
 				enum ws_inflate_status st = WS_INFLATE_MORE;
 				uint16_t code;
 				const char *why;
@@ -82,7 +82,7 @@ START_TEST(test_round_trip)
 					if (off >= zlen)
 						k = 0;
 					st = ws_inflate_feed(&in, zc + off, k, off == 0,
-					    off + k >= zlen, text, 0, &code, &why);
+					                     off + k >= zlen, text, 0, &code, &why);
 					ck_assert_int_ne(st, WS_INFLATE_ERROR);
 					if (off + k >= zlen)
 						break;
@@ -105,7 +105,7 @@ START_TEST(test_bomb)
 {
 	static struct peer p;
 	uint8_t *zeros = calloc(1, 8 << 20);
-	struct ws_inflater in = { .bits = 15 };
+	struct ws_inflater in = {.bits = 15};
 	uint16_t code = 0;
 	const char *why = NULL;
 
@@ -113,7 +113,7 @@ START_TEST(test_bomb)
 	peer_msg(&p, zeros, 8 << 20, Z_SYNC_FLUSH);
 	ck_assert_uint_lt(p.n, 16 * 1024);
 	ck_assert_int_eq(ws_inflate_feed(&in, p.out, p.n, 1, 1, 0, 65536, &code, &why),
-	    WS_INFLATE_ERROR);
+	                 WS_INFLATE_ERROR);
 	ck_assert_uint_eq(code, WS_CLOSE_TOO_BIG);
 	ck_assert_uint_le(in.len, 65536);
 	ck_assert_uint_le(in.cap, 65536);
@@ -121,7 +121,7 @@ START_TEST(test_bomb)
 	/* Exactly max inflated bytes fit. */
 	peer_msg(&p, zeros, 65536, Z_SYNC_FLUSH);
 	ck_assert_int_eq(ws_inflate_feed(&in, p.out, p.n, 1, 1, 0, 65536, &code, &why),
-	    WS_INFLATE_DONE);
+	                 WS_INFLATE_DONE);
 	ck_assert_uint_eq(in.len, 65536);
 	ws_inflater_free(&in);
 	deflateEnd(&p.zs);
@@ -133,29 +133,29 @@ END_TEST
 START_TEST(test_utf8_after_inflate)
 {
 	static struct peer p;
-	struct ws_inflater in = { .bits = 15 };
+	struct ws_inflater in = {.bits = 15};
 	uint16_t code = 0;
 	const char *why = NULL;
 
 	peer_init(&p, 15);
 	peer_msg(&p, "ok \xce\xba\xe1\xbd\xb9", 8, Z_SYNC_FLUSH);
 	ck_assert_int_eq(ws_inflate_feed(&in, p.out, p.n, 1, 1, 1, 0, &code, &why),
-	    WS_INFLATE_DONE);
+	                 WS_INFLATE_DONE);
 	ws_inflate_done(&in);
 	peer_msg(&p, "bad \xff", 5, Z_SYNC_FLUSH);
 	ck_assert_int_eq(ws_inflate_feed(&in, p.out, p.n, 1, 1, 1, 0, &code, &why),
-	    WS_INFLATE_ERROR);
+	                 WS_INFLATE_ERROR);
 	ck_assert_uint_eq(code, WS_CLOSE_INVALID_DATA);
 	ws_inflate_done(&in);
 	peer_msg(&p, "cut \xce", 5, Z_SYNC_FLUSH);
 	ck_assert_int_eq(ws_inflate_feed(&in, p.out, p.n, 1, 1, 1, 0, &code, &why),
-	    WS_INFLATE_ERROR);
+	                 WS_INFLATE_ERROR);
 	ck_assert_uint_eq(code, WS_CLOSE_INVALID_DATA);
 	/* The same bytes as binary are fine. */
 	ws_inflate_done(&in);
 	peer_msg(&p, "cut \xce", 5, Z_SYNC_FLUSH);
 	ck_assert_int_eq(ws_inflate_feed(&in, p.out, p.n, 1, 1, 0, 0, &code, &why),
-	    WS_INFLATE_DONE);
+	                 WS_INFLATE_DONE);
 	ws_inflater_free(&in);
 	deflateEnd(&p.zs);
 	ws_deflate_thread_free();
@@ -166,7 +166,7 @@ END_TEST
 START_TEST(test_takeover)
 {
 	static struct peer p;
-	struct ws_inflater in = { .bits = 15, .takeover = 1 };
+	struct ws_inflater in = {.bits = 15, .takeover = 1};
 	const char *m = "the same sentence, twice over, the same sentence";
 	uint16_t code;
 	const char *why;
@@ -178,7 +178,7 @@ START_TEST(test_takeover)
 		if (i > 0)
 			ck_assert_uint_lt(p.n, 10); /* a back reference into the last message */
 		ck_assert_int_eq(ws_inflate_feed(&in, p.out, p.n, 1, 1, 1, 0, &code, &why),
-		    WS_INFLATE_DONE);
+		                 WS_INFLATE_DONE);
 		ck_assert_uint_eq(in.len, strlen(m));
 		ck_assert(memcmp(in.buf, m, in.len) == 0);
 		ws_inflate_done(&in);
@@ -187,7 +187,7 @@ START_TEST(test_takeover)
 	/* A message ending in a final block (BFINAL) is fine too. */
 	peer_msg(&p, "end", 3, Z_FINISH);
 	ck_assert_int_eq(ws_inflate_feed(&in, p.out, p.n, 1, 1, 1, 0, &code, &why),
-	    WS_INFLATE_DONE);
+	                 WS_INFLATE_DONE);
 	ck_assert_uint_eq(in.len, 3);
 	ws_inflater_free(&in);
 	deflateEnd(&p.zs);
@@ -197,13 +197,13 @@ END_TEST
 
 START_TEST(test_bad_data)
 {
-	struct ws_inflater in = { .bits = 15 };
-	static const uint8_t bad[] = { 0xff, 0xff, 0xff, 0xff };
+	struct ws_inflater in = {.bits = 15};
+	static const uint8_t bad[] = {0xff, 0xff, 0xff, 0xff};
 	uint16_t code = 0;
 	const char *why = NULL;
 
 	ck_assert_int_eq(ws_inflate_feed(&in, bad, sizeof(bad), 1, 1, 0, 0, &code, &why),
-	    WS_INFLATE_ERROR);
+	                 WS_INFLATE_ERROR);
 	ck_assert_uint_eq(code, WS_CLOSE_INVALID_DATA);
 	ws_inflater_free(&in);
 	ws_deflate_thread_free();
@@ -214,7 +214,7 @@ END_TEST
 START_TEST(test_deflate_for_peer)
 {
 	const char *m = "{\"type\":\"tick\",\"price\":101.25,\"symbol\":\"ABC\"}"
-	    "{\"type\":\"tick\",\"price\":101.25,\"symbol\":\"ABC\"}";
+	                "{\"type\":\"tick\",\"price\":101.25,\"symbol\":\"ABC\"}";
 	uint8_t buf[256], out[256];
 	const uint8_t *z;
 	size_t zlen;
