@@ -21,7 +21,10 @@
 struct conn_pmd {
 	struct ws_pmd_params params;
 	struct ws_inflater in;
-	size_t budget; /* bytes counted in compression_memory (a kept inflate stream), else 0 */
+	size_t budget;    /* bytes counted in compression_memory (a kept inflate stream), else 0 */
+	void *tx;         /* compressor of the fragmented message being sent, else NULL */
+	size_t tx_cost;   /* its share of compression_memory */
+	uint8_t tx_plain; /* the fragmented message being sent goes plain */
 };
 
 int
@@ -134,24 +137,84 @@ conn_deflate_payload(struct conn *c, const uint8_t *data, size_t len, size_t *zl
 	return z != NULL && *zlen < len ? z : NULL;
 }
 
+static void
+conn_deflate_tx_end(struct conn_pmd *pmd)
+{
+	ws_deflate_stream_free(pmd->tx);
+	pmd->tx = NULL;
+	if (pmd->tx_cost > 0)
+		ws_deflate_budget_give(pmd->tx_cost);
+	pmd->tx_cost = 0;
+}
+
+/* A fragment of a message sent in pieces (a relay): compressed as a stream that lives only
+ * until the message ends, when the first piece is worth it and the budget has room; else
+ * the whole message goes plain. Returns what conn_deflate_send returns. */
+static int
+conn_deflate_fragment(struct conn *c, int fin, unsigned opcode, const uint8_t *data, size_t len,
+                      const uint8_t **z, size_t *zlen)
+{
+	struct conn_pmd *pmd = c->pmd;
+	const struct config_route *r = c->route;
+
+	if (opcode != WS_OP_CONT) { /* the first fragment */
+		conn_deflate_tx_end(pmd);
+		pmd->tx_plain = 1;
+		if (r == NULL || len == 0 || len < r->compression_min_size)
+			return 0;
+		pmd->tx_cost = ws_deflate_stream_cost(pmd->params.server_bits);
+		if (!ws_deflate_budget_take(c->cfg->compression_memory, pmd->tx_cost)) {
+			pmd->tx_cost = 0;
+			return 0;
+		}
+		pmd->tx = ws_deflate_stream_new((int)r->compression_level, pmd->params.server_bits);
+		if (pmd->tx == NULL) {
+			conn_deflate_tx_end(pmd);
+			return 0;
+		}
+		pmd->tx_plain = 0;
+	} else if (pmd->tx_plain || pmd->tx == NULL) {
+		if (fin)
+			pmd->tx_plain = 0;
+		return 0;
+	}
+	*z = ws_deflate_stream_feed(pmd->tx, data, len, fin, zlen);
+	if (fin)
+		conn_deflate_tx_end(pmd);
+	if (*z == NULL) {
+		/* Out of memory inside a compressed message: nothing valid can follow it, so the
+		 * stream ends here (the connection is not closed under the caller's feet). */
+		conn_send_close(c, WS_CLOSE_INTERNAL, "out of memory");
+		return 1;
+	}
+	return 2;
+}
+
 int
 conn_deflate_send(struct conn *c, int fin, unsigned opcode, const uint8_t *data, size_t len)
 {
 	uint8_t hdr[WS_FRAME_HDR_MAX];
-	const uint8_t *z;
-	size_t zlen, hlen;
+	const uint8_t *z = NULL;
+	size_t zlen = 0, hlen;
 	struct evbuffer *out;
+	unsigned rsv = WS_RSV1;
 
-	if (!fin || (opcode != WS_OP_TEXT && opcode != WS_OP_BINARY))
+	if (opcode != WS_OP_TEXT && opcode != WS_OP_BINARY && opcode != WS_OP_CONT)
 		return 0;
-	if ((z = conn_deflate_payload(c, data, len, &zlen)) == NULL)
+	if (!fin || opcode == WS_OP_CONT) {
+		int r = conn_deflate_fragment(c, fin, opcode, data, len, &z, &zlen);
+		if (r != 2)
+			return r;
+		rsv = opcode == WS_OP_CONT ? 0 : WS_RSV1;
+	} else if ((z = conn_deflate_payload(c, data, len, &zlen)) == NULL) {
 		return 0;
+	}
 	out = ws_outq_data(&c->outq);
-	hlen = ws_frame_encode(hdr, 1, WS_RSV1, opcode, zlen, NULL);
+	hlen = ws_frame_encode(hdr, fin, rsv, opcode, zlen, NULL);
 	evbuffer_add(out, hdr, hlen);
 	evbuffer_add(out, z, zlen);
 	if (c->rstats != NULL) {
-		METRIC_ADD(c->rstats->msgs_out, 1);
+		METRIC_ADD(c->rstats->msgs_out, fin != 0);
 		METRIC_ADD(c->rstats->bytes_out, hlen + zlen);
 	}
 	return 1;
@@ -205,6 +268,7 @@ conn_deflate_free(struct conn *c)
 	if (c->pmd == NULL)
 		return;
 	ws_inflater_free(&c->pmd->in);
+	conn_deflate_tx_end(c->pmd);
 	if (c->pmd->budget > 0)
 		ws_deflate_budget_give(c->pmd->budget);
 	free(c->pmd);

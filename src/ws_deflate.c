@@ -305,6 +305,77 @@ ws_deflate_message(int level, unsigned bits, const uint8_t *data, size_t len, si
 	return ws_deflate_buf;
 }
 
+/* ---- a message compressed as it streams (a relay's fragments) ---- */
+
+size_t
+ws_deflate_stream_cost(unsigned bits)
+{
+	/* deflateInit2's own sum for memLevel 8: window and prev (2 + 2 bytes a window byte),
+	 * head (64 KiB), the pending buffer (64 KiB), its state. */
+	return sizeof(z_stream) + 6016 + ((size_t)4 << bits) + ((size_t)1 << 17);
+}
+
+void *
+ws_deflate_stream_new(int level, unsigned bits)
+{
+	z_stream *zs = calloc(1, sizeof(*zs));
+
+	if (zs == NULL)
+		return NULL;
+	if (deflateInit2(zs, level, Z_DEFLATED, -(int)bits, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+		free(zs);
+		return NULL;
+	}
+	return zs;
+}
+
+const uint8_t *
+ws_deflate_stream_feed(void *stream, const uint8_t *data, size_t len, int last, size_t *outlen)
+{
+	z_stream *zs = stream;
+	size_t out = 0;
+
+	zs->next_in = (Bytef *)(uintptr_t)data;
+	zs->avail_in = (uInt)len;
+	/* Until zlib has taken the input and, at the end, flushed everything: the buffer grows
+	 * when it fills. Between fragments zlib may keep output back (Z_NO_FLUSH), so only the
+	 * last fragment ends in the sync flush's 00 00 ff ff, which is removed. */
+	for (;;) {
+		int r;
+		if (ws_deflate_cap - out < 64 || ws_deflate_cap < len / 2 + 1024) {
+			size_t cap = ws_deflate_cap ? ws_deflate_cap * 2 : 16384;
+			uint8_t *p;
+			while (cap < len / 2 + 1024)
+				cap *= 2;
+			if ((p = realloc(ws_deflate_buf, cap)) == NULL)
+				return NULL;
+			ws_deflate_buf = p;
+			ws_deflate_cap = cap;
+		}
+		zs->next_out = ws_deflate_buf + out;
+		zs->avail_out = (uInt)(ws_deflate_cap - out);
+		r = deflate(zs, last ? Z_SYNC_FLUSH : Z_NO_FLUSH);
+		out = ws_deflate_cap - zs->avail_out;
+		if (r != Z_OK && r != Z_BUF_ERROR)
+			return NULL;
+		if (zs->avail_in == 0 && zs->avail_out > 0)
+			break;
+	}
+	if (last && out >= 4 && memcmp(ws_deflate_buf + out - 4, ws_deflate_tail, 4) == 0)
+		out -= 4;
+	*outlen = out;
+	return ws_deflate_buf;
+}
+
+void
+ws_deflate_stream_free(void *stream)
+{
+	if (stream != NULL) {
+		deflateEnd(stream);
+		free(stream);
+	}
+}
+
 void
 ws_deflate_thread_free(void)
 {

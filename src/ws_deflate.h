@@ -47,6 +47,16 @@ size_t ws_inflate_cost(unsigned bits);
  * per-thread buffer valid until the next call on this thread, or NULL (out of memory). */
 const uint8_t *ws_deflate_message(int level, unsigned bits, const uint8_t *data, size_t len,
                                   size_t *outlen);
+/* A message compressed as it is sent in fragments (no context takeover either): a stream
+ * exists only while that message is in progress. feed returns the bytes for this fragment's
+ * frame (possibly none) in the per-thread buffer; with last, the message ends there. */
+void *ws_deflate_stream_new(int level, unsigned bits);
+const uint8_t *ws_deflate_stream_feed(void *stream, const uint8_t *data, size_t len, int last,
+                                      size_t *outlen);
+void ws_deflate_stream_free(void *stream);
+/* Bytes such a stream holds (counted in compression_memory while it exists). */
+size_t ws_deflate_stream_cost(unsigned bits);
+
 /* Frees this thread's compressors and buffer (a worker exiting; tests). */
 void ws_deflate_thread_free(void);
 

@@ -243,6 +243,43 @@ START_TEST(test_deflate_for_peer)
 }
 END_TEST
 
+/* A message compressed fragment by fragment (a relay): the pieces, joined, inflate to the
+ * message, the sync flush tail only at the end and removed; an empty last piece works too. */
+START_TEST(test_stream)
+{
+	static const size_t pieces[] = {1, 700, 0, 40000, 3, 0};
+	uint8_t *msg = malloc(50000), *wire = malloc(100000);
+	size_t off = 0, wlen = 0, zlen;
+	struct ws_inflater in = {.bits = 10};
+	uint16_t code;
+	const char *why;
+	void *s = ws_deflate_stream_new(6, 10);
+
+	ck_assert_ptr_nonnull(s);
+	fill(msg, 50000, 1);
+	for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
+		int last = i + 1 == sizeof(pieces) / sizeof(pieces[0]);
+		const uint8_t *z = ws_deflate_stream_feed(s, msg + off, pieces[i], last, &zlen);
+		ck_assert_ptr_nonnull(z);
+		memcpy(wire + wlen, z, zlen);
+		wlen += zlen;
+		off += pieces[i];
+	}
+	ws_deflate_stream_free(s);
+	ck_assert(wlen < off / 2);
+	ck_assert(wlen < 4 || memcmp(wire + wlen - 4, "\0\0\xff\xff", 4) != 0);
+	ck_assert_int_eq(ws_inflate_feed(&in, wire, wlen, 1, 1, 1, 0, &code, &why),
+	                 WS_INFLATE_DONE);
+	ck_assert_uint_eq(in.len, off);
+	ck_assert(memcmp(in.buf, msg, off) == 0);
+	ws_inflater_free(&in);
+	ck_assert_uint_gt(ws_deflate_stream_cost(15), 256 * 1024);
+	free(msg);
+	free(wire);
+	ws_deflate_thread_free();
+}
+END_TEST
+
 START_TEST(test_budget)
 {
 	size_t c = ws_inflate_cost(15);
@@ -274,6 +311,7 @@ ws_deflate_suite(void)
 	tcase_add_test(tc, test_takeover);
 	tcase_add_test(tc, test_bad_data);
 	tcase_add_test(tc, test_deflate_for_peer);
+	tcase_add_test(tc, test_stream);
 	tcase_add_test(tc, test_budget);
 	suite_add_tcase(s, tc);
 	return s;
