@@ -18,6 +18,7 @@ import socket
 import struct
 import sys
 import time
+import zlib
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -167,11 +168,21 @@ def fanout(port, pid, mode, subs, msgs, size):
 
 
 def idle(port, pid, mode, n):
+    """plain: no compression; deflate: negotiated as Chrome offers it (the client keeps its
+    context), never used; kept: the same on an echo route, and each client sent one compressed
+    message, so wsgate holds the client's inflate context (what compression_memory bounds)."""
     offer = None if mode == "plain" else "permessage-deflate; client_max_window_bits"
-    path = "/zps" if offer else "/ps"
+    path = {"plain": "/ps", "deflate": "/zps", "kept": "/zecho"}[mode]
     time.sleep(0.3)
     r0 = rss_kib(pid)
     socks = [connect(port, path, offer)[0] for _ in range(n)]
+    if mode == "kept":
+        c = zlib.compressobj(6, zlib.DEFLATED, -15)
+        z = (c.compress(b'{"hello": "world"}') + c.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        for s in socks:
+            s.setblocking(True)
+            s.sendall(bytes([0xC1, 0x80 | len(z)]) + b"\0\0\0\0" + z)
+            s.recv(4096)
     time.sleep(1.0)
     r1 = rss_kib(pid)
     for s in socks:

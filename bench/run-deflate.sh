@@ -6,7 +6,8 @@
 #      changes it less than it changes msg/s);
 #   2. what compressing costs per delivery three ways (bench/deflate_cost.c): wsgate's one
 #      compression per broadcast, one per subscriber, one per subscriber with a kept context;
-#   3. RSS per idle connection with compression negotiated and without (IDLE connections).
+#   3. RSS per idle connection with compression negotiated and without (IDLE connections), and
+#      with the client's inflate context kept (client context takeover, after one message).
 # Environment knobs: WSGATE [build/src/wsgate], SUBS [2000], MSGS [100], SIZE [1024],
 #   IDLE [2000], REPS [3], OUT [bench/results/deflate.md]
 set -euo pipefail
@@ -30,13 +31,17 @@ bench_provenance
 cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -I"$ROOT/src" -o "$WORK/deflate_cost" \
     "$BENCH/deflate_cost.c" "$ROOT/src/ws_deflate.c" "$ROOT/src/utf8.c" -lz
 
-port=$(free_port)
-cat >"$WORK/wsgate.ini" <<INI
+# start_gw: a fresh wsgate (one worker, core 0) with the /ps, /zps and /pub routes; sets
+# port and GW (its pid).
+start_gw() {
+	port=$(free_port)
+	cat >"$WORK/wsgate.ini" <<INI
 [gateway]
 listen = 127.0.0.1:$port
 workers = 1
 log_level = warn
 max_connections = 100000
+compression_memory = 1GiB
 [heartbeat]
 ping_interval = 0
 [route /ps]
@@ -49,11 +54,16 @@ compression = on
 [route /pub]
 type = pubsub
 publish = news
+[route /zecho]
+type = echo
+compression = on
 INI
-taskset -c 0 "$WORK/wsgate" -c "$WORK/wsgate.ini" 2>"$WORK/wsgate.log" &
-GW=$!
-PIDS+=("$GW")
-wait_port "$port"
+	taskset -c 0 "$WORK/wsgate" -c "$WORK/wsgate.ini" 2>>"$WORK/wsgate.log" &
+	GW=$!
+	PIDS+=("$GW")
+	wait_port "$port"
+}
+start_gw
 
 RAW="$WORK/raw.txt"
 : >"$RAW"
@@ -63,11 +73,15 @@ for r in $(seq "$REPS"); do
 		    "$SUBS" "$MSGS" "$SIZE" | tee -a "$RAW"
 	done
 done
-for mode in plain deflate; do
+# Idle memory on fresh processes: one that served the fan-out keeps its freed memory.
+for mode in plain deflate kept; do
+	kill "$GW"
+	wait "$GW" 2>/dev/null || true
+	start_gw
 	taskset -c 1 /usr/bin/python3 "$BENCH/pmd_fanout.py" idle "$port" "$GW" "$mode" "$IDLE" |
 	    tee -a "$RAW"
 done
-taskset -c 1 "$WORK/deflate_cost" 2000 "$SIZE" 100 6 | tee -a "$RAW"
+taskset -c 1 "$WORK/deflate_cost" 500 "$SIZE" 100 6 | tee -a "$RAW"
 
 {
 	echo "# permessage-deflate: a JSON broadcast with compression off and on"
