@@ -396,7 +396,7 @@ conn_queue_frame_fin(struct conn *c, int fin, unsigned opcode, const uint8_t *da
 	uint8_t hdr[WS_FRAME_HDR_MAX];
 	size_t hlen;
 
-	if (c->pmd != NULL && conn_deflate_send(c, fin, opcode, data, len))
+	if (c->pmd_on && conn_deflate_send(c, fin, opcode, data, len))
 		return; /* queued compressed */
 	hlen = ws_frame_encode(hdr, fin, 0, opcode, len, NULL);
 	evbuffer_add(out, hdr, hlen);

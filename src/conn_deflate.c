@@ -17,15 +17,36 @@
 #include "ws_deflate_ext.h"
 #include "ws_frame.h"
 
-/* A connection's share of permessage-deflate; exists only when negotiated. */
+/* What a connection's permessage-deflate holds while it works: a message being inflated (or
+ * the client's kept context), a fragmented message being compressed. The terms themselves are
+ * bits of struct conn, so an idle connection has none of this. */
 struct conn_pmd {
-	struct ws_pmd_params params;
 	struct ws_inflater in;
-	size_t budget;    /* bytes counted in compression_memory (a kept inflate stream), else 0 */
 	void *tx;         /* compressor of the fragmented message being sent, else NULL */
 	size_t tx_cost;   /* its share of compression_memory */
-	uint8_t tx_plain; /* the fragmented message being sent goes plain */
 };
+
+static struct conn_pmd *
+conn_pmd_get(struct conn *c)
+{
+	if (c->pmd == NULL && (c->pmd = calloc(1, sizeof(*c->pmd))) != NULL) {
+		c->pmd->in.bits = (uint8_t)c->pmd_cbits;
+		c->pmd->in.takeover = !c->pmd_cnt;
+	}
+	return c->pmd;
+}
+
+/* Nothing in progress and no context kept: the record goes. */
+static void
+conn_pmd_idle(struct conn *c)
+{
+	struct conn_pmd *pmd = c->pmd;
+
+	if (pmd != NULL && pmd->in.zs == NULL && pmd->in.buf == NULL && pmd->tx == NULL) {
+		free(pmd);
+		c->pmd = NULL;
+	}
+}
 
 int
 conn_deflate_negotiate(struct conn *c, const struct http_request *req)
@@ -36,7 +57,7 @@ conn_deflate_negotiate(struct conn *c, const struct http_request *req)
 	enum ws_pmd_status st;
 	size_t cost = 0;
 
-	if (r == NULL || !r->compression || c->pmd != NULL)
+	if (r == NULL || !r->compression || c->pmd_on)
 		return 0;
 	pol.server_max_bits = (unsigned)r->compression_server_window_bits;
 	pol.client_max_bits = (unsigned)r->compression_client_window_bits;
@@ -60,15 +81,13 @@ conn_deflate_negotiate(struct conn *c, const struct http_request *req)
 	}
 	if (st != WS_PMD_ACCEPT)
 		return 0;
-	if ((c->pmd = calloc(1, sizeof(*c->pmd))) == NULL) {
-		if (cost > 0)
-			ws_deflate_budget_give(cost);
-		return 0; /* no compression rather than no connection */
-	}
-	c->pmd->params = p;
-	c->pmd->budget = cost;
-	c->pmd->in.bits = p.client_bits;
-	c->pmd->in.takeover = !p.client_no_takeover;
+	c->pmd_on = 1;
+	c->pmd_cnt = p.client_no_takeover;
+	c->pmd_budget = cost > 0;
+	c->pmd_say_sbits = p.say_server_bits;
+	c->pmd_say_cbits = p.say_client_bits;
+	c->pmd_sbits = p.server_bits;
+	c->pmd_cbits = p.client_bits;
 	c->parser.rsv_allowed |= WS_RSV1;
 	return 0;
 }
@@ -77,10 +96,16 @@ void
 conn_deflate_101(struct conn *c, struct evbuffer *out)
 {
 	char v[WS_PMD_RESPONSE_MAX];
+	struct ws_pmd_params p;
 
-	if (c->pmd == NULL)
+	if (!c->pmd_on)
 		return;
-	ws_pmd_response(&c->pmd->params, v);
+	p.client_no_takeover = (uint8_t)c->pmd_cnt;
+	p.server_bits = (uint8_t)c->pmd_sbits;
+	p.client_bits = (uint8_t)c->pmd_cbits;
+	p.say_server_bits = (uint8_t)c->pmd_say_sbits;
+	p.say_client_bits = (uint8_t)c->pmd_say_cbits;
+	ws_pmd_response(&p, v);
 	evbuffer_add_printf(out, "Sec-WebSocket-Extensions: %s\r\n", v);
 	conn_log(c, LOG_LVL_DEBUG, "permessage-deflate: %s", v);
 }
@@ -91,16 +116,22 @@ conn_deflate_rx(struct conn *c, const struct ws_event *ev, struct ws_event *out,
 {
 	enum ws_inflate_status st;
 
-	if (c->pmd == NULL) {
+	if (!c->pmd_on) {
 		/* The parser allows RSV1 only once negotiated: unreachable by a peer. */
 		*code = WS_CLOSE_PROTOCOL;
 		*why = "compressed data without permessage-deflate";
+		return -1;
+	}
+	if (conn_pmd_get(c) == NULL) {
+		*code = WS_CLOSE_INTERNAL;
+		*why = "out of memory";
 		return -1;
 	}
 	st = ws_inflate_feed(&c->pmd->in, ev->data, ev->len, ev->first, ev->last,
 	                     ev->opcode == WS_OP_TEXT, c->cfg->max_message_size, code, why);
 	if (st == WS_INFLATE_ERROR) {
 		ws_inflate_done(&c->pmd->in);
+		conn_pmd_idle(c);
 		return -1;
 	}
 	if (st == WS_INFLATE_MORE)
@@ -118,8 +149,10 @@ conn_deflate_rx(struct conn *c, const struct ws_event *ev, struct ws_event *out,
 void
 conn_deflate_rx_done(struct conn *c)
 {
-	if (c->pmd != NULL)
+	if (c->pmd != NULL) {
 		ws_inflate_done(&c->pmd->in);
+		conn_pmd_idle(c);
+	}
 }
 
 /* Compresses a whole message for c's route and terms; NULL when it goes plain (too small,
@@ -130,9 +163,9 @@ conn_deflate_payload(struct conn *c, const uint8_t *data, size_t len, size_t *zl
 	const struct config_route *r = c->route;
 	const uint8_t *z;
 
-	if (c->pmd == NULL || r == NULL || len == 0 || len < r->compression_min_size)
+	if (!c->pmd_on || r == NULL || len == 0 || len < r->compression_min_size)
 		return NULL;
-	z = ws_deflate_message((int)r->compression_level, c->pmd->params.server_bits, data, len,
+	z = ws_deflate_message((int)r->compression_level, c->pmd_sbits, data, len,
 	                       zlen);
 	return z != NULL && *zlen < len ? z : NULL;
 }
@@ -157,30 +190,32 @@ conn_deflate_fragment(struct conn *c, int fin, unsigned opcode, const uint8_t *d
 	struct conn_pmd *pmd = c->pmd;
 	const struct config_route *r = c->route;
 
-	if (opcode != WS_OP_CONT) { /* the first fragment */
-		conn_deflate_tx_end(pmd);
-		pmd->tx_plain = 1;
-		if (r == NULL || len == 0 || len < r->compression_min_size)
+	if (opcode != WS_OP_CONT) { /* the first fragment: compressed or plain to its end */
+		if (pmd != NULL)
+			conn_deflate_tx_end(pmd);
+		if (r == NULL || len == 0 || len < r->compression_min_size ||
+		    (pmd = conn_pmd_get(c)) == NULL)
 			return 0;
-		pmd->tx_cost = ws_deflate_stream_cost(pmd->params.server_bits);
+		pmd->tx_cost = ws_deflate_stream_cost(c->pmd_sbits);
 		if (!ws_deflate_budget_take(c->cfg->compression_memory, pmd->tx_cost)) {
 			pmd->tx_cost = 0;
+			conn_pmd_idle(c);
 			return 0;
 		}
-		pmd->tx = ws_deflate_stream_new((int)r->compression_level, pmd->params.server_bits);
+		pmd->tx = ws_deflate_stream_new((int)r->compression_level, c->pmd_sbits);
 		if (pmd->tx == NULL) {
 			conn_deflate_tx_end(pmd);
+			conn_pmd_idle(c);
 			return 0;
 		}
-		pmd->tx_plain = 0;
-	} else if (pmd->tx_plain || pmd->tx == NULL) {
-		if (fin)
-			pmd->tx_plain = 0;
-		return 0;
+	} else if (pmd == NULL || pmd->tx == NULL) {
+		return 0; /* a message that went plain */
 	}
 	*z = ws_deflate_stream_feed(pmd->tx, data, len, fin, zlen);
-	if (fin)
+	if (fin) {
 		conn_deflate_tx_end(pmd);
+		conn_pmd_idle(c);
+	}
 	if (*z == NULL) {
 		/* Out of memory inside a compressed message: nothing valid can follow it, so the
 		 * stream ends here (the connection is not closed under the caller's feet). */
@@ -224,7 +259,7 @@ conn_deflate_send(struct conn *c, int fin, unsigned opcode, const uint8_t *data,
 static uint32_t
 conn_deflate_key(const struct conn *c)
 {
-	return (uint32_t)c->route->compression_level << 8 | c->pmd->params.server_bits;
+	return (uint32_t)c->route->compression_level << 8 | c->pmd_sbits;
 }
 
 struct hub_frame *
@@ -235,7 +270,7 @@ conn_deflate_hub_frame(struct conn *c, struct hub_frame *f)
 	uint32_t key;
 	size_t zlen, hlen;
 
-	if (c->pmd == NULL || c->route == NULL || f->plen == 0 ||
+	if (!c->pmd_on || c->route == NULL || f->plen == 0 ||
 	    f->plen < c->route->compression_min_size || f->len < f->plen)
 		return f;
 	key = conn_deflate_key(c);
@@ -265,12 +300,14 @@ conn_deflate_hub_frame(struct conn *c, struct hub_frame *f)
 void
 conn_deflate_free(struct conn *c)
 {
+	if (c->pmd_budget) {
+		ws_deflate_budget_give(ws_inflate_cost(c->pmd_cbits));
+		c->pmd_budget = 0;
+	}
 	if (c->pmd == NULL)
 		return;
 	ws_inflater_free(&c->pmd->in);
 	conn_deflate_tx_end(c->pmd);
-	if (c->pmd->budget > 0)
-		ws_deflate_budget_give(c->pmd->budget);
 	free(c->pmd);
 	c->pmd = NULL;
 }

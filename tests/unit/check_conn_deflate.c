@@ -121,16 +121,17 @@ payload_of(const struct hub_frame *f, uint8_t *out, size_t cap, int *rsv1)
 START_TEST(test_negotiate)
 {
 	ck_assert_int_eq(negotiate(&conns[0], "permessage-deflate"), 0);
-	ck_assert_ptr_nonnull(conns[0].pmd);
+	ck_assert_uint_eq(conns[0].pmd_on, 1);
+	ck_assert_ptr_null(conns[0].pmd); /* nothing held while idle */
 	ck_assert_uint_eq(conns[0].parser.rsv_allowed & WS_RSV1, WS_RSV1);
 	/* No offer, a route without compression: nothing. A bad header: -1 (400). */
 	ck_assert_int_eq(negotiate(&conns[1], NULL), 0);
-	ck_assert_ptr_null(conns[1].pmd);
+	ck_assert_uint_eq(conns[1].pmd_on, 0);
 	ck_assert_int_eq(negotiate(&conns[3], "permessage-deflate"), 0);
-	ck_assert_ptr_null(conns[3].pmd);
+	ck_assert_uint_eq(conns[3].pmd_on, 0);
 	ck_assert_uint_eq(conns[3].parser.rsv_allowed, 0);
 	ck_assert_int_eq(negotiate(&conns[2], "permessage-deflate; =x"), -1);
-	ck_assert_ptr_null(conns[2].pmd);
+	ck_assert_uint_eq(conns[2].pmd_on, 0);
 }
 END_TEST
 
@@ -143,7 +144,8 @@ START_TEST(test_budget)
 	ck_assert_int_eq(negotiate(&conns[0], "permessage-deflate"), 0);
 	ck_assert_uint_eq(ws_deflate_budget_used(), base + ws_inflate_cost(15));
 	ck_assert_int_eq(negotiate(&conns[1], "permessage-deflate"), 0);
-	ck_assert_ptr_nonnull(conns[1].pmd);
+	ck_assert_uint_eq(conns[1].pmd_on, 1);
+	ck_assert_uint_eq(conns[1].pmd_cnt, 1);
 	ck_assert_uint_eq(ws_deflate_budget_used(), base + ws_inflate_cost(15));
 	conn_deflate_free(&conns[0]);
 	ck_assert_uint_eq(ws_deflate_budget_used(), base);
