@@ -53,6 +53,12 @@ struct config_route {
 	size_t njwt_from;
 	uint64_t max_messages_per_second; /* per connection; 0 = unlimited; beyond: close 1008 */
 	uint64_t admission_rate; /* new sessions a second on this route, whole fleet; 0 = none */
+	/* permessage-deflate (RFC 7692), every route type */
+	int compression;                  /* negotiate it when a client offers it */
+	uint64_t compression_min_size;    /* smaller messages go uncompressed */
+	uint64_t compression_level;       /* zlib level 1..9 */
+	uint64_t compression_server_window_bits; /* largest window wsgate compresses with, 9..15 */
+	uint64_t compression_client_window_bits; /* largest window accepted from clients, 8..15 */
 	/* pubsub */
 	char **subscribe;        /* channel templates: "chat", "room:{room}", "user:{jwt.sub}" */
 	size_t nsubscribe;
@@ -149,6 +155,7 @@ struct config {
 	uint64_t admission_share;        /* Redis down: this instance's rate; 0 = rate / live */
 	uint64_t admission_retry_max_ms; /* retry hints are drawn from a window at most this long */
 	struct cidr *trusted_proxies;    /* peers whose X-Forwarded-*, Forwarded and PROXY are believed */
+	uint64_t compression_memory;     /* kept inflate contexts (client context takeover), all workers */
 	size_t ntrusted_proxies;
 	/* [heartbeat] */
 	uint64_t ping_interval_ms;      /* 0 = off */

@@ -18,6 +18,7 @@
 #include <event2/bufferevent.h>
 
 #include "admission.h"
+#include "conn_deflate.h"
 #include "heartbeat.h"
 #include "http.h"
 #include "log.h"
@@ -163,6 +164,7 @@ conn_free(struct conn *c)
 	limit_release(c->w->gw->limits, &c->limit);
 	free(c->pending);
 	free(c->msg);
+	conn_deflate_free(c);
 	free(c);
 }
 
@@ -395,6 +397,8 @@ conn_queue_frame_fin(struct conn *c, int fin, unsigned opcode, const uint8_t *da
 	uint8_t hdr[WS_FRAME_HDR_MAX];
 	size_t hlen;
 
+	if (c->pmd_on && conn_deflate_send(c, fin, opcode, data, len))
+		return; /* queued compressed */
 	hlen = ws_frame_encode(hdr, fin, 0, opcode, len, NULL);
 	evbuffer_add(out, hdr, hlen);
 	if (len > 0)
@@ -596,6 +600,29 @@ conn_on_data(struct conn *c, const struct ws_event *ev)
 	return 0;
 }
 
+static int conn_on_event(struct conn *c, const struct ws_event *ev);
+
+/* A chunk of a compressed message: inflated (conn_deflate.c), and the whole message handled
+ * as if it had come in one plain frame. */
+static int
+conn_on_compressed(struct conn *c, const struct ws_event *ev)
+{
+	struct ws_event m;
+	const char *why;
+	uint16_t code;
+	int r;
+
+	if ((r = conn_deflate_rx(c, ev, &m, &code, &why)) < 0) {
+		conn_fail(c, code, why);
+		return -1;
+	}
+	if (r == 0)
+		return 0;
+	r = conn_on_event(c, &m);
+	conn_deflate_rx_done(c);
+	return r;
+}
+
 /* Handles one parser event; returns -1 when processing must stop. */
 static int
 conn_on_event(struct conn *c, const struct ws_event *ev)
@@ -604,6 +631,8 @@ conn_on_event(struct conn *c, const struct ws_event *ev)
 	case WS_EV_DATA:
 		if (c->state != CONN_OPEN)
 			return 0; /* after our close, data is ignored (RFC 6455 1.4) */
+		if (ev->compressed)
+			return conn_on_compressed(c, ev);
 		if (c->target != NULL && c->target->chunk != NULL) {
 			if (ev->first && !conn_message_allowed(c))
 				return -1;

@@ -23,6 +23,7 @@
 
 struct worker;
 struct conn_pending;
+struct conn_pmd;
 struct bufferevent;
 struct target_ops;
 struct http_request;
@@ -55,11 +56,22 @@ struct conn {
 	uint64_t next_ping_ms;
 	uint64_t drain_at_ms;             /* shutting down: send close 1001 at this time (0: not set) */
 	struct conn_pending *pending;     /* handshake data kept while a target decides (TARGET_PENDING) */
+	struct conn_pmd *pmd;             /* permessage-deflate work in progress (conn_deflate.c) */
 	unsigned paused_output : 1;       /* our output is above the high watermark: not reading */
 	unsigned paused_target : 1;       /* the target asked us to stop reading (its peer is slow) */
 	unsigned want_drained : 1;        /* call target->drained when output falls low */
 	unsigned peer_closed : 1;         /* we received the peer's close frame */
 	unsigned upgraded : 1;            /* a 101 was sent (logging: HTTP-only connections are quiet) */
+	/* permessage-deflate terms, kept in bits so an idle connection holds nothing more
+	 * (conn_deflate.c; c->pmd exists only while a message is (de)compressed or the client's
+	 * context is kept) */
+	unsigned pmd_on : 1;              /* negotiated */
+	unsigned pmd_cnt : 1;             /* client_no_context_takeover */
+	unsigned pmd_budget : 1;          /* the client's kept context counts in compression_memory */
+	unsigned pmd_say_sbits : 1;       /* the 101 answers server_max_window_bits */
+	unsigned pmd_say_cbits : 1;       /* the 101 answers client_max_window_bits */
+	unsigned pmd_sbits : 4;           /* window wsgate compresses with */
+	unsigned pmd_cbits : 4;           /* window the client compresses with */
 	char peer[56];                    /* "addr:port" for logs */
 	char pub_id[33];                  /* random public id (gateway_conn_public_id), "" until used */
 	struct limit_ticket limit;       /* admission counted at accept, given back in conn_free */

@@ -14,6 +14,7 @@
 
 #include "admission.h"
 #include "conn.h"
+#include "conn_deflate.h"
 #include "gateway.h"
 #include "http.h"
 #include "limit.h"
@@ -87,14 +88,12 @@ conn_send_101(struct conn *c, const char *accept, size_t header_len, const char 
 		conn_http_reply(c, 500, NULL, "101 reply does not fit");
 		return;
 	}
-	if (extra != NULL && extra[0] != '\0') {
-		/* The head ends in the blank line's CRLF: the extra lines go before it. */
-		evbuffer_add(out, buf, n - 2);
+	/* The head ends in the blank line's CRLF: the extra lines go before it. */
+	evbuffer_add(out, buf, n - 2);
+	if (extra != NULL)
 		evbuffer_add(out, extra, strlen(extra));
-		evbuffer_add(out, "\r\n", 2);
-	} else {
-		evbuffer_add(out, buf, n);
-	}
+	conn_deflate_101(c, out);
+	evbuffer_add(out, "\r\n", 2);
 	evbuffer_drain(bufferevent_get_input(c->bev), header_len);
 	c->upgraded = 1;
 	METRIC_ADD(c->w->stats.upgraded, 1);
@@ -217,6 +216,10 @@ conn_upgrade(struct conn *c, const struct http_request *req, const struct route_
 	http_ws_accept(req->key.p, req->key.n, accept);
 	/* From here the target is told when the connection goes, whatever the outcome. */
 	c->route = m->route;
+	if (conn_deflate_negotiate(c, req) < 0) {
+		conn_http_reply(c, 400, NULL, "malformed Sec-WebSocket-Extensions");
+		return;
+	}
 	c->target = t;
 	r = t->handshake != NULL ? t->handshake(c, req, m) : TARGET_ACCEPT;
 	if (c->state != CONN_HANDSHAKE)

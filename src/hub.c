@@ -284,8 +284,11 @@ void
 hub_frame_unref(struct hub_frame *f)
 {
 	/* Release/acquire: the thread that frees sees every other thread's last use. */
-	if (__atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) == 0)
+	if (__atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		if (f->zvar != NULL)
+			hub_frame_unref(f->zvar);
 		free(f);
+	}
 }
 
 /* Header bytes ws_frame_encode writes for a server frame of plen bytes (opcode-independent). */
@@ -316,6 +319,8 @@ hub_frame_new(size_t plen, uint8_t **payload)
 	f->notice = 0;
 	f->raw_off = (uint32_t)hlen;
 	f->raw_len = (uint32_t)plen;
+	f->zvar = NULL;
+	f->zkey = 0;
 	*payload = f->data + hlen;
 	return f;
 }
@@ -343,6 +348,7 @@ hub_frame_alloc(struct hub *h, int slot, size_t need)
 		if ((f = malloc(sizeof(*f) + need)) == NULL)
 			return NULL;
 		f->cap = (uint32_t)need;
+		f->zvar = NULL;
 	}
 	f->refs = 1; /* the hub's own, dropped after the fan-out */
 	f->pos.off = 0;
@@ -502,6 +508,10 @@ hub_frame_done(struct hub *h, int slot, struct hub_frame *f)
 	if (f == NULL)
 		return;
 	if (f->refs == 1 && f->cap <= 64 * 1024 && h->spare[slot] == NULL) {
+		if (f->zvar != NULL) { /* a spare keeps no compressed variant */
+			hub_frame_unref(f->zvar);
+			f->zvar = NULL;
+		}
 		h->spare[slot] = f;
 		return;
 	}
@@ -634,9 +644,10 @@ hub_deliver_frame(struct hub *h, const char *channel, size_t clen, struct hub_fr
 		next = TAILQ_NEXT(s, entry);
 		want = hub_slot(s, NULL, is_text);
 		/* f is shared by every worker: a subscriber whose slow-consumer policy reads the
-		 * frame's channel (conflate) gets this worker's own frame, so f->ch is never
-		 * written by two threads. */
-		if (want == slot && s->c->route->slow_consumer != SLOW_CONFLATE) {
+		 * frame's channel (conflate) or who hangs a compressed variant off it
+		 * (permessage-deflate) gets this worker's own frame, so neither f->ch nor
+		 * f->zvar is ever written by two threads. */
+		if (want == slot && s->c->route->slow_consumer != SLOW_CONFLATE && !s->c->pmd_on) {
 			h->deliver(s->c, f);
 			continue;
 		}

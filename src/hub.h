@@ -42,6 +42,8 @@ struct hub_frame {
 	uint8_t notice;    /* a gap notice, not a message: never dropped by a slow-consumer policy */
 	uint32_t raw_off;  /* the message's own bytes at data + raw_off (conflate_key reads them): */
 	uint32_t raw_len;  /* inside the frame, or after len for the JSON object (not sent) */
+	struct hub_frame *zvar; /* its permessage-deflate variants, a chain (conn_deflate.c) */
+	uint32_t zkey;     /* a variant's parameters (level, window) */
 	uint8_t data[];
 };
 

@@ -12,6 +12,7 @@
 
 #include "broker.h"
 #include "conn.h"
+#include "conn_deflate.h"
 #include "gateway.h"
 #include "hash.h"
 #include "history.h"
@@ -586,6 +587,9 @@ ps_write(struct conn *c, struct hub_frame *f)
 
 	if (i >= 0)
 		ps->hist[i].last = f->pos;
+	/* Compressed once per worker when negotiated, as it goes out: the queue holds the plain
+	 * frame, whose position, channel and raw bytes the slow-consumer policies read. */
+	f = conn_deflate_hub_frame(c, f);
 	hub_frame_ref(f);
 	if (conn_send_shared(c, f->data, f->len, ps_frame_release, f) < 0)
 		hub_frame_unref(f);

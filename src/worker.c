@@ -20,6 +20,7 @@
 #include "hub.h"
 #include "target.h"
 #include "upstream.h"
+#include "ws_deflate.h"
 #include "gateway.h"
 #include "listener.h"
 #include "log.h"
@@ -248,6 +249,7 @@ worker_thread(void *arg)
 
 	if (event_base_dispatch(w->base) < 0)
 		log_warnx("worker %d: event loop failed", w->id);
+	ws_deflate_thread_free(); /* this thread's compressors */
 	return NULL;
 }
 

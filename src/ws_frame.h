@@ -35,6 +35,9 @@ enum ws_close_code {
 	WS_CLOSE_TRY_AGAIN = 1013,
 };
 
+/* RSV1 in ws_frame_hdr.rsv: permessage-deflate's "compressed" bit (RFC 7692 6). */
+#define WS_RSV1 4u
+
 struct ws_frame_hdr {
 	uint8_t fin;         /* 1 when this is the final fragment */
 	uint8_t rsv;         /* the three RSV bits, as (b0 >> 4) & 7 */

@@ -17,6 +17,18 @@ ws_parser_init(struct ws_parser *p, uint64_t max_message, int require_mask)
 	p->utf8 = UTF8_ACCEPT;
 }
 
+uint64_t
+ws_parser_wire_max(uint64_t max_message)
+{
+	/* zlib's deflateBound for any memLevel: a sender with a small memLevel cuts
+	 * incompressible data into many small stored blocks. */
+	uint64_t slack = (max_message >> 3) + (max_message >> 6) + 64;
+
+	if (max_message == 0 || UINT64_MAX - max_message < slack)
+		return 0;
+	return max_message + slack;
+}
+
 int
 ws_parser_in_message(const struct ws_parser *p)
 {
@@ -64,11 +76,19 @@ static enum ws_ev_type
 ws_parser_frame_start(struct ws_parser *p, struct ws_event *ev)
 {
 	struct ws_frame_hdr	*fh = &p->fh;
+	uint64_t		 max;
 
 	p->frame_left = fh->len;
 	p->mask_off = 0;
 	p->ctrl_len = 0;
 	p->state = WS_PS_PAYLOAD;
+
+	/* RSV1 (permessage-deflate, when negotiated) marks a message's first frame only
+	 * (RFC 7692 6.1). */
+	if ((fh->rsv & WS_RSV1) && WS_OP_IS_CONTROL(fh->opcode))
+		return ws_parser_fail(p, ev, WS_CLOSE_PROTOCOL, "RSV1 on a control frame");
+	if ((fh->rsv & WS_RSV1) && fh->opcode == WS_OP_CONT)
+		return ws_parser_fail(p, ev, WS_CLOSE_PROTOCOL, "RSV1 on a continuation frame");
 
 	/* Control frames may sit between fragments and do not touch the message. */
 	if (WS_OP_IS_CONTROL(fh->opcode))
@@ -78,6 +98,7 @@ ws_parser_frame_start(struct ws_parser *p, struct ws_event *ev)
 		if (p->msg_opcode == 0)
 			return ws_parser_fail(p, ev, WS_CLOSE_PROTOCOL, "unexpected continuation");
 	} else {
+		p->msg_compressed = (fh->rsv & WS_RSV1) != 0;
 		if (p->msg_opcode != 0)
 			return ws_parser_fail(p, ev, WS_CLOSE_PROTOCOL, "expected continuation");
 		p->msg_opcode = fh->opcode;
@@ -86,8 +107,10 @@ ws_parser_frame_start(struct ws_parser *p, struct ws_event *ev)
 		p->utf8 = UTF8_ACCEPT;
 	}
 
-	/* msg_len <= max_message holds here, so the subtraction cannot wrap. */
-	if (p->max_message != 0 && fh->len > p->max_message - p->msg_len)
+	/* msg_len <= the limit holds here, so the subtraction cannot wrap. A compressed message
+	 * is judged again on its inflated size as it inflates. */
+	max = p->msg_compressed ? ws_parser_wire_max(p->max_message) : p->max_message;
+	if (max != 0 && fh->len > max - p->msg_len)
 		return ws_parser_fail(p, ev, WS_CLOSE_TOO_BIG, "message too big");
 	/* Without a limit, saturate rather than wrap: msg_len is only informative then. */
 	if (UINT64_MAX - p->msg_len < fh->len)
@@ -221,7 +244,7 @@ ws_parser_data(struct ws_parser *p, uint8_t *buf, size_t n, size_t *pos, struct 
 	chunk = buf + *pos;
 	if (p->fh.masked)
 		p->mask_off = ws_mask(chunk, k, p->fh.mask, p->mask_off);
-	if (p->msg_opcode == WS_OP_TEXT) {
+	if (p->msg_opcode == WS_OP_TEXT && !p->msg_compressed) {
 		p->utf8 = utf8_feed(p->utf8, chunk, k);
 		if (p->utf8 == UTF8_REJECT)
 			return ws_parser_fail(p, ev, WS_CLOSE_INVALID_DATA,
@@ -233,7 +256,7 @@ ws_parser_data(struct ws_parser *p, uint8_t *buf, size_t n, size_t *pos, struct 
 		p->state = WS_PS_HEADER;
 
 	last = p->frame_left == 0 && p->fh.fin;
-	if (last && p->msg_opcode == WS_OP_TEXT && p->utf8 != UTF8_ACCEPT)
+	if (last && p->msg_opcode == WS_OP_TEXT && !p->msg_compressed && p->utf8 != UTF8_ACCEPT)
 		return ws_parser_fail(p, ev, WS_CLOSE_INVALID_DATA,
 		    "truncated UTF-8 in text message");
 	if (k == 0 && !last)
@@ -243,6 +266,7 @@ ws_parser_data(struct ws_parser *p, uint8_t *buf, size_t n, size_t *pos, struct 
 	ev->opcode = p->msg_opcode;
 	ev->first = !p->msg_started;
 	ev->last = last;
+	ev->compressed = p->msg_compressed;
 	ev->data = chunk;
 	ev->len = k;
 	ev->frame_left = p->frame_left;
@@ -251,6 +275,7 @@ ws_parser_data(struct ws_parser *p, uint8_t *buf, size_t n, size_t *pos, struct 
 		p->msg_opcode = 0;
 		p->msg_len = 0;
 		p->msg_started = 0;
+		p->msg_compressed = 0;
 	}
 	return WS_EV_DATA;
 }

@@ -26,6 +26,8 @@ struct ws_event {
 	uint8_t opcode;          /* WS_EV_DATA: the message's opcode, WS_OP_TEXT or WS_OP_BINARY */
 	uint8_t first;           /* WS_EV_DATA: first chunk of a message */
 	uint8_t last;            /* WS_EV_DATA: last chunk: the message is complete */
+	uint8_t compressed;      /* WS_EV_DATA: permessage-deflate data (RSV1 on its first frame):
+	                          * not UTF-8-checked here, bounded by ws_parser_wire_max */
 	const uint8_t *data;     /* chunk / control payload / close reason */
 	size_t len;
 	uint64_t frame_left;     /* WS_EV_DATA: bytes of the current frame not yet delivered */
@@ -50,6 +52,7 @@ struct ws_parser {
 	uint64_t msg_len;        /* bytes of the current data message so far */
 	uint8_t msg_opcode;      /* 0 when no data message is in progress */
 	uint8_t msg_started;     /* a WS_EV_DATA with first=1 was emitted for the current message */
+	uint8_t msg_compressed;  /* the current message's first frame had RSV1 (permessage-deflate) */
 	uint32_t utf8;           /* UTF-8 state of the current text message */
 	uint16_t err_code;       /* WS_PS_FAILED: the close code reported, repeated on every feed */
 	const char *err_reason;  /* WS_PS_FAILED: its static reason */
@@ -68,6 +71,11 @@ void ws_parser_init(struct ws_parser *p, uint64_t max_message, int require_mask)
  * next call). After WS_EV_ERROR the parser is FAILED and consumes nothing more. */
 enum ws_ev_type ws_parser_feed(struct ws_parser *p, uint8_t *buf, size_t n, size_t *used,
     struct ws_event *ev);
+
+/* The most wire bytes a compressed message may take when max_message is the limit of its
+ * inflated size: deflate's stored blocks expand incompressible data (by up to ~14% with a
+ * sender's smallest memLevel); the inflated size is what is checked exactly. */
+uint64_t ws_parser_wire_max(uint64_t max_message);
 
 /* 1 while a fragmented data message is in progress. */
 int ws_parser_in_message(const struct ws_parser *p);

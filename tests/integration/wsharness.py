@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import zlib
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -205,12 +206,14 @@ def parse_frame(buf):
     return f, pos + n
 
 
-def check_server_frame(f):
-    """What RFC 6455 demands of every frame a server sends (5.1, 5.2, 5.5, 7.4)."""
+def check_server_frame(f, deflate=False):
+    """What RFC 6455 demands of every frame a server sends (5.1, 5.2, 5.5, 7.4); with deflate
+    (permessage-deflate negotiated), RSV1 is allowed on a message's first frame only (RFC 7692
+    6.1)."""
     problems = []
     if f.masked:
         problems.append("server frame is masked (RFC 6455 5.1)")
-    if f.rsv:
+    if f.rsv and not (deflate and f.rsv == 4 and f.opcode in (OP_TEXT, OP_BINARY)):
         problems.append(f"server frame has RSV bits {f.rsv:#x} without an extension")
     if f.opcode not in DATA_OPCODES + CONTROL_OPCODES:
         problems.append(f"server frame has reserved opcode {f.opcode:#x}")
@@ -290,6 +293,7 @@ class WSClient:
         self.response = None
         self.key = key if key is not None else new_key()
         self.timeout = timeout
+        self.pmd = None  # permessage-deflate terms the server answered (deflate_terms)
         if handshake:
             self.handshake(headers=headers, protocols=protocols, pipelined=pipelined)
 
@@ -324,6 +328,8 @@ class WSClient:
         if resp.status != 101:
             raise HarnessError(f"upgrade refused: {resp.status_line!r} {resp.headers!r}")
         check_101(resp, self.key)
+        ext = resp.header("Sec-WebSocket-Extensions")
+        self.pmd = deflate_terms(ext) if ext else None
         return resp
 
     def _read_http_head(self, deadline):
@@ -397,7 +403,7 @@ class WSClient:
             f, used = parse_frame(self.buf)
             if f is not None:
                 del self.buf[:used]
-                problems = check_server_frame(f)
+                problems = check_server_frame(f, self.pmd is not None)
                 if problems:
                     raise HarnessError(f"bad frame from server {f!r}: {'; '.join(problems)}")
                 self.received.append(f)
@@ -433,15 +439,51 @@ class WSClient:
                 opcode = f.opcode
             elif f.opcode != OP_CONT:
                 raise HarnessError("server started a new message inside a fragmented one")
+            if not parts:
+                compressed = bool(f.rsv & 4)
             parts.append(f.payload)
             if f.fin:
                 payload = b"".join(parts)
+                if compressed:
+                    payload = self.inflate(payload)
                 if opcode == OP_TEXT:
                     try:
                         payload.decode("utf-8")
                     except UnicodeDecodeError:
                         raise HarnessError("server sent a text message that is not UTF-8")
                 return opcode, payload
+
+    def inflate(self, payload):
+        """A compressed message from the server: wsgate answers server_no_context_takeover,
+        so each one inflates on its own, in the window it announced (a larger back reference
+        fails here)."""
+        d = zlib.decompressobj(-self.pmd.get("server_max_window_bits", 15))
+        out = d.decompress(payload + b"\x00\x00\xff\xff")
+        if d.unconsumed_tail or d.unused_data:
+            raise HarnessError("compressed message from the server has trailing data")
+        return out
+
+    def send_compressed(self, opcode, data, fragments=None, level=6, **kw):
+        """One message compressed as permessage-deflate terms allow: RSV1 on the first frame,
+        the sync-flush tail removed, split in `fragments` frames when given. The client keeps
+        its context unless client_no_context_takeover was answered."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        bits = self.pmd.get("client_max_window_bits", 15)
+        if "client_no_context_takeover" in self.pmd or getattr(self, "_zc", None) is None:
+            self._zc = zlib.compressobj(level, zlib.DEFLATED, -max(bits, 9))
+        z = self._zc.compress(data) + self._zc.flush(zlib.Z_SYNC_FLUSH)
+        assert z.endswith(b"\x00\x00\xff\xff")
+        z = z[:-4]
+        n = max(1, fragments or 1)
+        step = -(-len(z) // n) if z else 0
+        pieces = [z[i * step:(i + 1) * step] for i in range(n)] if step else [z] + [b""] * (n - 1)
+        out = b""
+        for i, piece in enumerate(pieces):
+            out += build_frame(opcode if i == 0 else OP_CONT, piece, fin=i == n - 1,
+                               rsv=4 if i == 0 else 0)
+        self.send_raw(out, **kw)
+        return len(z)
 
     def recv_control(self, opcode, timeout=DEFAULT_TIMEOUT):
         """The next frame, which must be the given control opcode."""
@@ -523,6 +565,25 @@ class WSClient:
     def roundtrip(self, opcode, payload, timeout=DEFAULT_TIMEOUT):
         self.send_frame(opcode, payload)
         return self.recv_message(timeout)
+
+
+def deflate_terms(value):
+    """The permessage-deflate answer of a 101 as {param: value or True}; raises unless it is
+    exactly one permessage-deflate element (what a client offering only it may accept)."""
+    elems = [e.strip() for e in value.split(",") if e.strip()]
+    if len(elems) != 1:
+        raise HarnessError(f"more than one extension answered: {value!r}")
+    parts = [p.strip() for p in elems[0].split(";")]
+    if parts[0] != "permessage-deflate":
+        raise HarnessError(f"an extension not offered was answered: {value!r}")
+    terms = {}
+    for p in parts[1:]:
+        k, _, v = p.partition("=")
+        k = k.strip()
+        if k in terms:
+            raise HarnessError(f"parameter {k} twice in {value!r}")
+        terms[k] = int(v.strip().strip('"')) if v else True
+    return terms
 
 
 def check_101(resp, key):

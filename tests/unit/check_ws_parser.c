@@ -395,6 +395,20 @@ static const struct prow rows[] = {
 	{ "RSV3 without extension", .f = { FR(FIN | RSV3 | TEXT, "x") }, .e = { EERR(1002) } },
 	{ "RSV1 negotiated", .rsv_allowed = 4, .f = { FR(FIN | RSV1 | BIN, "x") },
 	    .e = { DATA(BIN, 1, 1, "x") } },
+	/* permessage-deflate: RSV1 on the first frame only (RFC 7692 6.1) */
+	{ "RSV1 on a ping", .rsv_allowed = 4, .f = { FR(FIN | RSV1 | PING, "x") },
+	    .e = { EERR(1002) } },
+	{ "RSV1 on a close", .rsv_allowed = 4, .f = { FR(FIN | RSV1 | CLOSE, "") },
+	    .e = { EERR(1002) } },
+	{ "RSV1 on a continuation", .rsv_allowed = 4,
+	    .f = { FR(RSV1 | TEXT, "a"), FR(FIN | RSV1 | CONT, "b") },
+	    .e = { DATA(TEXT, 1, 0, "a"), EERR(1002) } },
+	{ "compressed text is not UTF-8-checked before inflating", .rsv_allowed = 4,
+	    .f = { FR(FIN | RSV1 | TEXT, "\xff\xfe") }, .e = { DATA(TEXT, 1, 1, "\xff\xfe") } },
+	{ "compressed: the wire limit has deflate's slack", .max = 4, .rsv_allowed = 4,
+	    .f = { FR(FIN | RSV1 | BIN, "0123456789") }, .e = { DATA(BIN, 1, 1, "0123456789") } },
+	{ "compressed: beyond the slack", .max = 4, .rsv_allowed = 4,
+	    .f = { FILL(FIN | RSV1 | BIN, 69) }, .e = { EERR(1009) } },
 
 	/* reserved opcodes */
 	{ "opcode 3", .f = { FR(FIN | 3, "") }, .e = { EERR(1002) } },
