@@ -27,6 +27,7 @@
 #include "broker_redis_history.h"
 #include "config.h"
 #include "hub.h"
+#include "history.h"
 #include "history_store.h"
 #include "log.h"
 #include "metrics.h"
@@ -193,6 +194,18 @@ broker_redis_stream_deliver(struct broker_redis *b, const redisReply *chan)
 		if (f != NULL)
 			hub_frame_unref(f);
 		redis_link_internal_error(&b->sub, "a streamed message ended short");
+		return;
+	}
+	/* A positioned (or escaped) message takes the ordinary path: it keeps the channel's
+	 * order and fills its gaps (broker_redis_fill.c), which a shared frame would bypass. */
+	if (f->plen >= HISTORY_WIRE_MAGIC_LEN &&
+	    memcmp(b->stream_at, HISTORY_WIRE_MAGIC, HISTORY_WIRE_MAGIC_LEN) == 0) {
+		if (b->fill != NULL)
+			broker_redis_fill_incoming(b->fill, chan->str, chan->len, b->stream_at,
+			    f->plen);
+		else
+			broker_redis_fill_deliver(b, chan->str, chan->len, b->stream_at, f->plen);
+		hub_frame_unref(f);
 		return;
 	}
 	is_text = b->stream_utf8 == UTF8_ACCEPT;

@@ -395,6 +395,7 @@ gateway_init(struct gateway *gw, struct config *cfg, const char *config_path)
 		return -1;
 	if ((gw->adm = admission_new(gw->base, gw->cfg, gw->instance_id, &failed)) == NULL &&
 	    failed)
+		return -1;
 	/* Which channels keep history, with what bounds: channels get one when a route with
 	 * history_size uses them. Without Redis the messages are kept here too; with Redis they
 	 * live in Redis streams. */
