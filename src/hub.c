@@ -518,6 +518,26 @@ hub_frame_done(struct hub *h, int slot, struct hub_frame *f)
 	hub_frame_unref(f);
 }
 
+/* frames[slot] for subscriber s of this message, made on first need. -1 when out of memory
+ * (logged): the walk stops, as no later subscriber of that kind could be served either. */
+static int
+hub_frame_made(struct hub *h, struct hub_frame *frames[HUB_SLOTS], int slot,
+    const struct hub_sub *s, const struct history_pos *pos, const uint8_t *data, size_t len,
+    int is_text)
+{
+	const struct hub_channel *ch = s->ch;
+
+	if (frames[slot] != NULL)
+		return 0;
+	if ((frames[slot] = hub_frame_alloc(h, slot, hub_slot_need(slot, ch->len, len))) == NULL) {
+		log_warnx("hub: out of memory framing a %zu-byte message on %s", len, ch->name);
+		return -1;
+	}
+	hub_frame_fill(frames[slot], slot, s->c, ch->name, ch->len, pos, data, len, is_text);
+	frames[slot]->ch = ch;
+	return 0;
+}
+
 /* A positioned message against the channel's last one: the next (0), one delivered already
  * (-1: dropped), or after a jump: the subscribers are told what they will not get (a new
  * epoch also resets what their replays skip: offsets start again). */
@@ -595,17 +615,8 @@ hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *msg,
 		if (is_text < 0)
 			is_text = utf8_valid(data, len);
 		slot = hub_slot(s, pos, is_text);
-		if (frames[slot] == NULL) {
-			frames[slot] = hub_frame_alloc(h, slot, hub_slot_need(slot, clen, len));
-			if (frames[slot] == NULL) {
-				log_warnx("hub: out of memory framing a %zu-byte message on %s", len,
-				    ch->name);
-				break;
-			}
-			hub_frame_fill(frames[slot], slot, s->c, channel, clen, pos, data, len,
-			    is_text);
-			frames[slot]->ch = ch;
-		}
+		if (hub_frame_made(h, frames, slot, s, pos, data, len, is_text) < 0)
+			break;
 		h->deliver(s->c, frames[slot]);
 	}
 	h->delivering = NULL;
@@ -651,17 +662,8 @@ hub_deliver_frame(struct hub *h, const char *channel, size_t clen, struct hub_fr
 			h->deliver(s->c, f);
 			continue;
 		}
-		if (own[want] == NULL) {
-			own[want] = hub_frame_alloc(h, want, hub_slot_need(want, clen, len));
-			if (own[want] == NULL) {
-				log_warnx("hub: out of memory framing a %zu-byte message on %s", len,
-				    ch->name);
-				break;
-			}
-			hub_frame_fill(own[want], want, s->c, channel, clen, NULL, data, len,
-			    is_text);
-			own[want]->ch = ch;
-		}
+		if (hub_frame_made(h, own, want, s, NULL, data, len, is_text) < 0)
+			break;
 		h->deliver(s->c, own[want]);
 	}
 	h->delivering = NULL;

@@ -246,33 +246,6 @@ ps_close(struct conn *c)
 	c->tdata = NULL;
 }
 
-/* JSON string body of s (escaped, without quotes) into out; returns the length. out must hold
- * 6 * n bytes. The payload is valid UTF-8 (a text message), so only ASCII needs escaping. */
-static size_t
-ps_json_escape(const uint8_t *s, size_t n, char *out)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		uint8_t ch = s[i];
-		if (ch == '"' || ch == '\\') {
-			out[o++] = '\\';
-			out[o++] = (char)ch;
-		} else if (ch < 0x20) {
-			out[o++] = '\\';
-			out[o++] = 'u';
-			out[o++] = '0';
-			out[o++] = '0';
-			out[o++] = hex[ch >> 4];
-			out[o++] = hex[ch & 15];
-		} else {
-			out[o++] = (char)ch;
-		}
-	}
-	return o;
-}
-
 /* {"conn":..,"route":..,"channel":..,"type":"text"|"binary","data":..} for application
  * services; binary data is base64. Built in the worker's scratch buffer. */
 static const uint8_t *
@@ -287,11 +260,11 @@ ps_envelope(struct conn *c, unsigned opcode, const uint8_t *data, size_t len, si
 		return NULL;
 	o = (size_t)snprintf(p, need, "{\"conn\":\"%s\",\"route\":\"",
 	    gateway_conn_public_id(c, id, sizeof(id)));
-	o += ps_json_escape((const uint8_t *)c->route->path, strlen(c->route->path), p + o);
+	o += history_json_escape((const uint8_t *)c->route->path, strlen(c->route->path), p + o);
 	o += (size_t)snprintf(p + o, need - o, "\",\"channel\":\"%s\",\"type\":\"%s\",\"data\":\"",
 	    ps->publish, opcode == WS_OP_TEXT ? "text" : "binary");
 	if (opcode == WS_OP_TEXT)
-		o += ps_json_escape(data, len, p + o);
+		o += history_json_escape(data, len, p + o);
 	else
 		o += (size_t)EVP_EncodeBlock((unsigned char *)p + o, data, (int)len);
 	o += (size_t)snprintf(p + o, need - o, "\"}");
