@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "broker.h"
 #include "conn.h"
@@ -44,7 +45,7 @@ struct hub {
 	hub_live_fn live;              /* non-NULL: channels wait for the broker's confirmation */
 	hub_gap_fn gap;                /* told of positions that will never come */
 	uint64_t malformed;            /* messages with a bad position header, since the last log */
-	uint64_t malformed_log_ms;
+	time_t malformed_log_s;        /* when they were last logged (wall seconds) */
 	uint64_t gen_seq;              /* last channel incarnation handed out */
 	struct hub_channel *creating;  /* channel whose broker subscribe is on the stack */
 };
@@ -585,15 +586,15 @@ hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *msg,
 	if ((rc = history_wire_decode(msg, mlen, &posbuf, &data, &len)) < 0) {
 		/* Not ours (wsgate_publish writes them): an application's PUBLISH that starts
 		 * with the reserved prefix. Logged at most once a second. */
-		uint64_t now = conn_now_ms();
+		time_t now = time(NULL); /* a log's pace: the hub keeps no clock of its own */
 
 		h->malformed++;
-		if (now - h->malformed_log_ms >= 1000) {
+		if (now != h->malformed_log_s) {
 			log_warnx("hub: %llu message(s) with a malformed position header dropped "
 			    "(last on %s; payloads must not start with \"\\0WSG\")",
 			    (unsigned long long)h->malformed, ch->name);
 			h->malformed = 0;
-			h->malformed_log_ms = now;
+			h->malformed_log_s = now;
 		}
 		return;
 	}
