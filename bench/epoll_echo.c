@@ -1,5 +1,11 @@
-/* epoll_echo.c - the ceiling for wsgate's echo benchmark: a bare single-threaded epoll
- * WebSocket echo server with a minimal handshake and framing only, no validation. */
+/* epoll_echo.c - the ceiling for wsgate's echo and fan-out benchmarks: a bare single-threaded
+ * epoll WebSocket server with a minimal handshake and framing only, no validation.
+ *
+ * usage: epoll_echo [port] [echo|broadcast]
+ *   echo (default): every data frame comes back to its sender.
+ *   broadcast: every data frame is framed once and written to every other open connection, one
+ *   write() per subscriber as it comes (what a plain C fan-out loop does; bench/run-fanout.sh
+ *   drives it with psbench's publisher). Pings are answered, nothing is echoed. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <netinet/in.h>
@@ -24,11 +30,13 @@
 
 struct conn {
 	int fd;
-	bool open;        /* handshake done */
-	bool want_out;    /* EPOLLOUT registered: output pending, reading paused */
-	uint8_t *in;      /* unparsed input carried between reads (a partial frame or request) */
+	bool open;                /* handshake done */
+	bool dead;                /* a broadcast write failed: freed after the fan-out loop */
+	struct conn *prev, *next; /* every open connection (broadcast mode) */
+	bool want_out;            /* EPOLLOUT registered: output pending, reading paused */
+	uint8_t *in; /* unparsed input carried between reads (a partial frame or request) */
 	size_t in_len, in_cap;
-	uint8_t *out;     /* output the kernel did not take yet */
+	uint8_t *out; /* output the kernel did not take yet */
 	size_t out_off, out_len, out_cap;
 };
 
@@ -36,10 +44,20 @@ static int g_ep;
 static uint8_t g_rbuf[IOBUF];
 static uint8_t g_wbuf[IOBUF];
 static volatile sig_atomic_t g_stop;
+static bool g_broadcast;
+static struct conn *g_open; /* open connections, newest first (broadcast mode) */
 
 static void
 conn_free(struct conn *c)
 {
+	if (c->open) {
+		if (c->prev != NULL)
+			c->prev->next = c->next;
+		else
+			g_open = c->next;
+		if (c->next != NULL)
+			c->next->prev = c->prev;
+	}
 	epoll_ctl(g_ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	free(c->in);
@@ -89,7 +107,7 @@ conn_write(struct conn *c, const uint8_t *p, size_t n)
 	if (!buf_append(&c->out, &c->out_len, &c->out_cap, p, n))
 		return false;
 	if (!c->want_out) {
-		struct epoll_event e = { .events = EPOLLOUT, .data.ptr = c };
+		struct epoll_event e = {.events = EPOLLOUT, .data.ptr = c};
 		epoll_ctl(g_ep, EPOLL_CTL_MOD, c->fd, &e);
 		c->want_out = true;
 	}
@@ -109,7 +127,7 @@ conn_flush_out(struct conn *c)
 		c->out_off += (size_t)w;
 	}
 	c->out_off = c->out_len = 0;
-	struct epoll_event e = { .events = EPOLLIN, .data.ptr = c };
+	struct epoll_event e = {.events = EPOLLIN, .data.ptr = c};
 	epoll_ctl(g_ep, EPOLL_CTL_MOD, c->fd, &e);
 	c->want_out = false;
 	return true;
@@ -129,7 +147,8 @@ handshake(struct conn *c, const uint8_t *p, size_t n)
 		const uint8_t *nl = memmem(l, (size_t)(end + 2 - l), "\r\n", 2);
 		if (nl == NULL)
 			break;
-		if ((size_t)(nl - l) > 18 && strncasecmp((const char *)l, "Sec-WebSocket-Key:", 18) == 0) {
+		if ((size_t)(nl - l) > 18 &&
+		    strncasecmp((const char *)l, "Sec-WebSocket-Key:", 18) == 0) {
 			key = (const char *)l + 18;
 			while (*key == ' ')
 				key++;
@@ -150,14 +169,18 @@ handshake(struct conn *c, const uint8_t *p, size_t n)
 	EVP_EncodeBlock((unsigned char *)acc, md, sizeof(md));
 	char resp[256];
 	int rl = snprintf(resp, sizeof(resp),
-	    "HTTP/1.1 101 Switching Protocols\r\n"
-	    "Upgrade: websocket\r\n"
-	    "Connection: Upgrade\r\n"
-	    "Sec-WebSocket-Accept: %s\r\n\r\n",
-	    acc);
+	                  "HTTP/1.1 101 Switching Protocols\r\n"
+	                  "Upgrade: websocket\r\n"
+	                  "Connection: Upgrade\r\n"
+	                  "Sec-WebSocket-Accept: %s\r\n\r\n",
+	                  acc);
 	if (!conn_write(c, (const uint8_t *)resp, (size_t)rl))
 		return -1;
 	c->open = true;
+	c->next = g_open;
+	if (g_open != NULL)
+		g_open->prev = c;
+	g_open = c;
 	return (ssize_t)hlen;
 }
 
@@ -176,6 +199,22 @@ unmask(uint8_t *dst, const uint8_t *src, size_t n, const uint8_t mk[4])
 	}
 	for (; i < n; i++)
 		dst[i] = src[i] ^ mk[i & 3];
+}
+
+/* Writes one frame to every open connection but the sender. A subscriber whose write fails is
+ * shut down, not freed: its EOF comes back through epoll and conn_read frees it (this epoll
+ * batch may still hold its pointer). */
+static void
+broadcast(struct conn *from, const uint8_t *frame, size_t n)
+{
+	for (struct conn *s = g_open; s != NULL; s = s->next) {
+		if (s == from || s->dead)
+			continue;
+		if (!conn_write(s, frame, n)) {
+			s->dead = true;
+			shutdown(s->fd, SHUT_RDWR);
+		}
+	}
 }
 
 /* Parses complete masked frames from p, echoes each unmasked; returns bytes consumed or -1. */
@@ -235,6 +274,12 @@ frames(struct conn *c, const uint8_t *p, size_t n)
 				o[2 + k] = (uint8_t)(len >> (56 - 8 * k));
 		}
 		unmask(o + oh, f + h + 4, (size_t)len, f + h);
+		if (g_broadcast && (op == 1 || op == 2 || op == 0)) {
+			broadcast(c, o, oh + (size_t)len);
+			free(tmp);
+			off += h + 4 + (size_t)len;
+			continue;
+		}
 		if (tmp != NULL) {
 			bool ok = conn_write(c, tmp, oh + len);
 			free(tmp);
@@ -321,22 +366,25 @@ int
 main(int argc, char **argv)
 {
 	int port = argc > 1 ? atoi(argv[1]) : 9002;
+	g_broadcast = argc > 2 && strcmp(argv[2], "broadcast") == 0;
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	int ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1;
 	setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+	                         .sin_port = htons((uint16_t)port),
+	                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	if (bind(ls, (struct sockaddr *)&sa, sizeof(sa)) == -1 || listen(ls, 4096) == -1) {
 		perror("epoll_echo: bind/listen");
 		return 1;
 	}
 	g_ep = epoll_create1(EPOLL_CLOEXEC);
-	struct epoll_event le = { .events = EPOLLIN, .data.ptr = NULL };
+	struct epoll_event le = {.events = EPOLLIN, .data.ptr = NULL};
 	epoll_ctl(g_ep, EPOLL_CTL_ADD, ls, &le);
-	fprintf(stderr, "epoll_echo: listening on 127.0.0.1:%d\n", port);
+	fprintf(stderr, "epoll_echo: %s, listening on 127.0.0.1:%d\n",
+	        g_broadcast ? "broadcast" : "echo", port);
 	struct epoll_event evs[512];
 	while (!g_stop) {
 		int n = epoll_wait(g_ep, evs, 512, 500);
@@ -350,9 +398,11 @@ main(int argc, char **argv)
 			struct conn *c = evs[i].data.ptr;
 			if (c == NULL) {
 				for (;;) {
-					int fd = accept4(ls, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+					int fd =
+					    accept4(ls, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 					if (fd == -1)
-						break; /* EAGAIN, or EMFILE: try again on the next wakeup */
+						break; /* EAGAIN, or EMFILE: try again on the next
+						          wakeup */
 					setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 					c = calloc(1, sizeof(*c));
 					if (c == NULL) {
@@ -360,7 +410,7 @@ main(int argc, char **argv)
 						continue;
 					}
 					c->fd = fd;
-					struct epoll_event e = { .events = EPOLLIN, .data.ptr = c };
+					struct epoll_event e = {.events = EPOLLIN, .data.ptr = c};
 					epoll_ctl(g_ep, EPOLL_CTL_ADD, fd, &e);
 				}
 				continue;
@@ -374,7 +424,7 @@ main(int argc, char **argv)
 					continue;
 			}
 			if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-				if (!c->want_out)
+				if (!c->want_out || c->dead)
 					conn_read(c);
 		}
 	}

@@ -146,3 +146,41 @@ wsgate_snapshot() {
 		BUILD="no sanitizers"
 	fi
 }
+
+# nginx_ws_proxy_conf WORK PORT BACKEND_PORT LOCATION: writes WORK/nginx.conf: one worker, the
+# usual WebSocket proxy_pass from LOCATION to 127.0.0.1:BACKEND_PORT (run-proxy.sh and
+# run-latency-curve.sh measure the same nginx).
+nginx_ws_proxy_conf() {
+	local work=$1 port=$2 bport=$3 loc=$4
+	mkdir -p "$work/nginx-tmp"
+	cat >"$work/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log warn;
+events {
+    worker_connections 4096;
+}
+http {
+    access_log off;
+    client_body_temp_path $work/nginx-tmp/body;
+    proxy_temp_path $work/nginx-tmp/proxy;
+    fastcgi_temp_path $work/nginx-tmp/fastcgi;
+    uwsgi_temp_path $work/nginx-tmp/uwsgi;
+    scgi_temp_path $work/nginx-tmp/scgi;
+    server {
+        listen 127.0.0.1:$port;
+        location $loc {
+            proxy_pass http://127.0.0.1:$bport;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_read_timeout 3600s;
+            proxy_send_timeout 3600s;
+        }
+    }
+}
+EOF
+}

@@ -3,7 +3,7 @@
  * RESP PUBLISH to Redis); each message carries its send time, every delivery is timed.
  * Single-threaded epoll; prints delivered/expected, order violations and latency percentiles.
  *
- * usage: psbench -g PORT[,PORT...] [-H 127.0.0.1] [-p /sub-path] [-n 1000] [-r 1000] [-d 10]
+ * usage: psbench -g PORT[,PORT...] [-H 127.0.0.1] [-p /sub-path] [-n 1000] [-r 1000] [-d 10] [-K]
  *                [-s 64] [-W 1] [-m ws|redis] [-P /pub-path] [-R redis-port] [-C channel]
  *                [-e expected-numsub] [-S pid,pid,...]
  *   -g  gateway ports; subscribers are assigned round-robin
@@ -11,6 +11,10 @@
  *   -R  Redis port: also used before the run to wait until PUBSUB NUMSUB <channel> equals -e
  *       (default: the number of gateways), i.e. until every instance has subscribed
  *   -W  warm-up seconds at the same rate, not counted
+ *   -K  delivery time = the kernel's receive time of the bytes (SO_TIMESTAMPNS), not the time
+ *       this process got round to reading them: one process reading 100,000 messages a second
+ *       queues behind its own reads, and that would count against every server. The latency
+ *       seen by this reader (after epoll_wait) is printed too (p99_reader_us=).
  *   -S  server pids whose CPU time (all threads, from schedstat) is reported for the measured
  *       phase: summed as a % of one core, and per pid in ms (srv_cpu_ms=, srv_wait_ms= lists
  *       in -S order; wait = runnable but not running)
@@ -43,25 +47,25 @@
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define MAX_GW 16
 #define MAX_PIDS 8
-#define INFLIGHT_HS 100          /* handshakes in progress at once */
-#define HDR_LEN 33               /* "M <seq:10> <send ns:19> " fixed prefix */
+#define INFLIGHT_HS 100 /* handshakes in progress at once */
+#define HDR_LEN 33      /* "M <seq:10> <send ns:19> " fixed prefix */
 
 enum cstate { CS_CONNECTING, CS_HANDSHAKE, CS_OPEN, CS_DEAD };
 
 struct conn {
 	int fd;
 	enum cstate state;
-	int gw;                  /* index into gateway ports */
-	bool is_pub;             /* the WebSocket publisher */
+	int gw;      /* index into gateway ports */
+	bool is_pub; /* the WebSocket publisher */
 	char key[25];
 	char req[512];
 	size_t req_len, req_off;
-	uint8_t *in;             /* unparsed input */
+	uint8_t *in; /* unparsed input */
 	size_t in_len, in_cap;
-	uint8_t *out;            /* pending output (publisher, pongs) */
+	uint8_t *out; /* pending output (publisher, pongs) */
 	size_t out_len, out_cap;
-	int64_t last_seq;        /* highest measured seq seen */
-	uint64_t got;            /* measured messages received */
+	int64_t last_seq; /* highest measured seq seen */
+	uint64_t got;     /* measured messages received */
 };
 
 static struct {
@@ -75,17 +79,20 @@ static struct {
 	int expect_numsub;
 	int pids[MAX_PIDS];
 	int npids;
-} opt = { "127.0.0.1", { 0 }, 0, "/bench", "/bench-pub", "bench", 1000, 1000, 10, 64, 1,
-	  false, 0, -1, { 0 }, 0 };
+} opt = {"127.0.0.1", {0}, 0,     "/bench", "/bench-pub", "bench", 1000, 1000, 10,
+         64,          1,   false, 0,        -1,           {0},     0};
 
 static int ep;
-static struct conn *conns;       /* subscribers */
-static struct conn pubc;         /* WebSocket publisher */
-static int redis_fd = -1;        /* RESP publisher */
+static struct conn *conns; /* subscribers */
+static struct conn pubc;   /* WebSocket publisher */
+static int redis_fd = -1;  /* RESP publisher */
 static uint8_t *redis_out;
 static size_t redis_out_len, redis_out_cap;
 static uint64_t redis_replies, redis_receivers;
-static uint32_t *lat;            /* measured latencies, ns (capped) */
+static uint32_t *lat;   /* measured latencies, ns (capped) */
+static uint32_t *rlat;  /* the same, as this reader saw them (-K: differs from lat) */
+static bool ktime;      /* -K */
+static int64_t rt_mono; /* CLOCK_REALTIME - CLOCK_MONOTONIC, ns (kernel stamps are realtime) */
 static uint64_t nlat, lat_cap;
 static uint64_t out_of_order, warm_got, bad_frames, disconnected, opened;
 static uint64_t pub_lag_max_ns;
@@ -128,7 +135,7 @@ buf_add(uint8_t **b, size_t *len, size_t *cap, const void *data, size_t n)
 static int
 tcp_connect(int port, bool nonblock)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
 	int fd = socket(AF_INET, SOCK_STREAM | (nonblock ? SOCK_NONBLOCK : 0), 0), one = 1;
 
 	if (fd < 0)
@@ -136,6 +143,8 @@ tcp_connect(int port, bool nonblock)
 	if (inet_pton(AF_INET, opt.host, &sa.sin_addr) != 1)
 		die("bad host %s", opt.host);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (ktime && setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) < 0)
+		die("SO_TIMESTAMPNS: %s", strerror(errno));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 && errno != EINPROGRESS)
 		die("connect to %d: %s", port, strerror(errno));
 	return fd;
@@ -144,7 +153,7 @@ tcp_connect(int port, bool nonblock)
 static void
 ep_set(struct conn *c, uint32_t ev, int op)
 {
-	struct epoll_event e = { .events = ev, .data.ptr = c };
+	struct epoll_event e = {.events = ev, .data.ptr = c};
 	if (epoll_ctl(ep, op, c->fd, &e) < 0)
 		die("epoll_ctl: %s", strerror(errno));
 }
@@ -163,7 +172,8 @@ ws_start(struct conn *c, int gw, const char *path, bool is_pub)
 	if (getrandom(raw, sizeof(raw), 0) != sizeof(raw))
 		die("getrandom");
 	EVP_EncodeBlock((unsigned char *)c->key, raw, sizeof(raw));
-	c->req_len = (size_t)snprintf(c->req, sizeof(c->req),
+	c->req_len = (size_t)snprintf(
+	    c->req, sizeof(c->req),
 	    "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
 	    "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
 	    path, opt.host, opt.ports[gw], c->key);
@@ -183,7 +193,8 @@ ws_mark_dead(struct conn *c, const char *why)
 	if (c->state == CS_OPEN)
 		disconnected++;
 	else
-		fprintf(stderr, "psbench: connection to port %d failed: %s\n", opt.ports[c->gw], why);
+		fprintf(stderr, "psbench: connection to port %d failed: %s\n", opt.ports[c->gw],
+		        why);
 	if (c->is_pub)
 		die("publisher connection lost: %s", why);
 	epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
@@ -257,7 +268,7 @@ digits(const uint8_t *p, int n, uint64_t *out)
 
 /* "M 0000000123 0000000000012345678 xxxx": phase, seq, send time (ns). */
 static void
-on_message(struct conn *c, const uint8_t *p, size_t n, uint64_t t)
+on_message(struct conn *c, const uint8_t *p, size_t n, uint64_t t, uint64_t tr)
 {
 	uint64_t seq, ts;
 
@@ -278,13 +289,15 @@ on_message(struct conn *c, const uint8_t *p, size_t n, uint64_t t)
 		c->last_seq = (int64_t)seq;
 	c->got++;
 	if (nlat < lat_cap) {
-		uint64_t d = t > ts ? t - ts : 0;
+		uint64_t d = t > ts ? t - ts : 0, dr = tr > ts ? tr - ts : 0;
+
+		rlat[nlat] = dr > UINT32_MAX ? UINT32_MAX : (uint32_t)dr;
 		lat[nlat++] = d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
 	}
 }
 
 static void
-ws_parse(struct conn *c, uint64_t t)
+ws_parse(struct conn *c, uint64_t t, uint64_t tr)
 {
 	size_t off = 0;
 
@@ -320,7 +333,7 @@ ws_parse(struct conn *c, uint64_t t)
 		if (op == 0x1 || op == 0x2) {
 			if (!(b[0] & 0x80))
 				bad_frames++; /* wsgate frames each message once, unfragmented */
-			on_message(c, b + hl, (size_t)n, t);
+			on_message(c, b + hl, (size_t)n, t, tr);
 		} else if (op == 0x9) {
 			ws_queue_frame(c, 0xA, b + hl, (size_t)n);
 			ws_flush(c);
@@ -364,6 +377,36 @@ handshake_done(struct conn *c)
 	ep_set(c, EPOLLIN, EPOLL_CTL_MOD);
 }
 
+/* read(), or with -K recvmsg() and *t = the kernel's receive time (monotonic ns) of what was
+ * read (TCP gives the stamp of the last segment read). */
+static ssize_t
+sub_read(struct conn *c, size_t room, uint64_t *t)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(struct timespec))];
+		struct cmsghdr align;
+	} cb;
+	struct iovec iov = {.iov_base = c->in + c->in_len, .iov_len = room};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+	ssize_t r;
+
+	if (!ktime)
+		return read(c->fd, iov.iov_base, room);
+	m.msg_control = cb.buf;
+	m.msg_controllen = sizeof(cb.buf);
+	if ((r = recvmsg(c->fd, &m, 0)) <= 0)
+		return r;
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h != NULL; h = CMSG_NXTHDR(&m, h)) {
+		if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_TIMESTAMPNS) {
+			struct timespec ts;
+
+			memcpy(&ts, CMSG_DATA(h), sizeof(ts));
+			*t = (uint64_t)((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - rt_mono);
+		}
+	}
+	return r;
+}
+
 static void
 ws_event(struct conn *c, uint32_t ev, uint64_t t)
 {
@@ -394,7 +437,9 @@ ws_event(struct conn *c, uint32_t ev, uint64_t t)
 				ws_mark_dead(c, "input buffer full");
 				return;
 			}
-			ssize_t r = read(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
+			size_t room = c->in_cap - c->in_len;
+			uint64_t tk = t;
+			ssize_t r = sub_read(c, room, &tk);
 			if (r < 0) {
 				if (errno == EAGAIN)
 					break;
@@ -412,9 +457,13 @@ ws_event(struct conn *c, uint32_t ev, uint64_t t)
 					continue;
 			}
 			if (c->state == CS_OPEN)
-				ws_parse(c, t);
+				ws_parse(c, tk, t);
 			if (c->state == CS_DEAD)
 				return;
+			/* Level-triggered: a short read took everything there was; a read to EAGAIN
+			 * would double this reader's syscalls. */
+			if ((size_t)r < room)
+				break;
 		}
 	}
 }
@@ -439,8 +488,8 @@ resp_cmd(uint8_t **b, size_t *len, size_t *cap, int argc, const char **argv, con
 static long
 redis_numsub(const char *channel)
 {
-	const char *argv[] = { "PUBSUB", "NUMSUB", channel };
-	size_t lens[] = { 6, 6, strlen(channel) };
+	const char *argv[] = {"PUBSUB", "NUMSUB", channel};
+	size_t lens[] = {6, 6, strlen(channel)};
 	uint8_t *b = NULL;
 	size_t len = 0, cap = 0;
 	char rbuf[512];
@@ -525,14 +574,14 @@ publish(char phase, uint64_t seq, uint64_t scheduled)
 	if (msg == NULL)
 		die("out of memory");
 	snprintf(hdr, sizeof(hdr), "%c %010llu %019llu ", phase, (unsigned long long)seq,
-	    (unsigned long long)t);
+	         (unsigned long long)t);
 	memset(msg, 'x', (size_t)opt.size);
 	memcpy(msg, hdr, HDR_LEN);
 	if (phase == 'M' && t > scheduled && t - scheduled > pub_lag_max_ns)
 		pub_lag_max_ns = t - scheduled;
 	if (opt.redis_pub) {
-		const char *argv[] = { "PUBLISH", opt.channel, (const char *)msg };
-		size_t lens[] = { 7, strlen(opt.channel), (size_t)opt.size };
+		const char *argv[] = {"PUBLISH", opt.channel, (const char *)msg};
+		size_t lens[] = {7, strlen(opt.channel), (size_t)opt.size};
 		resp_cmd(&redis_out, &redis_out_len, &redis_out_cap, 3, argv, lens);
 		redis_flush();
 	} else {
@@ -569,12 +618,18 @@ cmp_u32(const void *a, const void *b)
 }
 
 static double
-pct(double p)
+pct_of(const uint32_t *a, double p)
 {
 	if (nlat == 0)
 		return 0;
 	uint64_t i = (uint64_t)(p / 100.0 * (double)(nlat - 1) + 0.5);
-	return lat[i] / 1000.0;
+	return a[i] / 1000.0;
+}
+
+static double
+pct(double p)
+{
+	return pct_of(lat, p);
 }
 
 /* CPU time (ns) every thread of pid ran, and waited runnable, so far
@@ -616,15 +671,16 @@ self_cpu(void)
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-	    ru.ru_stime.tv_usec / 1e6;
+	       ru.ru_stime.tv_usec / 1e6;
 }
 
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: psbench -g PORT[,PORT...] [-H host] [-p sub-path] [-n conns] "
-	    "[-r msgs/s] [-d secs] [-s size] [-W warmup-secs] [-m ws|redis] [-P pub-path] "
-	    "[-R redis-port] [-C channel] [-e expected-numsub] [-S pid,...]\n");
+	fprintf(stderr,
+	        "usage: psbench -g PORT[,PORT...] [-H host] [-p sub-path] [-n conns] "
+	        "[-r msgs/s] [-d secs] [-s size] [-W warmup-secs] [-m ws|redis] [-P pub-path] "
+	        "[-R redis-port] [-C channel] [-e expected-numsub] [-S pid,...] [-K]\n");
 	exit(2);
 }
 
@@ -644,8 +700,8 @@ run_phase(char phase, int secs)
 	uint64_t total = (uint64_t)opt.rate * (uint64_t)secs, sent = 0;
 	uint64_t t0 = now_ns(), period = 1000000000ull / (uint64_t)opt.rate;
 	int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
-	struct itimerspec its = { { 0, 1000000 }, { 0, 1000000 } }; /* 1 ms tick */
-	struct epoll_event e = { .events = EPOLLIN, .data.ptr = NULL };
+	struct itimerspec its = {{0, 1000000}, {0, 1000000}}; /* 1 ms tick */
+	struct epoll_event e = {.events = EPOLLIN, .data.ptr = NULL};
 
 	if (total == 0)
 		return;
@@ -672,28 +728,58 @@ main(int argc, char **argv)
 	int ch;
 	struct rlimit rl;
 
-	while ((ch = getopt(argc, argv, "g:H:p:n:r:d:s:W:m:P:R:C:e:S:")) != -1) {
+	while ((ch = getopt(argc, argv, "g:H:p:n:r:d:s:W:m:P:R:C:e:S:K")) != -1) {
 		switch (ch) {
-		case 'g': parse_list(optarg, opt.ports, &opt.nports, MAX_GW); break;
-		case 'H': opt.host = optarg; break;
-		case 'p': opt.sub_path = optarg; break;
-		case 'n': opt.nconns = atoi(optarg); break;
-		case 'r': opt.rate = atoi(optarg); break;
-		case 'd': opt.duration = atoi(optarg); break;
-		case 's': opt.size = atoi(optarg); break;
-		case 'W': opt.warmup = atoi(optarg); break;
+		case 'g':
+			parse_list(optarg, opt.ports, &opt.nports, MAX_GW);
+			break;
+		case 'H':
+			opt.host = optarg;
+			break;
+		case 'p':
+			opt.sub_path = optarg;
+			break;
+		case 'n':
+			opt.nconns = atoi(optarg);
+			break;
+		case 'r':
+			opt.rate = atoi(optarg);
+			break;
+		case 'd':
+			opt.duration = atoi(optarg);
+			break;
+		case 's':
+			opt.size = atoi(optarg);
+			break;
+		case 'W':
+			opt.warmup = atoi(optarg);
+			break;
 		case 'm':
 			if (strcmp(optarg, "redis") == 0)
 				opt.redis_pub = true;
 			else if (strcmp(optarg, "ws") != 0)
 				usage();
 			break;
-		case 'P': opt.pub_path = optarg; break;
-		case 'R': opt.redis_port = atoi(optarg); break;
-		case 'C': opt.channel = optarg; break;
-		case 'e': opt.expect_numsub = atoi(optarg); break;
-		case 'S': parse_list(optarg, opt.pids, &opt.npids, MAX_PIDS); break;
-		default: usage();
+		case 'P':
+			opt.pub_path = optarg;
+			break;
+		case 'R':
+			opt.redis_port = atoi(optarg);
+			break;
+		case 'C':
+			opt.channel = optarg;
+			break;
+		case 'e':
+			opt.expect_numsub = atoi(optarg);
+			break;
+		case 'K':
+			ktime = true;
+			break;
+		case 'S':
+			parse_list(optarg, opt.pids, &opt.npids, MAX_PIDS);
+			break;
+		default:
+			usage();
 		}
 	}
 	if (opt.nports == 0 || opt.nconns < 1 || opt.rate < 1 || opt.duration < 1 ||
@@ -703,14 +789,22 @@ main(int argc, char **argv)
 		opt.expect_numsub = opt.nports;
 	getrlimit(RLIMIT_NOFILE, &rl);
 	if (rl.rlim_cur < (rlim_t)opt.nconns + 64) {
-		rl.rlim_cur = rl.rlim_max < (rlim_t)opt.nconns + 64 ? rl.rlim_max :
-		    (rlim_t)opt.nconns + 64;
+		rl.rlim_cur =
+		    rl.rlim_max < (rlim_t)opt.nconns + 64 ? rl.rlim_max : (rlim_t)opt.nconns + 64;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	if ((ep = epoll_create1(0)) < 0)
 		die("epoll_create1: %s", strerror(errno));
 	lat_cap = (uint64_t)opt.nconns * (uint64_t)opt.rate * (uint64_t)opt.duration;
+	{
+		struct timespec rt, mo;
+
+		clock_gettime(CLOCK_REALTIME, &rt);
+		clock_gettime(CLOCK_MONOTONIC, &mo);
+		rt_mono = ((int64_t)rt.tv_sec - mo.tv_sec) * 1000000000 + (rt.tv_nsec - mo.tv_nsec);
+	}
 	if ((lat = malloc(lat_cap * sizeof(*lat))) == NULL ||
+	    (rlat = malloc(lat_cap * sizeof(*rlat))) == NULL ||
 	    (conns = calloc((size_t)opt.nconns, sizeof(*conns))) == NULL)
 		die("out of memory");
 
@@ -750,7 +844,7 @@ main(int argc, char **argv)
 
 	/* The publisher. */
 	if (opt.redis_pub) {
-		static struct epoll_event e = { .events = EPOLLIN };
+		static struct epoll_event e = {.events = EPOLLIN};
 		redis_fd = tcp_connect(opt.redis_port, false);
 		fcntl(redis_fd, F_SETFL, O_NONBLOCK);
 		e.data.ptr = &redis_fd;
@@ -784,7 +878,7 @@ main(int argc, char **argv)
 	/* Drain: until everything arrived, or 3 s without progress (60 s at most). */
 	uint64_t last_n = nlat, t_prog = now_ns();
 	while (nlat < expected && now_ns() - t_sent < 60000000000ull &&
-	    now_ns() - t_prog < 3000000000ull) {
+	       now_ns() - t_prog < 3000000000ull) {
 		poll_once(20);
 		if (nlat != last_n) {
 			last_n = nlat;
@@ -805,6 +899,7 @@ main(int argc, char **argv)
 	srv_cpu = srv_cpu / wall * 100.0;
 
 	qsort(lat, nlat, sizeof(*lat), cmp_u32);
+	qsort(rlat, nlat, sizeof(*rlat), cmp_u32);
 	uint64_t delivered = nlat, min_got = UINT64_MAX, max_got = 0;
 	for (int i = 0; i < opt.nconns; i++) {
 		if (conns[i].got < min_got)
@@ -815,39 +910,42 @@ main(int argc, char **argv)
 	double pmax = nlat ? lat[nlat - 1] / 1000.0 : 0;
 
 	printf("psbench: %d subscribers on %d gateway(s) (connected in %.2f s), publisher %s, "
-	    "%d msg/s for %d s, %d-byte text messages\n", opt.nconns, opt.nports, conn_secs,
-	    opt.redis_pub ? "RESP PUBLISH" : "WebSocket client of gateway 1", opt.rate,
-	    opt.duration, opt.size);
+	       "%d msg/s for %d s, %d-byte text messages\n",
+	       opt.nconns, opt.nports, conn_secs,
+	       opt.redis_pub ? "RESP PUBLISH" : "WebSocket client of gateway 1", opt.rate,
+	       opt.duration, opt.size);
 	printf("sent %llu, expected deliveries %llu, delivered %llu (%.4f%%), per subscriber "
-	    "min %llu max %llu\n", (unsigned long long)((uint64_t)opt.rate * opt.duration),
-	    (unsigned long long)expected, (unsigned long long)delivered,
-	    expected ? 100.0 * (double)delivered / (double)expected : 0,
-	    (unsigned long long)min_got, (unsigned long long)max_got);
+	       "min %llu max %llu\n",
+	       (unsigned long long)((uint64_t)opt.rate * opt.duration),
+	       (unsigned long long)expected, (unsigned long long)delivered,
+	       expected ? 100.0 * (double)delivered / (double)expected : 0,
+	       (unsigned long long)min_got, (unsigned long long)max_got);
 	printf("out of order or repeated %llu, malformed %llu, subscribers disconnected %llu\n",
-	    (unsigned long long)out_of_order, (unsigned long long)bad_frames,
-	    (unsigned long long)disconnected);
-	printf("delivery latency us: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n",
-	    pct(50), pct(90), pct(99), pct(99.9), pmax);
+	       (unsigned long long)out_of_order, (unsigned long long)bad_frames,
+	       (unsigned long long)disconnected);
+	printf("delivery latency us: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n", pct(50),
+	       pct(90), pct(99), pct(99.9), pmax);
 	printf("publisher lateness max %.0f us; generator CPU %.0f%% of one core",
-	    pub_lag_max_ns / 1000.0, gen_cpu);
+	       pub_lag_max_ns / 1000.0, gen_cpu);
 	if (opt.npids > 0)
 		printf("; servers CPU %.0f%% (summed over -S pids)", srv_cpu);
 	printf("\n");
 	if (opt.redis_pub)
 		printf("redis PUBLISH replies %llu, receivers summed %llu\n",
-		    (unsigned long long)redis_replies, (unsigned long long)redis_receivers);
+		       (unsigned long long)redis_replies, (unsigned long long)redis_receivers);
 	printf("RESULT subscribers=%d gateways=%d rate=%d duration=%d size=%d sent=%llu "
-	    "expected=%llu delivered=%llu delivered_pct=%.4f out_of_order=%llu malformed=%llu "
-	    "disconnected=%llu p50_us=%.0f p90_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f "
-	    "pub_lag_max_us=%.0f gen_cpu_pct=%.0f",
-	    opt.nconns, opt.nports, opt.rate, opt.duration, opt.size,
-	    (unsigned long long)((uint64_t)opt.rate * opt.duration), (unsigned long long)expected,
-	    (unsigned long long)delivered,
-	    expected ? 100.0 * (double)delivered / (double)expected : 0,
-	    (unsigned long long)out_of_order, (unsigned long long)bad_frames,
-	    (unsigned long long)disconnected, pct(50), pct(90), pct(99), pct(99.9), pmax,
-	    pub_lag_max_ns / 1000.0, gen_cpu);
-	printf(" wall_ms=%.1f", wall * 1000.0);
+	       "expected=%llu delivered=%llu delivered_pct=%.4f out_of_order=%llu malformed=%llu "
+	       "disconnected=%llu p50_us=%.0f p90_us=%.0f p99_us=%.0f p999_us=%.0f max_us=%.0f "
+	       "pub_lag_max_us=%.0f gen_cpu_pct=%.0f",
+	       opt.nconns, opt.nports, opt.rate, opt.duration, opt.size,
+	       (unsigned long long)((uint64_t)opt.rate * opt.duration),
+	       (unsigned long long)expected, (unsigned long long)delivered,
+	       expected ? 100.0 * (double)delivered / (double)expected : 0,
+	       (unsigned long long)out_of_order, (unsigned long long)bad_frames,
+	       (unsigned long long)disconnected, pct(50), pct(90), pct(99), pct(99.9), pmax,
+	       pub_lag_max_ns / 1000.0, gen_cpu);
+	printf(" wall_ms=%.1f lat_clock=%s p50_reader_us=%.0f p99_reader_us=%.0f", wall * 1000.0,
+	       ktime ? "kernel_rx" : "reader", pct_of(rlat, 50), pct_of(rlat, 99));
 	if (opt.npids > 0) {
 		printf(" srv_cpu_pct=%.0f srv_cpu_ms=", srv_cpu);
 		for (int i = 0; i < opt.npids; i++)

@@ -7,6 +7,8 @@
 #
 # Environment knobs (defaults in brackets):
 #   WSGATE=path     wsgate binary [build/src/wsgate]; copied first so a rebuild mid-run is harmless
+#   WSGATE_BASE=path  a second wsgate binary (e.g. main's) measured in the same run, same
+#                   config, interleaved with the others: A/B and nginx side by side [none]
 #   NGINX=path      nginx binary [nginx on PATH, else /usr/sbin/nginx]
 #   BACKEND=epoll|node  the echo backend: bench/epoll_echo (C) or tests/node/backend_ws_echo.js
 #                   (Node ws) [epoll]
@@ -28,7 +30,12 @@ BACKEND=${BACKEND:-epoll}
 REPS=${REPS:-3}
 DURATION=${DURATION:-10}
 OUT=${OUT:-$BENCH/results/proxy-vs-nginx.md}
+WSGATE_BASE=${WSGATE_BASE:-}
 PROXIES="wsgate nginx"
+[ -n "$WSGATE_BASE" ] && PROXIES="wsgate base nginx"
+# HAProxy (Debian's haproxy package) when installed: the other proxy people put in front.
+HAPROXY=${HAPROXY:-$(command -v haproxy || echo /usr/sbin/haproxy)}
+[ -x "$HAPROXY" ] && PROXIES="$PROXIES haproxy"
 export NODE_PATH=${NODE_PATH:-$ROOT/tests/node/node_modules}
 
 if [ ! -x "$NGINX" ]; then
@@ -96,39 +103,23 @@ PID[wsgate]=$!
 PIDS+=("$!")
 wait_port "${PORT[wsgate]}"
 
+# ---- the base wsgate (WSGATE_BASE): the same config on its own port ----
+BASE_SHA=-
+if [ -n "$WSGATE_BASE" ]; then
+	cp -p "$WSGATE_BASE" "$WORK/wsgate-base"
+	BASE_SHA=$(sha256sum "$WORK/wsgate-base" | cut -c1-12)
+	PORT[base]=$(free_port)
+	sed "s/^listen = .*/listen = 127.0.0.1:${PORT[base]}/" "$WORK/wsgate.ini" >"$WORK/base.ini"
+	CMD[base]="taskset -c 0 wsgate-base -c base.ini    # WSGATE_BASE, same config, own port"
+	taskset -c 0 "$WORK/wsgate-base" -c "$WORK/base.ini" 2>"$WORK/base.log" &
+	PID[base]=$!
+	PIDS+=("$!")
+	wait_port "${PORT[base]}"
+fi
+
 # ---- nginx: master + one worker, the usual WebSocket proxy_pass ----
 PORT[nginx]=$(free_port)
-mkdir -p "$WORK/nginx-tmp"
-cat >"$WORK/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-events {
-    worker_connections 4096;
-}
-http {
-    access_log off;
-    client_body_temp_path $WORK/nginx-tmp/body;
-    proxy_temp_path $WORK/nginx-tmp/proxy;
-    fastcgi_temp_path $WORK/nginx-tmp/fastcgi;
-    uwsgi_temp_path $WORK/nginx-tmp/uwsgi;
-    scgi_temp_path $WORK/nginx-tmp/scgi;
-    server {
-        listen 127.0.0.1:${PORT[nginx]};
-        location /echo {
-            proxy_pass http://127.0.0.1:$BPORT;
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade \$http_upgrade;
-            proxy_set_header Connection "upgrade";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_read_timeout 3600s;
-            proxy_send_timeout 3600s;
-        }
-    }
-}
-EOF
+nginx_ws_proxy_conf "$WORK" "${PORT[nginx]}" "$BPORT" /echo
 "$NGINX" -t -q -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log"
 CMD[nginx]="taskset -c 0 nginx -p DIR -c nginx.conf -e DIR/nginx-error.log"
 taskset -c 0 "$NGINX" -p "$WORK" -c "$WORK/nginx.conf" -e "$WORK/nginx-error.log" &
@@ -142,6 +133,35 @@ for _ in $(seq 50); do
 done
 NGINXV=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
 
+# ---- HAProxy: one process, one thread, HTTP mode (it sees the Upgrade and then tunnels) ----
+HAPROXYV="not installed"
+if [[ " $PROXIES " == *" haproxy "* ]]; then
+	PORT[haproxy]=$(free_port)
+	cat >"$WORK/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+    timeout tunnel 1h
+frontend ws
+    bind 127.0.0.1:${PORT[haproxy]}
+    default_backend echo
+backend echo
+    server b1 127.0.0.1:$BPORT
+EOF
+	"$HAPROXY" -c -q -f "$WORK/haproxy.cfg"
+	CMD[haproxy]="taskset -c 0 haproxy -db -f haproxy.cfg"
+	taskset -c 0 "$HAPROXY" -db -f "$WORK/haproxy.cfg" 2>"$WORK/haproxy.log" &
+	PID[haproxy]=$!
+	PIDS+=("$!")
+	wait_port "${PORT[haproxy]}"
+	HAPROXYV=$("$HAPROXY" -v 2>/dev/null | sed -n '1s/^HAProxy version //p') # sed reads it all: no SIGPIPE under pipefail
+fi
+
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 RAW="$WORK/raw.txt"
 : >"$RAW"
@@ -149,8 +169,10 @@ for setting in "${SETTINGS[@]}"; do
 	sname=${setting%%|*}
 	args=${setting#*|}
 	for rep in $(seq "$REPS"); do
+		# Interleaved, and the order rotates with each repetition.
 		order=($PROXIES)
-		[ $((rep % 2)) -eq 0 ] && order=("${order[1]}" "${order[0]}")
+		k=$(((rep - 1) % ${#order[@]}))
+		order=("${order[@]:$k}" "${order[@]:0:$k}")
 		for s in "${order[@]}"; do
 			# shellcheck disable=SC2086 # $args is a list of options
 			line=$(taskset -c 1 "$BENCH/wsbench" -p "${PORT[$s]}" -P /echo $args -S "${PID[$s]}" 2>>"$WORK/wsbench.err" | grep '^RESULT' || true)
@@ -162,6 +184,8 @@ done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 RSS_WSGATE=$(awk '/^VmRSS/ {print $2}' "/proc/${PID[wsgate]}/status")
 RSS_NGINX=$(awk '/^VmRSS/ {print $2}' "/proc/${PID[nginx]}/status")
+RSS_HAPROXY=-
+[ -n "${PID[haproxy]:-}" ] && RSS_HAPROXY=$(awk '/^VmRSS/ {print $2}' "/proc/${PID[haproxy]}/status")
 
 CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 mkdir -p "$(dirname "$OUT")"
@@ -181,7 +205,7 @@ def med(lst, key):
 def ok(sname, s):
     return [r for r in rows.get((sname, s), []) if 'msgs_per_s' in r]
 
-names = {"wsgate": "wsgate (proxy route)", "nginx": "nginx $NGINXV (proxy_pass)"}
+names = {"wsgate": "wsgate (proxy route)", "base": "wsgate base (WSGATE_BASE)", "nginx": "nginx $NGINXV (proxy_pass)", "haproxy": "HAProxy $HAPROXYV (mode http)"}
 order = "$PROXIES".split()
 setting_args = {}
 for s in """$(printf '%s\n' "${SETTINGS[@]}")""".strip().split("\n"):
@@ -189,19 +213,22 @@ for s in """$(printf '%s\n' "${SETTINGS[@]}")""".strip().split("\n"):
     setting_args[n] = a
 
 o = []
-o.append("# Proxy benchmark: wsgate vs nginx in front of the same echo backend\n")
+o.append("# Proxy benchmark: wsgate vs nginx" + (" and HAProxy" if "haproxy" in order else "") + " in front of the same echo backend\n")
 o.append("| | |\n|---|---|")
 o.append("| date | $STARTED (start of the runs) |")
 o.append("| git commit | $COMMIT (src/ files with uncommitted changes: $DIRTY) |")
 o.append("| wsgate binary | $WSGATE_SRC, built $MTIME, sha256 $SHA…, $BUILD |")
+if "base" in order:
+    o.append("| base wsgate binary | $WSGATE_BASE, sha256 $BASE_SHA…, same config |")
 o.append("| nginx | $NGINXV, master + 1 worker (\`worker_processes 1\`) |")
+o.append("| HAProxy | $HAPROXYV, one process, \`nbthread 1\`, \`mode http\` (tunnels after the Upgrade) |")
 o.append("| backend | $BACKEND (\`$BACKEND_CMD\`) |")
 o.append("| CPU | $CPU, $(nproc) cores; kernel $(uname -r) |")
 o.append("| pinning | each proxy on core 0 (\`taskset -c 0\`); wsbench and the backend on core 1 |")
 o.append("| scheduling | PRIO=$PRIO |")
 o.append("| load average | before $LOAD_BEFORE, after $LOAD_AFTER (other users' jobs share this machine) |")
 o.append("| repetitions | $REPS per (setting, proxy), proxies interleaved; medians, msg/s range in brackets |")
-o.append("| RSS after the runs | wsgate $RSS_WSGATE KiB, nginx worker $RSS_NGINX KiB |")
+o.append("| RSS after the runs | wsgate $RSS_WSGATE KiB, nginx worker $RSS_NGINX KiB, HAProxy $RSS_HAPROXY KiB |")
 o.append("")
 o.append("## Summary: wsgate / nginx\n")
 o.append("| setting | msg/s ratio (higher is better for wsgate) | p99 latency ratio (lower is better for wsgate) | proxy CPU per message ratio |")
@@ -213,6 +240,29 @@ for sname in setting_args:
         continue
     o.append(f"| {sname} | {med(w,'msgs_per_s')/med(n,'msgs_per_s'):.2f}x | {med(w,'p99_us')/med(n,'p99_us'):.2f}x | {med(w,'srv_ns_per_msg')/med(n,'srv_ns_per_msg'):.2f}x |")
 o.append("")
+if "haproxy" in order:
+    o.append("## Summary: wsgate / HAProxy\n")
+    o.append("| setting | msg/s ratio (higher is better for wsgate) | p99 latency ratio (lower is better for wsgate) | proxy CPU per message ratio |")
+    o.append("|---|---|---|---|")
+    for sname in setting_args:
+        w, h = ok(sname, "wsgate"), ok(sname, "haproxy")
+        if not w or not h:
+            o.append(f"| {sname} vs HAProxy | n/a | n/a | n/a |")
+            continue
+        o.append(f"| {sname} vs HAProxy | {med(w,'msgs_per_s')/med(h,'msgs_per_s'):.2f}x | {med(w,'p99_us')/med(h,'p99_us'):.2f}x | {med(w,'srv_ns_per_msg')/med(h,'srv_ns_per_msg'):.2f}x |")
+    o.append("")
+if "base" in order:
+    o.append("## Summary: wsgate / base wsgate, and base / nginx\n")
+    o.append("| setting | msg/s ratio | p99 latency ratio | proxy CPU per message ratio |")
+    o.append("|---|---|---|---|")
+    for a, b in (("wsgate", "base"), ("base", "nginx")):
+        for sname in setting_args:
+            x, y = ok(sname, a), ok(sname, b)
+            if not x or not y:
+                o.append(f"| {sname}, {a} / {b} | n/a | n/a | n/a |")
+                continue
+            o.append(f"| {sname}, {a} / {b} | {med(x,'msgs_per_s')/med(y,'msgs_per_s'):.2f}x | {med(x,'p99_us')/med(y,'p99_us'):.2f}x | {med(x,'srv_ns_per_msg')/med(y,'srv_ns_per_msg'):.2f}x |")
+    o.append("")
 for sname, args in setting_args.items():
     o.append(f"## {sname}: \`wsbench {args}\`\n")
     o.append("| proxy | msg/s (median) [min–max] | MB/s | p50 µs | p99 µs | max µs | proxy CPU % | proxy CPU ns/msg | generator CPU % | errors |")
@@ -249,11 +299,16 @@ o.append("nginx.conf (generated; DIR is the run's temp dir):\n")
 o.append("\`\`\`nginx")
 o.append("""$(sed -e "s#$WORK#DIR#g" -e "s/127.0.0.1:${PORT[nginx]}/127.0.0.1:PORT/" -e "s/127.0.0.1:$BPORT/127.0.0.1:BPORT/" "$WORK/nginx.conf")""")
 o.append("\`\`\`\n")
+if "haproxy" in order:
+    o.append("haproxy.cfg (generated; PORT and BPORT are free loopback ports):\n")
+    o.append("\`\`\`")
+    o.append("""$(sed -e "s/127.0.0.1:${PORT[haproxy]:-0}\$/127.0.0.1:PORT/" -e "s/127.0.0.1:$BPORT/127.0.0.1:BPORT/" "$WORK/haproxy.cfg" 2>/dev/null)""")
+    o.append("\`\`\`\n")
 o.append("\`\`\`")
 o.append("make -C bench")
 o.append("""$BACKEND_CMD""")
 for s in order:
-    o.append("""${CMD[wsgate]}""" if s == "wsgate" else """${CMD[nginx]}""")
+    o.append({"wsgate": """${CMD[wsgate]}""", "base": """${CMD[base]:-}""", "nginx": """${CMD[nginx]}""", "haproxy": """${CMD[haproxy]:-}"""}[s])
 for sname, args in setting_args.items():
     o.append(f"taskset -c 1 bench/wsbench -p PORT -P /echo {args} -S PROXY_PID    # {sname}")
 o.append("\`\`\`")

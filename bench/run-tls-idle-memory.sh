@@ -1,11 +1,15 @@
 #!/bin/bash
-# run-tls-idle-memory.sh - memory per idle wss:// connection: wsgate's RSS before and while N
-# TLS + WebSocket connections (bench/tls_idle_client, another process) are open and idle; the
-# same over plain ws:// as the baseline. Writes bench/results/tls-idle-memory.md.
+# run-tls-idle-memory.sh - memory and CPU per idle wss:// and ws:// connection: wsgate's RSS
+# before and while N TLS + WebSocket connections (bench/tls_idle_client, another process with its
+# own open-file limit, answering pings) are open and idle with heartbeats on; the kernel's TCP
+# memory (/proc/net/sockstat, /proc/slabinfo) and wsgate's CPU per connection per second over one
+# ping interval (issue #12 items 4 and 5). Writes bench/results/tls-idle-memory.md.
 #
 # Environment knobs (defaults in brackets):
-#   N=n           idle connections [10000]; under ~19,000 (open-file limit 20,000)
-#   HOLD=s        seconds the client keeps them open after the last upgrade [8]
+#   N=n           idle connections [15000]; under ~19,000 (open-file limit 20,000 per process)
+#   PING=s        ping_interval in seconds [25]; 0: heartbeats off
+#   WINDOW=s      seconds over which idle CPU is measured [PING, or 10 when PING=0]
+#   HOLD=s        seconds the client keeps them open after the last upgrade [WINDOW + 6]
 #   MODES="..."   subset of "tls plain" [both]
 #   WSGATE=path   wsgate binary [build/src/wsgate]
 #   OUT=file      markdown output [bench/results/tls-idle-memory.md]
@@ -14,13 +18,17 @@ set -euo pipefail
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$BENCH/.." && pwd)
 . "$BENCH/lib.sh"
-N=${N:-10000}
-HOLD=${HOLD:-8}
+
+bench_priority run-tls-idle-memory "$0" "$@"
+N=${N:-15000}
+PING=${PING:-25}
+WINDOW=${WINDOW:-$([ "$PING" -gt 0 ] && echo "$PING" || echo 10)}
+HOLD=${HOLD:-$((WINDOW + 6))}
 MODES=${MODES:-"tls plain"}
 WSGATE_SRC=${WSGATE:-$ROOT/build/src/wsgate}
 OUT=${OUT:-$BENCH/results/tls-idle-memory.md}
 
-ulimit -n 20000 # server and client inherit it (the hard limit here is 20,000)
+ulimit -n "$(ulimit -Hn)" # server and client inherit it; each has its own N + a few fds
 bench_workdir wsgate-tlsmem
 wsgate_snapshot "$WSGATE_SRC" "$WORK"
 bench_provenance
@@ -37,8 +45,13 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
 	-keyout "$WORK/server.key" -out "$WORK/server.pem" >/dev/null 2>&1
 
 status_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+# CPU ns of every thread of a pid (schedstat: the ns it ran), summed.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ s += $1 } END { printf "%.0f", s }'; }
+# Kernel TCP memory: sockstat's mem (pages of socket buffers) and the TCP and inode slabs (KiB).
+tcp_mem_pages() { awk '$1 == "TCP:" { for (i = 2; i < NF; i++) if ($i == "mem") print $(i + 1) }' /proc/net/sockstat; }
+tcp_slab_kib() { awk '$1 == "TCP" || $1 == "sock_inode_cache" { s += $3 * $4 } END { printf "%d", s / 1024 }' /proc/slabinfo 2>/dev/null || echo 0; }
 
-# config MODE PORT FILE: one listener (tls or not), an echo route, no heartbeats, quiet log.
+# config MODE PORT FILE: one listener (tls or not), an echo route, heartbeats every PING s, quiet log.
 config() {
 	local flag="" tls=""
 	if [ "$1" = tls ]; then
@@ -52,7 +65,7 @@ config() {
 			log_level = warn
 			$workers
 			[heartbeat]
-			ping_interval = 0
+			ping_interval = ${PING}s
 			$tls
 			[route /echo]
 			type = echo
@@ -79,6 +92,8 @@ for mode in $MODES; do
 	sleep 1
 	rss0=$(status_kib "$SPID" VmRSS)
 	anon0=$(status_kib "$SPID" RssAnon)
+	kmem0=$(tcp_mem_pages)
+	slab0=$(tcp_slab_kib)
 	taskset -c 1 "$WORK/tls_idle_client" -p "$port" -n "$N" -d "$HOLD" -s bench.test $flag \
 		>"$WORK/$mode.out" 2>"$WORK/$mode.err" &
 	CPID=$!
@@ -94,6 +109,14 @@ for mode in $MODES; do
 		exit 1
 	fi
 	sleep 2 # the last handshakes' tickets and buffers settle
+	# Idle CPU: over WINDOW s (one ping interval: every connection is pinged once in it).
+	c0=$(cpu_ns "$SPID")
+	t0=$(date +%s%N)
+	sleep "$WINDOW"
+	c1=$(cpu_ns "$SPID")
+	t1=$(date +%s%N)
+	kmem1=$(tcp_mem_pages)
+	slab1=$(tcp_slab_kib)
 	rss1=$(status_kib "$SPID" VmRSS)
 	anon1=$(status_kib "$SPID" RssAnon)
 	hwm1=$(status_kib "$SPID" VmHWM)
@@ -101,12 +124,13 @@ for mode in $MODES; do
 	readyline=$(grep '^READY' "$WORK/$mode.out")
 	rc=0
 	wait "$CPID" || rc=$?
+	doneline=$(grep '^DONE' "$WORK/$mode.out" || echo "DONE none")
 	sleep 1
 	rss2=$(status_kib "$SPID" VmRSS)
 	kill "$SPID"
 	wait "$SPID" 2>/dev/null || true
 	SPID=
-	line="mode=$mode n=$N rss_before_kib=$rss0 rss_open_kib=$rss1 rss_after_close_kib=$rss2 anon_before_kib=$anon0 anon_open_kib=$anon1 hwm_kib=$hwm1 fds=$fds client_rc=$rc client=${readyline// /,}"
+	line="mode=$mode n=$N rss_before_kib=$rss0 rss_open_kib=$rss1 rss_after_close_kib=$rss2 anon_before_kib=$anon0 anon_open_kib=$anon1 hwm_kib=$hwm1 fds=$fds cpu_ns=$((c1 - c0)) window_ns=$((t1 - t0)) tcp_mem_pages_before=$kmem0 tcp_mem_pages_open=$kmem1 tcp_slab_kib_before=$slab0 tcp_slab_kib_open=$slab1 client_rc=$rc client=${readyline// /,} done=${doneline// /,}"
 	echo "$line" | tee -a "$RAW"
 done
 
@@ -123,7 +147,7 @@ o = ["# Idle wss:// connection memory\n", "| | |", "|---|---|",
      "| wsgate binary | $WSGATE_SRC, sha256 $SHA…, $BUILD |",
      "| TLS | $OSSL; P-256 ECDSA certificate; client default (TLS 1.3, X25519, AES-128-GCM) |",
      "| CPU | $CPU, $(nproc) cores; kernel $(uname -r); server pinned to core 0, client to core 1 |",
-     "| connections | N = $N idle WebSocket connections (TLS handshake + upgrade done, no traffic), held $HOLD s |",
+     "| connections | N = $N idle WebSocket connections (TLS handshake + upgrade done, no traffic but heartbeats: ping_interval = ${PING}s, answered by the client), idle CPU over $WINDOW s |",
      "",
      "KiB/conn = (server VmRSS with N open − VmRSS before) / N; *before* is after a warmup of 50 "
      "connections opened and closed. RssAnon is the heap part. Kernel socket memory is not in RSS. "
@@ -131,8 +155,12 @@ o = ["# Idle wss:// connection memory\n", "| | |", "|---|---|",
      "buffers; what remains is the SSL object, its session and the bufferevent. The client's "
      "*seconds* is the time to open all N, 200 handshakes at a time: not a handshake-rate "
      "benchmark (load from other processes on this host counts in it).\n",
-     "| mode | RSS before KiB | RSS with N open KiB | **KiB/conn (RSS)** | KiB/conn (RssAnon) | RSS after close KiB | client |",
-     "|---|---|---|---|---|---|---|"]
+     "Kernel: *TCP buffers* is the growth of /proc/net/sockstat's TCP mem (pages of socket buffers) per "
+     "connection; *TCP slabs* the growth of the TCP and sock_inode_cache slabs per connection — both "
+     "ends of a loopback connection are in this kernel, so the server's share is about half. "
+     "*Idle CPU* = wsgate's CPU (schedstat, all threads) over the window / N / window seconds.\n",
+     "| mode | RSS before KiB | RSS with N open KiB | **KiB/conn (RSS)** | KiB/conn (RssAnon) | RSS after close KiB | kernel TCP buffers KiB/conn | kernel TCP slabs KiB/conn (both ends) | **idle CPU µs/conn/s** | client |",
+     "|---|---|---|---|---|---|---|---|---|---|"]
 per = {}
 for kv in rows:
     n = int(kv['n'])
@@ -140,7 +168,10 @@ for kv in rows:
     pa = (int(kv['anon_open_kib']) - int(kv['anon_before_kib'])) / n
     per[kv['mode']] = p
     name = "wss:// (TLS)" if kv['mode'] == 'tls' else "ws:// (plain)"
-    o.append(f"| {name} | {kv['rss_before_kib']} | {kv['rss_open_kib']} | **{p:.2f}** | {pa:.2f} | {kv['rss_after_close_kib']} | {kv['client'].replace(',', ' ')} (rc {kv['client_rc']}) |")
+    kb = (int(kv['tcp_mem_pages_open']) - int(kv['tcp_mem_pages_before'])) * 4 / n
+    ks = (int(kv['tcp_slab_kib_open']) - int(kv['tcp_slab_kib_before'])) / n
+    idle = int(kv['cpu_ns']) / 1000 / n / (int(kv['window_ns']) / 1e9)
+    o.append(f"| {name} | {kv['rss_before_kib']} | {kv['rss_open_kib']} | **{p:.2f}** | {pa:.2f} | {kv['rss_after_close_kib']} | {kb:.2f} | {ks:.2f} | **{idle:.3f}** | {kv['client'].replace(',', ' ')} {kv['done'].replace(',', ' ')} (rc {kv['client_rc']}) |")
 if 'tls' in per and 'plain' in per:
     o += ["", f"TLS costs **{per['tls'] - per['plain']:.2f} KiB** per idle connection over plain ws://."]
 o += ["", "Where the TLS part goes (measured once with \`valgrind --tool=massif\` and \`vgdb detailed_snapshot\` "
@@ -151,7 +182,7 @@ o += ["", "Where the TLS part goes (measured once with \`valgrind --tool=massif\
       "difference to RSS is allocator rounding and fragmentation from the handshakes' transient buffers."]
 o += ["", "## Commands", "", "\`\`\`", "ulimit -n 20000", "$CLIENT_BUILD",
       "taskset -c 0 build/src/wsgate -c tls.ini      # tls.ini below; plain.ini: the same without ' tls' and [tls]",
-      "taskset -c 1 ./tls_idle_client -p PORT -n $N -d $HOLD -s bench.test   # -x for plain; read /proc/SERVER_PID/status VmRSS after READY",
+      "taskset -c 1 ./tls_idle_client -p PORT -n $N -d $HOLD -s bench.test   # -x for plain; after READY: 2 s, then server CPU over $WINDOW s, then VmRSS",
       "\`\`\`", "", "tls.ini (PORT a free loopback port, the certificate made by the script):", "", "\`\`\`ini",
       """$(sed -e "s/127.0.0.1:[0-9]*/127.0.0.1:PORT/" -e "s|$WORK/|/tmp/…/|" "$WORK/tls.ini" 2>/dev/null)""",
       "\`\`\`", "", "Reproduce: \`bench/run-tls-idle-memory.sh\` (N=… HOLD=… MODES=\"tls plain\" WSGATE=…). Raw:", "", "\`\`\`"]

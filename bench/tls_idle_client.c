@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,7 @@ static const char *path = "/echo", *sni;
 static char host[64] = "127.0.0.1";
 static int plain, total = 10000, concurrency = 200, hold = 8;
 static int started, ok, failed, inflight, reported;
+static long pings; /* answered */
 static struct client *clients;
 static struct timespec t0;
 
@@ -88,6 +90,47 @@ client_fail(struct client *c, const char *why)
 	maybe_report();
 }
 
+/* Idle: the server's heartbeat pings are answered (a masked pong with a zero key, so the
+ * payload goes back as it came); anything else is dropped. */
+static void
+answer_pings(struct bufferevent *bev, struct evbuffer *in)
+{
+	uint8_t h[14], pong[2 + 4 + 125];
+	size_t have, hl, len;
+
+	while ((have = evbuffer_get_length(in)) >= 2) {
+		evbuffer_copyout(in, h, have < sizeof(h) ? have : sizeof(h));
+		len = h[1] & 0x7f;
+		hl = 2;
+		if (len == 126) {
+			if (have < 4)
+				return;
+			len = (size_t)h[2] << 8 | h[3];
+			hl = 4;
+		} else if (len == 127) {
+			if (have < 10)
+				return;
+			len = 0;
+			for (int k = 0; k < 8; k++)
+				len = len << 8 | h[2 + k];
+			hl = 10;
+		}
+		if (have < hl + len)
+			return;
+		if ((h[0] & 0x0f) == 0x9 && len <= 125) {
+			pong[0] = 0x8a;
+			pong[1] = (uint8_t)(0x80 | len);
+			memset(pong + 2, 0, 4);
+			evbuffer_drain(in, hl);
+			evbuffer_remove(in, pong + 6, len);
+			bufferevent_write(bev, pong, 6 + len);
+			pings++;
+			continue;
+		}
+		evbuffer_drain(in, hl + len);
+	}
+}
+
 static void
 read_cb(struct bufferevent *bev, void *arg)
 {
@@ -97,7 +140,7 @@ read_cb(struct bufferevent *bev, void *arg)
 	char head[16];
 
 	if (c->upgraded) {
-		evbuffer_drain(in, evbuffer_get_length(in)); /* idle: nothing is expected */
+		answer_pings(bev, in);
 		return;
 	}
 	end = evbuffer_search(in, "\r\n\r\n", 4, NULL);
@@ -262,6 +305,7 @@ main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	start_more();
 	event_base_dispatch(base);
+	printf("DONE ok=%d failed=%d pongs=%ld\n", ok, failed, pings);
 	for (int i = 0; i < total; i++)
 		if (clients[i].bev != NULL)
 			bufferevent_free(clients[i].bev);

@@ -29,10 +29,10 @@
 #include <openssl/sha.h>
 
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-#define RBUF_SIZE (256 * 1024)       /* one shared read buffer: all parsing is streaming */
-#define SENDBUF_CAP (256 * 1024)     /* at most this many bytes of precomputed frames per conn */
-#define HS_MAX 4096                  /* largest 101 response we accept */
-#define TS_LEN 8                     /* the timestamp at the start of each payload */
+#define RBUF_SIZE (256 * 1024)   /* one shared read buffer: all parsing is streaming */
+#define SENDBUF_CAP (256 * 1024) /* at most this many bytes of precomputed frames per conn */
+#define HS_MAX 4096              /* largest 101 response we accept */
+#define TS_LEN 8                 /* the timestamp at the start of each payload */
 #define MAX_ERR_PRINT 10
 
 enum mode { MODE_ECHO, MODE_IDLE };
@@ -48,37 +48,37 @@ enum cstate {
 struct conn {
 	int fd;
 	enum cstate state;
-	uint32_t events;         /* epoll events currently registered */
+	uint32_t events; /* epoll events currently registered */
 
 	/* handshake */
-	char key[25];            /* base64 Sec-WebSocket-Key */
-	char *hs;                /* request while sending, then response while receiving */
+	char key[25]; /* base64 Sec-WebSocket-Key */
+	char *hs;     /* request while sending, then response while receiving */
 	size_t hs_len, hs_off;
-	bool req_sent;           /* the whole upgrade request is written */
+	bool req_sent; /* the whole upgrade request is written */
 
 	/* output: a batch of precomputed frames (sendbuf[0 .. out_len)) or a control frame */
-	uint8_t *sendbuf;        /* nframes copies of one masked frame, each with its own mask */
-	size_t frame_len;        /* bytes of one frame in sendbuf */
-	size_t ts_off;           /* offset of the payload (the timestamp) inside a frame */
-	unsigned nframes;        /* copies in sendbuf */
-	size_t out_off, out_len; /* pending batch: bytes of sendbuf still to write */
-	uint8_t ctl[2 + 4 + 125];/* one pending masked control frame (pong or close) */
+	uint8_t *sendbuf;         /* nframes copies of one masked frame, each with its own mask */
+	size_t frame_len;         /* bytes of one frame in sendbuf */
+	size_t ts_off;            /* offset of the payload (the timestamp) inside a frame */
+	unsigned nframes;         /* copies in sendbuf */
+	size_t out_off, out_len;  /* pending batch: bytes of sendbuf still to write */
+	uint8_t ctl[2 + 4 + 125]; /* one pending masked control frame (pong or close) */
 	size_t ctl_off, ctl_len;
 
-	unsigned inflight;       /* messages sent and not yet echoed */
+	unsigned inflight; /* messages sent and not yet echoed */
 
 	/* streaming frame parser: never buffers payload */
 	uint8_t hdr[14];
 	unsigned hdr_have, hdr_need;
-	uint64_t payload_left;   /* bytes left in the current frame's payload */
-	unsigned frame_op;       /* opcode of the current frame */
-	bool frame_fin;          /* the current frame ends its message */
+	uint64_t payload_left; /* bytes left in the current frame's payload */
+	unsigned frame_op;     /* opcode of the current frame */
+	bool frame_fin;        /* the current frame ends its message */
 	bool in_payload;
-	bool in_message;         /* a fragmented data message is in progress */
-	unsigned msg_op;         /* opcode of the message being received */
-	uint64_t msg_off;        /* payload offset inside the current message */
-	uint8_t ts[TS_LEN];      /* first bytes of the message, captured for latency */
-	uint8_t ctl_payload[125];/* payload of a control frame being received */
+	bool in_message;          /* a fragmented data message is in progress */
+	unsigned msg_op;          /* opcode of the message being received */
+	uint64_t msg_off;         /* payload offset inside the current message */
+	uint8_t ts[TS_LEN];       /* first bytes of the message, captured for latency */
+	uint8_t ctl_payload[125]; /* payload of a control frame being received */
 	unsigned ctl_have;
 };
 
@@ -93,16 +93,16 @@ static struct {
 	double duration, warmup;
 	bool text;
 	enum mode mode;
-	unsigned max_pending;   /* connections allowed in connect/handshake at once */
-	long server_pid;        /* -S: sample this process's CPU over the measured interval */
-} opt = { "127.0.0.1", "8080", "/echo", 1, 1, 64, 10, 1, false, MODE_ECHO, 256, 0 };
+	unsigned max_pending; /* connections allowed in connect/handshake at once */
+	long server_pid;      /* -S: sample this process's CPU over the measured interval */
+} opt = {"127.0.0.1", "8080", "/echo", 1, 1, 64, 10, 1, false, MODE_ECHO, 256, 0};
 
 static struct addrinfo *g_addr;
 static int g_ep;
 static struct conn *g_conns;
 static uint8_t g_rbuf[RBUF_SIZE];
-static uint8_t *g_pattern;       /* expected payload bytes (after the timestamp) */
-static uint64_t g_t0;            /* start of the run, ns */
+static uint8_t *g_pattern; /* expected payload bytes (after the timestamp) */
+static uint64_t g_t0;      /* start of the run, ns */
 static bool g_measuring, g_sending;
 static uint64_t g_msgs, g_bytes; /* echoes counted while measuring */
 static uint64_t g_msgs_total;    /* echoes over the whole run, warmup included */
@@ -130,8 +130,7 @@ rng_next(void)
 	return g_rng * 2685821657736338717ull;
 }
 
-static void
-conn_error(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void conn_error(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 conn_close(struct conn *c)
@@ -175,7 +174,7 @@ set_events(struct conn *c, uint32_t ev)
 {
 	if (c->events == ev)
 		return;
-	struct epoll_event e = { .events = ev, .data.ptr = c };
+	struct epoll_event e = {.events = ev, .data.ptr = c};
 	if (epoll_ctl(g_ep, EPOLL_CTL_MOD, c->fd, &e) == -1) {
 		perror("epoll_ctl");
 		exit(2);
@@ -238,8 +237,7 @@ hist_pct(const struct hist *h, double p)
 /* ---- timestamps: 8 printable characters (6 bits each, 48 bits of ns since start) so
  * that text frames stay valid UTF-8 ---- */
 
-static const char ts_alpha[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char ts_alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 static void
 ts_encode(uint8_t out[TS_LEN], uint64_t v)
@@ -338,7 +336,7 @@ conn_start(struct conn *c)
 	c->fd = fd;
 	c->state = CS_CONNECTING;
 	g_pending++;
-	struct epoll_event e = { .events = EPOLLOUT, .data.ptr = c };
+	struct epoll_event e = {.events = EPOLLOUT, .data.ptr = c};
 	c->events = EPOLLOUT;
 	if (epoll_ctl(g_ep, EPOLL_CTL_ADD, fd, &e) == -1) {
 		perror("epoll_ctl");
@@ -372,14 +370,14 @@ conn_send_request(struct conn *c)
 		exit(2);
 	}
 	int n = snprintf(c->hs, HS_MAX,
-	    "GET %s HTTP/1.1\r\n"
-	    "Host: %s:%s\r\n"
-	    "Upgrade: websocket\r\n"
-	    "Connection: Upgrade\r\n"
-	    "Sec-WebSocket-Key: %s\r\n"
-	    "Sec-WebSocket-Version: 13\r\n"
-	    "\r\n",
-	    opt.path, opt.host, opt.port, c->key);
+	                 "GET %s HTTP/1.1\r\n"
+	                 "Host: %s:%s\r\n"
+	                 "Upgrade: websocket\r\n"
+	                 "Connection: Upgrade\r\n"
+	                 "Sec-WebSocket-Key: %s\r\n"
+	                 "Sec-WebSocket-Version: 13\r\n"
+	                 "\r\n",
+	                 opt.path, opt.host, opt.port, c->key);
 	c->hs_len = (size_t)n;
 	c->hs_off = 0;
 	c->state = CS_HANDSHAKE;
@@ -589,7 +587,8 @@ conn_flush(struct conn *c)
 		c->out_off = 0;
 		c->out_len = (size_t)k * c->frame_len;
 	}
-	uint32_t want = EPOLLIN | ((c->out_off < c->out_len || c->ctl_off < c->ctl_len) ? EPOLLOUT : 0);
+	uint32_t want =
+	    EPOLLIN | ((c->out_off < c->out_len || c->ctl_off < c->ctl_len) ? EPOLLOUT : 0);
 	set_events(c, want);
 }
 
@@ -639,7 +638,9 @@ control_done(struct conn *c)
 	case 10: /* pong: nothing to do */
 		break;
 	case 8: { /* close */
-		unsigned code = c->ctl_have >= 2 ? (unsigned)(c->ctl_payload[0] << 8 | c->ctl_payload[1]) : 1005;
+		unsigned code = c->ctl_have >= 2
+		                    ? (unsigned)(c->ctl_payload[0] << 8 | c->ctl_payload[1])
+		                    : 1005;
 		if (c->state == CS_CLOSING) {
 			conn_close(c);
 		} else {
@@ -888,7 +889,7 @@ self_cpu_ns(void)
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	return ((uint64_t)ru.ru_utime.tv_sec + (uint64_t)ru.ru_stime.tv_sec) * 1000000000u +
-	    ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000u;
+	       ((uint64_t)ru.ru_utime.tv_usec + (uint64_t)ru.ru_stime.tv_usec) * 1000u;
 }
 
 static void
@@ -902,13 +903,13 @@ static void
 usage(void)
 {
 	fprintf(stderr,
-	    "usage: wsbench [-m echo|idle] [-h host] [-p port] [-P path] [-c conns] [-s size]\n"
-	    "               [-w window] [-d seconds] [-W warmup_seconds] [-t text|binary]\n"
-	    "               [-C max_concurrent_handshakes] [-S server_pid]\n"
-	    "  echo: every connection keeps -w messages of -s bytes in flight for -d seconds\n"
-	    "        after -W seconds of warmup; prints msgs/s, MB/s, latency percentiles\n"
-	    "  idle: opens -c connections, prints \"READY n\", holds them -d seconds\n"
-	    "  -S: report the CPU the server process used during the measured interval\n");
+	        "usage: wsbench [-m echo|idle] [-h host] [-p port] [-P path] [-c conns] [-s size]\n"
+	        "               [-w window] [-d seconds] [-W warmup_seconds] [-t text|binary]\n"
+	        "               [-C max_concurrent_handshakes] [-S server_pid]\n"
+	        "  echo: every connection keeps -w messages of -s bytes in flight for -d seconds\n"
+	        "        after -W seconds of warmup; prints msgs/s, MB/s, latency percentiles\n"
+	        "  idle: opens -c connections, prints \"READY n\", holds them -d seconds\n"
+	        "  -S: report the CPU the server process used during the measured interval\n");
 	exit(2);
 }
 
@@ -922,7 +923,7 @@ raise_nofile(void)
 	}
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && opt.conns + 16 > rl.rlim_cur) {
 		fprintf(stderr, "wsbench: %u connections need more than the open-file limit %llu\n",
-		    opt.conns, (unsigned long long)rl.rlim_cur);
+		        opt.conns, (unsigned long long)rl.rlim_cur);
 		exit(2);
 	}
 }
@@ -941,16 +942,36 @@ main(int argc, char **argv)
 			else
 				usage();
 			break;
-		case 'h': opt.host = optarg; break;
-		case 'p': opt.port = optarg; break;
-		case 'P': opt.path = optarg; break;
-		case 'c': opt.conns = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 's': opt.size = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'w': opt.window = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'd': opt.duration = strtod(optarg, NULL); break;
-		case 'W': opt.warmup = strtod(optarg, NULL); break;
-		case 'S': opt.server_pid = strtol(optarg, NULL, 10); break;
-		case 'C': opt.max_pending = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'h':
+			opt.host = optarg;
+			break;
+		case 'p':
+			opt.port = optarg;
+			break;
+		case 'P':
+			opt.path = optarg;
+			break;
+		case 'c':
+			opt.conns = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 's':
+			opt.size = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'w':
+			opt.window = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'd':
+			opt.duration = strtod(optarg, NULL);
+			break;
+		case 'W':
+			opt.warmup = strtod(optarg, NULL);
+			break;
+		case 'S':
+			opt.server_pid = strtol(optarg, NULL, 10);
+			break;
+		case 'C':
+			opt.max_pending = (unsigned)strtoul(optarg, NULL, 10);
+			break;
 		case 't':
 			if (strcmp(optarg, "text") == 0)
 				opt.text = true;
@@ -959,7 +980,8 @@ main(int argc, char **argv)
 			else
 				usage();
 			break;
-		default: usage();
+		default:
+			usage();
 		}
 	}
 	if (opt.conns == 0 || opt.window == 0 || opt.duration <= 0 || opt.warmup < 0 ||
@@ -972,7 +994,7 @@ main(int argc, char **argv)
 	if (getrandom(&g_rng, sizeof(g_rng), 0) != sizeof(g_rng) || g_rng == 0)
 		g_rng = 0x9e3779b97f4a7c15ull;
 
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
 	int gai = getaddrinfo(opt.host, opt.port, &hints, &g_addr);
 	if (gai != 0) {
 		fprintf(stderr, "wsbench: %s:%s: %s\n", opt.host, opt.port, gai_strerror(gai));
@@ -995,7 +1017,7 @@ main(int argc, char **argv)
 	double conn_secs = (double)(now_ns() - t_conn) / 1e9;
 	if (g_open != opt.conns) {
 		fprintf(stderr, "wsbench: only %u of %u connections opened (%" PRIu64 " errors)\n",
-		    g_open, opt.conns, g_errors);
+		        g_open, opt.conns, g_errors);
 		return 1;
 	}
 	fprintf(stderr, "wsbench: %u connections open in %.2f s\n", g_open, conn_secs);
@@ -1005,9 +1027,9 @@ main(int argc, char **argv)
 		fflush(stdout);
 		loop_until(now_ns() + (uint64_t)(opt.duration * 1e9), NULL);
 		printf("idle: %u connections held %.1f s, %u still open, errors %" PRIu64 "\n",
-		    opt.conns, opt.duration, g_open, g_errors);
+		       opt.conns, opt.duration, g_open, g_errors);
 		printf("RESULT mode=idle conns=%u open=%u errors=%" PRIu64 "\n", opt.conns, g_open,
-		    g_errors);
+		       g_errors);
 		return g_errors != 0 || g_open != opt.conns;
 	}
 
@@ -1038,28 +1060,28 @@ main(int argc, char **argv)
 			continue;
 		if (c->inflight > 0)
 			stuck++;
-		static const uint8_t bye[2] = { 0x03, 0xe8 }; /* 1000 */
+		static const uint8_t bye[2] = {0x03, 0xe8}; /* 1000 */
 		conn_queue_ctl(c, 8, bye, 2);
 		c->state = CS_CLOSING;
 		conn_flush(c);
 	}
 	loop_until(now_ns() + 1000000000ull, all_dead);
 	if (stuck)
-		fprintf(stderr, "wsbench: %u connections still had echoes in flight after 2 s\n", stuck);
+		fprintf(stderr, "wsbench: %u connections still had echoes in flight after 2 s\n",
+		        stuck);
 
 	double secs = (double)(t_end - t_start) / 1e9;
 	double rate = (double)g_msgs / secs;
 	double mbs = (double)g_bytes / secs / 1e6;
-	printf("target     ws://%s:%s%s  mode=echo conns=%u window=%u size=%u type=%s\n",
-	    opt.host, opt.port, opt.path, opt.conns, opt.window, opt.size,
-	    opt.text ? "text" : "binary");
+	printf("target     ws://%s:%s%s  mode=echo conns=%u window=%u size=%u type=%s\n", opt.host,
+	       opt.port, opt.path, opt.conns, opt.window, opt.size, opt.text ? "text" : "binary");
 	printf("time       warmup %.1f s, measured %.2f s\n", opt.warmup, secs);
 	printf("throughput %.0f msg/s  %.2f MB/s  (%" PRIu64 " echoes)\n", rate, mbs, g_msgs);
 	if (opt.size >= TS_LEN)
 		printf("latency us p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f\n",
-		    hist_pct(&g_hist, 50) / 1e3, hist_pct(&g_hist, 90) / 1e3,
-		    hist_pct(&g_hist, 99) / 1e3, hist_pct(&g_hist, 99.9) / 1e3,
-		    (double)g_hist.max / 1e3);
+		       hist_pct(&g_hist, 50) / 1e3, hist_pct(&g_hist, 90) / 1e3,
+		       hist_pct(&g_hist, 99) / 1e3, hist_pct(&g_hist, 99.9) / 1e3,
+		       (double)g_hist.max / 1e3);
 	double span = (double)(t_end - t_start);
 	double gen_pct = 100.0 * (double)(gen1 - gen0) / span;
 	double srv_pct = -1, srv_wait_pct = -1, srv_ns_msg = -1;
@@ -1067,19 +1089,22 @@ main(int argc, char **argv)
 		srv_pct = 100.0 * (double)(srv_run1 - srv_run0) / span;
 		srv_wait_pct = 100.0 * (double)(srv_wait1 - srv_wait0) / span;
 		srv_ns_msg = g_msgs ? (double)(srv_run1 - srv_run0) / (double)g_msgs : 0;
-		printf("server     cpu %.0f%% of one core, runnable-but-waiting %.0f%%, %.0f ns cpu/msg\n",
-		    srv_pct, srv_wait_pct, srv_ns_msg);
+		printf("server     cpu %.0f%% of one core, runnable-but-waiting %.0f%%, %.0f ns "
+		       "cpu/msg\n",
+		       srv_pct, srv_wait_pct, srv_ns_msg);
 	}
 	printf("generator  cpu %.0f%% of one core%s\n", gen_pct,
-	    gen_pct > 90 ? "  (WARNING: the generator may be the bottleneck)" : "");
-	printf("errors     %" PRIu64 " (closed by server %" PRIu64 ")\n", g_errors, g_closed_by_peer);
+	       gen_pct > 90 ? "  (WARNING: the generator may be the bottleneck)" : "");
+	printf("errors     %" PRIu64 " (closed by server %" PRIu64 ")\n", g_errors,
+	       g_closed_by_peer);
 	printf("RESULT mode=echo conns=%u window=%u size=%u msgs=%" PRIu64 " secs=%.3f "
 	       "msgs_per_s=%.0f mb_per_s=%.2f p50_us=%.1f p90_us=%.1f p99_us=%.1f "
 	       "p999_us=%.1f max_us=%.1f srv_cpu_pct=%.1f srv_wait_pct=%.1f srv_ns_per_msg=%.0f "
 	       "gen_cpu_pct=%.1f errors=%" PRIu64 "\n",
-	    opt.conns, opt.window, opt.size, g_msgs, secs, rate, mbs, hist_pct(&g_hist, 50) / 1e3,
-	    hist_pct(&g_hist, 90) / 1e3, hist_pct(&g_hist, 99) / 1e3, hist_pct(&g_hist, 99.9) / 1e3,
-	    (double)g_hist.max / 1e3, srv_pct, srv_wait_pct, srv_ns_msg, gen_pct, g_errors);
+	       opt.conns, opt.window, opt.size, g_msgs, secs, rate, mbs,
+	       hist_pct(&g_hist, 50) / 1e3, hist_pct(&g_hist, 90) / 1e3,
+	       hist_pct(&g_hist, 99) / 1e3, hist_pct(&g_hist, 99.9) / 1e3, (double)g_hist.max / 1e3,
+	       srv_pct, srv_wait_pct, srv_ns_msg, gen_pct, g_errors);
 	freeaddrinfo(g_addr);
 	if (g_errors != 0 || g_msgs == 0)
 		return 1;

@@ -40,7 +40,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct config *cfg = NULL;
-	struct config_errors errs = { NULL, 0 };
+	struct config_errors errs = {NULL, 0};
 	char *text = malloc(size + 1);
 
 	if (text == NULL)

@@ -2,8 +2,8 @@
  * heartbeat.c and the echo, pubsub and proxy targets): the input is a program of client bytes,
  * frames, timer fires, slow or vanishing clients and backend outcomes, run in any order against
  * one real connection on a real worker. No seam in src/: the client side is a bufferevent pair
- * handed to conn_new() as an accepted transport, a timer "fires" through event_active() on the
- * connection's one timer (struct conn is public), and the backend is a loopback listener the
+ * handed to conn_new() as an accepted transport, a timer "fires" through timer_wheel_expire() on
+ * the connection's one timer (struct conn is public), and the backend is a loopback listener the
  * input answers for (101, an HTTP status, garbage, frames, close, silence).
  *
  * Checks: nothing aborts (fatalx exits, which libFuzzer reports), ASan/UBSan/LSan clean, and
@@ -239,7 +239,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fz.client = pair[1];
 	fz.nb = 0;
 	bufferevent_enable(fz.client, EV_READ | EV_WRITE);
-	c = conn_new(fz.w, pair[0], (struct sockaddr *)&peer, sizeof(peer));
+	c = conn_new(&fz.w->env, pair[0], (struct sockaddr *)&peer, sizeof(peer));
 	FZ_CHECK(c != NULL);
 
 	while (i < size) {
@@ -274,7 +274,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case 3: /* the connection's timer fires now, whatever its deadline */
 			if (fz_live(c))
-				event_active(&c->timer, EV_TIMEOUT, 1);
+				timer_wheel_expire(fz.w->wheel, &c->timer);
 			break;
 		case 4:
 			fz_pump();
@@ -364,7 +364,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (rounds = 0; rounds < 50 && fz.w->nconns > 0; rounds++) {
 		fz_pump();
 		if (fz_live(c))
-			event_active(&c->timer, EV_TIMEOUT, 1);
+			timer_wheel_expire(fz.w->wheel, &c->timer);
 		fz_accept_backends();
 		for (size_t k = 0; k < fz.nb; k++)
 			fz_backend_close(k, 1);

@@ -8,7 +8,11 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FZ_CHECK(c)	do { if (!(c)) abort(); } while (0)
+#define FZ_CHECK(c)                                                                                \
+	do {                                                                                       \
+		if (!(c))                                                                          \
+			abort();                                                                   \
+	} while (0)
 
 /*
  * Decodes whole sequences the obvious way.  Returns 1 when valid; otherwise 0 and *bad is
@@ -17,8 +21,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 static int
 fz_ref(const uint8_t *p, size_t n, size_t *bad)
 {
-	size_t		 i = 0, need, k;
-	uint8_t		 lo, hi;
+	size_t i = 0, need, k;
+	uint8_t lo, hi;
 
 	while (i < n) {
 		if (p[i] < 0x80) {
@@ -51,8 +55,8 @@ fz_ref(const uint8_t *p, size_t n, size_t *bad)
 				*bad = n;
 				return 0;
 			}
-			if (k == 1 ? (p[i + k] < lo || p[i + k] > hi) :
-			    (p[i + k] < 0x80 || p[i + k] > 0xbf)) {
+			if (k == 1 ? (p[i + k] < lo || p[i + k] > hi)
+			           : (p[i + k] < 0x80 || p[i + k] > 0xbf)) {
 				*bad = i + k;
 				return 0;
 			}
@@ -66,17 +70,17 @@ fz_ref(const uint8_t *p, size_t n, size_t *bad)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	const uint8_t	*p;
-	size_t		 n, chunk, i, k, bad;
-	uint32_t	 st, whole;
-	int		 valid;
+	const uint8_t *p;
+	size_t n, chunk, i, k, bad;
+	uint32_t st, whole;
+	int valid;
 
 	if (size < 1)
 		return 0;
 	chunk = (data[0] & 0x3f) + 1;
 	p = data + 1;
 	n = size - 1;
-	bad = n;	/* fz_ref sets it whenever it returns 0; gcc cannot tell */
+	bad = n; /* fz_ref sets it whenever it returns 0; gcc cannot tell */
 
 	valid = utf8_valid(p, n);
 	whole = utf8_feed(UTF8_ACCEPT, p, n);

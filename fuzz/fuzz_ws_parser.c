@@ -10,8 +10,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FZ_MAX_MESSAGE	100	/* small, so the 1009 path is reachable */
-#define FZ_CHECK(c)	do { if (!(c)) abort(); } while (0)
+#define FZ_MAX_MESSAGE 100 /* small, so the 1009 path is reachable */
+#define FZ_CHECK(c)                                                                                \
+	do {                                                                                       \
+		if (!(c))                                                                          \
+			abort();                                                                   \
+	} while (0)
 
 /*
  * What a run produced, serialised so runs with different chunking compare byte for byte:
@@ -19,10 +23,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * events with their payloads.  The error, if any, is kept aside.
  */
 struct fz_run {
-	uint8_t		*out;
-	size_t		 len, cap;
-	int		 failed;
-	uint16_t	 err_code;
+	uint8_t *out;
+	size_t len, cap;
+	int failed;
+	uint16_t err_code;
 };
 
 static void
@@ -42,7 +46,7 @@ fz_mark(struct fz_run *r, uint8_t what)
 static void
 fz_bytes(struct fz_run *r, const uint8_t *p, size_t n)
 {
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; i < n; i++) {
 		fz_put(r, p[i]);
@@ -53,15 +57,15 @@ fz_bytes(struct fz_run *r, const uint8_t *p, size_t n)
 
 /* What the caller of one parser can check on every event, whatever the chunking. */
 struct fz_msg {
-	int		 in_msg;
-	uint8_t		 opcode;
-	uint64_t	 len;
-	uint32_t	 utf8;
+	int in_msg;
+	uint8_t opcode;
+	uint64_t len;
+	uint32_t utf8;
 };
 
 static void
 fz_event(struct fz_run *r, struct fz_msg *m, const struct ws_parser *p, const struct ws_event *ev,
-    const uint8_t *win, size_t used)
+         const uint8_t *win, size_t used)
 {
 	switch (ev->type) {
 	case WS_EV_DATA:
@@ -102,7 +106,7 @@ fz_event(struct fz_run *r, struct fz_msg *m, const struct ws_parser *p, const st
 		FZ_CHECK(ev->len <= WS_CONTROL_MAX);
 		if (ev->type == WS_EV_CLOSE) {
 			FZ_CHECK(ev->close_code == WS_CLOSE_NO_STATUS ||
-			    ws_close_code_valid(ev->close_code));
+			         ws_close_code_valid(ev->close_code));
 			FZ_CHECK(utf8_valid(ev->data, ev->len));
 		}
 		fz_mark(r, ev->type == WS_EV_PING ? 'P' : ev->type == WS_EV_PONG ? 'O' : 'C');
@@ -121,15 +125,14 @@ fz_event(struct fz_run *r, struct fz_msg *m, const struct ws_parser *p, const st
  * ASan sees any read past n.
  */
 static void
-fz_feed(const uint8_t *in, size_t n, size_t chunk, int require_mask, uint64_t max,
-    struct fz_run *r)
+fz_feed(const uint8_t *in, size_t n, size_t chunk, int require_mask, uint64_t max, struct fz_run *r)
 {
-	struct ws_parser	 p;
-	struct ws_event		 ev;
-	struct fz_msg		 m;
-	enum ws_ev_type		 t;
-	uint8_t			*win;
-	size_t			 pos = 0, end = 0, wn, used;
+	struct ws_parser p;
+	struct ws_event ev;
+	struct fz_msg m;
+	enum ws_ev_type t;
+	uint8_t *win;
+	size_t pos = 0, end = 0, wn, used;
 
 	memset(&m, 0, sizeof(m));
 	ws_parser_init(&p, max, require_mask);
@@ -146,13 +149,14 @@ fz_feed(const uint8_t *in, size_t n, size_t chunk, int require_mask, uint64_t ma
 				free(win);
 				FZ_CHECK(p.state == WS_PS_FAILED && ev.reason != NULL);
 				FZ_CHECK(ev.close_code == WS_CLOSE_PROTOCOL ||
-				    ev.close_code == WS_CLOSE_INVALID_DATA ||
-				    ev.close_code == WS_CLOSE_TOO_BIG);
+				         ev.close_code == WS_CLOSE_INVALID_DATA ||
+				         ev.close_code == WS_CLOSE_TOO_BIG);
 				r->failed = 1;
 				r->err_code = ev.close_code;
 				/* Sticky: nothing consumed, the same code again. */
 				FZ_CHECK(ws_parser_feed(&p, NULL, 0, &used, &ev) == WS_EV_ERROR);
 				FZ_CHECK(used == 0 && ev.close_code == r->err_code);
+				ws_parser_free(&p);
 				return;
 			}
 			if (t == WS_EV_NONE) {
@@ -166,6 +170,7 @@ fz_feed(const uint8_t *in, size_t n, size_t chunk, int require_mask, uint64_t ma
 			pos += used;
 		}
 	}
+	ws_parser_free(&p);
 }
 
 /*
@@ -175,11 +180,11 @@ fz_feed(const uint8_t *in, size_t n, size_t chunk, int require_mask, uint64_t ma
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct fz_run	 whole, part;
-	size_t		 chunk, n, cap;
-	const uint8_t	*in;
-	int		 require_mask;
-	uint64_t	 max;
+	struct fz_run whole, part;
+	size_t chunk, n, cap;
+	const uint8_t *in;
+	int require_mask;
+	uint64_t max;
 
 	if (size < 2)
 		return 0;

@@ -49,7 +49,7 @@ struct admin {
 	size_t nconns;
 	struct event *resume; /* re-enables accepting after an EMFILE pause */
 	int paused;           /* accepting is off until resume fires or a connection closes */
-	int starved;          /* out of descriptors since the last accept that worked: logged once */
+	int starved; /* out of descriptors since the last accept that worked: logged once */
 	uint64_t starved_pauses; /* pauses of the current starvation, logged when it ends */
 	uint64_t busy;           /* refusals over the cap since the last log line */
 	time_t busy_log;
@@ -122,16 +122,16 @@ admin_event_cb(struct bufferevent *bev, short what, void *arg)
 
 static void
 admin_reply(struct admin_conn *ac, int status, const char *ctype, struct evbuffer *body,
-    int head_only)
+            int head_only)
 {
 	struct bufferevent *bev = ac->bev;
 	struct evbuffer *out = bufferevent_get_output(bev);
 	size_t len = body ? evbuffer_get_length(body) : 0;
 
 	evbuffer_add_printf(out,
-	    "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: %s\r\n"
-	    "Cache-Control: no-store\r\nContent-Length: %zu\r\n\r\n",
-	    status, http_reason(status), ctype, len);
+	                    "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Type: %s\r\n"
+	                    "Cache-Control: no-store\r\nContent-Length: %zu\r\n\r\n",
+	                    status, http_reason(status), ctype, len);
 	if (body != NULL && !head_only)
 		evbuffer_add_buffer(out, body);
 	/* Nothing more is read; the write callback frees once all is out. */
@@ -158,11 +158,13 @@ admin_serve(struct admin_conn *ac, const struct http_request *req)
 		admin_reply(ac, 200, "text/plain", body, head);
 	} else if (http_str_eq(req->path, "/readyz")) {
 		int ready = gateway_ready(a->gw);
-		evbuffer_add_printf(body, "%s\n", ready ? "ready" :
-		    gateway_state(a->gw) != GW_RUNNING ? "draining" : "broker link down");
+		evbuffer_add_printf(body, "%s\n",
+		                    ready                                ? "ready"
+		                    : gateway_state(a->gw) != GW_RUNNING ? "draining"
+		                                                         : "broker link down");
 		admin_reply(ac, ready ? 200 : 503, "text/plain", body, head);
 	} else if (http_str_eq(req->path, "/metrics")) {
-		metrics_render(a->gw, body);
+		admin_metrics_render(a->gw, body);
 		admin_reply(ac, 200, "text/plain; version=0.0.4", body, head);
 	} else if (http_str_eq(req->path, "/status") || http_str_eq(req->path, "/")) {
 		evbuffer_add(body, admin_status_html, strlen(admin_status_html));
@@ -200,7 +202,7 @@ admin_read_cb(struct bufferevent *bev, void *arg)
 
 static void
 admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
-    void *arg)
+             void *arg)
 {
 	struct admin *a = arg;
 	const struct config *cfg = a->gw->cfg;
@@ -213,7 +215,7 @@ admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, 
 	(void)salen;
 	if (a->starved) {
 		log_info("admin: accepting again (out of descriptors for %llu pause(s) of %d ms)",
-		    (unsigned long long)a->starved_pauses, ADMIN_PAUSE_MS);
+		         (unsigned long long)a->starved_pauses, ADMIN_PAUSE_MS);
 		a->starved = 0;
 		a->starved_pauses = 0;
 	}
@@ -224,8 +226,9 @@ admin_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, 
 		a->busy++;
 		if ((now = time(NULL)) != a->busy_log) {
 			log_warnx("admin: %llu connection(s) refused: admin_max_connections (%llu) "
-			    "open", (unsigned long long)a->busy,
-			    (unsigned long long)cfg->admin_max_connections);
+			          "open",
+			          (unsigned long long)a->busy,
+			          (unsigned long long)cfg->admin_max_connections);
 			a->busy = 0;
 			a->busy_log = now;
 		}
@@ -273,13 +276,14 @@ admin_accept_error(struct evconnlistener *l, void *arg)
 {
 	struct admin *a = arg;
 	int err = EVUTIL_SOCKET_ERROR();
-	struct timeval tv = { 0, ADMIN_PAUSE_MS * 1000 };
+	struct timeval tv = {0, ADMIN_PAUSE_MS * 1000};
 
 	(void)l;
 	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
 		if (!a->starved)
 			log_warnx("admin: accept: %s; pausing %d ms at a time until a descriptor "
-			    "is free", strerror(err), ADMIN_PAUSE_MS);
+			          "is free",
+			          strerror(err), ADMIN_PAUSE_MS);
 		a->starved = 1;
 		a->starved_pauses++;
 		a->paused = 1;
@@ -322,8 +326,9 @@ admin_new(struct gateway *gw)
 			return NULL;
 		}
 		a->ls[i] = evconnlistener_new_bind(gw->base, admin_accept, a,
-		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE, 128,
-		    res->ai_addr, (int)res->ai_addrlen);
+		                                   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
+		                                       LEV_OPT_REUSEABLE,
+		                                   128, res->ai_addr, (int)res->ai_addrlen);
 		freeaddrinfo(res);
 		if (a->ls[i] == NULL) {
 			log_warn("admin_listen %s:%s", cl->host, cl->port);
@@ -333,7 +338,7 @@ admin_new(struct gateway *gw)
 		a->nls++;
 		evconnlistener_set_error_cb(a->ls[i], admin_accept_error);
 		log_info("admin listening on %s:%s (/healthz /readyz /metrics /status)", cl->host,
-		    cl->port);
+		         cl->port);
 	}
 	return a;
 }

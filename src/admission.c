@@ -67,6 +67,33 @@ admission_batch(uint64_t rate, double factor)
 }
 
 uint64_t
+admission_hold(uint64_t rate, double f, uint64_t live)
+{
+	double h = (double)rate * f / (double)(live > 0 ? live : 1) * ADMISSION_HOLD_MS / 1000.0;
+	uint64_t n = (uint64_t)(h + 0.999), batch = admission_batch(rate, f);
+
+	return n > batch ? n : batch;
+}
+
+uint64_t
+admission_want(uint64_t rate, double f, uint64_t live, uint64_t have, uint64_t elapsed_ms)
+{
+	uint64_t hold = admission_hold(rate, f, live), n;
+
+	if (have >= hold)
+		return 0;
+	/* What the fleet's rate gave since the last ask: a loop that ticks late catches up
+	 * (one 50 ms batch per tick admitted a third of the budget on a loaded machine). At
+	 * least a tick's worth, at most a second's. */
+	if (elapsed_ms < ADMISSION_TICK_MS)
+		elapsed_ms = ADMISSION_TICK_MS;
+	if (elapsed_ms > 1000)
+		elapsed_ms = 1000;
+	n = (uint64_t)((double)rate * f * (double)elapsed_ms / 1000.0 + 0.999);
+	return n < hold - have ? n : hold - have;
+}
+
+uint64_t
 admission_share(uint64_t rate, uint64_t configured_share, uint64_t live)
 {
 	uint64_t s;

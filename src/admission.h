@@ -1,8 +1,9 @@
-/* admission.h - the fleet-wide admission budget for new WebSocket sessions (issue #16): a token
- * bucket in Redis shared by every instance, taken in batches into a local pool the workers
- * draw from; the instance's share of the budget when Redis is down; a ramp after start; and
- * the jittered retry hints of closes and 503s. The arithmetic is pure (admission.c, unit
- * tested); the Redis side and the pools are admission_fleet.c. */
+/* admission.h - the fleet-wide admission budget for new WebSocket sessions (issue #16): a
+ * sliding window of a second in Redis shared by every instance (what was spent plus what the
+ * pools hold never exceeds the rate), taken in batches into a local pool the workers draw from; the
+ * instance's share of the budget when Redis is down; a ramp after start; and the jittered retry
+ * hints of closes and 503s. The arithmetic is pure (admission.c, unit tested); the Redis side and
+ * the pools are admission_fleet.c. */
 #ifndef WSGATE_ADMISSION_H
 #define WSGATE_ADMISSION_H
 
@@ -12,12 +13,14 @@
 #define ADMISSION_TICK_MS 50 /* how often the pools are topped up */
 #define ADMISSION_LIVE_MS                                                                          \
 	2500 /* an instance that has not asked for this long is gone (each asks every second) */
+#define ADMISSION_HOLD_MS                                                                          \
+	250 /* a pool holds up to this much of its instance's share: clumps admitted at once */
 #define ADMISSION_MIN_WINDOW_MS 1000 /* the retry window when the fleet has budget to spare */
 
 /* ---- pure arithmetic ---- */
 
-/* A token bucket: rate tokens a second, at most burst. The Lua script in admission_fleet.c
- * runs the same arithmetic inside Redis. */
+/* A token bucket: rate tokens a second, at most burst: an instance's share while Redis is
+ * down. */
 struct admission_bucket {
 	double tokens;
 	double rate;  /* per second */
@@ -36,6 +39,13 @@ double admission_burst(uint64_t rate);
 double admission_ramp_factor(uint64_t ms_since_ready, uint64_t ramp_ms);
 /* Tokens asked for per tick at a rate a second scaled by factor: at least 1. */
 uint64_t admission_batch(uint64_t rate, double factor);
+/* The most one instance's pool holds: ADMISSION_HOLD_MS of its share of rate (scaled by the
+ * ramp's factor), at least one batch. Clumped arrivals up to that are admitted at once; the
+ * fleet's script counts what every pool holds, so holding never admits beyond the budget. */
+uint64_t admission_hold(uint64_t rate, double f, uint64_t live);
+/* Tokens one pool asks the fleet for at a tick: what rate x f gives in elapsed_ms since its
+ * last ask (one tick at least, a second at most), up to the hold; have is in hand. */
+uint64_t admission_want(uint64_t rate, double f, uint64_t live, uint64_t have, uint64_t elapsed_ms);
 /* Rate a second this instance may admit alone (Redis down): the configured share, else the
  * budget divided by the instances seen alive (at least 1 instance, at least 1 a second). */
 uint64_t admission_share(uint64_t rate, uint64_t configured_share, uint64_t live);
@@ -70,6 +80,11 @@ int admission_admit(struct admission *a, const char *route_path, uint64_t *retry
 /* A retry hint for a close the gateway initiates (drain, restart, try again later): drawn from
  * the current window; works with a NULL a (admission off: the minimum window). */
 uint64_t admission_hint_ms(struct admission *a);
+/* Draining: this instance admits nobody from now on, so it leaves the fleet's budget at once
+ * (its pools emptied, its entries in the live set and what it held removed from Redis):
+ * the others divide the budget, and pace the clients they refuse, by the instances still
+ * there, not for the drain window plus ADMISSION_LIVE_MS more. Main loop; idempotent. */
+void admission_leave(struct admission *a);
 
 /* 1 when the admission keys of two snapshots differ (a reload: they need a restart). */
 int admission_config_differs(const struct config *a, const struct config *b);

@@ -1,8 +1,8 @@
 /* admission_fleet.c - the process's admission pools and their Redis side. One pool for the
  * fleet budget ([gateway] admission_rate) and one per route with its own admission_rate; the
  * workers take tokens from a pool with an atomic decrement, never waiting; the main loop tops
- * each pool up every ADMISSION_TICK_MS with one batch from the fleet's bucket in Redis (a Lua
- * script run by EVALSHA: refill and take atomically, and note this instance as alive), or,
+ * each pool up every ADMISSION_TICK_MS from the fleet's budget in Redis (a Lua script run by
+ * EVALSHA: a sliding window of a second, taken atomically, and note this instance as alive), or,
  * while Redis is down, from a local bucket at this instance's share of the budget.
  *
  * The Redis connection is its own redis_link (redis_link.c owns the bufferevent; hiredis is
@@ -25,32 +25,49 @@
 #include "metrics.h"
 #include "redis_link.h"
 
-/* KEYS[1] the bucket, KEYS[2] the sorted set of live instances; ARGV rate, burst, want,
- * instance, live_ms. Returns {granted, live instances, tokens left x 1000}. Redis' own clock
- * (TIME) so instances' clocks need not agree; Redis 7 replicates scripts by effects. */
+/* The budget as a sliding window: the spends the instances reported within the last second
+ * plus what every live instance's pool holds never exceed the rate, so whenever a pool spends
+ * its tokens, no second admits more than the budget. A spend counts from its grant (held)
+ * until a second after the report that names it (the next ask), at Redis' own clock (TIME),
+ * so instances' clocks need not agree; Redis 7 replicates scripts by effects.
+ * KEYS[1] the spends (sorted set, member instance:seq:n, score ms), KEYS[2] the live
+ * instances, KEYS[3] what each holds (hash, instance -> "n:ms"); ARGV rate, want, instance,
+ * live_ms, have, spent, seq. Returns {granted, live instances, budget left}. */
 static const char admission_script[] =
-    "local rate=tonumber(ARGV[1]) local burst=tonumber(ARGV[2]) local want=tonumber(ARGV[3])\n"
+    "local rate=tonumber(ARGV[1]) local want=tonumber(ARGV[2]) local inst=ARGV[3]\n"
+    "local live_ms=tonumber(ARGV[4]) local have=tonumber(ARGV[5]) local spent=tonumber(ARGV[6])\n"
     "local t=redis.call('TIME') local now=tonumber(t[1])*1000+math.floor(tonumber(t[2])/1000)\n"
-    "local b=redis.call('HMGET',KEYS[1],'tokens','ts')\n"
-    "local tokens=tonumber(b[1]) or burst local ts=tonumber(b[2]) or now\n"
-    "if now>ts then tokens=math.min(burst,tokens+(now-ts)*rate/1000) end\n"
-    "local got=math.min(want,math.floor(tokens)) if got<0 then got=0 end\n"
-    "tokens=tokens-got\n"
-    "redis.call('HSET',KEYS[1],'tokens',tostring(tokens),'ts',tostring(now))\n"
-    "redis.call('PEXPIRE',KEYS[1],60000)\n"
-    "redis.call('ZADD',KEYS[2],now,ARGV[4])\n"
-    "redis.call('ZREMRANGEBYSCORE',KEYS[2],'-inf',now-tonumber(ARGV[5]))\n"
+    "redis.call('ZREMRANGEBYSCORE',KEYS[1],'-inf',now-1000)\n"
+    "if spent>0 then redis.call('ZADD',KEYS[1],now,inst..':'..ARGV[7]..':'..spent) end\n"
+    "local used=have\n"
+    "for _,m in ipairs(redis.call('ZRANGE',KEYS[1],0,-1)) do\n"
+    "  used=used+(tonumber(string.match(m,':(%d+)$')) or 0) end\n"
+    "local h=redis.call('HGETALL',KEYS[3])\n"
+    "for i=1,#h,2 do if h[i]~=inst then\n"
+    "  local n,ts=string.match(h[i+1],'^(%d+):(%d+)$')\n"
+    "  if n==nil or tonumber(ts)<now-live_ms then redis.call('HDEL',KEYS[3],h[i])\n"
+    "  else used=used+tonumber(n) end end end\n"
+    "local got=math.min(want,rate-used) if got<0 then got=0 end\n"
+    "redis.call('HSET',KEYS[3],inst,tostring(have+got)..':'..tostring(now))\n"
+    "redis.call('PEXPIRE',KEYS[1],60000) redis.call('PEXPIRE',KEYS[3],60000)\n"
+    "redis.call('ZADD',KEYS[2],now,inst)\n"
+    "redis.call('ZREMRANGEBYSCORE',KEYS[2],'-inf',now-live_ms)\n"
     "redis.call('PEXPIRE',KEYS[2],60000)\n"
-    "return {got,redis.call('ZCARD',KEYS[2]),math.floor(tokens*1000)}\n";
+    "local left=rate-used-got if left<0 then left=0 end\n"
+    "return {got,redis.call('ZCARD',KEYS[2]),left}\n";
 
 struct admission_pool {
 	struct admission *a;
 	char *path;                    /* the route's pattern; NULL for the fleet pool */
-	char *key;                     /* its bucket in Redis */
+	char *key;                     /* its spends in Redis (the script's KEYS[1]) */
+	char *held_key;                /* what each instance's pool holds (KEYS[3]) */
 	uint64_t rate;                 /* budget, sessions a second, whole fleet */
 	int64_t tokens;                /* atomic: workers take, the tick adds */
 	int inflight;                  /* main loop: a script call is unanswered */
 	uint64_t sent_ms;              /* main loop: last script call */
+	uint64_t seq;                  /* main loop: script calls, names a report of spends */
+	uint64_t reported;             /* main loop: admissions Redis has been told of */
+	uint64_t reporting;            /* main loop: admissions the call in flight reports */
 	struct admission_bucket local; /* Redis down: this instance's share */
 	uint64_t admitted, refused;    /* atomic */
 	uint64_t share;                /* atomic: this instance's rate a second (last tick) */
@@ -76,6 +93,7 @@ struct admission {
 	struct evdns_base *dns;
 	struct redis_link link;
 	int freeing;
+	int leaving; /* main loop: draining, out of the fleet's budget (admission_leave) */
 };
 
 /* ---- taking tokens (any thread) ---- */
@@ -207,7 +225,7 @@ admission_stats(const struct admission *a, struct admission_stats *out)
 
 /* ---- the Redis side (main loop) ---- */
 
-static void admission_send(struct admission_pool *p, uint64_t want, int eval);
+static void admission_send(struct admission_pool *p, uint64_t want, uint64_t have, int eval);
 
 static void
 admission_on_reply(struct redis_link *l, const redisReply *r, void *arg)
@@ -219,10 +237,16 @@ admission_on_reply(struct redis_link *l, const redisReply *r, void *arg)
 	if (a->freeing)
 		return;
 	p->inflight = 0;
+	/* Left the fleet since the call went out: Redis forgot what it granted (the HDEL came
+	 * after it), so the tokens must not be spent here. */
+	if (a->leaving)
+		return;
 	if (r->type == REDIS_REPLY_ERROR) {
 		if (r->len >= 8 && strncmp(r->str, "NOSCRIPT", 8) == 0) {
 			/* Redis restarted or flushed its script cache: EVAL loads it again. */
-			admission_send(p, 0, 1);
+			admission_send(
+			    p, 0, METRIC_GET(p->tokens) > 0 ? (uint64_t)METRIC_GET(p->tokens) : 0,
+			    1);
 			return;
 		}
 		if (now - a->err_log_ms >= 10000) {
@@ -241,38 +265,47 @@ admission_on_reply(struct redis_link *l, const redisReply *r, void *arg)
 		return;
 	}
 	ADM_ADD(p->tokens, r->element[0]->integer);
+	p->reported += p->reporting; /* recorded: not to be reported again */
 	if (p == a->fleet || a->fleet == NULL)
 		METRIC_SET(a->live,
 		           (uint64_t)(r->element[1]->integer > 0 ? r->element[1]->integer : 1));
 }
 
-/* One script call for pool p asking want tokens; eval: send the script's body (after
- * NOSCRIPT), else its SHA-1. */
+/* One script call for pool p asking want tokens, saying it holds have and what it admitted
+ * since its last recorded report; eval: send the script's body (after NOSCRIPT), else its
+ * SHA-1. have is read before the admissions: a token taken in between counts twice (safe),
+ * never not at all. */
 static void
-admission_send(struct admission_pool *p, uint64_t want, int eval)
+admission_send(struct admission_pool *p, uint64_t want, uint64_t have, int eval)
 {
 	struct admission *a = p->a;
-	char rate[24], burst[32], wants[24], live_ms[24];
-	const char *argv[10];
-	size_t lens[10];
+	char rate[24], wants[24], live_ms[24], haves[24], spent[24], seq[24];
+	const char *argv[13];
+	size_t lens[13];
 
+	p->reporting = METRIC_GET(p->admitted) - p->reported;
 	snprintf(rate, sizeof(rate), "%llu", (unsigned long long)p->rate);
-	snprintf(burst, sizeof(burst), "%.3f", admission_burst(p->rate));
 	snprintf(wants, sizeof(wants), "%llu", (unsigned long long)want);
 	snprintf(live_ms, sizeof(live_ms), "%d", ADMISSION_LIVE_MS);
+	snprintf(haves, sizeof(haves), "%llu", (unsigned long long)have);
+	snprintf(spent, sizeof(spent), "%llu", (unsigned long long)p->reporting);
+	snprintf(seq, sizeof(seq), "%llu", (unsigned long long)++p->seq);
 	argv[0] = eval ? "EVAL" : "EVALSHA";
 	argv[1] = eval ? admission_script : a->sha;
-	argv[2] = "2";
+	argv[2] = "3";
 	argv[3] = p->key;
 	argv[4] = a->live_key;
-	argv[5] = rate;
-	argv[6] = burst;
+	argv[5] = p->held_key;
+	argv[6] = rate;
 	argv[7] = wants;
 	argv[8] = a->instance;
 	argv[9] = live_ms;
-	for (int i = 0; i < 10; i++)
+	argv[10] = haves;
+	argv[11] = spent;
+	argv[12] = seq;
+	for (int i = 0; i < 13; i++)
 		lens[i] = strlen(argv[i]);
-	if (redis_link_command(&a->link, 10, argv, lens, admission_on_reply, p) == 0) {
+	if (redis_link_command(&a->link, 13, argv, lens, admission_on_reply, p) == 0) {
 		p->inflight = 1;
 		p->sent_ms = redis_link_now_ms();
 	} else {
@@ -370,14 +403,14 @@ admission_pool_tick(struct admission *a, struct admission_pool *p, uint64_t now,
 
 	have = t > 0 ? (uint64_t)t : 0;
 	if (METRIC_GET(a->redis_up)) {
-		/* Ask when the pool is below one batch; and once a second anyway, so this
-		 * instance stays in the live set the others divide the budget by. */
+		/* Ask for what the time since the last ask gave, up to the hold; and once a
+		 * second anyway, so this instance stays in the live set the others divide the
+		 * budget by and its spends leave the window. */
 		if (p->inflight)
 			return;
-		if (have < want)
-			admission_send(p, want - have, 0);
-		else if (now - p->sent_ms >= 1000)
-			admission_send(p, 0, 0);
+		want = admission_want(p->rate, f, METRIC_GET(a->live), have, now - p->sent_ms);
+		if (want > 0 || now - p->sent_ms >= 1000)
+			admission_send(p, want, have, 0);
 		return;
 	}
 	/* Redis down: this instance's share, on the same ramp. */
@@ -399,6 +432,8 @@ admission_tick(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	if (a->leaving)
+		return; /* no more asks: the timer stays unarmed */
 	/* Jittered period: instances ticking in a fixed phase would let the one just after the
 	 * bucket's refill take every token while the other always finds a fraction. */
 	redis_link_arm(a->tick, ADMISSION_TICK_MS / 2 + admission_rand() % ADMISSION_TICK_MS);
@@ -411,6 +446,46 @@ admission_tick(evutil_socket_t fd, short what, void *arg)
 		METRIC_SET(p->share, share < 1 ? 1 : (uint64_t)share);
 		admission_pool_tick(a, p, now, f);
 	}
+}
+
+/* ---- leaving the fleet (drain) ---- */
+
+static void
+admission_on_leave(struct redis_link *l, const redisReply *r, void *arg)
+{
+	(void)l;
+	(void)r;
+	(void)arg; /* nothing to do: an error leaves the entries to expire (ADMISSION_LIVE_MS) */
+}
+
+void
+admission_leave(struct admission *a)
+{
+	const char *argv[3];
+	size_t lens[3];
+
+	if (a == NULL || a->leaving)
+		return;
+	a->leaving = 1;
+	for (size_t i = 0; i < a->npools; i++)
+		METRIC_SET(a->pools[i].tokens, 0);
+	if (!a->has_redis || !METRIC_GET(a->redis_up))
+		return; /* the others stop counting it after ADMISSION_LIVE_MS */
+	argv[0] = "ZREM";
+	argv[1] = a->live_key;
+	argv[2] = a->instance;
+	for (int k = 0; k < 3; k++)
+		lens[k] = strlen(argv[k]);
+	if (redis_link_command(&a->link, 3, argv, lens, admission_on_leave, NULL) < 0)
+		return;
+	argv[0] = "HDEL";
+	for (size_t i = 0; i < a->npools; i++) {
+		argv[1] = a->pools[i].held_key;
+		lens[1] = strlen(argv[1]);
+		if (redis_link_command(&a->link, 3, argv, lens, admission_on_leave, NULL) < 0)
+			return;
+	}
+	log_info("admission: draining: out of the fleet's budget");
 }
 
 /* ---- life ---- */
@@ -454,13 +529,20 @@ admission_pool_init(struct admission *a, struct admission_pool *p, const char *p
 	p->share = rate;
 	admission_bucket_init(&p->local, 1, 1, now);
 	p->local.tokens = 0; /* the ramp starts from nothing */
-	n = strlen(prefix) + strlen("wsgate:admission:route:") + (path ? strlen(path) : 5) + 1;
-	if ((p->key = malloc(n)) == NULL || (path != NULL && (p->path = strdup(path)) == NULL))
+	/* New key names with the sliding window: an instance of the token-bucket version (a
+	 * "wsgate:admission:fleet" hash) keeps its own budget during a rolling upgrade. */
+	n = strlen(prefix) + strlen("wsgate:admission:route::spent") + (path ? strlen(path) : 5) +
+	    1;
+	if ((p->key = malloc(n)) == NULL || (p->held_key = malloc(n)) == NULL ||
+	    (path != NULL && (p->path = strdup(path)) == NULL))
 		return -1;
-	if (path == NULL)
-		snprintf(p->key, n, "%swsgate:admission:fleet", prefix);
-	else
-		snprintf(p->key, n, "%swsgate:admission:route:%s", prefix, path);
+	if (path == NULL) {
+		snprintf(p->key, n, "%swsgate:admission:fleet:spent", prefix);
+		snprintf(p->held_key, n, "%swsgate:admission:fleet:held", prefix);
+	} else {
+		snprintf(p->key, n, "%swsgate:admission:route:%s:spent", prefix, path);
+		snprintf(p->held_key, n, "%swsgate:admission:route:%s:held", prefix, path);
+	}
 	return 0;
 }
 
@@ -547,6 +629,7 @@ admission_free(struct admission *a)
 		evdns_base_free(a->dns, 1);
 	for (size_t i = 0; a->pools != NULL && i < a->npools; i++) {
 		free(a->pools[i].key);
+		free(a->pools[i].held_key);
 		free(a->pools[i].path);
 	}
 	free(a->pools);

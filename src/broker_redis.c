@@ -11,6 +11,7 @@
  * anything else is a protocol error: logged, counted (wsgate_redis_protocol_errors_total) and
  * the link rebuilt, never an abort (hiredis 0.14's async layer asserted on such replies). */
 #include "broker_redis.h"
+#include "broker_redis_int.h"
 
 #include <sys/queue.h>
 #include <stdio.h>
@@ -31,90 +32,17 @@
 #include "history_store.h"
 #include "log.h"
 #include "metrics.h"
+#include "redis_cluster.h"
 #include "redis_link.h"
 #include "redis_sentinel.h"
 #include "utf8.h"
 #include "ws_frame.h"
 
-#define REDIS_SUB_BATCH 256          /* channels per SUBSCRIBE when resubscribing */
-#define REDIS_PUB_MAX_INFLIGHT 10000 /* PUBLISHes awaiting a reply before we queue instead */
-#define REDIS_PUB_MIN_INFLIGHT_BYTES (1u << 20) /* in-flight byte bound if publish_queue is 0 */
-#define REDIS_LOG_MS 1000             /* oversized messages are logged at most this often */
-
 /* A publish held while the pub link is down or too far behind. */
-struct redis_pending {
-	STAILQ_ENTRY(redis_pending) entry;
-	size_t clen;
-	size_t len;
-	uint8_t buf[]; /* channel, then data */
-};
-
-struct broker_redis {
-	struct broker base; /* first: ops and hub */
-	struct event_base *evbase;
-	/* copied from the config snapshot, which may be replaced while we live */
-	char *host;
-	int port;
-	int db;
-	char *password; /* NULL: no AUTH */
-	uint64_t connect_timeout_ms, probe_interval_ms, probe_timeout_ms, publish_queue,
-	    reconnect_max_ms, max_message_size;
-	struct evdns_base *dns; /* made on first use: a host name, not an address, is configured */
-	uint64_t oversized;     /* oversized messages since the last log line */
-	uint64_t oversized_log_ms;
-
-	struct redis_link sub;
-	struct redis_link pub;
-	struct redis_endpoint *ep; /* where both connect: one Redis or Sentinel's master; TLS */
-	int freeing; /* free() is tearing down: callbacks do nothing */
-
-	/* a large message streaming in on sub, straight into the frame its subscribers share */
-	struct hub_frame *stream; /* NULL: none */
-	uint8_t *stream_at;       /* its payload */
-	size_t stream_have;       /* bytes of it arrived */
-	uint32_t stream_utf8;     /* utf8_feed state over them: text or binary */
-
-	/* canary: PUBLISHed on pub, must come back on sub */
-	char *probe_chan;      /* <prefix>wsgate:probe:<instance_id> */
-	size_t probe_len;
-	uint64_t probe_nonce;  /* tells our canaries from other workers' on the same channel */
-	uint64_t probe_seq;    /* last canary sent */
-	uint64_t probe_sent_ms;
-	int probe_outstanding; /* sent and not back yet */
-	int probe_answered;    /* its PUBLISH got a reply (so the pub link works) */
-	struct event *probe_timer;    /* every probe_interval */
-	struct event *probe_deadline; /* probe_timeout after a send */
-
-	/* publish FIFO and in-flight accounting of the current pub connection */
-	STAILQ_HEAD(, redis_pending) queue;
-	int queue_full;            /* "queue full" logged, not yet drained */
-	uint64_t inflight;         /* PUBLISHes sent on pub and not answered */
-	uint64_t inflight_bytes;
-
-	struct broker_redis_stats st; /* counters and FIFO gauges; the getter adds link states */
-
-	/* the process's broker: where messages go, who hears that the sub link is up */
-	const struct broker_sink *sink;
-	void *sink_arg;
-	void (*on_sub_up)(void *arg);
-	void *on_sub_up_arg;
-	/* a worker's publisher: the process's broker, and where subscriptions are relayed */
-	struct broker_redis *owner;
-	void (*relay)(void *arg, int on, const char *channel, size_t len);
-	void *relay_arg;
-	/* channel history (broker_redis_history.c): which channels keep one, fetches in flight */
-	struct history_store *hstore;
-	struct broker_redis_history *hist;
-	struct broker_redis_fill *fill; /* the process's: gaps between instances filled */
-};
-
-static const struct broker_ops broker_redis_ops;
 
 static void broker_redis_resubscribe(struct broker_redis *);
-static void broker_redis_flush(struct broker_redis *);
-static int broker_redis_pub_writable(const struct broker_redis *);
 static void broker_redis_fill_deliver(void *arg, const char *channel, size_t clen,
-    const uint8_t *msg, size_t len);
+                                      const uint8_t *msg, size_t len);
 
 static int
 broker_redis_is_probe(const struct broker_redis *b, const char *name, size_t len)
@@ -139,7 +67,7 @@ broker_redis_link_up(struct redis_link *l)
 	/* Whichever of the two links comes back last lets the queue go. */
 	if (b->st.queue_len > 0 && broker_redis_pub_writable(b))
 		log_info("redis links up; flushing %llu queued publish(es)",
-		    (unsigned long long)b->st.queue_len);
+		         (unsigned long long)b->st.queue_len);
 	broker_redis_flush(b);
 }
 
@@ -202,7 +130,7 @@ broker_redis_stream_deliver(struct broker_redis *b, const redisReply *chan)
 	    memcmp(b->stream_at, HISTORY_WIRE_MAGIC, HISTORY_WIRE_MAGIC_LEN) == 0) {
 		if (b->fill != NULL)
 			broker_redis_fill_incoming(b->fill, chan->str, chan->len, b->stream_at,
-			    f->plen);
+			                           f->plen);
 		else
 			broker_redis_fill_deliver(b, chan->str, chan->len, b->stream_at, f->plen);
 		hub_frame_unref(f);
@@ -236,10 +164,11 @@ broker_redis_link_down(struct redis_link *l, enum redis_link_state was, char *ex
 		/* Unanswered PUBLISHes may or may not have been run: counted, not resent. */
 		if (b->inflight > 0)
 			snprintf(extra, n, " (%llu PUBLISH unconfirmed)",
-			    (unsigned long long)b->inflight);
+			         (unsigned long long)b->inflight);
 		METRIC_ADD(b->st.unconfirmed, b->inflight);
 		b->inflight = 0;
 		b->inflight_bytes = 0;
+		broker_redis_sent_free(b); /* their replies will never come */
 		broker_redis_history_link_down(b->hist);
 	}
 }
@@ -255,8 +184,9 @@ broker_redis_oversized(struct broker_redis *b, const char *link, uint64_t len)
 	b->oversized++;
 	if (now - b->oversized_log_ms >= REDIS_LOG_MS) {
 		log_warnx("redis %s link: a %llu-byte message is over max_message_size (%llu): "
-		    "dropped (%llu since the last report)", link, (unsigned long long)len,
-		    (unsigned long long)b->max_message_size, (unsigned long long)b->oversized);
+		          "dropped (%llu since the last report)",
+		          link, (unsigned long long)len, (unsigned long long)b->max_message_size,
+		          (unsigned long long)b->oversized);
 		b->oversized = 0;
 		b->oversized_log_ms = now;
 	}
@@ -281,10 +211,11 @@ broker_redis_on_handshake(struct redis_link *l, const redisReply *reply, void *a
 		return;
 	if (reply->type == REDIS_REPLY_ERROR) {
 		snprintf(reason, sizeof(reason), "%s refused: %.*s", step, (int)reply->len,
-		    reply->str);
+		         reply->str);
 		redis_link_close(l, reason);
 	} else if (reply->type != REDIS_REPLY_STATUS) {
-		snprintf(reason, sizeof(reason), "%s answered with reply type %d", step, reply->type);
+		snprintf(reason, sizeof(reason), "%s answered with reply type %d", step,
+		         reply->type);
 		redis_link_fail(l, reason);
 	} else if (l == &b->sub) {
 		broker_redis_resubscribe(b); /* AUTH was its whole handshake */
@@ -352,8 +283,9 @@ broker_redis_on_message(struct broker_redis *b, const redisReply *chan, const re
 		/* Ours when it is the payload we sent last (the workers of one instance share
 		 * the channel, and their canaries are ignored). */
 		char want[64];
-		int n = snprintf(want, sizeof(want), "%016llx:%llu",
-		    (unsigned long long)b->probe_nonce, (unsigned long long)b->probe_seq);
+		int n =
+		    snprintf(want, sizeof(want), "%016llx:%llu", (unsigned long long)b->probe_nonce,
+		             (unsigned long long)b->probe_seq);
 
 		if (data != NULL && b->probe_outstanding && data->len == (size_t)n &&
 		    memcmp(data->str, want, data->len) == 0) {
@@ -375,10 +307,10 @@ broker_redis_on_message(struct broker_redis *b, const redisReply *chan, const re
 	}
 	if (b->fill != NULL)
 		broker_redis_fill_incoming(b->fill, chan->str, chan->len,
-		    (const uint8_t *)data->str, data->len);
+		                           (const uint8_t *)data->str, data->len);
 	else
 		broker_redis_fill_deliver(b, chan->str, chan->len, (const uint8_t *)data->str,
-		    data->len);
+		                          data->len);
 }
 
 /* Redis confirmed a SUBSCRIBE of chan. Redis answers in order and the canary channel goes last
@@ -395,9 +327,10 @@ broker_redis_on_subscribed(struct broker_redis *b, const char *chan, size_t len)
 		if (b->on_sub_up != NULL && b->sub.state == REDIS_LINK_UP)
 			b->on_sub_up(b->on_sub_up_arg);
 	} else if (!broker_redis_is_probe(b, chan, len) && b->sub.state == REDIS_LINK_UP &&
-	    b->fill != NULL) {
-		/* A new subscription (not a resubscription): nothing before it is owed. */
-		broker_redis_fill_forget(b->fill, chan, len);
+	           b->fill != NULL) {
+		/* A new subscription (not a resubscription): nothing before it is owed, unless
+		 * the channel came from another master with its position (cluster). */
+		broker_redis_fill_confirmed(b->fill, chan, len);
 		if (b->sink->confirmed != NULL)
 			b->sink->confirmed(b->sink_arg, chan, len);
 	} else if (b->sink->confirmed != NULL && !broker_redis_is_probe(b, chan, len)) {
@@ -425,10 +358,21 @@ broker_redis_on_sub_reply(struct redis_link *l, const redisReply *reply, char *w
 	if (reply->type == REDIS_REPLY_ERROR) {
 		/* Redis refused a command (NOAUTH, OOM, too many clients...): not malformed, but
 		 * the subscriptions are not what we asked for. Start over. */
-		char reason[256];
+		char reason[256], host[256];
+		unsigned slot;
+		int ask, port;
+
+		/* Cluster: an SSUBSCRIBE of a slot this master no longer (or not yet) serves. The
+		 * link is fine; the channel goes where the map, read again, says. */
+		if (b->cluster != NULL &&
+		    redis_cluster_redirect(reply->str, reply->len, &ask, &slot, host, sizeof(host),
+		                           &port) == 1) {
+			broker_redis_cluster_sub_refused(b->cluster, b->shard, slot);
+			return 0;
+		}
 
 		snprintf(reason, sizeof(reason), "Redis refused a command: %.*s",
-		    (int)(reply->len < 200 ? reply->len : 200), reply->str);
+		         (int)(reply->len < 200 ? reply->len : 200), reply->str);
 		redis_link_close(l, reason);
 		return 0;
 	}
@@ -449,37 +393,48 @@ broker_redis_on_sub_reply(struct redis_link *l, const redisReply *reply, char *w
 	}
 	chan = reply->element[1];
 	data = reply->element[2];
-	if (broker_redis_kind_is(kind, "message")) {
+	if (broker_redis_kind_is(kind, "message") || broker_redis_kind_is(kind, "smessage")) {
 		if (!broker_redis_is_str(chan) ||
 		    (!broker_redis_is_str(data) && data->type != REDIS_REPLY_NIL)) {
 			snprintf(why, n, "a message push with a channel or payload not a string");
 			return -1;
 		}
 		if (b->sub.state == REDIS_LINK_SYNCING || b->sub.state == REDIS_LINK_UP)
-			broker_redis_on_message(b, chan, data->type == REDIS_REPLY_NIL ? NULL : data);
+			broker_redis_on_message(b, chan,
+			                        data->type == REDIS_REPLY_NIL ? NULL : data);
 		return 0;
 	}
-	if (broker_redis_kind_is(kind, "subscribe") || broker_redis_kind_is(kind, "unsubscribe")) {
-		int sub = broker_redis_kind_is(kind, "subscribe");
+	if (broker_redis_kind_is(kind, "subscribe") || broker_redis_kind_is(kind, "unsubscribe") ||
+	    broker_redis_kind_is(kind, "ssubscribe") ||
+	    broker_redis_kind_is(kind, "sunsubscribe")) {
+		int sub = broker_redis_kind_is(kind, "subscribe") ||
+		          broker_redis_kind_is(kind, "ssubscribe");
 
-		if (data->type != REDIS_REPLY_INTEGER || (!broker_redis_is_str(chan) &&
-		    (sub || chan->type != REDIS_REPLY_NIL))) {
-			snprintf(why, n, "a %s confirmation with a channel or count of the wrong "
-			    "type", sub ? "subscribe" : "unsubscribe");
+		if (data->type != REDIS_REPLY_INTEGER ||
+		    (!broker_redis_is_str(chan) && (sub || chan->type != REDIS_REPLY_NIL))) {
+			snprintf(why, n,
+			         "a %s confirmation with a channel or count of the wrong "
+			         "type",
+			         sub ? "subscribe" : "unsubscribe");
 			return -1;
 		}
 		if (sub)
 			broker_redis_on_subscribed(b, chan->str, chan->len);
+		else if (b->cluster != NULL && chan->type == REDIS_REPLY_STRING)
+			/* Ours (the last subscriber left) or Redis' own when the slot migrated:
+			 * the map is read again and a channel still wanted is resubscribed. */
+			broker_redis_cluster_moved(b->cluster, b->shard,
+			                           redis_cluster_keyslot(chan->str, chan->len));
 		return 0;
 	}
 	snprintf(why, n, "a push of unknown kind \"%.*s\"", (int)(kind->len < 32 ? kind->len : 32),
-	    kind->str);
+	         kind->str);
 	return -1;
 }
 
 struct broker_redis_batch {
 	struct broker_redis *b;
-	int n;        /* channels in argv after "SUBSCRIBE" */
+	int n; /* channels in argv after "SUBSCRIBE" */
 	int failed;
 	const char *argv[1 + REDIS_SUB_BATCH];
 	size_t lens[1 + REDIS_SUB_BATCH];
@@ -504,10 +459,15 @@ broker_redis_batch_add(void *arg, const char *name, size_t len)
 
 	if (broker_redis_is_probe(bt->b, name, len))
 		return; /* added once, last */
+	/* Cluster: only this master's channels, one per SSUBSCRIBE (the channels of one
+	 * command must share a slot); pipelined, they still leave in one write. */
+	if (bt->b->cluster != NULL &&
+	    !broker_redis_cluster_owns(bt->b->cluster, bt->b->shard, name, len))
+		return;
 	bt->argv[1 + bt->n] = name;
 	bt->lens[1 + bt->n] = len;
 	bt->n++;
-	if (bt->n == REDIS_SUB_BATCH)
+	if (bt->n == REDIS_SUB_BATCH || bt->b->cluster != NULL)
 		broker_redis_batch_send(bt);
 }
 
@@ -516,7 +476,9 @@ broker_redis_batch_add(void *arg, const char *name, size_t len)
 static void
 broker_redis_resubscribe(struct broker_redis *b)
 {
-	struct broker_redis_batch bt = { .b = b, .argv = { "SUBSCRIBE" }, .lens = { 9 } }; /* 4 KiB */
+	struct broker_redis_batch bt = {.b = b, .argv = {b->cmd_sub}}; /* 4 KiB */
+
+	bt.lens[0] = strlen(b->cmd_sub);
 
 	b->sink->foreach_channel(b->sink_arg, broker_redis_batch_add, &bt);
 	bt.argv[1 + bt.n] = b->probe_chan; /* n < REDIS_SUB_BATCH here: there is room */
@@ -532,11 +494,11 @@ broker_redis_resubscribe(struct broker_redis *b)
 /* One (UN)SUBSCRIBE while the link is subscribing; before that the resubscription reads the
  * sink. The canary channel is ours alone: never sent here, so never unsubscribed, so the link
  * never leaves subscribed mode (where a reply could answer a command again). */
-static void
+void
 broker_redis_sub_command(struct broker_redis *b, const char *cmd, const char *channel, size_t len)
 {
-	const char *argv[2] = { cmd, channel };
-	size_t lens[2] = { strlen(cmd), len };
+	const char *argv[2] = {cmd, channel};
+	size_t lens[2] = {strlen(cmd), len};
 
 	if (b->sub.state != REDIS_LINK_SYNCING && b->sub.state != REDIS_LINK_UP)
 		return;
@@ -554,7 +516,7 @@ broker_redis_subscribe(struct broker *base, const char *channel, size_t len)
 	if (b->relay != NULL)
 		b->relay(b->relay_arg, 1, channel, len); /* a worker's: the process subscribes */
 	else
-		broker_redis_sub_command(b, "SUBSCRIBE", channel, len);
+		broker_redis_sub_command(b, b->cmd_sub, channel, len);
 	return 0; /* the sink holds the set; while the link is down, the reconnect subscribes */
 }
 
@@ -566,221 +528,10 @@ broker_redis_unsubscribe(struct broker *base, const char *channel, size_t len)
 	if (b->relay != NULL)
 		b->relay(b->relay_arg, 0, channel, len);
 	else {
-		broker_redis_sub_command(b, "UNSUBSCRIBE", channel, len);
+		broker_redis_sub_command(b, b->cmd_unsub, channel, len);
 		if (b->fill != NULL)
 			broker_redis_fill_forget(b->fill, channel, len);
 	}
-}
-
-/* ---- the pub link: PUBLISH, the FIFO, in-flight bounds ---- */
-
-/* Up, and not so far behind that the link's output buffer or Redis' replies pile up. The
- * subscribe link must be up too: a message published while this instance is not subscribed
- * would never reach its own clients, so it waits in the queue until both links are back. */
-static int
-broker_redis_pub_writable(const struct broker_redis *b)
-{
-	uint64_t cap = b->publish_queue > 0 ? b->publish_queue : REDIS_PUB_MIN_INFLIGHT_BYTES;
-
-	/* A worker's publisher reads the process broker's sub link from another thread. */
-	int sub_up = b->owner != NULL ? METRIC_GET(b->owner->sub.state) == REDIS_LINK_UP :
-	    b->sub.state == REDIS_LINK_UP;
-
-	return b->pub.state == REDIS_LINK_UP && sub_up &&
-	    b->inflight < REDIS_PUB_MAX_INFLIGHT &&
-	    b->inflight_bytes < cap;
-}
-
-/* arg is the message's byte count (channel + data). Redis answers PUBLISH with the number of
- * receivers (an integer) or an error; anything else is not Redis. */
-static void
-broker_redis_on_publish_reply(struct redis_link *l, const redisReply *reply, void *arg)
-{
-	struct broker_redis *b = l->owner;
-
-	if (b->freeing)
-		return;
-	b->inflight--;
-	b->inflight_bytes -= (uint64_t)(uintptr_t)arg;
-	/* PUBLISH answers an integer, FCALL wsgate_publish the position (a string). */
-	if (reply->type == REDIS_REPLY_INTEGER || reply->type == REDIS_REPLY_STRING) {
-		METRIC_ADD(b->st.published, 1);
-	} else if (reply->type == REDIS_REPLY_ERROR) {
-		METRIC_ADD(b->st.publish_errors, 1);
-		if (b->st.publish_errors % 1000 == 1)
-			log_warnx("redis PUBLISH failed: %.*s (%llu errors so far)",
-			    (int)(reply->len < 200 ? reply->len : 200), reply->str,
-			    (unsigned long long)b->st.publish_errors);
-	} else {
-		redis_link_fail(l, "PUBLISH answered with neither an integer nor an error");
-		return;
-	}
-	broker_redis_flush(b);
-}
-
-static int
-broker_redis_send(struct broker_redis *b, const char *channel, size_t clen, const uint8_t *data,
-    size_t len)
-{
-	size_t bytes = clen + len, cap;
-	const char *argv[3] = { "PUBLISH", channel, (const char *)data };
-	size_t lens[3] = { 7, clen, len };
-	uint64_t ttl;
-
-	/* A channel with history goes through the function: appended and published with its
-	 * position in one step. */
-	if (b->hstore != NULL && history_store_bounds(b->hstore, channel, clen, &cap, &ttl)) {
-		if (broker_redis_history_publish(&b->pub, channel, clen, data, len, cap, ttl,
-		    broker_redis_on_publish_reply, (void *)(uintptr_t)bytes) != 0)
-			return -1;
-	} else if (redis_link_command(&b->pub, 3, argv, lens, broker_redis_on_publish_reply,
-	    (void *)(uintptr_t)bytes) != 0)
-		return -1;
-	b->inflight++;
-	b->inflight_bytes += bytes;
-	return 0;
-}
-
-/* Sends queued publishes in order while the link takes them: when the pub link comes up and
- * whenever a reply makes room. */
-static void
-broker_redis_flush(struct broker_redis *b)
-{
-	struct redis_pending *p;
-
-	while ((p = STAILQ_FIRST(&b->queue)) != NULL && broker_redis_pub_writable(b)) {
-		if (broker_redis_send(b, (const char *)p->buf, p->clen, p->buf + p->clen, p->len) != 0)
-			break;
-		STAILQ_REMOVE_HEAD(&b->queue, entry);
-		METRIC_SUB(b->st.queue_bytes, p->clen + p->len);
-		METRIC_SUB(b->st.queue_len, 1);
-		free(p);
-	}
-	if (b->queue_full && b->st.queue_len == 0) {
-		b->queue_full = 0;
-		log_info("redis publish queue drained");
-	}
-}
-
-/* Copies the message to the FIFO, or refuses it when publish_queue bytes would be exceeded:
- * never dropped silently, the caller tells the client. */
-static int
-broker_redis_enqueue(struct broker_redis *b, const char *channel, size_t clen,
-    const uint8_t *data, size_t len)
-{
-	struct redis_pending *p;
-	size_t bytes = clen + len;
-
-	if (bytes > b->publish_queue - b->st.queue_bytes ||
-	    (p = malloc(sizeof(*p) + bytes)) == NULL) {
-		METRIC_ADD(b->st.refused, 1);
-		if (!b->queue_full)
-			log_warnx("redis publish queue full (%llu messages, %llu bytes); refusing "
-			    "publishes", (unsigned long long)b->st.queue_len,
-			    (unsigned long long)b->st.queue_bytes);
-		b->queue_full = 1;
-		return -1;
-	}
-	p->clen = clen;
-	p->len = len;
-	memcpy(p->buf, channel, clen);
-	if (len > 0)
-		memcpy(p->buf + clen, data, len);
-	STAILQ_INSERT_TAIL(&b->queue, p, entry);
-	METRIC_ADD(b->st.queue_bytes, bytes);
-	METRIC_ADD(b->st.queue_len, 1);
-	METRIC_ADD(b->st.queued, 1);
-	return 0;
-}
-
-static int
-broker_redis_publish(struct broker *base, const char *channel, size_t clen, const uint8_t *data,
-    size_t len)
-{
-	struct broker_redis *b = (struct broker_redis *)base;
-
-	/* Queued messages go first: a new one may only bypass an empty queue. */
-	if (STAILQ_EMPTY(&b->queue) && broker_redis_pub_writable(b) &&
-	    broker_redis_send(b, channel, clen, data, len) == 0)
-		return 0;
-	return broker_redis_enqueue(b, channel, clen, data, len);
-}
-
-/* ---- the canary going out ---- */
-
-/* arg is the canary's sequence number. */
-static void
-broker_redis_on_probe_reply(struct redis_link *l, const redisReply *reply, void *arg)
-{
-	struct broker_redis *b = l->owner;
-
-	if (b->freeing)
-		return;
-	if (reply->type != REDIS_REPLY_INTEGER && reply->type != REDIS_REPLY_ERROR) {
-		redis_link_fail(l, "PUBLISH answered with neither an integer nor an error");
-		return;
-	}
-	if ((uint64_t)(uintptr_t)arg == b->probe_seq && b->probe_outstanding)
-		b->probe_answered = 1;
-}
-
-static void
-broker_redis_probe_tick(evutil_socket_t fd, short what, void *arg)
-{
-	struct broker_redis *b = arg;
-	uint64_t seq = b->probe_seq + 1;
-	char payload[64];
-	const char *argv[3] = { "PUBLISH" };
-	size_t lens[3] = { 7 };
-	int n;
-
-	(void)fd, (void)what;
-	/* Nothing to prove without both links; one canary at a time (the deadline judges it). */
-	if (b->sub.state != REDIS_LINK_UP || b->pub.state != REDIS_LINK_UP || b->probe_outstanding)
-		return;
-	n = snprintf(payload, sizeof(payload), "%016llx:%llu", (unsigned long long)b->probe_nonce,
-	    (unsigned long long)seq);
-	/* Straight to the link, around the publish queue: it is a health check, not data. */
-	argv[1] = b->probe_chan, lens[1] = b->probe_len;
-	argv[2] = payload, lens[2] = (size_t)n;
-	if (redis_link_command(&b->pub, 3, argv, lens, broker_redis_on_probe_reply,
-	    (void *)(uintptr_t)seq) != 0)
-		return;
-	b->probe_seq = seq;
-	METRIC_SET(b->probe_outstanding, 1);
-	b->probe_answered = 0;
-	METRIC_SET(b->probe_sent_ms, redis_link_now_ms());
-	redis_link_arm(b->probe_deadline, b->probe_timeout_ms);
-}
-
-/* The known silent failure: the sub link looks fine but nothing arrives. Rebuild it; when even
- * the PUBLISH went unanswered, the pub link (or the server) is stuck as well. */
-static void
-broker_redis_probe_overdue(evutil_socket_t fd, short what, void *arg)
-{
-	struct broker_redis *b = arg;
-	int answered = b->probe_answered;
-
-	(void)fd, (void)what;
-	if (!b->probe_outstanding)
-		return;
-	/* Liveness is progress: the canary comes on the same socket behind whatever Redis sent
-	 * before it. While a large reply is still streaming in (bytes of it arrived within the
-	 * last probe_timeout), the link is alive: judge the canary a probe_timeout later. A link
-	 * where nothing moves is still given up after probe_timeout. */
-	if (b->sub.partial_ms != 0 &&
-	    redis_link_now_ms() - b->sub.partial_ms < b->probe_timeout_ms) {
-		METRIC_SET(b->probe_sent_ms, redis_link_now_ms()); /* ready() agrees */
-		redis_link_arm(b->probe_deadline, b->probe_timeout_ms);
-		return;
-	}
-	METRIC_SET(b->probe_outstanding, 0);
-	METRIC_ADD(b->st.probes_lost, 1);
-	log_warnx("redis sub link: canary not delivered within %llu ms; rebuilding",
-	    (unsigned long long)b->probe_timeout_ms);
-	redis_link_close(&b->sub, "canary lost");
-	if (!answered)
-		redis_link_close(&b->pub, "canary PUBLISH not answered within probe_timeout");
 }
 
 /* ---- the broker ---- */
@@ -795,9 +546,10 @@ broker_redis_ready(struct broker *base)
 	/* The deadline event tears the link down; the time check covers a loop running late. */
 	/* Called from any thread: the fields it reads are written with atomic stores. */
 	/* And every channel caught up with what it missed (broker_redis_fill.c). */
-	return METRIC_GET(b->sub.state) == REDIS_LINK_UP && !(METRIC_GET(b->probe_outstanding) &&
-	    redis_link_now_ms() - METRIC_GET(b->probe_sent_ms) > b->probe_timeout_ms) &&
-	    broker_redis_fill_pending(b->fill) == 0;
+	return METRIC_GET(b->sub.state) == REDIS_LINK_UP &&
+	       !(METRIC_GET(b->probe_outstanding) &&
+	         redis_link_now_ms() - METRIC_GET(b->probe_sent_ms) > b->probe_timeout_ms) &&
+	       broker_redis_fill_pending(b->fill) == 0;
 }
 
 static void
@@ -819,11 +571,12 @@ broker_redis_free(struct broker *base)
 		evdns_base_free(b->dns, 1);
 	if (b->st.queue_len > 0)
 		log_warnx("redis broker stopped with %llu publishes never sent",
-		    (unsigned long long)b->st.queue_len);
+		          (unsigned long long)b->st.queue_len);
 	while ((p = STAILQ_FIRST(&b->queue)) != NULL) {
 		STAILQ_REMOVE_HEAD(&b->queue, entry);
 		free(p);
 	}
+	broker_redis_sent_free(b);
 	broker_redis_fill_free(b->fill);
 	broker_redis_history_free(b->hist);
 	free(b->host);
@@ -833,20 +586,20 @@ broker_redis_free(struct broker *base)
 }
 
 static const struct redis_link_ops broker_redis_sub_ops = {
-	.connected = broker_redis_link_connected,
-	.push = broker_redis_on_sub_reply,
-	.down = broker_redis_link_down,
-	.oversized = broker_redis_link_oversized,
-	.stream_begin = broker_redis_stream_begin,
-	.stream_data = broker_redis_stream_data,
+    .connected = broker_redis_link_connected,
+    .push = broker_redis_on_sub_reply,
+    .down = broker_redis_link_down,
+    .oversized = broker_redis_link_oversized,
+    .stream_begin = broker_redis_stream_begin,
+    .stream_data = broker_redis_stream_data,
 };
 
 /* The pub link is never in subscribed mode: every reply answers a command (push NULL). */
 static const struct redis_link_ops broker_redis_pub_ops = {
-	.connected = broker_redis_link_connected,
-	.push = NULL,
-	.down = broker_redis_link_down,
-	.oversized = broker_redis_link_oversized,
+    .connected = broker_redis_link_connected,
+    .push = NULL,
+    .down = broker_redis_link_down,
+    .oversized = broker_redis_link_oversized,
 };
 
 /* What both kinds share: settings, the FIFO, the two links' events. */
@@ -861,7 +614,11 @@ broker_redis_alloc(struct event_base *base, const struct config *cfg)
 		return NULL;
 	b->base.ops = &broker_redis_ops;
 	b->evbase = base;
+	b->cmd_sub = "SUBSCRIBE";
+	b->cmd_unsub = "UNSUBSCRIBE";
+	b->cmd_pub = "PUBLISH";
 	STAILQ_INIT(&b->queue);
+	STAILQ_INIT(&b->sent);
 	b->port = atoi(rc->port);
 	b->db = rc->db;
 	b->connect_timeout_ms = rc->connect_timeout_ms;
@@ -876,9 +633,11 @@ broker_redis_alloc(struct event_base *base, const struct config *cfg)
 	    (b->host = strdup(rc->host)) == NULL ||
 	    (rc->password != NULL && (b->password = strdup(rc->password)) == NULL) ||
 	    redis_link_init(&b->sub, "sub", 1, &broker_redis_sub_ops, b, base, &b->dns, b->host,
-	    b->port, b->connect_timeout_ms, b->reconnect_max_ms, b->max_message_size) < 0 ||
+	                    b->port, b->connect_timeout_ms, b->reconnect_max_ms,
+	                    b->max_message_size) < 0 ||
 	    redis_link_init(&b->pub, "pub", 0, &broker_redis_pub_ops, b, base, &b->dns, b->host,
-	    b->port, b->connect_timeout_ms, b->reconnect_max_ms, b->max_message_size) < 0 ||
+	                    b->port, b->connect_timeout_ms, b->reconnect_max_ms,
+	                    b->max_message_size) < 0 ||
 	    b->probe_timer == NULL || b->probe_deadline == NULL) {
 		log_warnx("redis broker: out of memory");
 		broker_redis_free(&b->base);
@@ -895,7 +654,7 @@ broker_redis_alloc(struct event_base *base, const struct config *cfg)
 /* The fill's deliveries go where the sub link's would have. */
 static void
 broker_redis_fill_deliver(void *arg, const char *channel, size_t clen, const uint8_t *msg,
-    size_t len)
+                          size_t len)
 {
 	struct broker_redis *b = arg;
 
@@ -903,41 +662,56 @@ broker_redis_fill_deliver(void *arg, const char *channel, size_t clen, const uin
 	b->sink->deliver(b->sink_arg, channel, clen, msg, len);
 }
 
-struct broker *
-broker_redis_new(const struct broker_sink *sink, void *sink_arg, struct event_base *base,
-    const struct config *cfg, const char *instance_id, void (*on_sub_up)(void *), void *arg)
+/* The process's broker: the sub link, its canary on probe_chan, the fill. */
+static struct broker_redis *
+broker_redis_make(const struct broker_sink *sink, void *sink_arg, struct event_base *base,
+                  const struct config *cfg, const char *probe_chan, void (*on_sub_up)(void *),
+                  void *arg, struct broker_redis_cluster *cl, size_t shard)
 {
-	const char *prefix = cfg->redis.channel_prefix != NULL ? cfg->redis.channel_prefix : "";
 	struct broker_redis *b;
-	char err[300];
-	size_t n;
 
 	if ((b = broker_redis_alloc(base, cfg)) == NULL)
 		return NULL;
 	b->sink = sink;
 	b->sink_arg = sink_arg;
+	b->cluster = cl;
+	b->shard = shard;
 	if ((b->fill = broker_redis_fill_new(broker_redis_fill_deliver, b, b->hist, &b->pub)) ==
-	    NULL) {
+	        NULL ||
+	    (b->probe_chan = strdup(probe_chan)) == NULL) {
 		log_warnx("redis broker: out of memory");
 		broker_redis_free(&b->base);
 		return NULL;
 	}
 	b->on_sub_up = on_sub_up;
 	b->on_sub_up_arg = arg;
-	n = strlen(prefix) + strlen("wsgate:probe:") + strlen(instance_id) + 1;
-	if ((b->probe_chan = malloc(n)) == NULL) {
-		log_warnx("redis broker: out of memory");
-		broker_redis_free(&b->base);
-		return NULL;
-	}
-	b->probe_len = (size_t)snprintf(b->probe_chan, n, "%swsgate:probe:%s", prefix, instance_id);
+	b->probe_len = strlen(probe_chan);
 	if (RAND_bytes((unsigned char *)&b->probe_nonce, sizeof(b->probe_nonce)) != 1)
 		b->probe_nonce = (uint64_t)(uintptr_t)b ^ redis_link_now_ms();
 	if (b->probe_interval_ms > 0 && b->probe_timeout_ms > 0)
 		redis_link_arm(b->probe_timer, b->probe_interval_ms);
+	return b;
+}
+
+struct broker *
+broker_redis_new(const struct broker_sink *sink, void *sink_arg, struct event_base *base,
+                 const struct config *cfg, const char *instance_id, void (*on_sub_up)(void *),
+                 void *arg)
+{
+	const char *prefix = cfg->redis.channel_prefix != NULL ? cfg->redis.channel_prefix : "";
+	struct broker_redis *b;
+	char err[300], probe[512];
+
+	if (cfg->redis.cluster)
+		return broker_redis_cluster_new(sink, sink_arg, base, cfg, instance_id, on_sub_up,
+		                                arg);
+	snprintf(probe, sizeof(probe), "%swsgate:probe:%s", prefix, instance_id);
+	if ((b = broker_redis_make(sink, sink_arg, base, cfg, probe, on_sub_up, arg, NULL, 0)) ==
+	    NULL)
+		return NULL;
 	log_info("redis broker: %s db %d, canary on %s every %llu ms",
-	    redis_endpoint_describe(b->ep, err, sizeof(err)), b->db, b->probe_chan,
-	    (unsigned long long)b->probe_interval_ms);
+	         redis_endpoint_describe(b->ep, err, sizeof(err)), b->db, b->probe_chan,
+	         (unsigned long long)b->probe_interval_ms);
 	/* First attempts right away; retries from timers. */
 	redis_endpoint_attach(b->ep, &b->sub);
 	redis_endpoint_attach(b->ep, &b->pub);
@@ -946,12 +720,82 @@ broker_redis_new(const struct broker_sink *sink, void *sink_arg, struct event_ba
 	return &b->base;
 }
 
-struct broker *
-broker_redis_new_publisher(struct hub *hub, struct event_base *base, const struct config *cfg,
-    struct broker *owner, void (*relay)(void *, int, const char *, size_t), void *relay_arg)
+/* Cluster mode: the links go where the cluster's map says (loc), check ROLE first (a master
+ * demoted by a failover is never written to) and use the sharded commands. */
+static void
+broker_redis_shard_links(struct broker_redis *b, struct broker_redis_cluster *cl, size_t shard,
+                         const struct redis_link_locator *loc, int with_sub)
+{
+	b->cluster = cl;
+	b->shard = shard;
+	b->cmd_sub = "SSUBSCRIBE";
+	b->cmd_unsub = "SUNSUBSCRIBE";
+	b->cmd_pub = "SPUBLISH";
+	redis_endpoint_attach(b->ep, &b->pub); /* TLS */
+	redis_link_locate(&b->pub, loc, cl);
+	b->pub.verify_role = 1;
+	b->pub.password = b->password;
+	if (with_sub) {
+		redis_endpoint_attach(b->ep, &b->sub);
+		redis_link_locate(&b->sub, loc, cl);
+		b->sub.verify_role = 1;
+		b->sub.password = b->password;
+		redis_link_connect(&b->sub);
+	}
+	redis_link_connect(&b->pub);
+}
+
+struct broker_redis *
+broker_redis_shard_new(const struct broker_sink *sink, void *sink_arg, struct event_base *base,
+                       const struct config *cfg, const char *probe_chan, void (*on_sub_up)(void *),
+                       void *arg, struct broker_redis_cluster *cl, size_t shard,
+                       const struct redis_link_locator *loc)
 {
 	struct broker_redis *b;
 
+	if ((b = broker_redis_make(sink, sink_arg, base, cfg, probe_chan, on_sub_up, arg, cl,
+	                           shard)) == NULL)
+		return NULL;
+	broker_redis_shard_links(b, cl, shard, loc, 1);
+	return b;
+}
+
+struct broker_redis *
+broker_redis_shard_publisher(struct event_base *base, const struct config *cfg,
+                             struct broker_redis *owner, struct broker_redis_cluster *cl,
+                             size_t shard, const struct redis_link_locator *loc)
+{
+	struct broker_redis *b;
+
+	if ((b = broker_redis_alloc(base, cfg)) == NULL)
+		return NULL;
+	b->owner = owner;
+	broker_redis_shard_links(b, cl, shard, loc, 0);
+	return b;
+}
+
+void
+broker_redis_free_shard(struct broker_redis *b)
+{
+	if (b != NULL)
+		broker_redis_free(&b->base);
+}
+
+int
+broker_redis_shard_ready(struct broker_redis *b)
+{
+	return broker_redis_ready(&b->base);
+}
+
+struct broker *
+broker_redis_new_publisher(struct hub *hub, struct event_base *base, const struct config *cfg,
+                           struct broker *owner, void (*relay)(void *, int, const char *, size_t),
+                           void *relay_arg)
+{
+	struct broker_redis *b;
+
+	if (owner != NULL && owner->ops == &broker_redis_cluster_ops)
+		return broker_redis_cluster_new_publisher(hub, base, cfg, owner, relay, relay_arg);
 	if (owner == NULL || owner->ops != &broker_redis_ops)
 		return NULL;
 	if ((b = broker_redis_alloc(base, cfg)) == NULL)
@@ -961,27 +805,31 @@ broker_redis_new_publisher(struct hub *hub, struct event_base *base, const struc
 	b->relay = relay;
 	b->relay_arg = relay_arg;
 	redis_endpoint_attach(b->ep, &b->pub); /* only pub: the sub link stays unused */
-	redis_link_connect(&b->pub); /* no sub link, no canary: the owner has them */
+	redis_link_connect(&b->pub);           /* no sub link, no canary: the owner has them */
 	return &b->base;
 }
 
 void
 broker_redis_set_history(struct broker *base, struct history_store *st)
 {
+	if (base != NULL && base->ops == &broker_redis_cluster_ops)
+		broker_redis_cluster_set_history(base, st);
 	if (base != NULL && base->ops == &broker_redis_ops)
 		((struct broker_redis *)base)->hstore = st;
 }
 
 struct broker_redis_fetch *
 broker_redis_fetch(struct broker *base, const char *channel, size_t clen, uint64_t from,
-    uint64_t count, const char *epoch, broker_redis_fetch_fn fn, void *arg)
+                   uint64_t count, const char *epoch, broker_redis_fetch_fn fn, void *arg)
 {
 	struct broker_redis *b = (struct broker_redis *)base;
 
+	if (base != NULL && base->ops == &broker_redis_cluster_ops)
+		return broker_redis_cluster_fetch(base, channel, clen, from, count, epoch, fn, arg);
 	if (base == NULL || base->ops != &broker_redis_ops)
 		return NULL;
 	return broker_redis_history_fetch(b->hist, &b->pub, channel, clen, from, count, epoch, fn,
-	    arg);
+	                                  arg);
 }
 
 void
@@ -989,10 +837,12 @@ broker_redis_kick(struct broker *base)
 {
 	struct broker_redis *b = (struct broker_redis *)base;
 
+	if (base != NULL && base->ops == &broker_redis_cluster_ops)
+		broker_redis_cluster_kick(base);
 	if (base != NULL && base->ops == &broker_redis_ops && b->st.queue_len > 0 &&
 	    broker_redis_pub_writable(b)) {
 		log_info("redis links up; flushing %llu queued publish(es)",
-		    (unsigned long long)b->st.queue_len);
+		         (unsigned long long)b->st.queue_len);
 		broker_redis_flush(b);
 	}
 }
@@ -1003,6 +853,10 @@ broker_redis_stats(struct broker *base, struct broker_redis_stats *out)
 	const struct broker_redis *b = (const struct broker_redis *)base;
 
 	memset(out, 0, sizeof(*out));
+	if (base != NULL && base->ops == &broker_redis_cluster_ops) {
+		broker_redis_cluster_stats(base, out);
+		return;
+	}
 	if (base == NULL || base->ops != &broker_redis_ops)
 		return;
 	/* Read from the main loop while the worker runs: field by field, atomically. */
@@ -1015,21 +869,21 @@ broker_redis_stats(struct broker *base, struct broker_redis_stats *out)
 	out->unconfirmed = METRIC_GET(b->st.unconfirmed);
 	out->publish_errors = METRIC_GET(b->st.publish_errors);
 	out->oversized = METRIC_GET(b->st.oversized);
-	out->internal_errors = METRIC_GET(b->sub.internal_errors) +
-	    METRIC_GET(b->pub.internal_errors);
-	out->protocol_errors = METRIC_GET(b->sub.protocol_errors) +
-	    METRIC_GET(b->pub.protocol_errors);
+	out->internal_errors =
+	    METRIC_GET(b->sub.internal_errors) + METRIC_GET(b->pub.internal_errors);
+	out->protocol_errors =
+	    METRIC_GET(b->sub.protocol_errors) + METRIC_GET(b->pub.protocol_errors);
 	out->queue_bytes = METRIC_GET(b->st.queue_bytes);
 	out->queue_len = METRIC_GET(b->st.queue_len);
 	out->sub_up = METRIC_GET(b->sub.state) == REDIS_LINK_UP;
 	out->pub_up = METRIC_GET(b->pub.state) == REDIS_LINK_UP;
 }
 
-static const struct broker_ops broker_redis_ops = {
-	.name = "redis",
-	.subscribe = broker_redis_subscribe,
-	.unsubscribe = broker_redis_unsubscribe,
-	.publish = broker_redis_publish,
-	.ready = broker_redis_ready,
-	.free = broker_redis_free,
+const struct broker_ops broker_redis_ops = {
+    .name = "redis",
+    .subscribe = broker_redis_subscribe,
+    .unsubscribe = broker_redis_unsubscribe,
+    .publish = broker_redis_publish,
+    .ready = broker_redis_ready,
+    .free = broker_redis_free,
 };

@@ -32,7 +32,8 @@ struct fill_chan {
 	struct history_pos last;                /* newest delivered (epoch "": none yet) */
 	char want_epoch[HISTORY_EPOCH_MAX + 1]; /* the epoch the read is about */
 	struct broker_redis_fetch *fetch;       /* range read in flight, or NULL */
-	int stale; /* to be caught up once the pub link is back (counted) */
+	int stale;   /* to be caught up once the pub link is back (counted) */
+	int carried; /* last came from another master's fill: kept when subscribed */
 	struct fill_held_list held;
 	size_t len;
 	char name[];
@@ -132,6 +133,30 @@ broker_redis_fill_forget(struct broker_redis_fill *f, const char *channel, size_
 			return;
 		}
 	}
+}
+
+void
+broker_redis_fill_confirmed(struct broker_redis_fill *f, const char *channel, size_t clen)
+{
+	struct fill_chan *c = fill_find(f, channel, clen, 0);
+
+	if (c != NULL && c->carried)
+		c->carried = 0;
+	else
+		broker_redis_fill_forget(f, channel, clen);
+}
+
+void
+broker_redis_fill_carry(struct broker_redis_fill *to, struct broker_redis_fill *from,
+                        const char *channel, size_t clen)
+{
+	struct fill_chan *src = fill_find(from, channel, clen, 0), *dst;
+
+	if (src == NULL || src->last.epoch[0] == '\0' ||
+	    (dst = fill_find(to, channel, clen, 1)) == NULL || dst->last.epoch[0] != '\0')
+		return;
+	dst->last = src->last;
+	dst->carried = 1;
 }
 
 uint64_t

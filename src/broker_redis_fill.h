@@ -30,6 +30,15 @@ void broker_redis_fill_incoming(struct broker_redis_fill *f, const char *channel
 void broker_redis_fill_resync(struct broker_redis_fill *f, int all);
 /* The process no longer receives channel. */
 void broker_redis_fill_forget(struct broker_redis_fill *f, const char *channel, size_t clen);
+/* The sub link confirmed a subscription of channel: nothing before it is owed (forgotten),
+ * unless its position was carried from another master (kept: a jump is read back). */
+void broker_redis_fill_confirmed(struct broker_redis_fill *f, const char *channel, size_t clen);
+/* Cluster: channel is subscribed again on to's master after its slot moved from from's: to
+ * starts from the last position from delivered, so that what was published on the new master
+ * before the subscription (ASK-redirected history publishes) is read back, not reported
+ * lost. Nothing when to already knows the channel. */
+void broker_redis_fill_carry(struct broker_redis_fill *to, struct broker_redis_fill *from,
+                             const char *channel, size_t clen);
 /* Channels being filled now (any thread: /readyz is red while it is not 0). */
 uint64_t broker_redis_fill_pending(const struct broker_redis_fill *f);
 

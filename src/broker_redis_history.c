@@ -23,9 +23,28 @@ const char broker_redis_history_lua[] =
     "  return 'wsgate:{' .. ch .. '}:s', 'wsgate:{' .. ch .. '}:m'\n"
     "end\n"
     "\n"
-    "-- wsgate_publish channel payload [maxlen [ttl_ms]] -> \"E:O\"\n"
+    "-- wsgate_publish channel payload [maxlen [ttl_ms [s]]] -> \"E:O\"\n"
     "-- Appends to the channel's stream and publishes \"\\0WSGp\" E \":\" O \"\\n\" payload, "
     "atomically.\n"
+    "-- A replica promoted in a failover (Sentinel) holds what the old master had replicated;\n"
+    "-- what it had not is lost, and its offsets were delivered already. After a promotion\n"
+    "-- (this node's previous replication id is the one that published last) the offsets\n"
+    "-- skip by FENCE, so no new message reuses one; instances tell their clients the\n"
+    "-- skipped range as a gap. A restart with persistence keeps the offsets as they are.\n"
+    "local FENCE = " BROKER_REDIS_HISTORY_FENCE_STR "\n"
+    "local function fence(m)\n"
+    "  local info = redis.call('INFO', 'replication')\n"
+    "  local rid = string.match(info, 'master_replid:(%x+)')\n"
+    "  local rid2 = string.match(info, 'master_replid2:(%x+)')\n"
+    "  local prev = redis.call('HGET', m, 'rid')\n"
+    "  if rid and prev ~= rid then\n"
+    "    if prev and prev == rid2 then\n"
+    "      redis.call('HINCRBY', m, 'seq', FENCE)\n"
+    "    end\n"
+    "    redis.call('HSET', m, 'rid', rid)\n"
+    "  end\n"
+    "end\n"
+    "\n"
     "local function publish(keys, args)\n"
     "  local ch = keys[1]\n"
     "  local s, m = keys_of(ch)\n"
@@ -37,6 +56,7 @@ const char broker_redis_history_lua[] =
     "    redis.call('DEL', s)\n"
     "    redis.call('HSET', m, 'epoch', e, 'seq', 0)\n"
     "  end\n"
+    "  fence(m)\n"
     "  local maxlen = tonumber(args[2] or '')\n"
     "  if maxlen then\n"
     "    redis.call('HSET', m, 'maxlen', maxlen)\n"
@@ -46,7 +66,12 @@ const char broker_redis_history_lua[] =
     "  local off = redis.call('HINCRBY', m, 'seq', 1)\n"
     "  redis.call('XADD', s, 'MAXLEN', '~', maxlen, off .. '-1', 'd', args[1])\n"
     "  local pos = e .. ':' .. off\n"
-    "  redis.call('PUBLISH', ch, '\\0WSGp' .. pos .. '\\n' .. args[1])\n"
+    "  -- args[4] 's': a Redis Cluster, where the channel is a shard channel of the same slot\n"
+    "  local cmd = 'PUBLISH'\n"
+    "  if args[4] == 's' then\n"
+    "    cmd = 'SPUBLISH'\n"
+    "  end\n"
+    "  redis.call(cmd, ch, '\\0WSGp' .. pos .. '\\n' .. args[1])\n"
     "  local ttl = tonumber(args[3] or '') or 0\n"
     "  if ttl > 0 then\n"
     "    redis.call('PEXPIRE', s, ttl)\n"
@@ -170,16 +195,16 @@ broker_redis_history_load(struct broker_redis_history *h, struct redis_link *l)
 int
 broker_redis_history_publish(struct redis_link *l, const char *channel, size_t clen,
                              const uint8_t *data, size_t len, size_t cap, uint64_t ttl_ms,
-                             redis_link_reply_fn fn, void *arg)
+                             int sharded, redis_link_reply_fn fn, void *arg)
 {
 	char maxlen[24], ttl[24];
-	const char *argv[7] = {"FCALL", "wsgate_publish", "1", channel, (const char *)data, maxlen,
-	                       ttl};
-	size_t lens[7] = {5, 14, 1, clen, len, 0, 0};
+	const char *argv[8] = {
+	    "FCALL", "wsgate_publish", "1", channel, (const char *)data, maxlen, ttl, "s"};
+	size_t lens[8] = {5, 14, 1, clen, len, 0, 0, 1};
 
 	lens[5] = (size_t)snprintf(maxlen, sizeof(maxlen), "%zu", cap);
 	lens[6] = (size_t)snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)ttl_ms);
-	return redis_link_command(l, 7, argv, lens, fn, arg);
+	return redis_link_command(l, sharded ? 8 : 7, argv, lens, fn, arg);
 }
 
 static void

@@ -10,6 +10,9 @@
 #include "history.h"
 #include "redis_link.h"
 
+/* Offsets skipped after a failover promoted a replica (the Lua library's FENCE): more than a
+ * master can have published without replicating before Sentinel replaces it. */
+#define BROKER_REDIS_HISTORY_FENCE_STR "1000000"
 extern const char broker_redis_history_lua[];
 
 struct broker_redis_history;
@@ -25,10 +28,11 @@ void broker_redis_history_link_down(struct broker_redis_history *h);
 /* FUNCTION LOAD REPLACE of the library on l (a refusal is logged once). 0 or -1. */
 int broker_redis_history_load(struct broker_redis_history *h, struct redis_link *l)
     __attribute__((warn_unused_result));
-/* FCALL wsgate_publish 1 channel data cap ttl_ms on l; fn gets the reply ("E:O" or an error). */
+/* FCALL wsgate_publish 1 channel data cap ttl_ms [s] on l (sharded: a Redis Cluster master,
+ * the function SPUBLISHes); fn gets the reply ("E:O" or an error). */
 int broker_redis_history_publish(struct redis_link *l, const char *channel, size_t clen,
                                  const uint8_t *data, size_t len, size_t cap, uint64_t ttl_ms,
-                                 redis_link_reply_fn fn, void *arg)
+                                 int sharded, redis_link_reply_fn fn, void *arg)
     __attribute__((warn_unused_result));
 /* FCALL_RO wsgate_range: at most count messages from offset from on (from the oldest kept
  * when epoch, the reader's, is not the channel's; NULL: no epoch check). NULL when it cannot be

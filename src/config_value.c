@@ -58,7 +58,7 @@ static int
 cfg_is_tchar(int ch)
 {
 	return cfg_is_alpha(ch) || cfg_is_digit(ch) ||
-	    (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+	       (ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
 }
 
 static int
@@ -158,8 +158,11 @@ cfg_digits(const char **pp, uint64_t *v)
 int
 config_parse_duration_ms(const char *s, uint64_t *out)
 {
-	static const struct { const char *suffix; uint64_t ms; } units[] = {
-		{ "", SEC_MS }, { "ms", 1 }, { "s", SEC_MS }, { "m", MIN_MS }, { "h", HOUR_MS },
+	static const struct {
+		const char *suffix;
+		uint64_t ms;
+	} units[] = {
+	    {"", SEC_MS}, {"ms", 1}, {"s", SEC_MS}, {"m", MIN_MS}, {"h", HOUR_MS},
 	};
 	const char *p = s;
 	uint64_t whole, frac = 0, scale = 1, unit = 0, ms, fms;
@@ -201,11 +204,12 @@ config_parse_duration_ms(const char *s, uint64_t *out)
 int
 config_parse_size(const char *s, uint64_t *out)
 {
-	static const struct { const char *suffix; uint64_t mult; } units[] = {
-		{ "", 1 },
-		{ "k", 1ull << 10 }, { "K", 1ull << 10 }, { "KiB", 1ull << 10 },
-		{ "M", 1ull << 20 }, { "MiB", 1ull << 20 },
-		{ "G", 1ull << 30 }, { "GiB", 1ull << 30 },
+	static const struct {
+		const char *suffix;
+		uint64_t mult;
+	} units[] = {
+	    {"", 1},           {"k", 1ull << 10},   {"K", 1ull << 10}, {"KiB", 1ull << 10},
+	    {"M", 1ull << 20}, {"MiB", 1ull << 20}, {"G", 1ull << 30}, {"GiB", 1ull << 30},
 	};
 	const char *p = s;
 	uint64_t n;
@@ -226,8 +230,8 @@ config_parse_size(const char *s, uint64_t *out)
 int
 config_parse_bool(const char *s, int *out)
 {
-	static const char *const yes[] = { "yes", "true", "on", "1" };
-	static const char *const no[] = { "no", "false", "off", "0" };
+	static const char *const yes[] = {"yes", "true", "on", "1"};
+	static const char *const no[] = {"no", "false", "off", "0"};
 
 	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
 		if (config_value_strcaseeq(s, yes[i])) {
@@ -373,7 +377,7 @@ config_parse_listen(const char *s, struct config_listen *out)
 		if (toklen == 3 && strncmp(tok, "tls", 3) == 0 && !out->tls)
 			out->tls = 1;
 		else if (toklen == 14 && strncmp(tok, "proxy_protocol", 14) == 0 &&
-		    !out->proxy_protocol)
+		         !out->proxy_protocol)
 			out->proxy_protocol = 1;
 		else
 			return -1;
@@ -408,8 +412,8 @@ config_parse_listen(const char *s, struct config_listen *out)
 	hostlen = strlen(host);
 	if (hostlen >= sizeof(out->host))
 		return -1;
-	if (strlen(port) > 5 || cfg_digits(&port, &portnum) < 0 || *port != '\0' ||
-	    portnum < 1 || portnum > 65535)
+	if (strlen(port) > 5 || cfg_digits(&port, &portnum) < 0 || *port != '\0' || portnum < 1 ||
+	    portnum > 65535)
 		return -1;
 	memcpy(out->host, host, hostlen + 1);
 	snprintf(out->port, sizeof(out->port), "%u", (unsigned)portnum);
@@ -417,8 +421,7 @@ config_parse_listen(const char *s, struct config_listen *out)
 }
 
 const struct config_listen *
-config_listen_dup(const struct config_listen *a, size_t i, const struct config_listen *b,
-    size_t nb)
+config_listen_dup(const struct config_listen *a, size_t i, const struct config_listen *b, size_t nb)
 {
 	for (size_t j = 0; j < i + nb; j++) {
 		const struct config_listen *y = j < i ? &a[j] : &b[j - i];
@@ -452,7 +455,8 @@ config_parse_redis_url(const char *s, struct config_redis *out, const char **why
 	if (tls)
 		p++;
 	else if (strncmp(s, "redis://", 8) != 0)
-		return cfg_fail(why, "expected redis://[:password@]host[:port][/db] (or rediss://)");
+		return cfg_fail(why,
+		                "expected redis://[:password@]host[:port][/db] (or rediss://)");
 	if (!cfg_printable(s, strlen(s)))
 		return cfg_fail(why, "spaces and control characters are not allowed");
 	/* a host never holds '@', a password may: the last '@' ends the password */
@@ -474,8 +478,8 @@ config_parse_redis_url(const char *s, struct config_redis *out, const char **why
 	}
 	if ((url = config_value_strndup(s, strlen(s))) == NULL)
 		return -2;
-	if (at != NULL && (password = config_value_strndup(s + 9 + tls,
-	    (size_t)(at - s - 9 - tls))) == NULL) {
+	if (at != NULL &&
+	    (password = config_value_strndup(s + 9 + tls, (size_t)(at - s - 9 - tls))) == NULL) {
 		free(url);
 		return -2;
 	}
@@ -511,7 +515,9 @@ config_parse_backend(const char *s, size_t n, struct config_backend *out, const 
 		const char *prefix;
 		enum backend_scheme scheme;
 	} schemes[] = {
-		{ "ws://", BACKEND_WS }, { "wss://", BACKEND_WSS }, { "tcp://", BACKEND_TCP },
+	    {"ws://", BACKEND_WS},
+	    {"wss://", BACKEND_WSS},
+	    {"tcp://", BACKEND_TCP},
 	};
 	const char *end = s + n, *p = NULL, *q;
 	size_t i, plen = 0;
@@ -526,7 +532,7 @@ config_parse_backend(const char *s, size_t n, struct config_backend *out, const 
 	}
 	if (p == NULL)
 		return cfg_fail(why,
-		    "expected ws://host[:port][/path], wss://... or tcp://host:port");
+		                "expected ws://host[:port][/path], wss://... or tcp://host:port");
 	if (!cfg_printable(s, n) || memchr(s, '#', n) != NULL)
 		return cfg_fail(why, "spaces, control characters and '#' are not allowed");
 	for (q = p; q < end && *q != '/' && *q != '?'; q++)
@@ -543,12 +549,12 @@ config_parse_backend(const char *s, size_t n, struct config_backend *out, const 
 	} else {
 		if (out->port[0] == '\0')
 			snprintf(out->port, sizeof(out->port), "%s",
-			    out->scheme == BACKEND_WSS ? "443" : "80");
+			         out->scheme == BACKEND_WSS ? "443" : "80");
 		/* "ws://h?x=1" is "ws://h/?x=1", as in a browser */
 		out->path = malloc((size_t)(end - q) + 2);
 		if (out->path != NULL)
 			snprintf(out->path, (size_t)(end - q) + 2, "%s%.*s",
-			    q == end || *q == '?' ? "/" : "", (int)(end - q), q);
+			         q == end || *q == '?' ? "/" : "", (int)(end - q), q);
 	}
 	out->url = config_value_strndup(s, n);
 	if (out->url == NULL || (out->scheme != BACKEND_TCP && out->path == NULL)) {
@@ -625,7 +631,7 @@ config_parse_template(const char *s, size_t n, const char **why)
 		if (*p != '{') {
 			if (!cfg_is_channel((unsigned char)*p))
 				return cfg_fail(why, "channel names use only [A-Za-z0-9_.:-] and "
-				    "{placeholders}");
+				                     "{placeholders}");
 			continue;
 		}
 		if ((close = memchr(p, '}', (size_t)(end - p))) == NULL)
@@ -640,7 +646,7 @@ config_parse_template(const char *s, size_t n, const char **why)
 		for (; name < close; name++) {
 			if (!cfg_is_name((unsigned char)*name))
 				return cfg_fail(why, "a placeholder is {name}, {query.name} or "
-				    "{jwt.name} with a name of [A-Za-z0-9_]");
+				                     "{jwt.name} with a name of [A-Za-z0-9_]");
 		}
 		p = close;
 	}

@@ -15,7 +15,7 @@
 /* The first of a[0..i-1] and b[0..nb-1] with the address of a[i] (host compared without
  * case), or NULL. */
 const struct config_listen *config_listen_dup(const struct config_listen *a, size_t i,
-    const struct config_listen *b, size_t nb);
+                                              const struct config_listen *b, size_t nb);
 /* "host:port", or "[v6]:port", into buf. */
 const char *config_listen_fmt(char *buf, size_t sz, const struct config_listen *l);
 

@@ -16,22 +16,24 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <openssl/rand.h>
 
 #include "admission.h"
 #include "conn_deflate.h"
+#include "conn_flush.h"
 #include "heartbeat.h"
 #include "http.h"
 #include "log.h"
 #include "security.h"
 #include "target.h"
-#include "worker.h"
-#include "gateway.h"
+#include "env.h"
 #include "transport.h"
 #include "metrics.h"
+#include "ws_endpoint.h"
 #include "ws_frame.h"
 
 static const char *const conn_state_names[] = {
-	"handshake", "open", "closing", "flushing", "closed",
+    "handshake", "open", "closing", "flushing", "closed",
 };
 
 const char *
@@ -40,33 +42,28 @@ conn_state_name(enum conn_state st)
 	return conn_state_names[st];
 }
 
-uint64_t
-conn_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 void
 conn_log(const struct conn *c, enum log_level lvl, const char *fmt, ...)
 {
 	va_list ap;
+	char peer[CONN_PEER_STRLEN];
 
-	struct log_ctx ctx = { c->id, c->peer, c->route ? c->route->path : NULL };
+	if (!log_enabled(lvl))
+		return; /* the address is formatted only for a line that is written */
+	struct log_ctx ctx = {c->id, conn_peer_str(c, peer, sizeof(peer)),
+	                      c->route ? c->route->path : NULL};
 
 	va_start(ap, fmt);
 	log_vctx(lvl, &ctx, fmt, ap);
 	va_end(ap);
 }
 
+static void conn_timer_cb(struct timer_wheel_entry *t);
+
 void
 conn_timer_arm(struct conn *c, uint64_t ms)
 {
-	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000) };
-
-	evtimer_add(&c->timer, &tv);
+	timer_wheel_arm(c->env->wheel, &c->timer, ms, conn_timer_cb);
 }
 
 /* Every legal transition; anything else is a broken invariant. */
@@ -92,7 +89,7 @@ void
 conn_internal_error(struct conn *c, const char *why)
 {
 	conn_log(c, LOG_LVL_ERROR, "internal error: %s", why);
-	METRIC_ADD(c->w->stats.internal_errors, 1);
+	METRIC_ADD(c->env->stats->internal_errors, 1);
 #ifdef WSGATE_DEBUG
 	abort();
 #endif
@@ -106,14 +103,14 @@ conn_set_state(struct conn *c, enum conn_state st)
 
 	if (!conn_transition_ok(c->state, st)) {
 		/* CLOSED is reachable from every other state, so this cannot recurse. */
-		snprintf(why, sizeof(why), "illegal transition %s -> %s",
-		    conn_state_name(c->state), conn_state_name(st));
+		snprintf(why, sizeof(why), "illegal transition %s -> %s", conn_state_name(c->state),
+		         conn_state_name(st));
 		conn_internal_error(c, why);
 		return;
 	}
 	conn_log(c, LOG_LVL_DEBUG, "%s -> %s", conn_state_name(c->state), conn_state_name(st));
 	c->state = st;
-	evtimer_del(&c->timer);
+	timer_wheel_cancel(c->env->wheel, &c->timer);
 	switch (st) {
 	case CONN_OPEN:
 		heartbeat_start(c);
@@ -144,26 +141,28 @@ conn_close(struct conn *c, const char *reason)
 		return;
 	/* Health checks and refused handshakes would drown the log at info. */
 	conn_log(c, c->upgraded ? LOG_LVL_INFO : LOG_LVL_DEBUG, "closed (%s): %s",
-	    conn_state_name(c->state), reason);
+	         conn_state_name(c->state), reason);
 	if (c->target != NULL && c->target->close != NULL)
 		c->target->close(c);
 	c->target = NULL;
 	conn_set_state(c, CONN_CLOSED);
 	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
-	worker_conn_dead(c->w, c);
+	c->env->conn_dead(c->env->arg, c);
 }
 
 void
 conn_free(struct conn *c)
 {
-	evtimer_del(&c->timer);
-	ws_outq_free(&c->outq); /* its callback off the output first */
+	timer_wheel_cancel(c->env->wheel, &c->timer);
+	conn_flush_forget(c);
+	ws_outq_free(&c->outq);   /* its callback off the output first */
 	bufferevent_free(c->bev); /* closes the socket: BEV_OPT_CLOSE_ON_FREE */
 	config_release(c->cfg);
-	limit_release(c->w->gw->limits, &c->limit);
+	limit_release(c->env->limits, &c->limit);
 	free(c->pending);
 	free(c->msg);
+	ws_parser_free(&c->parser);
 	conn_deflate_free(c);
 	free(c);
 }
@@ -217,32 +216,20 @@ conn_want_drained(struct conn *c)
  * waits on "drained" and on our own backpressure end once everything queued is under
  * CONN_OUT_LOW. In FLUSHING this is where we send FIN and wait for the peer's EOF: closing with
  * unread input would make the kernel send RST and could destroy our last frame in flight. */
+void
+conn_written(struct conn *c)
+{
+	struct ws_endpoint ep;
+
+	conn_endpoint(c, &ep);
+	ws_endpoint_written(&ep);
+}
+
 static void
 conn_write_cb(struct bufferevent *bev, void *arg)
 {
-	struct conn *c = arg;
-	size_t left;
-
-	ws_outq_pump(&c->outq);
-	left = ws_outq_len(&c->outq);
-	if (c->state == CONN_FLUSHING) {
-		if (left == 0)
-			transport_finish(bev);
-		return;
-	}
-	if (left > CONN_OUT_LOW)
-		return;
-	if (c->want_drained) {
-		c->want_drained = 0;
-		if (c->target != NULL && c->target->drained != NULL)
-			c->target->drained(c);
-		if (c->state == CONN_CLOSED)
-			return;
-	}
-	if (c->paused_output) {
-		c->paused_output = 0;
-		conn_read_update(c);
-	}
+	(void)bev;
+	conn_written(arg);
 }
 
 static void
@@ -254,12 +241,13 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 	(void)bev;
 	if (what & BEV_EVENT_EOF) {
 		conn_close(c, c->state == CONN_FLUSHING || c->state == CONN_CLOSING
-		    ? "peer closed" : "peer closed TCP without a close frame");
+		                  ? "peer closed"
+		                  : "peer closed TCP without a close frame");
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {
 		snprintf(why, sizeof(why), "socket error: %s",
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		         evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 		conn_close(c, why);
 	}
 }
@@ -268,6 +256,7 @@ static void
 conn_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
+	size_t len;
 
 	ws_outq_rx(&c->outq, conn_now_ms());
 	switch (c->state) {
@@ -276,11 +265,18 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 		break;
 	case CONN_OPEN:
 	case CONN_CLOSING:
+		/* A large message came 4096 bytes a read: the rest in one more read. */
+		len = evbuffer_get_length(bufferevent_get_input(bev));
+		if (!c->flush_tls && transport_read_was_cut(len, c->in_left))
+			(void)transport_read_more(bev);
 		conn_frames_read(c);
+		len = evbuffer_get_length(bufferevent_get_input(bev));
+		c->in_left = len < UINT32_MAX ? (uint32_t)len : UINT32_MAX;
 		break;
 	case CONN_FLUSHING:
 		/* Nothing more is processed; keep the receive queue empty (see conn_write_cb). */
-		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+		evbuffer_drain(bufferevent_get_input(bev),
+		               evbuffer_get_length(bufferevent_get_input(bev)));
 		break;
 	case CONN_CLOSED:
 		break;
@@ -299,13 +295,12 @@ conn_target_cancel(struct conn *c)
 	c->pending = NULL;
 }
 
+/* The wheel hands back the entry: the connection is the struct around it. */
 static void
-conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+conn_timer_cb(struct timer_wheel_entry *t)
 {
-	struct conn *c = arg;
+	struct conn *c = (struct conn *)(void *)((char *)t - offsetof(struct conn, timer));
 
-	(void)fd;
-	(void)what;
 	switch (c->state) {
 	case CONN_HANDSHAKE:
 		conn_log(c, LOG_LVL_INFO, "handshake timeout");
@@ -330,28 +325,46 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-conn_format_peer(struct conn *c, const struct sockaddr *sa)
+conn_keep_peer(struct conn *c, const struct sockaddr *sa)
 {
-	char host[INET6_ADDRSTRLEN] = "?";
-	unsigned port = 0;
-
 	if (sa->sa_family == AF_INET) {
 		const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
-		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
-		port = ntohs(in->sin_port);
-		snprintf(c->peer, sizeof(c->peer), "%s:%u", host, port);
+		c->peer.family = AF_INET;
+		memcpy(c->peer.addr, &in->sin_addr, 4);
+		c->peer.port = ntohs(in->sin_port);
 	} else if (sa->sa_family == AF_INET6) {
 		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
-		inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
-		port = ntohs(in6->sin6_port);
-		snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host, port);
-	} else {
-		snprintf(c->peer, sizeof(c->peer), "unix");
+		c->peer.family = AF_INET6;
+		memcpy(c->peer.addr, &in6->sin6_addr, 16);
+		c->peer.port = ntohs(in6->sin6_port);
 	}
 }
 
+int
+conn_peer_ip(const struct conn *c, char *buf, size_t bufsz)
+{
+	if (c->peer.family == 0 ||
+	    inet_ntop(c->peer.family, c->peer.addr, buf, (socklen_t)bufsz) == NULL)
+		return -1;
+	return 0;
+}
+
+const char *
+conn_peer_str(const struct conn *c, char *buf, size_t bufsz)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	if (conn_peer_ip(c, host, sizeof(host)) < 0)
+		snprintf(buf, bufsz, c->peer.family == 0 ? "unix" : "?");
+	else if (c->peer.family == AF_INET6)
+		snprintf(buf, bufsz, "[%s]:%u", host, (unsigned)c->peer.port);
+	else
+		snprintf(buf, bufsz, "%s:%u", host, (unsigned)c->peer.port);
+	return buf;
+}
+
 struct conn *
-conn_new(struct worker *w, struct bufferevent *bev, const struct sockaddr *sa, socklen_t salen)
+conn_new(struct env *env, struct bufferevent *bev, const struct sockaddr *sa, socklen_t salen)
 {
 	struct conn *c;
 
@@ -362,14 +375,14 @@ conn_new(struct worker *w, struct bufferevent *bev, const struct sockaddr *sa, s
 		return NULL;
 	}
 	c->bev = bev;
-	METRIC_ADD(w->stats.accepted, 1);
-	c->id = worker_next_conn_id(w);
-	c->w = w;
-	c->cfg = worker_config_hold(w);
+	c->flush_tls = transport_is_tls(bev) != 0;
+	METRIC_ADD(env->stats->accepted, 1);
+	c->id = env->next_conn_id(env->arg);
+	c->env = env;
+	c->cfg = env->config_hold(env->arg);
 	c->state = CONN_HANDSHAKE;
-	conn_format_peer(c, sa);
-	ws_parser_init(&c->parser, c->cfg->max_message_size, 1);
-	evtimer_assign(&c->timer, w->base, conn_timer_cb, c);
+	conn_keep_peer(c, sa);
+	ws_endpoint_parser_init(&c->parser, WS_ROLE_SERVER, c->cfg->max_message_size);
 	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
 	if (ws_outq_attach(&c->outq, c->bev, conn_now_ms()) < 0) {
 		log_warnx("conn_new: out of memory");
@@ -378,10 +391,15 @@ conn_new(struct worker *w, struct bufferevent *bev, const struct sockaddr *sa, s
 		free(c);
 		return NULL;
 	}
+	ws_outq_gauge(&c->outq, env->out_queued);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	worker_conn_add(w, c);
+	env->conn_add(env->arg, c);
 	conn_timer_arm(c, c->cfg->handshake_timeout_ms);
-	conn_log(c, LOG_LVL_DEBUG, "accepted from %s", c->peer);
+	if (log_enabled(LOG_LVL_DEBUG)) {
+		char peer[CONN_PEER_STRLEN];
+		conn_log(c, LOG_LVL_DEBUG, "accepted from %s",
+		         conn_peer_str(c, peer, sizeof(peer)));
+	}
 	return c;
 }
 
@@ -392,17 +410,12 @@ conn_new(struct worker *w, struct bufferevent *bev, const struct sockaddr *sa, s
 static void
 conn_queue_frame_fin(struct conn *c, int fin, unsigned opcode, const uint8_t *data, size_t len)
 {
-	struct evbuffer *out = opcode == WS_OP_PING || opcode == WS_OP_PONG ?
-	    ws_outq_control(&c->outq) : ws_outq_data(&c->outq);
-	uint8_t hdr[WS_FRAME_HDR_MAX];
 	size_t hlen;
 
+	conn_flush_mark(c); /* written at the end of this loop turn */
 	if (c->pmd_on && conn_deflate_send(c, fin, opcode, data, len))
 		return; /* queued compressed */
-	hlen = ws_frame_encode(hdr, fin, 0, opcode, len, NULL);
-	evbuffer_add(out, hdr, hlen);
-	if (len > 0)
-		evbuffer_add(out, data, len);
+	hlen = ws_endpoint_queue_frame(&c->outq, fin, opcode, data, len, NULL);
 	if (c->rstats != NULL) {
 		METRIC_ADD(c->rstats->msgs_out, fin && !WS_OP_IS_CONTROL(opcode));
 		METRIC_ADD(c->rstats->bytes_out, hlen + len);
@@ -435,14 +448,21 @@ conn_send_frame(struct conn *c, int fin, unsigned opcode, const uint8_t *data, s
 
 int
 conn_send_shared(struct conn *c, const uint8_t *frame, size_t len,
-    void (*release)(const void *frame, size_t len, void *arg), void *arg)
+                 void (*release)(const void *frame, size_t len, void *arg), void *arg)
 {
 	if (c->state != CONN_OPEN)
 		return -1;
 	/* Through the data queue like every data frame, so pings still overtake it on a frame
-	 * boundary; the queue moves the reference, not the bytes. */
-	if (evbuffer_add_reference(ws_outq_data(&c->outq), frame, len, release, arg) < 0)
+	 * boundary; the queue moves the reference, not the bytes. A small frame is copied
+	 * instead, next to the frames before it: a reference costs a chain (an allocation and
+	 * an iovec of its own) per frame and subscriber, more than copying its bytes. */
+	if (len <= CONN_SHARED_COPY_MAX) {
+		if (evbuffer_add(ws_outq_data(&c->outq), frame, len) < 0)
+			return -1;
+		release(frame, len, arg);
+	} else if (evbuffer_add_reference(ws_outq_data(&c->outq), frame, len, release, arg) < 0)
 		return -1;
+	conn_flush_mark(c); /* written at the end of this loop turn, with the turn's other frames */
 	if (c->rstats != NULL) {
 		METRIC_ADD(c->rstats->msgs_out, 1);
 		METRIC_ADD(c->rstats->bytes_out, len);
@@ -453,31 +473,17 @@ conn_send_shared(struct conn *c, const uint8_t *frame, size_t len,
 void
 conn_send_close(struct conn *c, unsigned code, const char *reason)
 {
-	uint8_t payload[WS_CONTROL_MAX];
 	char rbuf[WS_CONTROL_MAX];
-	size_t rlen, plen = 0;
+	struct ws_endpoint ep;
 
-	if (c->state != CONN_OPEN && c->state != CONN_CLOSING)
-		return;
-	if (c->state == CONN_CLOSING && !c->peer_closed)
-		return; /* our close is already out; wait for theirs */
 	/* A close the client should come back from tells it where to resume (CONTRACT.md). */
-	if (c->state == CONN_OPEN && reason != NULL && (code == WS_CLOSE_GOING_AWAY ||
-	    code == WS_CLOSE_RESTART || code == WS_CLOSE_TRY_AGAIN))
+	if (c->state == CONN_OPEN && reason != NULL &&
+	    (code == WS_CLOSE_GOING_AWAY || code == WS_CLOSE_RESTART || code == WS_CLOSE_TRY_AGAIN))
 		reason = target_pubsub_close_reason(c, reason, rbuf, sizeof(rbuf));
-	rlen = reason != NULL ? strlen(reason) : 0;
-	if (code != WS_CLOSE_NO_STATUS) {
-		if (rlen > WS_CONTROL_MAX - 2)
-			rlen = WS_CONTROL_MAX - 2;
-		payload[0] = (uint8_t)(code >> 8);
-		payload[1] = (uint8_t)(code & 0xff);
-		memcpy(payload + 2, reason, rlen);
-		plen = 2 + rlen;
-	}
-	conn_queue_frame(c, WS_OP_CLOSE, payload, plen);
-	conn_log(c, LOG_LVL_DEBUG, "sent close %u", code);
-	/* Having both closes, only the flush and the TCP close remain. */
-	conn_set_state(c, c->peer_closed ? CONN_FLUSHING : CONN_CLOSING);
+	conn_endpoint(c, &ep);
+	if (ws_endpoint_close(&ep, code, reason, reason != NULL ? strlen(reason) : 0,
+	                      c->peer_closed) == 0)
+		conn_log(c, LOG_LVL_DEBUG, "sent close %u", code);
 }
 
 void
@@ -487,7 +493,7 @@ conn_send_close_retry(struct conn *c, unsigned code)
 
 	/* The contract's reason: key=value tokens, "retry=3.2" seconds, drawn with jitter from
 	 * the window the fleet's admission budget needs for the returning clients. */
-	(void)admission_format_retry(reason, sizeof(reason), admission_hint_ms(c->w->gw->adm));
+	(void)admission_format_retry(reason, sizeof(reason), admission_hint_ms(c->env->adm));
 	conn_send_close(c, code, reason);
 }
 
@@ -501,16 +507,17 @@ conn_http_reply(struct conn *c, int status, const char *extra_headers, const cha
 	 * the client was answered already, or is gone. */
 	if (c->state != CONN_HANDSHAKE) {
 		conn_log(c, LOG_LVL_DEBUG, "HTTP %d not sent (%s): %s", status,
-		    conn_state_name(c->state), why);
+		         conn_state_name(c->state), why);
 		return;
 	}
 	if (status >= 400)
-		metrics_reject(&c->w->stats, status);
+		metrics_reject(c->env->stats, status);
 	n = http_format_reply(buf, sizeof(buf), status, extra_headers, NULL);
 	if (n > 0)
 		evbuffer_add(bufferevent_get_output(c->bev), buf, n);
 	conn_log(c, status >= 500 ? LOG_LVL_WARN : LOG_LVL_INFO, "HTTP %d: %s", status, why);
-	evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+	evbuffer_drain(bufferevent_get_input(c->bev),
+	               evbuffer_get_length(bufferevent_get_input(c->bev)));
 	conn_set_state(c, CONN_FLUSHING);
 }
 
@@ -520,14 +527,10 @@ conn_http_reply(struct conn *c, int status, const char *extra_headers, const cha
 static void
 conn_fail(struct conn *c, unsigned code, const char *reason)
 {
-	conn_log(c, LOG_LVL_INFO, "protocol error, closing with %u: %s", code, reason);
-	METRIC_ADD(c->w->stats.protocol_errors, 1);
-	if (c->state == CONN_OPEN) {
-		c->peer_closed = 1; /* we will not wait for their close: the stream is unusable */
-		conn_send_close(c, code, reason);
-	} else if (c->state == CONN_CLOSING) {
-		conn_set_state(c, CONN_FLUSHING);
-	}
+	struct ws_endpoint ep;
+
+	conn_endpoint(c, &ep);
+	ws_endpoint_fail(&ep, code, reason);
 }
 
 /* max_messages_per_second: one token per message reaching the target; without one the client
@@ -539,9 +542,9 @@ conn_message_allowed(struct conn *c)
 
 	if (rate == 0 || limit_bucket_take(&c->msg_rate, rate, conn_now_ms()))
 		return 1;
-	security_count(c->w->gw->sec, SEC_MESSAGE_RATE);
+	security_count(c->env->sec, SEC_MESSAGE_RATE);
 	conn_log(c, LOG_LVL_INFO, "more than %llu messages per second, closing with 1008",
-	    (unsigned long long)rate);
+	         (unsigned long long)rate);
 	conn_send_close(c, WS_CLOSE_POLICY, "message rate exceeded");
 	return 0;
 }
@@ -549,7 +552,7 @@ conn_message_allowed(struct conn *c)
 static void
 conn_deliver(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
 {
-	c->last_msg_ms = conn_now_ms(); /* idle_timeout: only whole messages count */
+	c->live.last_msg_ms = conn_now_ms(); /* idle_timeout: only whole messages count */
 	if (c->rstats != NULL) {
 		METRIC_ADD(c->rstats->msgs_in, 1);
 		METRIC_ADD(c->rstats->bytes_in, len);
@@ -623,100 +626,215 @@ conn_on_compressed(struct conn *c, const struct ws_event *ev)
 	return r;
 }
 
-/* Handles one parser event; returns -1 when processing must stop. */
+/* A data chunk from the endpoint's read loop; returns -1 when processing must stop. */
 static int
 conn_on_event(struct conn *c, const struct ws_event *ev)
 {
-	switch (ev->type) {
-	case WS_EV_DATA:
-		if (c->state != CONN_OPEN)
-			return 0; /* after our close, data is ignored (RFC 6455 1.4) */
-		if (ev->compressed)
-			return conn_on_compressed(c, ev);
-		if (c->target != NULL && c->target->chunk != NULL) {
-			if (ev->first && !conn_message_allowed(c))
-				return -1;
-			if (ev->last)
-				c->last_msg_ms = conn_now_ms();
-			if (c->rstats != NULL) {
-				METRIC_ADD(c->rstats->msgs_in, ev->last);
-				METRIC_ADD(c->rstats->bytes_in, ev->len);
-			}
-			c->target->chunk(c, ev);
-			return c->state == CONN_OPEN ? 0 : -1;
+	if (c->state != CONN_OPEN)
+		return 0; /* after our close, data is ignored (RFC 6455 1.4) */
+	if (ev->compressed)
+		return conn_on_compressed(c, ev);
+	if (c->target != NULL && c->target->chunk != NULL) {
+		if (ev->first && !conn_message_allowed(c))
+			return -1;
+		if (ev->last)
+			c->live.last_msg_ms = conn_now_ms();
+		if (c->rstats != NULL) {
+			METRIC_ADD(c->rstats->msgs_in, ev->last);
+			METRIC_ADD(c->rstats->bytes_in, ev->len);
 		}
-		return conn_on_data(c, ev);
-	case WS_EV_PING:
-		/* A client's own ping is its keepalive: it counts for idle_timeout, a pong (only
-		 * an answer to ours) does not. */
-		c->last_msg_ms = conn_now_ms();
-		if (c->state == CONN_OPEN)
-			conn_queue_frame(c, WS_OP_PONG, ev->data, ev->len);
-		return 0;
-	case WS_EV_PONG:
-		heartbeat_pong(c, ev->data, ev->len);
-		return 0;
-	case WS_EV_CLOSE:
-		c->peer_closed = 1;
-		conn_log(c, LOG_LVL_DEBUG, "peer sent close %u", ev->close_code);
-		if (c->state == CONN_OPEN && c->target != NULL && c->target->peer_close != NULL &&
-		    c->target->peer_close(c, ev->close_code, ev->data, ev->len))
-			return -1; /* the target answers it (conn_send_close) */
-		if (c->state == CONN_OPEN) {
-			char reason[WS_CONTROL_MAX + 1];
-			memcpy(reason, ev->data, ev->len);
-			reason[ev->len] = '\0';
-			conn_send_close(c, ev->close_code, reason);
-		} else {
-			conn_set_state(c, CONN_FLUSHING);
-		}
-		return -1;
-	case WS_EV_ERROR:
-		conn_fail(c, ev->close_code, ev->reason);
-		return -1;
-	case WS_EV_NONE:
-		break;
+		c->target->chunk(c, ev);
+		return c->state == CONN_OPEN ? 0 : -1;
 	}
-	return 0;
+	return conn_on_data(c, ev);
+}
+
+/* ---- the server role of the WebSocket endpoint (ws_endpoint.h) ---- */
+
+static enum ws_ep_state
+conn_ep_state(void *arg)
+{
+	static const enum ws_ep_state map[] = {
+	    [CONN_HANDSHAKE] = WS_EP_NONE,  [CONN_OPEN] = WS_EP_OPEN,
+	    [CONN_CLOSING] = WS_EP_CLOSING, [CONN_FLUSHING] = WS_EP_FLUSHING,
+	    [CONN_CLOSED] = WS_EP_CLOSED,
+	};
+
+	return map[((struct conn *)arg)->state];
+}
+
+static void
+conn_ep_set_state(void *arg, enum ws_ep_state st)
+{
+	conn_set_state(arg, st == WS_EP_CLOSING ? CONN_CLOSING : CONN_FLUSHING);
+}
+
+static int
+conn_ep_reading(void *arg)
+{
+	struct conn *c = arg;
+
+	return !c->paused_output && !c->paused_target;
+}
+
+static void
+conn_ep_queue(void *arg, int fin, unsigned opcode, const uint8_t *data, size_t len)
+{
+	conn_queue_frame_fin(arg, fin, opcode, data, len);
+}
+
+static int
+conn_ep_data(void *arg, const struct ws_event *ev)
+{
+	return conn_on_event(arg, ev);
+}
+
+static int
+conn_ep_peer_close(void *arg, const struct ws_event *ev)
+{
+	struct conn *c = arg;
+
+	if (ev->type == WS_EV_ERROR) {
+		conn_log(c, LOG_LVL_INFO, "protocol error, closing with %u: %s", ev->close_code,
+		         ev->reason);
+		METRIC_ADD(c->env->stats->protocol_errors, 1);
+		if (c->state == CONN_OPEN)
+			c->peer_closed =
+			    1; /* we will not wait for their close: the stream is unusable */
+		return 0;
+	}
+	c->peer_closed = 1;
+	conn_log(c, LOG_LVL_DEBUG, "peer sent close %u", ev->close_code);
+	/* The target may answer with a code of its own (conn_send_close). */
+	return c->state == CONN_OPEN && c->target != NULL && c->target->peer_close != NULL &&
+	       c->target->peer_close(c, ev->close_code, ev->data, ev->len);
+}
+
+static void
+conn_ep_answer_close(void *arg, unsigned code, const char *reason, size_t rlen)
+{
+	(void)rlen;
+	conn_send_close(arg, code, reason);
+}
+
+static void
+conn_ep_pause_output(void *arg)
+{
+	struct conn *c = arg;
+
+	c->paused_output = 1;
+	conn_read_update(c);
+}
+
+static void
+conn_ep_drained(void *arg)
+{
+	struct conn *c = arg;
+
+	if (!c->want_drained)
+		return;
+	c->want_drained = 0;
+	if (c->target != NULL && c->target->drained != NULL)
+		c->target->drained(c);
+}
+
+static void
+conn_ep_resume_output(void *arg)
+{
+	struct conn *c = arg;
+
+	if (!c->paused_output)
+		return;
+	c->paused_output = 0;
+	conn_read_update(c);
+}
+
+/* In FLUSHING this is where we send FIN and wait for the peer's EOF: closing with unread input
+ * would make the kernel send RST and could destroy our last frame in flight. */
+static void
+conn_ep_flushed(void *arg)
+{
+	transport_finish(((struct conn *)arg)->bev);
+}
+
+static void
+conn_ep_timer_arm(void *arg, uint64_t ms)
+{
+	conn_timer_arm(arg, ms);
+}
+
+static const struct ws_endpoint_ops conn_ep_ops = {
+    .role = WS_ROLE_SERVER,
+    .out_high = CONN_OUT_HIGH,
+    .out_low = CONN_OUT_LOW,
+    .answer_while_closing = 0,
+    .error_ends_closing = 0,
+    .state = conn_ep_state,
+    .set_state = conn_ep_set_state,
+    .reading = conn_ep_reading,
+    .queue = conn_ep_queue,
+    .data = conn_ep_data,
+    .peer_close = conn_ep_peer_close,
+    .answer_close = conn_ep_answer_close,
+    .peer_closed = NULL,
+    .pause_output = conn_ep_pause_output,
+    .drained = conn_ep_drained,
+    .resume_output = conn_ep_resume_output,
+    .flushed = conn_ep_flushed,
+    .timer_arm = conn_ep_timer_arm,
+    .pinged = heartbeat_pinged,
+    .rtt = heartbeat_rtt,
+    .expired = heartbeat_expired,
+};
+
+void
+conn_endpoint(struct conn *c, struct ws_endpoint *ep)
+{
+	ep->ops = &conn_ep_ops;
+	ep->side = c;
+	ep->parser = &c->parser;
+	ep->outq = &c->outq;
+	ep->live = &c->live;
+	ep->ping_interval_ms = c->cfg->ping_interval_ms;
+	ep->pong_timeout_ms = c->cfg->pong_timeout_ms;
+	ep->idle_timeout_ms = c->cfg->idle_timeout_ms;
 }
 
 void
 conn_frames_read(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	struct evbuffer_iovec v;
-	struct ws_event ev;
-	size_t off, used;
-	int stop = 0;
+	struct ws_endpoint ep;
 
 	/* The peer's close came and the target has yet to answer it: nothing after it counts. */
 	if (c->state == CONN_OPEN && c->peer_closed) {
 		evbuffer_drain(in, evbuffer_get_length(in));
 		return;
 	}
-	while (!stop && !c->paused_output && !c->paused_target &&
-	    (c->state == CONN_OPEN || c->state == CONN_CLOSING) &&
-	    evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
-		uint8_t *base = v.iov_base;
-
-		for (off = 0; off < v.iov_len && !stop;) {
-			if (ws_parser_feed(&c->parser, base + off, v.iov_len - off, &used, &ev) ==
-			    WS_EV_NONE) {
-				off += used;
-				break;
-			}
-			off += used;
-			if (conn_on_event(c, &ev) < 0 || c->state == CONN_CLOSED)
-				stop = 1;
-		}
-		/* Events point into this chunk: drain it only after they were handled. */
-		if (c->state != CONN_CLOSED)
-			evbuffer_drain(in, off);
-		if (c->state == CONN_OPEN && ws_outq_len(&c->outq) > CONN_OUT_HIGH) {
-			c->paused_output = 1;
-			conn_read_update(c);
-		}
-	}
+	conn_endpoint(c, &ep);
+	ws_endpoint_read(&ep, in);
 	if (c->state == CONN_FLUSHING)
 		evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+const char *
+conn_public_id(struct conn *c, char *buf, size_t bufsz)
+{
+	static const char hex[] = "0123456789abcdef";
+	char x[2 * sizeof(c->pub_id) + 1];
+
+	/* Not derived from c->id: a sequential id lets anyone who saw one guess the others
+	 * and read their direct channels. Kept as 16 bytes, spelt out when asked. */
+	if (!c->pub_id_set) {
+		if (RAND_bytes(c->pub_id, sizeof(c->pub_id)) != 1)
+			return NULL;
+		c->pub_id_set = 1;
+	}
+	for (size_t i = 0; i < sizeof(c->pub_id); i++) {
+		x[2 * i] = hex[c->pub_id[i] >> 4];
+		x[2 * i + 1] = hex[c->pub_id[i] & 15];
+	}
+	x[2 * sizeof(c->pub_id)] = '\0';
+	snprintf(buf, bufsz, "%s-%s", c->env->instance_id, x);
+	return buf;
 }

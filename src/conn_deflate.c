@@ -10,9 +10,8 @@
 
 #include "conn.h"
 #include "http.h"
-#include "hub.h"
 #include "metrics.h"
-#include "worker.h"
+#include "env.h"
 #include "ws_deflate.h"
 #include "ws_deflate_ext.h"
 #include "ws_frame.h"
@@ -22,8 +21,8 @@
  * bits of struct conn, so an idle connection has none of this. */
 struct conn_pmd {
 	struct ws_inflater in;
-	void *tx;         /* compressor of the fragmented message being sent, else NULL */
-	size_t tx_cost;   /* its share of compression_memory */
+	void *tx;       /* compressor of the fragmented message being sent, else NULL */
+	size_t tx_cost; /* its share of compression_memory */
 };
 
 static struct conn_pmd *
@@ -155,9 +154,7 @@ conn_deflate_rx_done(struct conn *c)
 	}
 }
 
-/* Compresses a whole message for c's route and terms; NULL when it goes plain (too small,
- * incompressible, or out of memory). */
-static const uint8_t *
+const uint8_t *
 conn_deflate_payload(struct conn *c, const uint8_t *data, size_t len, size_t *zlen)
 {
 	const struct config_route *r = c->route;
@@ -165,8 +162,7 @@ conn_deflate_payload(struct conn *c, const uint8_t *data, size_t len, size_t *zl
 
 	if (!c->pmd_on || r == NULL || len == 0 || len < r->compression_min_size)
 		return NULL;
-	z = ws_deflate_message((int)r->compression_level, c->pmd_sbits, data, len,
-	                       zlen);
+	z = ws_deflate_message((int)r->compression_level, c->pmd_sbits, data, len, zlen);
 	return z != NULL && *zlen < len ? z : NULL;
 }
 
@@ -228,10 +224,8 @@ conn_deflate_fragment(struct conn *c, int fin, unsigned opcode, const uint8_t *d
 int
 conn_deflate_send(struct conn *c, int fin, unsigned opcode, const uint8_t *data, size_t len)
 {
-	uint8_t hdr[WS_FRAME_HDR_MAX];
 	const uint8_t *z = NULL;
 	size_t zlen = 0, hlen;
-	struct evbuffer *out;
 	unsigned rsv = WS_RSV1;
 
 	if (opcode != WS_OP_TEXT && opcode != WS_OP_BINARY && opcode != WS_OP_CONT)
@@ -244,10 +238,7 @@ conn_deflate_send(struct conn *c, int fin, unsigned opcode, const uint8_t *data,
 	} else if ((z = conn_deflate_payload(c, data, len, &zlen)) == NULL) {
 		return 0;
 	}
-	out = ws_outq_data(&c->outq);
-	hlen = ws_frame_encode(hdr, fin, rsv, opcode, zlen, NULL);
-	evbuffer_add(out, hdr, hlen);
-	evbuffer_add(out, z, zlen);
+	hlen = ws_endpoint_queue_frame_rsv(&c->outq, fin, rsv, opcode, z, zlen, NULL);
 	if (c->rstats != NULL) {
 		METRIC_ADD(c->rstats->msgs_out, fin != 0);
 		METRIC_ADD(c->rstats->bytes_out, hlen + zlen);
@@ -255,52 +246,10 @@ conn_deflate_send(struct conn *c, int fin, unsigned opcode, const uint8_t *data,
 	return 1;
 }
 
-/* Parameters that make a different compressed frame: the level and the window. */
-static uint32_t
+uint32_t
 conn_deflate_key(const struct conn *c)
 {
 	return (uint32_t)c->route->compression_level << 8 | c->pmd_sbits;
-}
-
-struct hub_frame *
-conn_deflate_hub_frame(struct conn *c, struct hub_frame *f)
-{
-	const uint8_t *payload, *z;
-	struct hub_frame *v, **slot;
-	uint32_t key;
-	size_t zlen, hlen;
-
-	uint8_t hdr[WS_FRAME_HDR_MAX];
-
-	if (!c->pmd_on || c->route == NULL || f->plen == 0 ||
-	    f->plen < c->route->compression_min_size || f->len < f->plen)
-		return f;
-	/* One frame only: a wsgate.meta message (a position frame before the payload's) goes
-	 * plain rather than lose its first frame. */
-	if (f->len - f->plen != ws_frame_encode(hdr, 1, 0, WS_OP_BINARY, f->plen, NULL))
-		return f;
-	key = conn_deflate_key(c);
-	/* Variants hang off the plain frame, one per parameter set, made once per broadcast. */
-	for (slot = &f->zvar; *slot != NULL; slot = &(*slot)->zvar)
-		if ((*slot)->zkey == key)
-			return (*slot)->len > 0 ? *slot : f;
-	payload = f->data + (f->len - f->plen);
-	/* Incompressible: an empty variant remembers it, so the next subscriber does not try. */
-	if ((z = conn_deflate_payload(c, payload, f->plen, &zlen)) == NULL)
-		zlen = 0;
-	if ((v = malloc(sizeof(*v) + (z != NULL ? WS_FRAME_HDR_MAX + zlen : 0))) == NULL)
-		return f;
-	hlen = z != NULL ? ws_frame_encode(v->data, 1, WS_RSV1, f->data[0] & 0x0f, zlen, NULL) : 0;
-	if (z != NULL)
-		memcpy(v->data + hlen, z, zlen);
-	v->refs = 1; /* the plain frame's, dropped with it */
-	v->cap = (uint32_t)(z != NULL ? WS_FRAME_HDR_MAX + zlen : 0);
-	v->len = hlen + zlen;
-	v->plen = zlen;
-	v->zvar = NULL;
-	v->zkey = key;
-	*slot = v;
-	return v->len > 0 ? v : f;
 }
 
 void

@@ -1,6 +1,6 @@
 /* conn_deflate.h - permessage-deflate on a client connection: the offer answered at the
  * handshake, compressed messages inflated on the way in, messages compressed on the way out
- * (a broadcast's compressed frame made once and shared, see hub.h). conn.c and
+ * (a broadcast's compressed frame made once and shared: conn_deflate_hub.h). conn.c and
  * conn_handshake.c call these hooks; the protocol is in ws_deflate_ext.c and ws_deflate.c. */
 #ifndef WSGATE_CONN_DEFLATE_H
 #define WSGATE_CONN_DEFLATE_H
@@ -11,7 +11,6 @@
 struct conn;
 struct evbuffer;
 struct http_request;
-struct hub_frame;
 struct ws_event;
 
 /* At the upgrade, before the target decides: on a route with compression = on, the first
@@ -33,9 +32,11 @@ void conn_deflate_rx_done(struct conn *c);
  * compressed (RSV1) and returns 1; 0 when the caller sends it as it is. */
 int conn_deflate_send(struct conn *c, int fin, unsigned opcode, const uint8_t *data, size_t len);
 
-/* The frame of a broadcast this subscriber gets: f itself, or f's compressed variant, made by
- * the first subscriber of this worker that wants it and referenced by the others. */
-struct hub_frame *conn_deflate_hub_frame(struct conn *c, struct hub_frame *f);
+/* Compresses a whole message for c's route and terms; NULL when it goes plain (too small,
+ * incompressible, or out of memory). The result is valid until the next call on this thread. */
+const uint8_t *conn_deflate_payload(struct conn *c, const uint8_t *data, size_t len, size_t *zlen);
+/* Parameters that make a different compressed frame: the level and the window. */
+uint32_t conn_deflate_key(const struct conn *c);
 
 /* conn_free: releases the inflate state and its share of compression_memory. */
 void conn_deflate_free(struct conn *c);

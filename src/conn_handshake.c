@@ -15,7 +15,7 @@
 #include "admission.h"
 #include "conn.h"
 #include "conn_deflate.h"
-#include "gateway.h"
+#include "env.h"
 #include "http.h"
 #include "limit.h"
 #include "log.h"
@@ -24,7 +24,6 @@
 #include "security.h"
 #include "target.h"
 #include "upstream_req.h"
-#include "worker.h"
 
 const char *
 conn_pick_protocol(const struct config_route *r, const struct http_request *req)
@@ -49,10 +48,11 @@ conn_builtin_endpoint(struct conn *c, const struct http_request *req)
 		status = 200;
 		body = "ok\n";
 	} else if (http_str_eq(req->path, "/readyz")) {
-		int ready = gateway_ready(c->w->gw);
-		status = ready ? 200 : 503;
-		body = ready ? "ready\n" : gateway_state(c->w->gw) == GW_RUNNING ? "broker link down\n" :
-		    "draining\n";
+		enum env_readiness ready = c->env->readiness(c->env->arg);
+		status = ready == ENV_READY ? 200 : 503;
+		body = ready == ENV_READY         ? "ready\n"
+		       : ready == ENV_BROKER_DOWN ? "broker link down\n"
+		                                  : "draining\n";
 	} else {
 		return 0;
 	}
@@ -77,7 +77,7 @@ struct conn_pending {
 
 static void
 conn_send_101(struct conn *c, const char *accept, size_t header_len, const char *proto,
-    const char *extra)
+              const char *extra)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	char buf[512];
@@ -96,13 +96,13 @@ conn_send_101(struct conn *c, const char *accept, size_t header_len, const char 
 	evbuffer_add(out, "\r\n", 2);
 	evbuffer_drain(bufferevent_get_input(c->bev), header_len);
 	c->upgraded = 1;
-	METRIC_ADD(c->w->stats.upgraded, 1);
-	if ((c->rstats = metrics_route(&c->w->stats, c->route->path)) != NULL) {
+	METRIC_ADD(c->env->stats->upgraded, 1);
+	if ((c->rstats = metrics_route(c->env->stats, c->route->path)) != NULL) {
 		METRIC_ADD(c->rstats->upgraded, 1);
 		METRIC_ADD(c->rstats->open, 1); /* until worker_conn_dead */
 	}
 	conn_log(c, LOG_LVL_INFO, "upgraded (%s%s%s)", c->target->name,
-	    proto ? ", subprotocol " : "", proto ? proto : "");
+	         proto ? ", subprotocol " : "", proto ? proto : "");
 	conn_set_state(c, CONN_OPEN);
 	if (c->state != CONN_OPEN)
 		return;
@@ -137,9 +137,10 @@ conn_client_behind_proxy(struct conn *c, const struct http_request *req)
 	struct limit_ticket t;
 	enum limit_verdict v;
 
-	if (cfg->ntrusted_proxies == 0 || upstream_req_peer_ip(c->peer, peer, sizeof(peer)) < 0 ||
+	if (cfg->ntrusted_proxies == 0 || conn_peer_ip(c, peer, sizeof(peer)) < 0 ||
 	    upstream_req_client_ip(req->method.p, req->header_len, peer, cfg->trusted_proxies,
-	    cfg->ntrusted_proxies, ip, sizeof(ip)) < 0 || strcmp(ip, peer) == 0)
+	                           cfg->ntrusted_proxies, ip, sizeof(ip)) < 0 ||
+	    strcmp(ip, peer) == 0)
 		return 0;
 	conn_log(c, LOG_LVL_INFO, "client %s via trusted proxy %s", ip, peer);
 	memset(&ss, 0, sizeof(ss));
@@ -150,8 +151,8 @@ conn_client_behind_proxy(struct conn *c, const struct http_request *req)
 	else
 		return 0;
 	/* The balancer's address was counted at accept: the client's is counted instead. */
-	limit_release(c->w->gw->limits, &c->limit);
-	v = limit_admit(c->w->gw->limits, cfg, (struct sockaddr *)&ss, conn_now_ms(), &t);
+	limit_release(c->env->limits, &c->limit);
+	v = limit_admit(c->env->limits, cfg, (struct sockaddr *)&ss, conn_now_ms(), &t);
 	if (v == LIMIT_DROP) {
 		conn_close(c, "over the limits, too many refusals in flight");
 		return -1;
@@ -162,25 +163,30 @@ conn_client_behind_proxy(struct conn *c, const struct http_request *req)
 	if (v == LIMIT_RATE)
 		conn_http_reply(c, 429, "Retry-After: 1\r\n", "accept_rate_per_ip exceeded");
 	else
-		conn_http_reply(c, 503, NULL, v == LIMIT_PER_IP ? "max_connections_per_ip reached"
-		    : "max_connections reached");
+		conn_http_reply(c, 503, NULL,
+		                v == LIMIT_PER_IP ? "max_connections_per_ip reached"
+		                                  : "max_connections reached");
 	return -1;
 }
 
 /* The fleet's admission budget (admission.h), before the token is verified and before the
  * target connects a backend or subscribes: a refused session costs the request's parse only
  * (and the TLS handshake on a tls listener, which must finish for the 503 to be read). 0 to go
- * on, or -1 when answered 503 with a jittered Retry-After. */
+ * on, or -1 when answered 503 with a jittered Retry-After and Wsgate-Retry. */
 static int
 conn_admit(struct conn *c, const struct config_route *r)
 {
-	char hdr[48];
+	char hdr[96], hint[24];
 	uint64_t retry_ms;
 
-	if (admission_admit(c->w->gw->adm, r->path, &retry_ms) == 0)
+	if (admission_admit(c->env->adm, r->path, &retry_ms) == 0)
 		return 0;
-	snprintf(hdr, sizeof(hdr), "Retry-After: %llu\r\n",
-	    (unsigned long long)admission_retry_after_s(retry_ms));
+	/* Retry-After is whole seconds (rounded up: "not before"); the slot itself, to a tenth,
+	 * in the close reason's format for clients that know it: rounded up, the herd's returns
+	 * came a second later than the budget's pace on average. */
+	(void)admission_format_retry(hint, sizeof(hint), retry_ms);
+	snprintf(hdr, sizeof(hdr), "Retry-After: %llu\r\nWsgate-Retry: %s\r\n",
+	         (unsigned long long)admission_retry_after_s(retry_ms), hint);
 	conn_http_reply(c, 503, hdr, "admission budget exceeded");
 	return -1;
 }
@@ -189,7 +195,8 @@ static void
 conn_upgrade(struct conn *c, const struct http_request *req, const struct route_match *m)
 {
 	const struct target_ops *t = target_for(m->route->type);
-	struct security_auth auth; /* the verified token, for {jwt.NAME} in the target's templates */
+	struct security_auth
+	    auth; /* the verified token, for {jwt.NAME} in the target's templates */
 	struct route_match am;
 	const char *hdrs, *why;
 	char accept[29];
@@ -204,8 +211,8 @@ conn_upgrade(struct conn *c, const struct http_request *req, const struct route_
 	if (conn_admit(c, m->route) < 0)
 		return;
 	/* Origin and token before the target sees anything: 403 / 401 with WWW-Authenticate. */
-	r = security_check_handshake(c->w->gw->sec, m->route, req, (int64_t)time(NULL), &auth,
-	    &hdrs, &why);
+	r = security_check_handshake(c->env->sec, m->route, req, (int64_t)time(NULL), &auth, &hdrs,
+	                             &why);
 	if (r != 0) {
 		conn_http_reply(c, r, hdrs, why);
 		return;
@@ -240,7 +247,9 @@ conn_upgrade(struct conn *c, const struct http_request *req, const struct route_
 		conn_http_reply(c, r >= 400 && r <= 599 ? r : 500, NULL, "refused by the route");
 		return;
 	}
-	conn_send_101(c, accept, req->header_len, conn_pick_protocol(m->route, req), NULL);
+	conn_send_101(c, accept, req->header_len,
+	              t->protocol != NULL ? t->protocol(c) : conn_pick_protocol(m->route, req),
+	              NULL);
 }
 
 void
@@ -272,14 +281,14 @@ conn_handshake_read(struct conn *c)
 		return;
 	}
 	if (end == NULL && len < HTTP_MAX_HEADER) {
-		c->hs_scanned = n;
+		c->hs_scanned = (uint32_t)n;
 		return;
 	}
 	switch (http_parse_request(p, n, &req)) {
 	case HTTP_PARSE_OK:
 		break;
 	case HTTP_PARSE_NEED_MORE:
-		c->hs_scanned = n;
+		c->hs_scanned = (uint32_t)n;
 		return;
 	case HTTP_PARSE_TOO_LARGE:
 		conn_http_reply(c, 431, NULL, "request head larger than 8 KiB");
@@ -308,7 +317,7 @@ conn_handshake_read(struct conn *c)
 	if ((status = http_check_upgrade(&req, &why)) != 0) {
 		if (status == 426)
 			conn_http_reply(c, 426,
-			    "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n", why);
+			                "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n", why);
 		else if (status == 405)
 			conn_http_reply(c, 405, "Allow: GET\r\n", why);
 		else

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "worker.h"
+
 struct config;
 struct config_errors;
 struct worker;
@@ -24,36 +26,38 @@ struct history_store;
 
 enum gateway_state {
 	GW_RUNNING = 0, /* accepting and serving */
-	GW_DRAINING,    /* signal received: not accepting, closing clients, waiting up to shutdown_timeout */
+	GW_DRAINING,    /* signal received: not accepting, closing clients, waiting up to
+	                   shutdown_timeout */
 	GW_STOPPED,     /* the loop has been asked to exit */
 };
 
 struct gateway {
-	struct config *cfg;          /* current snapshot, one reference (workers hold their own) */
+	struct config *cfg; /* current snapshot, one reference (workers hold their own) */
 	const char *config_path;
-	enum gateway_state state;    /* written by the main loop; read anywhere (gateway_state) */
-	struct event_base *base;     /* the main loop */
-	struct mailbox *mbox;        /* workers report to the main loop through it */
+	enum gateway_state state; /* written by the main loop; read anywhere (gateway_state) */
+	struct event_base *base;  /* the main loop */
+	struct mailbox *mbox;     /* workers report to the main loop through it */
 	struct worker **workers;
 	size_t nworkers;
-	size_t nidle;                /* workers that have closed every connection while draining */
-	struct broker *redis;        /* with [redis]: the process's one sub link (worker 0's loop) */
-	struct router *router;       /* which workers want each Redis channel (worker 0's loop) */
-	int freeing;                 /* gateway_free: subscription changes are dropped */
-	uint64_t reload_gen;         /* the newest reload sent to the workers */
-	size_t reload_waiting;       /* workers that have not taken it yet */
-	int reload_fixed;            /* it changed settings that need a restart */
-	struct tls_server *tls;      /* certificates of the tls listeners; NULL when none */
-	struct security *sec;        /* route keys (JWT) and refusal counters */
-	struct limit_table *limits;  /* admission counters, shared by every worker */
-	struct admission *adm;       /* fleet admission budget (main loop); NULL when off */
+	size_t nidle;               /* workers that have closed every connection while draining */
+	struct broker *redis;       /* with [redis]: the process's one sub link (worker 0's loop) */
+	struct router *router;      /* which workers want each Redis channel (worker 0's loop) */
+	int freeing;                /* gateway_free: subscription changes are dropped */
+	uint64_t reload_gen;        /* the newest reload sent to the workers */
+	size_t reload_waiting;      /* workers that have not taken it yet */
+	int reload_fixed;           /* it changed settings that need a restart */
+	struct tls_server *tls;     /* certificates of the tls listeners; NULL when none */
+	struct security *sec;       /* route keys (JWT) and refusal counters */
+	struct limit_table *limits; /* admission counters, shared by every worker */
+	struct admission *adm;      /* fleet admission budget (main loop); NULL when off */
 	struct history_store *history; /* without [redis]: channel histories, shared by workers */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *shutdown_timer;
-	struct admin *admin;         /* admin_listen endpoints */
+	struct admin *admin; /* admin_listen endpoints (main.c makes and frees them) */
 	uint64_t next_conn_id;
-	char instance_id[16];        /* random hex: makes connection ids unique across instances */
-	int notified_ready;          /* READY=1 sent to the service manager (atomic) */
+	char instance_id[16];      /* random hex: makes connection ids unique across instances */
+	int notified_ready;        /* READY=1 sent to the service manager (atomic) */
+	struct worker_owner owner; /* what the workers get from the process (worker.h) */
 };
 
 /* Takes ownership of cfg. -1 (logged) on failure. */
@@ -68,7 +72,7 @@ void gateway_worker_idle(struct gateway *gw, struct worker *w);
 /* A worker's hub got its first subscriber of channel (on) or lost its last (from the
  * worker's thread): worker 0 keeps the process's subscriptions. */
 void gateway_relay_subscription(struct gateway *gw, int worker, int on, const char *channel,
-    size_t len, uint64_t gen);
+                                size_t len, uint64_t gen);
 /* A worker took a reloaded snapshot (from its own thread). */
 void gateway_worker_config_taken(struct gateway *gw, uint64_t gen);
 /* gw->state, from any thread. */
@@ -95,12 +99,5 @@ void gateway_notify_reloaded(struct gateway *gw, const char *status);
 
 /* 1 when serving and every worker's broker delivers (/readyz). */
 int gateway_ready(const struct gateway *gw);
-
-struct conn;
-/* "<instance>-<32 hex digits>": the connection's public id (its direct channel is
- * "wsgate:conn:<id>"), unique across instances and unguessable: 128 bits from RAND_bytes,
- * drawn on first use and kept for the connection's life. Returns buf, or NULL when the
- * random generator fails (the caller refuses the connection). */
-const char *gateway_conn_public_id(struct conn *c, char *buf, size_t bufsz);
 
 #endif

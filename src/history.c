@@ -122,8 +122,18 @@ history_wire_decode(const uint8_t *msg, size_t len, struct history_pos *pos, con
 	}
 }
 
-/* Copies s[0..n) into out (outsz bytes) decoding %3A %40 %2C (any case); -1 when it does not fit
- * or another escape is there (none of the characters since= uses need one). */
+static int
+history_hexval(char h)
+{
+	if (h >= '0' && h <= '9')
+		return h - '0';
+	h = (char)(h | 0x20);
+	return h >= 'a' && h <= 'f' ? h - 'a' + 10 : -1;
+}
+
+/* Copies s[0..n) into out (outsz bytes) decoding every %HH (any case): a client encodes the
+ * value with encodeURIComponent() for the query and for a subprotocol token alike. -1 when it
+ * does not fit, an escape is cut short or not hex, or it decodes to NUL. */
 static int
 history_since_unescape(const char *s, size_t n, char *out, size_t outsz, size_t *outlen)
 {
@@ -132,22 +142,17 @@ history_since_unescape(const char *s, size_t n, char *out, size_t outsz, size_t 
 	for (size_t i = 0; i < n; i++) {
 		char ch = s[i];
 		if (ch == '%') {
-			char h1, h2;
-			if (i + 2 >= n)
+			int h1, h2;
+			if (n - i < 3)
 				return -1;
-			h1 = s[i + 1];
-			h2 = (char)(s[i + 2] | 0x20);
-			if (h1 == '3' && h2 == 'a')
-				ch = ':';
-			else if (h1 == '4' && h2 == '0')
-				ch = '@';
-			else if (h1 == '2' && h2 == 'c')
-				ch = ',';
-			else
+			h1 = history_hexval(s[i + 1]);
+			h2 = history_hexval(s[i + 2]);
+			if (h1 < 0 || h2 < 0)
 				return -1;
+			ch = (char)(h1 << 4 | h2);
 			i += 2;
 		}
-		if (o + 1 >= outsz)
+		if (ch == '\0' || o + 1 >= outsz)
 			return -1;
 		out[o++] = ch;
 	}
@@ -183,6 +188,19 @@ history_since_find(const char *since, size_t len, const char *name, struct histo
 			return history_pos_parse(at + 1, (size_t)(end - at - 1), p) < 0 ? -1 : 1;
 	}
 	return 0;
+}
+
+int
+history_since_protocol(const char *tok, size_t n, const char **val, size_t *vlen)
+{
+	size_t pl = sizeof(HISTORY_SINCE_PROTOCOL) - 1;
+
+	/* Subprotocol tokens compare case-sensitively (RFC 6455 4.1): so does the prefix. */
+	if (n <= pl || memcmp(tok, HISTORY_SINCE_PROTOCOL, pl) != 0)
+		return 0;
+	*val = tok + pl;
+	*vlen = n - pl;
+	return 1;
 }
 
 void

@@ -44,10 +44,19 @@ int history_wire_decode(const uint8_t *msg, size_t len, struct history_pos *pos,
 
 /* since= for a route: either one "E:O" (routes with one history channel) or a list
  * "chan@E:O,chan2@E:O" (channel names as the route's templates give them, without the
- * channel_prefix). Percent-encoded ':' '@' ',' are accepted. Looks up name (NULL or "" for the
- * single form): 1 found (*p set), 0 absent, -1 malformed parameter. */
+ * channel_prefix). Percent-encoding (%HH, e.g. ':' '@' ',' as encodeURIComponent() writes them)
+ * is decoded first; %00 is malformed. Looks up name (NULL or "" for the single form): 1 found
+ * (*p set), 0 absent, -1 malformed parameter. */
 int history_since_find(const char *since, size_t len, const char *name, struct history_pos *p)
     __attribute__((warn_unused_result));
+
+/* The resume position as a WebSocket subprotocol, for clients that can set neither the URL nor
+ * a header (a browser's WebSocket): "wsgate.since." followed by the since= value
+ * percent-encoded (a token cannot hold ':' '@' ','), e.g. "wsgate.since.E%3A42". 1 when tok is
+ * such a token with a non-empty value (*val, *vlen: the encoded value, for history_since_find),
+ * else 0. */
+#define HISTORY_SINCE_PROTOCOL "wsgate.since."
+int history_since_protocol(const char *tok, size_t n, const char **val, size_t *vlen);
 
 /* What a reconnecting client gets, from the channel's state and its since position. */
 enum history_gap {

@@ -6,8 +6,10 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "http.h"
+#include "base64.h"
 
 #define HTTP_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -299,9 +301,11 @@ http_parse_header(const char *p, size_t n, struct http_request *req)
 		 * joins them all from the raw head. */
 		http_set_first(&req->cookie, v, vn);
 		req->ncookies++;
-	}
-	else if (NAME_IS("Authorization"))
+	} else if (NAME_IS("Authorization"))
 		http_set_first(&req->authorization, v, vn);
+	else if (NAME_IS("Wsgate-Since"))
+		/* Two resume positions: which one did the client mean? Neither. */
+		return http_set_unique(&req->since, v, vn);
 	else if (NAME_IS("Content-Length")) {
 		/* A GET upgrade has no body; bytes after the head are not ours to skip. */
 		if (!http_all_zero(v, vn))
@@ -392,22 +396,6 @@ http_check_upgrade(const struct http_request *req, const char **why)
 	return 0;
 }
 
-static int
-http_b64_value(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 int
 http_ws_key_valid(const char *key, size_t keylen)
 {
@@ -418,7 +406,7 @@ http_ws_key_valid(const char *key, size_t keylen)
 	if (key == NULL || keylen != 24 || key[22] != '=' || key[23] != '=')
 		return 0;
 	for (i = 0; i < 22; i++)
-		if ((v = http_b64_value((unsigned char)key[i])) < 0)
+		if ((v = base64_sextet((unsigned char)key[i], BASE64_STD)) < 0)
 			return 0;
 	/* Canonical only: the unused low 4 bits of the last sextet must be zero. */
 	return (v & 0x0f) == 0;
@@ -444,6 +432,17 @@ http_ws_accept(const char *key, size_t keylen, char out[29])
 	EVP_MD_CTX_free(ctx);
 	if (ok)
 		EVP_EncodeBlock((unsigned char *)out, md, 20); /* 28 chars plus NUL */
+}
+
+int
+http_ws_client_key(char key[25])
+{
+	unsigned char raw[16];
+
+	if (RAND_bytes(raw, sizeof(raw)) != 1)
+		return -1;
+	EVP_EncodeBlock((unsigned char *)key, raw, sizeof(raw)); /* 24 chars and a NUL */
+	return 0;
 }
 
 size_t

@@ -38,7 +38,6 @@ http_response_text_ok(const char *p, size_t n)
 	return 1;
 }
 
-
 /* "HTTP/1.x SP 3DIGIT SP reason", the reason (and its SP) may be missing. */
 static int
 http_response_status_line(const char *p, size_t n, struct http_response *resp)

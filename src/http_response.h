@@ -42,10 +42,10 @@ enum http_response_status http_response_parse(const char *buf, size_t n,
 size_t http_response_field(const struct http_response *resp, const char *name,
                            struct http_str *first);
 
-/* RFC 6455 4.1: status 101 over HTTP/1.1, Upgrade has "websocket", Connection has "upgrade", exactly one
- * Sec-WebSocket-Accept equal to accept, no extension (none is ever offered), and at most one
- * subprotocol, which must be one of offered[0..noffered). Returns 0 and sets *protocol (p NULL
- * when the server chose none), or -1 with *why set to a static explanation. */
+/* RFC 6455 4.1: status 101 over HTTP/1.1, Upgrade has "websocket", Connection has "upgrade",
+ * exactly one Sec-WebSocket-Accept equal to accept, no extension (none is ever offered), and at
+ * most one subprotocol, which must be one of offered[0..noffered). Returns 0 and sets *protocol (p
+ * NULL when the server chose none), or -1 with *why set to a static explanation. */
 int http_response_check_upgrade(const struct http_response *resp, const char *accept,
                                 const struct http_str *offered, size_t noffered,
                                 struct http_str *protocol, const char **why);

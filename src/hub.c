@@ -13,6 +13,7 @@
 #include "hash.h"
 #include "history.h"
 #include "utf8.h"
+#include "ws_endpoint.h"
 #include "ws_frame.h"
 
 #define HUB_BUCKETS_MIN 64
@@ -23,31 +24,32 @@
 TAILQ_HEAD(hub_sub_list, hub_sub);
 
 struct hub_channel {
-	struct hub_channel *next;      /* bucket chain */
+	struct hub_channel *next; /* bucket chain */
 	uint64_t hash;
 	size_t nsubs;
-	uint64_t gen;                  /* this incarnation of the name (a confirmation names it) */
-	uint8_t live;                  /* the broker confirmed it: a message published now arrives */
-	struct history_pos last;       /* newest position delivered here (epoch "": none yet) */
+	uint64_t gen;            /* this incarnation of the name (a confirmation names it) */
+	uint8_t live;            /* the broker confirmed it: a message published now arrives */
+	struct history_pos last; /* newest position delivered here (epoch "": none yet) */
 	struct hub_sub_list subs;
 	size_t len;
-	char name[];                   /* NUL-terminated */
+	char name[]; /* NUL-terminated */
 };
 
 struct hub {
 	struct hub_channel **buckets;
-	size_t nbuckets;               /* power of two */
+	size_t nbuckets; /* power of two */
 	size_t nchannels;
 	struct broker *broker;
 	hub_deliver_fn deliver;
 	struct hub_frame *spare[HUB_SLOTS]; /* frames nobody kept, reused by the next delivery */
-	struct hub_channel *delivering; /* channel hub_deliver walks: freed by the walk if emptied */
-	hub_live_fn live;              /* non-NULL: channels wait for the broker's confirmation */
-	hub_gap_fn gap;                /* told of positions that will never come */
-	uint64_t malformed;            /* messages with a bad position header, since the last log */
-	time_t malformed_log_s;        /* when they were last logged (wall seconds) */
-	uint64_t gen_seq;              /* last channel incarnation handed out */
-	struct hub_channel *creating;  /* channel whose broker subscribe is on the stack */
+	struct hub_channel
+	    *delivering;              /* channel hub_deliver walks: freed by the walk if emptied */
+	hub_live_fn live;             /* non-NULL: channels wait for the broker's confirmation */
+	hub_gap_fn gap;               /* told of positions that will never come */
+	uint64_t malformed;           /* messages with a bad position header, since the last log */
+	time_t malformed_log_s;       /* when they were last logged (wall seconds) */
+	uint64_t gen_seq;             /* last channel incarnation handed out */
+	struct hub_channel *creating; /* channel whose broker subscribe is on the stack */
 };
 
 /* Channel names come from clients' URLs: a keyed hash, so nobody can pick names that all land
@@ -108,7 +110,7 @@ hub_free(struct hub *h)
 		for (ch = h->buckets[i]; ch != NULL; ch = next) {
 			next = ch->next;
 			log_warnx("hub: channel %s still has %zu subscriber(s) at exit", ch->name,
-			    ch->nsubs);
+			          ch->nsubs);
 			free(ch);
 		}
 	}
@@ -292,13 +294,14 @@ hub_frame_unref(struct hub_frame *f)
 	}
 }
 
-/* Header bytes ws_frame_encode writes for a server frame of plen bytes (opcode-independent). */
+/* Header bytes ws_endpoint_shared_header writes for a server frame of plen bytes
+ * (opcode-independent). */
 static size_t
 hub_frame_hlen(size_t plen)
 {
 	uint8_t hdr[WS_FRAME_HDR_MAX];
 
-	return ws_frame_encode(hdr, 1, 0, WS_OP_BINARY, plen, NULL);
+	return ws_endpoint_shared_header(hdr, 0, WS_OP_BINARY, plen);
 }
 
 struct hub_frame *
@@ -329,7 +332,7 @@ hub_frame_new(size_t plen, uint8_t **payload)
 void
 hub_frame_seal(struct hub_frame *f, unsigned opcode)
 {
-	(void)ws_frame_encode(f->data, 1, 0, opcode, f->plen, NULL);
+	(void)ws_endpoint_shared_header(f->data, 0, opcode, f->plen);
 }
 
 /* A frame with room for a payload of need bytes: the spare one of slot when it is big enough
@@ -389,7 +392,7 @@ hub_meta_frame(uint8_t *out, const char *channel, size_t clen, const struct hist
 	n += history_pos_format(pos, p + n, HISTORY_POS_MAX);
 	memcpy(p + n, "\"}", 2);
 	n += 2;
-	hl = ws_frame_encode(out, 1, 0, WS_OP_TEXT, n, NULL);
+	hl = ws_endpoint_shared_header(out, 0, WS_OP_TEXT, n);
 	memcpy(out + hl, body, n);
 	return hl + n;
 }
@@ -400,7 +403,8 @@ hub_meta_frame(uint8_t *out, const char *channel, size_t clen, const struct hist
  * header written just before it. */
 static void
 hub_frame_fill(struct hub_frame *f, int slot, const struct conn *c, const char *channel,
-    size_t clen, const struct history_pos *pos, const uint8_t *data, size_t len, int is_text)
+               size_t clen, const struct history_pos *pos, const uint8_t *data, size_t len,
+               int is_text)
 {
 	uint8_t *payload = f->data + WS_FRAME_HDR_MAX, hdr[WS_FRAME_HDR_MAX];
 	size_t plen, hlen, ml = 0;
@@ -416,22 +420,22 @@ hub_frame_fill(struct hub_frame *f, int slot, const struct conn *c, const char *
 		/* The message itself after the JSON object, for conflate_key. */
 		memcpy(f->data + WS_FRAME_HDR_MAX + history_json_message_max(clen, len), data, len);
 		hub_client_channel(c, &channel, &clen);
-		plen = history_json_message((char *)payload, channel, clen, pos, data, len,
-		    is_text);
+		plen =
+		    history_json_message((char *)payload, channel, clen, pos, data, len, is_text);
 	} else {
 		memcpy(payload, data, len);
 		plen = len;
 	}
-	hlen = ws_frame_encode(hdr, 1, 0, slot == 1 || slot == 4 ? WS_OP_BINARY : WS_OP_TEXT, plen,
-	    NULL);
+	hlen = ws_endpoint_shared_header(hdr, 0, slot == 1 || slot == 4 ? WS_OP_BINARY : WS_OP_TEXT,
+	                                 plen);
 	memmove(f->data + ml + hlen, payload, plen);
 	memcpy(f->data + ml, hdr, hlen);
 	f->len = ml + hlen + plen;
 	f->plen = plen;
 	f->raw_len = (uint32_t)len;
 	if (slot == 2) {
-		memmove(f->data + f->len, f->data + WS_FRAME_HDR_MAX +
-		    history_json_message_max(clen, len), len);
+		memmove(f->data + f->len,
+		        f->data + WS_FRAME_HDR_MAX + history_json_message_max(clen, len), len);
 		f->raw_off = (uint32_t)f->len;
 	} else {
 		f->raw_off = (uint32_t)(ml + hlen);
@@ -470,7 +474,7 @@ hub_slot(const struct hub_sub *s, const struct history_pos *pos, int is_text)
 
 struct hub_frame *
 hub_frame_for(const struct conn *c, const struct hub_sub *s, const struct history_pos *pos,
-    const uint8_t *data, size_t len)
+              const uint8_t *data, size_t len)
 {
 	int is_text = utf8_valid(data, len), slot = hub_slot(s, pos, is_text);
 	size_t need = hub_slot_need(slot, s->ch->len, len);
@@ -491,7 +495,7 @@ hub_frame_text(const uint8_t *data, size_t len)
 
 	if (f == NULL)
 		return NULL;
-	hl = ws_frame_encode(f->data, 1, 0, WS_OP_TEXT, len, NULL);
+	hl = ws_endpoint_shared_header(f->data, 0, WS_OP_TEXT, len);
 	memcpy(f->data + hl, data, len);
 	f->len = hl + len;
 	f->plen = len;
@@ -523,8 +527,8 @@ hub_frame_done(struct hub *h, int slot, struct hub_frame *f)
  * (logged): the walk stops, as no later subscriber of that kind could be served either. */
 static int
 hub_frame_made(struct hub *h, struct hub_frame *frames[HUB_SLOTS], int slot,
-    const struct hub_sub *s, const struct history_pos *pos, const uint8_t *data, size_t len,
-    int is_text)
+               const struct hub_sub *s, const struct history_pos *pos, const uint8_t *data,
+               size_t len, int is_text)
 {
 	const struct hub_channel *ch = s->ch;
 
@@ -561,8 +565,8 @@ hub_check_order(struct hub *h, struct hub_channel *ch, const struct history_pos 
 			if (from <= s->skip_to)
 				from = s->skip_to + 1;
 			if (newepoch || from < pos->off)
-				h->gap(s->c, s, pos->epoch, from, pos->off - 1, newepoch ?
-				    HISTORY_GAP_EPOCH_CHANGED : HISTORY_GAP_DROPPED);
+				h->gap(s->c, s, pos->epoch, from, pos->off - 1,
+				       newepoch ? HISTORY_GAP_EPOCH_CHANGED : HISTORY_GAP_DROPPED);
 		}
 		h->delivering = NULL;
 	}
@@ -574,7 +578,7 @@ void
 hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *msg, size_t mlen)
 {
 	struct hub_channel *ch = hub_find(h, channel, clen, hub_hash(channel, clen));
-	struct hub_frame *frames[HUB_SLOTS] = { NULL };
+	struct hub_frame *frames[HUB_SLOTS] = {NULL};
 	struct history_pos posbuf, *pos = &posbuf;
 	struct hub_sub *s, *next;
 	const uint8_t *data;
@@ -591,8 +595,8 @@ hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *msg,
 		h->malformed++;
 		if (now != h->malformed_log_s) {
 			log_warnx("hub: %llu message(s) with a malformed position header dropped "
-			    "(last on %s; payloads must not start with \"\\0WSG\")",
-			    (unsigned long long)h->malformed, ch->name);
+			          "(last on %s; payloads must not start with \"\\0WSG\")",
+			          (unsigned long long)h->malformed, ch->name);
 			h->malformed = 0;
 			h->malformed_log_s = now;
 		}
@@ -628,12 +632,11 @@ hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t *msg,
 }
 
 void
-hub_deliver_frame(struct hub *h, const char *channel, size_t clen, struct hub_frame *f,
-    int is_text)
+hub_deliver_frame(struct hub *h, const char *channel, size_t clen, struct hub_frame *f, int is_text)
 {
 	const uint8_t *data = f->data + (f->len - f->plen);
 	struct hub_channel *ch;
-	struct hub_frame *own[HUB_SLOTS] = { NULL };
+	struct hub_frame *own[HUB_SLOTS] = {NULL};
 	struct hub_sub *s, *next;
 	struct history_pos pos;
 	const uint8_t *d;
@@ -682,7 +685,7 @@ hub_nchannels(const struct hub *h)
 
 void
 hub_foreach_channel(const struct hub *h, void (*fn)(void *arg, const char *name, size_t len),
-    void *arg)
+                    void *arg)
 {
 	for (size_t i = 0; i < h->nbuckets; i++)
 		for (struct hub_channel *ch = h->buckets[i]; ch != NULL; ch = ch->next)

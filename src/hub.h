@@ -20,7 +20,7 @@ struct hub_channel;
 struct hub_sub {
 	struct hub_channel *ch;
 	struct conn *c;
-	uint64_t skip_to;  /* positioned messages up to this offset were replayed: not again */
+	uint64_t skip_to;    /* positioned messages up to this offset were replayed: not again */
 	uint32_t skip_epoch; /* of the epoch hub_epoch_tag() names (a new one resets skip_to) */
 	unsigned meta : 1; /* raw route, client negotiated wsgate.meta: positions as text frames */
 	TAILQ_ENTRY(hub_sub) entry;
@@ -34,16 +34,16 @@ struct hub_sub {
  * threads. */
 struct hub_frame {
 	uint32_t refs;
-	uint32_t cap;      /* bytes allocated for data */
-	size_t len;        /* bytes of data in use */
-	size_t plen;       /* of which payload: the message's size, what max_queue is about */
+	uint32_t cap;           /* bytes allocated for data */
+	size_t len;             /* bytes of data in use */
+	size_t plen;            /* of which payload: the message's size, what max_queue is about */
 	struct history_pos pos; /* the message's position; off 0: none (no history) */
 	const struct hub_channel *ch; /* its channel (identity only, while delivering) */
-	uint8_t notice;    /* a gap notice, not a message: never dropped by a slow-consumer policy */
-	uint32_t raw_off;  /* the message's own bytes at data + raw_off (conflate_key reads them): */
-	uint32_t raw_len;  /* inside the frame, or after len for the JSON object (not sent) */
+	uint8_t notice;   /* a gap notice, not a message: never dropped by a slow-consumer policy */
+	uint32_t raw_off; /* the message's own bytes at data + raw_off (conflate_key reads them): */
+	uint32_t raw_len; /* inside the frame, or after len for the JSON object (not sent) */
 	struct hub_frame *zvar; /* its permessage-deflate variants, a chain (conn_deflate.c) */
-	uint32_t zkey;     /* a variant's parameters (level, window) */
+	uint32_t zkey;          /* a variant's parameters (level, window) */
 	uint8_t data[];
 };
 
@@ -68,7 +68,7 @@ typedef void (*hub_live_fn)(struct conn *c);
 /* Positions from..to of epoch on s's channel will never reach s (the instance did not get them,
  * or the epoch changed): target_pubsub.c tells the client, before the next message. */
 typedef void (*hub_gap_fn)(struct conn *c, const struct hub_sub *s, const char *epoch,
-    uint64_t from, uint64_t to, enum history_gap reason);
+                           uint64_t from, uint64_t to, enum history_gap reason);
 
 struct hub *hub_new(hub_deliver_fn fn);
 void hub_set_gap(struct hub *h, hub_gap_fn fn);
@@ -109,12 +109,12 @@ void hub_deliver(struct hub *h, const char *channel, size_t clen, const uint8_t 
  * itself; only the rare other kind (a binary route beside text ones) costs a copy. The caller
  * keeps its reference. */
 void hub_deliver_frame(struct hub *h, const char *channel, size_t clen, struct hub_frame *f,
-    int is_text);
+                       int is_text);
 /* One frame of data (positioned by pos, or not when pos is NULL) for subscriber s of c, as
  * hub_deliver would frame it for c's route; a replay uses it. NULL when out of memory. The
  * caller holds the one reference. */
 struct hub_frame *hub_frame_for(const struct conn *c, const struct hub_sub *s,
-    const struct history_pos *pos, const uint8_t *data, size_t len);
+                                const struct history_pos *pos, const uint8_t *data, size_t len);
 
 /* A text frame of data on its own (a notice), one reference held by the caller. */
 struct hub_frame *hub_frame_text(const uint8_t *data, size_t len);
@@ -123,6 +123,6 @@ struct hub_frame *hub_frame_text(const uint8_t *data, size_t len);
 size_t hub_nchannels(const struct hub *h);
 /* Every channel name, for a broker resubscribing after a reconnect. */
 void hub_foreach_channel(const struct hub *h, void (*fn)(void *arg, const char *name, size_t len),
-    void *arg);
+                         void *arg);
 
 #endif

@@ -21,7 +21,6 @@
 #include <sys/socket.h>
 
 #include "conn.h"
-#include "gateway.h"
 #include "cidr.h"
 #include "limit.h"
 #include "log.h"
@@ -42,7 +41,7 @@ struct listener_pp {
 	struct event *ev;             /* EV_READ with handshake_timeout */
 	struct sockaddr_storage peer; /* the trusted proxy */
 	socklen_t peerlen;
-	size_t len;                   /* header bytes already consumed into buf */
+	size_t len; /* header bytes already consumed into buf */
 	uint8_t buf[PROXY_PROTO_MAX];
 	LIST_ENTRY(listener_pp) entry;
 };
@@ -50,11 +49,11 @@ struct listener_pp {
 struct listener {
 	struct worker *w;
 	struct evconnlistener *lev;
-	struct event *resume;   /* re-enables accepting after an EMFILE pause */
-	struct tls_server *tls; /* NULL for plain listeners; the gateway's, shared */
-	int proxy_protocol;     /* a PROXY header from a trusted peer comes first */
+	struct event *resume;         /* re-enables accepting after an EMFILE pause */
+	struct tls_server *tls;       /* NULL for plain listeners; the gateway's, shared */
+	int proxy_protocol;           /* a PROXY header from a trusted peer comes first */
 	LIST_HEAD(, listener_pp) pps; /* headers being read */
-	uint64_t drops;         /* refusals closed unanswered since the last log line */
+	uint64_t drops;               /* refusals closed unanswered since the last log line */
 	uint64_t drop_log_ms;
 	char name[80];
 };
@@ -64,7 +63,7 @@ struct listener {
 static void
 listener_refuse(struct conn *c, enum limit_verdict v, const struct config *cfg)
 {
-	struct security *sec = c->w->gw->sec;
+	struct security *sec = c->env->sec;
 	char why[128];
 
 	switch (v) {
@@ -97,7 +96,7 @@ listener_dropped(struct listener *l)
 {
 	uint64_t now = conn_now_ms();
 
-	security_count(l->w->gw->sec, SEC_REFUSAL_DROPPED);
+	security_count(l->w->env.sec, SEC_REFUSAL_DROPPED);
 	l->drops++;
 	if (now - l->drop_log_ms >= LISTENER_DROP_LOG_MS) {
 		log_warnx("listener %s: %llu connection(s) over the limits closed unanswered: %d "
@@ -129,8 +128,8 @@ static void
 listener_admit(struct listener *l, evutil_socket_t fd, const struct sockaddr *sa, socklen_t salen,
                int named)
 {
-	const struct sockaddr unspec = { .sa_family = AF_UNSPEC };
-	struct gateway *gw = l->w->gw;
+	const struct sockaddr unspec = {.sa_family = AF_UNSPEC};
+	const struct worker_owner *gw = l->w->owner;
 	struct limit_ticket ticket;
 	enum limit_verdict v;
 	struct bufferevent *bev;
@@ -139,8 +138,9 @@ listener_admit(struct listener *l, evutil_socket_t fd, const struct sockaddr *sa
 
 	/* A trusted proxy's address is many clients: it is not counted per IP here; the client
 	 * it names in X-Forwarded-For is, at the handshake (conn_handshake.c). */
-	v = limit_admit(gw->limits, l->w->cfg, listener_is_trusted(l->w->cfg, sa) && !named
-	                ? &unspec : sa, conn_now_ms(), &ticket);
+	v = limit_admit(gw->limits, l->w->cfg,
+	                listener_is_trusted(l->w->cfg, sa) && !named ? &unspec : sa, conn_now_ms(),
+	                &ticket);
 	if (v == LIMIT_DROP) {
 		listener_dropped(l);
 		close(fd);
@@ -152,7 +152,7 @@ listener_admit(struct listener *l, evutil_socket_t fd, const struct sockaddr *sa
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
 		log_warn("TCP_NODELAY");
 	if ((bev = transport_server_new(l->w->base, fd, l->tls)) == NULL ||
-	    (c = conn_new(l->w, bev, sa, salen)) == NULL) {
+	    (c = conn_new(&l->w->env, bev, sa, salen)) == NULL) {
 		limit_release(gw->limits, &ticket);
 		return;
 	}
@@ -168,7 +168,7 @@ static void
 listener_pp_free(struct listener_pp *pp, const char *why)
 {
 	if (why != NULL) {
-		security_count(pp->l->w->gw->sec, SEC_PROXY_HEADER);
+		security_count(pp->l->w->env.sec, SEC_PROXY_HEADER);
 		log_info("listener %s: connection closed: %s", pp->l->name, why);
 	}
 	LIST_REMOVE(pp, entry);
@@ -268,12 +268,12 @@ listener_pp_start(struct listener *l, evutil_socket_t fd, const struct sockaddr 
 {
 	const struct config *cfg = l->w->cfg;
 	uint64_t ms = cfg->handshake_timeout_ms;
-	struct timeval tv = { (time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000 };
+	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
 	struct listener_pp *pp;
 
 	/* Only a trusted balancer may say who the client is. */
 	if (!listener_is_trusted(cfg, sa)) {
-		security_count(l->w->gw->sec, SEC_PROXY_HEADER);
+		security_count(l->w->env.sec, SEC_PROXY_HEADER);
 		log_info("listener %s: connection from a peer not in trusted_proxies closed",
 		         l->name);
 		close(fd);
@@ -399,13 +399,13 @@ listener_new(struct worker *w, const struct config_listen *cl, int reuseport)
 	l->proxy_protocol = cl->proxy_protocol;
 	LIST_INIT(&l->pps);
 	if (cl->tls) {
-		if (w->gw->tls == NULL) {
+		if (w->owner->tls == NULL) {
 			log_warnx("listen %s:%s tls: no TLS certificates loaded", cl->host,
 			          cl->port);
 			free(l);
 			return NULL;
 		}
-		l->tls = w->gw->tls;
+		l->tls = w->owner->tls;
 	}
 	listener_format_name(l->name, sizeof(l->name), cl);
 	if ((inherited = service_listen_fd_match(cl)) >= 0) {
@@ -434,12 +434,11 @@ listener_new(struct worker *w, const struct config_listen *cl, int reuseport)
 		}
 		/* With several workers each has its own socket on the address and the kernel
 		 * spreads new connections over them: no shared accept queue, no thundering herd. */
-		l->lev = evconnlistener_new_bind(w->base, listener_accept, l,
-		                                 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC |
-		                                     LEV_OPT_REUSEABLE |
-		                                     (reuseport ? LEV_OPT_REUSEABLE_PORT : 0),
-		                                 LISTENER_BACKLOG, res->ai_addr,
-		                                 (int)res->ai_addrlen);
+		l->lev = evconnlistener_new_bind(
+		    w->base, listener_accept, l,
+		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE |
+		        (reuseport ? LEV_OPT_REUSEABLE_PORT : 0),
+		    LISTENER_BACKLOG, res->ai_addr, (int)res->ai_addrlen);
 		freeaddrinfo(res);
 	}
 	if (l->lev == NULL) {

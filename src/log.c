@@ -15,9 +15,9 @@
 
 static enum log_level log_level_cur = LOG_LVL_INFO;
 static int log_json;
-static const char *const log_names[] = { "error", "warn", "info", "debug" };
+static const char *const log_names[] = {"error", "warn", "info", "debug"};
 /* sd-daemon(3)'s "<N>" prefixes, journald's priority of each level (LOG_ERR ... LOG_DEBUG). */
-static const char *const log_prio[] = { "<3>", "<4>", "<6>", "<7>" };
+static const char *const log_prio[] = {"<3>", "<4>", "<6>", "<7>"};
 static int log_journal; /* set once at start-up, before any thread */
 
 int
@@ -31,8 +31,8 @@ log_detect_journal(void)
 	/* systemd.exec(5): "DEVICE:INODE" of the stream it connected; only when stderr is that
 	 * very stream (not redirected by a wrapper) does journald read the prefixes. */
 	log_journal = e != NULL && sscanf(e, "%llu:%llu%c", &dev, &ino, &tail) == 2 &&
-	    fstat(STDERR_FILENO, &st) == 0 && (unsigned long long)st.st_dev == dev &&
-	    (unsigned long long)st.st_ino == ino;
+	              fstat(STDERR_FILENO, &st) == 0 && (unsigned long long)st.st_dev == dev &&
+	              (unsigned long long)st.st_ino == ino;
 	return log_journal;
 }
 
@@ -75,8 +75,9 @@ log_enabled(enum log_level lvl)
 
 static void log_write(enum log_level, const struct log_ctx *, const char *, const char *, va_list)
     LOG_PRINTF(4, 0);
-static void log_write_json(enum log_level, const struct log_ctx *, const char *, const struct timeval *,
-    const struct tm *, const char *, va_list) LOG_PRINTF(6, 0);
+static void log_write_json(enum log_level, const struct log_ctx *, const char *,
+                           const struct timeval *, const struct tm *, const char *, va_list)
+    LOG_PRINTF(6, 0);
 
 /* Appends s as the body of a JSON string (RFC 8259 escapes); returns the new length. */
 static size_t
@@ -104,8 +105,8 @@ log_json_escape(char *out, size_t n, size_t cap, const char *s)
 }
 
 static void
-log_write_json(enum log_level lvl, const struct log_ctx *ctx, const char *errstr, const struct timeval *tv,
-    const struct tm *tm, const char *fmt, va_list ap)
+log_write_json(enum log_level lvl, const struct log_ctx *ctx, const char *errstr,
+               const struct timeval *tv, const struct tm *tm, const char *fmt, va_list ap)
 {
 	char msg[1536], line[4096], ts[32];
 	size_t n;
@@ -115,10 +116,11 @@ log_write_json(enum log_level lvl, const struct log_ctx *ctx, const char *errstr
 	/* Under journald the priority prefix too (stripped by journald: the message stays one
 	 * JSON object), so journalctl -p works whatever the format. */
 	n = (size_t)snprintf(line, sizeof(line), "%s{\"time\":\"%s.%03ldZ\",\"level\":\"%s\"",
-	    log_journal ? log_prio[lvl] : "", ts, (long)(tv->tv_usec / 1000), log_names[lvl]);
+	                     log_journal ? log_prio[lvl] : "", ts, (long)(tv->tv_usec / 1000),
+	                     log_names[lvl]);
 	if (ctx != NULL && ctx->conn != 0) {
 		n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"conn\":%llu",
-		    (unsigned long long)ctx->conn);
+		                      (unsigned long long)ctx->conn);
 		if (ctx->peer != NULL) {
 			n += (size_t)snprintf(line + n, sizeof(line) - n, ",\"peer\":\"");
 			n = log_json_escape(line, n, sizeof(line) - 8, ctx->peer);
@@ -144,7 +146,8 @@ log_write_json(enum log_level lvl, const struct log_ctx *ctx, const char *errstr
 }
 
 static void
-log_write(enum log_level lvl, const struct log_ctx *ctx, const char *errstr, const char *fmt, va_list ap)
+log_write(enum log_level lvl, const struct log_ctx *ctx, const char *errstr, const char *fmt,
+          va_list ap)
 {
 	char line[2048];
 	struct timeval tv;
@@ -165,11 +168,12 @@ log_write(enum log_level lvl, const struct log_ctx *ctx, const char *errstr, con
 	} else {
 		n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
 		r = snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s ", (long)(tv.tv_usec / 1000),
-		    log_names[lvl]);
+		             log_names[lvl]);
 		n += (size_t)r;
 	}
 	if (ctx != NULL && ctx->conn != 0) {
-		r = snprintf(line + n, sizeof(line) - n, "[conn %llu] ", (unsigned long long)ctx->conn);
+		r = snprintf(line + n, sizeof(line) - n, "[conn %llu] ",
+		             (unsigned long long)ctx->conn);
 		n += (size_t)r;
 	}
 	r = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
@@ -183,8 +187,11 @@ log_write(enum log_level lvl, const struct log_ctx *ctx, const char *errstr, con
 	/* Who and where, after the message so "[conn N] text" stays greppable. */
 	if (ctx != NULL && (ctx->peer != NULL || ctx->route != NULL) && n < sizeof(line) - 2) {
 		r = snprintf(line + n, sizeof(line) - n, " (%s%s%s%s)", ctx->peer ? "peer " : "",
-		    ctx->peer ? ctx->peer : "", ctx->peer && ctx->route ? ", route " : ctx->route ?
-		    "route " : "", ctx->route ? ctx->route : "");
+		             ctx->peer ? ctx->peer : "",
+		             ctx->peer && ctx->route ? ", route "
+		             : ctx->route            ? "route "
+		                                     : "",
+		             ctx->route ? ctx->route : "");
 		if (r > 0)
 			n = (n + (size_t)r < sizeof(line) - 1) ? n + (size_t)r : sizeof(line) - 2;
 	}
@@ -199,7 +206,7 @@ log_vmsg(enum log_level lvl, uint64_t conn_id, const char *fmt, va_list ap)
 {
 	if (!log_enabled(lvl))
 		return;
-	struct log_ctx ctx = { conn_id, NULL, NULL };
+	struct log_ctx ctx = {conn_id, NULL, NULL};
 
 	log_write(lvl, &ctx, NULL, fmt, ap);
 }

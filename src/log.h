@@ -23,9 +23,9 @@ int log_detect_journal(void);
 
 /* Who a connection-scoped line is about. */
 struct log_ctx {
-	uint64_t conn;      /* 0: not connection-scoped */
-	const char *peer;   /* "addr:port" or NULL */
-	const char *route;  /* route path or NULL */
+	uint64_t conn;     /* 0: not connection-scoped */
+	const char *peer;  /* "addr:port" or NULL */
+	const char *route; /* route path or NULL */
 };
 void log_vctx(enum log_level lvl, const struct log_ctx *ctx, const char *fmt, va_list ap)
     LOG_PRINTF(3, 0);

@@ -20,20 +20,20 @@ struct mailbox_rec {
 	uint32_t type;
 	uint32_t alen;
 	uint64_t blen;
-	uint64_t held;      /* shared bytes the record keeps alive (mailbox_post_held) */
-	/* a, then b, then padding to 8 bytes */
+	uint64_t held; /* shared bytes the record keeps alive (mailbox_post_held) */
+	               /* a, then b, then padding to 8 bytes */
 };
 
 struct mailbox {
 	pthread_mutex_t mu;
-	uint8_t *buf;       /* filled by producers, under mu */
+	uint8_t *buf; /* filled by producers, under mu */
 	size_t len, cap;
-	uint8_t *spare;     /* the owner's, handled outside mu */
+	uint8_t *spare; /* the owner's, handled outside mu */
 	size_t spare_cap;
 	size_t limit;
-	size_t reserved;    /* bytes set aside by mailbox_reserve and not posted yet, under mu */
-	size_t held;        /* shared bytes waiting records keep alive (counted), under mu */
-	uint64_t refused;   /* under mu */
+	size_t reserved;  /* bytes set aside by mailbox_reserve and not posted yet, under mu */
+	size_t held;      /* shared bytes waiting records keep alive (counted), under mu */
+	uint64_t refused; /* under mu */
 	int efd;
 	struct event *ev;
 	mailbox_fn fn;
@@ -118,10 +118,10 @@ enum mailbox_mode {
 
 static int
 mailbox_put(struct mailbox *mb, unsigned type, const void *a, size_t alen, const void *b,
-    size_t blen, enum mailbox_mode mode, size_t held)
+            size_t blen, enum mailbox_mode mode, size_t held)
 {
 	size_t need = mailbox_need(alen, blen);
-	struct mailbox_rec rec = { (uint32_t)type, (uint32_t)alen, (uint64_t)blen, held };
+	struct mailbox_rec rec = {(uint32_t)type, (uint32_t)alen, (uint64_t)blen, held};
 	uint64_t one = 1;
 	int wake;
 
@@ -169,10 +169,10 @@ mailbox_put(struct mailbox *mb, unsigned type, const void *a, size_t alen, const
 
 int
 mailbox_post(struct mailbox *mb, unsigned type, const void *a, size_t alen, const void *b,
-    size_t blen, int bounded)
+             size_t blen, int bounded)
 {
-	return mailbox_put(mb, type, a, alen, b, blen,
-	    bounded ? MAILBOX_BOUNDED : MAILBOX_CONTROL, 0);
+	return mailbox_put(mb, type, a, alen, b, blen, bounded ? MAILBOX_BOUNDED : MAILBOX_CONTROL,
+	                   0);
 }
 
 int
@@ -205,15 +205,15 @@ mailbox_unreserve(struct mailbox *mb, size_t alen, size_t blen)
 }
 
 int
-mailbox_post_reserved(struct mailbox *mb, unsigned type, const void *a, size_t alen,
-    const void *b, size_t blen)
+mailbox_post_reserved(struct mailbox *mb, unsigned type, const void *a, size_t alen, const void *b,
+                      size_t blen)
 {
 	return mailbox_put(mb, type, a, alen, b, blen, MAILBOX_RESERVED, 0);
 }
 
 int
 mailbox_post_held(struct mailbox *mb, unsigned type, const void *a, size_t alen, const void *b,
-    size_t blen, size_t held)
+                  size_t blen, size_t held)
 {
 	return mailbox_put(mb, type, a, alen, b, blen, MAILBOX_RESERVED, held);
 }

@@ -4,16 +4,16 @@
 #include "pubsub_history.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "broker_redis.h"
 #include "conn.h"
-#include "gateway.h"
+#include "env.h"
 #include "history_store.h"
 #include "http.h"
 #include "hub.h"
 #include "route.h"
-#include "worker.h"
 #include "target.h"
 #include "ws_frame.h"
 
@@ -29,12 +29,46 @@ ph_client_name(const struct conn *c, const char *channel)
 	return pl > 0 && strncmp(channel, prefix, pl) == 0 ? channel + pl : channel;
 }
 
+/* Where the client put its resume position, first found wins: the query's since=, the
+ * Wsgate-Since header (clients that cannot change the URL), a "wsgate.since.<encoded>"
+ * subprotocol (browsers, which can set neither). The value, or NULL when there is none. */
+static const char *
+ph_since_source(struct conn *c, const struct http_request *req, size_t *len)
+{
+	const char *v = NULL;
+
+	if (req->query.n > 0 && route_query_get(req->query.p, req->query.n, "since", 5, &v, len))
+		return v;
+	if (req->since.n > 0) {
+		*len = req->since.n;
+		return req->since.p;
+	}
+	for (size_t i = 0; i < req->nprotocols; i++)
+		if (history_since_protocol(req->protocols[i].p, req->protocols[i].n, &v, len)) {
+			conn_log(c, LOG_LVL_DEBUG, "resume position from the subprotocol");
+			return v;
+		}
+	return NULL;
+}
+
+char *
+pubsub_history_protocol(const struct http_request *req)
+{
+	const char *v;
+	size_t vlen;
+
+	for (size_t i = 0; i < req->nprotocols; i++)
+		if (history_since_protocol(req->protocols[i].p, req->protocols[i].n, &v, &vlen))
+			return strndup(req->protocols[i].p, req->protocols[i].n);
+	return NULL;
+}
+
 int
 pubsub_history_handshake(struct conn *c, const struct http_request *req, char **channels, size_t n,
                          struct ps_hist *h)
 {
 	const struct config_route *r = c->route;
-	struct history_store *st = c->w->gw->history;
+	struct history_store *st = c->env->history;
 	const char *since = NULL;
 	size_t slen = 0;
 	int rc;
@@ -53,8 +87,7 @@ pubsub_history_handshake(struct conn *c, const struct http_request *req, char **
 			h[i].history = 0;
 		}
 	}
-	if (req->query.n == 0 ||
-	    !route_query_get(req->query.p, req->query.n, "since", 5, &since, &slen))
+	if ((since = ph_since_source(c, req, &slen)) == NULL)
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		/* The single form "E:O" is for a route with one channel; with several, each is
@@ -65,7 +98,7 @@ pubsub_history_handshake(struct conn *c, const struct http_request *req, char **
 			rc = history_since_find(since, slen, ph_client_name(c, channels[i]),
 			                        &h[i].since);
 		if (rc < 0) {
-			conn_log(c, LOG_LVL_INFO, "malformed since= parameter");
+			conn_log(c, LOG_LVL_INFO, "malformed resume position (since)");
 			return 400;
 		}
 		h[i].has_since = rc == 1;
@@ -81,7 +114,7 @@ pubsub_history_send_gap(struct conn *c, const char *channel, const char *epoch, 
 	size_t clen = strlen(name), n;
 	char *buf;
 
-	if ((buf = worker_scratch(c->w, HISTORY_JSON_GAP_MAX(clen))) == NULL)
+	if ((buf = c->env->scratch(c->env->arg, HISTORY_JSON_GAP_MAX(clen))) == NULL)
 		return;
 	n = history_json_gap(buf, name, clen, epoch, from, to, reason);
 	conn_log(c, LOG_LVL_INFO, "gap notice: %s %s:%llu..%llu (%s)", name, epoch,
@@ -133,7 +166,7 @@ ph_fetch(struct ps_hist *h, uint64_t from, const char *epoch)
 {
 	struct conn *c = h->c;
 
-	h->fetch = broker_redis_fetch(c->w->broker, h->channel, strlen(h->channel), from, PH_PAGE,
+	h->fetch = broker_redis_fetch(c->env->broker, h->channel, strlen(h->channel), from, PH_PAGE,
 	                              epoch, ph_fetch_reply, h);
 	return h->fetch != NULL ? 0 : -1;
 }
@@ -255,7 +288,7 @@ void
 pubsub_history_open(struct conn *c, struct hub_sub *subs, char **channels, size_t n,
                     struct ps_hist *h)
 {
-	struct history_store *st = c->w->gw->history;
+	struct history_store *st = c->env->history;
 
 	if (c->cfg->redis.enabled) {
 		ph_open_redis(c, subs, channels, n, h);
@@ -335,7 +368,7 @@ pubsub_history_close_reason(struct conn *c, char **channels, size_t n, const str
 
 		for (size_t i = 0; i < n; i++)
 			need += 6 * strlen(channels[i]) + HISTORY_POS_MAX + 8;
-		if ((msg = worker_scratch(c->w, need)) == NULL)
+		if ((msg = c->env->scratch(c->env->arg, need)) == NULL)
 			return reason;
 		o = (size_t)snprintf(msg, need, "{\"type\":\"resume\",\"since\":{");
 		for (size_t i = 0, k = 0; i < n; i++) {

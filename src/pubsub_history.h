@@ -37,6 +37,10 @@ struct ps_hist {
  * gives them one with the route's bounds; parses since= into h. 0, or an HTTP status. */
 int pubsub_history_handshake(struct conn *c, const struct http_request *req, char **channels,
                              size_t n, struct ps_hist *h) __attribute__((warn_unused_result));
+/* The subprotocol a 101 must name when the client offered a "wsgate.since." token and none
+ * of the route's subprotocols (a browser fails a handshake that names none of those it
+ * offered): a copy of that token (the caller frees it); NULL when there is none (or ENOMEM). */
+char *pubsub_history_protocol(const struct http_request *req);
 /* 1 when c may be sent notices (gap, resume): a JSON route, or a raw route whose client passed
  * since= or negotiated the meta subprotocol. */
 int pubsub_history_notices(const struct conn *c, int meta, const struct ps_hist *h, size_t n);

@@ -13,7 +13,9 @@
  * link's generation after every callback and stops when it changed. A DNS answer may come after
  * the link moved on: it finds its request detached (d->l NULL) and only frees itself. */
 #include "redis_link.h"
+#include "clock.h"
 
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -55,19 +57,13 @@ struct redis_link_dns {
 uint64_t
 redis_link_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return clock_fine_ms();
 }
 
 void
 redis_link_arm(struct event *ev, uint64_t ms)
 {
-	struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
-	                     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-
-	event_add(ev, &tv);
+	clock_timer_arm(ev, ms);
 }
 
 /* 80% to 120% of ms: instances that lost Redis together must not come back in lockstep. */
@@ -163,6 +159,7 @@ redis_link_drop(struct redis_link *l)
 	l->stream_left = l->stream_data = 0;
 	l->streamed = 0;
 	l->partial_ms = 0;
+	l->progress_ms = 0;
 }
 
 void
@@ -347,7 +344,7 @@ redis_link_stream(struct redis_link *l, struct evbuffer *in)
 	if (l->stream_left > 0)
 		return 0;
 	if (redisReaderFeed(l->reader, l->stream_typed ? "-1\r\n" : "$-1\r\n",
-	    l->stream_typed ? 4 : 5) != REDIS_OK) {
+	                    l->stream_typed ? 4 : 5) != REDIS_OK) {
 		redis_link_close(l, "out of memory");
 		return -1;
 	}
@@ -365,6 +362,7 @@ redis_link_readcb(struct bufferevent *bev, void *arg)
 	struct evbuffer_iovec v;
 	size_t n;
 
+	l->progress_ms = redis_link_now_ms();
 	while (l->bev == bev && evbuffer_get_length(in) > 0) {
 		if (l->skip > 0) {
 			n = evbuffer_get_length(in);
@@ -467,6 +465,7 @@ redis_link_eventcb(struct bufferevent *bev, short what, void *arg)
 	if (l->bev != bev)
 		return;
 	if (what & BEV_EVENT_CONNECTED) {
+		l->progress_ms = redis_link_now_ms();
 		int one = 1;
 
 		if (l->state != REDIS_LINK_CONNECTING) {
@@ -598,7 +597,8 @@ redis_link_connect(struct redis_link *l)
 	}
 	if (*l->dnsp == NULL) {
 		if ((*l->dnsp = evdns_base_new(l->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-		                                            EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL) {
+		                                            EVDNS_BASE_DISABLE_WHEN_INACTIVE)) ==
+		    NULL) {
 			redis_link_close(l, "cannot start the DNS resolver");
 			return;
 		}
@@ -631,10 +631,42 @@ redis_link_timer(evutil_socket_t fd, short what, void *arg)
 	if (l->state == REDIS_LINK_DOWN) {
 		redis_link_connect(l);
 	} else if (l->state != REDIS_LINK_UP) {
+		uint64_t now = redis_link_now_ms();
+
+		/* Liveness is progress. A handshake or a resubscription that keeps answering is
+		 * alive however long the whole takes (thousands of channels on a loaded machine;
+		 * a storm of new sessions on the same loop): the deadline counts from the last
+		 * bytes Redis sent, and bytes still unread are our delay, not Redis' silence. A
+		 * peer that accepts and never answers is still given up after connect_timeout. */
+		if (redis_link_unread(l)) {
+			redis_link_arm(l->timer, REDIS_LINK_GRACE_MS);
+			return;
+		}
+		if (l->progress_ms != 0 && l->state != REDIS_LINK_CONNECTING &&
+		    now - l->progress_ms < l->connect_timeout_ms) {
+			redis_link_arm(l->timer, l->connect_timeout_ms - (now - l->progress_ms));
+			return;
+		}
 		snprintf(reason, sizeof(reason), "no answer within connect_timeout (%llu ms)",
 		         (unsigned long long)l->connect_timeout_ms);
 		redis_link_close(l, reason);
 	}
+}
+
+int
+redis_link_unread(const struct redis_link *l)
+{
+	evutil_socket_t fd;
+	int n = 0;
+
+	if (l->bev == NULL)
+		return 0;
+	if (evbuffer_get_length(bufferevent_get_input(l->bev)) > 0)
+		return 1;
+	/* The receive queue: epoll hands a busy loop a bounded batch of ready sockets, so a
+	 * deadline timer can run turns before the read that holds the awaited reply. */
+	fd = bufferevent_getfd(l->bev);
+	return fd >= 0 && ioctl(fd, FIONREAD, &n) == 0 && n > 0;
 }
 
 /* ---- writing ---- */

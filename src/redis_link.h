@@ -94,19 +94,20 @@ struct redis_link {
 	int port;
 	uint64_t connect_timeout_ms, reconnect_max_ms, max_reply;
 
-	struct bufferevent *bev;            /* NULL while DOWN and while resolving */
-	redisReader *reader;                /* with bev */
-	uint64_t skip;                      /* bytes of an oversized bulk still to discard */
-	uint64_t stream_left;   /* bytes of a streamed bulk still to come (payload, then CRLF) */
-	uint64_t stream_data;   /* of which payload, handed to stream_data */
-	int stream_typed;       /* the reader had taken the bulk's '$' already */
-	int streamed;           /* set while the reply with a streamed bulk's nil is handed on */
+	struct bufferevent *bev; /* NULL while DOWN and while resolving */
+	redisReader *reader;     /* with bev */
+	uint64_t skip;           /* bytes of an oversized bulk still to discard */
+	uint64_t stream_left;    /* bytes of a streamed bulk still to come (payload, then CRLF) */
+	uint64_t stream_data;    /* of which payload, handed to stream_data */
+	int stream_typed;        /* the reader had taken the bulk's '$' already */
+	int streamed;            /* set while the reply with a streamed bulk's nil is handed on */
 	STAILQ_HEAD(, redis_link_cmd) fifo; /* callbacks owed a reply, in send order */
 	uint64_t gen;               /* +1 per close: a loop over replies stops when it changes */
 	struct event *timer;        /* DOWN: retry; CONNECTING..SYNCING: connect deadline */
 	struct redis_link_dns *dns; /* CONNECTING: the host name lookup in flight, if any */
 	uint64_t backoff_ms;        /* next retry delay, before jitter */
-	uint64_t partial_ms; /* last read that advanced a reply still incomplete (progress) */
+	uint64_t partial_ms;  /* last read that advanced a reply still incomplete (progress) */
+	uint64_t progress_ms; /* last connect or read of any bytes: the peer is alive */
 
 	/* optional: per-attempt address, TLS, and ROLE checked before the owner's handshake */
 	const struct redis_link_locator *loc;
@@ -159,6 +160,11 @@ void redis_link_locate(struct redis_link *l, const struct redis_link_locator *lo
 void redis_link_kick(struct redis_link *l, int now);
 
 uint64_t redis_link_now_ms(void);
+/* How long a deadline that meets unread bytes waits for this loop to read them. */
+#define REDIS_LINK_GRACE_MS 50
+/* 1 when the peer sent bytes this loop has not read yet (the input buffer, or the socket's
+ * receive queue): a deadline that finds them is late on our side, not the peer's. */
+int redis_link_unread(const struct redis_link *l);
 void redis_link_arm(struct event *ev, uint64_t ms);
 
 #endif

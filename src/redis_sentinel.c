@@ -36,7 +36,8 @@ struct redis_endpoint {
 	int port;
 
 	/* Sentinel mode (nsent > 0) */
-	char *name; /* master_name */
+	char *name;            /* master_name */
+	char *s_user, *s_pass; /* sentinel_username, sentinel_password: AUTH on the sentinels */
 	char (*hosts)[256];
 	int *ports;
 	size_t nsent, next;
@@ -255,25 +256,76 @@ redis_sentinel_ask(struct redis_endpoint *ep)
 /* ---- the two sentinel links' hooks ---- */
 
 static void
-redis_sentinel_q_connected(struct redis_link *l)
+redis_sentinel_q_up(struct redis_link *l)
 {
 	struct redis_endpoint *ep = l->owner;
 
-	if (ep->freeing || redis_link_up(l) < 0)
+	if (redis_link_up(l) < 0)
 		return;
 	if (ep->asking)
 		redis_sentinel_ask(ep);
 }
 
+/* The sentinel's answer to AUTH: +OK, or the link starts over on the next sentinel. sentinel-q
+ * goes up with it; sentinel-w's SUBSCRIBE was pipelined behind it. */
+static void
+redis_sentinel_on_auth(struct redis_link *l, const redisReply *r, void *arg)
+{
+	struct redis_endpoint *ep = l->owner;
+	char reason[256];
+
+	(void)arg;
+	if (ep->freeing || l->state != REDIS_LINK_HANDSHAKE)
+		return;
+	if (r->type == REDIS_REPLY_ERROR) {
+		snprintf(reason, sizeof(reason), "sentinel AUTH refused: %.*s",
+		         (int)(r->len < 200 ? r->len : 200), r->str);
+		redis_link_close(l, reason);
+	} else if (r->type != REDIS_REPLY_STATUS) {
+		redis_link_fail(l, "sentinel AUTH answered with neither a status nor an error");
+	} else if (l == &ep->q) {
+		redis_sentinel_q_up(l);
+	}
+}
+
+/* AUTH [username] password when the sentinels ask for one (requirepass in sentinel.conf). */
+static int
+redis_sentinel_auth(struct redis_endpoint *ep, struct redis_link *l)
+{
+	const char *argv[3] = {"AUTH"};
+	size_t lens[3] = {4};
+	int n = 1;
+
+	if (ep->s_user != NULL)
+		argv[n] = ep->s_user, lens[n++] = strlen(ep->s_user);
+	argv[n] = ep->s_pass, lens[n++] = strlen(ep->s_pass);
+	return redis_link_command(l, n, argv, lens, redis_sentinel_on_auth, NULL);
+}
+
+static void
+redis_sentinel_q_connected(struct redis_link *l)
+{
+	struct redis_endpoint *ep = l->owner;
+
+	if (ep->freeing)
+		return;
+	if (ep->s_pass == NULL)
+		redis_sentinel_q_up(l);
+	else if (redis_sentinel_auth(ep, l) != 0)
+		redis_link_close(l, "AUTH could not be queued");
+}
+
 static void
 redis_sentinel_w_connected(struct redis_link *l)
 {
+	struct redis_endpoint *ep = l->owner;
 	const char *argv[2] = {"SUBSCRIBE", "+switch-master"};
 	size_t lens[2] = {9, 14};
 
-	if (((struct redis_endpoint *)l->owner)->freeing)
+	if (ep->freeing)
 		return;
-	if (redis_link_command(l, 2, argv, lens, NULL, NULL) != 0)
+	if ((ep->s_pass != NULL && redis_sentinel_auth(ep, l) != 0) ||
+	    redis_link_command(l, 2, argv, lens, NULL, NULL) != 0)
 		redis_link_close(l, "SUBSCRIBE could not be queued");
 }
 
@@ -478,6 +530,10 @@ redis_endpoint_new(struct event_base *base, struct evdns_base **dnsp, const stru
 	if (rc->sentinels == NULL)
 		return ep;
 	if ((ep->name = strdup(rc->master_name != NULL ? rc->master_name : "")) == NULL ||
+	    (rc->sentinel_password != NULL &&
+	     (ep->s_pass = strdup(rc->sentinel_password)) == NULL) ||
+	    (rc->sentinel_username != NULL &&
+	     (ep->s_user = strdup(rc->sentinel_username)) == NULL) ||
 	    (ep->hosts = calloc(REDIS_MAX_SENTINELS, sizeof(*ep->hosts))) == NULL ||
 	    (ep->ports = calloc(REDIS_MAX_SENTINELS, sizeof(*ep->ports))) == NULL)
 		goto oom;
@@ -545,6 +601,8 @@ redis_endpoint_free(struct redis_endpoint *ep)
 	free(ep->password);
 	free(ep->tls_name);
 	free(ep->name);
+	free(ep->s_user);
+	free(ep->s_pass);
 	free(ep->hosts);
 	free(ep->ports);
 	free(ep);

@@ -28,7 +28,7 @@ struct reload_candidate {
 
 static int
 reload_listens_equal(const struct config_listen *a, size_t na, const struct config_listen *b,
-    size_t nb)
+                     size_t nb)
 {
 	if (na != nb)
 		return 0;
@@ -56,30 +56,35 @@ reload_report_fixed(const struct config *old, const struct config *new)
 		n++;
 	}
 	if (!reload_listens_equal(old->admin_listens, old->nadmin_listens, new->admin_listens,
-	    new->nadmin_listens)) {
-		log_warnx("reload: [gateway] admin_listen changed; it takes effect after a restart");
+	                          new->nadmin_listens)) {
+		log_warnx(
+		    "reload: [gateway] admin_listen changed; it takes effect after a restart");
 		n++;
 	}
 	if (old->workers != new->workers) {
 		log_warnx("reload: [gateway] workers changed; it takes effect after a restart");
 		n++;
 	}
-	if (old->redis.enabled != new->redis.enabled || !reload_str_equal(old->redis.url,
-	    new->redis.url) || !reload_str_equal(old->redis.channel_prefix,
-	    new->redis.channel_prefix) || !reload_str_equal(old->redis.sentinels,
-	    new->redis.sentinels) || !reload_str_equal(old->redis.master_name,
-	    new->redis.master_name) || old->redis.tls != new->redis.tls ||
+	if (old->redis.enabled != new->redis.enabled ||
+	    !reload_str_equal(old->redis.url, new->redis.url) ||
+	    !reload_str_equal(old->redis.channel_prefix, new->redis.channel_prefix) ||
+	    !reload_str_equal(old->redis.sentinels, new->redis.sentinels) ||
+	    !reload_str_equal(old->redis.master_name, new->redis.master_name) ||
+	    old->redis.tls != new->redis.tls || old->redis.cluster != new->redis.cluster ||
+	    !reload_str_equal(old->redis.sentinel_password, new->redis.sentinel_password) ||
+	    !reload_str_equal(old->redis.sentinel_username, new->redis.sentinel_username) ||
+	    !reload_str_equal(old->redis.nodes, new->redis.nodes) ||
 	    !reload_str_equal(old->redis.ca_file, new->redis.ca_file) ||
 	    !reload_str_equal(old->redis.cert, new->redis.cert) ||
 	    !reload_str_equal(old->redis.key, new->redis.key) ||
 	    !reload_str_equal(old->redis.tls_server_name, new->redis.tls_server_name)) {
 		log_warnx("reload: [redis] changed; the running Redis links keep the old settings "
-		    "until a restart");
+		          "until a restart");
 		n++;
 	}
 	if (admission_config_differs(old, new)) {
 		log_warnx("reload: admission settings changed; the budget keeps the old ones until "
-		    "a restart");
+		          "a restart");
 		n++;
 	}
 	return n;
@@ -101,7 +106,7 @@ reload_check_ca_files(const struct config *cfg, struct config_errors *errs)
 			continue;
 		if ((ctx = upstream_tls_ctx_new(r->ca_file, err, sizeof(err))) == NULL) {
 			config_errors_add(errs, "%s:%d: route %s: %s", cfg->file, r->line, r->path,
-			    err);
+			                  err);
 			bad = 1;
 			continue;
 		}
@@ -141,10 +146,10 @@ reload_candidate_free(struct reload_candidate *c)
 }
 
 enum reload_part {
-	RELOAD_FILE = 1,    /* the ini file itself */
-	RELOAD_TLS = 2,     /* a certificate or key */
-	RELOAD_KEYS = 4,    /* a JWT public key */
-	RELOAD_CA = 8,      /* a backend CA bundle */
+	RELOAD_FILE = 1, /* the ini file itself */
+	RELOAD_TLS = 2,  /* a certificate or key */
+	RELOAD_KEYS = 4, /* a JWT public key */
+	RELOAD_CA = 8,   /* a backend CA bundle */
 };
 
 /* Loads the whole candidate; 0 when every part loaded, else the reload_part bits that failed,
@@ -171,7 +176,7 @@ reload_candidate_load(struct gateway *gw, struct reload_candidate *c, struct con
 void
 gateway_reload(struct gateway *gw)
 {
-	struct config_errors errs = { NULL, 0 };
+	struct config_errors errs = {NULL, 0};
 	struct reload_candidate cand;
 	struct config *cfg, *old = gw->cfg;
 	int fixed, bad;
@@ -179,7 +184,7 @@ gateway_reload(struct gateway *gw)
 	if (gateway_state(gw) != GW_RUNNING) {
 		/* Draining: no new connection will use a new snapshot. */
 		log_info("SIGHUP while %s: nothing to reload",
-		    gateway_state(gw) == GW_DRAINING ? "draining" : "stopping");
+		         gateway_state(gw) == GW_DRAINING ? "draining" : "stopping");
 		return;
 	}
 	log_info("SIGHUP: reloading %s", gw->config_path);
@@ -189,11 +194,12 @@ gateway_reload(struct gateway *gw)
 			log_warnx("reload: %s", errs.msgs[i]);
 		if (bad & RELOAD_TLS)
 			log_warnx("TLS reload failed: new handshakes keep the certificates loaded "
-			    "before");
+			          "before");
 		if (bad & RELOAD_KEYS)
 			log_warnx("security: keeping the previous JWT keys");
 		log_warnx("reload: %s rejected (%zu error(s)); the running configuration stays "
-		    "whole (routes, certificates, keys, limits)", gw->config_path, errs.n);
+		          "whole (routes, certificates, keys, limits)",
+		          gw->config_path, errs.n);
 		config_errors_free(&errs);
 		gateway_notify_reloaded(gw, "serving; last reload rejected, see the log");
 		return;
@@ -216,8 +222,9 @@ gateway_reload(struct gateway *gw)
 		const struct config *held = config_hold(cfg);
 
 		if (worker_post(gw->workers[i], WORKER_MSG_CONFIG, &held, sizeof(held),
-		    &gw->reload_gen, sizeof(gw->reload_gen)) < 0) {
-			log_warnx("reload: worker %zu keeps the old configuration (out of memory)", i);
+		                &gw->reload_gen, sizeof(gw->reload_gen)) < 0) {
+			log_warnx("reload: worker %zu keeps the old configuration (out of memory)",
+			          i);
 			config_release(held);
 		} else {
 			gw->reload_waiting++;
@@ -235,6 +242,7 @@ gateway_reload_applied(struct gateway *gw, uint64_t gen)
 	if (gen != gw->reload_gen || (gw->reload_waiting > 0 && --gw->reload_waiting > 0))
 		return;
 	log_info("reload: %s in force for new connections (%zu route(s)%s)", gw->config_path,
-	    gw->cfg->nroutes, gw->reload_fixed ? "; some settings need a restart, see above" : "");
+	         gw->cfg->nroutes,
+	         gw->reload_fixed ? "; some settings need a restart, see above" : "");
 	gateway_notify_reloaded(gw, "serving; reloaded");
 }

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "route.h"
 #include "route_map.h"
+#include "route_syntax.h"
 
 #define ROUTE_MAP_MAX 256 /* steps of one template: a template is at most 128 bytes */
 
@@ -42,7 +42,8 @@ route_map_compile(const struct config_route *r, const char *tmpl, struct route_m
 			if ((close = strchr(p + 1, '}')) == NULL || close == p + 1)
 				return -1;
 			s->is_set = 1;
-			route_charset_for(r, p + 1, (size_t)(close - p - 1), &s->cs);
+			route_charset_pick((const char *const *)r->allow, r->nallow, p + 1,
+			                   (size_t)(close - p - 1), &s->cs);
 			p = close;
 		}
 		a->n++;
@@ -253,7 +254,8 @@ route_map_pattern(const struct config_route *r, const char *tmpl, char *out, siz
 		if (*p == '{' && (close = strchr(p + 1, '}')) != NULL) {
 			struct route_charset cs;
 
-			route_charset_for(r, p + 1, (size_t)(close - p - 1), &cs);
+			route_charset_pick((const char *const *)r->allow, r->nallow, p + 1,
+			                   (size_t)(close - p - 1), &cs);
 			n = route_map_set_fmt(&cs, set, sizeof(set));
 			if (o + n >= outsz)
 				goto full;
@@ -386,8 +388,8 @@ route_map_check(const struct config *cfg, int (*line_of)(void *, size_t, const c
 					     route_map_is_read_only(b, tb);
 					/* Identity channels: any template of a; server_only and
 					 * read_only: what a publishes against what b subscribes. */
-					if (!bound && !((b->server_only || ro) && ka == a->nsubscribe &&
-					                kb < b->nsubscribe))
+					if (!bound && !((b->server_only || ro) &&
+					                ka == a->nsubscribe && kb < b->nsubscribe))
 						continue;
 					if (route_map_overlap(a, ta, b, tb) != 1)
 						continue;

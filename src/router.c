@@ -7,33 +7,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway.h"
+#include "clock.h"
+#include "env.h"
 #include "hub.h"
 #include "log.h"
-#include "mailbox.h"
 #include "hash.h"
-#include "worker.h"
+#include "metrics.h"
 
 #define ROUTER_LOG_MS 1000 /* refusals are logged at most this often */
 
 struct router_chan {
 	struct router_chan *next;
-	uint64_t mask;           /* workers that want it; 0: left, its SUBSCRIBE still unanswered */
-	uint32_t outstanding;    /* SUBSCRIBEs sent on the current sub link and not confirmed */
-	uint8_t live;            /* the last SUBSCRIBE sent is confirmed: Redis delivers it to us */
-	uint64_t *gens;          /* while not live: each waiting worker's hub incarnation */
+	uint64_t mask;        /* workers that want it; 0: left, its SUBSCRIBE still unanswered */
+	uint32_t outstanding; /* SUBSCRIBEs sent on the current sub link and not confirmed */
+	uint8_t live;         /* the last SUBSCRIBE sent is confirmed: Redis delivers it to us */
+	uint64_t *gens;       /* while not live: each waiting worker's hub incarnation */
 	size_t len;
 	char name[];
 };
 
 struct router {
-	struct gateway *gw;
+	struct env *env; /* worker 0's: its hub, its counters, the bus to the others */
 	struct broker *broker;
 	struct router_chan **buckets;
 	size_t nbuckets; /* a power of two */
 	size_t n;
-	size_t nleft;            /* of which everyone left, kept for an unanswered SUBSCRIBE */
-	uint64_t refused;        /* messages refused for every worker since the last log line */
+	size_t nleft;     /* of which everyone left, kept for an unanswered SUBSCRIBE */
+	uint64_t refused; /* messages refused for every worker since the last log line */
 	uint64_t refused_log_ms;
 };
 
@@ -45,13 +45,13 @@ router_hash(const char *s, size_t len)
 }
 
 struct router *
-router_new(struct gateway *gw)
+router_new(struct env *env)
 {
 	struct router *r;
 
 	if ((r = calloc(1, sizeof(*r))) == NULL)
 		return NULL;
-	r->gw = gw;
+	r->env = env;
 	r->nbuckets = 64;
 	if ((r->buckets = calloc(r->nbuckets, sizeof(*r->buckets))) == NULL) {
 		free(r);
@@ -127,11 +127,11 @@ router_grow(struct router *r)
 static void
 router_tell_live(struct router *r, int w, const struct router_chan *c, uint64_t gen)
 {
-	if ((size_t)w >= r->gw->nworkers || r->gw->freeing)
+	if (r->env->bus.live == NULL) /* a lone router (unit tests) */
 		return;
-	if (worker_post(r->gw->workers[w], WORKER_MSG_LIVE, &gen, sizeof(gen), c->name, c->len) < 0)
+	if (r->env->bus.live(r->env->bus.arg, w, gen, c->name, c->len) < 0)
 		log_warnx("router: cannot tell worker %d that %.*s is subscribed (out of memory)",
-		    w, (int)c->len, c->name);
+		          w, (int)c->len, c->name);
 }
 
 /* Sends the process's one SUBSCRIBE (now, or when the link is back: the resubscription then
@@ -170,7 +170,7 @@ router_subscribe_gen(struct router *r, int w, const char *channel, size_t len, u
 	if (c == NULL) {
 		if ((c = calloc(1, sizeof(*c) + len + 1)) == NULL) {
 			log_warnx("router: out of memory: channel %.*s not subscribed", (int)len,
-			    channel);
+			          channel);
 			return;
 		}
 		c->len = len;
@@ -262,39 +262,22 @@ router_mask(const struct router *r, const char *channel, size_t len)
 	return c != NULL ? c->mask : 0;
 }
 
-/* Reserves room for a message of len bytes in the mailbox of every other worker in mask; when
- * one is too far behind, gives every reservation back, counts and logs the refusal, -1. */
-static int
-router_reserve(struct router *r, const char *channel, size_t clen, size_t len, uint64_t mask,
-    uint64_t *reserved)
+/* A message one worker too far behind refused for every worker: counted, logged at most once
+ * a ROUTER_LOG_MS. */
+static void
+router_refused(struct router *r, const char *channel, size_t clen, size_t len, size_t refuser)
 {
-	size_t nw = r->gw->nworkers < 64 ? r->gw->nworkers : 64;
 	uint64_t now;
-	size_t i;
 
-	*reserved = 0;
-	for (i = 1; i < nw; i++) {
-		if (!(mask & ((uint64_t)1 << i)))
-			continue;
-		if (mailbox_reserve(r->gw->workers[i]->mbox, clen, len) < 0)
-			break;
-		*reserved |= (uint64_t)1 << i;
-	}
-	if (i == nw)
-		return 0;
-	for (size_t j = 1; j < nw; j++)
-		if (*reserved & ((uint64_t)1 << j))
-			mailbox_unreserve(r->gw->workers[j]->mbox, clen, len);
-	METRIC_ADD(r->gw->workers[0]->stats.broadcasts_refused, 1);
+	METRIC_ADD(r->env->stats->broadcasts_refused, 1);
 	r->refused++;
-	if ((now = conn_now_ms()) - r->refused_log_ms >= ROUTER_LOG_MS) {
+	if ((now = clock_now_ms()) - r->refused_log_ms >= ROUTER_LOG_MS) {
 		log_warnx("redis: a %zu-byte message on %.*s refused for every worker: "
-		    "worker %zu is too far behind (%llu refused since the last report)", len,
-		    (int)clen, channel, i, (unsigned long long)r->refused);
+		          "worker %zu is too far behind (%llu refused since the last report)",
+		          len, (int)clen, channel, refuser, (unsigned long long)r->refused);
 		r->refused = 0;
 		r->refused_log_ms = now;
 	}
-	return -1;
 }
 
 /* A message from Redis, all or none: room for it is reserved in the mailbox of every other
@@ -306,52 +289,39 @@ router_deliver(void *arg, const char *channel, size_t clen, const uint8_t *data,
 {
 	struct router *r = arg;
 	struct router_chan *c = *router_slot(r, channel, clen);
-	uint64_t mask = c != NULL ? c->mask : 0, reserved;
-	size_t nw = r->gw->nworkers < 64 ? r->gw->nworkers : 64;
+	uint64_t mask = c != NULL ? c->mask : 0;
+	size_t i;
 
-	if (router_reserve(r, channel, clen, len, mask, &reserved) < 0)
+	if (r->env->bus.publish != NULL && (mask & ~(uint64_t)1) != 0 &&
+	    r->env->bus.publish(r->env->bus.arg, mask & ~(uint64_t)1, channel, clen, data, len,
+	                        &i) < 0) {
+		router_refused(r, channel, clen, len, i);
 		return;
+	}
 	/* The router runs on worker 0's loop: its clients need no hop. */
 	if (mask & 1)
-		hub_deliver(r->gw->workers[0]->hub, channel, clen, data, len);
-	for (size_t i = 1; i < nw; i++) {
-		if ((reserved & ((uint64_t)1 << i)) &&
-		    mailbox_post_reserved(r->gw->workers[i]->mbox, WORKER_MSG_PUBLISH, channel, clen,
-		    data, len) < 0)
-			log_warnx("redis: out of memory posting a %zu-byte message to worker %zu",
-			    len, i);
-	}
+		hub_deliver(r->env->hub, channel, clen, data, len);
 }
 
 /* A large message the broker framed as it streamed in: the same all or none, but the workers
  * share the one frame (a reference each through their mailbox, its size counted against the
  * mailbox's limit as a copy would be), so no loop copies it whole. */
 static void
-router_deliver_frame(void *arg, const char *channel, size_t clen, struct hub_frame *f,
-    int is_text)
+router_deliver_frame(void *arg, const char *channel, size_t clen, struct hub_frame *f, int is_text)
 {
 	struct router *r = arg;
 	struct router_chan *c = *router_slot(r, channel, clen);
-	uint64_t mask = c != NULL ? c->mask : 0, reserved;
-	size_t nw = r->gw->nworkers < 64 ? r->gw->nworkers : 64;
+	uint64_t mask = c != NULL ? c->mask : 0;
+	size_t i;
 
-	if (router_reserve(r, channel, clen, f->plen, mask, &reserved) < 0)
+	if (r->env->bus.publish_frame != NULL && (mask & ~(uint64_t)1) != 0 &&
+	    r->env->bus.publish_frame(r->env->bus.arg, mask & ~(uint64_t)1, channel, clen, f,
+	                              is_text, &i) < 0) {
+		router_refused(r, channel, clen, f->plen, i);
 		return;
-	for (size_t i = 1; i < nw; i++) {
-		struct worker_frame_msg fm = { f, is_text };
-
-		if (!(reserved & ((uint64_t)1 << i)))
-			continue;
-		hub_frame_ref(f); /* the record's, dropped by that worker */
-		if (mailbox_post_held(r->gw->workers[i]->mbox, WORKER_MSG_PUBLISH_FRAME, channel,
-		    clen, &fm, sizeof(fm), f->plen) < 0) {
-			hub_frame_unref(f);
-			log_warnx("redis: out of memory posting a %zu-byte message to worker %zu",
-			    f->plen, i);
-		}
 	}
 	if (mask & 1)
-		hub_deliver_frame(r->gw->workers[0]->hub, channel, clen, f, is_text);
+		hub_deliver_frame(r->env->hub, channel, clen, f, is_text);
 }
 
 /* The sub link (re)synchronises: the broker SUBSCRIBEs every channel listed here on a new
@@ -390,9 +360,9 @@ router_count(void *arg)
 }
 
 const struct broker_sink router_sink = {
-	.deliver = router_deliver,
-	.deliver_frame = router_deliver_frame,
-	.foreach_channel = router_foreach,
-	.nchannels = router_count,
-	.confirmed = router_confirmed,
+    .deliver = router_deliver,
+    .deliver_frame = router_deliver_frame,
+    .foreach_channel = router_foreach,
+    .nchannels = router_count,
+    .confirmed = router_confirmed,
 };

@@ -11,10 +11,12 @@
 
 #include "broker.h"
 
-struct gateway;
+struct env;
 struct router;
 
-struct router *router_new(struct gateway *gw);
+/* env: worker 0's, whose loop runs the router (its hub gets messages directly, its bus reaches
+ * the others; read at each use, so its hub may be set after this call). */
+struct router *router_new(struct env *env);
 /* The broker that SUBSCRIBEs for the process (set once, before any worker runs). */
 void router_set_broker(struct router *r, struct broker *b);
 void router_free(struct router *r);

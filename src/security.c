@@ -41,7 +41,7 @@ struct security {
 static const char *const security_counter_names[SEC_NCOUNTERS] = {
     "origin_refused",   "token_missing",          "token_invalid",      "token_expired",
     "max_connections",  "max_connections_per_ip", "accept_rate_per_ip", "refusal_dropped",
-    "per_ip_untracked", "message_rate", "proxy_header",
+    "per_ip_untracked", "message_rate",           "proxy_header",
 };
 
 const char *
@@ -547,7 +547,8 @@ security_route_pkey(struct security *s, const struct config_route *r, enum jwt_a
 	pthread_mutex_unlock(&s->mu);
 	if (pkey == NULL)
 		log_debug("route %s: no key loaded for %s (configuration replaced twice since "
-		          "this connection was accepted)", r->path, r->jwt_public_key);
+		          "this connection was accepted)",
+		          r->path, r->jwt_public_key);
 	return pkey;
 }
 

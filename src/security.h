@@ -26,7 +26,8 @@ enum security_counter {
 	SEC_REFUSAL_DROPPED,    /* closed unanswered: too many refusals in flight */
 	SEC_PER_IP_UNTRACKED,   /* admitted without per-IP accounting: table full */
 	SEC_MESSAGE_RATE,       /* close 1008: max_messages_per_second */
-	SEC_PROXY_HEADER,       /* closed: PROXY header missing, malformed, late or from an untrusted peer */
+	SEC_PROXY_HEADER, /* closed: PROXY header missing, malformed, late or from an untrusted peer
+	                   */
 	SEC_NCOUNTERS
 };
 
@@ -58,8 +59,7 @@ void security_free(struct security *s);
  * (consumed) or dropped by free. The previous keys stay findable for connections accepted
  * just before the swap. */
 struct security_keyset;
-struct security_keyset *security_keyset_new(const struct config *cfg,
-                                            struct config_errors *errs)
+struct security_keyset *security_keyset_new(const struct config *cfg, struct config_errors *errs)
     __attribute__((warn_unused_result));
 void security_keyset_commit(struct security *s, struct security_keyset *ks);
 void security_keyset_free(struct security_keyset *ks);

@@ -14,14 +14,21 @@ struct route_match;
 struct ws_event;
 
 /* Results of target_ops.handshake besides an HTTP status (>= 400) to refuse with. */
-#define TARGET_ACCEPT 0  /* send the 101 now */
-#define TARGET_PENDING 1 /* the target answers later: conn_upgrade_finish() or conn_http_reply() */
+/* TARGET_ACCEPT: send the 101 now. TARGET_PENDING: the target answers later, with
+ * conn_upgrade_finish() or conn_http_reply(). */
+#define TARGET_ACCEPT 0
+#define TARGET_PENDING 1
 
 struct target_ops {
 	const char *name;
 	/* Before the 101, with the request (valid only during the call: copy what must outlive
 	 * it) and the matched route. May set c->tdata. NULL means TARGET_ACCEPT. */
-	int (*handshake)(struct conn *c, const struct http_request *req, const struct route_match *m);
+	int (*handshake)(struct conn *c, const struct http_request *req,
+	                 const struct route_match *m);
+	/* The subprotocol of the 101 after handshake accepted, when the target chooses it (a
+	 * string that lives as long as c->tdata). NULL: the route's first one the client offered.
+	 */
+	const char *(*protocol)(struct conn *c);
 	/* After the 101 went out and the connection is OPEN. Returns 0, or -1 after having
 	 * closed the connection itself. May be NULL. */
 	int (*open)(struct conn *c);
@@ -56,20 +63,19 @@ void target_pubsub_live(struct conn *c);
 /* The reason of a close a client should recover from (1001, 1012, 1013) on a pubsub
  * connection: reason plus " since=E:O" when it has one history channel (or reason, after a
  * {"type":"resume",...} message when it has several). buf holds the result. */
-const char *target_pubsub_close_reason(struct conn *c, const char *reason, char *buf,
-    size_t bufsz);
+const char *target_pubsub_close_reason(struct conn *c, const char *reason, char *buf, size_t bufsz);
 
 struct hub_sub;
 enum history_gap;
 /* The hub's gap callback (hub.h, hub_gap_fn). */
-void target_pubsub_gap(struct conn *c, const struct hub_sub *s, const char *epoch,
-    uint64_t from, uint64_t to, enum history_gap reason);
+void target_pubsub_gap(struct conn *c, const struct hub_sub *s, const char *epoch, uint64_t from,
+                       uint64_t to, enum history_gap reason);
 /* A replay from Redis begins: live messages wait in the queue until it is over. */
 void target_pubsub_replaying(struct conn *c);
 /* It is over for s's channel: queued messages of epoch up to upto were replayed (dropped from
  * the queue); the queue moves again when no replay is left. */
 void target_pubsub_replayed(struct conn *c, const char *epoch, uint64_t upto,
-    const struct hub_sub *s);
+                            const struct hub_sub *s);
 
 /* The ops of a route type, or NULL when the type is not built in. */
 const struct target_ops *target_for(enum route_type type);

@@ -10,10 +10,10 @@ echo_message(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
 }
 
 const struct target_ops target_echo_ops = {
-	.name = "echo",
-	.open = NULL,
-	.message = echo_message,
-	.close = NULL,
+    .name = "echo",
+    .open = NULL,
+    .message = echo_message,
+    .close = NULL,
 };
 
 const struct target_ops *

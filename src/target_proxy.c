@@ -8,15 +8,15 @@
 #include <string.h>
 
 #include "conn.h"
-#include "gateway.h"
+#include "env.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "route.h"
 #include "target.h"
 #include "transport.h"
 #include "upstream.h"
 #include "upstream_req.h"
-#include "worker.h"
 #include "ws_frame.h"
 #include "ws_parser.h"
 
@@ -46,12 +46,12 @@ struct proxy_session {
 static const struct upstream_conn_ops proxy_up_ops;
 
 static struct upstream_registry *
-proxy_registry(struct worker *w)
+proxy_registry(struct env *env)
 {
-	if (w->upstreams == NULL &&
-	    (w->upstreams = upstream_registry_new(w->base, &w->cfg)) != NULL)
-		w->upstreams->internal_errors = &w->stats.internal_errors;
-	return w->upstreams;
+	if (*env->upstreams == NULL &&
+	    (*env->upstreams = upstream_registry_new(env->base, env->cfg)) != NULL)
+		(*env->upstreams)->internal_errors = &env->stats->internal_errors;
+	return *env->upstreams;
 }
 
 /* Starts attempts until one is under way (TARGET_PENDING) or none is left: then the status
@@ -91,7 +91,8 @@ static void
 proxy_reply(struct proxy_session *s, int status, const char *why)
 {
 	/* The backend's own WWW-Authenticate / Retry-After go with its own status only, and
-	 * only when they fit the reply conn_http_reply builds (1 KiB): better none than no reply. */
+	 * only when they fit the reply conn_http_reply builds (1 KiB): better none than no reply.
+	 */
 	int pass = status == s->pass_status && s->pass != NULL && strlen(s->pass) <= 640;
 
 	if (status == s->pass_status && s->pass != NULL && !pass)
@@ -138,6 +139,16 @@ proxy_up_ready(void *arg, const char *protocol)
 					protocol = r->subprotocols[i];
 					break;
 				}
+	/* A client's frames are masked, as frames towards a server must be: they go on to a
+	 * ws/wss backend as they came, header and payload, with no unmasking and remasking
+	 * (proxy_chunk). Every check stays: the parser still reads each header (opcodes,
+	 * fragmentation order, max_message_size, which it judges on the announced length before
+	 * any payload), unmasks and checks control frames (close codes, their UTF-8 reason),
+	 * and checks text messages' UTF-8 on a read-only unmasked copy, so the backend never
+	 * gets what the client may not send. Not for a tcp backend (it gets the bytes
+	 * unmasked), nor with permessage-deflate towards the client (messages are inflated). */
+	if (s->backend->cfg->scheme != BACKEND_TCP && !s->c->pmd_on)
+		ws_parser_pass_masked(&s->c->parser, 1);
 	conn_log(s->c, LOG_LVL_DEBUG, "proxy: backend %s accepted", s->backend->cfg->url);
 	conn_upgrade_finish(s->c, protocol, s->pass_status == 101 ? s->pass : NULL);
 }
@@ -218,7 +229,7 @@ proxy_up_gone(void *arg, unsigned code, const char *reason, size_t rlen)
 		/* Vanished or broke the protocol: 1006 is never sent on the wire. */
 		conn_log(c, LOG_LVL_INFO, "proxy: backend %s gone: %.*s", s->backend->cfg->url,
 		         (int)rlen, reason);
-		if (c->w->draining)
+		if (*c->env->draining)
 			conn_send_close_retry(c, WS_CLOSE_RESTART);
 		else
 			conn_send_close(c, WS_CLOSE_INTERNAL, "backend gone");
@@ -271,23 +282,25 @@ proxy_handshake(struct conn *c, const struct http_request *req, const struct rou
 		conn_http_reply(c, 500, NULL, "proxy route without backends");
 		return 500;
 	}
-	if ((reg = proxy_registry(c->w)) == NULL ||
+	if ((reg = proxy_registry(c->env)) == NULL ||
 	    (s = calloc(1, sizeof(*s) + r->nbackends)) == NULL) {
 		conn_http_reply(c, 500, NULL, "out of memory");
 		return 500;
 	}
 	s->c = c;
 	/* The hop we saw, then the client it speaks for when it is a trusted proxy. */
-	if (upstream_req_peer_ip(c->peer, s->peer_ip, sizeof(s->peer_ip)) < 0)
+	if (conn_peer_ip(c, s->peer_ip, sizeof(s->peer_ip)) < 0)
 		s->peer_ip[0] = '\0';
-	if (s->peer_ip[0] == '\0' || upstream_req_client_ip(req->method.p, req->header_len,
-	    s->peer_ip, c->cfg->trusted_proxies, c->cfg->ntrusted_proxies, s->ip,
-	    sizeof(s->ip)) < 0)
+	if (s->peer_ip[0] == '\0' ||
+	    upstream_req_client_ip(req->method.p, req->header_len, s->peer_ip,
+	                           c->cfg->trusted_proxies, c->cfg->ntrusted_proxies, s->ip,
+	                           sizeof(s->ip)) < 0)
 		snprintf(s->ip, sizeof(s->ip), "%s", s->peer_ip);
 	cl.ip = s->ip[0] ? s->ip : NULL;
 	cl.peer_ip = s->peer_ip[0] ? s->peer_ip : NULL;
-	cl.peer_trusted = s->peer_ip[0] && cidr_match_text(c->cfg->trusted_proxies,
-	    c->cfg->ntrusted_proxies, s->peer_ip, strlen(s->peer_ip));
+	cl.peer_trusted =
+	    s->peer_ip[0] && cidr_match_text(c->cfg->trusted_proxies, c->cfg->ntrusted_proxies,
+	                                     s->peer_ip, strlen(s->peer_ip));
 	cl.tls = transport_is_tls(c->bev);
 	cl.forward = r->forward_headers;
 	/* The request lives only during this call: what the backend needs is copied. */
@@ -309,6 +322,8 @@ static void
 proxy_chunk(struct conn *c, const struct ws_event *ev)
 {
 	struct proxy_session *s = c->tdata;
+	unsigned op;
+	int r;
 
 	if (s == NULL || s->up == NULL || s->client_closed)
 		return;
@@ -321,8 +336,10 @@ proxy_chunk(struct conn *c, const struct ws_event *ev)
 		s->up = NULL;
 		return;
 	}
-	if (upstream_conn_send(s->up, ev->first ? ev->opcode : WS_OP_CONT, ev->last, ev->data,
-	                       ev->len) < 0)
+	op = ev->first ? ev->opcode : WS_OP_CONT;
+	r = ev->masked ? upstream_conn_send_masked(s->up, op, ev->last, ev->data, ev->len, ev->mask)
+	               : upstream_conn_send(s->up, op, ev->last, ev->data, ev->len);
+	if (r < 0)
 		return;
 	if (!s->client_paused && upstream_conn_output_len(s->up) > UPSTREAM_OUT_HIGH) {
 		/* The backend reads slower than the client writes: stop reading the client. */

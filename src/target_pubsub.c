@@ -13,38 +13,41 @@
 #include "broker.h"
 #include "conn.h"
 #include "conn_deflate.h"
-#include "gateway.h"
+#include "conn_deflate_hub.h"
+#include "env.h"
 #include "hash.h"
 #include "history.h"
 #include "hub.h"
 #include "log.h"
+#include "metrics.h"
 #include "pubsub_history.h"
 #include "route.h"
 #include "route_map.h"
 #include "target.h"
-#include "worker.h"
 #include "ws_frame.h"
 
 #define PS_CHANNEL_MAX 256
 
 struct ps_conn {
-	struct hub_sub *subs;       /* route channels, then conn:<id> */
+	struct hub_sub *subs; /* route channels, then conn:<id> */
 	size_t nsubs;
-	size_t nwait;               /* subs[0..nwait): the template channels the 101 waits for */
-	const char *protocol;       /* the subprotocol for a 101 sent later (the route's string) */
-	uint64_t wait_since_ms;     /* TARGET_PENDING since (for the log) */
-	unsigned pending : 1;       /* the 101 waits for a channel's subscription */
-	char **channels;            /* full names (prefix included), parallel to subs */
-	char *publish;              /* full publish channel, NULL when not allowed */
-	const char *read_only;      /* the route's read_only template publish falls in, or NULL */
-	struct hub_frame **q;       /* frames waiting while the client is slow (ring) */
+	size_t nwait;           /* subs[0..nwait): the template channels the 101 waits for */
+	const char *protocol;   /* the 101's subprotocol: the route's string, or since_proto */
+	char *since_proto;      /* the client's "wsgate.since." token, echoed when the route
+	                         * has no subprotocol it offered (browsers require one) */
+	uint64_t wait_since_ms; /* TARGET_PENDING since (for the log) */
+	unsigned pending : 1;   /* the 101 waits for a channel's subscription */
+	char **channels;        /* full names (prefix included), parallel to subs */
+	char *publish;          /* full publish channel, NULL when not allowed */
+	const char *read_only;  /* the route's read_only template publish falls in, or NULL */
+	struct hub_frame **q;   /* frames waiting while the client is slow (ring) */
 	size_t qhead, qlen, qcap;
 	size_t qbytes;
 	uint64_t drops;
-	struct ps_hist *hist;       /* per channel, parallel to subs (history routes) */
-	unsigned meta : 1;          /* raw route, wsgate.meta negotiated: positions shown */
-	unsigned notices : 1;       /* the client can be sent gap notices (pubsub_history.h) */
-	unsigned replaying;         /* Redis replays in flight: live messages wait in q */
+	struct ps_hist *hist; /* per channel, parallel to subs (history routes) */
+	unsigned meta : 1;    /* raw route, wsgate.meta negotiated: positions shown */
+	unsigned notices : 1; /* the client can be sent gap notices (pubsub_history.h) */
+	unsigned replaying;   /* Redis replays in flight: live messages wait in q */
 };
 
 #define PS_META_PROTOCOL "wsgate.meta"
@@ -52,7 +55,7 @@ struct ps_conn {
 static struct hub *
 ps_hub(struct conn *c)
 {
-	return c->w->hub;
+	return c->env->hub;
 }
 
 /* "<prefix><name>" into out; -1 when it does not fit. */
@@ -72,6 +75,7 @@ ps_free(struct ps_conn *ps)
 		return;
 	for (size_t i = 0; i < ps->nsubs; i++)
 		free(ps->channels[i]);
+	free(ps->since_proto);
 	while (ps->qlen > 0) {
 		hub_frame_unref(ps->q[ps->qhead]);
 		ps->qhead = (ps->qhead + 1) % ps->qcap;
@@ -120,14 +124,13 @@ ps_join(struct conn *c, struct ps_conn *ps, const struct http_request *req)
 
 	for (size_t i = 0; i < ps->nsubs; i++) {
 		if (hub_subscribe(ps_hub(c), &ps->subs[i], c, ps->channels[i],
-		    strlen(ps->channels[i])) < 0) {
+		                  strlen(ps->channels[i])) < 0) {
 			conn_log(c, LOG_LVL_WARN, "cannot subscribe to %s", ps->channels[i]);
 			return 500;
 		}
 	}
 	if (ps_all_live(ps) || b == NULL || b->ops->ready == NULL || !b->ops->ready(b))
 		return TARGET_ACCEPT;
-	ps->protocol = conn_pick_protocol(c->route, req);
 	ps->pending = 1;
 	ps->wait_since_ms = conn_now_ms();
 	return TARGET_PENDING;
@@ -146,7 +149,7 @@ target_pubsub_live(struct conn *c)
 		return;
 	ps->pending = 0;
 	conn_log(c, LOG_LVL_DEBUG, "channels subscribed after %llu ms",
-	    (unsigned long long)(conn_now_ms() - ps->wait_since_ms));
+	         (unsigned long long)(conn_now_ms() - ps->wait_since_ms));
 	conn_upgrade_finish(c, ps->protocol, NULL);
 }
 
@@ -171,7 +174,7 @@ ps_handshake(struct conn *c, const struct http_request *req, const struct route_
 		if ((n = route_expand(r->subscribe[i], m, exp, sizeof(exp))) < 0 ||
 		    ps_channel_name(c, exp, full, sizeof(full)) < 0) {
 			conn_log(c, LOG_LVL_INFO, "channel template %s cannot be filled (%d)",
-			    r->subscribe[i], n);
+			         r->subscribe[i], n);
 			return 400;
 		}
 		if (ps_add_channel(ps, full) < 0)
@@ -182,16 +185,15 @@ ps_handshake(struct conn *c, const struct http_request *req, const struct route_
 	ps->nwait = ps->nsubs;
 	if ((n = pubsub_history_handshake(c, req, ps->channels, ps->nwait, ps->hist)) != 0)
 		return n;
-	{
-		const char *proto = conn_pick_protocol(r, req);
-
-		ps->meta = r->envelope == ENVELOPE_RAW && proto != NULL &&
-		    strcmp(proto, PS_META_PROTOCOL) == 0;
-	}
+	ps->protocol = conn_pick_protocol(r, req);
+	ps->meta = r->envelope == ENVELOPE_RAW && ps->protocol != NULL &&
+	           strcmp(ps->protocol, PS_META_PROTOCOL) == 0;
+	if (ps->protocol == NULL && r->history_size > 0)
+		ps->protocol = ps->since_proto = pubsub_history_protocol(req);
 	ps->notices = pubsub_history_notices(c, ps->meta, ps->hist, ps->nwait) != 0;
 	/* The connection's own channel, for direct messages from application services: in the
 	 * reserved namespace, which no template expands into, under an unguessable id. */
-	if (gateway_conn_public_id(c, id, sizeof(id)) == NULL)
+	if (conn_public_id(c, id, sizeof(id)) == NULL)
 		return 500;
 	snprintf(exp, sizeof(exp), ROUTE_RESERVED_PREFIX "conn:%s", id);
 	if (ps_channel_name(c, exp, full, sizeof(full)) < 0 || ps_add_channel(ps, full) < 0)
@@ -200,7 +202,7 @@ ps_handshake(struct conn *c, const struct http_request *req, const struct route_
 		if ((n = route_expand(r->publish, m, exp, sizeof(exp))) < 0 ||
 		    ps_channel_name(c, exp, full, sizeof(full)) < 0) {
 			conn_log(c, LOG_LVL_INFO, "publish template %s cannot be filled (%d)",
-			    r->publish, n);
+			         r->publish, n);
 			return 400;
 		}
 		if ((ps->publish = strdup(full)) == NULL)
@@ -222,7 +224,7 @@ ps_open(struct conn *c)
 
 	if (c->route->announce_id) {
 		int n = snprintf(msg, sizeof(msg), "{\"type\":\"welcome\",\"id\":\"%s\"}",
-		    gateway_conn_public_id(c, id, sizeof(id)));
+		                 conn_public_id(c, id, sizeof(id)));
 		(void)conn_send(c, WS_OP_TEXT, (const uint8_t *)msg, (size_t)n);
 	}
 	pubsub_history_open(c, ps->subs, ps->channels, ps->nwait, ps->hist);
@@ -241,7 +243,7 @@ ps_close(struct conn *c)
 		hub_unsubscribe(ps_hub(c), &ps->subs[i]);
 	if (ps->drops > 0)
 		conn_log(c, LOG_LVL_INFO, "slow consumer: %llu message(s) dropped in all",
-		    (unsigned long long)ps->drops);
+		         (unsigned long long)ps->drops);
 	ps_free(ps);
 	c->tdata = NULL;
 }
@@ -256,13 +258,13 @@ ps_envelope(struct conn *c, unsigned opcode, const uint8_t *data, size_t len, si
 	size_t need = 256 + strlen(c->route->path) * 6 + strlen(ps->publish) + 6 * len + 8, o;
 	char *p;
 
-	if ((p = worker_scratch(c->w, need)) == NULL)
+	if ((p = c->env->scratch(c->env->arg, need)) == NULL)
 		return NULL;
 	o = (size_t)snprintf(p, need, "{\"conn\":\"%s\",\"route\":\"",
-	    gateway_conn_public_id(c, id, sizeof(id)));
+	                     conn_public_id(c, id, sizeof(id)));
 	o += history_json_escape((const uint8_t *)c->route->path, strlen(c->route->path), p + o);
 	o += (size_t)snprintf(p + o, need - o, "\",\"channel\":\"%s\",\"type\":\"%s\",\"data\":\"",
-	    ps->publish, opcode == WS_OP_TEXT ? "text" : "binary");
+	                      ps->publish, opcode == WS_OP_TEXT ? "text" : "binary");
 	if (opcode == WS_OP_TEXT)
 		o += history_json_escape(data, len, p + o);
 	else
@@ -282,19 +284,21 @@ ps_message(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
 
 	if (ps->publish == NULL) {
 		/* Read-only or server_only: the client learns it, and it is counted. */
-		METRIC_ADD(c->w->stats.publish_denied, 1);
-		conn_log(c, LOG_LVL_INFO, "client publish refused: %s", c->route->server_only
-		    ? "server_only route" : "route has no publish template");
-		conn_send_close(c, WS_CLOSE_POLICY, c->route->server_only
-		    ? "server-only channel: clients cannot publish"
-		    : "publishing is not allowed on this route");
+		METRIC_ADD(c->env->stats->publish_denied, 1);
+		conn_log(c, LOG_LVL_INFO, "client publish refused: %s",
+		         c->route->server_only ? "server_only route"
+		                               : "route has no publish template");
+		conn_send_close(c, WS_CLOSE_POLICY,
+		                c->route->server_only
+		                    ? "server-only channel: clients cannot publish"
+		                    : "publishing is not allowed on this route");
 		return;
 	}
 	if (ps->read_only != NULL) {
 		/* The client named a channel its route keeps server-push only (read_only). */
-		METRIC_ADD(c->w->stats.publish_denied, 1);
-		conn_log(c, LOG_LVL_INFO, "client publish to %s refused: read_only %s",
-		    ps->publish, ps->read_only);
+		METRIC_ADD(c->env->stats->publish_denied, 1);
+		conn_log(c, LOG_LVL_INFO, "client publish to %s refused: read_only %s", ps->publish,
+		         ps->read_only);
 		conn_send_close(c, WS_CLOSE_POLICY, "read-only channel: clients cannot publish");
 		return;
 	}
@@ -308,7 +312,8 @@ ps_message(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
 	if (history_wire_needs_escape(msg, mlen)) {
 		uint8_t *e;
 
-		if ((e = (uint8_t *)worker_scratch(c->w, mlen + HISTORY_WIRE_MAGIC_LEN + 2)) == NULL) {
+		if ((e = (uint8_t *)c->env->scratch(c->env->arg,
+		                                    mlen + HISTORY_WIRE_MAGIC_LEN + 2)) == NULL) {
 			conn_send_close(c, WS_CLOSE_INTERNAL, "out of memory");
 			return;
 		}
@@ -320,8 +325,8 @@ ps_message(struct conn *c, unsigned opcode, const uint8_t *data, size_t len)
 	if (b->ops->publish(b, ps->publish, strlen(ps->publish), msg, mlen) < 0) {
 		/* Never a silent drop: the client learns its message was not taken. */
 		conn_log(c, LOG_LVL_WARN, "publish to %s refused by the %s broker", ps->publish,
-		    b->ops->name);
-		METRIC_ADD(c->w->stats.publish_refused, 1);
+		         b->ops->name);
+		METRIC_ADD(c->env->stats->publish_refused, 1);
 		conn_send_close_retry(c, WS_CLOSE_TRY_AGAIN);
 	}
 }
@@ -352,12 +357,12 @@ ps_gap_frame(struct conn *c, struct ps_conn *ps, size_t i)
 		return NULL;
 	if (pl > 0 && strncmp(name, prefix, pl) == 0)
 		name += pl;
-	if ((buf = worker_scratch(c->w, HISTORY_JSON_GAP_MAX(strlen(name)))) == NULL)
+	if ((buf = c->env->scratch(c->env->arg, HISTORY_JSON_GAP_MAX(strlen(name)))) == NULL)
 		return NULL;
 	n = history_json_gap(buf, name, strlen(name), h->drop.epoch, h->drop.off, h->drop_to,
-	    HISTORY_GAP_DROPPED);
+	                     HISTORY_GAP_DROPPED);
 	conn_log(c, LOG_LVL_INFO, "gap notice: %s %s:%llu..%llu dropped", name, h->drop.epoch,
-	    (unsigned long long)h->drop.off, (unsigned long long)h->drop_to);
+	         (unsigned long long)h->drop.off, (unsigned long long)h->drop_to);
 	h->drop.off = 0;
 	h->drop_at_head = 0;
 	f = hub_frame_text((const uint8_t *)buf, n);
@@ -390,8 +395,8 @@ ps_drop_note(struct conn *c, struct ps_conn *ps, const struct hub_frame *f)
 	if (i < 0 || !ps->notices)
 		return;
 	h = &ps->hist[i];
-	if (h->drop.off != 0 && (strcmp(h->drop.epoch, f->pos.epoch) != 0 ||
-	    f->pos.off != h->drop_to + 1)) {
+	if (h->drop.off != 0 &&
+	    (strcmp(h->drop.epoch, f->pos.epoch) != 0 || f->pos.off != h->drop_to + 1)) {
 		/* Not contiguous: the earlier range cannot wait for a later message. */
 		ps_flush_gaps(c, ps);
 	}
@@ -408,13 +413,13 @@ static void
 ps_drop_counted(struct conn *c, struct ps_conn *ps, const struct hub_frame *f)
 {
 	ps_drop_note(c, ps, f);
-	static const char *const names[] = { "close", "drop_oldest", "drop_newest", "conflate" };
+	static const char *const names[] = {"close", "drop_oldest", "drop_newest", "conflate"};
 	enum slow_policy p = c->route->slow_consumer;
 
-	METRIC_ADD(c->w->stats.slow_dropped[p == SLOW_DROP_NEWEST ? 1 : 0], 1);
+	METRIC_ADD(c->env->stats->slow_dropped[p == SLOW_DROP_NEWEST ? 1 : 0], 1);
 	if (ps->drops++ == 0)
 		conn_log(c, LOG_LVL_WARN, "slow consumer: dropping messages (%s, max_queue %llu)",
-		    names[p], (unsigned long long)c->route->max_queue);
+		         names[p], (unsigned long long)c->route->max_queue);
 }
 
 static struct hub_frame *
@@ -507,7 +512,7 @@ ps_conflate(struct conn *c, struct ps_conn *ps, const struct hub_frame *f)
 
 		if (!found && q->ch == f->ch && ps_conflate_key(c, q) == key) {
 			found = 1;
-			METRIC_ADD(c->w->stats.slow_dropped[0], 1);
+			METRIC_ADD(c->env->stats->slow_dropped[0], 1);
 		} else if (ps_q_push(ps, q) < 0) {
 			ps_drop_counted(c, ps, q);
 		}
@@ -551,7 +556,8 @@ ps_frame_release(const void *data, size_t len, void *arg)
 }
 
 /* Hands f to the socket without copying it: the output buffer holds a reference, so twenty
- * subscribers of a 16 MiB message cost 16 MiB, not 320. */
+ * subscribers of a 16 MiB message cost 16 MiB, not 320 (a frame of at most
+ * CONN_SHARED_COPY_MAX bytes is copied: cheaper than a reference of its own). */
 static void
 ps_write(struct conn *c, struct hub_frame *f)
 {
@@ -603,7 +609,7 @@ ps_drained(struct conn *c)
 
 void
 target_pubsub_gap(struct conn *c, const struct hub_sub *s, const char *epoch, uint64_t from,
-    uint64_t to, enum history_gap reason)
+                  uint64_t to, enum history_gap reason)
 {
 	struct ps_conn *ps = c->tdata;
 	const char *prefix = c->cfg->redis.channel_prefix, *name;
@@ -618,11 +624,11 @@ target_pubsub_gap(struct conn *c, const struct hub_sub *s, const char *epoch, ui
 	name = ps->channels[i];
 	if (pl > 0 && strncmp(name, prefix, pl) == 0)
 		name += pl;
-	if ((buf = worker_scratch(c->w, HISTORY_JSON_GAP_MAX(strlen(name)))) == NULL)
+	if ((buf = c->env->scratch(c->env->arg, HISTORY_JSON_GAP_MAX(strlen(name)))) == NULL)
 		return;
 	n = history_json_gap(buf, name, strlen(name), epoch, from, to, reason);
 	conn_log(c, LOG_LVL_INFO, "gap notice: %s %s:%llu..%llu (%s)", name, epoch,
-	    (unsigned long long)from, (unsigned long long)to, history_gap_name(reason));
+	         (unsigned long long)from, (unsigned long long)to, history_gap_name(reason));
 	if ((g = hub_frame_text((const uint8_t *)buf, n)) == NULL)
 		return;
 	/* Before the message that revealed it: behind what is queued, or now. */
@@ -698,9 +704,11 @@ target_pubsub_deliver(struct conn *c, struct hub_frame *f)
 		case SLOW_CLOSE:
 			while (ps->qlen > 0)
 				hub_frame_unref(ps_q_pop(ps));
-			conn_log(c, LOG_LVL_WARN, "slow consumer: %zu bytes queued, a %zu-byte "
-			    "message, max_queue %zu", out + ps->qbytes, f->plen, max);
-			METRIC_ADD(c->w->stats.slow_closed, 1);
+			conn_log(c, LOG_LVL_WARN,
+			         "slow consumer: %zu bytes queued, a %zu-byte "
+			         "message, max_queue %zu",
+			         out + ps->qbytes, f->plen, max);
+			METRIC_ADD(c->env->stats->slow_closed, 1);
 			conn_send_close(c, WS_CLOSE_POLICY, "slow consumer");
 			return;
 		case SLOW_DROP_NEWEST:
@@ -730,8 +738,8 @@ target_pubsub_deliver(struct conn *c, struct hub_frame *f)
 	 * when the queue moves). */
 	{
 		int i = ps_frame_chan(ps, f);
-		struct hub_frame *g = i >= 0 && !ps->hist[i].drop_at_head ?
-		    ps_gap_frame(c, ps, (size_t)i) : NULL;
+		struct hub_frame *g =
+		    i >= 0 && !ps->hist[i].drop_at_head ? ps_gap_frame(c, ps, (size_t)i) : NULL;
 
 		if (g != NULL) {
 			if (ps_q_push(ps, g) < 0)
@@ -754,14 +762,23 @@ target_pubsub_close_reason(struct conn *c, const char *reason, char *buf, size_t
 	if (c->target != &target_pubsub_ops || ps == NULL || ps->hist == NULL)
 		return reason;
 	return pubsub_history_close_reason(c, ps->channels, ps->nwait, ps->hist, reason, buf,
-	    bufsz);
+	                                   bufsz);
+}
+
+static const char *
+ps_protocol(struct conn *c)
+{
+	struct ps_conn *ps = c->tdata;
+
+	return ps != NULL ? ps->protocol : NULL;
 }
 
 const struct target_ops target_pubsub_ops = {
-	.name = "pubsub",
-	.handshake = ps_handshake,
-	.open = ps_open,
-	.message = ps_message,
-	.close = ps_close,
-	.drained = ps_drained,
+    .name = "pubsub",
+    .handshake = ps_handshake,
+    .protocol = ps_protocol,
+    .open = ps_open,
+    .message = ps_message,
+    .close = ps_close,
+    .drained = ps_drained,
 };

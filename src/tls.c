@@ -368,8 +368,10 @@ tls_build(struct tls_server *ts, const struct config *cfg, struct config_errors 
 	int bad = 0;
 
 	if (cfg->ntls_certs == 0) {
-		config_errors_add(errs, "%s: a listener has the tls flag but there is no [tls] "
-		                  "section", cfg->file != NULL ? cfg->file : "TLS");
+		config_errors_add(errs,
+		                  "%s: a listener has the tls flag but there is no [tls] "
+		                  "section",
+		                  cfg->file != NULL ? cfg->file : "TLS");
 		return NULL;
 	}
 	for (i = 0; i < cfg->ntls_certs && def == NULL; i++)

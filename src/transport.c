@@ -4,8 +4,10 @@
 #include "transport.h"
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
 #include "log.h"
@@ -67,4 +69,45 @@ int
 transport_is_tls(struct bufferevent *bev)
 {
 	return tls_bufferevent_is_tls(bev);
+}
+
+/* libevent's own reads: EVBUFFER_MAX_READ in buffer.c (2.1). */
+#define TRANSPORT_LIBEVENT_READ 4096
+
+int
+transport_read_was_cut(size_t len, size_t left)
+{
+	return len >= left && len - left >= TRANSPORT_LIBEVENT_READ;
+}
+
+size_t
+transport_read_more(struct bufferevent *bev)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+	struct evbuffer_iovec v[2];
+	evutil_socket_t fd = bufferevent_getfd(bev);
+	ssize_t r;
+	size_t left;
+	int n;
+
+	if (fd < 0)
+		return 0;
+	/* A socket bufferevent keeps its input frozen at the end between its own reads (as its
+	 * output at the front: conn_flush.c): thawed for this read as its read callback does. */
+	evbuffer_unfreeze(in, 0);
+	if ((n = evbuffer_reserve_space(in, TRANSPORT_READ_MORE, v, 2)) <= 0) {
+		evbuffer_freeze(in, 0);
+		return 0;
+	}
+	/* struct evbuffer_iovec has struct iovec's layout on Unix (event2/buffer.h). */
+	r = readv(fd, (struct iovec *)v, n);
+	left = r > 0 ? (size_t)r : 0;
+	for (int i = 0; i < n; i++) {
+		if (v[i].iov_len > left)
+			v[i].iov_len = left;
+		left -= v[i].iov_len;
+	}
+	(void)evbuffer_commit_space(in, v, n);
+	evbuffer_freeze(in, 0);
+	return r > 0 ? (size_t)r : 0;
 }

@@ -9,9 +9,8 @@
 #include <event2/event.h>
 #include <openssl/rand.h>
 
-#include "conn.h"
+#include "clock.h"
 #include "config.h"
-#include "gateway.h"
 #include "hash.h"
 #include "log.h"
 #include "upstream.h"
@@ -195,8 +194,8 @@ upstream_pool_get(struct upstream_registry *reg, const struct config_route *rout
 		return NULL;
 	}
 	for (size_t i = 0; i < p->nbackends; i++)
-		if ((p->backends[i].h = upstream_health_get(route->path,
-		    route->backends[i].url)) == NULL) {
+		if ((p->backends[i].h = upstream_health_get(route->path, route->backends[i].url)) ==
+		    NULL) {
 			free(p->backends);
 			free(p);
 			return NULL;
@@ -268,7 +267,7 @@ struct upstream_backend *
 upstream_pool_pick(struct upstream_pool *p, const char *client_ip, const unsigned char *tried,
                    int *all_down)
 {
-	uint64_t now = conn_now_ms();
+	uint64_t now = clock_now_ms();
 	struct upstream_backend *best = NULL, *b;
 	size_t start, n = p->nbackends;
 
@@ -345,7 +344,7 @@ upstream_backend_failed(struct upstream_backend *b, const char *why)
 		return;
 	}
 	upstream_health_lock();
-	v = upstream_health_fail(b->h, r->max_fails, conn_now_ms(), ms);
+	v = upstream_health_fail(b->h, r->max_fails, clock_now_ms(), ms);
 	fails = b->h->fails;
 	upstream_health_unlock();
 	if (ms % 1000 == 0)
@@ -423,7 +422,7 @@ static const struct upstream_conn_ops upstream_probe_ops = {
 static int
 upstream_probe_claim(struct upstream_backend *b)
 {
-	uint64_t now = conn_now_ms(), every = b->pool->route->health_check_ms;
+	uint64_t now = clock_now_ms(), every = b->pool->route->health_check_ms;
 	int mine;
 
 	upstream_health_lock();

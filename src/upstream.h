@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "upstream_health.h"
+#include "ws_endpoint.h"
 #include "ws_outq.h"
 #include "ws_parser.h"
 
@@ -36,9 +37,9 @@ struct upstream_req;
 struct upstream_backend {
 	struct upstream_pool *pool;
 	const struct config_backend *cfg;
-	size_t index; /* in the route's backend list */
-	struct upstream_health *h; /* state, down_until_ms, active: shared by every worker */
-	struct event probe_timer; /* every health_check_ms when > 0 */
+	size_t index;                /* in the route's backend list */
+	struct upstream_health *h;   /* state, down_until_ms, active: shared by every worker */
+	struct event probe_timer;    /* every health_check_ms when > 0 */
 	struct upstream_conn *probe; /* health probe in flight */
 };
 
@@ -50,8 +51,8 @@ struct upstream_pool {
 	struct upstream_backend *backends;
 	size_t nbackends;
 	struct upstream_health *shared; /* the route's entry: round-robin cursor, every worker */
-	struct ssl_ctx_st *tls; /* wss:// backends; made on first use */
-	char *tls_error;        /* why tls could not be made (kept: not retried nor relogged) */
+	struct ssl_ctx_st *tls;         /* wss:// backends; made on first use */
+	char *tls_error; /* why tls could not be made (kept: not retried nor relogged) */
 	LIST_ENTRY(upstream_pool) entry;
 };
 
@@ -60,13 +61,13 @@ LIST_HEAD(upstream_conn_list, upstream_conn);
 struct upstream_registry {
 	struct event_base *base;
 	const struct config *const *current; /* the worker's snapshot; NULL: pools hold none */
-	struct evdns_base *dns; /* made on the first name that is not an address */
+	struct evdns_base *dns;              /* made on the first name that is not an address */
 	LIST_HEAD(, upstream_pool) pools;
 	struct upstream_conn_list live; /* every backend connection not yet CLOSED */
 	struct upstream_conn_list dead; /* CLOSED, freed by the reaper on the next loop turn */
 	struct event *reaper;
 	uint64_t *internal_errors; /* the owner's wsgate_internal_errors_total; NULL: uncounted */
-	uint8_t masks[256]; /* RAND_bytes, handed out four at a time as masking keys */
+	uint8_t masks[256];        /* RAND_bytes, handed out four at a time as masking keys */
 	size_t mask_off;
 };
 
@@ -153,7 +154,9 @@ struct upstream_conn {
 	void *arg;
 	const struct upstream_req *req; /* the owner's copy of the client request; NULL: probe */
 	struct bufferevent *bev;
-	struct event timer;              /* one timer, its meaning set by the state */
+	struct event timer; /* one timer, its meaning set by the state */
+	size_t in_left; /* input left unparsed by the last read callback (transport_read_was_cut) */
+	struct event flush_ev;           /* the end-of-turn write (plain TCP; upstream_conn_mark) */
 	struct upstream_dns *dns;        /* lookup in flight */
 	struct evutil_addrinfo *ai;      /* the host's addresses */
 	struct evutil_addrinfo *ai_next; /* the next one to try after a refused connect */
@@ -161,17 +164,18 @@ struct upstream_conn {
 	int dns_err;
 	char *request; /* the upgrade request, freed once queued */
 	size_t request_len;
-	char accept[29];         /* the Sec-WebSocket-Accept we expect */
-	struct ws_parser parser; /* frames from the backend: unmasked */
-	struct ws_outq outq;     /* data frames waiting behind control frames; progress */
-	uint64_t next_ping_ms;
-	unsigned paused : 1; /* the owner asked us not to read the backend */
+	char accept[29];            /* the Sec-WebSocket-Accept we expect */
+	struct ws_parser parser;    /* frames from the backend: unmasked */
+	struct ws_outq outq;        /* data frames waiting behind control frames; progress */
+	struct ws_liveness live;    /* the heartbeat's times (next ping) */
+	unsigned paused : 1;        /* the owner asked us not to read the backend */
 	unsigned paused_output : 1; /* our own output (pongs, close) is backed up: not reading */
 	unsigned want_drained : 1;
-	unsigned counted : 1; /* counted in backend->active */
-	unsigned eof : 1;     /* EOF seen while paused: input is relayed first */
-	char why[160];        /* why it failed, for upstream_conn_new's caller */
-	int status;           /* the backend's HTTP status when not 101 */
+	unsigned counted : 1;      /* counted in backend->active */
+	unsigned eof : 1;          /* EOF seen while paused: input is relayed first */
+	unsigned flush_marked : 1; /* flush_ev is active: this turn's frames are written once */
+	char why[160];             /* why it failed, for upstream_conn_new's caller */
+	int status;                /* the backend's HTTP status when not 101 */
 	LIST_ENTRY(upstream_conn) entry;
 };
 
@@ -187,6 +191,10 @@ void upstream_conn_detach(struct upstream_conn *u);
  * connection is not OPEN. */
 int upstream_conn_send(struct upstream_conn *u, unsigned opcode, int fin, const uint8_t *p,
                        size_t n);
+/* The same for a payload already masked with key (a client's frame passed on as it came,
+ * ws_parser_pass_masked); ws/wss only. */
+int upstream_conn_send_masked(struct upstream_conn *u, unsigned opcode, int fin, const uint8_t *p,
+                              size_t n, const uint8_t key[4]);
 /* Starts the close handshake with code (WS_CLOSE_NO_STATUS: an empty close) when OPEN; an
  * owner that stays attached still gets the backend's data, then ops->gone with its answer.
  * tcp: flushes and closes; before OPEN: closes at once. */
@@ -201,6 +209,27 @@ void upstream_conn_close(struct upstream_conn *u, const char *reason);
 /* Frees a CLOSED connection (the registry's reaper). */
 void upstream_conn_free(struct upstream_conn *u);
 const char *upstream_conn_state_name(enum upstream_conn_state st);
+
+/* ---- upstream_upgrade.c: the backend's answer to the upgrade ---- */
+
+/* Reads the backend's answer to our upgrade from u's input (UPGRADING): waits for the whole
+ * head; a good 101 drains it and opens the session (upstream_conn_opened), anything else fails
+ * the attempt (upstream_conn_fail). */
+void upstream_conn_read_upgrade(struct upstream_conn *u);
+/* The backend accepted the upgrade (protocol: the subprotocol it chose, or NULL): OPEN, and
+ * the owner is told it is ready. */
+void upstream_conn_opened(struct upstream_conn *u, const char *protocol);
+
+/* ---- upstream_dns.c: the backend's addresses ---- */
+
+/* Starts the lookup of u's backend host; numeric hosts are answered at once without the
+ * resolver. The answer goes to upstream_conn_resolved (err != 0 or ai NULL: failed). */
+void upstream_conn_resolve(struct upstream_conn *u);
+void upstream_conn_resolved(struct upstream_conn *u, int err, struct evutil_addrinfo *ai);
+/* The attempt failed before the session opened (upstream_conn.c): the owner is told why. */
+void upstream_conn_fail(struct upstream_conn *u, const char *why);
+/* A lookup in flight is abandoned (the connection closes): its answer will be dropped. */
+void upstream_dns_cancel(struct upstream_conn *u);
 
 /* ---- upstream_tls.c: TLS towards wss:// backends ---- */
 

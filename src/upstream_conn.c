@@ -2,12 +2,10 @@
  * health probe: look up, connect, TLS, send the upgrade and check the 101 (all within
  * connect_timeout), then relay frames (masked towards the backend, unmasked from it), run its
  * own ping/pong and close handshake. One teardown, upstream_conn_close(); freed next turn. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -15,24 +13,18 @@
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>
 #include <event2/util.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
 
-#include "conn.h"
+#include "clock.h"
 #include "http.h"
-#include "http_response.h"
 #include "log.h"
 #include "metrics.h"
 #include "upstream.h"
+#include "transport.h"
 #include "upstream_req.h"
+#include "ws_endpoint.h"
 #include "ws_frame.h"
-
-/* A lookup outlives the connection when it is cancelled: the callback then only frees this. */
-struct upstream_dns {
-	struct upstream_conn *u; /* NULL once the connection stopped waiting */
-	struct evdns_getaddrinfo_request *req;
-};
 
 static const char *const upstream_conn_state_names[] = {
     "resolving", "connecting", "upgrading", "open", "closing", "flushing", "closed",
@@ -41,6 +33,8 @@ static const char *const upstream_conn_state_names[] = {
 static void upstream_conn_connect(struct upstream_conn *u);
 static void upstream_conn_read_cb(struct bufferevent *bev, void *arg);
 static void upstream_conn_read_raw(struct upstream_conn *u);
+static void upstream_conn_write_cb(struct bufferevent *bev, void *arg);
+static void upstream_conn_endpoint(struct upstream_conn *u, struct ws_endpoint *ep);
 
 const char *
 upstream_conn_state_name(enum upstream_conn_state st)
@@ -74,9 +68,7 @@ upstream_conn_is_ws(const struct upstream_conn *u)
 static void
 upstream_conn_timer_arm(struct upstream_conn *u, uint64_t ms)
 {
-	struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
-
-	evtimer_add(&u->timer, &tv);
+	clock_timer_arm(&u->timer, ms);
 }
 
 static int
@@ -100,7 +92,6 @@ upstream_conn_transition_ok(enum upstream_conn_state from, enum upstream_conn_st
 	}
 }
 
-static void upstream_conn_fail(struct upstream_conn *u, const char *why);
 static void upstream_conn_gone(struct upstream_conn *u, unsigned code, const char *reason,
                                size_t rlen);
 
@@ -143,9 +134,11 @@ upstream_conn_set_state(struct upstream_conn *u, enum upstream_conn_state st)
 	switch (st) {
 	case UPC_OPEN:
 		evtimer_del(&u->timer);
-		if (upstream_conn_is_ws(u) && u->cfg->ping_interval_ms > 0) {
-			u->next_ping_ms = now + u->cfg->ping_interval_ms;
-			upstream_conn_timer_arm(u, u->cfg->ping_interval_ms);
+		if (upstream_conn_is_ws(u)) {
+			struct ws_endpoint ep;
+
+			upstream_conn_endpoint(u, &ep);
+			ws_endpoint_start(&ep, now);
 		}
 		break;
 	case UPC_CLOSING:
@@ -169,12 +162,9 @@ upstream_conn_close(struct upstream_conn *u, const char *reason)
 	upstream_conn_log(u, LOG_LVL_DEBUG, "closed (%s): %s", upstream_conn_state_name(u->state),
 	                  reason);
 	upstream_conn_set_state(u, UPC_CLOSED);
-	if (u->dns != NULL) {
-		/* The callback still comes (with EVUTIL_EAI_CANCEL) and frees the ticket. */
-		u->dns->u = NULL;
-		evdns_getaddrinfo_cancel(u->dns->req);
-		u->dns = NULL;
-	}
+	upstream_dns_cancel(u);
+	event_del(&u->flush_ev);
+	u->flush_marked = 0;
 	if (u->bev != NULL) {
 		bufferevent_disable(u->bev, EV_READ | EV_WRITE);
 		bufferevent_setcb(u->bev, NULL, NULL, NULL, NULL);
@@ -194,12 +184,14 @@ upstream_conn_free(struct upstream_conn *u)
 {
 	u->backend->pool->nconns--;
 	evtimer_del(&u->timer);
+	event_del(&u->flush_ev);
 	ws_outq_free(&u->outq); /* its callback off the output first */
 	if (u->bev != NULL)
 		bufferevent_free(u->bev); /* closes the socket (and frees the SSL) */
 	if (u->ai != NULL)
 		evutil_freeaddrinfo(u->ai);
 	free(u->request);
+	ws_parser_free(&u->parser);
 	free(u);
 }
 
@@ -218,7 +210,7 @@ upstream_conn_detach(struct upstream_conn *u)
 }
 
 /* Before OPEN: close, then tell the owner (who may start another attempt at once). */
-static void
+void
 upstream_conn_fail(struct upstream_conn *u, const char *why)
 {
 	const struct upstream_conn_ops *ops = u->ops;
@@ -261,40 +253,59 @@ upstream_conn_ended(struct upstream_conn *u, int error, const char *why)
 
 /* ---- sending ---- */
 
+/*
+ * The end-of-turn write, as conn_flush.c does for clients: a bufferevent arms its write event
+ * for every frame added and disarms it after the write, two epoll_ctl calls per batch (the
+ * largest removable cost in the proxy's profile, bench/results/proxy-vs-nginx.md). Here the
+ * frames a loop turn queued (a whole batch read from the client) are written by one writev
+ * from a callback queued behind the turn's others; when the kernel takes everything, the write
+ * event added and deleted in the same turn folds to nothing in the epoll changelist. What the
+ * kernel refuses stays with the bufferevent's write event, as before. TLS (wss) backends keep
+ * bufferevent_openssl's own writes.
+ */
+static void
+upstream_conn_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct upstream_conn *u = arg;
+	size_t before;
+
+	(void)fd;
+	(void)what;
+	u->flush_marked = 0;
+	if (u->state < UPC_OPEN || u->state == UPC_CLOSED || u->bev == NULL)
+		return;
+	before = ws_outq_len(&u->outq);
+	ws_outq_write_now(&u->outq);
+	/* The write callback's work (watermarks, drained, FLUSHING's end), which the
+	 * bufferevent does not run for a write it did not make. */
+	if (ws_outq_len(&u->outq) < before)
+		upstream_conn_write_cb(u->bev, u);
+}
+
+/* Frames were queued: written once at the end of this loop turn (plain TCP only). */
+static void
+upstream_conn_mark(struct upstream_conn *u)
+{
+	if (u->flush_marked || u->backend->cfg->scheme == BACKEND_WSS)
+		return;
+	u->flush_marked = 1;
+	event_active(&u->flush_ev, EV_WRITE, 0);
+}
+
 /* One masked frame (RFC 6455 5.3: every frame from a client, with a fresh key). The payload
  * is masked while it is copied into the output buffer. */
 static void
 upstream_conn_queue_frame(struct upstream_conn *u, int fin, unsigned opcode, const uint8_t *data,
                           size_t len)
 {
-	/* Pings and pongs ahead of queued data, on a frame boundary (ws_outq.h). */
-	struct evbuffer *out = opcode == WS_OP_PING || opcode == WS_OP_PONG
-	                           ? ws_outq_control(&u->outq)
-	                           : ws_outq_data(&u->outq);
-	struct evbuffer_iovec v[2];
-	uint8_t hdr[WS_FRAME_HDR_MAX], key[4];
-	uint64_t off = 0;
-	size_t hlen, done = 0;
-	int n;
+	uint8_t key[4];
 
 	upstream_registry_mask(u->reg, key);
-	hlen = ws_frame_encode(hdr, fin, 0, opcode, len, key);
-	evbuffer_add(out, hdr, hlen);
-	if (len == 0)
-		return;
-	if ((n = evbuffer_reserve_space(out, (ev_ssize_t)len, v, 2)) <= 0) {
+	if (ws_endpoint_queue_frame(&u->outq, fin, opcode, data, len, key) == 0) {
 		upstream_conn_close(u, "out of memory");
 		return;
 	}
-	for (int i = 0; i < n && done < len; i++) {
-		size_t k = len - done < v[i].iov_len ? len - done : v[i].iov_len;
-
-		memcpy(v[i].iov_base, data + done, k);
-		off = ws_mask(v[i].iov_base, k, key, off);
-		v[i].iov_len = k;
-		done += k;
-	}
-	evbuffer_commit_space(out, v, n);
+	upstream_conn_mark(u);
 }
 
 int
@@ -302,9 +313,29 @@ upstream_conn_send(struct upstream_conn *u, unsigned opcode, int fin, const uint
 {
 	if (u->state != UPC_OPEN)
 		return -1;
-	if (!upstream_conn_is_ws(u))
-		return n > 0 ? evbuffer_add(bufferevent_get_output(u->bev), p, n) : 0;
+	if (!upstream_conn_is_ws(u)) {
+		if (n == 0)
+			return 0;
+		if (evbuffer_add(bufferevent_get_output(u->bev), p, n) < 0)
+			return -1;
+		upstream_conn_mark(u);
+		return 0;
+	}
 	upstream_conn_queue_frame(u, fin, opcode, p, n);
+	return 0;
+}
+
+int
+upstream_conn_send_masked(struct upstream_conn *u, unsigned opcode, int fin, const uint8_t *p,
+                          size_t n, const uint8_t key[4])
+{
+	if (u->state != UPC_OPEN || !upstream_conn_is_ws(u))
+		return -1;
+	if (ws_endpoint_queue_masked(&u->outq, fin, opcode, p, n, key) == 0) {
+		upstream_conn_close(u, "out of memory");
+		return -1;
+	}
+	upstream_conn_mark(u);
 	return 0;
 }
 
@@ -320,23 +351,17 @@ upstream_conn_want_drained(struct upstream_conn *u)
 	u->want_drained = 1;
 }
 
+/* Our close frame (the endpoint's close handshake): OPEN -> CLOSING, or FLUSHING when it
+ * answers the backend's close (peer_closed). */
 static void
-upstream_conn_queue_close(struct upstream_conn *u, unsigned code, const char *reason, size_t rlen)
+upstream_conn_queue_close(struct upstream_conn *u, unsigned code, const char *reason, size_t rlen,
+                          int peer_closed)
 {
-	uint8_t payload[WS_CONTROL_MAX];
-	size_t plen = 0;
+	struct ws_endpoint ep;
 
-	if (code != WS_CLOSE_NO_STATUS) {
-		if (rlen > WS_CONTROL_MAX - 2)
-			rlen = WS_CONTROL_MAX - 2;
-		payload[0] = (uint8_t)(code >> 8);
-		payload[1] = (uint8_t)(code & 0xff);
-		if (rlen > 0)
-			memcpy(payload + 2, reason, rlen);
-		plen = 2 + rlen;
-	}
-	upstream_conn_queue_frame(u, 1, WS_OP_CLOSE, payload, plen);
-	upstream_conn_log(u, LOG_LVL_DEBUG, "sent close %u", code);
+	upstream_conn_endpoint(u, &ep);
+	if (ws_endpoint_close(&ep, code, reason, rlen, peer_closed) == 0)
+		upstream_conn_log(u, LOG_LVL_DEBUG, "sent close %u", code);
 }
 
 /* Nothing more to send: wait for the output to drain (write callback), then for the backend's
@@ -373,9 +398,7 @@ upstream_conn_send_close(struct upstream_conn *u, unsigned code, const char *rea
 	u->paused = 0;
 	if (!u->paused_output)
 		bufferevent_enable(u->bev, EV_READ);
-	upstream_conn_queue_close(u, code, reason, rlen);
-	if (u->state == UPC_OPEN)
-		upstream_conn_set_state(u, UPC_CLOSING);
+	upstream_conn_queue_close(u, code, reason, rlen, 0);
 }
 
 /* Reading is on unless the owner paused it or our own output is backed up. */
@@ -432,77 +455,19 @@ upstream_conn_pause(struct upstream_conn *u)
 	bufferevent_disable(u->bev, EV_READ);
 }
 
-/* ---- the upgrade ---- */
+/* ---- the upgrade (its answer is read by upstream_upgrade.c) ---- */
 
-static int
-upstream_conn_make_key(char key[25])
+void
+upstream_conn_opened(struct upstream_conn *u, const char *protocol)
 {
-	unsigned char raw[16];
+	const struct upstream_conn_ops *ops = u->ops;
 
-	if (RAND_bytes(raw, sizeof(raw)) != 1)
-		return -1;
-	EVP_EncodeBlock((unsigned char *)key, raw, sizeof(raw)); /* 24 chars and a NUL */
-	return 0;
-}
-
-/* The 101 (or not) in the input: checked strictly before anything is relayed. */
-static void
-upstream_conn_read_upgrade(struct upstream_conn *u)
-{
-	struct evbuffer *in = bufferevent_get_input(u->bev);
-	size_t len = evbuffer_get_length(in), n;
-	const struct http_str *offered = u->req != NULL ? u->req->protocols : NULL;
-	size_t noffered = u->req != NULL ? u->req->nprotocols : 0;
-	struct http_response resp;
-	struct http_str proto;
-	const char *p, *why;
-	char buf[160], protocol[HTTP_MAX_HEADER], pass[2048];
-	const struct upstream_conn_ops *ops;
-	int checked;
-
-	n = len < HTTP_RESPONSE_MAX_HEADER ? len : HTTP_RESPONSE_MAX_HEADER;
-	if ((p = (const char *)evbuffer_pullup(in, (ev_ssize_t)n)) == NULL)
-		return;
-	switch (http_response_parse(p, n, &resp)) {
-	case HTTP_RESPONSE_NEED_MORE:
-		return;
-	case HTTP_RESPONSE_TOO_LARGE:
-		upstream_conn_fail(u, "upgrade response head larger than 8 KiB");
-		return;
-	case HTTP_RESPONSE_BAD:
-		upstream_conn_fail(u, "malformed upgrade response");
-		return;
-	case HTTP_RESPONSE_OK:
-		break;
-	}
-	checked = http_response_check_upgrade(&resp, u->accept, offered, noffered, &proto, &why);
-	/* What the client must see with the answer it will get (a bad 101 becomes a 502). */
-	if ((checked == 0 || resp.status != 101) && u->ops != NULL && u->ops->headers != NULL) {
-		(void)http_response_passthrough(&resp, pass, sizeof(pass));
-		u->ops->headers(u->arg, resp.status, pass);
-	}
-	if (checked < 0) {
-		if (resp.status != 101) {
-			u->status = resp.status;
-			snprintf(buf, sizeof(buf), "refused the upgrade: HTTP %d %.*s", resp.status,
-			         (int)(resp.reason.n < 60 ? resp.reason.n : 60), resp.reason.p);
-		} else {
-			snprintf(buf, sizeof(buf), "bad upgrade response: %s", why);
-		}
-		upstream_conn_fail(u, buf);
-		return;
-	}
-	/* The fields point into the input, which is drained next. */
-	memcpy(protocol, proto.p != NULL ? proto.p : "", proto.n);
-	protocol[proto.n] = '\0';
-	evbuffer_drain(in, resp.header_len);
 	upstream_conn_set_state(u, UPC_OPEN);
 	u->req = NULL;
-	upstream_conn_log(u, LOG_LVL_DEBUG, "upgraded%s%s", proto.n ? ", subprotocol " : "",
-	                  protocol);
-	ops = u->ops;
-	if (ops != NULL && ops->ready != NULL)
-		ops->ready(u->arg, proto.n > 0 ? protocol : NULL);
+	upstream_conn_log(u, LOG_LVL_DEBUG, "upgraded%s%s", protocol ? ", subprotocol " : "",
+	                  protocol ? protocol : "");
+	if (u->state == UPC_OPEN && ops != NULL && ops->ready != NULL)
+		ops->ready(u->arg, protocol);
 }
 
 /* Connected (after TLS for wss): send the upgrade, or for tcp the session is open. */
@@ -528,108 +493,208 @@ upstream_conn_connected(struct upstream_conn *u)
 	upstream_conn_set_state(u, UPC_UPGRADING);
 }
 
-/* ---- relaying ---- */
+/* ---- the client role of the WebSocket endpoint (ws_endpoint.h) ---- */
 
-/* One event from the backend's frames. Returns -1 when reading must stop. */
-static int
-upstream_conn_on_event(struct upstream_conn *u, const struct ws_event *ev)
+static enum ws_ep_state
+upstream_ep_state(void *arg)
 {
-	char reason[WS_CONTROL_MAX + 1];
-
-	/* RFC 6455 5.1: a client fails the connection on a masked frame from the server. */
-	if (ev->type != WS_EV_ERROR && u->parser.fh.masked) {
-		struct ws_event bad = {.type = WS_EV_ERROR,
-		                       .close_code = WS_CLOSE_PROTOCOL,
-		                       .reason = "masked frame from the server"};
-		return upstream_conn_on_event(u, &bad);
+	switch (((struct upstream_conn *)arg)->state) {
+	case UPC_OPEN:
+		return WS_EP_OPEN;
+	case UPC_CLOSING:
+		return WS_EP_CLOSING;
+	case UPC_FLUSHING:
+		return WS_EP_FLUSHING;
+	case UPC_CLOSED:
+		return WS_EP_CLOSED;
+	default:
+		return WS_EP_NONE;
 	}
-	switch (ev->type) {
-	case WS_EV_DATA:
-		/* While CLOSING, what the backend sent before its close still goes to an owner
-		 * that waits for that close (a client whose close we passed on). */
-		if (u->ops == NULL || u->ops->data == NULL)
-			return 0;
-		if (u->ops->data(u->arg, ev->opcode, ev->first, ev->last, ev->data, ev->len)) {
-			upstream_conn_pause(u);
-			return -1;
-		}
+}
+
+static void
+upstream_ep_set_state(void *arg, enum ws_ep_state st)
+{
+	if (st == WS_EP_CLOSING)
+		upstream_conn_set_state(arg, UPC_CLOSING);
+	else
+		upstream_conn_flush(arg);
+}
+
+static int
+upstream_ep_reading(void *arg)
+{
+	return upstream_conn_reading(arg);
+}
+
+static void
+upstream_ep_queue(void *arg, int fin, unsigned opcode, const uint8_t *data, size_t len)
+{
+	upstream_conn_queue_frame(arg, fin, opcode, data, len);
+}
+
+/* A data chunk from the backend. While CLOSING, what the backend sent before its close still
+ * goes to an owner that waits for that close (a client whose close we passed on). */
+static int
+upstream_ep_data(void *arg, const struct ws_event *ev)
+{
+	struct upstream_conn *u = arg;
+
+	if (u->ops == NULL || u->ops->data == NULL)
 		return 0;
-	case WS_EV_PING:
-		if (u->state == UPC_OPEN || u->state == UPC_CLOSING)
-			upstream_conn_queue_frame(u, 1, WS_OP_PONG, ev->data, ev->len);
-		return 0;
-	case WS_EV_PONG:
-		ws_outq_pong(&u->outq);
-		return 0;
-	case WS_EV_CLOSE:
-		upstream_conn_log(u, LOG_LVL_DEBUG, "backend sent close %u", ev->close_code);
-		if (u->state == UPC_OPEN) {
-			/* Answer with the same code, then pass it on to the client. */
-			memcpy(reason, ev->data, ev->len);
-			reason[ev->len] = '\0';
-			upstream_conn_queue_close(u, ev->close_code, reason, ev->len);
-			upstream_conn_flush(u);
-			upstream_conn_gone(u, ev->close_code, reason, ev->len);
-		} else if (u->state == UPC_CLOSING) {
-			memcpy(reason, ev->data, ev->len);
-			reason[ev->len] = '\0';
-			upstream_conn_flush(u);
-			upstream_conn_gone(u, ev->close_code, reason, ev->len);
-		}
+	if (u->ops->data(u->arg, ev->opcode, ev->first, ev->last, ev->data, ev->len)) {
+		upstream_conn_pause(u);
 		return -1;
-	case WS_EV_ERROR:
-		upstream_conn_log(u, LOG_LVL_INFO, "protocol error, closing with %u: %s",
-		                  ev->close_code, ev->reason);
-		if (u->state == UPC_OPEN) {
-			upstream_conn_queue_close(u, ev->close_code, ev->reason,
-			                          strlen(ev->reason));
-			upstream_conn_flush(u);
-			upstream_conn_gone(u, WS_CLOSE_ABNORMAL, "backend protocol error", 22);
-		} else {
-			upstream_conn_gone(u, WS_CLOSE_ABNORMAL, "backend protocol error", 22);
-			upstream_conn_close(u, ev->reason);
-		}
-		return -1;
-	case WS_EV_NONE:
-		break;
 	}
 	return 0;
+}
+
+static int
+upstream_ep_peer_close(void *arg, const struct ws_event *ev)
+{
+	struct upstream_conn *u = arg;
+
+	if (ev->type == WS_EV_CLOSE)
+		upstream_conn_log(u, LOG_LVL_DEBUG, "backend sent close %u", ev->close_code);
+	else
+		upstream_conn_log(u, LOG_LVL_INFO, "protocol error, closing with %u: %s",
+		                  ev->close_code, ev->reason);
+	return 0;
+}
+
+/* Answer the backend's close with the same code (or fail it), then flush. */
+static void
+upstream_ep_answer_close(void *arg, unsigned code, const char *reason, size_t rlen)
+{
+	upstream_conn_queue_close(arg, code, reason, rlen, 1);
+}
+
+/* The owner hears how the backend's side ended; a protocol error after our close ends the
+ * connection at once (error_ends_closing). */
+static void
+upstream_ep_peer_closed(void *arg, const struct ws_event *ev, enum ws_ep_state prev)
+{
+	struct upstream_conn *u = arg;
+	char reason[WS_CONTROL_MAX + 1];
+
+	if (ev->type == WS_EV_CLOSE) {
+		memcpy(reason, ev->data, ev->len);
+		reason[ev->len] = '\0';
+		upstream_conn_gone(u, ev->close_code, reason, ev->len);
+		return;
+	}
+	upstream_conn_gone(u, WS_CLOSE_ABNORMAL, "backend protocol error", 22);
+	if (prev == WS_EP_CLOSING)
+		upstream_conn_close(u, ev->reason);
+}
+
+/* What we answer (pongs, our close) must not pile up behind a backend that does not read. */
+static void
+upstream_ep_pause_output(void *arg)
+{
+	struct upstream_conn *u = arg;
+
+	u->paused_output = 1;
+	bufferevent_disable(u->bev, EV_READ);
+}
+
+static void
+upstream_ep_drained(void *arg)
+{
+	struct upstream_conn *u = arg;
+
+	if (!u->want_drained || u->state != UPC_OPEN)
+		return;
+	u->want_drained = 0;
+	if (u->ops != NULL && u->ops->drained != NULL)
+		u->ops->drained(u->arg);
+}
+
+static void
+upstream_ep_resume_output(void *arg)
+{
+	struct upstream_conn *u = arg;
+
+	if (!u->paused_output)
+		return;
+	u->paused_output = 0;
+	upstream_conn_read_again(u);
+}
+
+/* A server closes TCP first after the close handshake (RFC 6455 7.1.1): a ws backend's EOF is
+ * awaited; a tcp session is done once its output is written. */
+static void
+upstream_ep_flushed(void *arg)
+{
+	struct upstream_conn *u = arg;
+
+	if (!upstream_conn_is_ws(u))
+		upstream_conn_close(u, "tcp session done");
+}
+
+static void
+upstream_ep_timer_arm(void *arg, uint64_t ms)
+{
+	upstream_conn_timer_arm(arg, ms);
+}
+
+/* Dead: a ping out and nothing moved for pong_timeout (ws_outq.h). */
+static void
+upstream_ep_expired(void *arg, enum ws_hb_end why)
+{
+	struct upstream_conn *u = arg;
+
+	(void)why; /* only WS_HB_DEAD: the client role has no idle or drain time */
+	upstream_conn_log(u, LOG_LVL_INFO, "no pong within pong_timeout");
+	upstream_conn_gone(u, WS_CLOSE_ABNORMAL, "no pong from the backend", 24);
+	upstream_conn_close(u, "no pong from the backend");
+}
+
+static const struct ws_endpoint_ops upstream_ep_ops = {
+    .role = WS_ROLE_CLIENT,
+    .out_high = UPSTREAM_OUT_HIGH,
+    .out_low = UPSTREAM_OUT_LOW,
+    .answer_while_closing = 1,
+    .error_ends_closing = 1,
+    .state = upstream_ep_state,
+    .set_state = upstream_ep_set_state,
+    .reading = upstream_ep_reading,
+    .queue = upstream_ep_queue,
+    .data = upstream_ep_data,
+    .peer_close = upstream_ep_peer_close,
+    .answer_close = upstream_ep_answer_close,
+    .peer_closed = upstream_ep_peer_closed,
+    .pause_output = upstream_ep_pause_output,
+    .drained = upstream_ep_drained,
+    .resume_output = upstream_ep_resume_output,
+    .flushed = upstream_ep_flushed,
+    .timer_arm = upstream_ep_timer_arm,
+    .pinged = NULL,
+    .rtt = NULL,
+    .expired = upstream_ep_expired,
+};
+
+static void
+upstream_conn_endpoint(struct upstream_conn *u, struct ws_endpoint *ep)
+{
+	ep->ops = &upstream_ep_ops;
+	ep->side = u;
+	ep->parser = &u->parser;
+	ep->outq = &u->outq;
+	ep->live = &u->live;
+	ep->ping_interval_ms = u->cfg->ping_interval_ms;
+	ep->pong_timeout_ms = u->cfg->pong_timeout_ms;
+	ep->idle_timeout_ms = 0;
 }
 
 static void
 upstream_conn_read_frames(struct upstream_conn *u)
 {
 	struct evbuffer *in = bufferevent_get_input(u->bev);
-	struct evbuffer_iovec v;
-	struct ws_event ev;
-	size_t off, used;
-	int stop = 0;
+	struct ws_endpoint ep;
 
-	while (!stop && upstream_conn_reading(u) &&
-	       (u->state == UPC_OPEN || u->state == UPC_CLOSING) &&
-	       evbuffer_peek(in, -1, NULL, &v, 1) > 0) {
-		uint8_t *base = v.iov_base;
-
-		for (off = 0; off < v.iov_len && !stop;) {
-			enum ws_ev_type t =
-			    ws_parser_feed(&u->parser, base + off, v.iov_len - off, &used, &ev);
-
-			off += used;
-			if (t == WS_EV_NONE)
-				break;
-			if (upstream_conn_on_event(u, &ev) < 0)
-				stop = 1;
-		}
-		/* Events point into this chunk: drained only after they were handled. */
-		evbuffer_drain(in, off);
-		/* What we answer (pongs, our close) must not pile up behind a backend that does
-		 * not read: stop reading it, as the client side does (conn.c). */
-		if ((u->state == UPC_OPEN || u->state == UPC_CLOSING) &&
-		    ws_outq_len(&u->outq) > UPSTREAM_OUT_HIGH) {
-			u->paused_output = 1;
-			bufferevent_disable(u->bev, EV_READ);
-		}
-	}
+	upstream_conn_endpoint(u, &ep);
+	ws_endpoint_read(&ep, in);
 	if (u->state == UPC_FLUSHING || u->state == UPC_CLOSED)
 		evbuffer_drain(in, evbuffer_get_length(in));
 }
@@ -666,8 +731,12 @@ upstream_conn_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct upstream_conn *u = arg;
 
-	(void)bev;
 	ws_outq_rx(&u->outq, conn_now_ms());
+	/* A large message came 4096 bytes a read: the rest in one more read (plain TCP). */
+	if ((u->state == UPC_OPEN || u->state == UPC_CLOSING) &&
+	    u->backend->cfg->scheme != BACKEND_WSS &&
+	    transport_read_was_cut(evbuffer_get_length(bufferevent_get_input(bev)), u->in_left))
+		(void)transport_read_more(bev);
 	if (u->state == UPC_UPGRADING) {
 		upstream_conn_read_upgrade(u);
 		if (u->state != UPC_OPEN)
@@ -688,35 +757,18 @@ upstream_conn_read_cb(struct bufferevent *bev, void *arg)
 	default:
 		break;
 	}
+	if (u->bev == bev)
+		u->in_left = evbuffer_get_length(bufferevent_get_input(bev));
 }
 
 static void
 upstream_conn_write_cb(struct bufferevent *bev, void *arg)
 {
-	struct upstream_conn *u = arg;
-	size_t left;
+	struct ws_endpoint ep;
 
 	(void)bev;
-	ws_outq_pump(&u->outq);
-	left = ws_outq_len(&u->outq);
-	if (u->state == UPC_FLUSHING) {
-		if (!upstream_conn_is_ws(u) && left == 0)
-			upstream_conn_close(u, "tcp session done");
-		return;
-	}
-	if (left > UPSTREAM_OUT_LOW)
-		return;
-	if (u->want_drained && u->state == UPC_OPEN) {
-		u->want_drained = 0;
-		if (u->ops != NULL && u->ops->drained != NULL)
-			u->ops->drained(u->arg);
-		if (u->state == UPC_CLOSED)
-			return;
-	}
-	if (u->paused_output) {
-		u->paused_output = 0;
-		upstream_conn_read_again(u);
-	}
+	upstream_conn_endpoint(arg, &ep);
+	ws_endpoint_written(&ep);
 }
 
 static void
@@ -783,37 +835,6 @@ upstream_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 /* ---- the timer ---- */
 
 static void
-upstream_conn_heartbeat(struct upstream_conn *u)
-{
-	const struct config *cfg = u->cfg;
-	uint64_t now = conn_now_ms(), due;
-	uint8_t payload[8];
-
-	/* Dead only when a ping is out and nothing moved for pong_timeout (ws_outq.h). */
-	if (cfg->pong_timeout_ms > 0 &&
-	    now >= ws_outq_dead_at(&u->outq, now, cfg->pong_timeout_ms)) {
-		upstream_conn_log(u, LOG_LVL_INFO, "no pong within pong_timeout");
-		upstream_conn_gone(u, WS_CLOSE_ABNORMAL, "no pong from the backend", 24);
-		upstream_conn_close(u, "no pong from the backend");
-		return;
-	}
-	if (now >= u->next_ping_ms) {
-		for (int i = 0; i < 8; i++)
-			payload[i] = (uint8_t)(now >> (56 - 8 * i));
-		/* One ping at a time: ours being written is not the backend's progress. */
-		if (!ws_outq_ping_outstanding(&u->outq)) {
-			upstream_conn_queue_frame(u, 1, WS_OP_PING, payload, sizeof(payload));
-			ws_outq_ping_queued(&u->outq, now);
-		}
-		u->next_ping_ms = now + cfg->ping_interval_ms;
-	}
-	due = u->next_ping_ms;
-	if (cfg->pong_timeout_ms > 0 && ws_outq_next_look(&u->outq, now, cfg->pong_timeout_ms) < due)
-		due = ws_outq_next_look(&u->outq, now, cfg->pong_timeout_ms);
-	upstream_conn_timer_arm(u, due > now ? due - now : 0);
-}
-
-static void
 upstream_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct upstream_conn *u = arg;
@@ -830,9 +851,13 @@ upstream_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		         upstream_conn_state_name(u->state));
 		upstream_conn_fail(u, why);
 		break;
-	case UPC_OPEN:
-		upstream_conn_heartbeat(u);
+	case UPC_OPEN: {
+		struct ws_endpoint ep;
+
+		upstream_conn_endpoint(u, &ep);
+		ws_endpoint_tick(&ep, conn_now_ms());
 		break;
+	}
 	case UPC_CLOSING:
 		upstream_conn_gone(u, WS_CLOSE_ABNORMAL, "no close frame from the backend", 31);
 		upstream_conn_close(u, "no close frame from the backend within close_timeout");
@@ -893,7 +918,7 @@ upstream_conn_connect(struct upstream_conn *u)
 	bufferevent_enable(u->bev, EV_READ | EV_WRITE);
 }
 
-static void
+void
 upstream_conn_resolved(struct upstream_conn *u, int err, struct evutil_addrinfo *ai)
 {
 	char why[160];
@@ -906,73 +931,6 @@ upstream_conn_resolved(struct upstream_conn *u, int err, struct evutil_addrinfo 
 	}
 	u->ai = u->ai_next = ai;
 	upstream_conn_connect(u);
-}
-
-static void
-upstream_conn_dns_cb(int err, struct evutil_addrinfo *ai, void *arg)
-{
-	struct upstream_dns *d = arg;
-	struct upstream_conn *u = d->u;
-
-	free(d);
-	if (u == NULL) {
-		/* The connection went away meanwhile (EVUTIL_EAI_CANCEL, or an answer too late). */
-		if (ai != NULL)
-			evutil_freeaddrinfo(ai);
-		return;
-	}
-	u->dns = NULL;
-	if (u->in_start) {
-		/* Answered inside evdns_getaddrinfo (an address or /etc/hosts): the caller goes on.
-		 */
-		u->ai = ai;
-		u->dns_err = err != 0 ? err : (ai == NULL ? EVUTIL_EAI_FAIL : 0);
-		return;
-	}
-	upstream_conn_resolved(u, err, ai);
-}
-
-/* Starts the lookup; numeric hosts are answered at once without the resolver. */
-static void
-upstream_conn_resolve(struct upstream_conn *u)
-{
-	const struct config_backend *cb = u->backend->cfg;
-	struct evutil_addrinfo hints, *ai = NULL;
-	struct evdns_base *dns;
-	struct upstream_dns *d;
-	struct evdns_getaddrinfo_request *r;
-	int err;
-
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_protocol = IPPROTO_TCP;
-	hints.ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV;
-	if (evutil_getaddrinfo(cb->host, cb->port, &hints, &ai) == 0) {
-		upstream_conn_resolved(u, 0, ai);
-		return;
-	}
-	hints.ai_flags = EVUTIL_AI_NUMERICSERV | EVUTIL_AI_ADDRCONFIG;
-	if ((dns = upstream_registry_dns(u->reg)) == NULL || (d = calloc(1, sizeof(*d))) == NULL) {
-		upstream_conn_fail(u, "cannot start a DNS lookup");
-		return;
-	}
-	d->u = u;
-	u->dns = d;
-	u->in_start = 1;
-	u->dns_err = -1;
-	r = evdns_getaddrinfo(dns, cb->host, cb->port, &hints, upstream_conn_dns_cb, d);
-	u->in_start = 0;
-	if (r != NULL) {
-		d->req = r; /* answered later, through upstream_conn_dns_cb */
-		return;
-	}
-	/* Answered (or failed) inside the call: d is already freed. */
-	u->dns = NULL;
-	err = u->dns_err;
-	ai = u->ai;
-	u->ai = NULL;
-	upstream_conn_resolved(u, err == -1 ? EVUTIL_EAI_FAIL : err, ai);
 }
 
 struct upstream_conn *
@@ -996,6 +954,7 @@ upstream_conn_new(struct upstream_backend *b, uint64_t id, const struct upstream
 	u->state = UPC_RESOLVING;
 	u->req = req;
 	evtimer_assign(&u->timer, reg->base, upstream_conn_timer_cb, u);
+	event_assign(&u->flush_ev, reg->base, -1, 0, upstream_conn_flush_cb, u);
 	LIST_INSERT_HEAD(&reg->live, u, entry);
 	b->pool->nconns++; /* the pool, and the snapshot it holds, outlive u */
 	if (req != NULL) {
@@ -1003,9 +962,9 @@ upstream_conn_new(struct upstream_backend *b, uint64_t id, const struct upstream
 		u->counted = 1;
 	}
 	/* Frames from a server are unmasked; a message may be as large as a client's. */
-	ws_parser_init(&u->parser, cfg->max_message_size, 0);
+	ws_endpoint_parser_init(&u->parser, WS_ROLE_CLIENT, cfg->max_message_size);
 	if (cb->scheme != BACKEND_TCP) {
-		if (upstream_conn_make_key(key) < 0) {
+		if (http_ws_client_key(key) < 0) {
 			*why = "RAND_bytes failed";
 			upstream_conn_close(u, *why);
 			return NULL;

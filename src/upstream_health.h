@@ -15,14 +15,14 @@ enum upstream_backend_state {
 
 /* Fields are read and written with upstream_health_lock() held. */
 struct upstream_health {
-	char *route;                       /* route path */
-	char *url;                         /* backend URL; NULL for the route's own entry */
+	char *route; /* route path */
+	char *url;   /* backend URL; NULL for the route's own entry */
 	enum upstream_backend_state state;
-	uint64_t down_until_ms;            /* DOWN: tried again from then; UINT64_MAX: after a probe */
-	size_t active;                     /* live proxy sessions (least_conn, metrics) */
-	size_t rr;                         /* route entry: the next backend index to consider */
-	uint64_t probe_due_ms;             /* the next probe, whichever worker runs it */
-	uint64_t fails;                    /* consecutive failures; a success resets it */
+	uint64_t down_until_ms; /* DOWN: tried again from then; UINT64_MAX: after a probe */
+	size_t active;          /* live proxy sessions (least_conn, metrics) */
+	size_t rr;              /* route entry: the next backend index to consider */
+	uint64_t probe_due_ms;  /* the next probe, whichever worker runs it */
+	uint64_t fails;         /* consecutive failures; a success resets it */
 	struct upstream_health *next;
 };
 

@@ -188,11 +188,12 @@ upstream_req_forwarding(struct upstream_sb *sb, const struct http_request *req,
 
 	/* What a trusted balancer says is kept and extended with the hop we saw; what anyone
 	 * else says about itself is dropped: a client cannot choose its own address. */
-	prev = cl->peer_trusted ? upstream_req_head_field(head, req->header_len,
-	                                                  "X-Forwarded-For") : NULL;
+	prev = cl->peer_trusted ? upstream_req_head_field(head, req->header_len, "X-Forwarded-For")
+	                        : NULL;
 	upstream_req_chain(sb, "X-Forwarded-For", prev, hop, strlen(hop));
-	prev = cl->peer_trusted ? upstream_req_head_field(head, req->header_len,
-	                                                  "X-Forwarded-Proto") : NULL;
+	prev = cl->peer_trusted
+	           ? upstream_req_head_field(head, req->header_len, "X-Forwarded-Proto")
+	           : NULL;
 	/* The balancer terminated the client's connection: its proto is the client's. */
 	upstream_sb_field(sb, "X-Forwarded-Proto", prev != NULL ? prev : proto,
 	                  strlen(prev != NULL ? prev : proto));
@@ -203,8 +204,8 @@ upstream_req_forwarding(struct upstream_sb *sb, const struct http_request *req,
 
 	n = upstream_req_forwarded_node(hop, node, sizeof(node));
 	snprintf(fwd, sizeof(fwd), "for=%s;proto=%s", n > 0 ? node : "unknown", proto);
-	prev = cl->peer_trusted ? upstream_req_head_field(head, req->header_len, "Forwarded")
-	                        : NULL;
+	prev =
+	    cl->peer_trusted ? upstream_req_head_field(head, req->header_len, "Forwarded") : NULL;
 	upstream_req_chain(sb, "Forwarded", prev, fwd, strlen(fwd));
 }
 
@@ -222,8 +223,8 @@ upstream_req_trim(const char *s, size_t *n)
 }
 
 int
-upstream_req_client_ip(const char *head, size_t n, const char *peer_ip,
-                       const struct cidr *trusted, size_t ntrusted, char *out, size_t outsz)
+upstream_req_client_ip(const char *head, size_t n, const char *peer_ip, const struct cidr *trusted,
+                       size_t ntrusted, char *out, size_t outsz)
 {
 	const char *best = peer_ip, *e, *why;
 	size_t bestn = strlen(peer_ip), en;
@@ -242,7 +243,8 @@ upstream_req_client_ip(const char *head, size_t n, const char *peer_ip,
 				start--;
 			en = end - start;
 			e = upstream_req_trim(xff + start, &en);
-			if (en == 0 || memchr(e, '/', en) != NULL || cidr_parse(e, en, &probe, &why) < 0)
+			if (en == 0 || memchr(e, '/', en) != NULL ||
+			    cidr_parse(e, en, &probe, &why) < 0)
 				break; /* not an address: trust stops at the hop before it */
 			best = e;
 			bestn = en;
@@ -278,8 +280,8 @@ upstream_req_copy(const struct http_request *req, const struct upstream_req_clie
 		upstream_sb_field(&sb, "Origin", req->origin.p, req->origin.n);
 	if (req->ncookies > 1) {
 		/* RFC 6265 5.4: one Cookie line, its pairs separated by "; ". */
-		char *all = upstream_req_head_field_sep(req->method.p, req->header_len, "Cookie",
-		                                        "; ");
+		char *all =
+		    upstream_req_head_field_sep(req->method.p, req->header_len, "Cookie", "; ");
 
 		/* NULL: every line was empty (or ENOMEM): no Cookie rather than a wrong one. */
 		if (all != NULL)

@@ -20,11 +20,12 @@ struct upstream_req {
 
 /* Where the client came from, for the forwarding headers. */
 struct upstream_req_client {
-	const char *ip;      /* the client's address (upstream_req_client_ip): X-Real-IP */
-	int tls;             /* the client speaks TLS: proto "wss", else "ws" */
-	int forward;         /* add X-Forwarded-For/-Proto/-Host, X-Real-IP and Forwarded */
-	const char *peer_ip; /* the socket's (or PROXY header's) peer, the hop wsgate saw; NULL: ip */
-	int peer_trusted;    /* peer_ip is in trusted_proxies: its forwarding chain is kept */
+	const char *ip; /* the client's address (upstream_req_client_ip): X-Real-IP */
+	int tls;        /* the client speaks TLS: proto "wss", else "ws" */
+	int forward;    /* add X-Forwarded-For/-Proto/-Host, X-Real-IP and Forwarded */
+	const char
+	    *peer_ip;     /* the socket's (or PROXY header's) peer, the hop wsgate saw; NULL: ip */
+	int peer_trusted; /* peer_ip is in trusted_proxies: its forwarding chain is kept */
 };
 
 /* Copies Origin, every Cookie line (joined with "; ", RFC 6265 5.4), Authorization and the
@@ -58,8 +59,7 @@ size_t upstream_req_forwarded_node(const char *ip, char *out, size_t outsz);
  * first), joined with ", ". NULL when there is none or on ENOMEM. */
 char *upstream_req_head_field(const char *head, size_t n, const char *name);
 /* Same, joined with sep. */
-char *upstream_req_head_field_sep(const char *head, size_t n, const char *name,
-                                  const char *sep);
+char *upstream_req_head_field_sep(const char *head, size_t n, const char *name, const char *sep);
 
 /* The client's address: peer_ip itself unless the peer is in trusted[0..ntrusted); then the
  * X-Forwarded-For chain of head[0..n) read from the right, skipping trusted hops, up to the

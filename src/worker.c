@@ -4,6 +4,7 @@
  * current callbacks return, frees them. Other threads reach a worker only through its mailbox. */
 #include "worker.h"
 
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,11 +18,11 @@
 #include "mailbox.h"
 #include "router.h"
 #include "heartbeat.h"
+#include "timer_wheel.h"
 #include "hub.h"
 #include "target.h"
 #include "upstream.h"
 #include "ws_deflate.h"
-#include "gateway.h"
 #include "listener.h"
 #include "log.h"
 
@@ -44,26 +45,45 @@ worker_reap(evutil_socket_t fd, short what, void *arg)
 	}
 	if (w->draining && w->nconns == 0 && !w->idle_reported) {
 		w->idle_reported = 1;
-		gateway_worker_idle(w->gw, w);
+		w->owner->idle(w->owner->arg, w);
 	}
 }
 
 /* Scratch kept between messages; more is freed by the sampler. */
 #define WORKER_SCRATCH_KEEP (64 * 1024)
 
-/* Gauges that only a walk of the connections gives, refreshed where the connections live. */
+/* After a burst of new connections the heap holds, free but resident, what their handshakes
+ * used for a moment (a TLS handshake's record buffers and messages, ~40 KB while it lasts, in
+ * holes between the connections that stay): gateway.c's trim threshold keeps glibc from giving
+ * it back by itself. Once WORKER_TRIM_OPENS connections came and a whole sampling period went
+ * by without a new one, malloc_trim(0) gives the free pages back (issue #12: 15,000 idle
+ * wss:// connections, see bench/results/tls-idle-memory.md). A steady trickle trims once per
+ * WORKER_TRIM_OPENS connections at most; a fan-out burst's chains are not touched while it lasts.
+ */
+#define WORKER_TRIM_OPENS 64
+
+static void
+worker_trim(struct worker *w)
+{
+	if (w->opened >= WORKER_TRIM_OPENS && w->opened == w->opened_seen) {
+		(void)malloc_trim(0);
+		w->opened = 0;
+		METRIC_ADD(w->stats.heap_trims, 1);
+	}
+	w->opened_seen = w->opened;
+}
+
+/* Gauges published once a second from where the connections live. The bytes queued to clients
+ * are kept up to date by their queues (ws_outq_gauge): a walk of every connection here was ~7%
+ * of an idle gateway's CPU at 15,000 connections (perf, issue #12). */
 static void
 worker_sample(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	const struct conn *c;
-	uint64_t queued = 0;
 
 	(void)fd;
 	(void)what;
-	LIST_FOREACH(c, &w->conns, entry)
-		queued += conn_output_len(c);
-	METRIC_SET(w->stats.queued, queued);
+	METRIC_SET(w->stats.queued, w->out_queued);
 	/* The scratch buffer grows to the largest message ever built in it: a large one is given
 	 * back here, between loop turns, where no caller holds it, once a whole sampling period
 	 * went by without it being asked for (a steady stream of large envelopes keeps it). */
@@ -74,6 +94,7 @@ worker_sample(evutil_socket_t fd, short what, void *arg)
 	}
 	w->scratch_used = 0;
 	METRIC_SET(w->stats.scratch_bytes, w->scratch_cap);
+	worker_trim(w);
 }
 
 /* Loop lag: a timer due every WORKER_LAG_MS notes how late it ran. A loop turn that takes long
@@ -94,7 +115,7 @@ worker_clock_us(clockid_t id)
 static void
 worker_lag_arm(struct worker *w)
 {
-	struct timeval tv = { 0, WORKER_LAG_MS * 1000 };
+	struct timeval tv = {0, WORKER_LAG_MS * 1000};
 
 	w->lag_due_us = worker_clock_us(CLOCK_MONOTONIC) + WORKER_LAG_MS * 1000u;
 	event_add(w->lagger, &tv);
@@ -149,7 +170,7 @@ worker_message(void *arg, unsigned type, const void *a, size_t alen, const void 
 			uint64_t gen;
 
 			memcpy(&gen, b, sizeof(gen));
-			gateway_worker_config_taken(w->gw, gen);
+			w->owner->config_taken(w->owner->arg, gen);
 		}
 		break;
 	case WORKER_MSG_DRAIN:
@@ -170,14 +191,15 @@ worker_message(void *arg, unsigned type, const void *a, size_t alen, const void 
 		break;
 	case WORKER_MSG_SUBSCRIBE:
 	case WORKER_MSG_UNSUBSCRIBE:
-		if (alen == sizeof(struct worker_want) && w->gw->router != NULL) {
+		if (alen == sizeof(struct worker_want) && *w->owner->router != NULL) {
 			struct worker_want want;
 
 			memcpy(&want, a, sizeof(want));
 			if (type == WORKER_MSG_SUBSCRIBE)
-				router_subscribe_gen(w->gw->router, want.worker, b, blen, want.gen);
+				router_subscribe_gen(*w->owner->router, want.worker, b, blen,
+				                     want.gen);
 			else
-				router_unsubscribe(w->gw->router, want.worker, b, blen);
+				router_unsubscribe(*w->owner->router, want.worker, b, blen);
 		}
 		break;
 	case WORKER_MSG_LIVE:
@@ -208,15 +230,17 @@ worker_base_new(void)
 	return base;
 }
 
+static void worker_env_init(struct worker *w);
+
 struct worker *
-worker_new(struct gateway *gw, int id, const struct config *cfg)
+worker_new(const struct worker_owner *owner, int id, const struct config *cfg)
 {
 	struct worker *w;
-	struct timeval tv = { WORKER_SAMPLE_MS / 1000, (WORKER_SAMPLE_MS % 1000) * 1000 };
+	struct timeval tv = {WORKER_SAMPLE_MS / 1000, (WORKER_SAMPLE_MS % 1000) * 1000};
 
 	if ((w = calloc(1, sizeof(*w))) == NULL)
 		return NULL;
-	w->gw = gw;
+	w->owner = owner;
 	w->id = id;
 	w->cfg = config_hold(cfg);
 	LIST_INIT(&w->conns);
@@ -225,6 +249,7 @@ worker_new(struct gateway *gw, int id, const struct config *cfg)
 	    (w->reaper = event_new(w->base, -1, 0, worker_reap, w)) == NULL ||
 	    (w->sampler = event_new(w->base, -1, EV_PERSIST, worker_sample, w)) == NULL ||
 	    (w->lagger = evtimer_new(w->base, worker_lag, w)) == NULL ||
+	    (w->wheel = timer_wheel_new(w->base)) == NULL ||
 	    (w->mbox = mailbox_new(w->base, worker_message, w, WORKER_BUS_LIMIT)) == NULL) {
 		log_warnx("worker %d: cannot set up its event loop", id);
 		worker_free(w);
@@ -232,12 +257,13 @@ worker_new(struct gateway *gw, int id, const struct config *cfg)
 	}
 	event_add(w->sampler, &tv);
 	worker_lag_arm(w);
+	worker_env_init(w);
 	return w;
 }
 
 int
 worker_post(struct worker *w, enum worker_msg type, const void *a, size_t alen, const void *b,
-    size_t blen)
+            size_t blen)
 {
 	return mailbox_post(w->mbox, type, a, alen, b, blen, type == WORKER_MSG_PUBLISH);
 }
@@ -312,12 +338,12 @@ void
 worker_drain(struct worker *w, uint64_t window_ms)
 {
 	struct conn *c, *next;
-	uint64_t now = conn_now_ms(), i = 0, nopen = 0, n = w->gw->nworkers;
+	uint64_t now = conn_now_ms(), i = 0, nopen = 0, n = *w->owner->nworkers;
 
 	w->draining = 1;
 	worker_stop_listening(w);
 	LIST_FOREACH(c, &w->conns, entry)
-		nopen += c->state == CONN_OPEN;
+	nopen += c->state == CONN_OPEN;
 	/* Closes are spread evenly over the window, so clients of a restarting fleet do not all
 	 * reconnect to the remaining instances at the same instant. Every worker spreads its own
 	 * over the whole window, worker k shifted by k/n of a step so the workers' schedules
@@ -330,7 +356,7 @@ worker_drain(struct worker *w, uint64_t window_ms)
 			break;
 		case CONN_OPEN:
 			heartbeat_drain_at(c, now + window_ms * (i * n + (uint64_t)w->id) /
-			    (nopen * n));
+			                                (nopen * n));
 			i++;
 			break;
 		default:
@@ -376,6 +402,7 @@ worker_free(struct worker *w)
 		event_free(w->sampler);
 	if (w->lagger != NULL)
 		event_free(w->lagger);
+	timer_wheel_free(w->wheel); /* after every connection (their timers) */
 	if (w->base != NULL)
 		event_base_free(w->base);
 	free(w);
@@ -388,8 +415,195 @@ worker_relay_subscription(void *arg, int on, const char *channel, size_t len)
 	struct worker *w = arg;
 
 	/* A subscribe runs inside hub_subscribe: the hub names the channel's incarnation. */
-	gateway_relay_subscription(w->gw, w->id, on, channel, len,
-	    on ? hub_creating_gen(w->hub) : 0);
+	w->owner->relay_subscription(w->owner->arg, w->id, on, channel, len,
+	                             on ? hub_creating_gen(w->hub) : 0);
+}
+
+static uint64_t
+worker_env_next_conn_id(void *arg)
+{
+	return worker_next_conn_id(arg);
+}
+
+static const struct config *
+worker_env_config_hold(void *arg)
+{
+	return worker_config_hold(arg);
+}
+
+static void
+worker_env_conn_add(void *arg, struct conn *c)
+{
+	worker_conn_add(arg, c);
+}
+
+static void
+worker_env_conn_dead(void *arg, struct conn *c)
+{
+	worker_conn_dead(arg, c);
+}
+
+static char *
+worker_env_scratch(void *arg, size_t n)
+{
+	return worker_scratch(arg, n);
+}
+
+static enum env_readiness
+worker_env_readiness(void *arg)
+{
+	struct worker *w = arg;
+
+	return w->owner->readiness(w->owner->arg);
+}
+
+/* All or none: room in the mailbox of every worker in mask is reserved before any of them
+ * gets the message. A worker too far behind (its mailbox holds WORKER_BUS_LIMIT bytes)
+ * refuses it for all; the caller counts, logs and tells its publisher. */
+static void
+worker_bus_unreserve(const struct worker_owner *o, uint64_t reserved, size_t clen, size_t len)
+{
+	struct worker *const *workers = *o->workers;
+	size_t nw = *o->nworkers < 64 ? *o->nworkers : 64;
+
+	for (size_t j = 0; j < nw; j++)
+		if (reserved & ((uint64_t)1 << j))
+			mailbox_unreserve(workers[j]->mbox, clen, len);
+}
+
+/* Reserves room for a record of clen + len bytes in the mailbox of every worker in mask (at
+ * most 64 workers take part in a broadcast); when one is too far behind, gives every
+ * reservation back, names it in *refuser and returns -1. */
+static int
+worker_bus_reserve(const struct worker_owner *o, uint64_t mask, size_t clen, size_t len,
+                   uint64_t *reserved, size_t *refuser)
+{
+	struct worker *const *workers = *o->workers;
+	size_t nw = *o->nworkers < 64 ? *o->nworkers : 64, i;
+
+	*reserved = 0;
+	for (i = 0; i < nw; i++) {
+		if (!(mask & ((uint64_t)1 << i)))
+			continue;
+		if (mailbox_reserve(workers[i]->mbox, clen, len) < 0)
+			break;
+		*reserved |= (uint64_t)1 << i;
+	}
+	if (i == nw)
+		return 0;
+	worker_bus_unreserve(o, *reserved, clen, len);
+	*refuser = i;
+	return -1;
+}
+
+/* env_bus.publish_commit (and .publish, without commit): all or none, and commit runs between
+ * the reservations and the posts, so what it does (a history append) happens only for a
+ * message every worker takes, and under the caller's lock the posts follow it in order. */
+static int
+worker_bus_publish_commit(void *arg, uint64_t mask, const char *channel, size_t clen,
+                          const uint8_t *data, size_t len, int (*commit)(void *carg), void *carg,
+                          size_t *refuser)
+{
+	const struct worker_owner *o = ((struct worker *)arg)->owner;
+	struct worker *const *workers = *o->workers;
+	size_t nw = *o->nworkers < 64 ? *o->nworkers : 64;
+	uint64_t reserved;
+
+	if (worker_bus_reserve(o, mask, clen, len, &reserved, refuser) < 0)
+		return -1;
+	if (commit != NULL && commit(carg) < 0) {
+		worker_bus_unreserve(o, reserved, clen, len);
+		*refuser = SIZE_MAX;
+		return -1;
+	}
+	for (size_t i = 0; i < nw; i++)
+		if ((reserved & ((uint64_t)1 << i)) &&
+		    mailbox_post_reserved(workers[i]->mbox, WORKER_MSG_PUBLISH, channel, clen, data,
+		                          len) < 0)
+			log_warnx("pub/sub: out of memory posting a %zu-byte message to worker %zu",
+			          len, i);
+	return 0;
+}
+
+static int
+worker_bus_publish(void *arg, uint64_t mask, const char *channel, size_t clen, const uint8_t *data,
+                   size_t len, size_t *refuser)
+{
+	return worker_bus_publish_commit(arg, mask, channel, clen, data, len, NULL, NULL, refuser);
+}
+
+/* env_bus.publish_frame: the same all or none, but every worker in mask gets a reference to
+ * the one frame f (WORKER_MSG_PUBLISH_FRAME, dropped by that worker), its size counted against
+ * the mailbox's limit as a copy would be, so no loop copies a large message whole. */
+static int
+worker_bus_publish_frame(void *arg, uint64_t mask, const char *channel, size_t clen,
+                         struct hub_frame *f, int is_text, size_t *refuser)
+{
+	const struct worker_owner *o = ((struct worker *)arg)->owner;
+	struct worker *const *workers = *o->workers;
+	size_t nw = *o->nworkers < 64 ? *o->nworkers : 64;
+	uint64_t reserved;
+
+	if (worker_bus_reserve(o, mask, clen, f->plen, &reserved, refuser) < 0)
+		return -1;
+	for (size_t i = 0; i < nw; i++) {
+		struct worker_frame_msg fm = {f, is_text};
+
+		if (!(reserved & ((uint64_t)1 << i)))
+			continue;
+		hub_frame_ref(f); /* the record's, dropped by that worker */
+		if (mailbox_post_held(workers[i]->mbox, WORKER_MSG_PUBLISH_FRAME, channel, clen,
+		                      &fm, sizeof(fm), f->plen) < 0) {
+			hub_frame_unref(f);
+			log_warnx("pub/sub: out of memory posting a %zu-byte message to worker %zu",
+			          f->plen, i);
+		}
+	}
+	return 0;
+}
+
+static int
+worker_bus_live(void *arg, int w, uint64_t gen, const char *channel, size_t len)
+{
+	const struct worker_owner *o = ((struct worker *)arg)->owner;
+
+	if (w < 0 || (size_t)w >= *o->nworkers || *o->freeing)
+		return 0;
+	return worker_post((*o->workers)[w], WORKER_MSG_LIVE, &gen, sizeof(gen), channel, len);
+}
+
+/* What this worker's connections, targets and broker may use (env.h): they reach the process
+ * only through it. */
+static void
+worker_env_init(struct worker *w)
+{
+	struct env *env = &w->env;
+
+	env->id = w->id;
+	env->base = w->base;
+	env->wheel = w->wheel;
+	env->stats = &w->stats;
+	env->out_queued = &w->out_queued;
+	env->upstreams = &w->upstreams;
+	env->cfg = &w->cfg;
+	env->draining = &w->draining;
+	env->limits = w->owner->limits;
+	env->sec = w->owner->sec;
+	env->adm = w->owner->adm;
+	env->history = w->owner->history;
+	env->instance_id = w->owner->instance_id;
+	env->bus.publish = worker_bus_publish;
+	env->bus.publish_commit = worker_bus_publish_commit;
+	env->bus.publish_frame = worker_bus_publish_frame;
+	env->bus.live = worker_bus_live;
+	env->bus.arg = w;
+	env->arg = w;
+	env->next_conn_id = worker_env_next_conn_id;
+	env->config_hold = worker_env_config_hold;
+	env->conn_add = worker_env_conn_add;
+	env->conn_dead = worker_env_conn_dead;
+	env->scratch = worker_env_scratch;
+	env->readiness = worker_env_readiness;
 }
 
 int
@@ -401,13 +615,15 @@ worker_pubsub_init(struct worker *w, struct broker *redis)
 		return -1;
 	if (cfg->redis.enabled)
 		w->broker = broker_redis_new_publisher(w->hub, w->base, cfg, redis,
-		    worker_relay_subscription, w);
+		                                       worker_relay_subscription, w);
 	else
-		w->broker = broker_local_new(w->hub, w);
+		w->broker = broker_local_new(w->hub, &w->env);
 	if (w->broker == NULL)
 		return -1;
-	broker_redis_set_history(w->broker, w->gw->history);
+	broker_redis_set_history(w->broker, w->owner->history);
 	hub_set_broker(w->hub, w->broker);
+	w->env.hub = w->hub;
+	w->env.broker = w->broker;
 	/* With Redis a channel is live once the process's SUBSCRIBE is confirmed (router.c):
 	 * a pubsub handshake waits for its channels to be (target_pubsub.c). */
 	if (cfg->redis.enabled)
@@ -436,6 +652,7 @@ worker_conn_add(struct worker *w, struct conn *c)
 {
 	LIST_INSERT_HEAD(&w->conns, c, entry);
 	METRIC_ADD(w->nconns, 1);
+	w->opened++;
 }
 
 void
@@ -452,7 +669,7 @@ worker_conn_dead(struct worker *w, struct conn *c)
 uint64_t
 worker_next_conn_id(struct worker *w)
 {
-	return __atomic_add_fetch(&w->gw->next_conn_id, 1, __ATOMIC_RELAXED);
+	return __atomic_add_fetch(w->owner->next_conn_id, 1, __ATOMIC_RELAXED);
 }
 
 const struct config *

@@ -5,13 +5,13 @@
 
 #include "ws_frame.h"
 
-#define WS_B0_FIN	0x80
-#define WS_B0_RSV_SHIFT	4
-#define WS_B0_OPCODE	0x0f
-#define WS_B1_MASK	0x80
-#define WS_B1_LEN	0x7f
-#define WS_LEN_16	126	/* 7-bit length value announcing a 16-bit length */
-#define WS_LEN_64	127	/* ... and a 64-bit one */
+#define WS_B0_FIN 0x80
+#define WS_B0_RSV_SHIFT 4
+#define WS_B0_OPCODE 0x0f
+#define WS_B1_MASK 0x80
+#define WS_B1_LEN 0x7f
+#define WS_LEN_16 126 /* 7-bit length value announcing a 16-bit length */
+#define WS_LEN_64 127 /* ... and a 64-bit one */
 
 static int
 ws_frame_opcode_known(unsigned op)
@@ -31,11 +31,11 @@ ws_frame_opcode_known(unsigned op)
 
 enum ws_frame_status
 ws_frame_decode(const uint8_t *p, size_t n, unsigned rsv_allowed, int require_mask,
-    struct ws_frame_hdr *h)
+                struct ws_frame_hdr *h)
 {
-	unsigned	 fin, rsv, op, masked, len7;
-	size_t		 need, i;
-	uint64_t	 len;
+	unsigned fin, rsv, op, masked, len7;
+	size_t need, i;
+	uint64_t len;
 
 	if (n < 2)
 		return WS_FRAME_NEED_MORE;
@@ -104,10 +104,10 @@ ws_frame_decode(const uint8_t *p, size_t n, unsigned rsv_allowed, int require_ma
 
 size_t
 ws_frame_encode(uint8_t *out, int fin, unsigned rsv, unsigned opcode, uint64_t len,
-    const uint8_t mask[4])
+                const uint8_t mask[4])
 {
-	size_t	 i = 2;
-	int	 shift;
+	size_t i = 2;
+	int shift;
 
 	out[0] = (fin ? WS_B0_FIN : 0) | (rsv & 7) << WS_B0_RSV_SHIFT | (opcode & WS_B0_OPCODE);
 	out[1] = mask != NULL ? WS_B1_MASK : 0;
@@ -135,9 +135,9 @@ ws_frame_encode(uint8_t *out, int fin, unsigned rsv, unsigned opcode, uint64_t l
 uint64_t
 ws_mask(uint8_t *p, size_t n, const uint8_t mask[4], uint64_t offset)
 {
-	uint8_t		 kb[8];
-	uint64_t	 key, w;
-	size_t		 i = 0, j;
+	uint8_t kb[8];
+	uint64_t key, w;
+	size_t i = 0, j;
 
 	/* Head: byte by byte up to an 8-byte boundary, so the wide loop stores aligned words. */
 	while (i < n && ((uintptr_t)(p + i) & 7) != 0) {

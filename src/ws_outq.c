@@ -4,11 +4,17 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+
+#include <linux/sockios.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_struct.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
 
-#include "conn.h"
+#include "clock.h"
 #include "ws_frame.h"
 
 /* The output's bytes were taken by the transport. This runs on every change of the output, so
@@ -20,12 +26,14 @@ ws_outq_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *
 	struct ws_outq *q = arg;
 
 	(void)buf;
+	if (q->gauge != NULL) /* modulo 2^64: the sum of all queues' changes is what they hold */
+		*q->gauge += info->n_added - info->n_deleted;
 	if (info->n_deleted == 0)
 		return;
 	q->taken += info->n_deleted;
 	if (q->ping_end != 0 && q->taken >= q->ping_end) {
 		q->ping_end = 0;
-		q->ping_written_ms = q->progress_ms = conn_now_ms();
+		q->ping_written_ms = q->progress_ms = clock_now_ms();
 		q->taken_seen = q->taken;
 	}
 }
@@ -41,6 +49,17 @@ ws_outq_seen(struct ws_outq *q, uint64_t now_ms)
 	}
 }
 
+/* The queue's bytes come and go (the output's are counted by ws_outq_out_cb). */
+static void
+ws_outq_pend_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct ws_outq *q = arg;
+
+	(void)buf;
+	if (q->gauge != NULL)
+		*q->gauge += info->n_added - info->n_deleted;
+}
+
 int
 ws_outq_attach(struct ws_outq *q, struct bufferevent *bev, uint64_t now_ms)
 {
@@ -49,6 +68,8 @@ ws_outq_attach(struct ws_outq *q, struct bufferevent *bev, uint64_t now_ms)
 	ws_outq_detach(q);
 	if ((q->cbe = evbuffer_add_cb(out, ws_outq_out_cb, q)) == NULL)
 		return -1;
+	if (q->gauge != NULL)
+		*q->gauge += evbuffer_get_length(out);
 	q->bev = bev;
 	q->progress_ms = now_ms;
 	/* The write callback runs whenever the output falls to the level: time to pump. */
@@ -59,8 +80,12 @@ ws_outq_attach(struct ws_outq *q, struct bufferevent *bev, uint64_t now_ms)
 void
 ws_outq_detach(struct ws_outq *q)
 {
-	if (q->bev != NULL && q->cbe != NULL)
+	if (q->bev != NULL && q->cbe != NULL) {
 		evbuffer_remove_cb_entry(bufferevent_get_output(q->bev), q->cbe);
+		/* The output's bytes go with its bufferevent. */
+		if (q->gauge != NULL)
+			*q->gauge -= evbuffer_get_length(bufferevent_get_output(q->bev));
+	}
 	q->cbe = NULL;
 	q->bev = NULL;
 }
@@ -69,9 +94,20 @@ void
 ws_outq_free(struct ws_outq *q)
 {
 	ws_outq_detach(q);
+	if (q->gauge != NULL && q->pend != NULL)
+		*q->gauge -= evbuffer_get_length(q->pend);
+	q->gauge = NULL;
 	if (q->pend != NULL)
 		evbuffer_free(q->pend);
 	q->pend = NULL;
+}
+
+void
+ws_outq_gauge(struct ws_outq *q, uint64_t *gauge)
+{
+	q->gauge = gauge;
+	if (gauge != NULL)
+		*gauge += ws_outq_len(q);
 }
 
 struct evbuffer *
@@ -83,8 +119,15 @@ ws_outq_data(struct ws_outq *q)
 	    evbuffer_get_length(out) < WS_OUTQ_LEVEL)
 		return out;
 	/* Without a queue (ENOMEM) nothing waits in it, so the output keeps the order. */
-	if (q->pend == NULL && (q->pend = evbuffer_new()) == NULL)
-		return out;
+	if (q->pend == NULL) {
+		if ((q->pend = evbuffer_new()) == NULL)
+			return out;
+		if (evbuffer_add_cb(q->pend, ws_outq_pend_cb, q) == NULL) {
+			evbuffer_free(q->pend);
+			q->pend = NULL;
+			return out;
+		}
+	}
 	return q->pend;
 }
 
@@ -124,6 +167,31 @@ ws_outq_pump(struct ws_outq *q)
 	}
 }
 
+void
+ws_outq_write_now(struct ws_outq *q)
+{
+	struct evbuffer *out;
+	evutil_socket_t fd;
+	int n;
+
+	if (q->bev == NULL || (fd = bufferevent_getfd(q->bev)) < 0)
+		return;
+	out = bufferevent_get_output(q->bev);
+	/* A socket bufferevent keeps the front of its output frozen (bufferevent_socket_new) so
+	 * that only its own write callback drains it, thawing it around its write: a plain
+	 * evbuffer_write fails (-1) without a syscall. Thawed here the same way. */
+	while (evbuffer_get_length(out) > 0) {
+		evbuffer_unfreeze(out, 1);
+		n = evbuffer_write(out, fd);
+		evbuffer_freeze(out, 1);
+		if (n <= 0 || evbuffer_get_length(out) > 0)
+			break;
+		ws_outq_pump(q);
+	}
+	if (evbuffer_get_length(out) == 0)
+		event_del(&q->bev->ev_write);
+}
+
 size_t
 ws_outq_len(const struct ws_outq *q)
 {
@@ -141,6 +209,7 @@ ws_outq_ping_queued(struct ws_outq *q, uint64_t now_ms)
 	q->ping_written_ms = 0;
 	if (q->ping_queued_ms == 0)
 		q->ping_queued_ms = now_ms;
+	q->kernel_unsent = WS_OUTQ_UNSENT_NONE; /* this ping's first look takes the baseline */
 }
 
 void
@@ -163,6 +232,34 @@ ws_outq_ping_outstanding(const struct ws_outq *q)
 	return q->ping_queued_ms != 0;
 }
 
+/* The socket's send queue going down is the peer reading too. Our output is written to the
+ * kernel as soon as it takes it (conn_flush writes everything it takes in one go), so a slow
+ * reader's last megabytes, and the ping behind them, sit in the socket's send queue, and drain
+ * without a byte leaving the output: judged by the output alone, a reader taking 1 MB/s behind
+ * 4 MB of send queue was cut as dead (test_slow_reading_live_client_kept_on_proxy). A dead peer
+ * takes nothing: the queue stays. Asked only while a ping is out, at each look after the one
+ * made as the ping is queued: a healthy peer's pong comes long before the first of them, so an
+ * idle connection's ping cycle asks nothing (one system call fewer per cycle: issue #12). The
+ * first look takes the baseline; the queue going down after it is progress. A slow reader's
+ * queue goes down at every look, so it is seen from the second look on (half of pong_timeout
+ * after the ping); one that read only in the first quarter and then stopped is cut at the
+ * ping's deadline, as a dead one: never later than before. */
+static void
+ws_outq_kernel_seen(struct ws_outq *q, uint64_t now_ms)
+{
+	evutil_socket_t fd = q->bev != NULL ? bufferevent_getfd(q->bev) : -1;
+	int unsent;
+
+	if (now_ms <= q->ping_queued_ms)
+		return; /* the look as the ping is queued: nothing of it can be in the kernel yet */
+	if (fd < 0 || ioctl(fd, SIOCOUTQ, &unsent) != 0 || unsent < 0)
+		return;
+	if (q->kernel_unsent != WS_OUTQ_UNSENT_NONE && (uint32_t)unsent < q->kernel_unsent)
+		q->progress_ms = now_ms;
+	q->kernel_unsent =
+	    (uint32_t)unsent < WS_OUTQ_UNSENT_NONE ? (uint32_t)unsent : WS_OUTQ_UNSENT_NONE - 1;
+}
+
 uint64_t
 ws_outq_dead_at(struct ws_outq *q, uint64_t now_ms, uint64_t pong_timeout_ms)
 {
@@ -171,6 +268,7 @@ ws_outq_dead_at(struct ws_outq *q, uint64_t now_ms, uint64_t pong_timeout_ms)
 	ws_outq_seen(q, now_ms);
 	if (q->ping_queued_ms == 0)
 		return UINT64_MAX;
+	ws_outq_kernel_seen(q, now_ms);
 	since = q->progress_ms > q->ping_queued_ms ? q->progress_ms : q->ping_queued_ms;
 	return since + pong_timeout_ms;
 }

@@ -25,6 +25,8 @@ struct bufferevent;
 struct evbuffer;
 struct evbuffer_cb_entry;
 
+#define WS_OUTQ_UNSENT_NONE UINT32_MAX
+
 struct ws_outq {
 	struct bufferevent *bev;       /* whose output we feed; NULL when none (yet) */
 	struct evbuffer_cb_entry *cbe; /* our progress callback on bev's output */
@@ -35,6 +37,9 @@ struct ws_outq {
 	uint64_t ping_queued_ms;  /* the outstanding ping was queued then; 0: none outstanding */
 	uint64_t ping_written_ms; /* its last byte was taken then; 0: not yet */
 	uint64_t progress_ms;     /* last byte taken from our output or read from the peer */
+	uint64_t *gauge;          /* NULL, or a total this queue's bytes count in (ws_outq_gauge) */
+	uint32_t kernel_unsent;   /* the socket's send queue (SIOCOUTQ) at the last look while
+	                             this ping is out; WS_OUTQ_UNSENT_NONE: no look yet */
 };
 
 /* Starts feeding bev (a first one, or the next address's after a failed connect): registers
@@ -44,6 +49,17 @@ int ws_outq_attach(struct ws_outq *q, struct bufferevent *bev, uint64_t now_ms)
 /* Before bev is freed: removes the callback. The queue stays (see ws_outq_free). */
 void ws_outq_detach(struct ws_outq *q);
 void ws_outq_free(struct ws_outq *q);
+/* Keeps *gauge up to date with what this queue holds (output and queue) from now until it is
+ * freed or detached, as the bytes come and go: the worker's wsgate_outbound_queue_bytes without
+ * a walk of every connection each second (issue #12: idle CPU). */
+void ws_outq_gauge(struct ws_outq *q, uint64_t *gauge);
+
+/* Writes bev's output now (a plain socket bufferevent), as much as the kernel takes, the queue
+ * refilling the output while it does; an output the kernel took whole needs no write event
+ * (deleted in the turn it was added, it costs no syscall). Anything left, or an error, stays
+ * with the bufferevent's write event. The end-of-turn writers of both sides (conn_flush.c,
+ * upstream_conn.c). */
+void ws_outq_write_now(struct ws_outq *q);
 
 /* Where the next whole data frame (or the close frame) goes: the output itself when nothing
  * waits and it is under the level, else the queue. */

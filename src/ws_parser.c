@@ -1,6 +1,7 @@
 /* ws_parser.c - pure RFC 6455 receive side: turns fed bytes into message and control events.
  * Enforces fragmentation order, UTF-8 (fail-fast), close-frame rules and max_message; no I/O. */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "utf8.h"
@@ -17,6 +18,13 @@ ws_parser_init(struct ws_parser *p, uint64_t max_message, int require_mask)
 	p->utf8 = UTF8_ACCEPT;
 }
 
+void
+ws_parser_free(struct ws_parser *p)
+{
+	free(p->ctrl_buf);
+	p->ctrl_buf = NULL;
+}
+
 uint64_t
 ws_parser_wire_max(uint64_t max_message)
 {
@@ -27,6 +35,30 @@ ws_parser_wire_max(uint64_t max_message)
 	if (max_message == 0 || UINT64_MAX - max_message < slack)
 		return 0;
 	return max_message + slack;
+}
+
+void
+ws_parser_pass_masked(struct ws_parser *p, int on)
+{
+	p->pass_masked = on != 0;
+}
+
+/* UTF-8 of masked bytes, read only: unmasked a block at a time on the stack. */
+static uint32_t
+ws_parser_utf8_masked(uint32_t st, const uint8_t *p, size_t n, const uint8_t mask[4], uint64_t off)
+{
+	uint8_t blk[256];
+
+	while (n > 0 && st != UTF8_REJECT) {
+		size_t k = n < sizeof(blk) ? n : sizeof(blk);
+
+		memcpy(blk, p, k);
+		off = ws_mask(blk, k, mask, off);
+		st = utf8_feed(st, blk, k);
+		p += k;
+		n -= k;
+	}
+	return st;
 }
 
 int
@@ -52,7 +84,7 @@ ws_parser_fail(struct ws_parser *p, struct ws_event *ev, uint16_t code, const ch
 static size_t
 ws_parser_hdr_need(const struct ws_parser *p)
 {
-	size_t	 need = 2;
+	size_t need = 2;
 	unsigned len7;
 
 	if (p->hdr_len < 2)
@@ -75,8 +107,8 @@ ws_parser_hdr_need(const struct ws_parser *p)
 static enum ws_ev_type
 ws_parser_frame_start(struct ws_parser *p, struct ws_event *ev)
 {
-	struct ws_frame_hdr	*fh = &p->fh;
-	uint64_t		 max;
+	struct ws_frame_hdr *fh = &p->fh;
+	uint64_t max;
 
 	p->frame_left = fh->len;
 	p->mask_off = 0;
@@ -127,23 +159,23 @@ ws_parser_frame_start(struct ws_parser *p, struct ws_event *ev)
  */
 static enum ws_ev_type
 ws_parser_header(struct ws_parser *p, const uint8_t *buf, size_t n, size_t *pos,
-    struct ws_event *ev)
+                 struct ws_event *ev)
 {
-	enum ws_frame_status	 st;
-	size_t			 need, k;
+	enum ws_frame_status st;
+	size_t need, k;
 
 	for (;;) {
 		need = ws_parser_hdr_need(p);
 		if (p->hdr_len >= 2) {
 			st = ws_frame_decode(p->hdr_buf, p->hdr_len, p->rsv_allowed,
-			    p->require_mask, &p->fh);
+			                     p->require_mask, &p->fh);
 			if (st == WS_FRAME_OK) {
 				p->hdr_len = 0;
 				return ws_parser_frame_start(p, ev);
 			}
 			if (st != WS_FRAME_NEED_MORE)
 				return ws_parser_fail(p, ev, WS_CLOSE_PROTOCOL,
-				    ws_frame_strerror(st));
+				                      ws_frame_strerror(st));
 		}
 		if (*pos == n)
 			return WS_EV_NONE;
@@ -156,57 +188,72 @@ ws_parser_header(struct ws_parser *p, const uint8_t *buf, size_t n, size_t *pos,
 	}
 }
 
-/* A close frame is complete in ctrl_buf: an empty one means 1005, else code [+ UTF-8 reason]. */
+/* A close frame's payload is complete (d, n): an empty one means 1005, else code [+ UTF-8
+ * reason]. */
 static enum ws_ev_type
-ws_parser_close(struct ws_parser *p, struct ws_event *ev)
+ws_parser_close(struct ws_parser *p, const uint8_t *d, size_t n, struct ws_event *ev)
 {
-	unsigned	 code;
+	unsigned code;
 
 	ev->type = WS_EV_CLOSE;
-	ev->data = p->ctrl_buf;
-	if (p->ctrl_len == 0) {
+	ev->data = d;
+	if (n == 0) {
 		ev->close_code = WS_CLOSE_NO_STATUS;
 		ev->len = 0;
 		return WS_EV_CLOSE;
 	}
-	if (p->ctrl_len == 1)
+	if (n == 1)
 		return ws_parser_fail(p, ev, WS_CLOSE_PROTOCOL, "close frame too short");
-	code = (unsigned)p->ctrl_buf[0] << 8 | p->ctrl_buf[1];
+	code = (unsigned)d[0] << 8 | d[1];
 	if (!ws_close_code_valid(code))
 		return ws_parser_fail(p, ev, WS_CLOSE_PROTOCOL, "invalid close code");
-	if (!utf8_valid(p->ctrl_buf + 2, p->ctrl_len - 2))
-		return ws_parser_fail(p, ev, WS_CLOSE_INVALID_DATA, "invalid UTF-8 in close reason");
+	if (!utf8_valid(d + 2, n - 2))
+		return ws_parser_fail(p, ev, WS_CLOSE_INVALID_DATA,
+		                      "invalid UTF-8 in close reason");
 	ev->close_code = code;
-	ev->data = p->ctrl_buf + 2;
-	ev->len = p->ctrl_len - 2;
+	ev->data = d + 2;
+	ev->len = n - 2;
 	return WS_EV_CLOSE;
 }
 
 /*
- * Control payloads are copied into ctrl_buf and unmasked there, since one may straddle two
- * reads and the caller need not keep the first.  The event comes once the frame is whole.
+ * A control payload whole in buf is unmasked in place, as data is. One that straddles two
+ * feeds is copied into ctrl_buf (allocated for it) and unmasked there, since the caller need
+ * not keep the first part.  The event comes once the frame is whole.
  */
 static enum ws_ev_type
-ws_parser_control(struct ws_parser *p, const uint8_t *buf, size_t n, size_t *pos,
-    struct ws_event *ev)
+ws_parser_control(struct ws_parser *p, uint8_t *buf, size_t n, size_t *pos, struct ws_event *ev)
 {
-	size_t	 k = n - *pos;
+	size_t k = n - *pos;
+	const uint8_t *d;
 
 	/* frame_left <= WS_CONTROL_MAX, ws_frame_decode saw to it. */
 	if (k > p->frame_left)
 		k = p->frame_left;
+	if (p->ctrl_len == 0 && k == p->frame_left) { /* whole here: no copy */
+		d = buf + *pos;
+		if (p->fh.masked)
+			ws_mask(buf + *pos, k, p->fh.mask, 0);
+		*pos += k;
+		p->frame_left = 0;
+		p->ctrl_len = (uint8_t)k;
+		goto whole;
+	}
+	if (k > 0 && p->ctrl_buf == NULL && (p->ctrl_buf = malloc(WS_CONTROL_MAX)) == NULL)
+		return ws_parser_fail(p, ev, WS_CLOSE_INTERNAL, "out of memory");
 	if (k > 0) {
 		memcpy(p->ctrl_buf + p->ctrl_len, buf + *pos, k);
 		if (p->fh.masked)
-			p->mask_off = ws_mask(p->ctrl_buf + p->ctrl_len, k, p->fh.mask,
-			    p->mask_off);
+			p->mask_off =
+			    ws_mask(p->ctrl_buf + p->ctrl_len, k, p->fh.mask, p->mask_off);
 		p->ctrl_len += k;
 		*pos += k;
 		p->frame_left -= k;
 	}
 	if (p->frame_left > 0)
 		return WS_EV_NONE;
-
+	d = p->ctrl_buf;
+whole:
 	p->state = WS_PS_HEADER;
 	switch (p->fh.opcode) {
 	case WS_OP_PING:
@@ -216,9 +263,9 @@ ws_parser_control(struct ws_parser *p, const uint8_t *buf, size_t n, size_t *pos
 		ev->type = WS_EV_PONG;
 		break;
 	default:
-		return ws_parser_close(p, ev);
+		return ws_parser_close(p, d, p->ctrl_len, ev);
 	}
-	ev->data = p->ctrl_buf;
+	ev->data = d;
 	ev->len = p->ctrl_len;
 	return ev->type;
 }
@@ -231,25 +278,35 @@ ws_parser_control(struct ws_parser *p, const uint8_t *buf, size_t n, size_t *pos
 static enum ws_ev_type
 ws_parser_data(struct ws_parser *p, uint8_t *buf, size_t n, size_t *pos, struct ws_event *ev)
 {
-	uint8_t	*chunk;
-	size_t	 k = n - *pos;
-	int	 last;
+	uint8_t *chunk;
+	size_t k = n - *pos;
+	int last, keep, text;
 
 	if (k > p->frame_left)
 		k = p->frame_left;
 	if (k == 0 && p->frame_left > 0)
-		return WS_EV_NONE;	/* input exhausted mid-frame */
+		return WS_EV_NONE; /* input exhausted mid-frame */
 
 	/* Non-NULL here: k > 0, or a 0-length frame whose header came in this very buffer. */
 	chunk = buf + *pos;
-	if (p->fh.masked)
-		p->mask_off = ws_mask(chunk, k, p->fh.mask, p->mask_off);
-	if (p->msg_opcode == WS_OP_TEXT && !p->msg_compressed) {
-		p->utf8 = utf8_feed(p->utf8, chunk, k);
-		if (p->utf8 == UTF8_REJECT)
-			return ws_parser_fail(p, ev, WS_CLOSE_INVALID_DATA,
-			    "invalid UTF-8 in text message");
+	keep = p->fh.masked && p->pass_masked;
+	text = p->msg_opcode == WS_OP_TEXT && !p->msg_compressed;
+	if (keep) {
+		/* Left masked for the relay: the key rotated so the chunk starts a payload. */
+		for (unsigned i = 0; i < 4; i++)
+			ev->mask[i] = p->fh.mask[(p->mask_off + i) & 3];
+		if (text)
+			p->utf8 = ws_parser_utf8_masked(p->utf8, chunk, k, p->fh.mask, p->mask_off);
+		p->mask_off += k;
+	} else {
+		if (p->fh.masked)
+			p->mask_off = ws_mask(chunk, k, p->fh.mask, p->mask_off);
+		if (text)
+			p->utf8 = utf8_feed(p->utf8, chunk, k);
 	}
+	if (text && p->utf8 == UTF8_REJECT)
+		return ws_parser_fail(p, ev, WS_CLOSE_INVALID_DATA,
+		                      "invalid UTF-8 in text message");
 	*pos += k;
 	p->frame_left -= k;
 	if (p->frame_left == 0)
@@ -258,15 +315,16 @@ ws_parser_data(struct ws_parser *p, uint8_t *buf, size_t n, size_t *pos, struct 
 	last = p->frame_left == 0 && p->fh.fin;
 	if (last && p->msg_opcode == WS_OP_TEXT && !p->msg_compressed && p->utf8 != UTF8_ACCEPT)
 		return ws_parser_fail(p, ev, WS_CLOSE_INVALID_DATA,
-		    "truncated UTF-8 in text message");
+		                      "truncated UTF-8 in text message");
 	if (k == 0 && !last)
-		return WS_EV_NONE;	/* an empty non-final fragment: nothing to say */
+		return WS_EV_NONE; /* an empty non-final fragment: nothing to say */
 
 	ev->type = WS_EV_DATA;
 	ev->opcode = p->msg_opcode;
 	ev->first = !p->msg_started;
 	ev->last = last;
 	ev->compressed = p->msg_compressed;
+	ev->masked = (uint8_t)keep;
 	ev->data = chunk;
 	ev->len = k;
 	ev->frame_left = p->frame_left;
@@ -283,10 +341,13 @@ ws_parser_data(struct ws_parser *p, uint8_t *buf, size_t n, size_t *pos, struct 
 enum ws_ev_type
 ws_parser_feed(struct ws_parser *p, uint8_t *buf, size_t n, size_t *used, struct ws_event *ev)
 {
-	enum ws_ev_type	 t = WS_EV_NONE;
-	size_t		 pos = 0;
+	enum ws_ev_type t = WS_EV_NONE;
+	size_t pos = 0;
 
 	memset(ev, 0, sizeof(*ev));
+	/* The last event's gathered control payload is no longer the caller's to read. */
+	if (p->ctrl_buf != NULL && !(p->state == WS_PS_PAYLOAD && WS_OP_IS_CONTROL(p->fh.opcode)))
+		ws_parser_free(p);
 	if (p->state == WS_PS_FAILED) {
 		*used = 0;
 		ev->type = WS_EV_ERROR;

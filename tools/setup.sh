@@ -22,14 +22,14 @@ done
 
 # Build tools and libraries (configure checks the libraries' versions).
 BUILD_PKGS="build-essential autoconf automake pkg-config \
-libevent-dev libssl-dev libhiredis-dev libinih-dev check zlib1g-dev"
+libevent-dev libssl-dev libhiredis-dev libinih-dev check zlib1g-dev liburing-dev"
 # What the test suite talks to for real: redis-server, HAProxy, python3-websockets (+pytest),
 # redis-sentinel for the failover tests (they fall back to `redis-server --sentinel`),
 # Node.js for the `ws` client, Chromium for the browser tests, the openssl CLI for test
 # certificates, clang and its runtime for the fuzzers, Prometheus (promtool too) for the
-# dashboard test.
+# dashboard test; clang-format-14 and lcov for make check-format and make coverage.
 TEST_PKGS="redis-server redis-sentinel haproxy python3 python3-websockets python3-pytest nodejs npm chromium \
-clang libclang-rt-14-dev openssl curl procps prometheus"
+clang libclang-rt-14-dev openssl curl procps prometheus clang-format-14 lcov"
 
 say() { echo "setup: $*"; }
 die() {

@@ -49,6 +49,7 @@ const DEFAULTS = {
   maxRetryHint: 300000, // ms: a server hint above this is clamped
   heartbeatMessage: null, // the route's [heartbeat] app_message: liveness, not delivered
   heartbeatTimeout: 0,  // ms without any message before the link counts as dead; 0 = off
+  openTimeout: 20000,   // ms for an attempt to open before it counts as failed; 0 = off
   resume: true,         // track "pos" and send since= on reconnect
   random: Math.random,
   WebSocket: undefined, // constructor; default globalThis.WebSocket (Node 18: pass ws's)
@@ -91,6 +92,7 @@ export class WsgateClient {
     this.stopped = true;
     clearTimeout(this.timer);
     clearTimeout(this.liveTimer);
+    clearTimeout(this.openTimer);
     if (this.ws && this.ws.readyState <= 1) this.ws.close(code, reason);
   }
 
@@ -117,18 +119,37 @@ export class WsgateClient {
     this.ws = ws;
     let opened = false;
     let refusedHint = null;
+    // Liveness while connecting too: an upgrade nobody answers (a balancer holding it, a
+    // response lost in a storm) must not leave the client waiting forever.
+    clearTimeout(this.openTimer);
+    if (this.o.openTimeout) {
+      this.openTimer = setTimeout(() => {
+        if (ws !== this.ws || opened) return;
+        this.ws = null;
+        try {
+          if (typeof ws.terminate === 'function') ws.terminate(); else ws.close();
+        } catch (e) { /* already closing */ }
+        this.attempt++;
+        const delay = this._schedule(null);
+        this._emit(this.onclose, { code: 4001, reason: 'open timeout', wasClean: false }, delay);
+      }, this.o.openTimeout);
+    }
     if (typeof ws.on === 'function') {
       // Node's "ws" shows the refusal a browser cannot see: 503 + Retry-After is a hint.
       ws.on('unexpected-response', (req, res) => {
-        // Whole seconds: "not before"; up to a second of jitter on top, or every client
-        // told "1" would come back in the same instant.
+        // wsgate's own hint (Wsgate-Retry: retry=1.3) is the slot to a tenth of a second.
+        // Else Retry-After, whole seconds, "not before": up to a second of jitter on top,
+        // or every client told "1" would come back in the same instant.
+        const own = parseCloseReason(res.headers['wsgate-retry']).retry;
         const ra = Number(res.headers['retry-after']);
-        if (Number.isFinite(ra) && ra >= 0) refusedHint = ra * 1000 + this.o.random() * 1000;
+        if (own !== undefined) refusedHint = own * 1000;
+        else if (Number.isFinite(ra) && ra >= 0) refusedHint = ra * 1000 + this.o.random() * 1000;
         req.destroy(new Error(`Unexpected server response: ${res.statusCode}`));
       });
     }
     ws.onopen = () => {
       opened = true;
+      clearTimeout(this.openTimer);
       this.attempt = 0;
       this._alive();
       this._emit(this.onopen);

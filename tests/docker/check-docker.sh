@@ -2,8 +2,9 @@
 # tests/docker/check-docker.sh - `make check-docker`: build the images, bring up the compose
 # topology of docker/docker-compose.yml (HAProxy, wsgate1..3, Redis) and check it from the host
 # with tests/docker/topology_test.py: health, /echo, cross-replica broadcast, redis-cli PUBLISH,
-# SIGTERM drain with reconnects, restart, Redis down (every replica unhealthy and DOWN in HAProxy,
-# back UP with Redis). The topology is torn down whatever happens.
+# SIGTERM drain with reconnects, restart, channel history (issue 11: a Redis restart, a drain and
+# hops with ?since= while messages are published), Redis down (every replica unhealthy and DOWN
+# in HAProxy, back UP with Redis). The topology is torn down whatever happens.
 #
 # Docker when `docker info` answers, otherwise podman set up for this host (docker/engine.sh:
 # installs podman, podman-compose, runc, debootstrap with apt-get when missing; makes the
@@ -11,8 +12,11 @@
 # Settings:
 #   WSGATE_DOCKER_REF=HEAD     build the committed tree instead of the work tree's files
 #   WSGATE_CHECK_NO_BUILD=1    use the images already built
-#   WSGATE_CHECKS=a,b          run only some checks (health,echo,broadcast,publish,drain,restart,redis)
+#   WSGATE_CHECKS=a,b          run only some checks (health,echo,broadcast,publish,drain,restart,history,redis)
 #   WSGATE_CONFIG=/abs/x.ini   another wsgate config for the replicas
+#   WSGATE_REDIS_MODE=cluster  a 3-master, 3-replica Redis Cluster instead of the one Redis
+#                              (docker/docker-compose.cluster.yml); checks default to
+#                              health,echo,broadcast (the others drive the single "redis")
 #   WSGATE_CHECK_KEEP=1        leave the topology up afterwards (then: docker/compose.sh down)
 set -eu
 
@@ -103,6 +107,10 @@ up=yes
 
 # All five containers running (a replica that exits at once has a bad config or image).
 want="redis wsgate1 wsgate2 wsgate3 haproxy"
+if [ "${WSGATE_REDIS_MODE:-single}" = cluster ]; then
+	want="$want redis-c1 redis-c2 redis-c3 redis-c4 redis-c5 redis-c6"
+	: "${WSGATE_CHECKS:=health,echo,broadcast}"
+fi
 i=0
 while :; do
 	down=""
@@ -122,3 +130,25 @@ phase "topology checks"
     --project "$WSGATE_COMPOSE_PROJECT" --http-port "$WSGATE_HTTP_PORT" \
     --stats-port "$WSGATE_STATS_PORT" ${WSGATE_CHECKS:+--checks "$WSGATE_CHECKS"} ||
     fail "topology checks (container logs above)"
+
+# Cluster mode: the cluster was made, and each replica went through it (sharded pub/sub), not
+# through the single Redis that stays up beside it.
+if [ "${WSGATE_REDIS_MODE:-single}" = cluster ]; then
+	phase "cluster mode checks"
+	of() {
+		engine ps -a --filter "label=com.docker.compose.project=$WSGATE_COMPOSE_PROJECT" \
+		    --filter "label=com.docker.compose.service=$1" --format '{{.Names}}'
+	}
+	engine logs "$(of redis-cluster-init)" 2>&1 | grep -q 'cluster made' ||
+	    fail "redis-cluster-init did not make the cluster"
+	for s in wsgate1 wsgate2 wsgate3; do
+		engine logs "$(of "$s")" 2>&1 | grep -q 'redis broker: cluster' ||
+		    fail "$s is not in cluster mode"
+		engine logs "$(of "$s")" 2>&1 | grep -q 'redis cluster: map of 3 master' ||
+		    fail "$s never read a map of 3 masters"
+	done
+	n=$(engine exec "$(of redis-c1)" redis-cli cluster info | tr -d '\r' |
+	    sed -n 's/^cluster_size://p')
+	[ "$n" = 3 ] || fail "cluster_size is '$n', not 3"
+	phase "cluster mode: 3 masters, every replica on the cluster's map"
+fi

@@ -15,6 +15,12 @@ Checks (--checks, comma separated, in this order):
              reconnect through HAProxy to the others and keep receiving broadcasts
   restart    the stopped replica, started again with a new address, is found by HAProxy's
              resolver and serves clients again
+  history    channel history (issue 11): a publisher sends numbered messages to /hist-pub
+             while Redis (not persistent here) is restarted, wsgate2 is drained and started
+             again, some /hist clients hop to another replica with ?since= and one reads
+             /hist-slow (drop_oldest) slowly. Every client must have each message every other
+             client got, once and in order, or a notice naming it (dropped/trimmed in its
+             epoch, or epoch_changed past its last position in the old epoch)
   redis      readiness is real: with Redis stopped, every replica's container HEALTHCHECK
              fails and HAProxy marks all three DOWN (no new client lands on a replica that
              cannot deliver); with Redis back they come UP and a PUBLISH reaches all three
@@ -36,7 +42,8 @@ import uuid
 import websockets
 
 REPLICAS = ("wsgate1", "wsgate2", "wsgate3")
-ALL_CHECKS = ("health", "echo", "broadcast", "publish", "drain", "restart", "redis")
+ALL_CHECKS = ("health", "echo", "broadcast", "publish", "drain", "restart", "history",
+              "redis")
 T0 = time.monotonic()
 
 
@@ -96,19 +103,21 @@ class Topology:
         return {row["svname"]: (row["status"], row.get("addr", ""))
                 for row in rows if row["pxname"] == "wsgate" and row["svname"] in REPLICAS}
 
-    def wait_servers(self, want, timeout):
+    async def wait_servers(self, want, timeout):
         """Wait until HAProxy reports each server in `want` with a status starting with its
-        value (UP, DOWN, MAINT); returns the last view."""
+        value (UP, DOWN, MAINT); returns the last view. Asynchronous: the checks' clients
+        answer the gateways' pings meanwhile (a blocking wait of a minute, a slow container
+        start under load, had the gateways rightly cut them: no pong within pong_timeout)."""
         deadline = time.monotonic() + timeout
         view = {}
         while time.monotonic() < deadline:
             try:
-                view = self.servers()
+                view = await asyncio.to_thread(self.servers)
                 if all(view.get(s, ("", ""))[0].startswith(st) for s, st in want.items()):
                     return view
             except OSError:
                 pass
-            time.sleep(0.5)
+            await asyncio.sleep(0.5)
         fail(f"HAProxy did not reach {want} within {timeout}s; it reports {view}")
 
 
@@ -296,7 +305,7 @@ async def check_health(topo):
     await asyncio.gather(*(health_of(topo, s) for s in REPLICAS + ("redis",)))
     log(f"  container HEALTHCHECKs pass (wsgate1..3 GET /readyz, redis PING) in "
         f"{time.monotonic() - t:.1f}s")
-    view = topo.wait_servers({s: "UP" for s in REPLICAS}, 60)
+    view = await topo.wait_servers({s: "UP" for s in REPLICAS}, 60)
     log(f"  HAProxy: {view}")
     with urllib.request.urlopen(topo.ws_base.replace("ws:", "http:") + "/healthz", timeout=3) as r:
         if r.status != 200:
@@ -388,7 +397,7 @@ async def check_restart(topo, path, use_chat, clients, victim="wsgate2"):
     before = getattr(topo, "addr_before", "")
     t = time.monotonic()
     await topo.arun("start", name)
-    view = topo.wait_servers({victim: "UP"}, 45)
+    view = await topo.wait_servers({victim: "UP"}, 45)
     after = view[victim][1]
     log(f"  {topo.engine} start {name}: HAProxy has it UP after {time.monotonic() - t:.1f}s "
         f"(address {before or 'none'} -> {after})")
@@ -419,6 +428,169 @@ async def check_restart(topo, path, use_chat, clients, victim="wsgate2"):
         await c.close()
 
 
+class HistClient:
+    """A /hist client that keeps its position and reconnects with ?since= whenever it is
+    closed (or told to hop); records ("m", epoch, off, data) and ("g", epoch, from, to,
+    reason) in arrival order."""
+
+    def __init__(self, topo, name, path="/hist", slow=False):
+        self.topo, self.name, self.path, self.slow = topo, name, path, slow
+        self.entries, self.pos, self.reconnects, self.servers = [], None, 0, []
+        self.ws, self.task, self.done = None, None, False
+
+    async def connect(self):
+        url = self.topo.ws_base + self.path + (f"?since={self.pos}" if self.pos else "")
+        for tries in range(100):
+            try:
+                self.ws = await websockets.connect(url, open_timeout=10, close_timeout=3,
+                                                   max_queue=None)
+                self.servers.append(self.ws.response_headers.get("X-Wsgate-Server"))
+                return
+            except (OSError, asyncio.TimeoutError, websockets.WebSocketException):
+                await asyncio.sleep(0.2)
+        fail(f"{self.name} could not connect to {url}")
+
+    async def run(self):
+        while not self.done:
+            try:
+                async for raw in self.ws:
+                    m = json.loads(raw)
+                    if m["type"] == "message":
+                        e, o = m["pos"].rsplit(":", 1)
+                        self.entries.append(("m", e, int(o), m["data"]))
+                        self.pos = m["pos"]
+                    elif m["type"] == "gap":
+                        self.entries.append(("g", m["epoch"], m["from"], m["to"], m["reason"]))
+                        if m["epoch"] and m["to"] >= m["from"]:
+                            self.pos = f"{m['epoch']}:{m['to']}"
+                    if self.slow and not self.done:
+                        await asyncio.sleep(0.05)
+            except websockets.ConnectionClosed:
+                pass
+            if self.done:
+                return
+            self.reconnects += 1
+            await self.connect()
+
+    async def hop(self):
+        await self.ws.close()  # run() reconnects with since=
+
+    def last_of(self, epoch):
+        offs = [e[2] for e in self.entries if e[0] == "m" and e[1] == epoch]
+        return max(offs) if offs else None
+
+
+def check_hist_client(c, where):
+    """where: data -> (epoch, off) as the clients saw it. Problems of one client."""
+    problems, seen, last = [], set(), {}
+    told = []   # (epoch left, last offset there) for each epoch_changed
+    cur = None
+    for e in c.entries:
+        if e[0] == "m":
+            _, ep, off, data = e
+            if cur is not None and ep != cur and not (told and told[-1][0] == cur):
+                problems.append(f"{c.name}: epoch {cur} -> {ep} without an epoch_changed notice")
+            cur = ep
+            if off <= last.get(ep, 0):
+                problems.append(f"{c.name}: {ep}:{off} after {ep}:{last[ep]}")
+            last[ep] = off
+            if data in seen:
+                problems.append(f"{c.name}: {data} twice")
+            seen.add(data)
+        else:
+            _, ep, a, b, reason = e
+            if reason == "epoch_changed":
+                if cur is not None:
+                    told.append((cur, last.get(cur, 0)))
+            elif ep:
+                last[ep] = max(last.get(ep, 0), b)
+    gaps = [(e[1], e[2], e[3]) for e in c.entries if e[0] == "g" and e[4] != "epoch_changed"]
+    for data, (ep, off) in where.items():
+        if data in seen or any(g[0] == ep and g[1] <= off <= g[2] for g in gaps):
+            continue
+        if any(t[0] == ep and t[1] < off for t in told):
+            continue  # told: everything after its position in that epoch is gone
+        problems.append(f"{c.name} ({'slow ' if c.slow else ''}servers {c.servers}): {data} "
+                        f"({ep}:{off}) neither delivered nor named in a notice")
+    return problems
+
+
+async def check_history(topo, n=1500, rate=75.0):
+    readers = [HistClient(topo, f"h{i}") for i in range(9)]
+    readers.append(HistClient(topo, "hslow", path="/hist-slow", slow=True))
+    for c in readers:
+        await c.connect()
+    tasks = [asyncio.create_task(c.run()) for c in readers]
+    log("  readers on " + ", ".join(f"{c.name}->{c.servers[-1]}" for c in readers))
+    pub = None
+    sent, t0 = 0, time.monotonic()
+    redis, victim = topo.container("redis"), topo.container("wsgate2")
+    events = {n * 3 // 10: "restart redis", n // 2: "stop wsgate2",
+              n * 6 // 10: "start wsgate2", n // 4: "hop", n * 7 // 10: "hop"}
+    background, stopping = [], None
+    for i in range(n):
+        what = events.get(i)
+        if what == "restart redis":
+            background.append(asyncio.create_task(topo.arun("restart", redis)))
+            log(f"  {i}: {topo.engine} restart redis (no persistence: a new epoch)")
+        elif what == "stop wsgate2":
+            stopping = asyncio.create_task(topo.arun("stop", victim))
+            log(f"  {i}: {topo.engine} stop wsgate2 (drain)")
+        elif what == "start wsgate2":
+            await stopping  # a container still stopping cannot be started
+            background.append(asyncio.create_task(topo.arun("start", victim)))
+            log(f"  {i}: {topo.engine} start wsgate2")
+        elif what == "hop":
+            for c in readers[:3]:
+                await c.hop()
+            log(f"  {i}: h0..h2 reconnect with their position")
+        while True:
+            try:
+                if pub is None:
+                    pub = await websockets.connect(topo.ws_base + "/hist-pub", open_timeout=5)
+                await pub.send(f"h{i}")
+                sent += 1
+                break
+            except (OSError, asyncio.TimeoutError, websockets.WebSocketException):
+                pub = None
+                await asyncio.sleep(0.1)
+        delay = t0 + (i + 1) / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+    for b in background:
+        await b
+    # Every reader catches up: it stops once it has the last message some reader got.
+    last_data = f"h{n - 1}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if all(any(e[0] == "m" and e[3] == last_data for e in c.entries) for c in readers):
+            break
+        await asyncio.sleep(0.5)
+    for c in readers:
+        c.done = True
+        await c.ws.close()
+    for t in tasks:
+        await asyncio.wait_for(t, 10)
+    if pub is not None:
+        await pub.close()
+    where, problems = {}, []
+    for c in readers:
+        for e in c.entries:
+            if e[0] == "m":
+                if where.setdefault(e[3], (e[1], e[2])) != (e[1], e[2]):
+                    problems.append(f"{e[3]} at {where[e[3]]} and at {e[1]}:{e[2]}")
+    for c in readers:
+        problems += check_hist_client(c, where)
+    if problems:
+        fail("history: " + "; ".join(problems[:10]))
+    epochs = sorted({ep for ep, _ in where.values()})
+    log(f"  {sent} sent in {time.monotonic() - t0:.0f}s, {len(where)} delivered to someone, "
+        f"epochs {epochs}; per reader: " + ", ".join(
+            f"{c.name} {sum(1 for e in c.entries if e[0] == 'm')} msgs "
+            f"{sum(1 for e in c.entries if e[0] == 'g')} notices {c.reconnects} reconnects"
+            for c in readers))
+
+
 async def check_redis_down(topo, victim="redis"):
     """Readiness reflects delivery: a replica that cannot reach Redis is unhealthy and DOWN."""
     clients = await connect_spread(topo, "/chat", 6, "k")
@@ -427,7 +599,7 @@ async def check_redis_down(topo, victim="redis"):
     t = time.monotonic()
     await topo.arun("stop", name)
     log(f"  {topo.engine} stop {name}: {time.monotonic() - t:.1f}s")
-    view = topo.wait_servers({s: "DOWN" for s in REPLICAS}, 30)
+    view = await topo.wait_servers({s: "DOWN" for s in REPLICAS}, 30)
     log(f"  HAProxy marks every replica DOWN {time.monotonic() - t:.1f}s after Redis stopped: "
         f"{view}")
     await asyncio.gather(*(health_of(topo, s, "unhealthy", 30) for s in REPLICAS))
@@ -445,7 +617,7 @@ async def check_redis_down(topo, victim="redis"):
             fail(f"{c.name}@{c.server} was closed ({c.close_code}) while Redis was down")
     t = time.monotonic()
     await topo.arun("start", name)
-    view = topo.wait_servers({s: "UP" for s in REPLICAS}, 60)
+    view = await topo.wait_servers({s: "UP" for s in REPLICAS}, 60)
     log(f"  Redis started again: HAProxy has every replica UP after "
         f"{time.monotonic() - t:.1f}s")
     await asyncio.gather(*(health_of(topo, s) for s in REPLICAS))
@@ -520,6 +692,7 @@ async def run(args):
     await step("publish", publish)
     await step("drain", drain)
     await step("restart", restart)
+    await step("history", lambda: check_history(topo))
     await step("redis", lambda: check_redis_down(topo))
     log(f"passed: {', '.join(passed)}")
 

@@ -78,6 +78,9 @@ unit=$(cat build/tests/unit/*.log 2>/dev/null | sed -nE 's/^[0-9]+%: Checks: ([0
 pyline=$(grep -hE '^=+ .* in [0-9.]+s' build/tests/integration/run-integration.sh.log 2>/dev/null | tail -n 1)
 say "2nd command: exit $rc2 after ${second_s}s; unit suites: $unit; integration: ${pyline:-no pytest summary}"
 grep -A12 'run-integration.sh: FAIL' "$out/second.log" | head -n 14
+# pytest's short summary and its assertion lines: a red run names the test and says why.
+grep -hE '^(FAILED|ERROR) ' build/tests/integration/run-integration.sh.log 2>/dev/null | head -n 20
+grep -hE '^E  ' build/tests/integration/run-integration.sh.log 2>/dev/null | head -n 30 | cut -c1-300
 
 # ---- stop wsgate (the first command exec'd it), as Ctrl-C would, and see it exit ----
 kill -TERM -- "-$first" 2>/dev/null

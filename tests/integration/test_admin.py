@@ -167,3 +167,39 @@ def test_backend_state_metric(tmp_path):
         assert m(ms, "wsgate_backend_up", route="/app", backend=url) == 0
         assert m(ms, "wsgate_backend_sessions", route="/app", backend=url) == 0
         assert m(ms, "wsgate_handshakes_total", result="rejected", status="502") == 1
+
+
+def test_outbound_queue_bytes_follow_a_slow_reader_and_its_close(tmp_path):
+    """wsgate_outbound_queue_bytes is kept by the connections' queues as bytes come and go
+    (issue #12: no walk of every connection each second): it rises while a client that does not
+    read has echoes waiting, and is back to 0 once that client is gone — nothing left counted
+    for a freed connection."""
+    import socket
+    import time
+
+    from wsharness import build_frame, read_http_response, upgrade_request, wait_until
+
+    g = admin_gateway(tmp_path, "0")
+    g.start()
+    try:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", g.port))
+        sock.sendall(upgrade_request(g.port, "/echo").encode())
+        resp, _ = read_http_response(sock, time.monotonic() + 5)
+        assert resp.status == 101
+        # Until the gateway stops reading us (its output past the high watermark) and our own
+        # send buffer is full: megabytes, more than the kernel's send buffer towards us takes.
+        sock.settimeout(2)
+        try:
+            for _ in range(256):
+                sock.sendall(build_frame(0x2, b"q" * 65536))
+        except socket.timeout:
+            pass
+        wait_until(lambda: m(metrics(g.admin), "wsgate_outbound_queue_bytes") > 64 * 1024, 10,
+                   what="echoes queued towards a client that does not read")
+        sock.close()
+        wait_until(lambda: m(metrics(g.admin), "wsgate_outbound_queue_bytes") == 0, 10,
+                   what="the queue gauge back to 0 after the client went")
+    finally:
+        g.stop()

@@ -1,5 +1,5 @@
 """test_admission.py - the fleet-wide admission budget (#16): [gateway] admission_rate shared
-by two instances through a real redis-server (a token bucket under wsgate:admission:), 503 +
+by two instances through a real redis-server (a sliding window under wsgate:admission:), 503 +
 jittered Retry-After over budget, open connections untouched, a route's own admission_rate,
 the instance's share while Redis is down, the ramp after start, and the retry hint
 ("retry=S.s") in the close reason of a drain."""
@@ -8,11 +8,12 @@ import re
 import signal
 import threading
 import time
+import urllib.request
 
 import pytest
 
 from wsharness import (Gateway, RedisServer, RespConn, WSClient, add_config_sections,
-                       http_request, http_status, upgrade_request, wait_until)
+                       free_port, http_request, http_status, upgrade_request, wait_until)
 
 REDIS_KEYS = {"connect_timeout": "1s", "probe_interval": "300ms", "probe_timeout": "3s",
               "reconnect_max": "500ms"}
@@ -72,7 +73,7 @@ def check_refusals(results, max_s):
 def test_budget_is_shared_by_the_fleet_through_redis(redis, tmp_path_factory):
     """Two instances, 20 sessions/s for both: hammered together for 3 s they admit at most the
     budget (plus the bucket's burst and one batch each), both get some, the rest is 503 with a
-    Retry-After; the bucket and the live set are in Redis under wsgate:admission:."""
+    Retry-After; the window and the live set are in Redis under wsgate:admission:."""
     gw = {"admission_rate": "20", "admission_ramp": "0", "admission_retry_max": "10s"}
     gs = [gateway(tmp_path_factory, f"fleet{i}", gw, redis=redis) for i in range(2)]
     try:
@@ -98,7 +99,7 @@ def test_budget_is_shared_by_the_fleet_through_redis(redis, tmp_path_factory):
         for o in outs:
             check_refusals(o, 10)
         with RespConn(redis.port) as r:
-            assert r.command("EXISTS", "wsgate:admission:fleet") == 1
+            assert r.command("EXISTS", "wsgate:admission:fleet:held") == 1
             assert r.command("ZCARD", "wsgate:admission:live") == 2
     finally:
         for g in gs:
@@ -192,6 +193,59 @@ def test_drain_close_carries_a_retry_hint(tmp_path_factory):
     m = RETRY_RE.match(res.reason.decode())
     assert m, res.reason
     assert 0.1 <= int(m.group(1)) + int(m.group(2)) / 10 <= 1.0, res.reason
+
+
+def admission_instances(admin_port):
+    """The instances an instance divides the budget by (wsgate_admission_instances)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as r:
+        m = re.search(r"^wsgate_admission_instances (\d+)$", r.read().decode(), re.M)
+    assert m
+    return int(m.group(1))
+
+
+def test_drained_instance_leaves_the_budget_at_once(tmp_path_factory):
+    """A drained instance admits nobody, so it leaves the fleet's budget when the drain starts:
+    out of Redis' live set and its held tokens given back at once, and the survivor divides the
+    budget (and paces the clients it refuses) by the instances still there. Before, it stayed
+    counted for the whole drain window (it kept asking) plus 2.5 s (ADMISSION_LIVE_MS): with
+    three instances the survivors paced the displaced clients' returns at 2/3 of the budget."""
+    redis = RedisServer(str(tmp_path_factory.mktemp("leave-redis")))
+    redis.start()
+    gs = []
+    try:
+        for i in range(2):
+            gw = {"admission_rate": "100", "admission_ramp": "0", "drain_window": "4s",
+                  "shutdown_timeout": "4s", "admin_listen": f"127.0.0.1:{free_port()}"}
+            g = gateway(tmp_path_factory, f"leave{i}", gw, redis=redis)
+            g.admin_port = int(gw["admin_listen"].rsplit(":", 1)[1])
+            gs.append(g)
+        survivor, drained = gs
+        for g in gs:
+            wait_until(lambda g=g: http_status(g.port, "/readyz") == 200, 10, what="ready")
+        wait_until(lambda: admission_instances(survivor.admin_port) == 2, 10,
+                   what="the survivor sees both instances")
+        m = re.search(r"\(instance ([0-9a-f]+),", drained.stderr())
+        assert m, drained.stderr()
+        inst = m.group(1)
+        with RespConn(redis.port) as r:
+            assert r.command("ZSCORE", "wsgate:admission:live", inst) is not None
+        c = WSClient(drained.port)  # keeps the drained instance draining for drain_window
+        t0 = time.monotonic()
+        drained.send_signal(signal.SIGTERM)
+        # The live set in Redis: at once (no more asks from the drained instance).
+        wait_until(lambda: redis.command("ZSCORE", "wsgate:admission:live", inst) is None, 2.0, what="the drained instance out of the live set")
+        with RespConn(redis.port) as r:
+            assert r.command("HEXISTS", "wsgate:admission:fleet:held", inst) == 0
+        # The survivor: at its next ask (at least one a second), well before the drain ends.
+        wait_until(lambda: admission_instances(survivor.admin_port) == 1, 3.0,
+                   what="the survivor divides the budget by 1")
+        assert drained.running() and time.monotonic() - t0 < 4.0, \
+            "the drain ended first: the check proves nothing"
+        c.close()
+    finally:
+        for g in gs:
+            g.stop()
+        redis.kill()
 
 
 def test_reload_reports_admission_changes_need_a_restart(tmp_path_factory):

@@ -80,7 +80,8 @@ def test_plain_publish_unchanged(redis, pair):
         assert c.recv_message() == (OP_TEXT, b"plain message")
 
 
-def test_since_replayed_from_redis_on_another_instance(redis, pair):
+@pytest.mark.parametrize("how", ["query", "header", "subprotocol"])
+def test_since_replayed_from_redis_on_another_instance(redis, pair, how):
     a, b = pair
     with WSClient(a.port, "/h") as ca:
         redis.command("FCALL", "wsgate_publish", "1", "h", "s0")
@@ -88,7 +89,12 @@ def test_since_replayed_from_redis_on_another_instance(redis, pair):
     epoch, off = pos_of(last)
     for i in range(1, 6):
         redis.command("FCALL", "wsgate_publish", "1", "h", f"s{i}")
-    with WSClient(b.port, f"/h?since={last['pos']}") as cb:
+    # the three ways to pass the position (README, "Delivery guarantees")
+    kw = {"query": {"path": f"/h?since={last['pos']}"},
+          "header": {"path": "/h", "headers": [("Wsgate-Since", last["pos"])]},
+          "subprotocol": {"path": "/h", "protocols": [
+              "wsgate.since." + last["pos"].replace(":", "%3A")]}}[how]
+    with WSClient(b.port, **kw) as cb:
         got = [msg(cb) for _ in range(5)]
         assert [m["data"] for m in got] == [f"s{i}" for i in range(1, 6)]
         assert [pos_of(m) for m in got] == [(epoch, off + i) for i in range(1, 6)]

@@ -315,3 +315,43 @@ def test_never_writes_to_a_replica(cluster, tmp_path):
         spy.close()
         g.stop()
         fake.srv.close()
+
+
+def test_sentinel_password(tmp_path):
+    """Sentinels with requirepass: sentinel_password is sent as AUTH on both sentinel links
+    (issue 14); a wrong one is refused, logged, and the gateway never becomes ready."""
+    procs = []
+    try:
+        master = Proc(str(tmp_path), "master", []).start()
+        procs.append(master)
+        conf = (f"sentinel monitor {MASTER} 127.0.0.1 {master.port} 1\n"
+                "requirepass s3cret\n")
+        sent = Proc(str(tmp_path), "sentinel", conf, sentinel=True)
+        sent.pings = lambda: _auth_ping(sent.port)
+        sent.start()
+        procs.append(sent)
+        keys = sentinel_keys([sent])
+        good = start_gateway(tmp_path, "good", dict(keys, sentinel_password="s3cret"))
+        bad = start_gateway(tmp_path, "bad", dict(keys, sentinel_password="nope"), ready=False)
+        try:
+            a, b = WSClient(good.port, "/chat"), WSClient(good.port, "/chat")
+            broadcast_reaches_all(a, [a, b], "through an authenticated sentinel")
+            a.close()
+            b.close()
+            wait_until(lambda: "sentinel AUTH refused" in bad.stderr(), 10,
+                       what="the wrong password refused and logged")
+            assert http_status(bad.port, "/readyz") == 503
+        finally:
+            good.stop()
+            bad.stop()
+    finally:
+        for p in procs:
+            p.kill()
+
+
+def _auth_ping(port):
+    try:
+        with RespConn(port, timeout=1.0) as r:
+            return r.command("AUTH", "s3cret") == "OK" and r.command("PING") == "PONG"
+    except (OSError, HarnessError, TimeoutError):
+        return False

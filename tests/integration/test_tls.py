@@ -469,3 +469,30 @@ def test_refusal_answered_over_tls(pki, tmp_path_factory):
         b.close()
     finally:
         g.stop()
+
+
+def test_heap_trimmed_after_a_burst_of_handshakes(pki, tmp_path_factory):
+    """Issue #12: after a burst of TLS handshakes the worker gives the free heap they used for a
+    moment (record buffers, handshake messages) back to the kernel once a second passed without
+    a new connection (malloc_trim: wss:// RSS per idle connection, see
+    bench/results/tls-idle-memory.md), and the connections opened in the burst still work."""
+    from test_admin import m, metrics
+
+    admin = free_port()
+    g = start_tls_gateway(tmp_path_factory, pki, "tls-trim",
+                          gateway={"workers": "1", "admin_listen": f"127.0.0.1:{admin}"})
+    clients = []
+    try:
+        before = m(metrics(admin), "wsgate_worker_heap_trims_total", worker="0")
+        clients = [wss_client(g.tls_port, pki) for _ in range(64)]
+        wait_until(lambda: m(metrics(admin), "wsgate_worker_heap_trims_total",
+                             worker="0") > before, 10, what="a heap trim after 64 handshakes")
+        for i, c in enumerate(clients):
+            c.send_text(f"still {i}")
+        for i, c in enumerate(clients):
+            assert c.recv_message(timeout=10) == (OP_TEXT, f"still {i}".encode())
+        assert g.running(), g.stderr()
+    finally:
+        for c in clients:
+            c.close()
+        g.stop()

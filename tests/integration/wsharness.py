@@ -1085,10 +1085,17 @@ def resp_encode(*args):
 
 
 class RespConn:
-    """A plain RESP2 connection to redis-server (commands, or a SUBSCRIBE-mode reader)."""
+    """A RESP2 connection to redis-server (commands, or a SUBSCRIBE-mode reader); over TLS
+    when given an ssl.SSLContext (and the name the server's certificate must carry)."""
 
-    def __init__(self, port, timeout=DEFAULT_TIMEOUT):
+    def __init__(self, port, timeout=DEFAULT_TIMEOUT, ssl_context=None, server_hostname=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if ssl_context is not None:
+            try:
+                self.sock = ssl_context.wrap_socket(self.sock, server_hostname=server_hostname)
+            except BaseException:
+                self.sock.close()
+                raise
         self.buf = bytearray()
 
     def close(self):

@@ -2,7 +2,10 @@
 // channel with history; after RELOAD_AT messages the page is reloaded mid-stream and resumes with
 // ?since=; exits 0 when the page got offsets FIRST.. FIRST+N-1 exactly once, in order, across the
 // reload (no gap notice either: the history keeps them all).
-// Usage: node browser_history_test.js PAGE_URL WS_URL N RELOAD_AT
+// With RESUME=protocol the page resumes through the 'wsgate.since.<encoded>' subprotocol instead
+// of the URL, and the test also checks the server named that token in its 101.
+// 'ready' is printed once the page's WebSocket is open (subscribed); the test publishes then.
+// Usage: node browser_history_test.js PAGE_URL WS_URL N RELOAD_AT [RESUME]
 'use strict';
 
 const fs = require('fs');
@@ -10,7 +13,8 @@ const os = require('os');
 const path = require('path');
 const { chromium } = require('playwright-core');
 
-const [pageUrl, wsUrl, nArg, reloadArg] = process.argv.slice(2);
+const [pageUrl, wsUrl, nArg, reloadArg, resumeArg] = process.argv.slice(2);
+const RESUME = resumeArg || 'query';
 const N = Number(nArg);
 const RELOAD_AT = Number(reloadArg);
 const CHROMIUM = process.env.WSGATE_CHROMIUM || '/usr/bin/chromium';
@@ -24,11 +28,18 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
   let failure = null;
   try {
     ctx = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 30000,
+      executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 60000,
     });
     const page = ctx.pages()[0] || await ctx.newPage();
-    const url = `${pageUrl}?ws=${encodeURIComponent(wsUrl)}`;
-    await page.goto(url, { timeout: 15000 });
+    const url = `${pageUrl}?ws=${encodeURIComponent(wsUrl)}&resume=${RESUME}`;
+    await page.goto(url, { timeout: 30000 });
+    // 'ready' (the test starts publishing) only once the page's WebSocket is open: the 101
+    // comes after the subscription, so no message is published before the page can get it
+    const openBy = Date.now() + 30000;
+    while (!(await page.evaluate(() => window.state().open))) {
+      if (Date.now() > openBy) throw new Error('the page did not connect within 30 s');
+      await sleep(10);
+    }
     console.log('ready');
     let st;
     for (;;) {
@@ -37,7 +48,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
       await sleep(10);
     }
     console.log(`reloading after ${st.got.length} messages at ${st.pos}`);
-    await page.reload({ timeout: 15000 });
+    await page.reload({ timeout: 30000 });
     const deadline = Date.now() + 30000;
     for (;;) {
       st = await page.evaluate(() => window.state());
@@ -47,6 +58,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
     const first = st.got[0];
     const want = Array.from({ length: N }, (_, i) => first + i);
     if (st.loads !== 2) failure = `page loaded ${st.loads} times`;
+    else if (RESUME === 'protocol' && !String(st.protocol).startsWith('wsgate.since.')) {
+      failure = `resumed connection's protocol is ${JSON.stringify(st.protocol)}`;
+    }
     else if (JSON.stringify(st.got) !== JSON.stringify(want)) {
       const i = st.got.findIndex((v, k) => v !== want[k]);
       failure = `got ${st.got.length} of ${N}; first difference at ${i}: ${st.got.slice(i, i + 5)}`;

@@ -1,7 +1,8 @@
 // client_js_test.js - clients/js/wsgate-client.js under Node with the "ws" package (Node 18
 // has no global WebSocket). Scenarios (argv[2]):
 //   contract            against a tiny "ws" server here that speaks the delivery contract
-//                       (pos, since=, resume, gap, close reason retry=/since=, heartbeat)
+//                       (pos, since=, resume, gap, close reason retry=/since=, heartbeat),
+//                       and an upgrade nobody answers given up after openTimeout
 //   echo URL HB         against wsgate: echo, the app heartbeat HB is liveness only
 //   admission URL N     N clients at once against a 1/s budget: refused ones obey
 //                       Retry-After (>= 1 s) and all end up open
@@ -95,6 +96,28 @@ async function contract(C) {
   if (closes[0][2] !== 300 || closes[1][2] !== 100 || closes[2][2] !== 100) fail(`hint delays ${JSON.stringify(closes)}`);
   if (closes[3][0] !== 4000 || closes[3][2] > 200) fail(`heartbeat timeout ${JSON.stringify(closes[3])}`);
   console.log(`ok: contract (5 connections, since ${JSON.stringify(seen)}, 1 gap, hints obeyed)`);
+  await openTimeout(C);
+}
+
+// A server that accepts TCP and never answers the upgrade: the attempt is given up after
+// openTimeout (close 4001) and retried, not waited for forever.
+async function openTimeout(C) {
+  const net = require('net');
+  let accepts = 0;
+  const socks = [];
+  const srv = net.createServer((s) => { accepts++; socks.push(s); });
+  await new Promise((res) => srv.listen(0, '127.0.0.1', res));
+  const closes = [];
+  const c = new C.WsgateClient(`ws://127.0.0.1:${srv.address().port}/x`, {
+    WebSocket, openTimeout: 300, minDelay: 50, maxDelay: 100,
+    onClose: (ev, delay) => closes.push([ev.code, ev.reason, delay]),
+  });
+  await until(() => accepts >= 2, 3000, 'a retry after the open timeout');
+  c.close();
+  socks.forEach((s) => s.destroy());
+  srv.close();
+  if (closes.length < 1 || closes[0][0] !== 4001 || closes[0][1] !== 'open timeout') fail(`open timeout ${JSON.stringify(closes)}`);
+  console.log(`ok: open timeout (${accepts} attempts, close ${closes[0][0]})`);
 }
 
 async function echo(C, url, hb) {
@@ -128,9 +151,11 @@ async function admission(C, url, n) {
   await until(() => open === n, 30000, `all ${n} open`);
   const el = Date.now() - t0;
   clients.forEach((c) => c.close());
-  // Backoff alone (max 100 ms) would retry at once; Retry-After is whole seconds >= 1.
+  // Backoff alone (max 100 ms) would retry at once; the hints (Wsgate-Retry) are at least
+  // 100 ms, and the return slots of 6 clients at 2 a second reach past a second.
   if (refusals.length === 0) fail('nothing was refused: the budget did not apply');
-  if (refusals.some((d) => d < 1000)) fail(`a refusal retried before its Retry-After: ${refusals}`);
+  if (refusals.some((d) => d < 100)) fail(`a refusal retried before its hint: ${refusals}`);
+  if (Math.max(...refusals) < 1000) fail(`the refusals were not paced by the hints: ${refusals}`);
   console.log(`ok: admission ${n} open in ${el} ms after ${refusals.length} refusal(s), delays ${refusals}`);
 }
 

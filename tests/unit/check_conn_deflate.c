@@ -11,6 +11,7 @@
 #include "config.h"
 #include "conn.h"
 #include "conn_deflate.h"
+#include "conn_deflate_hub.h"
 #include "http.h"
 #include "hub.h"
 #include "ws_deflate.h"

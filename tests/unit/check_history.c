@@ -102,6 +102,56 @@ START_TEST(since_single_and_list)
 }
 END_TEST
 
+/* The subprotocol form (issue 11): "wsgate.since." + the since= value as encodeURIComponent()
+ * writes it, since a token cannot hold ':' '@' ','. */
+START_TEST(since_protocol_token)
+{
+	struct history_pos p;
+	const char *v, *t;
+	size_t vl;
+
+	t = "wsgate.since.E7-x_%3A42";
+	ck_assert_int_eq(history_since_protocol(t, strlen(t), &v, &vl), 1);
+	ck_assert_uint_eq(vl, strlen("E7-x_%3A42"));
+	ck_assert_int_eq(history_since_find(v, vl, NULL, &p), 1);
+	ck_assert_str_eq(p.epoch, "E7-x_");
+	ck_assert_uint_eq(p.off, 42);
+	/* the list form, channel names with characters a token cannot hold either */
+	t = "wsgate.since.room%3A1%40E%3A5%2Cuser%2Fbob%40F%3A18446744073709551615";
+	ck_assert_int_eq(history_since_protocol(t, strlen(t), &v, &vl), 1);
+	ck_assert_int_eq(history_since_find(v, vl, "room:1", &p), 1);
+	ck_assert_uint_eq(p.off, 5);
+	ck_assert_int_eq(history_since_find(v, vl, "user/bob", &p), 1);
+	ck_assert_str_eq(p.epoch, "F");
+	ck_assert_uint_eq(p.off, UINT64_MAX);
+	/* not ours: other tokens, the bare prefix, another case (tokens are case-sensitive) */
+	t = "wsgate.meta";
+	ck_assert_int_eq(history_since_protocol(t, strlen(t), &v, &vl), 0);
+	t = "wsgate.since.";
+	ck_assert_int_eq(history_since_protocol(t, strlen(t), &v, &vl), 0);
+	t = "WSGATE.since.E%3A1";
+	ck_assert_int_eq(history_since_protocol(t, strlen(t), &v, &vl), 0);
+	t = "wsgate.since";
+	ck_assert_int_eq(history_since_protocol(t, strlen(t), &v, &vl), 0);
+	/* ours but malformed once decoded: the handshake answers 400 */
+	t = "wsgate.since.E.42";
+	ck_assert_int_eq(history_since_protocol(t, strlen(t), &v, &vl), 1);
+	ck_assert_int_eq(history_since_find(v, vl, NULL, &p), -1);
+	t = "wsgate.since.E%3A4%00";
+	ck_assert_int_eq(history_since_protocol(t, strlen(t), &v, &vl), 1);
+	ck_assert_int_eq(history_since_find(v, vl, NULL, &p), -1);
+	t = "wsgate.since.E%3A4%";
+	ck_assert_int_eq(history_since_protocol(t, strlen(t), &v, &vl), 1);
+	ck_assert_int_eq(history_since_find(v, vl, NULL, &p), -1);
+	t = "wsgate.since.E%3A4%g1";
+	ck_assert_int_eq(history_since_protocol(t, strlen(t), &v, &vl), 1);
+	ck_assert_int_eq(history_since_find(v, vl, NULL, &p), -1);
+	/* every escape decodes, in either case (the query's since= shares the decoder) */
+	ck_assert_int_eq(history_since_find("a%2fb%40E%3a3", 13, "a/b", &p), 1);
+	ck_assert_uint_eq(p.off, 3);
+}
+END_TEST
+
 START_TEST(ring_bounds_and_ttl)
 {
 	struct history_ring *r = history_ring_new(3, 100);
@@ -223,6 +273,7 @@ main(void)
 	tcase_add_test(tc, pos_parse_and_format);
 	tcase_add_test(tc, wire_roundtrip_plain_escape_malformed);
 	tcase_add_test(tc, since_single_and_list);
+	tcase_add_test(tc, since_protocol_token);
 	tcase_add_test(tc, ring_bounds_and_ttl);
 	tcase_add_test(tc, plan_boundaries);
 	tcase_add_test(tc, json_field_top_level_only);

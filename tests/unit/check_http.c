@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_runner.h"
 #include "http.h"
 
 #define CRLF "\r\n"
@@ -113,6 +114,9 @@ static const struct parse_row {
 	/* Two Origins: the allow list would see one and the backend another (issue 17). */
 	{ "duplicate Origin", NULL, "Origin: https://a.example" CRLF "origin: https://b.example",
 	    0, HTTP_PARSE_BAD },
+	/* Two resume positions (issue 11): which one did the client mean? */
+	{ "duplicate Wsgate-Since", NULL, "Wsgate-Since: E:1" CRLF "wsgate-since: E:2", 0,
+	    HTTP_PARSE_BAD },
 	{ "repeated Cookie", NULL, "Cookie: a=1" CRLF "Cookie: b=2", 0, HTTP_PARSE_OK },
 	{ "repeated Connection", NULL, "Connection: keep-alive", 0, HTTP_PARSE_OK },
 	{ "repeated Sec-WebSocket-Protocol", NULL,
@@ -164,7 +168,8 @@ START_TEST(test_parse_fields)
 	    "Sec-WebSocket-Protocol: chat , , superchat" CRLF "Sec-WebSocket-Protocol: v2" CRLF
 	    "Sec-WebSocket-Extensions: permessage-deflate" CRLF
 	    "Sec-WebSocket-Extensions: x-other" CRLF "Origin: https://example.com" CRLF
-	    "Cookie: a=b" CRLF "Authorization: Bearer t" CRLF CRLF "trailing frame bytes";
+	    "Cookie: a=b" CRLF "Authorization: Bearer t" CRLF "WSGATE-since:  chat@E:5 " CRLF CRLF
+	    "trailing frame bytes";
 	struct http_request req;
 	char *copy;
 
@@ -187,6 +192,7 @@ START_TEST(test_parse_fields)
 	ck_assert(http_str_eq(req.origin, "https://example.com"));
 	ck_assert(http_str_eq(req.cookie, "a=b"));
 	ck_assert(http_str_eq(req.authorization, "Bearer t"));
+	ck_assert(http_str_eq(req.since, "chat@E:5"));
 	ck_assert_int_eq(req.has_upgrade_websocket, 1);
 	ck_assert_int_eq(req.has_connection_upgrade, 1);
 	ck_assert_uint_eq(req.header_len, strlen(s) - strlen("trailing frame bytes"));
@@ -458,6 +464,19 @@ START_TEST(test_accept_rfc_vector)
 }
 END_TEST
 
+/* The proxy's key towards a backend: what a strict server accepts, and new each time. */
+START_TEST(test_client_key)
+{
+	char a[25], b[25];
+
+	ck_assert_int_eq(http_ws_client_key(a), 0);
+	ck_assert_int_eq(http_ws_client_key(b), 0);
+	ck_assert_uint_eq(strlen(a), 24);
+	ck_assert(http_ws_key_valid(a, 24));
+	ck_assert_str_ne(a, b);
+}
+END_TEST
+
 /* ---- replies ---- */
 
 START_TEST(test_format_101)
@@ -593,6 +612,7 @@ http_suite(void)
 	tcase_add_loop_test(tc, test_upgrade_table, 0, NROWS(upgrade_rows));
 	tcase_add_loop_test(tc, test_key_table, 0, NROWS(key_rows));
 	tcase_add_test(tc, test_accept_rfc_vector);
+	tcase_add_test(tc, test_client_key);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("reply");
@@ -608,11 +628,5 @@ http_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(http_suite());
-	int failures;
-
-	srunner_run_all(sr, CK_ENV);
-	failures = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failures ? 1 : 0;
+	return check_runner_main(http_suite());
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_runner.h"
 #include "http.h"
 #include "http_response.h"
 
@@ -283,16 +284,17 @@ START_TEST(test_passthrough)
 	static const struct {
 		const char *resp, *want;
 	} rows[] = {
-		{ GOOD_101 "Set-Cookie: a=1; HttpOnly" CRLF "X-Internal: 1" CRLF "set-cookie: b=2"
-		  CRLF "WWW-Authenticate: Basic" CRLF CRLF,
-		  "Set-Cookie: a=1; HttpOnly" CRLF "set-cookie: b=2" CRLF },
-		{ "HTTP/1.1 401 U" CRLF "WWW-Authenticate: Bearer realm=\"x\"" CRLF
-		  "Set-Cookie: no=1" CRLF CRLF, "WWW-Authenticate: Bearer realm=\"x\"" CRLF },
-		{ "HTTP/1.1 429 T" CRLF "Retry-After: 7" CRLF CRLF, "Retry-After: 7" CRLF },
-		{ "HTTP/1.1 503 S" CRLF "Retry-After: 30" CRLF "Server: x" CRLF CRLF,
-		  "Retry-After: 30" CRLF },
-		{ "HTTP/1.1 403 F" CRLF "Retry-After: 30" CRLF "WWW-Authenticate: x" CRLF CRLF, "" },
-		{ "HTTP/1.1 401 U" CRLF "WWW-Authenticate:" CRLF CRLF, "" },
+	    {GOOD_101 "Set-Cookie: a=1; HttpOnly" CRLF "X-Internal: 1" CRLF "set-cookie: b=2" CRLF
+	              "WWW-Authenticate: Basic" CRLF CRLF,
+	     "Set-Cookie: a=1; HttpOnly" CRLF "set-cookie: b=2" CRLF},
+	    {"HTTP/1.1 401 U" CRLF "WWW-Authenticate: Bearer realm=\"x\"" CRLF
+	     "Set-Cookie: no=1" CRLF CRLF,
+	     "WWW-Authenticate: Bearer realm=\"x\"" CRLF},
+	    {"HTTP/1.1 429 T" CRLF "Retry-After: 7" CRLF CRLF, "Retry-After: 7" CRLF},
+	    {"HTTP/1.1 503 S" CRLF "Retry-After: 30" CRLF "Server: x" CRLF CRLF,
+	     "Retry-After: 30" CRLF},
+	    {"HTTP/1.1 403 F" CRLF "Retry-After: 30" CRLF "WWW-Authenticate: x" CRLF CRLF, ""},
+	    {"HTTP/1.1 401 U" CRLF "WWW-Authenticate:" CRLF CRLF, ""},
 	};
 	struct http_response r;
 	char out[256], *copy;
@@ -341,11 +343,5 @@ http_response_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(http_response_suite());
-	int failures;
-
-	srunner_run_all(sr, CK_ENV);
-	failures = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failures ? 1 : 0;
+	return check_runner_main(http_response_suite());
 }

@@ -37,7 +37,8 @@ cb_unsubscribe(struct broker *b, const char *ch, size_t len)
 	((struct count_broker *)b)->unsubs++;
 }
 
-static const struct broker_ops count_ops = { "count", cb_subscribe, cb_unsubscribe, NULL, NULL, NULL };
+static const struct broker_ops count_ops = {"count", cb_subscribe, cb_unsubscribe,
+                                            NULL,    NULL,         NULL};
 
 /* What the delivery sink saw. */
 #define MAXSEEN 16
@@ -187,7 +188,7 @@ END_TEST
 START_TEST(auto_type_binary_when_not_utf8)
 {
 	struct hub_sub s;
-	const uint8_t bin[] = { 0xff, 0x00, 0xfe };
+	const uint8_t bin[] = {0xff, 0x00, 0xfe};
 
 	memset(&s, 0, sizeof(s));
 	ck_assert_int_eq(hub_subscribe(hub, &s, &conns[0], "b", 1), 0);

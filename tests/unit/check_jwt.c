@@ -10,6 +10,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "check_runner.h"
 #include "jwt.h"
 
 #define NOW 1700000000LL
@@ -664,11 +665,5 @@ jwt_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(jwt_suite());
-	int failures;
-
-	srunner_run_all(sr, CK_ENV);
-	failures = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_runner_main(jwt_suite());
 }

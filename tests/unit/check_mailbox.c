@@ -18,8 +18,8 @@ struct seen {
 	size_t alen[NREC * 4], blen[NREC * 4];
 	uint8_t a0[NREC * 4], blast[NREC * 4];
 	size_t n;
-	int bad;             /* a record whose bytes were not what was posted */
-	uint64_t next[8];    /* per producer: the sequence number expected next */
+	int bad;          /* a record whose bytes were not what was posted */
+	uint64_t next[8]; /* per producer: the sequence number expected next */
 	struct event_base *base;
 };
 
@@ -63,12 +63,13 @@ refused(struct mailbox *mb)
 
 START_TEST(records_in_order_with_their_bytes)
 {
-	static const struct { size_t alen, blen; } rows[] = {
-		{ 0, 0 }, { 1, 0 }, { 0, 1 }, { 3, 5 }, { 7, 1 }, { 8, 8 }, { 13, 200 },
-		{ 1, 65536 }, { 64, 1 << 20 },
+	static const struct {
+		size_t alen, blen;
+	} rows[] = {
+	    {0, 0}, {1, 0}, {0, 1}, {3, 5}, {7, 1}, {8, 8}, {13, 200}, {1, 65536}, {64, 1 << 20},
 	};
 	size_t nrows = sizeof(rows) / sizeof(rows[0]);
-	struct seen s = { 0 };
+	struct seen s = {0};
 	struct mailbox *mb = mailbox_new(NULL, record, &s, 1 << 30);
 	uint8_t *a = malloc(64), *b = malloc(1 << 20);
 
@@ -77,8 +78,8 @@ START_TEST(records_in_order_with_their_bytes)
 		memset(a, (int)(r + 1), 64);
 		for (size_t i = 0; i < rows[r].blen; i++)
 			b[i] = (uint8_t)(rows[r].blen + i);
-		ck_assert_int_eq(mailbox_post(mb, (unsigned)r + 1, a, rows[r].alen, b,
-		    rows[r].blen, 1), 0);
+		ck_assert_int_eq(
+		    mailbox_post(mb, (unsigned)r + 1, a, rows[r].alen, b, rows[r].blen, 1), 0);
 	}
 	ck_assert_uint_gt(pending(mb), 0);
 	mailbox_drain(mb);
@@ -90,8 +91,8 @@ START_TEST(records_in_order_with_their_bytes)
 		ck_assert_uint_eq(s.alen[r], rows[r].alen);
 		ck_assert_uint_eq(s.blen[r], rows[r].blen);
 		ck_assert_uint_eq(s.a0[r], rows[r].alen ? r + 1 : 0);
-		ck_assert_uint_eq(s.blast[r], rows[r].blen ?
-		    (uint8_t)(rows[r].blen + rows[r].blen - 1) : 0);
+		ck_assert_uint_eq(s.blast[r],
+		                  rows[r].blen ? (uint8_t)(rows[r].blen + rows[r].blen - 1) : 0);
 	}
 	/* Drained twice: nothing more, and the buffers are reused. */
 	mailbox_drain(mb);
@@ -104,7 +105,7 @@ END_TEST
 
 START_TEST(bounded_posts_refused_past_the_limit)
 {
-	struct seen s = { 0 };
+	struct seen s = {0};
 	struct mailbox *mb = mailbox_new(NULL, record, &s, 256);
 	uint8_t b[100];
 
@@ -134,7 +135,7 @@ END_TEST
  * back, and a record larger than the whole limit can never be reserved. */
 START_TEST(reservations_hold_room_until_posted_or_given_back)
 {
-	struct seen s = { 0 };
+	struct seen s = {0};
 	struct mailbox *mb = mailbox_new(NULL, record, &s, 256);
 	uint8_t b[100], huge[300];
 
@@ -165,7 +166,7 @@ END_TEST
  * against the limit, in the room reserved for a copy, until the owner handled it. */
 START_TEST(held_bytes_count_until_handled)
 {
-	struct seen s = { 0 };
+	struct seen s = {0};
 	struct mailbox *mb = mailbox_new(NULL, record, &s, 512);
 	void *ref = &s;
 
@@ -236,14 +237,14 @@ check_order(void *arg, unsigned type, const void *a, size_t alen, const void *b,
 
 START_TEST(threads_lose_nothing_and_keep_order)
 {
-	struct ordered o = { { 0 }, 0, 0 };
+	struct ordered o = {{0}, 0, 0};
 	struct mailbox *mb = mailbox_new(NULL, check_order, &o, 0);
 	struct producer p[4];
 	pthread_t t[4];
 
 	ck_assert_ptr_nonnull(mb);
 	for (unsigned i = 0; i < 4; i++) {
-		p[i] = (struct producer){ mb, i, 50000 };
+		p[i] = (struct producer){mb, i, 50000};
 		ck_assert_int_eq(pthread_create(&t[i], NULL, produce, &p[i]), 0);
 	}
 	/* The owner drains while they post. */
@@ -263,7 +264,7 @@ END_TEST
 static void *
 post_later(void *arg)
 {
-	uint8_t b[3] = { 3, 4, 5 };
+	uint8_t b[3] = {3, 4, 5};
 
 	if (mailbox_post(arg, 7, NULL, 0, b, sizeof(b), 1) < 0)
 		abort();
@@ -272,7 +273,7 @@ post_later(void *arg)
 
 START_TEST(post_wakes_the_owning_loop)
 {
-	struct seen s = { 0 };
+	struct seen s = {0};
 	struct event_base *base = event_base_new();
 	struct mailbox *mb;
 	pthread_t t;

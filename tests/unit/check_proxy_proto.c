@@ -3,6 +3,7 @@
 #include <check.h>
 #include <string.h>
 
+#include "check_runner.h"
 #include "proxy_proto.h"
 
 #define V2SIG "\r\n\r\n\0\r\nQUIT\n"
@@ -111,11 +112,5 @@ proxy_proto_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(proxy_proto_suite());
-	int failures;
-
-	srunner_run_all(sr, CK_ENV);
-	failures = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failures ? 1 : 0;
+	return check_runner_main(proxy_proto_suite());
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_runner.h"
 #include "route.h"
 #include "route_map.h"
 
@@ -411,7 +412,7 @@ END_TEST
  * namespace, and a widened one still cannot reach wsgate's own channels. */
 START_TEST(test_expand_namespaces)
 {
-	char *allow[] = { "ch:[a-z0-9:]" }, out[64];
+	char *allow[] = {"ch:[a-z0-9:]"}, out[64];
 	struct route_match m;
 
 	memset(&m, 0, sizeof(m));
@@ -419,8 +420,7 @@ START_TEST(test_expand_namespaces)
 	m.query_len = strlen(m.query);
 	m.route = make_route("/raw", NULL, 0);
 	ck_assert_int_eq(route_expand("{query.ch}", &m, out, sizeof(out)), ROUTE_BAD_PARAM);
-	ck_assert_int_eq(route_expand("room:{query.room}", &m, out, sizeof(out)),
-	    ROUTE_BAD_PARAM);
+	ck_assert_int_eq(route_expand("room:{query.room}", &m, out, sizeof(out)), ROUTE_BAD_PARAM);
 	ck_assert_int_eq(route_expand("{query.x}", &m, out, sizeof(out)), 2);
 	/* widened explicitly: ':' now passes, the reserved prefix never does */
 	m.route = make_route("/raw", allow, 1);
@@ -433,7 +433,7 @@ END_TEST
 
 START_TEST(test_expand_reserved)
 {
-	char *allow[] = { "query.ch:[a-z0-9:]" }, out[64];
+	char *allow[] = {"query.ch:[a-z0-9:]"}, out[64];
 	struct route_match m;
 
 	memset(&m, 0, sizeof(m));
@@ -455,45 +455,44 @@ static const struct overlap_row {
 	const char *ta, *allow_a, *tb;
 	int want;
 } overlap_rows[] = {
-	{ "{ch}", NULL, "user:{jwt.sub}", 0 },       /* default set: no ':' */
-	{ "{ch}", "ch:[a-z:]", "user:{jwt.sub}", 1 },
-	{ "user:{name}", NULL, "user:{jwt.sub}", 1 },
-	{ "user-{name}", NULL, "user:{jwt.sub}", 0 },
-	{ "room:{r}", NULL, "user:{jwt.sub}", 0 },
-	{ "u{x}", NULL, "user:{jwt.sub}", 0 },
-	{ "u{x}", "x:[a-z:]", "user:{jwt.sub}", 1 },
-	{ "news", NULL, "news", 1 },
-	{ "news", NULL, "{t}", 1 },
-	{ "news2", NULL, "news", 0 },
-	{ "{a}.{b}", NULL, "x.y.z", 1 },
-	{ "{a}:x", NULL, "{b}:{c}", 1 },
-	{ "a{b}", NULL, "a", 0 },                     /* a placeholder takes one byte or more */
+    {"{ch}", NULL, "user:{jwt.sub}", 0}, /* default set: no ':' */
+    {"{ch}", "ch:[a-z:]", "user:{jwt.sub}", 1},
+    {"user:{name}", NULL, "user:{jwt.sub}", 1},
+    {"user-{name}", NULL, "user:{jwt.sub}", 0},
+    {"room:{r}", NULL, "user:{jwt.sub}", 0},
+    {"u{x}", NULL, "user:{jwt.sub}", 0},
+    {"u{x}", "x:[a-z:]", "user:{jwt.sub}", 1},
+    {"news", NULL, "news", 1},
+    {"news", NULL, "{t}", 1},
+    {"news2", NULL, "news", 0},
+    {"{a}.{b}", NULL, "x.y.z", 1},
+    {"{a}:x", NULL, "{b}:{c}", 1},
+    {"a{b}", NULL, "a", 0}, /* a placeholder takes one byte or more */
 };
 
 START_TEST(test_overlap)
 {
 	const struct overlap_row *r = &overlap_rows[_i];
-	char *allow[1] = { (char *)r->allow_a };
+	char *allow[1] = {(char *)r->allow_a};
 	struct config_route a, b;
 
 	memset(&a, 0, sizeof(a));
 	memset(&b, 0, sizeof(b));
 	a.allow = allow;
 	a.nallow = r->allow_a != NULL;
-	ck_assert_msg(route_map_overlap(&a, r->ta, &b, r->tb) == r->want, "%s vs %s", r->ta,
-	    r->tb);
+	ck_assert_msg(route_map_overlap(&a, r->ta, &b, r->tb) == r->want, "%s vs %s", r->ta, r->tb);
 	ck_assert_msg(route_map_overlap(&b, r->tb, &a, r->ta) == r->want, "%s vs %s (swapped)",
-	    r->tb, r->ta);
+	              r->tb, r->ta);
 }
 END_TEST
 
 START_TEST(test_pattern)
 {
-	char *allow[] = { "ch:[a-c:]" }, out[128];
+	char *allow[] = {"ch:[a-c:]"}, out[128];
 	struct config_route *r = make_route("/x/{ch}", allow, 1);
 
 	ck_assert_str_eq(route_map_pattern(r, "room:{room}", out, sizeof(out)),
-	    "room:[-.0-9A-Z_a-z]+");
+	                 "room:[-.0-9A-Z_a-z]+");
 	ck_assert_str_eq(route_map_pattern(r, "{ch}", out, sizeof(out)), "[:a-c]+");
 	ck_assert_str_eq(route_map_pattern(r, "{ch}", out, 4), "");
 }
@@ -501,8 +500,8 @@ END_TEST
 
 START_TEST(test_read_only)
 {
-	char *allow[] = { "query.to:[a-z0-9:]" }, *sub[] = { "room:{room}", "user:{jwt.sub}" };
-	char *ro[] = { "user:{jwt.sub}" };
+	char *allow[] = {"query.to:[a-z0-9:]"}, *sub[] = {"room:{room}", "user:{jwt.sub}"};
+	char *ro[] = {"user:{jwt.sub}"};
 	struct config_route *r = make_route("/chat/{room}", allow, 1);
 
 	r->subscribe = sub;
@@ -572,11 +571,5 @@ route_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(route_suite());
-	int failures;
-
-	srunner_run_all(sr, CK_ENV);
-	failures = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failures ? 1 : 0;
+	return check_runner_main(route_suite());
 }

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "broker.h"
-#include "gateway.h"
+#include "env.h"
 #include "router.h"
 
 struct count_broker {
@@ -37,20 +37,20 @@ cb_unsubscribe(struct broker *b, const char *ch, size_t len)
 	snprintf(cb->last, sizeof(cb->last), "-%.*s", (int)len, ch);
 }
 
-static const struct broker_ops count_ops = { "count", cb_subscribe, cb_unsubscribe, NULL, NULL,
-	NULL };
+static const struct broker_ops count_ops = {"count", cb_subscribe, cb_unsubscribe,
+                                            NULL,    NULL,         NULL};
 
-static struct gateway gw;
+static struct env env; /* no bus: a lone router */
 static struct count_broker cbk;
 static struct router *r;
 
 static void
 setup(void)
 {
-	memset(&gw, 0, sizeof(gw));
+	memset(&env, 0, sizeof(env));
 	memset(&cbk, 0, sizeof(cbk));
 	cbk.b.ops = &count_ops;
-	r = router_new(&gw);
+	r = router_new(&env);
 	ck_assert_ptr_nonnull(r);
 	router_set_broker(r, &cbk.b);
 }
@@ -68,20 +68,20 @@ static const struct {
 	int subs, unsubs;
 	uint64_t mask; /* of that channel afterwards */
 } steps[] = {
-	{ 0, 1, "chat", 1, 0, 0x1 },   /* first worker: the one SUBSCRIBE */
-	{ 3, 1, "chat", 1, 0, 0x9 },   /* another worker: no second one */
-	{ 0, 1, "chat", 1, 0, 0x9 },   /* again (a relay repeated): nothing changes */
-	{ 63, 1, "chat", 1, 0, 0x8000000000000009ull },
-	{ 1, 1, "room:a", 2, 0, 0x2 }, /* another channel: its own SUBSCRIBE */
-	{ 0, 0, "chat", 2, 0, 0x8000000000000008ull },
-	{ 5, 0, "chat", 2, 0, 0x8000000000000008ull }, /* a worker that never wanted it */
-	{ 64, 1, "chat", 2, 0, 0x8000000000000008ull }, /* out of range: ignored */
-	{ -1, 0, "chat", 2, 0, 0x8000000000000008ull },
-	{ 3, 0, "chat", 2, 0, 0x8000000000000000ull },
-	{ 63, 0, "chat", 2, 1, 0 },    /* the last one leaves: UNSUBSCRIBE */
-	{ 2, 0, "nobody", 2, 1, 0 },   /* unknown channel: nothing */
-	{ 2, 1, "chat", 3, 1, 0x4 },   /* wanted again: SUBSCRIBE again */
-	{ 1, 0, "room:a", 3, 2, 0 },
+    {0, 1, "chat", 1, 0, 0x1}, /* first worker: the one SUBSCRIBE */
+    {3, 1, "chat", 1, 0, 0x9}, /* another worker: no second one */
+    {0, 1, "chat", 1, 0, 0x9}, /* again (a relay repeated): nothing changes */
+    {63, 1, "chat", 1, 0, 0x8000000000000009ull},
+    {1, 1, "room:a", 2, 0, 0x2}, /* another channel: its own SUBSCRIBE */
+    {0, 0, "chat", 2, 0, 0x8000000000000008ull},
+    {5, 0, "chat", 2, 0, 0x8000000000000008ull},  /* a worker that never wanted it */
+    {64, 1, "chat", 2, 0, 0x8000000000000008ull}, /* out of range: ignored */
+    {-1, 0, "chat", 2, 0, 0x8000000000000008ull},
+    {3, 0, "chat", 2, 0, 0x8000000000000000ull},
+    {63, 0, "chat", 2, 1, 0},  /* the last one leaves: UNSUBSCRIBE */
+    {2, 0, "nobody", 2, 1, 0}, /* unknown channel: nothing */
+    {2, 1, "chat", 3, 1, 0x4}, /* wanted again: SUBSCRIBE again */
+    {1, 0, "room:a", 3, 2, 0},
 };
 
 START_TEST(one_subscribe_per_channel_table)
@@ -94,10 +94,10 @@ START_TEST(one_subscribe_per_channel_table)
 		else
 			router_unsubscribe(r, steps[i].worker, steps[i].channel, len);
 		ck_assert_msg(cbk.subs == steps[i].subs && cbk.unsubs == steps[i].unsubs,
-		    "step %zu: %d subscribes, %d unsubscribes", i, cbk.subs, cbk.unsubs);
+		              "step %zu: %d subscribes, %d unsubscribes", i, cbk.subs, cbk.unsubs);
 		ck_assert_msg(router_mask(r, steps[i].channel, len) == steps[i].mask,
-		    "step %zu: mask %llx", i,
-		    (unsigned long long)router_mask(r, steps[i].channel, len));
+		              "step %zu: mask %llx", i,
+		              (unsigned long long)router_mask(r, steps[i].channel, len));
 	}
 	ck_assert_uint_eq(router_sink.nchannels(r), 1);
 }

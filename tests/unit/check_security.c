@@ -13,6 +13,7 @@
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 
+#include "check_runner.h"
 #include "limit.h"
 #include "route.h"
 #include "security.h"
@@ -652,11 +653,5 @@ security_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(security_suite());
-	int failures;
-
-	srunner_run_all(sr, CK_ENV);
-	failures = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_runner_main(security_suite());
 }

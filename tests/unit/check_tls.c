@@ -11,6 +11,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "check_runner.h"
 #include "tls.h"
 
 START_TEST(sni_names)
@@ -230,11 +231,5 @@ tls_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(tls_suite());
-	int failures;
-
-	srunner_run_all(sr, CK_ENV);
-	failures = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failures == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_runner_main(tls_suite());
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_runner.h"
 #include "config.h"
 #include "conn.h"
 #include "hash.h"
@@ -224,7 +225,8 @@ END_TEST
 START_TEST(test_health_probe_verdict_kept)
 {
 	/* Down until a probe passes (UINT64_MAX): a client's failure does not shorten it. */
-	struct upstream_health h = {.state = UPSTREAM_DOWN, .down_until_ms = UINT64_MAX, .fails = 0};
+	struct upstream_health h = {
+	    .state = UPSTREAM_DOWN, .down_until_ms = UINT64_MAX, .fails = 0};
 
 	ck_assert_int_eq(upstream_health_fail(&h, 1, 1000, 500), UPSTREAM_FAIL_STILL_DOWN);
 	ck_assert_uint_eq(h.down_until_ms, UINT64_MAX);
@@ -306,11 +308,5 @@ upstream_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(upstream_suite());
-	int failures;
-
-	srunner_run_all(sr, CK_ENV);
-	failures = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failures ? 1 : 0;
+	return check_runner_main(upstream_suite());
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_runner.h"
 #include "http.h"
 #include "upstream_req.h"
 
@@ -168,9 +169,9 @@ END_TEST
 /* From a peer that is not a trusted proxy, what the client says about itself is dropped. */
 START_TEST(test_copy_forwarding_untrusted_replaced)
 {
-	const char *s = "GET /app HTTP/1.1" CRLF "Host: a" CRLF "X-Forwarded-For: 10.1.1.1" CRLF
-	                "X-Forwarded-Proto: https" CRLF "Forwarded: for=10.1.1.1;proto=https" CRLF
-	                CRLF;
+	const char *s =
+	    "GET /app HTTP/1.1" CRLF "Host: a" CRLF "X-Forwarded-For: 10.1.1.1" CRLF
+	    "X-Forwarded-Proto: https" CRLF "Forwarded: for=10.1.1.1;proto=https" CRLF CRLF;
 	struct upstream_req_client cl = {"2001:db8::9", 0, 1, NULL, 0};
 	struct http_request req;
 	struct upstream_req r;
@@ -187,9 +188,9 @@ END_TEST
 /* From a trusted proxy the chain is kept and extended with the hop wsgate saw. */
 START_TEST(test_copy_forwarding_trusted_appends)
 {
-	const char *s = "GET /app HTTP/1.1" CRLF "Host: a" CRLF "X-Forwarded-For: 10.1.1.1" CRLF
-	                "X-Forwarded-Proto: https" CRLF "Forwarded: for=10.1.1.1;proto=https" CRLF
-	                CRLF;
+	const char *s =
+	    "GET /app HTTP/1.1" CRLF "Host: a" CRLF "X-Forwarded-For: 10.1.1.1" CRLF
+	    "X-Forwarded-Proto: https" CRLF "Forwarded: for=10.1.1.1;proto=https" CRLF CRLF;
 	struct upstream_req_client cl = {"10.1.1.1", 0, 1, "2001:db8::9", 1};
 	struct http_request req;
 	struct upstream_req r;
@@ -207,8 +208,8 @@ END_TEST
 /* RFC 6265 5.4: every Cookie line reaches the backend, as one line joined with "; ". */
 START_TEST(test_copy_cookies_joined)
 {
-	const char *s = "GET /app HTTP/1.1" CRLF "Host: a" CRLF "Cookie: a=1" CRLF
-	                "X-Other: x" CRLF "cookie:  b=2; c=3 " CRLF "Cookie:" CRLF CRLF;
+	const char *s = "GET /app HTTP/1.1" CRLF "Host: a" CRLF "Cookie: a=1" CRLF "X-Other: x" CRLF
+	                "cookie:  b=2; c=3 " CRLF "Cookie:" CRLF CRLF;
 	struct upstream_req_client cl = {NULL, 0, 0, NULL, 0};
 	struct http_request req;
 	struct upstream_req r;
@@ -248,7 +249,8 @@ START_TEST(test_client_ip)
 
 	ck_assert_int_eq(cidr_parse("10.0.0.0/8", 10, &t, &why), 0);
 	snprintf(head, sizeof(head), "GET / HTTP/1.1" CRLF "%s%s%s" CRLF,
-	         row->xff ? "X-Forwarded-For: " : "", row->xff ? row->xff : "", row->xff ? CRLF : "");
+	         row->xff ? "X-Forwarded-For: " : "", row->xff ? row->xff : "",
+	         row->xff ? CRLF : "");
 	ck_assert_int_eq(
 	    upstream_req_client_ip(head, strlen(head), row->peer, &t, 1, out, sizeof(out)), 0);
 	ck_assert_str_eq(out, row->want);
@@ -379,11 +381,5 @@ upstream_req_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(upstream_req_suite());
-	int failures;
-
-	srunner_run_all(sr, CK_ENV);
-	failures = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failures ? 1 : 0;
+	return check_runner_main(upstream_req_suite());
 }

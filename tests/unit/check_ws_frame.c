@@ -7,127 +7,153 @@
 
 #include "ws_frame.h"
 
-#define MAX_HDR	16
+#define MAX_HDR 16
 
 /*
  * Header rows.  n is how many bytes are handed to the decoder (may be fewer than the header).
  * For WS_FRAME_OK rows the decoded fields are checked, and every shorter prefix must give
  * WS_FRAME_NEED_MORE; for error rows early says the error must already show at 2 bytes.
  */
-#define OK(fin, rsv, op, masked, len, hdr_len) \
-	WS_FRAME_OK, 0, fin, rsv, op, masked, len, hdr_len
-#define ERR(st)		st, 0, 0, 0, 0, 0, 0, 0
-#define EARLY(st)	st, 1, 0, 0, 0, 0, 0, 0	/* already reported from the first 2 bytes */
+#define OK(fin, rsv, op, masked, len, hdr_len) WS_FRAME_OK, 0, fin, rsv, op, masked, len, hdr_len
+#define ERR(st) st, 0, 0, 0, 0, 0, 0, 0
+#define EARLY(st) st, 1, 0, 0, 0, 0, 0, 0 /* already reported from the first 2 bytes */
 
 static const struct hdr_row {
-	const char		*name;
-	uint8_t			 b[MAX_HDR];
-	size_t			 n;
-	unsigned		 rsv_allowed;
-	int			 require_mask;
-	enum ws_frame_status	 st;
-	int			 early;
-	uint8_t			 fin, rsv, op, masked;
-	uint64_t		 len;
-	size_t			 hdr_len;
+	const char *name;
+	uint8_t b[MAX_HDR];
+	size_t n;
+	unsigned rsv_allowed;
+	int require_mask;
+	enum ws_frame_status st;
+	int early;
+	uint8_t fin, rsv, op, masked;
+	uint64_t len;
+	size_t hdr_len;
 } hdr_rows[] = {
-	/* 7/16/64-bit lengths and their boundaries */
-	{ "len 0", { 0x81, 0x00 }, 2, 0, 0, OK(1, 0, 1, 0, 0, 2) },
-	{ "len 125", { 0x82, 0x7d }, 2, 0, 0, OK(1, 0, 2, 0, 125, 2) },
-	{ "len 126 (16-bit)", { 0x82, 0x7e, 0x00, 0x7e }, 4, 0, 0, OK(1, 0, 2, 0, 126, 4) },
-	{ "len 65535 (16-bit)", { 0x82, 0x7e, 0xff, 0xff }, 4, 0, 0, OK(1, 0, 2, 0, 65535, 4) },
-	{ "len 65536 (64-bit)", { 0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0 }, 10, 0, 0,
-	    OK(1, 0, 2, 0, 65536, 10) },
-	{ "len 2^63-1 (64-bit)", { 0x02, 0x7f, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff },
-	    10, 0, 0, OK(0, 0, 2, 0, UINT64_C(0x7fffffffffffffff), 10) },
-	{ "64-bit bytes in order", { 0x82, 0x7f, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06,
-	    0x07 }, 10, 0, 0, OK(1, 0, 2, 0, UINT64_C(0x0001020304050607), 10) },
-	{ "masked len 5", { 0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d }, 6, 0, 1,
-	    OK(1, 0, 1, 1, 5, 6) },
-	{ "masked 16-bit", { 0x82, 0xfe, 0x01, 0x00, 1, 2, 3, 4 }, 8, 0, 1,
-	    OK(1, 0, 2, 1, 256, 8) },
-	{ "masked 64-bit", { 0x82, 0xff, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4 }, 14, 0, 1,
-	    OK(1, 0, 2, 1, UINT64_C(1) << 32, 14) },
-	{ "extra bytes ignored", { 0x81, 0x01, 'x', 0x81, 0x01 }, 5, 0, 0,
-	    OK(1, 0, 1, 0, 1, 2) },
-	{ "continuation fin=0", { 0x00, 0x03 }, 2, 0, 0, OK(0, 0, 0, 0, 3, 2) },
-	{ "close 125", { 0x88, 0x7d }, 2, 0, 0, OK(1, 0, 8, 0, 125, 2) },
-	{ "ping 0", { 0x89, 0x00 }, 2, 0, 0, OK(1, 0, 9, 0, 0, 2) },
-	{ "pong 1", { 0x8a, 0x01 }, 2, 0, 0, OK(1, 0, 10, 0, 1, 2) },
-	/* non-minimal and out-of-range lengths */
-	{ "16-bit form for 125", { 0x82, 0x7e, 0x00, 0x7d }, 4, 0, 0, ERR(WS_FRAME_ERR_LENGTH) },
-	{ "16-bit form for 0", { 0x82, 0x7e, 0x00, 0x00 }, 4, 0, 0, ERR(WS_FRAME_ERR_LENGTH) },
-	{ "64-bit form for 65535", { 0x82, 0x7f, 0, 0, 0, 0, 0, 0, 0xff, 0xff }, 10, 0, 0,
-	    ERR(WS_FRAME_ERR_LENGTH) },
-	{ "64-bit form for 0", { 0x82, 0x7f, 0, 0, 0, 0, 0, 0, 0, 0 }, 10, 0, 0,
-	    ERR(WS_FRAME_ERR_LENGTH) },
-	{ "64-bit top bit set", { 0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0 }, 10, 0, 0,
-	    ERR(WS_FRAME_ERR_LENGTH) },
-	{ "64-bit all ones", { 0x82, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff },
-	    10, 0, 0, ERR(WS_FRAME_ERR_LENGTH) },
-	/* RSV bits */
-	{ "RSV1", { 0xc1, 0x80 }, 2, 0, 1, EARLY(WS_FRAME_ERR_RSV) },
-	{ "RSV2", { 0xa1, 0x80 }, 2, 0, 1, EARLY(WS_FRAME_ERR_RSV) },
-	{ "RSV3", { 0x91, 0x80 }, 2, 0, 1, EARLY(WS_FRAME_ERR_RSV) },
-	{ "RSV1 negotiated", { 0xc1, 0x00 }, 2, 4, 0, OK(1, 4, 1, 0, 0, 2) },
-	{ "RSV2 not covered by RSV1", { 0xa1, 0x00 }, 2, 4, 0, EARLY(WS_FRAME_ERR_RSV) },
-	/* reserved opcodes */
-	{ "opcode 3", { 0x83, 0x80 }, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE) },
-	{ "opcode 4", { 0x84, 0x80 }, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE) },
-	{ "opcode 5", { 0x85, 0x80 }, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE) },
-	{ "opcode 6", { 0x86, 0x80 }, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE) },
-	{ "opcode 7", { 0x87, 0x80 }, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE) },
-	{ "opcode B", { 0x8b, 0x80 }, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE) },
-	{ "opcode C", { 0x8c, 0x80 }, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE) },
-	{ "opcode D", { 0x8d, 0x80 }, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE) },
-	{ "opcode E", { 0x8e, 0x80 }, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE) },
-	{ "opcode F", { 0x8f, 0x80 }, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE) },
-	/* control frames */
-	{ "ping 126 (16-bit form)", { 0x89, 0xfe, 0x00, 0x7e }, 4, 0, 1,
-	    EARLY(WS_FRAME_ERR_CONTROL) },
-	{ "close 64-bit form", { 0x88, 0xff }, 2, 0, 1, EARLY(WS_FRAME_ERR_CONTROL) },
-	{ "ping fin=0", { 0x09, 0x80 }, 2, 0, 1, EARLY(WS_FRAME_ERR_CONTROL) },
-	{ "close fin=0", { 0x08, 0x80 }, 2, 0, 1, EARLY(WS_FRAME_ERR_CONTROL) },
-	{ "pong fin=0", { 0x0a, 0x80 }, 2, 0, 1, EARLY(WS_FRAME_ERR_CONTROL) },
-	/* mask */
-	{ "unmasked from client", { 0x81, 0x05 }, 2, 0, 1, EARLY(WS_FRAME_ERR_UNMASKED) },
-	{ "unmasked 64-bit from client", { 0x82, 0x7f }, 2, 0, 1,
-	    EARLY(WS_FRAME_ERR_UNMASKED) },
-	{ "unmasked allowed from server", { 0x81, 0x05 }, 2, 0, 0, OK(1, 0, 1, 0, 5, 2) },
-	/* check order: RSV, opcode, control, mask, length */
-	{ "order: RSV before opcode", { 0xc3, 0x00 }, 2, 0, 1, EARLY(WS_FRAME_ERR_RSV) },
-	{ "order: opcode before control", { 0x0b, 0x7e }, 2, 0, 1,
-	    EARLY(WS_FRAME_ERR_OPCODE) },
-	{ "order: control before mask", { 0x09, 0x00 }, 2, 0, 1,
-	    EARLY(WS_FRAME_ERR_CONTROL) },
-	{ "order: mask before length", { 0x82, 0x7e, 0x00, 0x01 }, 4, 0, 1,
-	    EARLY(WS_FRAME_ERR_UNMASKED) },
-	/* need more */
-	{ "0 bytes", { 0 }, 0, 0, 0, ERR(WS_FRAME_NEED_MORE) },
-	{ "1 byte", { 0x81 }, 1, 0, 0, ERR(WS_FRAME_NEED_MORE) },
-	{ "16-bit length cut", { 0x82, 0x7e, 0x01 }, 3, 0, 0, ERR(WS_FRAME_NEED_MORE) },
-	{ "64-bit length cut", { 0x82, 0x7f, 0, 0, 0, 0, 0, 0, 1 }, 9, 0, 0,
-	    ERR(WS_FRAME_NEED_MORE) },
-	{ "mask key cut", { 0x82, 0xff, 0, 0, 0, 0, 0, 1, 0, 0, 1, 2, 3 }, 13, 0, 1,
-	    ERR(WS_FRAME_NEED_MORE) },
-	{ "bad 16-bit length not yet complete", { 0x82, 0xfe, 0x00, 0x05, 1, 2 }, 6, 0, 1,
-	    ERR(WS_FRAME_NEED_MORE) },
+    /* 7/16/64-bit lengths and their boundaries */
+    {"len 0", {0x81, 0x00}, 2, 0, 0, OK(1, 0, 1, 0, 0, 2)},
+    {"len 125", {0x82, 0x7d}, 2, 0, 0, OK(1, 0, 2, 0, 125, 2)},
+    {"len 126 (16-bit)", {0x82, 0x7e, 0x00, 0x7e}, 4, 0, 0, OK(1, 0, 2, 0, 126, 4)},
+    {"len 65535 (16-bit)", {0x82, 0x7e, 0xff, 0xff}, 4, 0, 0, OK(1, 0, 2, 0, 65535, 4)},
+    {"len 65536 (64-bit)",
+     {0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0},
+     10,
+     0,
+     0,
+     OK(1, 0, 2, 0, 65536, 10)},
+    {"len 2^63-1 (64-bit)",
+     {0x02, 0x7f, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+     10,
+     0,
+     0,
+     OK(0, 0, 2, 0, UINT64_C(0x7fffffffffffffff), 10)},
+    {"64-bit bytes in order",
+     {0x82, 0x7f, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07},
+     10,
+     0,
+     0,
+     OK(1, 0, 2, 0, UINT64_C(0x0001020304050607), 10)},
+    {"masked len 5", {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d}, 6, 0, 1, OK(1, 0, 1, 1, 5, 6)},
+    {"masked 16-bit", {0x82, 0xfe, 0x01, 0x00, 1, 2, 3, 4}, 8, 0, 1, OK(1, 0, 2, 1, 256, 8)},
+    {"masked 64-bit",
+     {0x82, 0xff, 0, 0, 0, 1, 0, 0, 0, 0, 1, 2, 3, 4},
+     14,
+     0,
+     1,
+     OK(1, 0, 2, 1, UINT64_C(1) << 32, 14)},
+    {"extra bytes ignored", {0x81, 0x01, 'x', 0x81, 0x01}, 5, 0, 0, OK(1, 0, 1, 0, 1, 2)},
+    {"continuation fin=0", {0x00, 0x03}, 2, 0, 0, OK(0, 0, 0, 0, 3, 2)},
+    {"close 125", {0x88, 0x7d}, 2, 0, 0, OK(1, 0, 8, 0, 125, 2)},
+    {"ping 0", {0x89, 0x00}, 2, 0, 0, OK(1, 0, 9, 0, 0, 2)},
+    {"pong 1", {0x8a, 0x01}, 2, 0, 0, OK(1, 0, 10, 0, 1, 2)},
+    /* non-minimal and out-of-range lengths */
+    {"16-bit form for 125", {0x82, 0x7e, 0x00, 0x7d}, 4, 0, 0, ERR(WS_FRAME_ERR_LENGTH)},
+    {"16-bit form for 0", {0x82, 0x7e, 0x00, 0x00}, 4, 0, 0, ERR(WS_FRAME_ERR_LENGTH)},
+    {"64-bit form for 65535",
+     {0x82, 0x7f, 0, 0, 0, 0, 0, 0, 0xff, 0xff},
+     10,
+     0,
+     0,
+     ERR(WS_FRAME_ERR_LENGTH)},
+    {"64-bit form for 0", {0x82, 0x7f, 0, 0, 0, 0, 0, 0, 0, 0}, 10, 0, 0, ERR(WS_FRAME_ERR_LENGTH)},
+    {"64-bit top bit set",
+     {0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0},
+     10,
+     0,
+     0,
+     ERR(WS_FRAME_ERR_LENGTH)},
+    {"64-bit all ones",
+     {0x82, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff},
+     10,
+     0,
+     0,
+     ERR(WS_FRAME_ERR_LENGTH)},
+    /* RSV bits */
+    {"RSV1", {0xc1, 0x80}, 2, 0, 1, EARLY(WS_FRAME_ERR_RSV)},
+    {"RSV2", {0xa1, 0x80}, 2, 0, 1, EARLY(WS_FRAME_ERR_RSV)},
+    {"RSV3", {0x91, 0x80}, 2, 0, 1, EARLY(WS_FRAME_ERR_RSV)},
+    {"RSV1 negotiated", {0xc1, 0x00}, 2, 4, 0, OK(1, 4, 1, 0, 0, 2)},
+    {"RSV2 not covered by RSV1", {0xa1, 0x00}, 2, 4, 0, EARLY(WS_FRAME_ERR_RSV)},
+    /* reserved opcodes */
+    {"opcode 3", {0x83, 0x80}, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE)},
+    {"opcode 4", {0x84, 0x80}, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE)},
+    {"opcode 5", {0x85, 0x80}, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE)},
+    {"opcode 6", {0x86, 0x80}, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE)},
+    {"opcode 7", {0x87, 0x80}, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE)},
+    {"opcode B", {0x8b, 0x80}, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE)},
+    {"opcode C", {0x8c, 0x80}, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE)},
+    {"opcode D", {0x8d, 0x80}, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE)},
+    {"opcode E", {0x8e, 0x80}, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE)},
+    {"opcode F", {0x8f, 0x80}, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE)},
+    /* control frames */
+    {"ping 126 (16-bit form)", {0x89, 0xfe, 0x00, 0x7e}, 4, 0, 1, EARLY(WS_FRAME_ERR_CONTROL)},
+    {"close 64-bit form", {0x88, 0xff}, 2, 0, 1, EARLY(WS_FRAME_ERR_CONTROL)},
+    {"ping fin=0", {0x09, 0x80}, 2, 0, 1, EARLY(WS_FRAME_ERR_CONTROL)},
+    {"close fin=0", {0x08, 0x80}, 2, 0, 1, EARLY(WS_FRAME_ERR_CONTROL)},
+    {"pong fin=0", {0x0a, 0x80}, 2, 0, 1, EARLY(WS_FRAME_ERR_CONTROL)},
+    /* mask */
+    {"unmasked from client", {0x81, 0x05}, 2, 0, 1, EARLY(WS_FRAME_ERR_UNMASKED)},
+    {"unmasked 64-bit from client", {0x82, 0x7f}, 2, 0, 1, EARLY(WS_FRAME_ERR_UNMASKED)},
+    {"unmasked allowed from server", {0x81, 0x05}, 2, 0, 0, OK(1, 0, 1, 0, 5, 2)},
+    /* check order: RSV, opcode, control, mask, length */
+    {"order: RSV before opcode", {0xc3, 0x00}, 2, 0, 1, EARLY(WS_FRAME_ERR_RSV)},
+    {"order: opcode before control", {0x0b, 0x7e}, 2, 0, 1, EARLY(WS_FRAME_ERR_OPCODE)},
+    {"order: control before mask", {0x09, 0x00}, 2, 0, 1, EARLY(WS_FRAME_ERR_CONTROL)},
+    {"order: mask before length", {0x82, 0x7e, 0x00, 0x01}, 4, 0, 1, EARLY(WS_FRAME_ERR_UNMASKED)},
+    /* need more */
+    {"0 bytes", {0}, 0, 0, 0, ERR(WS_FRAME_NEED_MORE)},
+    {"1 byte", {0x81}, 1, 0, 0, ERR(WS_FRAME_NEED_MORE)},
+    {"16-bit length cut", {0x82, 0x7e, 0x01}, 3, 0, 0, ERR(WS_FRAME_NEED_MORE)},
+    {"64-bit length cut", {0x82, 0x7f, 0, 0, 0, 0, 0, 0, 1}, 9, 0, 0, ERR(WS_FRAME_NEED_MORE)},
+    {"mask key cut",
+     {0x82, 0xff, 0, 0, 0, 0, 0, 1, 0, 0, 1, 2, 3},
+     13,
+     0,
+     1,
+     ERR(WS_FRAME_NEED_MORE)},
+    {"bad 16-bit length not yet complete",
+     {0x82, 0xfe, 0x00, 0x05, 1, 2},
+     6,
+     0,
+     1,
+     ERR(WS_FRAME_NEED_MORE)},
 };
 
 START_TEST(test_hdr_rows)
 {
-	const struct hdr_row	*r = &hdr_rows[_i];
-	struct ws_frame_hdr	 h;
-	enum ws_frame_status	 st;
-	size_t			 k;
+	const struct hdr_row *r = &hdr_rows[_i];
+	struct ws_frame_hdr h;
+	enum ws_frame_status st;
+	size_t k;
 
 	memset(&h, 0xa5, sizeof(h));
 	st = ws_frame_decode(r->b, r->n, r->rsv_allowed, r->require_mask, &h);
 	ck_assert_msg(st == r->st, "%s: status %d (%s), want %d", r->name, st,
-	    ws_frame_strerror(st), r->st);
+	              ws_frame_strerror(st), r->st);
 	if (r->early)
 		ck_assert_msg(ws_frame_decode(r->b, 2, r->rsv_allowed, r->require_mask, &h) ==
-		    r->st, "%s: not reported from 2 bytes", r->name);
+		                  r->st,
+		              "%s: not reported from 2 bytes", r->name);
 	if (st != WS_FRAME_OK)
 		return;
 
@@ -141,18 +167,19 @@ START_TEST(test_hdr_rows)
 		ck_assert(memcmp(h.mask, r->b + h.hdr_len - 4, 4) == 0);
 	for (k = 0; k < r->hdr_len; k++)
 		ck_assert_msg(ws_frame_decode(r->b, k, r->rsv_allowed, r->require_mask, &h) ==
-		    WS_FRAME_NEED_MORE, "%s: prefix %zu", r->name, k);
+		                  WS_FRAME_NEED_MORE,
+		              "%s: prefix %zu", r->name, k);
 }
 END_TEST
 
 /* Every b0/b1 pair, client and server side: the verdict on two bytes follows the rules in order. */
 START_TEST(test_hdr_first_two_bytes)
 {
-	struct ws_frame_hdr	 h;
-	uint8_t			 b[2];
-	unsigned		 b0, b1, op, len7, masked;
-	enum ws_frame_status	 want, st;
-	int			 req;
+	struct ws_frame_hdr h;
+	uint8_t b[2];
+	unsigned b0, b1, op, len7, masked;
+	enum ws_frame_status want, st;
+	int req;
 
 	for (req = 0; req < 2; req++)
 		for (b0 = 0; b0 < 256; b0++)
@@ -177,7 +204,7 @@ START_TEST(test_hdr_first_two_bytes)
 				st = ws_frame_decode(b, 2, 0, req, &h);
 				if (st != want)
 					ck_abort_msg("req %d %02X %02X: %d want %d", req, b0, b1,
-					    st, want);
+					             st, want);
 			}
 }
 END_TEST
@@ -185,17 +212,17 @@ END_TEST
 static void
 roundtrip_one(int fin, unsigned rsv, unsigned op, uint64_t len, const uint8_t *key)
 {
-	uint8_t			 out[WS_FRAME_HDR_MAX + 2];
-	struct ws_frame_hdr	 h;
-	size_t			 n, want;
+	uint8_t out[WS_FRAME_HDR_MAX + 2];
+	struct ws_frame_hdr h;
+	size_t n, want;
 
 	memset(out, 0xa5, sizeof(out));
 	n = ws_frame_encode(out, fin, rsv, op, len, key);
 	want = 2 + (len < 126 ? 0 : len <= 0xffff ? 2 : 8) + (key != NULL ? 4 : 0);
 	ck_assert_uint_eq(n, want);
-	ck_assert_uint_eq(out[n], 0xa5);	/* nothing written past the header */
+	ck_assert_uint_eq(out[n], 0xa5); /* nothing written past the header */
 	if (WS_OP_IS_CONTROL(op) && (!fin || len > WS_CONTROL_MAX))
-		return;				/* the decoder rightly refuses these */
+		return; /* the decoder rightly refuses these */
 	ck_assert_int_eq(ws_frame_decode(out, n, 7, key != NULL, &h), WS_FRAME_OK);
 	ck_assert_uint_eq(h.fin, fin);
 	ck_assert_uint_eq(h.rsv, rsv);
@@ -210,12 +237,12 @@ roundtrip_one(int fin, unsigned rsv, unsigned op, uint64_t len, const uint8_t *k
 /* Encode then decode gives the same fields, always with the shortest length form. */
 START_TEST(test_encode_roundtrip)
 {
-	static const uint64_t	 lens[] = { 0, 1, 125, 126, 127, 65535, 65536,
-	    UINT64_C(1) << 32, UINT64_C(0x7fffffffffffffff) };
-	static const unsigned	 ops[] = { 0, 1, 2, 8, 9, 10 };
-	static const uint8_t	 key[4] = { 0xde, 0xad, 0xbe, 0xef };
-	size_t			 li, oi;
-	unsigned		 fin, rsv;
+	static const uint64_t lens[] = {
+	    0, 1, 125, 126, 127, 65535, 65536, UINT64_C(1) << 32, UINT64_C(0x7fffffffffffffff)};
+	static const unsigned ops[] = {0, 1, 2, 8, 9, 10};
+	static const uint8_t key[4] = {0xde, 0xad, 0xbe, 0xef};
+	size_t li, oi;
+	unsigned fin, rsv;
 
 	for (li = 0; li < sizeof(lens) / sizeof(lens[0]); li++)
 		for (oi = 0; oi < sizeof(ops) / sizeof(ops[0]); oi++)
@@ -230,13 +257,13 @@ END_TEST
 /* RFC 6455 5.7 examples, byte for byte. */
 START_TEST(test_rfc_examples)
 {
-	static const uint8_t	 unmasked[] = { 0x81, 0x05, 'H', 'e', 'l', 'l', 'o' };
-	static const uint8_t	 masked[] = { 0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d,
-	    0x7f, 0x9f, 0x4d, 0x51, 0x58 };
-	static const uint8_t	 len256[] = { 0x82, 0x7e, 0x01, 0x00 };
-	static const uint8_t	 len64k[] = { 0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0 };
-	uint8_t			 out[WS_FRAME_HDR_MAX], pl[5];
-	struct ws_frame_hdr	 h;
+	static const uint8_t unmasked[] = {0x81, 0x05, 'H', 'e', 'l', 'l', 'o'};
+	static const uint8_t masked[] = {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d,
+	                                 0x7f, 0x9f, 0x4d, 0x51, 0x58};
+	static const uint8_t len256[] = {0x82, 0x7e, 0x01, 0x00};
+	static const uint8_t len64k[] = {0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0};
+	uint8_t out[WS_FRAME_HDR_MAX], pl[5];
+	struct ws_frame_hdr h;
 
 	ck_assert_uint_eq(ws_frame_encode(out, 1, 0, WS_OP_TEXT, 5, NULL), 2);
 	ck_assert(memcmp(out, unmasked, 2) == 0);
@@ -257,7 +284,7 @@ END_TEST
 static void
 ref_mask(uint8_t *p, size_t n, const uint8_t key[4], uint64_t off)
 {
-	size_t	 i;
+	size_t i;
 
 	for (i = 0; i < n; i++)
 		p[i] ^= key[(off + i) & 3];
@@ -269,11 +296,11 @@ ref_mask(uint8_t *p, size_t n, const uint8_t key[4], uint64_t off)
  */
 START_TEST(test_mask)
 {
-	static const uint8_t	 key[4] = { 0x01, 0x23, 0x45, 0x67 };
-	uint8_t			 store[80 + 8], want[80], orig[80];
-	uint8_t			*p;
-	size_t			 n, align, i, k;
-	uint64_t		 off, ret;
+	static const uint8_t key[4] = {0x01, 0x23, 0x45, 0x67};
+	uint8_t store[80 + 8], want[80], orig[80];
+	uint8_t *p;
+	size_t n, align, i, k;
+	uint64_t off, ret;
 
 	for (i = 0; i < sizeof(orig); i++)
 		orig[i] = (uint8_t)(i * 37 + 11);
@@ -289,7 +316,7 @@ START_TEST(test_mask)
 				ck_assert(ret == off + UINT64_C(1000000000000) + n);
 				if (memcmp(p, want, n) != 0)
 					ck_abort_msg("align %zu n %zu off %llu", align, n,
-					    (unsigned long long)off);
+					             (unsigned long long)off);
 				/* Masking is an involution. */
 				ws_mask(p, n, key, off);
 				ck_assert(memcmp(p, orig, n) == 0);
@@ -310,20 +337,18 @@ START_TEST(test_mask)
 END_TEST
 
 static const struct close_row {
-	unsigned	 code;
-	int		 valid;
+	unsigned code;
+	int valid;
 } close_rows[] = {
-	{ 1000, 1 }, { 1001, 1 }, { 1002, 1 }, { 1003, 1 }, { 1007, 1 }, { 1008, 1 },
-	{ 1009, 1 }, { 1010, 1 }, { 1011, 1 }, { 1012, 1 }, { 1013, 1 }, { 1014, 1 },
-	{ 3000, 1 }, { 3999, 1 }, { 4000, 1 }, { 4999, 1 },
-	{ 0, 0 }, { 999, 0 }, { 1004, 0 }, { 1005, 0 }, { 1006, 0 }, { 1015, 0 },
-	{ 1016, 0 }, { 1100, 0 }, { 2000, 0 }, { 2999, 0 }, { 5000, 0 }, { 65535, 0 },
-	{ 65536 + 1000, 0 },
+    {1000, 1}, {1001, 1}, {1002, 1}, {1003, 1},  {1007, 1},         {1008, 1}, {1009, 1}, {1010, 1},
+    {1011, 1}, {1012, 1}, {1013, 1}, {1014, 1},  {3000, 1},         {3999, 1}, {4000, 1}, {4999, 1},
+    {0, 0},    {999, 0},  {1004, 0}, {1005, 0},  {1006, 0},         {1015, 0}, {1016, 0}, {1100, 0},
+    {2000, 0}, {2999, 0}, {5000, 0}, {65535, 0}, {65536 + 1000, 0},
 };
 
 START_TEST(test_close_codes)
 {
-	const struct close_row	*r = &close_rows[_i];
+	const struct close_row *r = &close_rows[_i];
 
 	ck_assert_msg(ws_close_code_valid(r->code) == r->valid, "code %u", r->code);
 }
@@ -332,7 +357,7 @@ END_TEST
 /* The whole 16-bit range: exactly 12 registered codes plus 3000..4999. */
 START_TEST(test_close_codes_all)
 {
-	unsigned	 c, n = 0;
+	unsigned c, n = 0;
 
 	for (c = 0; c <= 0xffff; c++)
 		n += ws_close_code_valid(c);
@@ -342,10 +367,10 @@ END_TEST
 
 START_TEST(test_strerror)
 {
-	static const enum ws_frame_status	 all[] = { WS_FRAME_OK, WS_FRAME_NEED_MORE,
-	    WS_FRAME_ERR_RSV, WS_FRAME_ERR_OPCODE, WS_FRAME_ERR_UNMASKED,
-	    WS_FRAME_ERR_CONTROL, WS_FRAME_ERR_LENGTH };
-	size_t					 i, j;
+	static const enum ws_frame_status all[] = {
+	    WS_FRAME_OK,           WS_FRAME_NEED_MORE,   WS_FRAME_ERR_RSV,   WS_FRAME_ERR_OPCODE,
+	    WS_FRAME_ERR_UNMASKED, WS_FRAME_ERR_CONTROL, WS_FRAME_ERR_LENGTH};
+	size_t i, j;
 
 	for (i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
 		ck_assert_ptr_nonnull(ws_frame_strerror(all[i]));
@@ -354,15 +379,15 @@ START_TEST(test_strerror)
 		for (j = 0; j < i; j++)
 			ck_assert_str_ne(ws_frame_strerror(all[i]), ws_frame_strerror(all[j]));
 	}
-	ck_assert_ptr_nonnull(ws_frame_strerror((enum ws_frame_status)-99));
+	ck_assert_ptr_nonnull(ws_frame_strerror((enum ws_frame_status) - 99));
 }
 END_TEST
 
 static Suite *
 ws_frame_suite(void)
 {
-	Suite	*s = suite_create("ws_frame");
-	TCase	*tc;
+	Suite *s = suite_create("ws_frame");
+	TCase *tc;
 
 	tc = tcase_create("decode");
 	tcase_add_loop_test(tc, test_hdr_rows, 0, sizeof(hdr_rows) / sizeof(hdr_rows[0]));
@@ -389,8 +414,8 @@ ws_frame_suite(void)
 int
 main(void)
 {
-	SRunner	*sr;
-	int	 failures;
+	SRunner *sr;
+	int failures;
 
 	sr = srunner_create(ws_frame_suite());
 	srunner_run_all(sr, CK_ENV);

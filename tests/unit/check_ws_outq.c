@@ -1,11 +1,19 @@
 /* check_ws_outq.c - unit tests for ws_outq.c: data frames go straight to the output under the
  * level and queue past it; a control frame lands on a frame boundary ahead of the queue; the
  * pump moves whole frames only; bytes taken from the output are progress; a ping counts as sent
- * once its last byte is taken; the dead line moves with progress. */
+ * once its last byte is taken; the dead line moves with progress; the socket's send queue is
+ * asked from the first look after a ping on, never as it is queued (linked with
+ * -Wl,--wrap=ioctl: the test counts the asks). */
 #include <check.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <linux/sockios.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -15,6 +23,24 @@
 #include "ws_outq.h"
 
 static struct event_base *base;
+static unsigned siocoutq_asks; /* SIOCOUTQ ioctls made through __wrap_ioctl */
+
+int __real_ioctl(int fd, unsigned long req, ...);
+int __wrap_ioctl(int fd, unsigned long req, ...);
+
+int
+__wrap_ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	void *argp;
+
+	va_start(ap, req);
+	argp = va_arg(ap, void *);
+	va_end(ap);
+	if (req == SIOCOUTQ)
+		siocoutq_asks++;
+	return __real_ioctl(fd, req, argp);
+}
 static struct bufferevent *bev;
 static struct ws_outq q;
 
@@ -160,6 +186,74 @@ START_TEST(peer_bytes_are_progress)
 }
 END_TEST
 
+/* An idle connection's ping cycle (ping queued, pong back before the first look) asks the kernel
+ * nothing; a slow reader's send queue going down is still progress from the first look on. */
+START_TEST(send_queue_asked_after_the_ping_not_as_it_is_queued)
+{
+	struct bufferevent *sbev;
+	struct ws_outq sq;
+	int sv[2];
+	char buf[4096];
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	sbev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	ck_assert_ptr_nonnull(sbev);
+	memset(&sq, 0, sizeof(sq));
+	ck_assert_int_eq(ws_outq_attach(&sq, sbev, 1000), 0);
+	/* Bytes in the socket's send queue the peer has not read (a slow reader). */
+	memset(buf, 'x', sizeof(buf));
+	ck_assert_int_eq(write(sv[0], buf, sizeof(buf)), (int)sizeof(buf));
+	siocoutq_asks = 0;
+	add_frame(ws_outq_control(&sq), WS_OP_PING, 8, 'p');
+	ws_outq_ping_queued(&sq, 2000);
+	ck_assert_uint_eq(ws_outq_next_look(&sq, 2000, 3000), 2750);
+	ck_assert_uint_eq(siocoutq_asks, 0);
+	/* The pong of a healthy peer: the cycle is over without a system call of ours. */
+	ws_outq_pong(&sq);
+	ck_assert_uint_eq(ws_outq_next_look(&sq, 2100, 3000), UINT64_MAX);
+	ck_assert_uint_eq(siocoutq_asks, 0);
+	/* Next ping, no pong: the first look takes the baseline (no progress yet)... */
+	ws_outq_ping_queued(&sq, 5000);
+	ck_assert_uint_eq(ws_outq_dead_at(&sq, 5750, 3000), 8000);
+	ck_assert_uint_eq(siocoutq_asks, 1);
+	/* ...and the peer reading its queue after it is progress at the next look. */
+	ck_assert_int_eq(read(sv[1], buf, sizeof(buf)), (int)sizeof(buf));
+	ck_assert_uint_eq(ws_outq_dead_at(&sq, 6500, 3000), 9500);
+	ck_assert_uint_eq(siocoutq_asks, 2);
+	ws_outq_free(&sq);
+	bufferevent_free(sbev);
+	close(sv[1]);
+}
+END_TEST
+
+/* The worker's queued-bytes gauge is kept by the queues as bytes come and go (no walk of the
+ * connections): output and queue alike, moved between them, taken, and given back on free. */
+START_TEST(gauge_follows_what_the_queue_holds)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+	uint64_t g = 5; /* other connections' bytes */
+
+	add_frame(ws_outq_data(&q), WS_OP_TEXT, 100, 'a'); /* queued before the gauge is set */
+	ws_outq_gauge(&q, &g);
+	ck_assert_uint_eq(g, 5 + 102);
+	/* Two 40 KiB frames fill the output past the level, the third waits in the queue. */
+	for (int i = 0; i < 3; i++)
+		add_frame(ws_outq_data(&q), WS_OP_BINARY, 40 * 1024, (uint8_t)i);
+	add_frame(ws_outq_control(&q), WS_OP_PING, 8, 'p');
+	ck_assert_ptr_nonnull(q.pend);
+	ck_assert_uint_gt(evbuffer_get_length(q.pend), 0);
+	ck_assert_uint_eq(g, 5 + ws_outq_len(&q));
+	evbuffer_drain(out, 1000); /* the kernel takes part */
+	ck_assert_uint_eq(g, 5 + ws_outq_len(&q));
+	evbuffer_drain(out, evbuffer_get_length(out));
+	ws_outq_pump(&q); /* queue -> output: no change in total */
+	ck_assert_uint_eq(g, 5 + ws_outq_len(&q));
+	ck_assert_uint_gt(g, 5);
+	ws_outq_free(&q); /* what is left goes with the connection */
+	ck_assert_uint_eq(g, 5);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -174,6 +268,8 @@ main(void)
 	tcase_add_test(tc, pump_moves_whole_frames_only);
 	tcase_add_test(tc, ping_sent_when_taken_and_dead_line_moves);
 	tcase_add_test(tc, peer_bytes_are_progress);
+	tcase_add_test(tc, send_queue_asked_after_the_ping_not_as_it_is_queued);
+	tcase_add_test(tc, gauge_follows_what_the_queue_holds);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
