@@ -15,6 +15,7 @@
 #include "config.h"
 #include "conn.h"
 #include "gateway.h"
+#include "heap.h"
 #include "mailbox.h"
 #include "upstream_health.h"
 #include "worker.h"
@@ -365,6 +366,10 @@ admin_metrics_render(const struct gateway *gw, struct evbuffer *out)
 	evbuffer_add_printf(out, "wsgate_ready %d\n", gateway_ready(gw));
 	metrics_head(out, "wsgate_draining", "gauge", "1 while shutting down.");
 	evbuffer_add_printf(out, "wsgate_draining %d\n", gateway_state(gw) != GW_RUNNING);
+	metrics_scalar(out, "wsgate_heap_in_use_bytes", "gauge",
+	               "Heap bytes allocated and not freed, all threads (a leak grows it; RSS also "
+	               "holds the allocator's free pages).",
+	               heap_in_use());
 	metrics_workers(out, gw);
 	metrics_admission(out, gw);
 

@@ -4,7 +4,6 @@
  * current callbacks return, frees them. Other threads reach a worker only through its mailbox. */
 #include "worker.h"
 
-#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 #include "config.h"
 #include "mailbox.h"
 #include "router.h"
+#include "heap.h"
 #include "heartbeat.h"
 #include "timer_wheel.h"
 #include "hub.h"
@@ -56,7 +56,7 @@ worker_reap(evutil_socket_t fd, short what, void *arg)
  * used for a moment (a TLS handshake's record buffers and messages, ~40 KB while it lasts, in
  * holes between the connections that stay): gateway.c's trim threshold keeps glibc from giving
  * it back by itself. Once WORKER_TRIM_OPENS connections came and a whole sampling period went
- * by without a new one, malloc_trim(0) gives the free pages back (issue #12: 15,000 idle
+ * by without a new one, heap_trim() (malloc_trim) gives the free pages back (issue #12: 15,000 idle
  * wss:// connections, see bench/results/tls-idle-memory.md). A steady trickle trims once per
  * WORKER_TRIM_OPENS connections at most; a fan-out burst's chains are not touched while it lasts.
  */
@@ -66,7 +66,7 @@ static void
 worker_trim(struct worker *w)
 {
 	if (w->opened >= WORKER_TRIM_OPENS && w->opened == w->opened_seen) {
-		(void)malloc_trim(0);
+		heap_trim();
 		w->opened = 0;
 		METRIC_ADD(w->stats.heap_trims, 1);
 	}

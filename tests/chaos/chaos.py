@@ -6,8 +6,10 @@ backend, sends SIGHUP every 10 s with alternating good and broken config files, 
 (SIGTERM) and restarts one instance. Bounded in time and count, loopback only, cleans up.
 
 Pass: no wsgate exits unless told (and then with status 0), no sanitizer report, the
-connection gauges settle back to the clients still open, instance A's RSS after the run within
-10 % of its RSS after warm-up, and every message a well-behaved client sent either delivered or
+connection gauges settle back to the clients still open, instance A's RSS and heap in use after
+the run within 10 % of theirs after warm-up (warm-up: the clients alone, then the faults too for
+40 % of the chaos time; both read with every client and fault parked and no session open, so
+that they compare like with like), and every message a well-behaved client sent either delivered or
 refused to it visibly (a close code or an HTTP refusal). Clients that misbehave on purpose
 (garbage, vanishing mid-frame) are judged only on not hurting the gateway: their 1002 or 400
 is wsgate being right. A message lost while the harness had Redis or the backend down, or the
@@ -208,6 +210,39 @@ class Ctx:
         self.final = threading.Event()
         self.unwatch = threading.Event()  # the final SIGTERMs: exits are asked for now
         self.crash_sigs = collections.Counter()  # (exit status, wsgate's last error line)
+        self.gate = Gate(args.clients + 1)  # the client threads and the injector
+
+
+class Gate:
+    """A pause every client thread and the injector honour between two actions, so RSS can be
+    read with no session open and no fault in progress: two such quiet readings compare like
+    with like, where a reading under load is a few MiB up or down with whatever buffers are
+    live at that instant (under ASan, A's RSS under load swung between 28 and 35 MiB)."""
+
+    def __init__(self, n):
+        self.cv = threading.Condition()
+        self.n, self.parked, self.closed = n, 0, False
+
+    def checkpoint(self, stop):
+        with self.cv:
+            if not self.closed:
+                return
+            self.parked += 1
+            self.cv.notify_all()
+            while self.closed and not stop.is_set():
+                self.cv.wait(0.5)
+            self.parked -= 1
+
+    def close(self, timeout):
+        """True once every thread is parked."""
+        with self.cv:
+            self.closed = True
+            return self.cv.wait_for(lambda: self.parked == self.n, timeout)
+
+    def open(self):
+        with self.cv:
+            self.closed = False
+            self.cv.notify_all()
 
 
 def connect(ctx, inst, path, timeout=5.0):
@@ -524,6 +559,7 @@ def client_loop(ctx, idx):
     kinds = [(fn, w) for fn, w, name in kinds if name not in ctx.args.skip]
     total = sum(w for _, w in kinds)
     while not ctx.stop.is_set():
+        ctx.gate.checkpoint(ctx.stop)
         inst = rnd.choice(ctx.insts)
         r = rnd.uniform(0, total)
         for fn, w in kinds:
@@ -552,6 +588,12 @@ def injector(ctx, cfgs, backend_restart, bad_backend):
     next_backend = start + 22
     drained = False
     while not ctx.stop.wait(0.2):
+        paused = time.monotonic()
+        ctx.gate.checkpoint(ctx.stop)
+        # The time parked is not chaos time: the schedule moves by it.
+        paused = time.monotonic() - paused
+        start, end, next_hup = start + paused, end + paused, next_hup + paused
+        next_redis, next_backend = next_redis + paused, next_backend + paused
         now = time.monotonic()
         if now >= next_hup:
             hup += 1
@@ -639,6 +681,42 @@ def watchdog(ctx):
     ctx.final.wait()
 
 
+def quiet_memory(ctx, inst):
+    """(RSS in KiB, heap in use in KiB, pid) of inst read with every client thread and the
+    injector parked and no session open on it (see below for which of the readings); (0, 0, None) when
+    it cannot be read so. The heap figure is wsgate_heap_in_use_bytes: allocated and not freed,
+    without the allocator's free lists or (under ASan) the quarantine, which RSS includes."""
+    if not ctx.stop.is_set() and not ctx.gate.close(90):
+        ctx.gate.open()
+        ctx.stats.fail("harness", "threads did not park within 90 s for a quiet memory reading")
+        return 0, 0, None
+    try:
+        with inst.lock:
+            if not inst.alive():
+                return 0, 0, None
+            pid = inst.g.proc.pid
+        H.wait_until(lambda: inst.metrics()["wsgate_connections_open"] == 0, 20, interval=0.5,
+                     what=f"{inst.name} wsgate_connections_open == 0 with every client parked")
+        time.sleep(1)
+        # RSS: the lowest of eight readings over 4 s, as the workers give free pages back
+        # (heap_trim: a second after the last new connection); heap: the median.
+        rss, heap = [], []
+        for _ in range(8):
+            rss.append(H.vm_rss_kib(pid))
+            heap.append(int(inst.metrics()["wsgate_heap_in_use_bytes"]) // 1024)
+            time.sleep(0.5)
+        return min(rss), sorted(heap)[4], pid
+    except (H.HarnessError, OSError, TimeoutError) as e:
+        ctx.stats.fail("harness", f"quiet memory reading of {inst.name}: {e!r}")
+        return 0, 0, None
+    finally:
+        ctx.gate.open()
+
+
+RSS_VERDICT = "RSS after the run within 10% of RSS after warm-up (A, both quiet)"
+HEAP_VERDICT = "heap in use after the run within 10% of after warm-up (A, both quiet)"
+
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -648,6 +726,8 @@ def main():
     ap.add_argument("--clients", type=int, default=10, help="concurrent client threads")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--rss-readings", type=int, default=0,
+                    help="quiet RSS readings of A between the mid-run one and the end, printed")
     ap.add_argument("--skip", type=lambda v: set(v.split(",")), default=set(),
                     help="client kinds left out, comma-separated (echo, pubsub, proxy, garbage, "
                     "proxybad, echo_slow): to tell one finding from the others")
@@ -689,7 +769,8 @@ def main():
     verdict = collections.OrderedDict()
     # Set at the end of the run; an exception before leaves them failed.
     verdict["gauges settle to live clients"] = False
-    verdict["RSS within 10% of warm-up (A)"] = False
+    verdict[RSS_VERDICT] = False
+    verdict[HEAP_VERDICT] = False
     try:
         for i in insts:
             i.start(cfgs[i.name](0))
@@ -719,9 +800,20 @@ def main():
                                daemon=True)
         inj.start()
         threads.append(inj)
-        deadline = time.monotonic() + args.minutes * 60 - warm
-        while time.monotonic() < deadline:
-            time.sleep(1)
+        # "After warm-up": the clients alone, then the faults too for 40 % of the chaos time
+        # (every kind of fault has allocated what it allocates by then); read quiet, the time
+        # parked not counted as chaos time. The end is read quiet too: like with like.
+        chaos_s = args.minutes * 60 - warm
+        time.sleep(chaos_s * 0.4)
+        t = time.monotonic()
+        figures["rss_mid_kib"], figures["heap_mid_kib"], mid_pid = quiet_memory(ctx, insts[0])
+        figures["quiet_s"] = time.monotonic() - t
+        # --rss-readings: more quiet readings in the rest of the run, printed (a trend).
+        figures["rss_more"] = []
+        for k in range(args.rss_readings):
+            time.sleep(chaos_s * 0.6 / (args.rss_readings + 1))
+            figures["rss_more"].append(quiet_memory(ctx, insts[0])[:2])
+        time.sleep(chaos_s * 0.6 / (args.rss_readings + 1))
         ctx.stop.set()
         for t in workers:
             t.join(60)
@@ -761,17 +853,21 @@ def main():
         for cl in live.values():
             for c in cl:
                 c.close()
-        time.sleep(1)
-        same = insts[0].alive() and insts[0].g.proc.pid == warm_pid
-        figures["rss_end_kib"] = insts[0].rss_kib() if same else 0
-        rss_ok = same and figures["rss_end_kib"] <= figures["rss_warm_kib"] * 1.10
-        verdict["RSS within 10% of warm-up (A)"] = rss_ok
+        figures["rss_end_kib"], figures["heap_end_kib"], end_pid = quiet_memory(ctx, insts[0])
+        same = end_pid is not None and end_pid == mid_pid == warm_pid
+        rss_ok = same and figures["rss_end_kib"] <= figures["rss_mid_kib"] * 1.10
+        heap_ok = same and figures["heap_end_kib"] <= figures["heap_mid_kib"] * 1.10
+        verdict[RSS_VERDICT] = rss_ok
+        verdict[HEAP_VERDICT] = heap_ok
         if not same:
             stats.fail("rss", "A is not the process measured after warm-up (it crashed and was "
-                       "restarted): RSS not comparable")
-        elif not rss_ok:
-            stats.fail("rss", f"A: {figures['rss_warm_kib']} KiB after warm-up, "
-                       f"{figures['rss_end_kib']} KiB at the end")
+                       "restarted) or could not be read quiet: memory not comparable")
+        if same and not rss_ok:
+            stats.fail("rss", f"A: RSS {figures['rss_mid_kib']} KiB after warm-up, "
+                       f"{figures['rss_end_kib']} KiB after the run (both quiet)")
+        if same and not heap_ok:
+            stats.fail("heap", f"A: heap in use {figures['heap_mid_kib']} KiB after warm-up, "
+                       f"{figures['heap_end_kib']} KiB after the run (both quiet)")
     except Exception:  # noqa: BLE001  the figures below still print
         stats.fail("harness", traceback.format_exc(limit=5))
     finally:
@@ -838,8 +934,14 @@ def main():
           f"; crashes {c['crashes']}")
     for (rc, sig), n in sorted(ctx.crash_sigs.items(), key=lambda kv: -kv[1]):
         print(f"crash: {n} x exit status {rc}, first error: {sig}")
-    print(f"RSS of A: after warm-up {figures.get('rss_warm_kib', 0)} KiB, "
-          f"at the end {figures.get('rss_end_kib', 0)} KiB")
+    print(f"RSS of A: under load after the clients' warm-up {figures.get('rss_warm_kib', 0)} "
+          f"KiB; quiet after warm-up {figures.get('rss_mid_kib', 0)} KiB (threads parked "
+          f"{figures.get('quiet_s', 0):.1f} s), quiet after the run "
+          f"{figures.get('rss_end_kib', 0)} KiB")
+    print(f"heap in use of A (wsgate_heap_in_use_bytes), quiet: after warm-up "
+          f"{figures.get('heap_mid_kib', 0)} KiB, after the run {figures.get('heap_end_kib', 0)} "
+          f"KiB" + (f"; (RSS, heap) quiet readings between: {figures['rss_more']}"
+                    if figures.get("rss_more") else ""))
     if stats.failures:
         print("\n---- findings (up to 3 of each kind, then counts) ----")
         seen = collections.Counter()

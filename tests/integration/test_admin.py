@@ -203,3 +203,42 @@ def test_outbound_queue_bytes_follow_a_slow_reader_and_its_close(tmp_path):
                    what="the queue gauge back to 0 after the client went")
     finally:
         g.stop()
+
+
+def test_heap_in_use_follows_what_the_gateway_holds(tmp_path):
+    """wsgate_heap_in_use_bytes counts the heap the process has in use (what a leak grows, and
+    what the chaos run's memory bound reads): it rises by what a client that does not read has
+    queued towards it, and comes back down once that client is gone."""
+    import socket
+    import time
+
+    from wsharness import build_frame, read_http_response, upgrade_request, wait_until
+
+    g = admin_gateway(tmp_path, "0")
+    g.start()
+    try:
+        before = m(metrics(g.admin), "wsgate_heap_in_use_bytes")
+        assert before > 0
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", g.port))
+        sock.sendall(upgrade_request(g.port, "/echo").encode())
+        resp, _ = read_http_response(sock, time.monotonic() + 5)
+        assert resp.status == 101
+        sock.settimeout(2)
+        try:
+            for _ in range(256):
+                sock.sendall(build_frame(0x2, b"q" * 65536))
+        except socket.timeout:
+            pass
+        wait_until(lambda: m(metrics(g.admin), "wsgate_outbound_queue_bytes") > 256 * 1024, 10,
+                   what="echoes queued towards a client that does not read")
+        held = metrics(g.admin)
+        queued = m(held, "wsgate_outbound_queue_bytes")
+        grown = m(held, "wsgate_heap_in_use_bytes") - before
+        assert grown >= queued, (grown, queued)
+        sock.close()
+        wait_until(lambda: m(metrics(g.admin), "wsgate_heap_in_use_bytes") < before + grown / 4,
+                   10, what="the heap given back after the client went")
+    finally:
+        g.stop()
