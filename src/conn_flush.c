@@ -121,7 +121,7 @@ conn_flush_write(struct conn *c)
 
 	if (c->state == CONN_CLOSED || out_before == 0 || fd < 0)
 		return;
-	ws_outq_write_now(&c->outq);
+	ws_outq_write_now(&c->outq, WS_OUTQ_TURN_BYTES);
 	conn_flush_after(c, before, out_before);
 }
 
@@ -144,7 +144,8 @@ conn_flush_ring(struct conn_flush_list *l)
 
 /* c's send took res bytes of the len it was given (or failed: res < 0). What it took leaves the
  * output, as evbuffer_write would have drained it; an output then empty takes the queue's next
- * frames, and when the kernel took everything it was given, what is there now goes by writev. */
+ * frames, and when the kernel took everything it was given, what is there now goes by writev,
+ * up to the turn's share (WS_OUTQ_TURN_BYTES). */
 static void
 conn_flush_sent(struct conn *c, int res, size_t len)
 {
@@ -158,8 +159,8 @@ conn_flush_sent(struct conn *c, int res, size_t len)
 		evbuffer_freeze(out, 1);
 		if (evbuffer_get_length(out) == 0)
 			ws_outq_pump(&c->outq);
-		if ((size_t)res == len && evbuffer_get_length(out) > 0)
-			ws_outq_write_now(&c->outq);
+		if ((size_t)res == len && evbuffer_get_length(out) > 0 && len < WS_OUTQ_TURN_BYTES)
+			ws_outq_write_now(&c->outq, WS_OUTQ_TURN_BYTES - len);
 	}
 	conn_flush_after(c, before, out_before);
 }
@@ -194,8 +195,15 @@ conn_flush_batch(struct conn_flush_list *l, struct conn_flush_ring *r, size_t i)
 		if (n > CONN_FLUSH_IOV)
 			n = CONN_FLUSH_IOV;
 		r->len[k] = 0;
-		for (int m = 0; m < n; m++)
+		for (int m = 0; m < n; m++) {
+			size_t room = WS_OUTQ_TURN_BYTES - r->len[k];
+
+			if (r->iov[k][m].iov_len >= room) { /* the turn's share ends here */
+				r->iov[k][m].iov_len = room;
+				n = m + 1;
+			}
 			r->len[k] += r->iov[k][m].iov_len;
+		}
 		memset(&r->msg[k], 0, sizeof(r->msg[k]));
 		r->msg[k].msg_iov = r->iov[k];
 		r->msg[k].msg_iovlen = (size_t)n;

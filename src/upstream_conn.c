@@ -275,7 +275,7 @@ upstream_conn_flush_cb(evutil_socket_t fd, short what, void *arg)
 	if (u->state < UPC_OPEN || u->state == UPC_CLOSED || u->bev == NULL)
 		return;
 	before = ws_outq_len(&u->outq);
-	ws_outq_write_now(&u->outq);
+	ws_outq_write_now(&u->outq, WS_OUTQ_TURN_BYTES);
 	/* The write callback's work (watermarks, drained, FLUSHING's end), which the
 	 * bufferevent does not run for a write it did not make. */
 	if (ws_outq_len(&u->outq) < before)

@@ -168,7 +168,7 @@ ws_outq_pump(struct ws_outq *q)
 }
 
 void
-ws_outq_write_now(struct ws_outq *q)
+ws_outq_write_now(struct ws_outq *q, size_t budget)
 {
 	struct evbuffer *out;
 	evutil_socket_t fd;
@@ -177,15 +177,18 @@ ws_outq_write_now(struct ws_outq *q)
 	if (q->bev == NULL || (fd = bufferevent_getfd(q->bev)) < 0)
 		return;
 	out = bufferevent_get_output(q->bev);
+	if (budget > WS_OUTQ_TURN_BYTES)
+		budget = WS_OUTQ_TURN_BYTES;
 	/* A socket bufferevent keeps the front of its output frozen (bufferevent_socket_new) so
 	 * that only its own write callback drains it, thawing it around its write: a plain
 	 * evbuffer_write fails (-1) without a syscall. Thawed here the same way. */
-	while (evbuffer_get_length(out) > 0) {
+	while (evbuffer_get_length(out) > 0 && budget > 0) {
 		evbuffer_unfreeze(out, 1);
-		n = evbuffer_write(out, fd);
+		n = evbuffer_write_atmost(out, fd, (ev_ssize_t)budget);
 		evbuffer_freeze(out, 1);
 		if (n <= 0 || evbuffer_get_length(out) > 0)
 			break;
+		budget -= (size_t)n; /* at most budget: write_atmost */
 		ws_outq_pump(q);
 	}
 	if (evbuffer_get_length(out) == 0)

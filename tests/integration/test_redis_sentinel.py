@@ -192,9 +192,13 @@ def failover_under_load(cluster, tmp_path, how):
         if how == "kill":
             old.proc.kill()
         else:
-            # The master hangs (accepts, answers nothing) for 8 s: longer than down-after.
+            # The master hangs (accepts, answers nothing) for 30 s: far longer than down-after,
+            # and long enough for the sentinels to retry an election that split their votes
+            # (the next try comes 2 x failover-timeout = 6 s later). With 8 s, a split vote
+            # followed by a master that answered again meant no failover at all (the fresh
+            # Debian 12 container: "a replica promoted not reached within 20s").
             with RespConn(old.port) as r:
-                r.sock.sendall(b"*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$1\r\n8\r\n")
+                r.sock.sendall(b"*3\r\n$5\r\nDEBUG\r\n$5\r\nSLEEP\r\n$2\r\n30\r\n")
                 time.sleep(0.1)
         # A replica is promoted by the sentinels.
         wait_until(lambda: any(role(p) == "master" for p in cluster["replicas"]), 20,

@@ -17,7 +17,9 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
+#include <event2/event_struct.h>
 
 #include "ws_frame.h"
 #include "ws_outq.h"
@@ -254,6 +256,73 @@ START_TEST(gauge_follows_what_the_queue_holds)
 }
 END_TEST
 
+/* Reads what the peer got so far (non-blocking), returns its byte count. */
+static size_t
+drain_peer(int fd)
+{
+	static char buf[65536];
+	size_t total = 0;
+	ssize_t n;
+
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		total += (size_t)n;
+	return total;
+}
+
+/* One connection's share of a loop turn is WS_OUTQ_TURN_BYTES however much its socket would
+ * take (a non-reading subscriber's loopback buffers took megabytes each: 20 of them held a
+ * loop ~100 ms); the rest stays with the bufferevent's write event, and the next turn goes on
+ * where this one stopped, the queue refilling the output on the way. */
+START_TEST(write_now_gives_one_turn_its_share)
+{
+	struct bufferevent *sbev;
+	struct ws_outq sq;
+	int sv[2], sndbuf = 4 << 20;
+	socklen_t sl = sizeof(sndbuf);
+	size_t total, got;
+
+	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+	ck_assert_int_eq(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)), 0);
+	ck_assert_int_eq(getsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, &sl), 0);
+	/* The kernel must take more than one share, or there is nothing to bound (Debian's
+	 * default net.core.wmem_max gives 416 KiB here). */
+	ck_assert_int_gt(sndbuf, WS_OUTQ_TURN_BYTES + 64 * 1024);
+	sbev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+	ck_assert_ptr_nonnull(sbev);
+	memset(&sq, 0, sizeof(sq));
+	ck_assert_int_eq(ws_outq_attach(&sq, sbev, 1000), 0);
+	/* 100 KiB frames: the first in the output, the rest queued behind it. */
+	for (int i = 0; i < 6; i++)
+		add_frame(ws_outq_data(&sq), WS_OP_BINARY, 100 * 1024, (uint8_t)i);
+	total = ws_outq_len(&sq);
+	ck_assert_ptr_nonnull(sq.pend);
+	ws_outq_write_now(&sq, SIZE_MAX);
+	got = drain_peer(sv[1]);
+	ck_assert_uint_eq(got, WS_OUTQ_TURN_BYTES);
+	ck_assert_uint_eq(ws_outq_len(&sq), total - got);
+	ck_assert(event_pending(&sbev->ev_write, EV_WRITE, NULL));
+	/* A smaller budget (what a batched send left of the share) is kept too. */
+	ws_outq_write_now(&sq, 1000);
+	ck_assert_uint_eq(drain_peer(sv[1]), 1000);
+	got += 1000;
+	/* Turn after turn, the rest goes, and the write event with it. */
+	while (ws_outq_len(&sq) > 0) {
+		size_t n;
+
+		ws_outq_write_now(&sq, SIZE_MAX);
+		n = drain_peer(sv[1]);
+		ck_assert_uint_gt(n, 0);
+		ck_assert_uint_le(n, WS_OUTQ_TURN_BYTES);
+		got += n;
+	}
+	ck_assert_uint_eq(got, total);
+	ck_assert(!event_pending(&sbev->ev_write, EV_WRITE, NULL));
+	ws_outq_free(&sq);
+	bufferevent_free(sbev);
+	close(sv[1]);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -270,6 +339,7 @@ main(void)
 	tcase_add_test(tc, peer_bytes_are_progress);
 	tcase_add_test(tc, send_queue_asked_after_the_ping_not_as_it_is_queued);
 	tcase_add_test(tc, gauge_follows_what_the_queue_holds);
+	tcase_add_test(tc, write_now_gives_one_turn_its_share);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_ENV);
