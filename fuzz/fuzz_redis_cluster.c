@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "redis_cluster.h"
+#include "redis_reader.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -68,7 +69,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (rc == 1 && (slot >= REDIS_CLUSTER_SLOTS || port < 1 || port > 65535 ||
 	                strlen(host) >= sizeof(host) || host[0] == '\0' || (ask != 0 && ask != 1)))
 		abort();
-	if ((rd = redisReaderCreate()) == NULL)
+	if ((rd = redis_reader_new()) == NULL)
 		return 0;
 	/* The map link bounds a reply at 4 MiB; the reader takes what it is fed. */
 	if (redisReaderFeed(rd, (const char *)data, size) == REDIS_OK) {

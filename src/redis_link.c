@@ -37,6 +37,7 @@
 
 #include "log.h"
 #include "metrics.h"
+#include "redis_reader.h"
 #include "upstream.h" /* upstream_tls_*: the one client-side TLS code */
 
 #define REDIS_BACKOFF_START_MS 100
@@ -497,7 +498,7 @@ redis_link_eventcb(struct bufferevent *bev, short what, void *arg)
 static void
 redis_link_open(struct redis_link *l, const struct sockaddr *sa, int salen)
 {
-	if ((l->reader = redisReaderCreate()) == NULL ||
+	if ((l->reader = redis_reader_new()) == NULL ||
 	    (l->bev = l->tls != NULL
 	                  ? upstream_tls_bev_new(l->base, l->tls,
 	                                         l->tls_name != NULL ? l->tls_name : l->host)

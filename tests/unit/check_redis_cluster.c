@@ -1,19 +1,22 @@
 /* check_redis_cluster.c - unit tests for redis_cluster.c: CRC16 and hash slots as the Redis
  * cluster specification defines them (hash tags included), the CLUSTER SLOTS parser with what a
  * broken or hostile node could answer, MOVED/ASK redirections, and following a failover by
- * node id. */
+ * node id; and the reader every link uses (redis_reader.c), which refuses an array longer than
+ * any reply we ask for before allocating for it. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check_runner.h"
 #include "redis_cluster.h"
+#include "redis_reader.h"
 
 /* A reply as hiredis builds it, from RESP bytes. */
 static redisReply *
 parse(const char *resp)
 {
-	redisReader *rd = redisReaderCreate();
+	redisReader *rd = redis_reader_new();
 	void *r = NULL;
 
 	ck_assert_ptr_nonnull(rd);
@@ -23,6 +26,42 @@ parse(const char *resp)
 	redisReaderFree(rd);
 	return r;
 }
+
+/* An array as long as the bound is read whole; one element more, or a count a hostile peer
+ * announces (8 GB of element vector in hiredis 0.14: fuzz_redis_cluster's find), at the top
+ * or nested, fails the reader before anything is allocated for it. */
+START_TEST(test_reader_bounds_arrays)
+{
+	static const char *refused[] = {"*65537\r\n", "*999999992\r\n:1\r\n",
+	                                "*2\r\n:1\r\n*2147483647\r\n"};
+	size_t n = REDIS_READER_MAX_ELEMENTS, len = 0;
+	char *resp = malloc(16 + n * 4);
+	redisReply *r;
+
+	ck_assert_ptr_nonnull(resp);
+	len = (size_t)sprintf(resp, "*%zu\r\n", n);
+	for (size_t i = 0; i < n; i++, len += 4)
+		memcpy(resp + len, ":7\r\n", 4);
+	resp[len] = '\0';
+	r = parse(resp);
+	ck_assert_int_eq(r->type, REDIS_REPLY_ARRAY);
+	ck_assert_uint_eq(r->elements, n);
+	ck_assert_int_eq(r->element[n - 1]->integer, 7);
+	freeReplyObject(r);
+	free(resp);
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		redisReader *rd = redis_reader_new();
+		void *got = NULL;
+
+		ck_assert_ptr_nonnull(rd);
+		ck_assert_int_eq(redisReaderFeed(rd, refused[i], strlen(refused[i])), REDIS_OK);
+		ck_assert_int_eq(redisReaderGetReply(rd, &got), REDIS_ERR);
+		ck_assert_ptr_null(got);
+		ck_assert_int_ne(rd->err, 0);
+		redisReaderFree(rd);
+	}
+}
+END_TEST
 
 START_TEST(test_crc16)
 {
@@ -266,6 +305,7 @@ redis_cluster_suite(void)
 	tcase_add_test(tc, test_slots_ok);
 	tcase_add_loop_test(tc, test_slots_bad, 0, NROWS(bad_rows));
 	tcase_add_test(tc, test_too_many_masters);
+	tcase_add_test(tc, test_reader_bounds_arrays);
 	tcase_add_loop_test(tc, test_redirect, 0, NROWS(redirect_rows));
 	tcase_add_test(tc, test_redirect_host_too_long);
 	tcase_add_loop_test(tc, test_resend_to, 0, NROWS(resend_rows));
