@@ -4,6 +4,7 @@
 #include <check.h>
 #include <string.h>
 
+#include "check_runner.h"
 #include "admission.h"
 
 START_TEST(bucket_refills_at_rate_and_caps_at_burst)
@@ -266,8 +267,6 @@ main(void)
 {
 	Suite *s = suite_create("admission");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, bucket_refills_at_rate_and_caps_at_burst);
 	tcase_add_test(tc, bucket_clock_back_refills_nothing);
@@ -281,9 +280,5 @@ main(void)
 	tcase_add_test(tc, clumped_arrivals_get_the_whole_budget);
 	tcase_add_test(tc, late_ticks_get_the_whole_budget);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	return check_runner_main(s);
 }

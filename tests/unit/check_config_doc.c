@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_runner.h"
 #include "config_keys.h"
 
 #ifndef WSGATE_TOP_SRCDIR
@@ -176,16 +177,10 @@ main(void)
 {
 	Suite *s = suite_create("config_doc");
 	TCase *tc = tcase_create("man page");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, test_every_key_documented);
 	tcase_add_test(tc, test_every_documented_key_exists);
 	tcase_add_test(tc, test_documented_once);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_runner_main(s);
 }

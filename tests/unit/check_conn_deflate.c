@@ -8,6 +8,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "check_runner.h"
 #include "config.h"
 #include "conn.h"
 #include "conn_deflate.h"
@@ -214,11 +215,5 @@ conn_deflate_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(conn_deflate_suite());
-	int failures;
-
-	srunner_run_all(sr, CK_ENV);
-	failures = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failures ? 1 : 0;
+	return check_runner_main(conn_deflate_suite());
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_runner.h"
 #include "history.h"
 
 START_TEST(pos_parse_and_format)
@@ -267,8 +268,6 @@ main(void)
 {
 	Suite *su = suite_create("history");
 	TCase *tc = tcase_create("history");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_test(tc, pos_parse_and_format);
 	tcase_add_test(tc, wire_roundtrip_plain_escape_malformed);
@@ -278,9 +277,5 @@ main(void)
 	tcase_add_test(tc, plan_boundaries);
 	tcase_add_test(tc, json_field_top_level_only);
 	suite_add_tcase(su, tc);
-	sr = srunner_create(su);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_runner_main(su);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_runner.h"
 #include "broker.h"
 #include "conn.h"
 #include "hub.h"
@@ -329,8 +330,6 @@ main(void)
 {
 	Suite *su = suite_create("hub");
 	TCase *tc = tcase_create("hub");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, one_broker_subscription_per_channel);
@@ -342,9 +341,5 @@ main(void)
 	tcase_add_test(tc, many_channels_grow_table);
 	tcase_add_test(tc, channel_live_after_its_own_confirmation);
 	suite_add_tcase(su, tc);
-	sr = srunner_create(su);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_runner_main(su);
 }

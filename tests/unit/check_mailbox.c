@@ -9,6 +9,7 @@
 
 #include <event2/event.h>
 
+#include "check_runner.h"
 #include "mailbox.h"
 
 #define NREC 64
@@ -300,8 +301,6 @@ main(void)
 {
 	Suite *su = suite_create("mailbox");
 	TCase *tc = tcase_create("mailbox");
-	SRunner *sr;
-	int failed;
 
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, records_in_order_with_their_bytes);
@@ -311,9 +310,5 @@ main(void)
 	tcase_add_test(tc, threads_lose_nothing_and_keep_order);
 	tcase_add_test(tc, post_wakes_the_owning_loop);
 	suite_add_tcase(su, tc);
-	sr = srunner_create(su);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_runner_main(su);
 }

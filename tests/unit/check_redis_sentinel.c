@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_runner.h"
 #include "redis_sentinel.h"
 
 /* A reply as hiredis builds it, from RESP bytes. */
@@ -152,11 +153,5 @@ redis_sentinel_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(redis_sentinel_suite());
-	int failed;
-
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_runner_main(redis_sentinel_suite());
 }

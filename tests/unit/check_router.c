@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_runner.h"
 #include "broker.h"
 #include "env.h"
 #include "router.h"
@@ -224,8 +225,6 @@ main(void)
 {
 	Suite *su = suite_create("router");
 	TCase *tc = tcase_create("router");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, one_subscribe_per_channel_table);
@@ -234,9 +233,5 @@ main(void)
 	tcase_add_test(tc, resubscription_waits_again);
 	tcase_add_test(tc, many_channels_grow_and_walk_once);
 	suite_add_tcase(su, tc);
-	sr = srunner_create(su);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
+	return check_runner_main(su);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_runner.h"
 #include "utf8.h"
 
 #define B(s) (const uint8_t *)(s), sizeof(s) - 1
@@ -345,12 +346,5 @@ utf8_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failures;
-
-	sr = srunner_create(utf8_suite());
-	srunner_run_all(sr, CK_ENV);
-	failures = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failures ? 1 : 0;
+	return check_runner_main(utf8_suite());
 }

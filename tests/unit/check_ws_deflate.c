@@ -7,6 +7,7 @@
 
 #include <zlib.h>
 
+#include "check_runner.h"
 #include "utf8.h"
 #include "ws_deflate.h"
 #include "ws_frame.h"
@@ -320,11 +321,5 @@ ws_deflate_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(ws_deflate_suite());
-	int failures;
-
-	srunner_run_all(sr, CK_ENV);
-	failures = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failures ? 1 : 0;
+	return check_runner_main(ws_deflate_suite());
 }

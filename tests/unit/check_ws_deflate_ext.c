@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "check_runner.h"
 #include "ws_deflate_ext.h"
 
 static const struct ws_pmd_policy pol_default = {15, 15, 1};
@@ -215,11 +216,5 @@ ws_deflate_ext_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(ws_deflate_ext_suite());
-	int failures;
-
-	srunner_run_all(sr, CK_ENV);
-	failures = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failures ? 1 : 0;
+	return check_runner_main(ws_deflate_ext_suite());
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_runner.h"
 #include "ws_frame.h"
 
 #define MAX_HDR 16
@@ -414,12 +415,5 @@ ws_frame_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failures;
-
-	sr = srunner_create(ws_frame_suite());
-	srunner_run_all(sr, CK_ENV);
-	failures = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failures ? 1 : 0;
+	return check_runner_main(ws_frame_suite());
 }

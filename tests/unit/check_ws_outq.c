@@ -21,6 +21,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
+#include "check_runner.h"
 #include "ws_frame.h"
 #include "ws_outq.h"
 
@@ -328,8 +329,6 @@ main(void)
 {
 	Suite *s = suite_create("ws_outq");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, data_under_level_goes_straight_out);
@@ -341,9 +340,5 @@ main(void)
 	tcase_add_test(tc, gauge_follows_what_the_queue_holds);
 	tcase_add_test(tc, write_now_gives_one_turn_its_share);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_ENV);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return check_runner_main(s);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check_runner.h"
 #include "ws_frame.h"
 #include "ws_parser.h"
 
@@ -891,12 +892,5 @@ ws_parser_suite(void)
 int
 main(void)
 {
-	SRunner *sr;
-	int failures;
-
-	sr = srunner_create(ws_parser_suite());
-	srunner_run_all(sr, CK_ENV);
-	failures = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failures ? 1 : 0;
+	return check_runner_main(ws_parser_suite());
 }
