@@ -16,7 +16,7 @@ import time
 import pytest
 
 from wsharness import (OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, NodeWsBackend,
-                       RawBackend, WSClient, build_frame, free_port, http_request, parse_frame,
+                       HarnessError, RawBackend, WSClient, build_frame, free_port, http_request, parse_frame,
                        proxy_route, raw_upgrade, read_http_response, upgrade_request,
                        vm_rss_kib, wait_until, ws_accept)
 
@@ -363,8 +363,16 @@ def test_stopped_client_dropped_in_time(gateway_factory):
         assert p.stdout.readline().strip() == b"ready"
         os.kill(p.pid, signal.SIGSTOP)
         t0 = time.monotonic()
-        wait_until(lambda: "no pong within pong_timeout" in g.stderr(), 8,
-                   what="the stopped client dropped")
+        try:
+            wait_until(lambda: "no pong within pong_timeout" in g.stderr(), 8,
+                       what="the stopped client dropped")
+        except HarnessError as e:
+            # What the gateway said instead, and both sockets' queues (tx:rx, hex) as the kernel
+            # has them (once in a fresh container: never dropped within 8 s).
+            with open("/proc/net/tcp") as f:
+                socks = [ln for ln in f if f":{g.port:04X} " in ln]
+            raise AssertionError(f"{e}; gateway log:\n{g.stderr()[-3000:]}\n"
+                                 f"/proc/net/tcp:\n{''.join(socks)}") from None
         elapsed = time.monotonic() - t0
         # ping_interval + pong_timeout, and the time the kernel took the last bytes.
         assert elapsed < 1 + 2 + 1.5, f"dropped after {elapsed:.1f}s"
