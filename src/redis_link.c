@@ -217,8 +217,7 @@ redis_link_dispatch(struct redis_link *l)
 
 	for (;;) {
 		if (redisReaderGetReply(l->reader, &r) != REDIS_OK) {
-			snprintf(why, sizeof(why), "%s", l->reader->errstr);
-			redis_link_fail(l, why);
+			redis_link_fail(l, redis_reader_error(l->reader, why, sizeof(why)));
 			return -1;
 		}
 		if (r == NULL)

@@ -11,11 +11,17 @@
 #define WSGATE_REDIS_READER_H
 
 #include <hiredis/hiredis.h>
+#include <stddef.h>
 
 #define REDIS_READER_MAX_ELEMENTS 65536
 
 /* A reader like redisReaderCreate()'s, with the bound; NULL when out of memory. Free it with
  * redisReaderFree. */
 redisReader *redis_reader_new(void);
+
+/* Why r failed, into buf: its own errstr, or for an array refused by the bound its length
+ * (hiredis says "Out of memory" for both). Call it right after the failed read, on the thread
+ * that read. Returns buf. */
+const char *redis_reader_error(const redisReader *r, char *buf, size_t len);
 
 #endif

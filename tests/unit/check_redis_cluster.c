@@ -34,6 +34,10 @@ START_TEST(test_reader_bounds_arrays)
 {
 	static const char *refused[] = {"*65537\r\n", "*999999992\r\n:1\r\n",
 	                                "*2\r\n:1\r\n*2147483647\r\n"};
+	static const char *said[] = {"an array of 65537 elements (the bound is 65536)",
+	                             "an array of 999999992 elements (the bound is 65536)",
+	                             "an array of 2147483647 elements (the bound is 65536)"};
+	char why[128];
 	size_t n = REDIS_READER_MAX_ELEMENTS, len = 0;
 	char *resp = malloc(16 + n * 4);
 	redisReply *r;
@@ -58,6 +62,21 @@ START_TEST(test_reader_bounds_arrays)
 		ck_assert_int_eq(redisReaderGetReply(rd, &got), REDIS_ERR);
 		ck_assert_ptr_null(got);
 		ck_assert_int_ne(rd->err, 0);
+		ck_assert_str_eq(redis_reader_error(rd, why, sizeof(why)), said[i]);
+		/* Read once: a later failure of another kind says its own words. */
+		ck_assert_str_eq(redis_reader_error(rd, why, sizeof(why)), "Out of memory");
+		redisReaderFree(rd);
+	}
+	{
+		/* After a taken array, bad RESP is told in hiredis' words. */
+		redisReader *rd = redis_reader_new();
+		void *got = NULL;
+
+		ck_assert_ptr_nonnull(rd);
+		ck_assert_int_eq(redisReaderFeed(rd, "*1\r\n?\r\n", 7), REDIS_OK);
+		ck_assert_int_eq(redisReaderGetReply(rd, &got), REDIS_ERR);
+		ck_assert_ptr_nonnull(
+		    strstr(redis_reader_error(rd, why, sizeof(why)), "Protocol error"));
 		redisReaderFree(rd);
 	}
 }
