@@ -1,11 +1,14 @@
 /* epoll_echo.c - the ceiling for wsgate's echo and fan-out benchmarks: a bare single-threaded
  * epoll WebSocket server with a minimal handshake and framing only, no validation.
  *
- * usage: epoll_echo [port] [echo|broadcast]
+ * usage: epoll_echo [port] [echo|broadcast|ping SECONDS]
  *   echo (default): every data frame comes back to its sender.
  *   broadcast: every data frame is framed once and written to every other open connection, one
  *   write() per subscriber as it comes (what a plain C fan-out loop does; bench/run-fanout.sh
- *   drives it with psbench's publisher). Pings are answered, nothing is echoed. */
+ *   drives it with psbench's publisher). Pings are answered, nothing is echoed.
+ *   ping: a heartbeat server for idle connections (bench/run-tls-idle-memory.sh's baseline):
+ *   every connection gets an empty ping SECONDS after it opened and every SECONDS after that,
+ *   one write() each; pongs are read and dropped, data frames echoed. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <netinet/in.h>
@@ -19,6 +22,7 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -38,6 +42,8 @@ struct conn {
 	size_t in_len, in_cap;
 	uint8_t *out; /* output the kernel did not take yet */
 	size_t out_off, out_len, out_cap;
+	struct conn *ping_prev, *ping_next; /* ping mode: open connections by next ping time */
+	uint64_t ping_due_ms;
 };
 
 static int g_ep;
@@ -46,10 +52,51 @@ static uint8_t g_wbuf[IOBUF];
 static volatile sig_atomic_t g_stop;
 static bool g_broadcast;
 static struct conn *g_open; /* open connections, newest first (broadcast mode) */
+static uint64_t g_ping_ms;  /* ping mode's interval; 0 otherwise */
+/* Ping mode: every interval is the same, so connections in the order they opened are in the
+ * order their pings are due: a FIFO, each ping moving its connection to the tail. */
+static struct conn *g_ping_head, *g_ping_tail;
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void
+ping_unlink(struct conn *c)
+{
+	if (c->ping_prev != NULL)
+		c->ping_prev->ping_next = c->ping_next;
+	else if (g_ping_head == c)
+		g_ping_head = c->ping_next;
+	if (c->ping_next != NULL)
+		c->ping_next->ping_prev = c->ping_prev;
+	else if (g_ping_tail == c)
+		g_ping_tail = c->ping_prev;
+	c->ping_prev = c->ping_next = NULL;
+}
+
+static void
+ping_append(struct conn *c, uint64_t due)
+{
+	c->ping_due_ms = due;
+	c->ping_next = NULL;
+	c->ping_prev = g_ping_tail;
+	if (g_ping_tail != NULL)
+		g_ping_tail->ping_next = c;
+	else
+		g_ping_head = c;
+	g_ping_tail = c;
+}
 
 static void
 conn_free(struct conn *c)
 {
+	if (c->open && g_ping_ms > 0)
+		ping_unlink(c);
 	if (c->open) {
 		if (c->prev != NULL)
 			c->prev->next = c->next;
@@ -181,6 +228,8 @@ handshake(struct conn *c, const uint8_t *p, size_t n)
 	if (g_open != NULL)
 		g_open->prev = c;
 	g_open = c;
+	if (g_ping_ms > 0)
+		ping_append(c, now_ms() + g_ping_ms);
 	return (ssize_t)hlen;
 }
 
@@ -245,6 +294,10 @@ frames(struct conn *c, const uint8_t *p, size_t n)
 		if (n - off < h + 4 + len)
 			break;
 		unsigned op = f[0] & 0x0f;
+		if (g_ping_ms > 0 && op == 10) {
+			off += h + 4 + (size_t)len; /* a pong: the heartbeat's answer, dropped */
+			continue;
+		}
 		size_t oh = len < 126 ? 2 : len < 65536 ? 4 : 10;
 		if (wl + oh + len > sizeof(g_wbuf)) {
 			if (!conn_write(c, g_wbuf, wl))
@@ -355,6 +408,40 @@ conn_read(struct conn *c)
 	c->in_len -= used;
 }
 
+/* Ping mode: the pings now due, each connection's next one an interval after this one was due
+ * (a late loop turn does not drift the schedule). A failed write shuts the connection down;
+ * its EOF frees it, as in broadcast(). */
+static void
+pings_due(void)
+{
+	static const uint8_t ping[2] = {0x89, 0x00};
+	uint64_t now = now_ms();
+
+	while (g_ping_head != NULL && g_ping_head->ping_due_ms <= now) {
+		struct conn *c = g_ping_head;
+		ping_unlink(c);
+		ping_append(c, c->ping_due_ms + g_ping_ms);
+		if (!c->dead && !conn_write(c, ping, sizeof(ping))) {
+			c->dead = true;
+			shutdown(c->fd, SHUT_RDWR);
+		}
+	}
+}
+
+/* epoll_wait's timeout: 500 ms, or until the next ping is due. */
+static int
+wait_ms(void)
+{
+	uint64_t now;
+
+	if (g_ping_head == NULL)
+		return 500;
+	now = now_ms();
+	if (g_ping_head->ping_due_ms <= now)
+		return 0;
+	return g_ping_head->ping_due_ms - now < 500 ? (int)(g_ping_head->ping_due_ms - now) : 500;
+}
+
 static void
 on_signal(int sig)
 {
@@ -367,6 +454,12 @@ main(int argc, char **argv)
 {
 	int port = argc > 1 ? atoi(argv[1]) : 9002;
 	g_broadcast = argc > 2 && strcmp(argv[2], "broadcast") == 0;
+	if (argc > 3 && strcmp(argv[2], "ping") == 0)
+		g_ping_ms = (uint64_t)atoi(argv[3]) * 1000u;
+	if (argc > 2 && strcmp(argv[2], "ping") == 0 && g_ping_ms == 0) {
+		fprintf(stderr, "usage: epoll_echo [port] [echo|broadcast|ping SECONDS]\n");
+		return 2;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
@@ -384,10 +477,13 @@ main(int argc, char **argv)
 	struct epoll_event le = {.events = EPOLLIN, .data.ptr = NULL};
 	epoll_ctl(g_ep, EPOLL_CTL_ADD, ls, &le);
 	fprintf(stderr, "epoll_echo: %s, listening on 127.0.0.1:%d\n",
-	        g_broadcast ? "broadcast" : "echo", port);
+	        g_broadcast     ? "broadcast"
+	        : g_ping_ms > 0 ? "ping"
+	                        : "echo",
+	        port);
 	struct epoll_event evs[512];
 	while (!g_stop) {
-		int n = epoll_wait(g_ep, evs, 512, 500);
+		int n = epoll_wait(g_ep, evs, 512, wait_ms());
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -427,6 +523,8 @@ main(int argc, char **argv)
 				if (!c->want_out || c->dead)
 					conn_read(c);
 		}
+		if (g_ping_ms > 0)
+			pings_due();
 	}
 	return 0;
 }

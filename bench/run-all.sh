@@ -108,6 +108,9 @@ for m in re.finditer(r"^\| (wss?://) \(\w+\) \|[^|]*\|[^|]*\| \*\*([\d.]+)\*\* \
     rows.append((f"idle {m.group(1)}: server RSS KiB/conn", m.group(2), f"≤ {lim}", "met" if float(m.group(2)) <= lim else "not met"))
     rows.append((f"idle {m.group(1)}: kernel TCP buffers + slabs KiB/conn (both ends)", f"{float(m.group(3)) + float(m.group(4)):.2f}", "", ""))
     rows.append((f"idle {m.group(1)}: CPU µs/conn/s (heartbeats on)", m.group(5), "≤ 0.5", "met" if float(m.group(5)) <= 0.5 else "not met"))
+m = re.search(r"Idle CPU, wsgate ws:// ÷ the bare C pinger[^*]*\*\*([\d.]+)×", idle)
+if m:
+    rows.append(("idle ws://: CPU wsgate ÷ bare C pinger, same pings (lower better)", m.group(1), "", ""))
 # pubsub via Redis: the median row
 ps = read("pubsub.md")
 m = re.search(r"^\| \*\*median\*\* \| \| ([\d.]+) \| \| \| (\d+) \| (\d+) \| (\d+) \|", ps, re.M)

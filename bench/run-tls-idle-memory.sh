@@ -10,7 +10,9 @@
 #   PING=s        ping_interval in seconds [25]; 0: heartbeats off
 #   WINDOW=s      seconds over which idle CPU is measured [PING, or 10 when PING=0]
 #   HOLD=s        seconds the client keeps them open after the last upgrade [WINDOW + 6]
-#   MODES="..."   subset of "tls plain" [both]
+#   MODES="..."   subset of "tls plain bare" ["tls plain", and bare when PING > 0]; bare: not
+#                 wsgate but bench/epoll_echo's ping mode over ws:// (one write() per ping, the
+#                 pongs read and dropped), the floor the kernel sets for idle CPU on loopback
 #   WSGATE=path   wsgate binary [build/src/wsgate]
 #   OUT=file      markdown output [bench/results/tls-idle-memory.md]
 set -euo pipefail
@@ -24,10 +26,11 @@ N=${N:-15000}
 PING=${PING:-25}
 WINDOW=${WINDOW:-$([ "$PING" -gt 0 ] && echo "$PING" || echo 10)}
 HOLD=${HOLD:-$((WINDOW + 6))}
-MODES=${MODES:-"tls plain"}
+MODES=${MODES:-$([ "$PING" -gt 0 ] && echo "tls plain bare" || echo "tls plain")}
 WSGATE_SRC=${WSGATE:-$ROOT/build/src/wsgate}
 OUT=${OUT:-$BENCH/results/tls-idle-memory.md}
 
+make -s -C "$BENCH" epoll_echo >/dev/null
 ulimit -n "$(ulimit -Hn)" # server and client inherit it; each has its own N + a few fds
 bench_workdir wsgate-tlsmem
 wsgate_snapshot "$WSGATE_SRC" "$WORK"
@@ -80,10 +83,14 @@ RAW="$WORK/raw.txt"
 : >"$RAW"
 for mode in $MODES; do
 	port=$(free_port)
-	config "$mode" "$port" "$WORK/$mode.ini"
 	flag=""
-	[ "$mode" = plain ] && flag="-x"
-	taskset -c 0 "$WORK/wsgate" -c "$WORK/$mode.ini" 2>"$WORK/$mode.log" &
+	[ "$mode" != tls ] && flag="-x"
+	if [ "$mode" = bare ]; then
+		taskset -c 0 "$BENCH/epoll_echo" "$port" ping "$PING" 2>"$WORK/$mode.log" &
+	else
+		config "$mode" "$port" "$WORK/$mode.ini"
+		taskset -c 0 "$WORK/wsgate" -c "$WORK/$mode.ini" 2>"$WORK/$mode.log" &
+	fi
 	SPID=$!
 	wait_port "$port"
 	# Warmup: one-time costs (OpenSSL tables, the first handshake's allocations, malloc arenas)
@@ -167,11 +174,15 @@ for kv in rows:
     p = (int(kv['rss_open_kib']) - int(kv['rss_before_kib'])) / n
     pa = (int(kv['anon_open_kib']) - int(kv['anon_before_kib'])) / n
     per[kv['mode']] = p
-    name = "wss:// (TLS)" if kv['mode'] == 'tls' else "ws:// (plain)"
+    name = {'tls': "wss:// (TLS)", 'plain': "ws:// (plain)",
+            'bare': "bare C pinger, ws:// (bench/epoll_echo ping)"}[kv['mode']]
     kb = (int(kv['tcp_mem_pages_open']) - int(kv['tcp_mem_pages_before'])) * 4 / n
     ks = (int(kv['tcp_slab_kib_open']) - int(kv['tcp_slab_kib_before'])) / n
     idle = int(kv['cpu_ns']) / 1000 / n / (int(kv['window_ns']) / 1e9)
     o.append(f"| {name} | {kv['rss_before_kib']} | {kv['rss_open_kib']} | **{p:.2f}** | {pa:.2f} | {kv['rss_after_close_kib']} | {kb:.2f} | {ks:.2f} | **{idle:.3f}** | {kv['client'].replace(',', ' ')} {kv['done'].replace(',', ' ')} (rc {kv['client_rc']}) |")
+idle_of = {kv['mode']: int(kv['cpu_ns']) / 1000 / int(kv['n']) / (int(kv['window_ns']) / 1e9) for kv in rows}
+if 'plain' in idle_of and 'bare' in idle_of and idle_of['bare'] > 0:
+    o += ["", f"Idle CPU, wsgate ws:// ÷ the bare C pinger (same pings, same client, same run): **{idle_of['plain'] / idle_of['bare']:.2f}×**."]
 if 'tls' in per and 'plain' in per:
     o += ["", f"TLS costs **{per['tls'] - per['plain']:.2f} KiB** per idle connection over plain ws://."]
 o += ["", "Where the TLS part goes (measured once with \`valgrind --tool=massif\` and \`vgdb detailed_snapshot\` "
