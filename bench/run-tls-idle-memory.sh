@@ -169,6 +169,7 @@ o = ["# Idle wss:// connection memory\n", "| | |", "|---|---|",
      "| mode | RSS before KiB | RSS with N open KiB | **KiB/conn (RSS)** | KiB/conn (RssAnon) | RSS after close KiB | kernel TCP buffers KiB/conn | kernel TCP slabs KiB/conn (both ends) | **idle CPU µs/conn/s** | client |",
      "|---|---|---|---|---|---|---|---|---|---|"]
 per = {}
+idle_of = {}  # idle CPU µs/conn/s by mode
 for kv in rows:
     n = int(kv['n'])
     p = (int(kv['rss_open_kib']) - int(kv['rss_before_kib'])) / n
@@ -178,9 +179,8 @@ for kv in rows:
             'bare': "bare C pinger, ws:// (bench/epoll_echo ping)"}[kv['mode']]
     kb = (int(kv['tcp_mem_pages_open']) - int(kv['tcp_mem_pages_before'])) * 4 / n
     ks = (int(kv['tcp_slab_kib_open']) - int(kv['tcp_slab_kib_before'])) / n
-    idle = int(kv['cpu_ns']) / 1000 / n / (int(kv['window_ns']) / 1e9)
+    idle = idle_of[kv['mode']] = int(kv['cpu_ns']) / 1000 / n / (int(kv['window_ns']) / 1e9)
     o.append(f"| {name} | {kv['rss_before_kib']} | {kv['rss_open_kib']} | **{p:.2f}** | {pa:.2f} | {kv['rss_after_close_kib']} | {kb:.2f} | {ks:.2f} | **{idle:.3f}** | {kv['client'].replace(',', ' ')} {kv['done'].replace(',', ' ')} (rc {kv['client_rc']}) |")
-idle_of = {kv['mode']: int(kv['cpu_ns']) / 1000 / int(kv['n']) / (int(kv['window_ns']) / 1e9) for kv in rows}
 if 'plain' in idle_of and 'bare' in idle_of and idle_of['bare'] > 0:
     o += ["", f"Idle CPU, wsgate ws:// ÷ the bare C pinger (same pings, same client, same run): **{idle_of['plain'] / idle_of['bare']:.2f}×**."]
 if 'tls' in per and 'plain' in per:
