@@ -120,7 +120,7 @@ struct worker {
 	size_t scratch_cap;
 	int scratch_used;          /* asked for since the sampler last looked */
 	uint64_t out_queued;       /* bytes queued towards clients, kept by their ws_outq */
-	unsigned churn;            /* connections accepted or freed since the heap was last trimmed */
+	unsigned churn;            /* connections accepted or freed since the last heap trim */
 	unsigned churn_seen;       /* `churn` when the sampler last looked */
 	struct worker_stats stats; /* this worker's counters, summed by metrics_render() */
 	struct env env;            /* what its connections, targets and broker get (env.h) */
