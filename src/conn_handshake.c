@@ -206,6 +206,12 @@ conn_upgrade(struct conn *c, const struct http_request *req, const struct route_
 		conn_http_reply(c, 500, NULL, "route type not built in");
 		return;
 	}
+	/* The process is shutting down but this worker has not heard yet (its drain waits in its
+	 * mailbox behind this turn): an upgrade now would be closed with 1001 a moment later. */
+	if (*c->env->draining || c->env->readiness(c->env->arg) == ENV_DRAINING) {
+		conn_http_reply(c, 503, "Retry-After: 1\r\n", "shutting down");
+		return;
+	}
 	if (conn_client_behind_proxy(c, req) < 0)
 		return;
 	if (conn_admit(c, m->route) < 0)

@@ -422,6 +422,24 @@ START_TEST(test_readyz_asks_the_environment)
 }
 END_TEST
 
+/* An upgrade that arrives after the process began shutting down, before this worker's drain
+ * message reached it, is refused (503, Retry-After), not upgraded and closed with 1001 a moment
+ * later (test_shutdown.py's test_new_connections_refused_after_signal, 1 run in the fresh
+ * container). */
+START_TEST(test_upgrade_refused_while_the_process_drains)
+{
+	uint8_t buf[1024];
+
+	fk.ready = ENV_DRAINING; /* the process; fk.draining (this worker) still 0 */
+	peer_write(upgrade, sizeof(upgrade) - 1);
+	peer_read(buf, sizeof(buf));
+	ck_assert_msg(strncmp((char *)buf, "HTTP/1.1 503", 12) == 0, "got %s", buf);
+	ck_assert(strstr((char *)buf, "Retry-After: 1\r\n") != NULL);
+	ck_assert_uint_eq(fk.stats.upgraded, 0);
+	ck_assert(fk.c->state == CONN_FLUSHING || fk.c->state == CONN_CLOSED);
+}
+END_TEST
+
 /* Silence during the handshake: the handshake timer closes it (HANDSHAKE -> CLOSED via
  * a 408 or a plain close), whatever the client does not do. */
 START_TEST(test_handshake_timeout)
@@ -1049,6 +1067,7 @@ conn_suite(void)
 	tcase_add_test(tc, test_unmasked_frame_is_protocol_error);
 	tcase_add_test(tc, test_bad_request_refused);
 	tcase_add_test(tc, test_readyz_asks_the_environment);
+	tcase_add_test(tc, test_upgrade_refused_while_the_process_drains);
 	tcase_add_test(tc, test_handshake_timeout);
 	tcase_add_test(tc, test_public_id);
 	tcase_add_test(tc, test_flush_writes_in_the_same_turn);
