@@ -550,9 +550,10 @@ cl_unsubscribe(struct broker *base, const char *channel, size_t len)
 }
 
 /* Holds a publish of slot (a copy) until broker_redis_cluster_drain sends it where the map
- * says: behind a held one of its slot (want_subs 0), or, the slot having moved, until the
- * new master has want_subs subscribers of its channel (bounded by two refresh periods).
- * -1: refused (the held bytes would pass publish_queue, or no memory), counted. */
+ * says: behind a held one of its slot, or while no master serves the slot (want_subs 0), or,
+ * the slot having moved, until the new master has want_subs subscribers of its channel
+ * (bounded by two refresh periods). -1: refused (the held bytes would pass publish_queue, or
+ * no memory); the caller counts it. */
 static int
 cl_hold(struct broker_redis_cluster *cl, const char *channel, size_t clen, const uint8_t *data,
         size_t len, uint64_t seq, unsigned slot, uint32_t want_subs)
@@ -561,13 +562,10 @@ cl_hold(struct broker_redis_cluster *cl, const char *channel, size_t clen, const
 	struct cl_held *h;
 
 	if (clen + len > cap - (cl->held_bytes < cap ? cl->held_bytes : cap) ||
-	    (h = calloc(1, sizeof(*h))) == NULL) {
-		METRIC_ADD(cl->held_refused, 1);
+	    (h = calloc(1, sizeof(*h))) == NULL)
 		return -1;
-	}
 	if ((h->p = malloc(sizeof(*h->p) + clen + len)) == NULL) {
 		free(h);
-		METRIC_ADD(cl->held_refused, 1);
 		return -1;
 	}
 	h->p->clen = clen, h->p->len = len, h->p->seq = seq, h->p->redirects = 0;
@@ -594,12 +592,28 @@ cl_publish(struct broker *base, const char *channel, size_t clen, const uint8_t 
 
 	/* A slot with a redirected publish held: this one waits behind it (bounded like the
 	 * publish queue; refused, the client is told, when full). */
-	if (!STAILQ_EMPTY(&cl->held) && broker_redis_cluster_held_has(cl, slot))
-		return cl_hold(cl, channel, clen, data, len, seq, slot, 0);
+	if (!STAILQ_EMPTY(&cl->held) && broker_redis_cluster_held_has(cl, slot)) {
+		if (cl_hold(cl, channel, clen, data, len, seq, slot, 0) == 0)
+			return 0;
+		METRIC_ADD(cl->held_refused, 1);
+		return -1;
+	}
 	if (b == NULL) {
-		/* No map yet (startup) or an unserved slot: refused, the client is told. */
-		METRIC_ADD(cl->unrouted, 1);
+		/* No map yet (startup), or no master serves the slot: its master failed and the
+		 * map read since names no replica in its place yet. The publish waits, as one to
+		 * a single Redis that is down waits in publish_queue, until a map serves the slot
+		 * (asked for now); refused, the client is told, only when that bound is full.
+		 * Refused at once, a publisher in that half second of a failover was closed with
+		 * 1013 (test_master_killed_replica_takes_over, 1 run in the fresh container). As
+		 * for a moved slot, it goes once the new master has the subscribers the old one
+		 * last counted, so that instances still resubscribing there do not lose it. */
+		uint32_t want = cl->receivers[slot];
+
+		cl->receivers[slot] = 0;
 		__atomic_store_n(&cl_shared(cl)->want, 1, __ATOMIC_RELEASE);
+		if (cl_hold(cl, channel, clen, data, len, seq, slot, want) == 0)
+			return 0;
+		METRIC_ADD(cl->unrouted, 1);
 		return -1;
 	}
 	/* The map moved the slot since its last publish was answered (a sunsubscribe push or a
@@ -610,7 +624,10 @@ cl_publish(struct broker *base, const char *channel, size_t clen, const uint8_t 
 		uint32_t want = cl->receivers[slot];
 
 		cl->receivers[slot] = 0; /* asked once per move; the held one's answer sets it */
-		return cl_hold(cl, channel, clen, data, len, seq, slot, want);
+		if (cl_hold(cl, channel, clen, data, len, seq, slot, want) == 0)
+			return 0;
+		METRIC_ADD(cl->held_refused, 1);
+		return -1;
 	}
 	return broker_redis_publish_msg(b, channel, clen, data, len, seq, 0, 0);
 }
