@@ -61,9 +61,9 @@ worker_reap(evutil_socket_t fd, short what, void *arg)
  * one coming or going, heap_trim() (malloc_trim) gives the free pages back (issue #12: 15,000
  * idle wss:// connections, see bench/results/tls-idle-memory.md). Closes count as much as
  * opens: before they did, the memory of clients that left after the last trim stayed resident
- * until 64 new ones came (a chaos run read 32.7 MiB quiet at its end against 24.7 MiB after
- * warm-up, heap in use equal). A steady trickle trims once per WORKER_TRIM_CHURN connections
- * at most; a fan-out burst's chains are not touched while it lasts.
+ * until 64 new ones came (test_tls.py test_heap_trimmed_after_a_wave_of_closes). A steady
+ * trickle trims once per WORKER_TRIM_CHURN connections at most; a fan-out burst's chains are
+ * not touched while it lasts.
  */
 #define WORKER_TRIM_CHURN 64
 
