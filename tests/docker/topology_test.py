@@ -593,6 +593,12 @@ async def check_history(topo, n=1500, rate=75.0):
 
 async def check_redis_down(topo, victim="redis"):
     """Readiness reflects delivery: a replica that cannot reach Redis is unhealthy and DOWN."""
+    # The history check before restarts Redis and a replica: start from every replica UP, or
+    # the spread below counts a replica still reconnecting as one HAProxy skips (failed once:
+    # 12 clients on wsgate1 and wsgate2 only, 3 s after the history check).
+    t = time.monotonic()
+    view = await topo.wait_servers({s: "UP" for s in REPLICAS}, 60)
+    log(f"  HAProxy has every replica UP {time.monotonic() - t:.1f}s into this check: {view}")
     clients = await connect_spread(topo, "/chat", 6, "k")
     await sync_chat(clients)
     name = topo.container(victim)
