@@ -1,10 +1,11 @@
 /* fuzz_conn.c - stateful libFuzzer target for a client connection (conn.c, conn_handshake.c,
  * heartbeat.c and the echo, pubsub and proxy targets): the input is a program of client bytes,
  * frames, timer fires, slow or vanishing clients and backend outcomes, run in any order against
- * one real connection on a real worker. No seam in src/: the client side is a bufferevent pair
- * handed to conn_new() as an accepted transport, a timer "fires" through timer_wheel_expire() on
- * the connection's one timer (struct conn is public), and the backend is a loopback listener the
- * input answers for (101, an HTTP status, garbage, frames, close, silence).
+ * one real connection on a real worker. No seam in src/: a socketpair, one end handed to
+ * conn_new() as an accepted plain transport, the client's end a bufferevent, a timer "fires"
+ * through timer_wheel_expire() on the connection's one timer (struct conn is public), and the
+ * backend is a loopback listener the input answers for (101, an HTTP status, garbage, frames,
+ * close, silence).
  *
  * Checks: nothing aborts (fatalx exits, which libFuzzer reports), ASan/UBSan/LSan clean, and
  * every connection ends: once the client is gone and timers have fired, the worker has no
@@ -28,6 +29,7 @@
 #include "config.h"
 #include "conn.h"
 #include "gateway.h"
+#include "transport.h"
 #include "http.h"
 #include "log.h"
 #include "worker.h"
@@ -52,7 +54,7 @@ static struct {
 	int lfd; /* the backend's listener */
 	int bfd[FZ_MAX_BACKENDS];
 	size_t nb;
-	struct bufferevent *client; /* our end of the pair; NULL once the client vanished */
+	struct bufferevent *client; /* our end of the socketpair; NULL once the client vanished */
 } fz;
 
 static const char *const fz_paths[] = {"/echo", "/ps/room1", "/p", "/nope", "/ps/bad%20x"};
@@ -142,14 +144,19 @@ fz_live(struct conn *c)
 	return NULL;
 }
 
-/* The client goes away: the connection sees EOF (a pair's free alone tells the partner
- * nothing; BEV_FINISHED is how a pair says it). */
+/* The client goes away: what it sent last goes as far as the socket takes it, then the
+ * connection sees EOF (the socket closed with the bufferevent). */
 static void
 fz_client_gone(void)
 {
+	struct evbuffer *out;
+
 	if (fz.client == NULL)
 		return;
-	bufferevent_flush(fz.client, EV_WRITE, BEV_FINISHED);
+	/* A socket bufferevent's output is frozen at the front between its own writes. */
+	out = bufferevent_get_output(fz.client);
+	evbuffer_unfreeze(out, 1);
+	(void)evbuffer_write(out, bufferevent_getfd(fz.client));
 	bufferevent_free(fz.client);
 	fz.client = NULL;
 }
@@ -223,23 +230,33 @@ fz_backend_close(size_t i, int rst)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct bufferevent *pair[2];
+	struct transport *tr;
 	struct sockaddr_in peer;
 	struct conn *c;
 	uint8_t payload[512];
 	size_t i = 0;
-	int rounds;
+	int rounds, sv[2];
 
-	if (bufferevent_pair_new(fz.w->base, 0, pair) != 0)
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0)
 		return 0;
+	if ((fz.client = bufferevent_socket_new(fz.w->base, sv[1], BEV_OPT_CLOSE_ON_FREE)) ==
+	    NULL) {
+		close(sv[0]);
+		close(sv[1]);
+		return 0;
+	}
+	if ((tr = transport_server_new(fz.w->base, sv[0], NULL)) == NULL) {
+		bufferevent_free(fz.client);
+		fz.client = NULL;
+		return 0;
+	}
 	memset(&peer, 0, sizeof(peer));
 	peer.sin_family = AF_INET;
 	peer.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	peer.sin_port = htons(40000);
-	fz.client = pair[1];
 	fz.nb = 0;
 	bufferevent_enable(fz.client, EV_READ | EV_WRITE);
-	c = conn_new(&fz.w->env, pair[0], (struct sockaddr *)&peer, sizeof(peer));
+	c = conn_new(&fz.w->env, tr, (struct sockaddr *)&peer, sizeof(peer));
 	FZ_CHECK(c != NULL);
 
 	while (i < size) {

@@ -15,7 +15,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <openssl/rand.h>
 
 #include "admission.h"
@@ -124,10 +123,10 @@ conn_set_state(struct conn *c, enum conn_state st)
 		 * whatever paused it before (a pending target, a full output). */
 		c->paused_target = 0;
 		c->paused_output = 0;
-		bufferevent_enable(c->bev, EV_READ);
+		transport_enable(c->tr, EV_READ);
 		/* The FIN goes when everything was written: now, or from conn_write_cb. */
 		if (ws_outq_len(&c->outq) == 0)
-			transport_finish(c->bev);
+			transport_finish(c->tr);
 		break;
 	default:
 		break;
@@ -146,8 +145,8 @@ conn_close(struct conn *c, const char *reason)
 		c->target->close(c);
 	c->target = NULL;
 	conn_set_state(c, CONN_CLOSED);
-	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
-	bufferevent_setcb(c->bev, NULL, NULL, NULL, NULL);
+	transport_disable(c->tr, EV_READ | EV_WRITE);
+	transport_setcb(c->tr, NULL, NULL);
 	c->env->conn_dead(c->env->arg, c);
 }
 
@@ -156,8 +155,8 @@ conn_free(struct conn *c)
 {
 	timer_wheel_cancel(c->env->wheel, &c->timer);
 	conn_flush_forget(c);
-	ws_outq_free(&c->outq);   /* its callback off the output first */
-	bufferevent_free(c->bev); /* closes the socket: BEV_OPT_CLOSE_ON_FREE */
+	ws_outq_free(&c->outq); /* its callback off the output first */
+	transport_free(c->tr);  /* closes the socket */
 	config_release(c->cfg);
 	limit_release(c->env->limits, &c->limit);
 	free(c->pending);
@@ -174,13 +173,12 @@ conn_read_update(struct conn *c)
 	if (c->state == CONN_CLOSED)
 		return;
 	if (c->paused_output || c->paused_target) {
-		bufferevent_disable(c->bev, EV_READ);
+		transport_disable(c->tr, EV_READ);
 		return;
 	}
-	bufferevent_enable(c->bev, EV_READ);
+	transport_enable(c->tr, EV_READ);
 	/* Input may have been left unparsed when we stopped. */
-	if ((c->state == CONN_OPEN || c->state == CONN_CLOSING) &&
-	    evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+	if ((c->state == CONN_OPEN || c->state == CONN_CLOSING) && transport_input_len(c->tr) > 0)
 		conn_frames_read(c);
 }
 
@@ -226,26 +224,26 @@ conn_written(struct conn *c)
 }
 
 static void
-conn_write_cb(struct bufferevent *bev, void *arg)
+conn_write_cb(struct transport *t, void *arg)
 {
-	(void)bev;
+	(void)t;
 	conn_written(arg);
 }
 
 static void
-conn_event_cb(struct bufferevent *bev, short what, void *arg)
+conn_event_cb(struct transport *t, short what, void *arg)
 {
 	struct conn *c = arg;
 	char why[128];
 
-	(void)bev;
-	if (what & BEV_EVENT_EOF) {
+	(void)t;
+	if (what & TRANSPORT_EOF) {
 		conn_close(c, c->state == CONN_FLUSHING || c->state == CONN_CLOSING
 		                  ? "peer closed"
 		                  : "peer closed TCP without a close frame");
 		return;
 	}
-	if (what & BEV_EVENT_ERROR) {
+	if (what & TRANSPORT_ERROR) {
 		snprintf(why, sizeof(why), "socket error: %s",
 		         evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 		conn_close(c, why);
@@ -253,10 +251,10 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 }
 
 static void
-conn_read_cb(struct bufferevent *bev, void *arg)
+conn_read_cb(struct transport *t, void *arg)
 {
 	struct conn *c = arg;
-	size_t len;
+	struct evbuffer *in;
 
 	ws_outq_rx(&c->outq, conn_now_ms());
 	switch (c->state) {
@@ -265,18 +263,12 @@ conn_read_cb(struct bufferevent *bev, void *arg)
 		break;
 	case CONN_OPEN:
 	case CONN_CLOSING:
-		/* A large message came 4096 bytes a read: the rest in one more read. */
-		len = evbuffer_get_length(bufferevent_get_input(bev));
-		if (!c->flush_tls && transport_read_was_cut(len, c->in_left))
-			(void)transport_read_more(bev);
 		conn_frames_read(c);
-		len = evbuffer_get_length(bufferevent_get_input(bev));
-		c->in_left = len < UINT32_MAX ? (uint32_t)len : UINT32_MAX;
 		break;
 	case CONN_FLUSHING:
 		/* Nothing more is processed; keep the receive queue empty (see conn_write_cb). */
-		evbuffer_drain(bufferevent_get_input(bev),
-		               evbuffer_get_length(bufferevent_get_input(bev)));
+		in = transport_input(t);
+		evbuffer_drain(in, evbuffer_get_length(in));
 		break;
 	case CONN_CLOSED:
 		break;
@@ -363,19 +355,32 @@ conn_peer_str(const struct conn *c, char *buf, size_t bufsz)
 	return buf;
 }
 
+/* Bytes were added to the output (ws_outq's hook): written at the end of this loop turn. */
+static void
+conn_outq_added(struct ws_outq *q)
+{
+	conn_flush_mark((struct conn *)(void *)((char *)q - offsetof(struct conn, outq)));
+}
+
+static const struct transport_cbs conn_transport_cbs = {
+    .read = conn_read_cb,
+    .write = conn_write_cb,
+    .event = conn_event_cb,
+};
+
 struct conn *
-conn_new(struct env *env, struct bufferevent *bev, const struct sockaddr *sa, socklen_t salen)
+conn_new(struct env *env, struct transport *tr, const struct sockaddr *sa, socklen_t salen)
 {
 	struct conn *c;
 
 	(void)salen;
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		log_warn("conn_new");
-		bufferevent_free(bev);
+		transport_free(tr);
 		return NULL;
 	}
-	c->bev = bev;
-	c->flush_tls = transport_is_tls(bev) != 0;
+	c->tr = tr;
+	c->flush_tls = transport_is_tls(tr) != 0;
 	METRIC_ADD(env->stats->accepted, 1);
 	c->id = env->next_conn_id(env->arg);
 	c->env = env;
@@ -383,16 +388,23 @@ conn_new(struct env *env, struct bufferevent *bev, const struct sockaddr *sa, so
 	c->state = CONN_HANDSHAKE;
 	conn_keep_peer(c, sa);
 	ws_endpoint_parser_init(&c->parser, WS_ROLE_SERVER, c->cfg->max_message_size);
-	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-	if (ws_outq_attach(&c->outq, c->bev, conn_now_ms()) < 0) {
+	transport_setcb(tr, &conn_transport_cbs, c);
+	if (ws_outq_attach(&c->outq, transport_output(tr), transport_fd(tr),
+	                   c->flush_tls ? WS_OUTQ_FRONT_FROZEN : 0, conn_now_ms()) < 0) {
 		log_warnx("conn_new: out of memory");
 		config_release(c->cfg);
-		bufferevent_free(bev);
+		transport_free(tr);
 		free(c);
 		return NULL;
 	}
+	/* The write callback runs whenever the output falls to the level: time to pump. */
+	transport_set_write_low(tr, WS_OUTQ_LEVEL);
+	/* Plain: every byte added is written at the end of its turn (conn_flush.c); a TLS
+	 * session's bufferevent writes its own. */
+	if (!c->flush_tls)
+		c->outq.added = conn_outq_added;
 	ws_outq_gauge(&c->outq, env->out_queued);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	transport_enable(tr, EV_READ | EV_WRITE);
 	env->conn_add(env->arg, c);
 	conn_timer_arm(c, c->cfg->handshake_timeout_ms);
 	if (log_enabled(LOG_LVL_DEBUG)) {
@@ -514,10 +526,10 @@ conn_http_reply(struct conn *c, int status, const char *extra_headers, const cha
 		metrics_reject(c->env->stats, status);
 	n = http_format_reply(buf, sizeof(buf), status, extra_headers, NULL);
 	if (n > 0)
-		evbuffer_add(bufferevent_get_output(c->bev), buf, n);
+		evbuffer_add(transport_output(c->tr), buf, n);
 	conn_log(c, status >= 500 ? LOG_LVL_WARN : LOG_LVL_INFO, "HTTP %d: %s", status, why);
-	evbuffer_drain(bufferevent_get_input(c->bev),
-	               evbuffer_get_length(bufferevent_get_input(c->bev)));
+	if (transport_input_len(c->tr) > 0)
+		evbuffer_drain(transport_input(c->tr), transport_input_len(c->tr));
 	conn_set_state(c, CONN_FLUSHING);
 }
 
@@ -754,7 +766,7 @@ conn_ep_resume_output(void *arg)
 static void
 conn_ep_flushed(void *arg)
 {
-	transport_finish(((struct conn *)arg)->bev);
+	transport_finish(((struct conn *)arg)->tr);
 }
 
 static void
@@ -803,7 +815,7 @@ conn_endpoint(struct conn *c, struct ws_endpoint *ep)
 void
 conn_frames_read(struct conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = transport_input(c->tr);
 	struct ws_endpoint ep;
 
 	/* The peer's close came and the target has yet to answer it: nothing after it counts. */

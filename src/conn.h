@@ -1,4 +1,4 @@
-/* conn.h - one client connection: its bufferevent, explicit state, the RFC 6455 session and
+/* conn.h - one client connection: its transport, explicit state, the RFC 6455 session and
  * the route's target. One owner (its worker), one teardown path: conn_close(c, reason). */
 #ifndef WSGATE_CONN_H
 #define WSGATE_CONN_H
@@ -27,7 +27,7 @@
 struct env;
 struct conn_pending;
 struct conn_pmd;
-struct bufferevent;
+struct transport;
 struct target_ops;
 struct http_request;
 
@@ -51,12 +51,10 @@ struct conn_peer {
 #define CONN_PEER_STRLEN 56 /* "[" INET6_ADDRSTRLEN "]:" port */
 
 struct conn {
-	uint64_t id;     /* process-unique, for logs */
-	struct env *env; /* what the owner (a worker) provides */
-	struct bufferevent *bev;
+	uint64_t id;          /* process-unique, for logs */
+	struct env *env;      /* what the owner (a worker) provides */
+	struct transport *tr; /* the socket, plain or TLS (transport.h) */
 	enum conn_state state;
-	uint32_t
-	    in_left; /* input left unparsed by the last read callback (transport_read_was_cut) */
 	unsigned paused_output : 1; /* our output is above the high watermark: not reading */
 	unsigned paused_target : 1; /* the target asked us to stop reading (its peer is slow) */
 	unsigned want_drained : 1;  /* call target->drained when output falls low */
@@ -98,9 +96,9 @@ struct conn {
 	LIST_ENTRY(conn) entry;       /* worker's live list, then its dead list */
 };
 
-/* Takes ownership of bev (an accepted transport, see transport.h). Returns NULL after freeing
+/* Takes ownership of tr (an accepted transport, see transport.h). Returns NULL after freeing
  * it on failure. */
-struct conn *conn_new(struct env *env, struct bufferevent *bev, const struct sockaddr *sa,
+struct conn *conn_new(struct env *env, struct transport *tr, const struct sockaddr *sa,
                       socklen_t salen);
 
 /* The only teardown: logs reason once, tells the target, stops all I/O and queues the free. */

@@ -1,16 +1,13 @@
 /* conn_flush.c - the end-of-turn writer for plain-TCP connections (conn_flush.h).
  *
- * A bufferevent arms its write event when bytes are added and disarms it once the output is
- * empty: with the epoll changelist that is an EPOLL_CTL_MOD before the next epoll_wait, a
- * writable event, the writev, and another EPOLL_CTL_MOD on the turn after — three syscalls and a
- * loop pass per delivery, where a bare server makes one write. Here the turn's deliveries are
- * collected, then written by one callback queued behind every other callback of the turn: one
- * writev per connection, however many frames the turn queued for it (a broadcast burst
- * coalesces), and when the kernel took everything, the write event is disarmed before epoll
- * ever saw it (the changelist folds the add and the delete into nothing). What the kernel
- * refuses stays in the output under the bufferevent's write event, as before: the bufferevent
- * stays the transport and the safety net (an output this module never hears of is written by
- * it as it always was). */
+ * Arming a write event when bytes are added and disarming it once the output is empty costs,
+ * with the epoll changelist, an EPOLL_CTL_MOD before the next epoll_wait, a writable event, the
+ * writev, and another EPOLL_CTL_MOD on the turn after — three syscalls and a loop pass per
+ * delivery, where a bare server makes one write. Here every byte added to a connection's output
+ * marks it (ws_outq's hook), and the turn's marked connections are written by one callback
+ * queued behind every other callback of the turn: one send per connection, however many frames
+ * the turn queued for it (a broadcast burst coalesces). Only what the kernel refuses waits
+ * under the transport's write event (transport_written). */
 #include "conn_flush.h"
 
 #include <errno.h>
@@ -24,8 +21,6 @@
 #endif
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
@@ -93,30 +88,31 @@ conn_flush_key_make(void)
 }
 
 /* After c's output was written (before: what the queue held until then; out_before: what the
- * output held): an output the kernel took whole needs no write event: deleted in the turn it
- * was added, it costs no syscall. Anything left, or an error, stays with the bufferevent's
- * write event. The endpoint hears of the write as the bufferevent's write callback would have
- * told it (output taken down to its low watermark, WS_OUTQ_LEVEL): without that, an output
- * written here never said "drained", so a proxy paused for a slow reader never resumed reading
- * its backend (test_slow_reading_live_client_kept_on_proxy, 1 run in 2). */
+ * output held). The endpoint hears of the write as the transport's write callback would have
+ * told it (output taken down to its low mark, WS_OUTQ_LEVEL): without that, an output written
+ * here never said "drained", so a proxy paused for a slow reader never resumed reading its
+ * backend (test_slow_reading_live_client_kept_on_proxy, 1 run in 2). Then whatever the output
+ * holds (refused by the kernel, an error, or frames the endpoint just moved in) waits under the
+ * transport's write event; an output the kernel took whole needs none. c is still marked here,
+ * so frames moved in now wait for that event instead of being written again in this turn: one
+ * connection's share of a turn stays WS_OUTQ_TURN_BYTES. */
 static void
 conn_flush_after(struct conn *c, size_t before, size_t out_before)
 {
-	size_t left = evbuffer_get_length(bufferevent_get_output(c->bev));
+	size_t left = evbuffer_get_length(transport_output(c->tr));
 
-	if (left == 0)
-		event_del(&c->bev->ev_write);
 	if (ws_outq_len(&c->outq) < before || (left < out_before && left <= WS_OUTQ_LEVEL))
 		conn_written(c);
+	if (c->state != CONN_CLOSED)
+		transport_written(c->tr);
 }
 
 /* One writev of c's output (more while the queue refills it and the kernel keeps taking). */
 static void
 conn_flush_write(struct conn *c)
 {
-	struct bufferevent *bev = c->bev;
-	struct evbuffer *out = bufferevent_get_output(bev);
-	evutil_socket_t fd = bufferevent_getfd(bev);
+	struct evbuffer *out = transport_output(c->tr);
+	int fd = transport_fd(c->tr);
 	size_t before = ws_outq_len(&c->outq), out_before = evbuffer_get_length(out);
 
 	if (c->state == CONN_CLOSED || out_before == 0 || fd < 0)
@@ -149,20 +145,18 @@ conn_flush_ring(struct conn_flush_list *l)
 static void
 conn_flush_sent(struct conn *c, int res, size_t len)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = transport_output(c->tr);
 	size_t before = ws_outq_len(&c->outq), out_before = evbuffer_get_length(out);
 
-	c->flush_marked = 0;
 	if (res > 0) {
-		evbuffer_unfreeze(out, 1);
 		evbuffer_drain(out, (size_t)res);
-		evbuffer_freeze(out, 1);
 		if (evbuffer_get_length(out) == 0)
 			ws_outq_pump(&c->outq);
 		if ((size_t)res == len && evbuffer_get_length(out) > 0 && len < WS_OUTQ_TURN_BYTES)
 			ws_outq_write_now(&c->outq, WS_OUTQ_TURN_BYTES - len);
 	}
 	conn_flush_after(c, before, out_before);
+	c->flush_marked = 0;
 }
 
 /* Sends for the marked connections from l->v[i] on, at most CONN_FLUSH_RING, in one
@@ -183,8 +177,8 @@ conn_flush_batch(struct conn_flush_list *l, struct conn_flush_ring *r, size_t i)
 
 		if (c == NULL)
 			continue;
-		out = bufferevent_get_output(c->bev);
-		fd = bufferevent_getfd(c->bev);
+		out = transport_output(c->tr);
+		fd = transport_fd(c->tr);
 		if (c->state == CONN_CLOSED || evbuffer_get_length(out) == 0 || fd < 0) {
 			c->flush_marked = 0;
 			continue;
@@ -280,8 +274,8 @@ conn_flush_run(evutil_socket_t fd, short what, void *arg)
 
 		if (c == NULL)
 			continue; /* freed since it was marked */
-		c->flush_marked = 0;
 		conn_flush_write(c);
+		c->flush_marked = 0;
 	}
 	l->n = 0;
 }
@@ -294,8 +288,11 @@ conn_flush_mark(struct conn *c)
 	if (c->flush_marked || c->flush_tls || c->state == CONN_CLOSED)
 		return;
 	if (l->base != c->env->base) {
-		if (l->base != NULL && l->n > 0)
-			return; /* a second loop on one thread (not done): its bufferevents write */
+		if (l->base != NULL && l->n > 0) {
+			/* A second loop on one thread (not done): its write events write. */
+			transport_write_soon(c->tr);
+			return;
+		}
 		event_assign(&l->ev, c->env->base, -1, 0, conn_flush_run, l);
 		l->base = c->env->base;
 		l->n = 0;
@@ -305,8 +302,10 @@ conn_flush_mark(struct conn *c)
 		struct conn **v;
 
 		pthread_once(&conn_flush_once, conn_flush_key_make);
-		if (!conn_flush_key_ok || (v = realloc(l->v, cap * sizeof(*v))) == NULL)
-			return; /* the bufferevent writes it */
+		if (!conn_flush_key_ok || (v = realloc(l->v, cap * sizeof(*v))) == NULL) {
+			transport_write_soon(c->tr); /* its write event writes it */
+			return;
+		}
 		l->v = v;
 		l->cap = cap;
 		(void)pthread_setspecific(conn_flush_key, l);

@@ -10,7 +10,6 @@
 #include <netinet/in.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 
 #include "admission.h"
 #include "conn.h"
@@ -23,6 +22,7 @@
 #include "route.h"
 #include "security.h"
 #include "target.h"
+#include "transport.h"
 #include "upstream_req.h"
 
 const char *
@@ -63,7 +63,7 @@ conn_builtin_endpoint(struct conn *c, const struct http_request *req)
 	n = http_format_reply(buf, sizeof(buf), status, NULL, body);
 	if (http_str_eq(req->method, "HEAD") && n > strlen(body))
 		n -= strlen(body);
-	evbuffer_add(bufferevent_get_output(c->bev), buf, n);
+	evbuffer_add(transport_output(c->tr), buf, n);
 	conn_log(c, LOG_LVL_DEBUG, "HTTP %d %.*s", status, (int)req->path.n, req->path.p);
 	conn_set_state(c, CONN_FLUSHING);
 	return 1;
@@ -79,7 +79,7 @@ static void
 conn_send_101(struct conn *c, const char *accept, size_t header_len, const char *proto,
               const char *extra)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = transport_output(c->tr);
 	char buf[512];
 	size_t n;
 
@@ -94,7 +94,7 @@ conn_send_101(struct conn *c, const char *accept, size_t header_len, const char 
 		evbuffer_add(out, extra, strlen(extra));
 	conn_deflate_101(c, out);
 	evbuffer_add(out, "\r\n", 2);
-	evbuffer_drain(bufferevent_get_input(c->bev), header_len);
+	evbuffer_drain(transport_input(c->tr), header_len);
 	c->upgraded = 1;
 	METRIC_ADD(c->env->stats->upgraded, 1);
 	if ((c->rstats = metrics_route(c->env->stats, c->route->path)) != NULL) {
@@ -261,7 +261,7 @@ conn_upgrade(struct conn *c, const struct http_request *req, const struct route_
 void
 conn_handshake_read(struct conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = transport_input(c->tr);
 	size_t len = evbuffer_get_length(in), n, from;
 	struct http_request req;
 	struct route_match m;

@@ -132,7 +132,7 @@ listener_admit(struct listener *l, evutil_socket_t fd, const struct sockaddr *sa
 	const struct worker_owner *gw = l->w->owner;
 	struct limit_ticket ticket;
 	enum limit_verdict v;
-	struct bufferevent *bev;
+	struct transport *tr;
 	struct conn *c;
 	int one = 1;
 
@@ -151,8 +151,8 @@ listener_admit(struct listener *l, evutil_socket_t fd, const struct sockaddr *sa
 	/* Frames are written whole; Nagle would only add latency to small messages. */
 	if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
 		log_warn("TCP_NODELAY");
-	if ((bev = transport_server_new(l->w->base, fd, l->tls)) == NULL ||
-	    (c = conn_new(&l->w->env, bev, sa, salen)) == NULL) {
+	if ((tr = transport_server_new(l->w->base, fd, l->tls)) == NULL ||
+	    (c = conn_new(&l->w->env, tr, sa, salen)) == NULL) {
 		limit_release(gw->limits, &ticket);
 		return;
 	}

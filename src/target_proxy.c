@@ -301,7 +301,7 @@ proxy_handshake(struct conn *c, const struct http_request *req, const struct rou
 	cl.peer_trusted =
 	    s->peer_ip[0] && cidr_match_text(c->cfg->trusted_proxies, c->cfg->ntrusted_proxies,
 	                                     s->peer_ip, strlen(s->peer_ip));
-	cl.tls = transport_is_tls(c->bev);
+	cl.tls = transport_is_tls(c->tr);
 	cl.forward = r->forward_headers;
 	/* The request lives only during this call: what the backend needs is copied. */
 	if ((s->pool = upstream_pool_get(reg, r, c->cfg)) == NULL ||

@@ -1,74 +1,190 @@
-/* transport.c - plain and TLS client transports behind one small interface (transport.h):
- * two implementations of the same table, chosen once per connection. The TLS one (certificates,
- * SNI, reload, close_notify) lives in tls.c. */
-#include "transport.h"
+/* transport.c - the client transport's interface (transport.h): plain TCP is transport_plain.c,
+ * TLS a bufferevent_openssl made by tls.c (certificates, SNI, reload, close_notify) whose
+ * callbacks are passed on here. */
+#include "transport_int.h"
 
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
-#include "log.h"
 #include "tls.h"
 
-struct transport_ops {
-	const char *name;
-	struct bufferevent *(*server_new)(struct event_base *base, int fd, struct tls_server *tls);
-	void (*finish)(struct bufferevent *bev);
-};
+_Static_assert(TRANSPORT_EOF == BEV_EVENT_EOF && TRANSPORT_ERROR == BEV_EVENT_ERROR,
+               "transport events are libevent's");
 
-static struct bufferevent *
-transport_plain_new(struct event_base *base, int fd, struct tls_server *tls)
+static void
+transport_tls_read(struct bufferevent *bev, void *arg)
 {
-	struct bufferevent *bev;
+	struct transport *t = arg;
 
-	(void)tls;
-	bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL)
-		close(fd);
-	return bev;
+	(void)bev;
+	if (t->cbs != NULL && t->cbs->read != NULL)
+		t->cbs->read(t, t->arg);
 }
 
 static void
-transport_plain_finish(struct bufferevent *bev)
+transport_tls_write(struct bufferevent *bev, void *arg)
 {
-	shutdown(bufferevent_getfd(bev), SHUT_WR);
+	struct transport *t = arg;
+
+	(void)bev;
+	if (t->cbs != NULL && t->cbs->write != NULL)
+		t->cbs->write(t, t->arg);
 }
 
-static const struct transport_ops transport_plain = {
-    "plain",
-    transport_plain_new,
-    transport_plain_finish,
-};
+static void
+transport_tls_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct transport *t = arg;
 
-static const struct transport_ops transport_tls = {
-    "tls",
-    tls_bufferevent_new,
-    tls_finish,
-};
+	(void)bev;
+	if (t->cbs != NULL && t->cbs->event != NULL)
+		t->cbs->event(t, what & (TRANSPORT_EOF | TRANSPORT_ERROR), t->arg);
+}
 
-struct bufferevent *
+struct transport *
 transport_server_new(struct event_base *base, int fd, struct tls_server *tls)
 {
-	const struct transport_ops *ops = tls != NULL ? &transport_tls : &transport_plain;
+	struct transport *t;
+	struct bufferevent *bev;
 
-	return ops->server_new(base, fd, tls);
+	if (tls == NULL)
+		return transport_plain_new(base, fd);
+	if ((bev = tls_bufferevent_new(base, fd, tls)) == NULL)
+		return NULL;
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		bufferevent_free(bev);
+		return NULL;
+	}
+	t->bev = bev;
+	bufferevent_setcb(bev, transport_tls_read, transport_tls_write, transport_tls_event, t);
+	return t;
 }
 
 void
-transport_finish(struct bufferevent *bev)
+transport_free(struct transport *t)
 {
-	const struct transport_ops *ops = transport_is_tls(bev) ? &transport_tls : &transport_plain;
+	if (t == NULL)
+		return;
+	if (t->bev == NULL) {
+		transport_plain_free(t);
+		return;
+	}
+	bufferevent_free(t->bev); /* closes the socket: BEV_OPT_CLOSE_ON_FREE */
+	free(t);
+}
 
-	ops->finish(bev);
+void
+transport_setcb(struct transport *t, const struct transport_cbs *cbs, void *arg)
+{
+	t->cbs = cbs;
+	t->arg = arg;
+}
+
+void
+transport_enable(struct transport *t, short what)
+{
+	if (t->bev != NULL) {
+		bufferevent_enable(t->bev, what);
+		return;
+	}
+	t->enabled |= (uint8_t)(what & (EV_READ | EV_WRITE));
+	transport_plain_update(t);
+}
+
+void
+transport_disable(struct transport *t, short what)
+{
+	if (t->bev != NULL) {
+		bufferevent_disable(t->bev, what);
+		return;
+	}
+	t->enabled &= (uint8_t) ~(what & (EV_READ | EV_WRITE));
+	transport_plain_update(t);
+}
+
+struct evbuffer *
+transport_input(struct transport *t)
+{
+	return t->bev != NULL ? bufferevent_get_input(t->bev) : transport_plain_input(t);
+}
+
+size_t
+transport_input_len(const struct transport *t)
+{
+	if (t->bev != NULL)
+		return evbuffer_get_length(bufferevent_get_input(t->bev));
+	return t->in != NULL ? evbuffer_get_length(t->in) : 0;
+}
+
+struct evbuffer *
+transport_output(struct transport *t)
+{
+	return t->bev != NULL ? bufferevent_get_output(t->bev) : t->out;
 }
 
 int
-transport_is_tls(struct bufferevent *bev)
+transport_fd(const struct transport *t)
 {
-	return tls_bufferevent_is_tls(bev);
+	return t->bev != NULL ? bufferevent_getfd(t->bev) : event_get_fd(&t->ev);
+}
+
+void
+transport_set_write_low(struct transport *t, size_t low)
+{
+	if (t->bev != NULL)
+		bufferevent_setwatermark(t->bev, EV_WRITE, low, 0);
+	else
+		t->write_low = low < UINT32_MAX ? (uint32_t)low : UINT32_MAX;
+}
+
+void
+transport_write_soon(struct transport *t)
+{
+	if (t->bev != NULL || t->write_wait || evbuffer_get_length(t->out) == 0)
+		return;
+	t->write_wait = 1;
+	transport_plain_update(t);
+}
+
+void
+transport_written(struct transport *t)
+{
+	uint8_t wait;
+
+	if (t->bev != NULL)
+		return;
+	wait = evbuffer_get_length(t->out) > 0;
+	if (wait == t->write_wait)
+		return;
+	t->write_wait = wait;
+	transport_plain_update(t);
+}
+
+int
+transport_write_pending(const struct transport *t)
+{
+	if (t->bev != NULL)
+		return evbuffer_get_length(bufferevent_get_output(t->bev)) > 0;
+	return (t->armed & EV_WRITE) != 0;
+}
+
+void
+transport_finish(struct transport *t)
+{
+	if (t->bev != NULL)
+		tls_finish(t->bev);
+	else
+		shutdown(event_get_fd(&t->ev), SHUT_WR);
+}
+
+int
+transport_is_tls(const struct transport *t)
+{
+	return t->bev != NULL;
 }
 
 /* libevent's own reads: EVBUFFER_MAX_READ in buffer.c (2.1). */
@@ -93,7 +209,7 @@ transport_read_more(struct bufferevent *bev)
 	if (fd < 0)
 		return 0;
 	/* A socket bufferevent keeps its input frozen at the end between its own reads (as its
-	 * output at the front: conn_flush.c): thawed for this read as its read callback does. */
+	 * output at the front: ws_outq.c): thawed for this read as its read callback does. */
 	evbuffer_unfreeze(in, 0);
 	if ((n = evbuffer_reserve_space(in, TRANSPORT_READ_MORE, v, 2)) <= 0) {
 		evbuffer_freeze(in, 0);

@@ -11,6 +11,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_struct.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
@@ -275,7 +276,10 @@ upstream_conn_flush_cb(evutil_socket_t fd, short what, void *arg)
 	if (u->state < UPC_OPEN || u->state == UPC_CLOSED || u->bev == NULL)
 		return;
 	before = ws_outq_len(&u->outq);
-	ws_outq_write_now(&u->outq, WS_OUTQ_TURN_BYTES);
+	/* An output the kernel took whole needs no write event (deleted in the turn it was
+	 * added, it costs no syscall). */
+	if (ws_outq_write_now(&u->outq, WS_OUTQ_TURN_BYTES) == 0)
+		event_del(&u->bev->ev_write);
 	/* The write callback's work (watermarks, drained, FLUSHING's end), which the
 	 * bufferevent does not run for a write it did not make. */
 	if (ws_outq_len(&u->outq) < before)
@@ -901,10 +905,13 @@ upstream_conn_connect(struct upstream_conn *u)
 	}
 	bufferevent_setcb(u->bev, upstream_conn_read_cb, upstream_conn_write_cb,
 	                  upstream_conn_event_cb, u);
-	if (ws_outq_attach(&u->outq, u->bev, conn_now_ms()) < 0) {
+	if (ws_outq_attach(&u->outq, bufferevent_get_output(u->bev), bufferevent_getfd(u->bev),
+	                   WS_OUTQ_FRONT_FROZEN, conn_now_ms()) < 0) {
 		upstream_conn_fail(u, "out of memory");
 		return;
 	}
+	/* The write callback runs whenever the output falls to the level: time to pump. */
+	bufferevent_setwatermark(u->bev, EV_WRITE, WS_OUTQ_LEVEL, 0);
 	/* Fewer, larger reads: the default 16 KiB costs throughput on a busy relay. */
 	bufferevent_set_max_single_read(u->bev, 65536);
 	bufferevent_set_max_single_write(u->bev, 65536);
@@ -915,6 +922,7 @@ upstream_conn_connect(struct upstream_conn *u)
 		upstream_conn_fail(u, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 		return;
 	}
+	ws_outq_set_fd(&u->outq, bufferevent_getfd(u->bev)); /* made by the connect */
 	bufferevent_enable(u->bev, EV_READ | EV_WRITE);
 }
 

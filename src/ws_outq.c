@@ -9,10 +9,6 @@
 #include <linux/sockios.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_struct.h>
-#include <event2/event.h>
-#include <event2/event_struct.h>
 
 #include "clock.h"
 #include "ws_frame.h"
@@ -28,6 +24,8 @@ ws_outq_out_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *
 	(void)buf;
 	if (q->gauge != NULL) /* modulo 2^64: the sum of all queues' changes is what they hold */
 		*q->gauge += info->n_added - info->n_deleted;
+	if (info->n_added > 0 && q->added != NULL)
+		q->added(q);
 	if (info->n_deleted == 0)
 		return;
 	q->taken += info->n_deleted;
@@ -61,33 +59,38 @@ ws_outq_pend_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void 
 }
 
 int
-ws_outq_attach(struct ws_outq *q, struct bufferevent *bev, uint64_t now_ms)
+ws_outq_attach(struct ws_outq *q, struct evbuffer *out, int fd, unsigned flags, uint64_t now_ms)
 {
-	struct evbuffer *out = bufferevent_get_output(bev);
-
 	ws_outq_detach(q);
 	if ((q->cbe = evbuffer_add_cb(out, ws_outq_out_cb, q)) == NULL)
 		return -1;
 	if (q->gauge != NULL)
 		*q->gauge += evbuffer_get_length(out);
-	q->bev = bev;
+	q->out = out;
+	q->fd = fd;
+	q->flags = (uint8_t)flags;
 	q->progress_ms = now_ms;
-	/* The write callback runs whenever the output falls to the level: time to pump. */
-	bufferevent_setwatermark(bev, EV_WRITE, WS_OUTQ_LEVEL, 0);
 	return 0;
+}
+
+void
+ws_outq_set_fd(struct ws_outq *q, int fd)
+{
+	q->fd = fd;
 }
 
 void
 ws_outq_detach(struct ws_outq *q)
 {
-	if (q->bev != NULL && q->cbe != NULL) {
-		evbuffer_remove_cb_entry(bufferevent_get_output(q->bev), q->cbe);
-		/* The output's bytes go with its bufferevent. */
+	if (q->out != NULL && q->cbe != NULL) {
+		evbuffer_remove_cb_entry(q->out, q->cbe);
+		/* The output's bytes go with its transport. */
 		if (q->gauge != NULL)
-			*q->gauge -= evbuffer_get_length(bufferevent_get_output(q->bev));
+			*q->gauge -= evbuffer_get_length(q->out);
 	}
 	q->cbe = NULL;
-	q->bev = NULL;
+	q->out = NULL;
+	q->fd = -1;
 }
 
 void
@@ -113,7 +116,7 @@ ws_outq_gauge(struct ws_outq *q, uint64_t *gauge)
 struct evbuffer *
 ws_outq_data(struct ws_outq *q)
 {
-	struct evbuffer *out = bufferevent_get_output(q->bev);
+	struct evbuffer *out = q->out;
 
 	if ((q->pend == NULL || evbuffer_get_length(q->pend) == 0) &&
 	    evbuffer_get_length(out) < WS_OUTQ_LEVEL)
@@ -134,7 +137,7 @@ ws_outq_data(struct ws_outq *q)
 struct evbuffer *
 ws_outq_control(struct ws_outq *q)
 {
-	return bufferevent_get_output(q->bev);
+	return q->out;
 }
 
 /* The length of the whole frame at the head of the queue (our own encoding: always valid). */
@@ -157,9 +160,9 @@ ws_outq_pump(struct ws_outq *q)
 	struct evbuffer *out;
 	size_t n;
 
-	if (q->bev == NULL || q->pend == NULL)
+	if (q->out == NULL || q->pend == NULL)
 		return;
-	out = bufferevent_get_output(q->bev);
+	out = q->out;
 	while (evbuffer_get_length(q->pend) > 0 && evbuffer_get_length(out) < WS_OUTQ_LEVEL) {
 		n = ws_outq_head_len(q->pend);
 		if (evbuffer_remove_buffer(q->pend, out, n) < 0)
@@ -167,32 +170,33 @@ ws_outq_pump(struct ws_outq *q)
 	}
 }
 
-void
+size_t
 ws_outq_write_now(struct ws_outq *q, size_t budget)
 {
-	struct evbuffer *out;
-	evutil_socket_t fd;
+	struct evbuffer *out = q->out;
 	int n;
 
-	if (q->bev == NULL || (fd = bufferevent_getfd(q->bev)) < 0)
-		return;
-	out = bufferevent_get_output(q->bev);
+	if (out == NULL)
+		return 0;
+	if (q->fd < 0)
+		return evbuffer_get_length(out);
 	if (budget > WS_OUTQ_TURN_BYTES)
 		budget = WS_OUTQ_TURN_BYTES;
 	/* A socket bufferevent keeps the front of its output frozen (bufferevent_socket_new) so
 	 * that only its own write callback drains it, thawing it around its write: a plain
 	 * evbuffer_write fails (-1) without a syscall. Thawed here the same way. */
 	while (evbuffer_get_length(out) > 0 && budget > 0) {
-		evbuffer_unfreeze(out, 1);
-		n = evbuffer_write_atmost(out, fd, (ev_ssize_t)budget);
-		evbuffer_freeze(out, 1);
+		if (q->flags & WS_OUTQ_FRONT_FROZEN)
+			evbuffer_unfreeze(out, 1);
+		n = evbuffer_write_atmost(out, q->fd, (ev_ssize_t)budget);
+		if (q->flags & WS_OUTQ_FRONT_FROZEN)
+			evbuffer_freeze(out, 1);
 		if (n <= 0 || evbuffer_get_length(out) > 0)
 			break;
 		budget -= (size_t)n; /* at most budget: write_atmost */
 		ws_outq_pump(q);
 	}
-	if (evbuffer_get_length(out) == 0)
-		event_del(&q->bev->ev_write);
+	return evbuffer_get_length(out);
 }
 
 size_t
@@ -200,15 +204,15 @@ ws_outq_len(const struct ws_outq *q)
 {
 	size_t n = q->pend != NULL ? evbuffer_get_length(q->pend) : 0;
 
-	if (q->bev != NULL)
-		n += evbuffer_get_length(bufferevent_get_output(q->bev));
+	if (q->out != NULL)
+		n += evbuffer_get_length(q->out);
 	return n;
 }
 
 void
 ws_outq_ping_queued(struct ws_outq *q, uint64_t now_ms)
 {
-	q->ping_end = q->taken + evbuffer_get_length(bufferevent_get_output(q->bev));
+	q->ping_end = q->taken + evbuffer_get_length(q->out);
 	q->ping_written_ms = 0;
 	if (q->ping_queued_ms == 0)
 		q->ping_queued_ms = now_ms;
@@ -250,7 +254,7 @@ ws_outq_ping_outstanding(const struct ws_outq *q)
 static void
 ws_outq_kernel_seen(struct ws_outq *q, uint64_t now_ms)
 {
-	evutil_socket_t fd = q->bev != NULL ? bufferevent_getfd(q->bev) : -1;
+	int fd = q->out != NULL ? q->fd : -1;
 	int unsent;
 
 	if (now_ms <= q->ping_queued_ms)

@@ -4,18 +4,19 @@
  * the environment's callbacks (live/dead lists, counters). Possible since issue 13: conn.c
  * reaches nothing above env.h. */
 #include <check.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdarg.h>
 #include <unistd.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 
 #include "check_runner.h"
@@ -30,6 +31,7 @@
 #include "metrics.h"
 #include "security.h"
 #include "target.h"
+#include "transport.h"
 #include "upstream.h"
 #include "ws_frame.h"
 #include "ws_outq.h"
@@ -180,7 +182,7 @@ setup(void)
 	struct config_errors errs = {NULL, 0};
 	static const uint8_t seed[16];
 	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(40000)};
-	struct bufferevent *bev;
+	struct transport *tr;
 	int sv[2];
 
 	memset(&fk, 0, sizeof(fk));
@@ -211,9 +213,9 @@ setup(void)
 	fcntl(sv[0], F_SETFL, O_NONBLOCK);
 	fcntl(sv[1], F_SETFL, O_NONBLOCK);
 	fk.peer = sv[1];
-	bev = bufferevent_socket_new(fk.base, sv[0], BEV_OPT_CLOSE_ON_FREE);
-	ck_assert_ptr_nonnull(bev);
-	fk.c = conn_new(&fk.env, bev, (struct sockaddr *)&sin, sizeof(sin));
+	tr = transport_server_new(fk.base, sv[0], NULL);
+	ck_assert_ptr_nonnull(tr);
+	fk.c = conn_new(&fk.env, tr, (struct sockaddr *)&sin, sizeof(sin));
 	ck_assert_ptr_nonnull(fk.c);
 	ck_assert_int_eq(fk.added, 1);
 	ck_assert_int_eq(fk.c->state, CONN_HANDSHAKE);
@@ -370,7 +372,57 @@ START_TEST(test_flush_echo_in_the_same_turn)
 	ck_assert_uint_eq(n, 5);
 	ck_assert_int_eq(buf[0], 0x82);
 	ck_assert_int_eq(memcmp(buf + 2, "abc", 3), 0);
-	ck_assert_int_eq(event_pending(&fk.c->bev->ev_write, EV_WRITE, NULL), 0);
+	ck_assert_int_eq(transport_write_pending(fk.c->tr), 0);
+}
+END_TEST
+
+/* Every ioctl of the process, libevent's included (this definition comes first in symbol
+ * lookup): FIONREAD asks are counted. */
+static int fionread_asks;
+
+int
+ioctl(int fd, unsigned long req, ...)
+{
+	static int (*real)(int, unsigned long, ...);
+	va_list ap;
+	void *argp;
+
+	va_start(ap, req);
+	argp = va_arg(ap, void *);
+	va_end(ap);
+	if (real == NULL)
+		*(void **)&real = dlsym(RTLD_NEXT, "ioctl");
+	if (req == FIONREAD)
+		fionread_asks++;
+	return real(fd, req, argp);
+}
+
+/* A plain connection's read is one recv into the thread's buffer: no FIONREAD first (a libevent
+ * socket bufferevent asked the kernel how much was readable before every read, a system call per
+ * message: issue #12), and a message larger than one read (64 KiB) still arrives whole. */
+START_TEST(test_plain_read_asks_nothing_first)
+{
+	static uint8_t f[100 * 1024 + 16], payload[100 * 1024], buf[100 * 1024 + 16];
+	size_t n, got = 0;
+	ssize_t r;
+
+	open_session();
+	fionread_asks = 0;
+	n = client_frame(f, WS_OP_BINARY, "abc", 3, 1);
+	ck_assert_int_eq(write(fk.peer, f, n), (ssize_t)n);
+	event_base_loop(fk.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	ck_assert_uint_eq(peer_read(buf, sizeof(buf)), 5);
+	ck_assert_int_eq(fionread_asks, 0);
+	memset(payload, 'z', sizeof(payload));
+	n = client_frame(f, WS_OP_BINARY, payload, sizeof(payload), 1);
+	ck_assert_int_eq(write(fk.peer, f, n), (ssize_t)n);
+	for (int i = 0; i < 50 && got < sizeof(payload) + 10; i++) {
+		event_base_loop(fk.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		while ((r = read(fk.peer, buf + got, sizeof(buf) - got)) > 0)
+			got += (size_t)r;
+	}
+	ck_assert_uint_eq(got, sizeof(payload) + 10); /* a 64-bit length: 2 + 8 */
+	ck_assert_int_eq(fionread_asks, 0);
 }
 END_TEST
 
@@ -479,7 +531,7 @@ START_TEST(test_flush_writes_in_the_same_turn)
 	ck_assert_int_eq(buf[0], 0x81);
 	ck_assert_int_eq(memcmp(buf + 2, "now", 3), 0);
 	ck_assert_int_eq(conn_output_len(fk.c), 0);
-	ck_assert(!event_pending(&fk.c->bev->ev_write, EV_WRITE, NULL));
+	ck_assert(!transport_write_pending(fk.c->tr));
 }
 END_TEST
 
@@ -544,8 +596,7 @@ START_TEST(test_flush_turn_of_small_frames_in_one_write)
 	big[3] = 2000 & 0xff;
 	open_session();
 	turn_released = turn_writes = 0;
-	ck_assert_ptr_nonnull(
-	    evbuffer_add_cb(bufferevent_get_output(fk.c->bev), turn_count_writes, NULL));
+	ck_assert_ptr_nonnull(evbuffer_add_cb(transport_output(fk.c->tr), turn_count_writes, NULL));
 	ck_assert_int_eq(event_base_once(fk.base, -1, EV_TIMEOUT, send_turn_of_frames, big, &zero),
 	                 0);
 	/* One pass of the loop: the callback queues the turn's frames, the turn's end writes. */
@@ -1064,6 +1115,7 @@ conn_suite(void)
 	tcase_add_checked_fixture(tc, setup_plain, teardown);
 	tcase_add_test(tc, test_upgrade_echo_close);
 	tcase_add_test(tc, test_flush_echo_in_the_same_turn);
+	tcase_add_test(tc, test_plain_read_asks_nothing_first);
 	tcase_add_test(tc, test_unmasked_frame_is_protocol_error);
 	tcase_add_test(tc, test_bad_request_refused);
 	tcase_add_test(tc, test_readyz_asks_the_environment);

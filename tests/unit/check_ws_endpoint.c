@@ -30,7 +30,8 @@ setup(void)
 	bev = bufferevent_socket_new(base, -1, 0);
 	ck_assert_ptr_nonnull(bev);
 	memset(&q, 0, sizeof(q));
-	ck_assert_int_eq(ws_outq_attach(&q, bev, 1000), 0);
+	ck_assert_int_eq(
+	    ws_outq_attach(&q, bufferevent_get_output(bev), -1, WS_OUTQ_FRONT_FROZEN, 1000), 0);
 }
 
 static void
@@ -440,7 +441,9 @@ START_TEST(close_is_answered_then_flushing)
 		evbuffer_free(in);
 		ws_outq_free(&q);
 		memset(&q, 0, sizeof(q));
-		ck_assert_int_eq(ws_outq_attach(&q, bev, 1000), 0);
+		ck_assert_int_eq(
+		    ws_outq_attach(&q, bufferevent_get_output(bev), -1, WS_OUTQ_FRONT_FROZEN, 1000),
+		    0);
 	}
 }
 END_TEST
@@ -592,7 +595,9 @@ START_TEST(output_above_watermark_pauses)
 			evbuffer_free(in);
 			ws_outq_free(&q);
 			memset(&q, 0, sizeof(q));
-			ck_assert_int_eq(ws_outq_attach(&q, bev, 1000), 0);
+			ck_assert_int_eq(ws_outq_attach(&q, bufferevent_get_output(bev), -1,
+			                                WS_OUTQ_FRONT_FROZEN, 1000),
+			                 0);
 		}
 	}
 	/* Paused by the side: nothing is read. */

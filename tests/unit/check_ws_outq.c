@@ -16,8 +16,6 @@
 #include <linux/sockios.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_struct.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
@@ -44,7 +42,9 @@ __wrap_ioctl(int fd, unsigned long req, ...)
 		siocoutq_asks++;
 	return __real_ioctl(fd, req, argp);
 }
-static struct bufferevent *bev;
+/* A transport's output without a socket: these tests drain it by hand, as the transport
+ * would. */
+static struct evbuffer *outb;
 static struct ws_outq q;
 
 static void
@@ -52,20 +52,17 @@ setup(void)
 {
 	base = event_base_new();
 	ck_assert_ptr_nonnull(base);
-	bev = bufferevent_socket_new(base, -1, 0);
-	ck_assert_ptr_nonnull(bev);
-	/* Without a socket libevent keeps the output's start frozen; these tests drain it by
-	 * hand, as the transport would. */
-	evbuffer_unfreeze(bufferevent_get_output(bev), 1);
+	outb = evbuffer_new();
+	ck_assert_ptr_nonnull(outb);
 	memset(&q, 0, sizeof(q));
-	ck_assert_int_eq(ws_outq_attach(&q, bev, 1000), 0);
+	ck_assert_int_eq(ws_outq_attach(&q, outb, -1, 0, 1000), 0);
 }
 
 static void
 teardown(void)
 {
 	ws_outq_free(&q);
-	bufferevent_free(bev);
+	evbuffer_free(outb);
 	event_base_free(base);
 }
 
@@ -87,7 +84,7 @@ add_frame(struct evbuffer *to, unsigned opcode, size_t n, uint8_t fill)
 static size_t
 output_opcodes(unsigned *ops, size_t max)
 {
-	struct evbuffer *out = bufferevent_get_output(bev);
+	struct evbuffer *out = outb;
 	size_t len = evbuffer_get_length(out), off = 0, n = 0;
 	const uint8_t *p = evbuffer_pullup(out, -1);
 	struct ws_frame_hdr h;
@@ -105,7 +102,7 @@ output_opcodes(unsigned *ops, size_t max)
 START_TEST(data_under_level_goes_straight_out)
 {
 	add_frame(ws_outq_data(&q), WS_OP_TEXT, 100, 'a');
-	ck_assert_uint_eq(evbuffer_get_length(bufferevent_get_output(bev)), 102);
+	ck_assert_uint_eq(evbuffer_get_length(outb), 102);
 	ck_assert_uint_eq(ws_outq_len(&q), 102);
 }
 END_TEST
@@ -118,7 +115,7 @@ START_TEST(control_overtakes_queued_data_on_a_boundary)
 	/* Three 40 KiB frames: the first two fill the output past the level, the third waits. */
 	for (int i = 0; i < 3; i++)
 		add_frame(ws_outq_data(&q), WS_OP_BINARY, 40 * 1024, (uint8_t)i);
-	ck_assert_uint_lt(evbuffer_get_length(bufferevent_get_output(bev)), ws_outq_len(&q));
+	ck_assert_uint_lt(evbuffer_get_length(outb), ws_outq_len(&q));
 	add_frame(ws_outq_control(&q), WS_OP_PING, 8, 'p');
 	n = output_opcodes(ops, 16);
 	ck_assert_uint_eq(n, 3);
@@ -126,19 +123,18 @@ START_TEST(control_overtakes_queued_data_on_a_boundary)
 	ck_assert_uint_eq(ops[1], WS_OP_BINARY);
 	ck_assert_uint_eq(ops[2], WS_OP_PING);
 	/* The kernel takes everything; the pump brings the queued frame, whole. */
-	evbuffer_drain(bufferevent_get_output(bev),
-	               evbuffer_get_length(bufferevent_get_output(bev)));
+	evbuffer_drain(outb, evbuffer_get_length(outb));
 	ws_outq_pump(&q);
 	n = output_opcodes(ops, 16);
 	ck_assert_uint_eq(n, 1);
 	ck_assert_uint_eq(ops[0], WS_OP_BINARY);
-	ck_assert_uint_eq(ws_outq_len(&q), evbuffer_get_length(bufferevent_get_output(bev)));
+	ck_assert_uint_eq(ws_outq_len(&q), evbuffer_get_length(outb));
 }
 END_TEST
 
 START_TEST(pump_moves_whole_frames_only)
 {
-	struct evbuffer *out = bufferevent_get_output(bev);
+	struct evbuffer *out = outb;
 	unsigned ops[64];
 
 	for (int i = 0; i < 40; i++)
@@ -155,7 +151,7 @@ END_TEST
 
 START_TEST(ping_sent_when_taken_and_dead_line_moves)
 {
-	struct evbuffer *out = bufferevent_get_output(bev);
+	struct evbuffer *out = outb;
 
 	ck_assert_uint_eq(ws_outq_dead_at(&q, 1000, 3000), UINT64_MAX);
 	add_frame(ws_outq_data(&q), WS_OP_BINARY, 1000, 'd');
@@ -193,16 +189,15 @@ END_TEST
  * nothing; a slow reader's send queue going down is still progress from the first look on. */
 START_TEST(send_queue_asked_after_the_ping_not_as_it_is_queued)
 {
-	struct bufferevent *sbev;
+	struct evbuffer *sout = evbuffer_new();
 	struct ws_outq sq;
 	int sv[2];
 	char buf[4096];
 
 	ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-	sbev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
-	ck_assert_ptr_nonnull(sbev);
+	ck_assert_ptr_nonnull(sout);
 	memset(&sq, 0, sizeof(sq));
-	ck_assert_int_eq(ws_outq_attach(&sq, sbev, 1000), 0);
+	ck_assert_int_eq(ws_outq_attach(&sq, sout, sv[0], 0, 1000), 0);
 	/* Bytes in the socket's send queue the peer has not read (a slow reader). */
 	memset(buf, 'x', sizeof(buf));
 	ck_assert_int_eq(write(sv[0], buf, sizeof(buf)), (int)sizeof(buf));
@@ -224,7 +219,8 @@ START_TEST(send_queue_asked_after_the_ping_not_as_it_is_queued)
 	ck_assert_uint_eq(ws_outq_dead_at(&sq, 6500, 3000), 9500);
 	ck_assert_uint_eq(siocoutq_asks, 2);
 	ws_outq_free(&sq);
-	bufferevent_free(sbev);
+	evbuffer_free(sout);
+	close(sv[0]);
 	close(sv[1]);
 }
 END_TEST
@@ -233,7 +229,7 @@ END_TEST
  * connections): output and queue alike, moved between them, taken, and given back on free. */
 START_TEST(gauge_follows_what_the_queue_holds)
 {
-	struct evbuffer *out = bufferevent_get_output(bev);
+	struct evbuffer *out = outb;
 	uint64_t g = 5; /* other connections' bytes */
 
 	add_frame(ws_outq_data(&q), WS_OP_TEXT, 100, 'a'); /* queued before the gauge is set */
@@ -272,11 +268,12 @@ drain_peer(int fd)
 
 /* One connection's share of a loop turn is WS_OUTQ_TURN_BYTES however much its socket would
  * take (a non-reading subscriber's loopback buffers took megabytes each: 20 of them held a
- * loop ~100 ms); the rest stays with the bufferevent's write event, and the next turn goes on
- * where this one stopped, the queue refilling the output on the way. */
+ * loop ~100 ms); the rest is left in the output (returned: the caller's transport writes it
+ * under its write event), and the next turn goes on where this one stopped, the queue
+ * refilling the output on the way. */
 START_TEST(write_now_gives_one_turn_its_share)
 {
-	struct bufferevent *sbev;
+	struct evbuffer *sout = evbuffer_new();
 	struct ws_outq sq;
 	int sv[2], sndbuf = 4 << 20;
 	socklen_t sl = sizeof(sndbuf);
@@ -288,38 +285,38 @@ START_TEST(write_now_gives_one_turn_its_share)
 	/* The kernel must take more than one share, or there is nothing to bound (Debian's
 	 * default net.core.wmem_max gives 416 KiB here). */
 	ck_assert_int_gt(sndbuf, WS_OUTQ_TURN_BYTES + 64 * 1024);
-	sbev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
-	ck_assert_ptr_nonnull(sbev);
+	ck_assert_ptr_nonnull(sout);
 	memset(&sq, 0, sizeof(sq));
-	ck_assert_int_eq(ws_outq_attach(&sq, sbev, 1000), 0);
+	ck_assert_int_eq(ws_outq_attach(&sq, sout, sv[0], 0, 1000), 0);
 	/* 100 KiB frames: the first in the output, the rest queued behind it. */
 	for (int i = 0; i < 6; i++)
 		add_frame(ws_outq_data(&sq), WS_OP_BINARY, 100 * 1024, (uint8_t)i);
 	total = ws_outq_len(&sq);
 	ck_assert_ptr_nonnull(sq.pend);
-	ws_outq_write_now(&sq, SIZE_MAX);
+	ck_assert_uint_gt(ws_outq_write_now(&sq, SIZE_MAX), 0); /* left in the output */
 	got = drain_peer(sv[1]);
 	ck_assert_uint_eq(got, WS_OUTQ_TURN_BYTES);
 	ck_assert_uint_eq(ws_outq_len(&sq), total - got);
-	ck_assert(event_pending(&sbev->ev_write, EV_WRITE, NULL));
 	/* A smaller budget (what a batched send left of the share) is kept too. */
 	ws_outq_write_now(&sq, 1000);
 	ck_assert_uint_eq(drain_peer(sv[1]), 1000);
 	got += 1000;
 	/* Turn after turn, the rest goes, and the write event with it. */
 	while (ws_outq_len(&sq) > 0) {
-		size_t n;
+		size_t n, left;
 
-		ws_outq_write_now(&sq, SIZE_MAX);
+		left = ws_outq_write_now(&sq, SIZE_MAX);
+		ck_assert_uint_eq(left, evbuffer_get_length(sout));
 		n = drain_peer(sv[1]);
 		ck_assert_uint_gt(n, 0);
 		ck_assert_uint_le(n, WS_OUTQ_TURN_BYTES);
 		got += n;
 	}
 	ck_assert_uint_eq(got, total);
-	ck_assert(!event_pending(&sbev->ev_write, EV_WRITE, NULL));
+	ck_assert_uint_eq(evbuffer_get_length(sout), 0);
 	ws_outq_free(&sq);
-	bufferevent_free(sbev);
+	evbuffer_free(sout);
+	close(sv[0]);
 	close(sv[1]);
 }
 END_TEST
