@@ -10,6 +10,8 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include <event2/event.h>
+
 #include "tls.h"
 
 _Static_assert(TRANSPORT_EOF == BEV_EVENT_EOF && TRANSPORT_ERROR == BEV_EVENT_ERROR,
@@ -87,23 +89,19 @@ transport_setcb(struct transport *t, const struct transport_cbs *cbs, void *arg)
 void
 transport_enable(struct transport *t, short what)
 {
-	if (t->bev != NULL) {
+	if (t->bev != NULL)
 		bufferevent_enable(t->bev, what);
-		return;
-	}
-	t->enabled |= (uint8_t)(what & (EV_READ | EV_WRITE));
-	transport_plain_update(t);
+	else
+		transport_plain_enable(t, what, 1);
 }
 
 void
 transport_disable(struct transport *t, short what)
 {
-	if (t->bev != NULL) {
+	if (t->bev != NULL)
 		bufferevent_disable(t->bev, what);
-		return;
-	}
-	t->enabled &= (uint8_t) ~(what & (EV_READ | EV_WRITE));
-	transport_plain_update(t);
+	else
+		transport_plain_enable(t, what, 0);
 }
 
 struct evbuffer *
@@ -117,19 +115,19 @@ transport_input_len(const struct transport *t)
 {
 	if (t->bev != NULL)
 		return evbuffer_get_length(bufferevent_get_input(t->bev));
-	return t->in != NULL ? evbuffer_get_length(t->in) : 0;
+	return transport_plain_input_len(t);
 }
 
 struct evbuffer *
 transport_output(struct transport *t)
 {
-	return t->bev != NULL ? bufferevent_get_output(t->bev) : t->out;
+	return t->bev != NULL ? bufferevent_get_output(t->bev) : transport_plain_output(t);
 }
 
 int
 transport_fd(const struct transport *t)
 {
-	return t->bev != NULL ? bufferevent_getfd(t->bev) : event_get_fd(&t->ev);
+	return t->bev != NULL ? bufferevent_getfd(t->bev) : transport_plain_fd(t);
 }
 
 void
@@ -138,30 +136,21 @@ transport_set_write_low(struct transport *t, size_t low)
 	if (t->bev != NULL)
 		bufferevent_setwatermark(t->bev, EV_WRITE, low, 0);
 	else
-		t->write_low = low < UINT32_MAX ? (uint32_t)low : UINT32_MAX;
+		transport_plain_set_write_low(t, low);
 }
 
 void
 transport_write_soon(struct transport *t)
 {
-	if (t->bev != NULL || t->write_wait || evbuffer_get_length(t->out) == 0)
-		return;
-	t->write_wait = 1;
-	transport_plain_update(t);
+	if (t->bev == NULL)
+		transport_plain_write_soon(t);
 }
 
 void
 transport_written(struct transport *t)
 {
-	uint8_t wait;
-
-	if (t->bev != NULL)
-		return;
-	wait = evbuffer_get_length(t->out) > 0;
-	if (wait == t->write_wait)
-		return;
-	t->write_wait = wait;
-	transport_plain_update(t);
+	if (t->bev == NULL)
+		transport_plain_written(t);
 }
 
 int
@@ -169,7 +158,7 @@ transport_write_pending(const struct transport *t)
 {
 	if (t->bev != NULL)
 		return evbuffer_get_length(bufferevent_get_output(t->bev)) > 0;
-	return (t->armed & EV_WRITE) != 0;
+	return transport_plain_write_pending(t);
 }
 
 void
@@ -178,7 +167,7 @@ transport_finish(struct transport *t)
 	if (t->bev != NULL)
 		tls_finish(t->bev);
 	else
-		shutdown(event_get_fd(&t->ev), SHUT_WR);
+		transport_plain_finish(t);
 }
 
 int

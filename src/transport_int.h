@@ -5,27 +5,28 @@
 
 #include <stdint.h>
 
-#include <event2/event.h>
-#include <event2/event_struct.h>
-
 #include "transport.h"
 
 struct transport {
-	struct event ev;         /* plain: the socket, registered for `armed` (0: not added) */
-	struct bufferevent *bev; /* TLS: the session, which has its own events; NULL: plain */
-	struct evbuffer *in;     /* plain: NULL while nothing waits (reads borrow a spare) */
-	struct evbuffer *out;    /* plain: the output */
+	struct bufferevent
+	    *bev; /* TLS: the session, with its own events and buffers; NULL:
+	             plain, the head of a struct transport_plain (transport_plain.c) */
 	const struct transport_cbs *cbs;
 	void *arg;
-	uint32_t write_low; /* plain: the write callback's low mark */
-	uint8_t enabled;    /* plain: EV_READ | EV_WRITE as the owner wants them */
-	uint8_t armed;      /* plain: what ev is registered for */
-	uint8_t write_wait; /* plain: the output waits for the socket to be writable */
 };
 
+/* transport.h's calls for a plain transport (bev NULL). */
 struct transport *transport_plain_new(struct event_base *base, int fd);
 void transport_plain_free(struct transport *t);
-void transport_plain_update(struct transport *t);
+void transport_plain_enable(struct transport *t, short what, int on);
 struct evbuffer *transport_plain_input(struct transport *t);
+size_t transport_plain_input_len(const struct transport *t);
+struct evbuffer *transport_plain_output(struct transport *t);
+int transport_plain_fd(const struct transport *t);
+void transport_plain_set_write_low(struct transport *t, size_t low);
+void transport_plain_write_soon(struct transport *t);
+void transport_plain_written(struct transport *t);
+int transport_plain_write_pending(const struct transport *t);
+void transport_plain_finish(struct transport *t);
 
 #endif

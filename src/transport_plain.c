@@ -11,8 +11,36 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
 
 #include "log.h"
+
+/* A TLS transport is only the head (struct transport): the rest is plain TCP's. */
+struct transport_plain {
+	struct transport t;   /* first: a struct transport * with bev NULL points here */
+	struct evbuffer *in;  /* NULL while nothing waits (reads borrow the thread's spare) */
+	struct evbuffer *out; /* the output */
+	uint32_t write_low;   /* the write callback's low mark */
+	uint8_t enabled;      /* EV_READ | EV_WRITE as the owner wants them */
+	uint8_t armed;        /* what ev is registered for (0: not added) */
+	uint8_t write_wait;   /* the output waits for the socket to be writable */
+	struct event ev;      /* the socket */
+};
+
+static struct transport_plain *
+transport_plain_of(struct transport *t)
+{
+	return (struct transport_plain *)(void *)t;
+}
+
+static const struct transport_plain *
+transport_plain_of_const(const struct transport *t)
+{
+	return (const struct transport_plain *)(const void *)t;
+}
+
+static void transport_plain_update(struct transport_plain *p);
 
 /* What a thread's reads share: the buffer a recv lands in, and an empty input lent to the
  * transport being read (most reads are drained whole by their callback, and then the input goes
@@ -64,50 +92,59 @@ transport_tl_get(void)
 struct evbuffer *
 transport_plain_input(struct transport *t)
 {
+	struct transport_plain *p = transport_plain_of(t);
 	struct transport_tl *tl = &transport_tl;
 
-	if (t->in != NULL)
-		return t->in;
+	if (p->in != NULL)
+		return p->in;
 	if (tl->spare != NULL) {
-		t->in = tl->spare;
+		p->in = tl->spare;
 		tl->spare = NULL;
 	} else {
-		t->in = evbuffer_new();
+		p->in = evbuffer_new();
 	}
-	return t->in;
+	return p->in;
+}
+
+size_t
+transport_plain_input_len(const struct transport *t)
+{
+	const struct transport_plain *p = transport_plain_of_const(t);
+
+	return p->in != NULL ? evbuffer_get_length(p->in) : 0;
 }
 
 /* After the read callback: an input it drained goes back to the thread (an idle connection
  * holds none). */
 static void
-transport_plain_input_settle(struct transport *t)
+transport_plain_input_settle(struct transport_plain *p)
 {
 	struct transport_tl *tl = &transport_tl;
 
-	if (t->in == NULL || evbuffer_get_length(t->in) > 0)
+	if (p->in == NULL || evbuffer_get_length(p->in) > 0)
 		return;
 	if (tl->spare == NULL && tl->buf != NULL)
-		tl->spare = t->in;
+		tl->spare = p->in;
 	else
-		evbuffer_free(t->in);
-	t->in = NULL;
+		evbuffer_free(p->in);
+	p->in = NULL;
 }
 
 /* The socket failed or ended: no more reading or writing, then the owner hears of it. */
 static void
-transport_plain_fail(struct transport *t, short what)
+transport_plain_fail(struct transport_plain *p, short what)
 {
 	int err = errno; /* the owner words the error from it */
 
-	t->enabled = 0;
-	transport_plain_update(t);
+	p->enabled = 0;
+	transport_plain_update(p);
 	errno = err;
-	if (t->cbs != NULL && t->cbs->event != NULL)
-		t->cbs->event(t, what, t->arg);
+	if (p->t.cbs != NULL && p->t.cbs->event != NULL)
+		p->t.cbs->event(&p->t, what, p->t.arg);
 }
 
 static void
-transport_plain_read(struct transport *t)
+transport_plain_read(struct transport_plain *p)
 {
 	struct transport_tl *tl = transport_tl_get();
 	struct evbuffer *in;
@@ -115,114 +152,180 @@ transport_plain_read(struct transport *t)
 
 	if (tl == NULL)
 		return; /* ENOMEM: the event stays, tried again on the next turn */
-	n = recv(event_get_fd(&t->ev), tl->buf, TRANSPORT_READ_MAX, 0);
+	n = recv(event_get_fd(&p->ev), tl->buf, TRANSPORT_READ_MAX, 0);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
-		transport_plain_fail(t, TRANSPORT_ERROR);
+		transport_plain_fail(p, TRANSPORT_ERROR);
 		return;
 	}
 	if (n == 0) {
-		transport_plain_fail(t, TRANSPORT_EOF);
+		transport_plain_fail(p, TRANSPORT_EOF);
 		return;
 	}
-	if ((in = transport_plain_input(t)) == NULL || evbuffer_add(in, tl->buf, (size_t)n) < 0) {
+	if ((in = transport_plain_input(&p->t)) == NULL ||
+	    evbuffer_add(in, tl->buf, (size_t)n) < 0) {
 		/* The bytes are gone: the stream cannot go on. */
 		errno = ENOMEM;
-		transport_plain_fail(t, TRANSPORT_ERROR);
+		transport_plain_fail(p, TRANSPORT_ERROR);
 		return;
 	}
-	if (t->cbs != NULL && t->cbs->read != NULL)
-		t->cbs->read(t, t->arg);
-	transport_plain_input_settle(t);
+	if (p->t.cbs != NULL && p->t.cbs->read != NULL)
+		p->t.cbs->read(&p->t, p->t.arg);
+	transport_plain_input_settle(p);
 }
 
 static void
-transport_plain_write(struct transport *t)
+transport_plain_write(struct transport_plain *p)
 {
 	int n;
 
-	if (evbuffer_get_length(t->out) == 0) {
-		t->write_wait = 0;
-		transport_plain_update(t);
+	if (evbuffer_get_length(p->out) == 0) {
+		p->write_wait = 0;
+		transport_plain_update(p);
 		return;
 	}
-	n = evbuffer_write_atmost(t->out, event_get_fd(&t->ev), TRANSPORT_WRITE_MAX);
+	n = evbuffer_write_atmost(p->out, event_get_fd(&p->ev), TRANSPORT_WRITE_MAX);
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return;
-		transport_plain_fail(t, TRANSPORT_ERROR);
+		transport_plain_fail(p, TRANSPORT_ERROR);
 		return;
 	}
-	if (evbuffer_get_length(t->out) == 0) {
-		t->write_wait = 0;
-		transport_plain_update(t);
+	if (evbuffer_get_length(p->out) == 0) {
+		p->write_wait = 0;
+		transport_plain_update(p);
 	}
-	if (n > 0 && evbuffer_get_length(t->out) <= t->write_low && t->cbs != NULL &&
-	    t->cbs->write != NULL)
-		t->cbs->write(t, t->arg);
+	if (n > 0 && evbuffer_get_length(p->out) <= p->write_low && p->t.cbs != NULL &&
+	    p->t.cbs->write != NULL)
+		p->t.cbs->write(&p->t, p->t.arg);
 }
 
 static void
 transport_plain_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct transport *t = arg;
+	struct transport_plain *p = arg;
 
 	(void)fd;
 	/* Each part checks what is still wanted: a callback of the first may have closed. */
-	if ((what & EV_WRITE) && (t->enabled & EV_WRITE) && t->write_wait)
-		transport_plain_write(t);
-	if ((what & EV_READ) && (t->enabled & EV_READ))
-		transport_plain_read(t);
+	if ((what & EV_WRITE) && (p->enabled & EV_WRITE) && p->write_wait)
+		transport_plain_write(p);
+	if ((what & EV_READ) && (p->enabled & EV_READ))
+		transport_plain_read(p);
 }
 
-void
-transport_plain_update(struct transport *t)
+static void
+transport_plain_update(struct transport_plain *p)
 {
-	short want = (short)(t->enabled & EV_READ);
+	short want = (short)(p->enabled & EV_READ);
 
-	if ((t->enabled & EV_WRITE) && t->write_wait)
+	if ((p->enabled & EV_WRITE) && p->write_wait)
 		want |= EV_WRITE;
-	if (want == t->armed)
+	if (want == p->armed)
 		return;
 	/* An added event's kinds cannot change: deleted, assigned again, added. Through libevent's
 	 * changelist a change and its undoing in one loop turn cost no system call. */
-	if (t->armed != 0)
-		event_del(&t->ev);
-	t->armed = 0;
+	if (p->armed != 0)
+		event_del(&p->ev);
+	p->armed = 0;
 	if (want == 0)
 		return;
-	event_assign(&t->ev, event_get_base(&t->ev), event_get_fd(&t->ev), want | EV_PERSIST,
-	             transport_plain_cb, t);
-	if (event_add(&t->ev, NULL) < 0) {
+	event_assign(&p->ev, event_get_base(&p->ev), event_get_fd(&p->ev), want | EV_PERSIST,
+	             transport_plain_cb, p);
+	if (event_add(&p->ev, NULL) < 0) {
 		log_warnx("transport: event_add failed");
 		return;
 	}
-	t->armed = (uint8_t)want;
+	p->armed = (uint8_t)want;
 }
 
 struct transport *
 transport_plain_new(struct event_base *base, int fd)
 {
-	struct transport *t;
+	struct transport_plain *p;
 
-	if ((t = calloc(1, sizeof(*t))) == NULL || (t->out = evbuffer_new()) == NULL) {
-		free(t);
+	if ((p = calloc(1, sizeof(*p))) == NULL || (p->out = evbuffer_new()) == NULL) {
+		free(p);
 		close(fd);
 		return NULL;
 	}
-	event_assign(&t->ev, base, fd, 0, transport_plain_cb, t);
-	return t;
+	event_assign(&p->ev, base, fd, 0, transport_plain_cb, p);
+	return &p->t;
 }
 
 void
 transport_plain_free(struct transport *t)
 {
-	if (t->armed != 0)
-		event_del(&t->ev);
-	close(event_get_fd(&t->ev));
-	if (t->in != NULL)
-		evbuffer_free(t->in);
-	evbuffer_free(t->out);
-	free(t);
+	struct transport_plain *p = transport_plain_of(t);
+
+	if (p->armed != 0)
+		event_del(&p->ev);
+	close(event_get_fd(&p->ev));
+	if (p->in != NULL)
+		evbuffer_free(p->in);
+	evbuffer_free(p->out);
+	free(p);
+}
+
+void
+transport_plain_enable(struct transport *t, short what, int on)
+{
+	struct transport_plain *p = transport_plain_of(t);
+	uint8_t bits = (uint8_t)(what & (EV_READ | EV_WRITE));
+
+	p->enabled = on ? (uint8_t)(p->enabled | bits) : (uint8_t)(p->enabled & ~bits);
+	transport_plain_update(p);
+}
+
+struct evbuffer *
+transport_plain_output(struct transport *t)
+{
+	return transport_plain_of(t)->out;
+}
+
+int
+transport_plain_fd(const struct transport *t)
+{
+	return event_get_fd(&transport_plain_of_const(t)->ev);
+}
+
+void
+transport_plain_set_write_low(struct transport *t, size_t low)
+{
+	transport_plain_of(t)->write_low = low < UINT32_MAX ? (uint32_t)low : UINT32_MAX;
+}
+
+void
+transport_plain_write_soon(struct transport *t)
+{
+	struct transport_plain *p = transport_plain_of(t);
+
+	if (p->write_wait || evbuffer_get_length(p->out) == 0)
+		return;
+	p->write_wait = 1;
+	transport_plain_update(p);
+}
+
+void
+transport_plain_written(struct transport *t)
+{
+	struct transport_plain *p = transport_plain_of(t);
+	uint8_t wait = evbuffer_get_length(p->out) > 0;
+
+	if (wait == p->write_wait)
+		return;
+	p->write_wait = wait;
+	transport_plain_update(p);
+}
+
+int
+transport_plain_write_pending(const struct transport *t)
+{
+	return (transport_plain_of_const(t)->armed & EV_WRITE) != 0;
+}
+
+void
+transport_plain_finish(struct transport *t)
+{
+	shutdown(transport_plain_fd(t), SHUT_WR);
 }
