@@ -172,8 +172,8 @@ void conn_read_update(struct conn *c);
 void conn_timer_arm(struct conn *c, uint64_t ms);
 /* The connection as its WebSocket endpoint (server role) sees it, for ws_endpoint_*(). */
 void conn_endpoint(struct conn *c, struct ws_endpoint *ep);
-/* Bytes of the output were taken by the transport (the bufferevent's write callback, or
- * conn_flush.c's own write): pump queued frames, wake a target waiting for "drained", resume
+/* Bytes of the output were taken by the transport (its write callback, or conn_flush.c's own
+ * write): pump queued frames, wake a target waiting for "drained", resume
  * reading, or finish a flushing close. */
 void conn_written(struct conn *c);
 

@@ -159,7 +159,7 @@ void ws_endpoint_fail(const struct ws_endpoint *ep, unsigned code, const char *r
 int ws_endpoint_close(const struct ws_endpoint *ep, unsigned code, const char *reason, size_t rlen,
                       int peer_closed);
 
-/* The output moved (the bufferevent's write callback): queued frames move in; in FLUSHING an
+/* The output moved (the transport's write callback): queued frames move in; in FLUSHING an
  * empty output is ops->flushed; under out_low the drained wait and the output pause end. */
 void ws_endpoint_written(const struct ws_endpoint *ep);
 

@@ -182,9 +182,10 @@ ws_outq_write_now(struct ws_outq *q, size_t budget)
 		return evbuffer_get_length(out);
 	if (budget > WS_OUTQ_TURN_BYTES)
 		budget = WS_OUTQ_TURN_BYTES;
-	/* A socket bufferevent keeps the front of its output frozen (bufferevent_socket_new) so
-	 * that only its own write callback drains it, thawing it around its write: a plain
-	 * evbuffer_write fails (-1) without a syscall. Thawed here the same way. */
+	/* WS_OUTQ_FRONT_FROZEN: a libevent socket bufferevent (a backend's) keeps the front of
+	 * its output frozen (bufferevent_socket_new) so that only its own write callback drains
+	 * it, thawing it around its write: a plain evbuffer_write fails (-1) without a syscall.
+	 * Thawed here the same way. A client's plain transport does not freeze its output. */
 	while (evbuffer_get_length(out) > 0 && budget > 0) {
 		if (q->flags & WS_OUTQ_FRONT_FROZEN)
 			evbuffer_unfreeze(out, 1);
