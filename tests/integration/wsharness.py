@@ -4,6 +4,7 @@ upgrade, frames with any FIN/RSV/opcode/mask/length encoding, chunked sends) and
 request helper. Nothing here talks to anything but 127.0.0.1."""
 
 import base64
+import collections
 import hashlib
 import os
 import re
@@ -40,11 +41,23 @@ class HarnessError(AssertionError):
 # ports, environment
 
 
+# Ports this process handed out lately: the kernel may give the same free port to two binds in
+# a row, and a test asking for two (listen and admin_listen) then wrote one address twice
+# (CI, 2026-12-03: "duplicate admin_listen address 127.0.0.1:57169").
+_given_ports = collections.deque(maxlen=4096)
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and not one this process
+    handed out lately."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _given_ports:
+            break
+    _given_ports.append(port)
+    return port
 
 
 def wsgate_bin():
