@@ -184,3 +184,49 @@ http {
 }
 EOF
 }
+
+# bench_profile PID SECONDS PREFIX: where PID's CPU goes while a load runs, for the "profile that
+# explains it" run-all.sh puts beside every target not met. Two perf sessions over the same
+# SECONDS: `perf stat` (task-clock and every system call entered: PREFIX.stat) and `perf record`
+# of cpu-clock samples (this VM has no PMU), reported by object (PREFIX.dso) and by symbol
+# (PREFIX.sym). bench/profile_report.py turns them into one paragraph. A profiled run is extra:
+# perf's own cost stays out of the measured repetitions. Without perf (or its permission) the
+# files stay empty and the report says so; the benchmark goes on.
+bench_profile() {
+	local pid=$1 secs=$2 pre=$3 sp
+	: >"$pre.stat"
+	: >"$pre.dso"
+	: >"$pre.sym"
+	command -v perf >/dev/null || return 0
+	perf stat -x, -o "$pre.stat" -e task-clock -e 'syscalls:sys_enter_*' -p "$pid" \
+		-- sleep "$secs" >/dev/null 2>&1 &
+	sp=$!
+	perf record -q -e cpu-clock -F 997 -p "$pid" -o "$pre.data" -- sleep "$secs" >/dev/null 2>&1 || true
+	wait "$sp" || true
+	if [ -s "$pre.data" ]; then
+		perf report -i "$pre.data" --stdio -q --sort dso --percent-limit 0.5 >"$pre.dso" 2>/dev/null || true
+		perf report -i "$pre.data" --stdio -q --sort dso,sym --percent-limit 1 >"$pre.sym" 2>/dev/null || true
+	fi
+	rm -f "$pre.data" "$pre.data.old"
+}
+
+# bench_profile_wsbench LABEL PORT SERVERPID PREFIX WSBENCH-ARGS...: one more wsbench run against
+# the server (ARGS with -W 2 and -d 8 or more) with bench_profile on it for 5 s from 1 s after
+# the warm-up; appends profile_report.py's paragraph, per message, to $PROF. Its msg/s (perf
+# running) only scales the counts: it is not a measured repetition.
+bench_profile_wsbench() {
+	local label=$1 port=$2 pid=$3 pre=$4 wpid rate
+	shift 4
+	taskset -c 1 "$BENCH/wsbench" -p "$port" -P /echo "$@" -S "$pid" >"$pre.out" 2>"$pre.err" &
+	wpid=$!
+	for _ in $(seq 100); do
+		grep -q 'connections open' "$pre.err" && break
+		sleep 0.1
+	done
+	sleep 3
+	bench_profile "$pid" 5 "$pre"
+	wait "$wpid" || true
+	rate=$(grep -o 'msgs_per_s=[0-9.]*' "$pre.out" | cut -d= -f2 || true)
+	python3 "$BENCH/profile_report.py" "$pre" "$label" "$(python3 -c "print(${rate:-0} * 5)")" \
+		message 5 >>"$PROF"
+}

@@ -871,6 +871,8 @@ main(int argc, char **argv)
 		if (!proc_sched(opt.pids[i], &srv0[i], &wait0[i]))
 			die("no /proc/%d/task/*/schedstat", opt.pids[i]);
 	uint64_t t_start = now_ns();
+	/* For scripts that attach a profiler to the measured phase only (run-fanout.sh). */
+	fprintf(stderr, "psbench: measuring\n");
 	run_phase('M', opt.duration);
 	uint64_t t_sent = now_ns();
 	uint64_t expected = (uint64_t)opt.nconns * (uint64_t)opt.rate * (uint64_t)opt.duration;

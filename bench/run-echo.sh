@@ -12,6 +12,9 @@
 #                   nice -20, so other users' jobs on this shared box do not preempt the
 #                   benchmark (needs root); none: leave scheduling alone
 #   OUT=file        markdown output [bench/results/echo.md]
+#   PROFILE=1|0     after the measured runs, one more throughput run per server (Node excepted)
+#                   with perf attached for 5 s (lib.sh bench_profile_wsbench), in the "Profile"
+#                   section; not counted in the medians [1]
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
@@ -28,6 +31,7 @@ REPS=${REPS:-3}
 DURATION=${DURATION:-10}
 SERVERS=${SERVERS:-"wsgate epoll node"}
 OUT=${OUT:-$BENCH/results/echo.md}
+PROFILE=${PROFILE:-1}
 
 # Each setting: a name and wsbench arguments (kept under 15 s per run).
 SETTINGS=(
@@ -86,6 +90,16 @@ for setting in "${SETTINGS[@]}"; do
 		done
 	done
 done
+PROF="$WORK/profile.md"
+: >"$PROF"
+if [ "$PROFILE" = 1 ] && [ "$DURATION" -ge 8 ]; then
+	pargs=${SETTINGS[0]#*|}
+	for s in $SERVERS; do
+		[ "$s" = node ] && continue
+		# shellcheck disable=SC2086 # $pargs is a list of options
+		bench_profile_wsbench "echo throughput: $s" "${PORT[$s]}" "${PID[$s]}" "$WORK/prof-$s" $pargs
+	done
+fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Server RSS after the runs (the connections are closed by then; for idle memory see
@@ -155,6 +169,10 @@ for sname, args in setting_args.items():
             if other in order:
                 o.append(f"| {label} | {get('wsgate','msgs_per_s')/get(other,'msgs_per_s'):.2f}x | wsgate uses {get('wsgate','srv_ns_per_msg')/get(other,'srv_ns_per_msg'):.2f}x the CPU of {other} per message |")
         o.append("")
+prof = open("$PROF").read().strip()
+o.append("## Profile: throughput, wsgate and the bare epoll server (PROFILE=1, one extra run each, not in the medians)\n")
+o.append(prof if prof else "Not taken (PROFILE=0, or DURATION under 8 s).")
+o.append("")
 o.append("## Commands\n")
 o.append("wsgate.ini (generated; PORT is a free loopback port):\n")
 o.append("\`\`\`ini")

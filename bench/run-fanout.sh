@@ -14,7 +14,10 @@
 #   still be measured: after a 1 s warm-up it is still delivering warm-up messages when psbench
 #   stops waiting, 3 s without a measured one), SERVERS ["wsgate epoll node"], WSGATE [build/src/wsgate],
 #   WSGATE_BASE [unset; with it, server "base" is that wsgate binary, for before/after in one run],
-#   NODE_PATH [tests/node/node_modules], PRIO [autogroup], OUT [bench/results/fanout.md]
+#   NODE_PATH [tests/node/node_modules], PRIO [autogroup], OUT [bench/results/fanout.md],
+#   PROFILE [1: after the measured runs, one more run of the first load per server (Node
+#   excepted) with perf attached for 5 s of its measured phase (lib.sh bench_profile), in the
+#   "Profile" section; not counted in the medians]
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
@@ -31,6 +34,7 @@ SIZE=${SIZE:-64}
 REPS=${REPS:-3}
 SERVERS=${SERVERS:-"wsgate epoll node"}
 OUT=${OUT:-$BENCH/results/fanout.md}
+PROFILE=${PROFILE:-1}
 export NODE_PATH=${NODE_PATH:-$ROOT/tests/node/node_modules}
 
 bench_workdir fanout
@@ -93,6 +97,34 @@ for load in $LOADS; do
 		done
 	done
 done
+# The profile: the first load once more per server, perf on it for 5 s of the measured phase.
+PROF="$WORK/profile.md"
+: >"$PROF"
+load=${LOADS%% *}
+if [ "$PROFILE" = 1 ] && [ "$DURATION" -ge 7 ]; then
+	subs=${load%x*}
+	rate=${load#*x}
+	for s in $SERVERS; do
+		[ "$s" = node ] && continue
+		start_server "$s"
+		taskset -c 1 "$WORK/psbench" -g "$SPORT" -n "$subs" -r "$rate" -d "$DURATION" \
+			-s "$SIZE" -W "$WARMUP" -m ws -P /bench-pub -p /bench -S "$SPID" -K \
+			>"$WORK/prof-$s.out" 2>"$WORK/prof-$s.err" &
+		ppid=$!
+		for _ in $(seq 600); do
+			grep -q 'measuring' "$WORK/prof-$s.err" && break
+			kill -0 "$ppid" 2>/dev/null || break
+			sleep 0.1
+		done
+		sleep 1
+		bench_profile "$SPID" 5 "$WORK/prof-$s"
+		wait "$ppid" || true
+		stop_server
+		python3 "$BENCH/profile_report.py" "$WORK/prof-$s" "fan-out $load: $s" \
+			"$((subs * rate * 5))" delivery 5 >>"$PROF"
+	done
+fi
+
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 bench_provenance
 NODEV=$(node --version)
@@ -150,6 +182,9 @@ for load in "$LOADS".split():
         x = summary.get((load, s))
         if w and x:
             o.append(f"- {load}: CPU per delivery wsgate/{s} = {w[0]/x[0]:.2f}, p99 wsgate {w[1]:.1f} ms vs {s} {x[1]:.1f} ms")
+prof = open("$PROF").read().strip()
+o.append("\n## Profile: $load, wsgate and the bare C server (PROFILE=1, one extra run each, not in the medians)\n")
+o.append(prof if prof else "Not taken (PROFILE=0, or DURATION under 7 s).")
 o.append("\n## Commands\n\n\`\`\`")
 o.append("LOADS='$LOADS' DURATION=$DURATION WARMUP=$WARMUP SIZE=$SIZE REPS=$REPS SERVERS='$SERVERS' WSGATE_BASE=${WSGATE_BASE:-} bench/run-fanout.sh   # which runs, per server:")
 o.append("taskset -c 0 wsgate -c wsgate.ini        # bench/lib.sh pubsub_config: /bench subscribes, /bench-pub publishes")

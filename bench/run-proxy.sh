@@ -16,6 +16,9 @@
 #   DURATION=s      measured seconds of the throughput settings [10]; latency uses 5
 #   PRIO=autogroup|none  as in run-echo.sh: own session with autogroup nice -20 (root) [autogroup]
 #   OUT=file        markdown output [bench/results/proxy-vs-nginx.md]
+#   PROFILE=1|0     after the measured runs, one more throughput-64B run per proxy with perf
+#                   attached for 5 s (lib.sh bench_profile): where each one's CPU goes, in the
+#                   "Profile" section; not counted in the medians [1]
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
@@ -30,6 +33,7 @@ BACKEND=${BACKEND:-epoll}
 REPS=${REPS:-3}
 DURATION=${DURATION:-10}
 OUT=${OUT:-$BENCH/results/proxy-vs-nginx.md}
+PROFILE=${PROFILE:-1}
 WSGATE_BASE=${WSGATE_BASE:-}
 PROXIES="wsgate nginx"
 [ -n "$WSGATE_BASE" ] && PROXIES="wsgate base nginx"
@@ -181,6 +185,19 @@ for setting in "${SETTINGS[@]}"; do
 		done
 	done
 done
+# ---- the profile: one more throughput-64B run per proxy, perf attached from 1 s after the
+# warm-up for 5 s; its msg/s only scales the counts to per-message figures ----
+PROF="$WORK/profile.md"
+: >"$PROF"
+if [ "$PROFILE" = 1 ] && [ "$DURATION" -ge 8 ]; then
+	pargs=${SETTINGS[0]#*|}
+	for s in $PROXIES; do
+		[ "$s" = base ] && continue
+		# shellcheck disable=SC2086 # $pargs is a list of options
+		bench_profile_wsbench "proxy throughput-64B: $s" "${PORT[$s]}" "${PID[$s]}" "$WORK/prof-$s" $pargs
+	done
+fi
+
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 RSS_WSGATE=$(awk '/^VmRSS/ {print $2}' "/proc/${PID[wsgate]}/status")
 RSS_NGINX=$(awk '/^VmRSS/ {print $2}' "/proc/${PID[nginx]}/status")
@@ -278,17 +295,19 @@ for sname, args in setting_args.items():
         o.append(f"| {names[s]} | {med(good,'msgs_per_s'):,.0f} [{min(rates):,.0f}–{max(rates):,.0f}] | {med(good,'mb_per_s'):.2f} | {med(good,'p50_us'):.0f} | {med(good,'p99_us'):.0f} | {med(good,'max_us'):.0f} | {med(good,'srv_cpu_pct'):.0f} | {med(good,'srv_ns_per_msg'):.0f} | {med(good,'gen_cpu_pct'):.0f} | {errs} |")
     o.append("")
 o.append("## Where the difference comes from\n")
-o.append("nginx relays an upgraded connection as an opaque byte stream: one recv and one send per "
-         "batch, with edge-triggered epoll. wsgate parses and re-frames every message on both hops "
-         "(it checks the client's frames, UTF-8 and limits, masks towards the backend, checks the "
-         "backend's frames), and both of its halves are libevent bufferevents: each batch costs a "
-         "readv plus an ioctl(FIONREAD), a writev, and two epoll_ctl calls that arm and disarm the "
-         "write event. \`strace -c\` on both proxies under the throughput-64B load counted about 5 "
-         "system calls per read/write pair for wsgate against 2 for nginx; perf puts wsgate's own "
-         "code (parsing, masking, buffers) at a few percent of its CPU. libevent's epoll changelist "
-         "(\`EVENT_EPOLL_USE_CHANGELIST=1\` in wsgate's environment) folds the arm/disarm pairs "
-         "and gave 10-15% more msg/s in a quick check. With one connection and one message in "
-         "flight (latency-64B) the two are even.")
+o.append("nginx and HAProxy relay an upgraded connection as opaque bytes: one recv and one send per "
+         "batch. wsgate parses every frame on both hops (the client's frames, UTF-8 and limits; "
+         "the backend's frames), passes a client's masked payload on as it came and unmasks nothing "
+         "it need not check. Its client side reads with one recv per readable event into a "
+         "transport of its own (src/transport_plain.c); its backend side is a libevent bufferevent "
+         "(readv after an ioctl(FIONREAD)). Each side writes once per loop turn: the clients' writes "
+         "go out as io_uring sendmsg batches when liburing is built in, the backends' as one "
+         "writev each. The profile below says where each proxy's CPU "
+         "went in this run.")
+o.append("")
+o.append("## Profile: throughput-64B, each proxy (PROFILE=1, one extra run each, not in the medians)\n")
+prof = open("$PROF").read().strip()
+o.append(prof if prof else "Not taken (PROFILE=0, or DURATION under 8 s).")
 o.append("")
 o.append("## Commands\n")
 o.append("wsgate.ini (generated; PORT and BPORT are free loopback ports):\n")

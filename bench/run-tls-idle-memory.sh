@@ -9,12 +9,17 @@
 #   N=n           idle connections [15000]; under ~19,000 (open-file limit 20,000 per process)
 #   PING=s        ping_interval in seconds [25]; 0: heartbeats off
 #   WINDOW=s      seconds over which idle CPU is measured [PING, or 10 when PING=0]
-#   HOLD=s        seconds the client keeps them open after the last upgrade [WINDOW + 6]
+#   HOLD=s        seconds the client keeps them open after the last upgrade [WINDOW + 6, and
+#                 WINDOW more with PROFILE=1]
 #   MODES="..."   subset of "tls plain bare" ["tls plain", and bare when PING > 0]; bare: not
 #                 wsgate but bench/epoll_echo's ping mode over ws:// (one write() per ping, the
 #                 pongs read and dropped), the floor the kernel sets for idle CPU on loopback
 #   WSGATE=path   wsgate binary [build/src/wsgate]
 #   OUT=file      markdown output [bench/results/tls-idle-memory.md]
+#   PROFILE=1|0   [1] after each mode's measured window, perf on the server for one more window
+#                 (lib.sh bench_profile: system calls and CPU samples per ping cycle); and one
+#                 extra wss:// run of HEAPN [2000] connections under Debian's heaptrack, killed
+#                 while they are open: the live heap per connection by who allocated it
 set -euo pipefail
 
 BENCH=$(cd "$(dirname "$0")" && pwd)
@@ -25,7 +30,9 @@ bench_priority run-tls-idle-memory "$0" "$@"
 N=${N:-15000}
 PING=${PING:-25}
 WINDOW=${WINDOW:-$([ "$PING" -gt 0 ] && echo "$PING" || echo 10)}
-HOLD=${HOLD:-$((WINDOW + 6))}
+PROFILE=${PROFILE:-1}
+HEAPN=${HEAPN:-2000}
+HOLD=${HOLD:-$((WINDOW + 6 + (PROFILE == 1 ? WINDOW + 2 : 0)))}
 MODES=${MODES:-$([ "$PING" -gt 0 ] && echo "tls plain bare" || echo "tls plain")}
 WSGATE_SRC=${WSGATE:-$ROOT/build/src/wsgate}
 OUT=${OUT:-$BENCH/results/tls-idle-memory.md}
@@ -81,6 +88,7 @@ config() {
 
 RAW="$WORK/raw.txt"
 : >"$RAW"
+: >"$WORK/profile.md"
 for mode in $MODES; do
 	port=$(free_port)
 	flag=""
@@ -128,6 +136,13 @@ for mode in $MODES; do
 	anon1=$(status_kib "$SPID" RssAnon)
 	hwm1=$(status_kib "$SPID" VmHWM)
 	fds=$(ls "/proc/$SPID/fd" | wc -l)
+	if [ "$PROFILE" = 1 ]; then
+		# One more window, perf attached: the ping cycles in it are N * WINDOW / PING.
+		bench_profile "$SPID" "$WINDOW" "$WORK/prof-$mode"
+		cycles=$([ "$PING" -gt 0 ] && echo $((N * WINDOW / PING)) || echo "$N")
+		python3 "$BENCH/profile_report.py" "$WORK/prof-$mode" "idle $mode, N = $N, ping ${PING}s" \
+			"$cycles" "ping cycle" "$WINDOW" >>"$WORK/profile.md"
+	fi
 	readyline=$(grep '^READY' "$WORK/$mode.out")
 	rc=0
 	wait "$CPID" || rc=$?
@@ -140,6 +155,38 @@ for mode in $MODES; do
 	line="mode=$mode n=$N rss_before_kib=$rss0 rss_open_kib=$rss1 rss_after_close_kib=$rss2 anon_before_kib=$anon0 anon_open_kib=$anon1 hwm_kib=$hwm1 fds=$fds cpu_ns=$((c1 - c0)) window_ns=$((t1 - t0)) tcp_mem_pages_before=$kmem0 tcp_mem_pages_open=$kmem1 tcp_slab_kib_before=$slab0 tcp_slab_kib_open=$slab1 client_rc=$rc client=${readyline// /,} done=${doneline// /,}"
 	echo "$line" | tee -a "$RAW"
 done
+
+# The wss:// heap by allocation site: HEAPN connections under heaptrack, the server killed while
+# they are open, so heaptrack's "leaked" bytes are the heap live at that moment; heap_report.py
+# keeps the sites with a live allocation per connection and names them.
+HEAP="$WORK/heap.md"
+: >"$HEAP"
+if [ "$PROFILE" = 1 ] && [[ " $MODES " == *" tls "* ]] && command -v heaptrack >/dev/null; then
+	port=$(free_port)
+	config tls "$port" "$WORK/heap.ini"
+	taskset -c 0 heaptrack -o "$WORK/heap" "$WORK/wsgate" -c "$WORK/heap.ini" >"$WORK/heaptrack.log" 2>&1 &
+	HPID=$!
+	PIDS+=("$HPID")
+	wait_port "$port"
+	taskset -c 1 "$WORK/tls_idle_client" -p "$port" -n 50 -d 0 -s bench.test >/dev/null 2>&1 || true
+	taskset -c 1 "$WORK/tls_idle_client" -p "$port" -n "$HEAPN" -d 60 -s bench.test \
+		>"$WORK/heap.out" 2>"$WORK/heap.err" &
+	CPID=$!
+	for _ in $(seq 600); do
+		grep -q '^READY' "$WORK/heap.out" && break
+		sleep 0.1
+	done
+	sleep 2
+	pkill -KILL -f "^$WORK/wsgate -c $WORK/heap.ini" || true
+	wait "$HPID" 2>/dev/null || true
+	kill "$CPID" 2>/dev/null || true
+	wait "$CPID" 2>/dev/null || true
+	hfile=$(ls "$WORK"/heap.*zst "$WORK"/heap.*gz 2>/dev/null | head -1 || true)
+	if [ -n "$hfile" ] && grep -q '^READY' "$WORK/heap.out"; then
+		heaptrack_print -f "$hfile" -p 0 -a 0 -T 0 -l 1 -m 0 -n 1000000 -s 1000000 2>/dev/null |
+			python3 "$BENCH/heap_report.py" "$HEAPN" >"$HEAP"
+	fi
+fi
 
 CPU=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 OSSL=$(openssl version)
@@ -191,6 +238,16 @@ o += ["", "Where the TLS part goes (measured once with \`valgrind --tool=massif\
       "locks and small OpenSSL allocations ≈ 3 KB, libevent's bufferevent_openssl ≈ 0.7 KB; wsgate's own "
       "struct conn ≈ 0.6 KB. Record buffers: none (SSL_MODE_RELEASE_BUFFERS). The rest of the "
       "difference to RSS is allocator rounding and fragmentation from the handshakes' transient buffers."]
+prof = open("$WORK/profile.md").read().strip()
+heap = open("$HEAP").read().strip()
+if prof or heap:
+    o += ["", "## Profile (PROFILE=1: after each mode's window, one more window with perf; not in the table above)", ""]
+    if prof:
+        o += ["CPU per ping cycle (one ping written, one pong read, per connection) and where it goes:", "", prof, ""]
+    if heap:
+        o += ["The wss:// heap: $HEAPN idle connections under \`heaptrack\` (a run of its own), the server killed "
+              "while they were open, so heaptrack's *leaked* bytes are the heap live at that moment (requested "
+              "bytes, before malloc's headers and rounding; \`bench/heap_report.py\` names the sites):", "", heap, ""]
 o += ["", "## Commands", "", "\`\`\`", "ulimit -n 20000", "$CLIENT_BUILD",
       "taskset -c 0 build/src/wsgate -c tls.ini      # tls.ini below; plain.ini: the same without ' tls' and [tls]",
       "taskset -c 1 ./tls_idle_client -p PORT -n $N -d $HOLD -s bench.test   # -x for plain; after READY: 2 s, then server CPU over $WINDOW s, then VmRSS",
