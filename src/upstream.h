@@ -220,6 +220,31 @@ void upstream_conn_read_upgrade(struct upstream_conn *u);
  * the owner is told it is ready. */
 void upstream_conn_opened(struct upstream_conn *u, const char *protocol);
 
+/* ---- shared by the files of one backend connection (upstream_conn.c keeps the session) ---- */
+
+static inline int
+upstream_conn_is_ws(const struct upstream_conn *u)
+{
+	return u->backend->cfg->scheme != BACKEND_TCP;
+}
+/* The one place the state changes (the timer's meaning follows it); an illegal transition
+ * closes the connection. */
+void upstream_conn_set_state(struct upstream_conn *u, enum upstream_conn_state st);
+/* tcp: relays what the input holds to the owner, each read as one binary message. */
+void upstream_conn_read_raw(struct upstream_conn *u);
+/* The backend bufferevent's callbacks (arg: the upstream_conn), set by upstream_conn_connect. */
+void upstream_conn_read_cb(struct bufferevent *bev, void *arg);
+void upstream_conn_write_cb(struct bufferevent *bev, void *arg);
+void upstream_conn_event_cb(struct bufferevent *bev, short what, void *arg);
+
+/* ---- upstream_connect.c: reaching the backend ---- */
+
+/* Connects to u->ai_next with a fresh bufferevent (the next address after a refusal: the
+ * event callback calls it again); no address left fails the attempt. */
+void upstream_conn_connect(struct upstream_conn *u);
+/* Connected (after TLS for wss): sends the upgrade request, or opens a tcp session. */
+void upstream_conn_connected(struct upstream_conn *u);
+
 /* ---- upstream_dns.c: the backend's addresses ---- */
 
 /* Starts the lookup of u's backend host; numeric hosts are answered at once without the

@@ -5,9 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -31,10 +28,6 @@ static const char *const upstream_conn_state_names[] = {
     "resolving", "connecting", "upgrading", "open", "closing", "flushing", "closed",
 };
 
-static void upstream_conn_connect(struct upstream_conn *u);
-static void upstream_conn_read_cb(struct bufferevent *bev, void *arg);
-static void upstream_conn_read_raw(struct upstream_conn *u);
-static void upstream_conn_write_cb(struct bufferevent *bev, void *arg);
 static void upstream_conn_endpoint(struct upstream_conn *u, struct ws_endpoint *ep);
 
 const char *
@@ -58,12 +51,6 @@ upstream_conn_log(const struct upstream_conn *u, enum log_level lvl, const char 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	log_msg(lvl, u->id, "%s %s: %s", u->id ? "backend" : "probe", u->backend->cfg->url, msg);
-}
-
-static int
-upstream_conn_is_ws(const struct upstream_conn *u)
-{
-	return u->backend->cfg->scheme != BACKEND_TCP;
 }
 
 static void
@@ -117,7 +104,7 @@ upstream_conn_internal_error(struct upstream_conn *u, const char *why)
 
 /* The one place the state changes; the timer's meaning follows it. An illegal transition
  * closes the connection (CLOSED is legal from every other state: no recursion). */
-static void
+void
 upstream_conn_set_state(struct upstream_conn *u, enum upstream_conn_state st)
 {
 	uint64_t now = conn_now_ms();
@@ -474,29 +461,6 @@ upstream_conn_opened(struct upstream_conn *u, const char *protocol)
 		ops->ready(u->arg, protocol);
 }
 
-/* Connected (after TLS for wss): send the upgrade, or for tcp the session is open. */
-static void
-upstream_conn_connected(struct upstream_conn *u)
-{
-	int one = 1;
-
-	setsockopt(bufferevent_getfd(u->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (!upstream_conn_is_ws(u)) {
-		upstream_conn_set_state(u, UPC_OPEN);
-		if (u->ops != NULL && u->ops->ready != NULL)
-			u->ops->ready(u->arg, NULL);
-		/* A backend that speaks first (a banner) may have been read before this connect
-		 * event was dispatched, while we were not OPEN yet: relay it now, in order. */
-		if (u->state == UPC_OPEN && evbuffer_get_length(bufferevent_get_input(u->bev)) > 0)
-			upstream_conn_read_raw(u);
-		return;
-	}
-	evbuffer_add(bufferevent_get_output(u->bev), u->request, u->request_len);
-	free(u->request);
-	u->request = NULL;
-	upstream_conn_set_state(u, UPC_UPGRADING);
-}
-
 /* ---- the client role of the WebSocket endpoint (ws_endpoint.h) ---- */
 
 static enum ws_ep_state
@@ -704,7 +668,7 @@ upstream_conn_read_frames(struct upstream_conn *u)
 }
 
 /* tcp: each read goes to the client as one binary message. */
-static void
+void
 upstream_conn_read_raw(struct upstream_conn *u)
 {
 	struct evbuffer *in = bufferevent_get_input(u->bev);
@@ -730,7 +694,7 @@ upstream_conn_read_raw(struct upstream_conn *u)
 		evbuffer_drain(in, evbuffer_get_length(in));
 }
 
-static void
+void
 upstream_conn_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct upstream_conn *u = arg;
@@ -765,7 +729,7 @@ upstream_conn_read_cb(struct bufferevent *bev, void *arg)
 		u->in_left = evbuffer_get_length(bufferevent_get_input(bev));
 }
 
-static void
+void
 upstream_conn_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct ws_endpoint ep;
@@ -775,7 +739,7 @@ upstream_conn_write_cb(struct bufferevent *bev, void *arg)
 	ws_endpoint_written(&ep);
 }
 
-static void
+void
 upstream_conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct upstream_conn *u = arg;
@@ -872,73 +836,6 @@ upstream_conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	case UPC_CLOSED:
 		break;
 	}
-}
-
-/* ---- connecting ---- */
-
-/* Connects to u->ai_next, a fresh bufferevent per address. */
-static void
-upstream_conn_connect(struct upstream_conn *u)
-{
-	struct upstream_pool *pool = u->backend->pool;
-	struct evutil_addrinfo *ai = u->ai_next;
-	struct ssl_ctx_st *tls;
-	const char *why = NULL;
-
-	if (ai == NULL) {
-		upstream_conn_fail(u, "no address to connect to");
-		return;
-	}
-	u->ai_next = ai->ai_next;
-	if (u->backend->cfg->scheme == BACKEND_WSS) {
-		if ((tls = upstream_pool_tls(pool, &why)) == NULL) {
-			upstream_conn_fail(u, why);
-			return;
-		}
-		u->bev = upstream_tls_bev_new(u->reg->base, tls, u->backend->cfg->host);
-	} else {
-		u->bev = bufferevent_socket_new(u->reg->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	}
-	if (u->bev == NULL) {
-		upstream_conn_fail(u, "cannot make a bufferevent");
-		return;
-	}
-	bufferevent_setcb(u->bev, upstream_conn_read_cb, upstream_conn_write_cb,
-	                  upstream_conn_event_cb, u);
-	if (ws_outq_attach(&u->outq, bufferevent_get_output(u->bev), bufferevent_getfd(u->bev),
-	                   WS_OUTQ_FRONT_FROZEN, conn_now_ms()) < 0) {
-		upstream_conn_fail(u, "out of memory");
-		return;
-	}
-	/* The write callback runs whenever the output falls to the level: time to pump. */
-	bufferevent_setwatermark(u->bev, EV_WRITE, WS_OUTQ_LEVEL, 0);
-	/* Fewer, larger reads: the default 16 KiB costs throughput on a busy relay. */
-	bufferevent_set_max_single_read(u->bev, 65536);
-	bufferevent_set_max_single_write(u->bev, 65536);
-	if (u->state == UPC_RESOLVING)
-		upstream_conn_set_state(u, UPC_CONNECTING);
-	/* An immediate refusal is reported through the event callback on the next turn. */
-	if (bufferevent_socket_connect(u->bev, ai->ai_addr, (int)ai->ai_addrlen) < 0) {
-		upstream_conn_fail(u, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-		return;
-	}
-	ws_outq_set_fd(&u->outq, bufferevent_getfd(u->bev)); /* made by the connect */
-	bufferevent_enable(u->bev, EV_READ | EV_WRITE);
-}
-
-void
-upstream_conn_resolved(struct upstream_conn *u, int err, struct evutil_addrinfo *ai)
-{
-	char why[160];
-
-	if (err != 0 || ai == NULL) {
-		snprintf(why, sizeof(why), "cannot resolve %.64s: %s", u->backend->cfg->host,
-		         evutil_gai_strerror(err));
-		upstream_conn_fail(u, why);
-		return;
-	}
-	u->ai = u->ai_next = ai;
-	upstream_conn_connect(u);
 }
 
 struct upstream_conn *
