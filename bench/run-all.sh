@@ -15,7 +15,7 @@
 # empty: only rewrite RESULTS.md from the parts' files]; N [15000] idle connections, PING [25] s;
 # FANOUT_LOADS ["5000x20 1000x1000"].
 # A quick pass: REPS=1 DURATION=3 N=2000 PING=5 bench/run-all.sh   (~15 min, too short for the
-# profiles; the full run with REPS=3 DURATION=10 N=15000 PING=25 takes about 50 min on this
+# profiles; the full run with REPS=3 DURATION=10 N=15000 PING=25 took 36 min on this
 # 2-core machine)
 set -uo pipefail
 
