@@ -31,6 +31,18 @@ wait_port() {
 	return 1
 }
 
+# wait_line FILE PATTERN SECONDS [PID]: waits until a line of FILE matches PATTERN (grep), at
+# most SECONDS, and no longer than PID (a process writing FILE) lives. 1 when it never came.
+wait_line() {
+	local i
+	for ((i = 0; i < $3 * 10; i++)); do
+		grep -q -- "$2" "$1" 2>/dev/null && return 0
+		[ -z "${4:-}" ] || kill -0 "$4" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
 # wait_ready PORT: waits up to 10 s until wsgate on 127.0.0.1:PORT answers /readyz with 200 (with
 # [redis]: its links are up).
 wait_ready() {
@@ -219,14 +231,24 @@ bench_profile_wsbench() {
 	shift 4
 	taskset -c 1 "$BENCH/wsbench" -p "$port" -P /echo "$@" -S "$pid" >"$pre.out" 2>"$pre.err" &
 	wpid=$!
-	for _ in $(seq 100); do
-		grep -q 'connections open' "$pre.err" && break
-		sleep 0.1
-	done
+	wait_line "$pre.err" 'connections open' 10 "$wpid" || true
 	sleep 3
 	bench_profile "$pid" 5 "$pre"
 	wait "$wpid" || true
 	rate=$(grep -o 'msgs_per_s=[0-9.]*' "$pre.out" | cut -d= -f2 || true)
 	python3 "$BENCH/profile_report.py" "$pre" "$label" "$(python3 -c "print(${rate:-0} * 5)")" \
 		message 5 >>"$PROF"
+}
+
+# bench_profile_servers LABEL WSBENCH-ARGS SERVER...: bench_profile_wsbench for each SERVER (its
+# port and pid from the caller's PORT and PID arrays), labelled "LABEL: SERVER"; only with
+# PROFILE=1 and DURATION of 8 s or more (wsbench's warm-up, then the 5 s window).
+bench_profile_servers() {
+	local label=$1 args=$2 s
+	shift 2
+	[ "${PROFILE:-1}" = 1 ] && [ "${DURATION:-10}" -ge 8 ] || return 0
+	for s in "$@"; do
+		# shellcheck disable=SC2086 # $args is a list of options
+		bench_profile_wsbench "$label: $s" "${PORT[$s]}" "${PID[$s]}" "$WORK/prof-$s" $args
+	done
 }

@@ -92,14 +92,8 @@ for setting in "${SETTINGS[@]}"; do
 done
 PROF="$WORK/profile.md"
 : >"$PROF"
-if [ "$PROFILE" = 1 ] && [ "$DURATION" -ge 8 ]; then
-	pargs=${SETTINGS[0]#*|}
-	for s in $SERVERS; do
-		[ "$s" = node ] && continue
-		# shellcheck disable=SC2086 # $pargs is a list of options
-		bench_profile_wsbench "echo throughput: $s" "${PORT[$s]}" "${PID[$s]}" "$WORK/prof-$s" $pargs
-	done
-fi
+# shellcheck disable=SC2086 # the servers but Node, as words
+bench_profile_servers "echo throughput" "${SETTINGS[0]#*|}" ${SERVERS//node/}
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # Server RSS after the runs (the connections are closed by then; for idle memory see

@@ -111,11 +111,7 @@ if [ "$PROFILE" = 1 ] && [ "$DURATION" -ge 7 ]; then
 			-s "$SIZE" -W "$WARMUP" -m ws -P /bench-pub -p /bench -S "$SPID" -K \
 			>"$WORK/prof-$s.out" 2>"$WORK/prof-$s.err" &
 		ppid=$!
-		for _ in $(seq 600); do
-			grep -q 'measuring' "$WORK/prof-$s.err" && break
-			kill -0 "$ppid" 2>/dev/null || break
-			sleep 0.1
-		done
+		wait_line "$WORK/prof-$s.err" measuring 60 "$ppid" || true
 		sleep 1
 		bench_profile "$SPID" 5 "$WORK/prof-$s"
 		wait "$ppid" || true

@@ -64,13 +64,7 @@ for s in $SERVERS; do
 
 	taskset -c 1 "$BENCH/wsbench" -m idle -p "$port" -P /echo -c "$N" -d "$HOLD" >"$WORK/$s.out" 2>"$WORK/$s.err" &
 	BPID=$!
-	ready=
-	for _ in $(seq 600); do
-		if grep -q '^READY' "$WORK/$s.out"; then ready=1; break; fi
-		kill -0 "$BPID" 2>/dev/null || break
-		sleep 0.1
-	done
-	if [ -z "$ready" ]; then
+	if ! wait_line "$WORK/$s.out" '^READY' 60 "$BPID"; then
 		echo "run-idle-memory: $s: wsbench never printed READY" >&2
 		cat "$WORK/$s.err" >&2
 		wait "$BPID" || true

@@ -189,14 +189,8 @@ done
 # warm-up for 5 s; its msg/s only scales the counts to per-message figures ----
 PROF="$WORK/profile.md"
 : >"$PROF"
-if [ "$PROFILE" = 1 ] && [ "$DURATION" -ge 8 ]; then
-	pargs=${SETTINGS[0]#*|}
-	for s in $PROXIES; do
-		[ "$s" = base ] && continue
-		# shellcheck disable=SC2086 # $pargs is a list of options
-		bench_profile_wsbench "proxy throughput-64B: $s" "${PORT[$s]}" "${PID[$s]}" "$WORK/prof-$s" $pargs
-	done
-fi
+# shellcheck disable=SC2086 # the proxies but the base binary, as words
+bench_profile_servers "proxy throughput-64B" "${SETTINGS[0]#*|}" ${PROXIES//base/}
 
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 RSS_WSGATE=$(awk '/^VmRSS/ {print $2}' "/proc/${PID[wsgate]}/status")

@@ -112,13 +112,7 @@ for mode in $MODES; do
 	taskset -c 1 "$WORK/tls_idle_client" -p "$port" -n "$N" -d "$HOLD" -s bench.test $flag \
 		>"$WORK/$mode.out" 2>"$WORK/$mode.err" &
 	CPID=$!
-	ready=
-	for _ in $(seq 1800); do
-		if grep -q '^READY' "$WORK/$mode.out"; then ready=1; break; fi
-		kill -0 "$CPID" 2>/dev/null || break
-		sleep 0.1
-	done
-	if [ -z "$ready" ]; then
+	if ! wait_line "$WORK/$mode.out" '^READY' 180 "$CPID"; then
 		echo "run-tls-idle-memory: $mode: the client never printed READY" >&2
 		cat "$WORK/$mode.err" "$WORK/$mode.log" >&2
 		exit 1
@@ -172,10 +166,7 @@ if [ "$PROFILE" = 1 ] && [[ " $MODES " == *" tls "* ]] && command -v heaptrack >
 	taskset -c 1 "$WORK/tls_idle_client" -p "$port" -n "$HEAPN" -d 60 -s bench.test \
 		>"$WORK/heap.out" 2>"$WORK/heap.err" &
 	CPID=$!
-	for _ in $(seq 600); do
-		grep -q '^READY' "$WORK/heap.out" && break
-		sleep 0.1
-	done
+	wait_line "$WORK/heap.out" '^READY' 60 "$CPID" || true
 	sleep 2
 	pkill -KILL -f "^$WORK/wsgate -c $WORK/heap.ini" || true
 	wait "$HPID" 2>/dev/null || true
